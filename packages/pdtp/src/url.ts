@@ -1,0 +1,56 @@
+/** Default PDTP port, as in the original DistribuStream. */
+export const DEFAULT_PDTP_PORT = 6086;
+
+export interface PdtpUrl {
+  host: string;
+  port: number;
+  /** Stream name: the URL path without its leading slash, percent-decoded. */
+  name: string;
+  /** "host:port" for a gRPC channel target. */
+  target: string;
+}
+
+export class PdtpUrlError extends Error {
+  override name = "PdtpUrlError";
+}
+
+/** Parses pdtp://host[:port]/name; throws PdtpUrlError saying what is wrong. */
+export function parsePdtpUrl(input: string): PdtpUrl {
+  let u: URL;
+  try {
+    u = new URL(input);
+  } catch {
+    throw new PdtpUrlError(`not a URL: "${input}" (expected pdtp://HOST[:PORT]/NAME)`);
+  }
+  if (u.protocol !== "pdtp:")
+    throw new PdtpUrlError(`unsupported scheme "${u.protocol}" in "${input}" (expected pdtp://)`);
+  if (!u.hostname) throw new PdtpUrlError(`no host in "${input}"`);
+  if (u.username || u.password) throw new PdtpUrlError(`credentials in a pdtp:// URL are not supported`);
+  if (u.search || u.hash) throw new PdtpUrlError(`query or fragment in "${input}" is not supported`);
+  let name: string;
+  try {
+    name = decodeURIComponent(u.pathname.replace(/^\//, ""));
+  } catch {
+    throw new PdtpUrlError(`bad percent-encoding in "${input}"`);
+  }
+  const problem = streamNameProblem(name);
+  if (problem) throw new PdtpUrlError(`${problem} in "${input}"`);
+  const port = u.port ? Number(u.port) : DEFAULT_PDTP_PORT;
+  const host = u.hostname.startsWith("[") ? u.hostname : u.hostname;
+  return { host, port, name, target: `${host}:${port}` };
+}
+
+/**
+ * Why `name` cannot be a stream name, or undefined when it can. Names are
+ * relative slash-separated paths: no empty, "." or ".." segments, no NUL or
+ * backslash, at most 1024 bytes.
+ */
+export function streamNameProblem(name: string): string | undefined {
+  if (name.length === 0) return "no stream name";
+  if (Buffer.byteLength(name) > 1024) return "stream name longer than 1024 bytes";
+  if (/[\0\\]/.test(name)) return "stream name contains NUL or backslash";
+  for (const seg of name.split("/")) {
+    if (seg === "" || seg === "." || seg === "..") return `stream name "${name}" has an empty, "." or ".." segment`;
+  }
+  return undefined;
+}

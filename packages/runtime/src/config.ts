@@ -1,0 +1,96 @@
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+
+export { z };
+
+/** Invalid configuration; the message names the setting, where it came from and what was wrong. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export interface ConfigSources {
+  /** Flags the user set (commander's opts() with no defaults), keyed by setting name. */
+  flags: Record<string, unknown>;
+  env: NodeJS.ProcessEnv;
+  /** YAML file given with --conf (or DS_CONF); its keys are snake_case setting names. */
+  confFile?: string | undefined;
+  /** YAML keys of the original DistribuStream that map to another setting, e.g. file_root -> media. */
+  aliases?: Record<string, string>;
+}
+
+const snake = (k: string) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+const camel = (k: string) => k.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+const envName = (k: string) => `DS_${snake(k).toUpperCase()}`;
+
+/**
+ * Loads one typed, frozen config from, lowest precedence first: the schema's
+ * defaults, the YAML file, DS_* environment variables, flags. Unknown YAML
+ * keys and invalid values throw ConfigError naming the setting.
+ */
+export function loadConfig<S extends z.ZodObject>(schema: S, src: ConfigSources): Readonly<z.infer<S>> {
+  const keys = Object.keys(schema.shape);
+  const merged: Record<string, unknown> = {};
+  const origin: Record<string, string> = {};
+
+  const confFile = src.confFile ?? src.env.DS_CONF;
+  if (confFile) {
+    let doc: unknown;
+    try {
+      doc = parseYaml(readFileSync(confFile, "utf8"));
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${confFile}: ${(err as Error).message}`);
+    }
+    if (doc != null && (typeof doc !== "object" || Array.isArray(doc))) {
+      throw new ConfigError(`config file ${confFile} must be a mapping of setting: value`);
+    }
+    for (const [rawKey, value] of Object.entries((doc ?? {}) as Record<string, unknown>)) {
+      const key = src.aliases?.[rawKey] ?? camel(rawKey);
+      if (!keys.includes(key)) {
+        const known = keys.map(snake).join(", ");
+        throw new ConfigError(`unknown setting "${rawKey}" in ${confFile} (known: ${known})`);
+      }
+      merged[key] = value;
+      origin[key] = `"${rawKey}" in ${confFile}`;
+    }
+  }
+  for (const key of keys) {
+    const v = src.env[envName(key)];
+    if (v !== undefined && v !== "") {
+      merged[key] = v;
+      origin[key] = envName(key);
+    }
+  }
+  for (const key of keys) {
+    const v = src.flags[key];
+    if (v !== undefined) {
+      merged[key] = v;
+      origin[key] = `--${snake(key).replace(/_/g, "-")}`;
+    }
+  }
+
+  const result = schema.safeParse(merged);
+  if (!result.success) {
+    const msgs = result.error.issues.map((issue) => {
+      const key = String(issue.path[0] ?? "");
+      const from = origin[key] ?? "default";
+      const shown =
+        key in merged && !/key|secret|credential|password|token/i.test(key)
+          ? ` (got ${JSON.stringify(merged[key])})`
+          : "";
+      return `invalid setting ${snake(key)} from ${from}: ${issue.message}${shown}`;
+    });
+    throw new ConfigError(msgs.join("; "));
+  }
+  return Object.freeze(result.data);
+}
+
+/** Shared field types. Numbers accept strings from env and flags. */
+export const port = (def: number) => z.coerce.number().int().min(0).max(65535).default(def);
+export const host = (def: string) => z.string().min(1).default(def);
+export const hostPort = (def: string) =>
+  z
+    .string()
+    .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "expected HOST:PORT")
+    .default(def);
+export const logLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info");

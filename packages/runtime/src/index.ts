@@ -1,0 +1,6 @@
+export * from "./config.js";
+export * from "./errors.js";
+export * from "./health.js";
+export * from "./log.js";
+export * from "./metrics.js";
+export * from "./shutdown.js";
