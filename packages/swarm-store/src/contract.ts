@@ -1,0 +1,365 @@
+import assert from "node:assert/strict";
+import { describe, it, beforeEach, afterEach } from "node:test";
+import type { ChunkRange } from "@distribustream/pdtp";
+import type { NewStream, PeerJoin, SlotLimits, SwarmStore, TransferRecord } from "./store.js";
+
+/**
+ * The SwarmStore conformance suite (chihaya's storage tests): every
+ * implementation must pass it. `makeStore` gives a fresh, empty store for each
+ * test; the suite closes it afterwards.
+ */
+export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmStore>): void {
+  describe(`SwarmStore contract: ${name}`, () => {
+    let store: SwarmStore;
+    beforeEach(async () => {
+      store = await makeStore();
+    });
+    afterEach(async () => {
+      await store.close();
+    });
+
+    const stream = (over: Partial<NewStream> = {}): NewStream => ({
+      streamId: "s1",
+      name: "movies/a.mp4",
+      size: 10 * 1024 + 5,
+      chunkSize: 1024,
+      version: 1,
+      kind: "on_demand",
+      createdMs: 1000,
+      ...over,
+    });
+    const peer = (peerId: string, over: Partial<PeerJoin> = {}): PeerJoin => ({
+      peerId,
+      host: "10.0.0.1",
+      port: 8000,
+      role: "viewer",
+      mode: "in_order",
+      position: 0,
+      have: [],
+      ...over,
+    });
+    const limits: SlotLimits = { maxDownloads: 2, maxUploadsPeer: 2, maxUploadsSeeder: 3 };
+    let nextId = 1;
+    const transfer = (fetcherId: string, serverId: string, range: ChunkRange, over: Partial<TransferRecord> = {}) => ({
+      transferId: nextId++,
+      streamId: "s1",
+      fetcherId,
+      serverId,
+      serverRole: "viewer" as const,
+      range,
+      startedMs: 0,
+      expiresMs: 10_000,
+      ...over,
+    });
+    const counts = async (first: number, last: number) =>
+      (await store.availability("s1", { first, last })).map((s) => [s.first, s.last, s.count]);
+
+    it("creates a stream once, accepted, with its chunk count", async () => {
+      const m = await store.createStream(stream());
+      assert.equal(m.status, "accepted");
+      assert.equal(m.chunkCount, 11);
+      assert.equal(m.manifest, undefined);
+      const again = await store.createStream(stream({ name: "other" }));
+      assert.equal(again.name, "movies/a.mp4", "an existing stream is not changed");
+      assert.deepEqual(await store.getStream("s1"), m);
+      assert.equal(await store.getStream("nope"), undefined);
+      assert.equal(await store.streamIdByName("movies/a.mp4"), undefined, "not ready yet");
+      assert.deepEqual(await store.listStreams(), []);
+    });
+
+    it("an empty file has no chunks", async () => {
+      const m = await store.createStream(stream({ size: 0 }));
+      assert.equal(m.chunkCount, 0);
+      assert.deepEqual(await store.availability("s1", { first: 0, last: 10 }), []);
+    });
+
+    it("markReady stores the manifest, points the name and replaces an older version", async () => {
+      await store.createStream(stream());
+      assert.deepEqual(await store.markReady("s1", Uint8Array.of(1, 2, 3), 5000), { replaced: undefined });
+      const m = await store.getStream("s1");
+      assert.equal(m?.status, "ready");
+      assert.deepEqual(m?.manifest && [...m.manifest], [1, 2, 3]);
+      assert.equal(m?.readyMs, 5000);
+      assert.equal(await store.streamIdByName("movies/a.mp4"), "s1");
+
+      await store.createStream(stream({ streamId: "s2", version: 2 }));
+      await store.createStream(stream({ streamId: "s3", name: "b" }));
+      await store.markReady("s3", Uint8Array.of(9), 5000);
+      assert.deepEqual(await store.markReady("s2", Uint8Array.of(4), 6000), { replaced: "s1" });
+      assert.equal(await store.streamIdByName("movies/a.mp4"), "s2");
+      assert.deepEqual(
+        (await store.listStreams()).map((s) => s.streamId),
+        ["s3", "s2"],
+      );
+      assert.equal((await store.getStream("s1"))?.status, "ready", "the old version stays for its peers");
+      await assert.rejects(store.markReady("nope", Uint8Array.of(1), 0));
+    });
+
+    it("removeStream forgets the stream and its name", async () => {
+      await store.createStream(stream());
+      await store.markReady("s1", Uint8Array.of(1), 1);
+      await store.joinPeer("s1", peer("a"), 0);
+      await store.removeStream("s1");
+      await store.removeStream("s1");
+      assert.equal(await store.getStream("s1"), undefined);
+      assert.equal(await store.streamIdByName("movies/a.mp4"), undefined);
+      assert.equal(await store.getPeer("s1", "a"), undefined);
+      assert.deepEqual(await store.listStreams(), []);
+    });
+
+    it("joins peers, counts viewers and seeders, and ignores unknown streams", async () => {
+      assert.equal(await store.joinPeer("s1", peer("a"), 0), false);
+      await store.createStream(stream());
+      assert.equal(await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 3 }] }), 100), true);
+      assert.equal(
+        await store.joinPeer("s1", peer("s", { role: "seeder", have: [{ first: 0, last: 10 }] }), 100),
+        true,
+      );
+      assert.deepEqual(await store.peerCounts("s1"), { peers: 1, seeders: 1 });
+      assert.deepEqual(await store.peerCounts("nope"), { peers: 0, seeders: 0 });
+      const a = await store.getPeer("s1", "a");
+      assert.equal(a?.holdings.toString(), "0-3");
+      assert.equal(a?.lastSeenMs, 100);
+      assert.equal(a?.downloads, 0);
+      assert.equal(a?.banned, false);
+      assert.deepEqual(await counts(0, 10), [
+        [0, 3, 1],
+        [4, 10, 0],
+      ]);
+    });
+
+    it("rejoining replaces the record and its holdings", async () => {
+      await store.createStream(stream());
+      await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 5 }] }), 0);
+      await store.joinPeer("s1", peer("a", { have: [{ first: 8, last: 9 }], mode: "bulk" }), 1);
+      assert.equal((await store.getPeer("s1", "a"))?.holdings.toString(), "8-9");
+      assert.equal((await store.getPeer("s1", "a"))?.mode, "bulk");
+      assert.deepEqual(await store.peerCounts("s1"), { peers: 1, seeders: 0 });
+      assert.deepEqual(await counts(0, 10), [
+        [0, 7, 0],
+        [8, 9, 1],
+        [10, 10, 0],
+      ]);
+    });
+
+    it("addHoldings counts only new chunks and keeps availability exact", async () => {
+      await store.createStream(stream());
+      await store.joinPeer("s1", peer("a", { have: [{ first: 2, last: 3 }] }), 0);
+      await store.joinPeer("s1", peer("b"), 0);
+      assert.equal(await store.addHoldings("s1", "a", [{ first: 0, last: 5 }]), 4);
+      assert.equal(await store.addHoldings("s1", "a", [{ first: 0, last: 5 }]), 0);
+      assert.equal(await store.addHoldings("s1", "b", [{ first: 4, last: 10 }]), 7);
+      assert.equal(await store.addHoldings("s1", "ghost", [{ first: 4, last: 4 }]), 0);
+      assert.deepEqual(await counts(0, 10), [
+        [0, 3, 1],
+        [4, 5, 2],
+        [6, 10, 1],
+      ]);
+      assert.deepEqual(await counts(3, 4), [
+        [3, 3, 1],
+        [4, 4, 2],
+      ]);
+    });
+
+    it("seeder holdings are not counted in availability", async () => {
+      await store.createStream(stream());
+      await store.joinPeer("s1", peer("s", { role: "seeder", have: [{ first: 0, last: 10 }] }), 0);
+      await store.addHoldings("s1", "s", [{ first: 0, last: 10 }]);
+      assert.deepEqual(await counts(0, 10), [[0, 10, 0]]);
+    });
+
+    it("leavePeer removes holdings and every transfer from or to the peer", async () => {
+      await store.createStream(stream());
+      await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 10 }] }), 0);
+      await store.joinPeer("s1", peer("b"), 0);
+      await store.joinPeer("s1", peer("c"), 0);
+      const t1 = transfer("b", "a", { first: 0, last: 1 });
+      const t2 = transfer("c", "a", { first: 2, last: 3 });
+      const t3 = transfer("a", "b", { first: 5, last: 5 });
+      await store.addHoldings("s1", "b", [{ first: 5, last: 5 }]);
+      for (const t of [t1, t2, t3]) assert.equal(await store.addTransfer(t, limits), "ok");
+      const dropped = await store.leavePeer("s1", "a");
+      assert.deepEqual(dropped.map((t) => t.transferId).sort(), [t1.transferId, t2.transferId, t3.transferId].sort());
+      assert.equal(await store.getPeer("s1", "a"), undefined);
+      assert.equal((await store.getPeer("s1", "b"))?.downloads, 0);
+      assert.equal((await store.getPeer("s1", "b"))?.uploads, 0);
+      assert.deepEqual(await counts(0, 10), [
+        [0, 4, 0],
+        [5, 5, 1],
+        [6, 10, 0],
+      ]);
+      assert.deepEqual(await store.leavePeer("s1", "a"), []);
+      assert.deepEqual(await store.leavePeer("nope", "a"), []);
+    });
+
+    it("addTransfer enforces presence, bans and slot limits atomically", async () => {
+      await store.createStream(stream());
+      await store.joinPeer("s1", peer("s", { role: "seeder", have: [{ first: 0, last: 10 }] }), 0);
+      await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 10 }] }), 0);
+      for (const f of ["f1", "f2", "f3", "f4"]) await store.joinPeer("s1", peer(f), 0);
+      assert.equal(await store.addTransfer(transfer("f1", "ghost", { first: 0, last: 0 }), limits), "unknown-peer");
+      assert.equal(await store.addTransfer(transfer("ghost", "a", { first: 0, last: 0 }), limits), "unknown-peer");
+      assert.equal(await store.addTransfer(transfer("f1", "a", { first: 0, last: 0 }), limits), "ok");
+      assert.equal(await store.addTransfer(transfer("f1", "a", { first: 1, last: 1 }), limits), "ok");
+      assert.equal(await store.addTransfer(transfer("f1", "s", { first: 2, last: 2 }), limits), "fetcher-busy");
+      assert.equal(await store.addTransfer(transfer("f2", "a", { first: 2, last: 2 }), limits), "server-busy");
+      // a seeder has its own, larger limit
+      for (const f of ["f2", "f3", "f4"]) {
+        assert.equal(
+          await store.addTransfer(transfer(f, "s", { first: 3, last: 3 }, { serverRole: "seeder" }), limits),
+          "ok",
+        );
+      }
+      assert.equal(
+        await store.addTransfer(transfer("f4", "s", { first: 4, last: 4 }, { serverRole: "seeder" }), limits),
+        "server-busy",
+      );
+      const a = await store.getPeer("s1", "a");
+      assert.equal(a?.uploads, 2);
+      assert.equal((await store.getPeer("s1", "f1"))?.downloads, 2);
+      // availability counts viewers' holdings (a) plus copies in flight
+      assert.deepEqual(await counts(0, 4), [
+        [0, 1, 2],
+        [2, 2, 1],
+        [3, 3, 4],
+        [4, 4, 1],
+      ]);
+      for (let i = 0; i < 3; i++) await store.recordSourceOutcome("s1", "s", "bad_data", 3);
+      assert.equal(await store.addTransfer(transfer("f4", "s", { first: 5, last: 5 }), limits), "banned");
+    });
+
+    it("takeTransfer frees slots and availability once", async () => {
+      await store.createStream(stream());
+      await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 10 }] }), 0);
+      await store.joinPeer("s1", peer("b"), 0);
+      const t = transfer("b", "a", { first: 2, last: 4 });
+      await store.addTransfer(t, limits);
+      assert.deepEqual(
+        (await store.transfersOf("s1", "b")).map((x) => x.transferId),
+        [t.transferId],
+      );
+      assert.deepEqual(await store.transfersOf("s1", "a"), []);
+      const got = await store.takeTransfer("s1", t.transferId);
+      assert.deepEqual(got, t);
+      assert.equal(await store.takeTransfer("s1", t.transferId), undefined);
+      assert.equal(await store.takeTransfer("nope", t.transferId), undefined);
+      assert.equal((await store.getPeer("s1", "a"))?.uploads, 0);
+      assert.equal((await store.getPeer("s1", "b"))?.downloads, 0);
+      assert.deepEqual(await counts(0, 10), [[0, 10, 1]]);
+      assert.deepEqual(await store.transfersOf("s1", "b"), []);
+    });
+
+    it("expireTransfers removes exactly the due transfers", async () => {
+      await store.createStream(stream());
+      await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 10 }] }), 0);
+      await store.joinPeer("s1", peer("b"), 0);
+      const early = transfer("b", "a", { first: 0, last: 0 }, { expiresMs: 100 });
+      const late = transfer("b", "a", { first: 1, last: 1 }, { expiresMs: 200 });
+      await store.addTransfer(early, limits);
+      await store.addTransfer(late, limits);
+      assert.deepEqual(await store.expireTransfers(99), []);
+      assert.deepEqual(
+        (await store.expireTransfers(100)).map((t) => t.transferId),
+        [early.transferId],
+      );
+      assert.equal((await store.getPeer("s1", "b"))?.downloads, 1);
+      assert.deepEqual(
+        (await store.expireTransfers(1000)).map((t) => t.transferId),
+        [late.transferId],
+      );
+    });
+
+    it("nextTransferId increases strictly", async () => {
+      const a = await store.nextTransferId();
+      const b = await store.nextTransferId();
+      const c = await store.nextTransferId();
+      assert.ok(a > 0 && b > a && c > b);
+    });
+
+    it("touchPeers and expirePeers expire idle peers with their transfers", async () => {
+      await store.createStream(stream());
+      await store.createStream(stream({ streamId: "s2", name: "b" }));
+      await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 10 }] }), 0);
+      await store.joinPeer("s1", peer("b"), 0);
+      await store.joinPeer("s2", peer("c"), 0);
+      const t = transfer("b", "a", { first: 0, last: 0 });
+      await store.addTransfer(t, limits);
+      await store.touchPeers("s1", ["b", "ghost"], 500);
+      assert.equal((await store.getPeer("s1", "b"))?.lastSeenMs, 500);
+      const gone = await store.expirePeers(1000, 1000);
+      assert.deepEqual(gone.map((g) => `${g.streamId}/${g.peerId}`).sort(), ["s1/a", "s2/c"]);
+      const a = gone.find((g) => g.peerId === "a");
+      assert.deepEqual(
+        a?.transfers.map((x) => x.transferId),
+        [t.transferId],
+      );
+      assert.equal(a?.role, "viewer");
+      assert.notEqual(await store.getPeer("s1", "b"), undefined);
+      assert.equal((await store.getPeer("s1", "b"))?.downloads, 0);
+      assert.deepEqual(await counts(0, 10), [[0, 10, 0]]);
+      assert.deepEqual(
+        (await store.expirePeers(1500, 1000)).map((g) => g.peerId),
+        ["b"],
+      );
+    });
+
+    it("recordSourceOutcome keeps trust counters and bans after N bad reports", async () => {
+      await store.createStream(stream());
+      await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 10 }] }), 0);
+      assert.deepEqual(await store.recordSourceOutcome("s1", "a", "ok", 3), {
+        served: 1,
+        failures: 0,
+        bad: 0,
+        banned: false,
+      });
+      await store.recordSourceOutcome("s1", "a", "failed", 3);
+      await store.recordSourceOutcome("s1", "a", "bad_data", 3);
+      assert.equal((await store.recordSourceOutcome("s1", "a", "bad_data", 3))?.banned, false);
+      assert.deepEqual(await store.recordSourceOutcome("s1", "a", "bad_data", 3), {
+        served: 1,
+        failures: 1,
+        bad: 3,
+        banned: true,
+      });
+      assert.equal(await store.recordSourceOutcome("s1", "ghost", "ok", 3), undefined);
+      assert.equal((await store.getPeer("s1", "a"))?.banned, true);
+    });
+
+    it("sources returns eligible holders clipped to the window, within the limit", async () => {
+      await store.createStream(stream());
+      await store.joinPeer("s1", peer("s", { role: "seeder", have: [{ first: 0, last: 10 }] }), 0);
+      await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 3 }] }), 0);
+      await store.joinPeer("s1", peer("b", { have: [{ first: 6, last: 9 }] }), 0);
+      await store.joinPeer("s1", peer("c", { have: [{ first: 2, last: 2 }], port: 0 }), 0);
+      await store.joinPeer("s1", peer("f"), 0);
+      await store.joinPeer("s1", peer("bad", { have: [{ first: 0, last: 10 }] }), 0);
+      for (let i = 0; i < 3; i++) await store.recordSourceOutcome("s1", "bad", "bad_data", 3);
+      const q = { exclude: "f", limit: 10, maxUploadsPeer: 1, maxUploadsSeeder: 2 };
+      const got = await store.sources("s1", { first: 2, last: 5 }, q);
+      assert.deepEqual(got.map((c) => `${c.peerId}:${c.holdings.toString()}:${c.role}`).sort(), [
+        "a:2-3:viewer",
+        "s:2-5:seeder",
+      ]);
+      assert.deepEqual(
+        (await store.sources("s1", { first: 2, last: 5 }, { ...q, exclude: "a" })).map((c) => c.peerId),
+        ["s"],
+      );
+      // a busy peer is left out
+      await store.addTransfer(transfer("f", "a", { first: 0, last: 0 }), limits);
+      assert.deepEqual(
+        (await store.sources("s1", { first: 0, last: 3 }, q)).map((c) => c.peerId),
+        ["s"],
+      );
+      assert.equal((await store.sources("s1", { first: 0, last: 10 }, { ...q, limit: 1 })).length, 1);
+      assert.deepEqual(await store.sources("nope", { first: 0, last: 10 }, q), []);
+    });
+
+    it("setPosition updates the output position", async () => {
+      await store.createStream(stream());
+      await store.joinPeer("s1", peer("a"), 0);
+      await store.setPosition("s1", "a", 7);
+      await store.setPosition("s1", "ghost", 7);
+      assert.equal((await store.getPeer("s1", "a"))?.position, 7);
+    });
+  });
+}

@@ -1,0 +1,3 @@
+export * from "./store.js";
+export { MemorySwarmStore } from "./memory.js";
+export { swarmStoreContract } from "./contract.js";

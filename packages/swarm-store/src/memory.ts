@@ -1,0 +1,383 @@
+import { chunkCount, RangeSet, type ChunkRange } from "@distribustream/pdtp";
+import { SegmentCounts } from "./segments.js";
+import type {
+  AddTransferResult,
+  AvailabilitySegment,
+  ExpiredPeer,
+  NewStream,
+  PeerJoin,
+  PeerState,
+  SlotLimits,
+  SourceCandidate,
+  SourceOutcome,
+  SourceQuery,
+  SourceTrust,
+  StreamMeta,
+  SwarmStore,
+  TransferRecord,
+} from "./store.js";
+
+interface MemPeer {
+  peerId: string;
+  host: string;
+  port: number;
+  role: PeerJoin["role"];
+  mode: PeerJoin["mode"];
+  position: number;
+  holdings: RangeSet;
+  lastSeenMs: number;
+  downloads: Set<number>;
+  uploads: Set<number>;
+  served: number;
+  failures: number;
+  bad: number;
+  banned: boolean;
+}
+
+interface MemStream {
+  meta: StreamMeta;
+  peers: Map<string, MemPeer>;
+  /** Peer ids in an array too, so `sources` can start at a random place. */
+  order: string[];
+  orderIndex: Map<string, number>;
+  seeders: number;
+  availability: SegmentCounts;
+  transfers: Map<number, TransferRecord>;
+}
+
+/**
+ * The single-process swarm store (the default of `distribustream up`): the
+ * same contract as the Redis store, held in maps. Operations are synchronous
+ * underneath, so each one is atomic like its Redis script counterpart.
+ */
+export class MemorySwarmStore implements SwarmStore {
+  private readonly streams = new Map<string, MemStream>();
+  private readonly names = new Map<string, string>();
+  private transferSeq = 0;
+  private closed = false;
+
+  constructor(private readonly random: () => number = Math.random) {}
+
+  private check(): void {
+    if (this.closed) throw new Error("swarm store is closed");
+  }
+
+  async createStream(s: NewStream): Promise<StreamMeta> {
+    this.check();
+    const existing = this.streams.get(s.streamId);
+    if (existing) return copyMeta(existing.meta);
+    const count = chunkCount(s.size, s.chunkSize);
+    const meta: StreamMeta = { ...s, chunkCount: count, status: "accepted", manifest: undefined, readyMs: 0 };
+    this.streams.set(s.streamId, {
+      meta,
+      peers: new Map(),
+      order: [],
+      orderIndex: new Map(),
+      seeders: 0,
+      availability: new SegmentCounts(count),
+      transfers: new Map(),
+    });
+    return copyMeta(meta);
+  }
+
+  async getStream(streamId: string): Promise<StreamMeta | undefined> {
+    this.check();
+    const s = this.streams.get(streamId);
+    return s && copyMeta(s.meta);
+  }
+
+  async markReady(streamId: string, manifest: Uint8Array, nowMs: number): Promise<{ replaced: string | undefined }> {
+    this.check();
+    const s = this.streams.get(streamId);
+    if (!s) throw new Error(`unknown stream ${streamId}`);
+    s.meta.status = "ready";
+    s.meta.manifest = Uint8Array.from(manifest);
+    s.meta.readyMs = nowMs;
+    const before = this.names.get(s.meta.name);
+    this.names.set(s.meta.name, streamId);
+    return { replaced: before !== undefined && before !== streamId ? before : undefined };
+  }
+
+  async streamIdByName(name: string): Promise<string | undefined> {
+    this.check();
+    return this.names.get(name);
+  }
+
+  async listStreams(): Promise<StreamMeta[]> {
+    this.check();
+    const out: StreamMeta[] = [];
+    for (const id of this.names.values()) {
+      const s = this.streams.get(id);
+      if (s && s.meta.status === "ready") out.push(copyMeta(s.meta));
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async removeStream(streamId: string): Promise<void> {
+    this.check();
+    const s = this.streams.get(streamId);
+    if (!s) return;
+    this.streams.delete(streamId);
+    if (this.names.get(s.meta.name) === streamId) this.names.delete(s.meta.name);
+  }
+
+  async peerCounts(streamId: string): Promise<{ peers: number; seeders: number }> {
+    this.check();
+    const s = this.streams.get(streamId);
+    if (!s) return { peers: 0, seeders: 0 };
+    return { peers: s.peers.size - s.seeders, seeders: s.seeders };
+  }
+
+  async joinPeer(streamId: string, p: PeerJoin, nowMs: number): Promise<boolean> {
+    this.check();
+    const s = this.streams.get(streamId);
+    if (!s) return false;
+    if (s.peers.has(p.peerId)) this.removePeer(s, p.peerId);
+    const holdings = new RangeSet();
+    for (const r of p.have) holdings.add(clip(r, s.meta.chunkCount));
+    const peer: MemPeer = {
+      peerId: p.peerId,
+      host: p.host,
+      port: p.port,
+      role: p.role,
+      mode: p.mode,
+      position: p.position,
+      holdings,
+      lastSeenMs: nowMs,
+      downloads: new Set(),
+      uploads: new Set(),
+      served: 0,
+      failures: 0,
+      bad: 0,
+      banned: false,
+    };
+    s.peers.set(p.peerId, peer);
+    s.orderIndex.set(p.peerId, s.order.length);
+    s.order.push(p.peerId);
+    if (p.role === "seeder") s.seeders++;
+    else for (const r of holdings.ranges()) s.availability.add(r, 1);
+    return true;
+  }
+
+  async leavePeer(streamId: string, peerId: string): Promise<TransferRecord[]> {
+    this.check();
+    const s = this.streams.get(streamId);
+    if (!s || !s.peers.has(peerId)) return [];
+    return this.removePeer(s, peerId);
+  }
+
+  private removePeer(s: MemStream, peerId: string): TransferRecord[] {
+    const peer = s.peers.get(peerId);
+    if (!peer) return [];
+    const dropped: TransferRecord[] = [];
+    for (const id of [...peer.downloads, ...peer.uploads]) {
+      const t = this.dropTransfer(s, id);
+      if (t) dropped.push(t);
+    }
+    if (peer.role === "seeder") s.seeders--;
+    else for (const r of peer.holdings.ranges()) s.availability.add(r, -1);
+    s.peers.delete(peerId);
+    // swap-remove from the order array
+    const i = s.orderIndex.get(peerId)!;
+    const lastId = s.order.pop()!;
+    if (lastId !== peerId) {
+      s.order[i] = lastId;
+      s.orderIndex.set(lastId, i);
+    }
+    s.orderIndex.delete(peerId);
+    return dropped;
+  }
+
+  async getPeer(streamId: string, peerId: string): Promise<PeerState | undefined> {
+    this.check();
+    const p = this.streams.get(streamId)?.peers.get(peerId);
+    if (!p) return undefined;
+    return {
+      peerId: p.peerId,
+      host: p.host,
+      port: p.port,
+      role: p.role,
+      mode: p.mode,
+      position: p.position,
+      holdings: p.holdings.clone(),
+      lastSeenMs: p.lastSeenMs,
+      downloads: p.downloads.size,
+      uploads: p.uploads.size,
+      served: p.served,
+      failures: p.failures,
+      bad: p.bad,
+      banned: p.banned,
+    };
+  }
+
+  async addHoldings(streamId: string, peerId: string, ranges: readonly ChunkRange[]): Promise<number> {
+    this.check();
+    const s = this.streams.get(streamId);
+    const p = s?.peers.get(peerId);
+    if (!s || !p) return 0;
+    let added = 0;
+    for (const raw of ranges) {
+      const r = clip(raw, s.meta.chunkCount);
+      if (r.first > r.last) continue;
+      if (p.role !== "seeder") for (const gap of [...p.holdings.gaps(r)]) s.availability.add(gap, 1);
+      added += p.holdings.add(r);
+    }
+    return added;
+  }
+
+  async setPosition(streamId: string, peerId: string, position: number): Promise<void> {
+    this.check();
+    const p = this.streams.get(streamId)?.peers.get(peerId);
+    if (p) p.position = position;
+  }
+
+  async touchPeers(streamId: string, peerIds: readonly string[], nowMs: number): Promise<void> {
+    this.check();
+    const s = this.streams.get(streamId);
+    if (!s) return;
+    for (const id of peerIds) {
+      const p = s.peers.get(id);
+      if (p) p.lastSeenMs = nowMs;
+    }
+  }
+
+  async expirePeers(nowMs: number, ttlMs: number): Promise<ExpiredPeer[]> {
+    this.check();
+    const out: ExpiredPeer[] = [];
+    for (const [streamId, s] of this.streams) {
+      for (const p of [...s.peers.values()]) {
+        if (p.lastSeenMs + ttlMs <= nowMs) {
+          out.push({ streamId, peerId: p.peerId, role: p.role, transfers: this.removePeer(s, p.peerId) });
+        }
+      }
+    }
+    return out;
+  }
+
+  async recordSourceOutcome(
+    streamId: string,
+    peerId: string,
+    outcome: SourceOutcome,
+    banAfter: number,
+  ): Promise<SourceTrust | undefined> {
+    this.check();
+    const p = this.streams.get(streamId)?.peers.get(peerId);
+    if (!p) return undefined;
+    if (outcome === "ok") p.served++;
+    else if (outcome === "failed") p.failures++;
+    else {
+      p.bad++;
+      if (p.bad >= banAfter) p.banned = true;
+    }
+    return { served: p.served, failures: p.failures, bad: p.bad, banned: p.banned };
+  }
+
+  async availability(streamId: string, window: ChunkRange): Promise<AvailabilitySegment[]> {
+    this.check();
+    return this.streams.get(streamId)?.availability.slice(window) ?? [];
+  }
+
+  async sources(streamId: string, window: ChunkRange, q: SourceQuery): Promise<SourceCandidate[]> {
+    this.check();
+    const s = this.streams.get(streamId);
+    if (!s || s.order.length === 0 || q.limit <= 0) return [];
+    const w = clip(window, s.meta.chunkCount);
+    if (w.first > w.last) return [];
+    const out: SourceCandidate[] = [];
+    const n = s.order.length;
+    const start = Math.floor(this.random() * n) % n;
+    for (let k = 0; k < n && out.length < q.limit; k++) {
+      const p = s.peers.get(s.order[(start + k) % n]!)!;
+      if (p.peerId === q.exclude || p.banned || p.port === 0) continue;
+      if (p.uploads.size >= (p.role === "seeder" ? q.maxUploadsSeeder : q.maxUploadsPeer)) continue;
+      const held = new RangeSet(p.holdings.intersect(w));
+      if (held.isEmpty) continue;
+      out.push({
+        peerId: p.peerId,
+        host: p.host,
+        port: p.port,
+        role: p.role,
+        holdings: held,
+        uploads: p.uploads.size,
+        served: p.served,
+        failures: p.failures,
+        bad: p.bad,
+        banned: p.banned,
+      });
+    }
+    return out;
+  }
+
+  async nextTransferId(): Promise<number> {
+    this.check();
+    return ++this.transferSeq;
+  }
+
+  async addTransfer(t: TransferRecord, limits: SlotLimits): Promise<AddTransferResult> {
+    this.check();
+    const s = this.streams.get(t.streamId);
+    const fetcher = s?.peers.get(t.fetcherId);
+    const server = s?.peers.get(t.serverId);
+    if (!s || !fetcher || !server) return "unknown-peer";
+    if (server.banned) return "banned";
+    if (fetcher.downloads.size >= limits.maxDownloads) return "fetcher-busy";
+    if (server.uploads.size >= (server.role === "seeder" ? limits.maxUploadsSeeder : limits.maxUploadsPeer)) {
+      return "server-busy";
+    }
+    const rec: TransferRecord = { ...t, range: { first: t.range.first, last: t.range.last } };
+    s.transfers.set(t.transferId, rec);
+    fetcher.downloads.add(t.transferId);
+    server.uploads.add(t.transferId);
+    s.availability.add(rec.range, 1);
+    return "ok";
+  }
+
+  async takeTransfer(streamId: string, transferId: number): Promise<TransferRecord | undefined> {
+    this.check();
+    const s = this.streams.get(streamId);
+    return s && this.dropTransfer(s, transferId);
+  }
+
+  private dropTransfer(s: MemStream, transferId: number): TransferRecord | undefined {
+    const t = s.transfers.get(transferId);
+    if (!t) return undefined;
+    s.transfers.delete(transferId);
+    s.peers.get(t.fetcherId)?.downloads.delete(transferId);
+    s.peers.get(t.serverId)?.uploads.delete(transferId);
+    s.availability.add(t.range, -1);
+    return t;
+  }
+
+  async transfersOf(streamId: string, fetcherId: string): Promise<TransferRecord[]> {
+    this.check();
+    const s = this.streams.get(streamId);
+    const p = s?.peers.get(fetcherId);
+    if (!s || !p) return [];
+    return [...p.downloads].map((id) => s.transfers.get(id)!).filter(Boolean);
+  }
+
+  async expireTransfers(nowMs: number): Promise<TransferRecord[]> {
+    this.check();
+    const out: TransferRecord[] = [];
+    for (const s of this.streams.values()) {
+      for (const t of [...s.transfers.values()]) {
+        if (t.expiresMs <= nowMs) out.push(this.dropTransfer(s, t.transferId)!);
+      }
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.streams.clear();
+    this.names.clear();
+  }
+}
+
+function clip(r: ChunkRange, count: number): ChunkRange {
+  return { first: Math.max(0, r.first), last: Math.min(count - 1, r.last) };
+}
+
+function copyMeta(m: StreamMeta): StreamMeta {
+  return { ...m, manifest: m.manifest && Uint8Array.from(m.manifest) };
+}

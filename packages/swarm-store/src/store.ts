@@ -1,0 +1,274 @@
+import type { ChunkRange, RangeSet } from "@distribustream/pdtp";
+
+/**
+ * Swarm state shared by every tracker replica. The tracker keeps nothing in
+ * process that another replica would need: streams, peers, what each peer
+ * holds, transfers in flight and source trust all live here.
+ *
+ * Every per-message method touches ONE stream and is meant to map onto a few
+ * Redis commands or one Lua script over that stream's keys (all sharing the
+ * hash tag of the stream id), with cost O(1), O(log n) or O(number of ranges
+ * involved); none reads a whole swarm. The periodic sweeps (`expirePeers`,
+ * `expireTransfers`) and `listStreams` are the only calls that may scan, and
+ * only over an index sorted by time.
+ *
+ * Chunk numbers are plain numbers (safe integers); ranges are inclusive.
+ * Callers validate ranges against the stream's chunk count before calling.
+ */
+export interface SwarmStore {
+  // ---- streams -------------------------------------------------------------
+
+  /**
+   * Creates the stream in status "accepted" unless one with this id exists;
+   * resolves the stored meta either way (SET NX semantics). Never changes an
+   * existing stream.
+   */
+  createStream(stream: NewStream): Promise<StreamMeta>;
+
+  /** The stream's meta, or undefined when unknown. */
+  getStream(streamId: string): Promise<StreamMeta | undefined>;
+
+  /**
+   * Stores the signed manifest (encoded SignedManifest bytes), marks the
+   * stream "ready", points its name at it (a newer version replaces the older
+   * one for new joins; peers already in the older stream stay) and lists it
+   * among the ready streams in place of the one the name pointed to before.
+   * Resolves the id the name pointed to before, if any other. Rejects when the
+   * stream is unknown.
+   */
+  markReady(streamId: string, manifest: Uint8Array, nowMs: number): Promise<{ replaced: string | undefined }>;
+
+  /** Id of the ready stream the name points to, or undefined. */
+  streamIdByName(name: string): Promise<string | undefined>;
+
+  /** Ready streams that names point to, ordered by name. */
+  listStreams(): Promise<StreamMeta[]>;
+
+  /**
+   * Forgets a stream and everything about it (peers, holdings, transfers);
+   * the name stops pointing at it if it did. Used for a publish whose manifest
+   * was rejected. Idempotent.
+   */
+  removeStream(streamId: string): Promise<void>;
+
+  /** Number of viewers and seeders in the stream (0s for an unknown stream). */
+  peerCounts(streamId: string): Promise<{ peers: number; seeders: number }>;
+
+  // ---- peers ---------------------------------------------------------------
+
+  /**
+   * Adds a peer to a stream, or replaces its record (holdings included) when
+   * it is already there; lastSeen = nowMs. Seeder holdings do not count in
+   * availability (a seeder holds everything; see `availability`). Resolves
+   * false when the stream is unknown.
+   */
+  joinPeer(streamId: string, peer: PeerJoin, nowMs: number): Promise<boolean>;
+
+  /**
+   * Removes a peer from a stream with its holdings and every transfer it
+   * fetches or serves; resolves those transfers so the caller can withdraw
+   * them. Unknown peer or stream: resolves [].
+   */
+  leavePeer(streamId: string, peerId: string): Promise<TransferRecord[]>;
+
+  /** The peer's record, or undefined. */
+  getPeer(streamId: string, peerId: string): Promise<PeerState | undefined>;
+
+  /**
+   * Adds ranges to a peer's holdings; resolves the number of chunks that were
+   * not held before (0 for an unknown peer). Availability grows by one on
+   * each newly held chunk of a viewer.
+   */
+  addHoldings(streamId: string, peerId: string, ranges: readonly ChunkRange[]): Promise<number>;
+
+  /** Sets a peer's output position (first chunk not yet written out). No-op for an unknown peer. */
+  setPosition(streamId: string, peerId: string, position: number): Promise<void>;
+
+  /** Sets lastSeen = nowMs for each of these peers of the stream that exists (ZADD XX). */
+  touchPeers(streamId: string, peerIds: readonly string[], nowMs: number): Promise<void>;
+
+  /**
+   * Removes, in every stream, the peers with lastSeen + ttlMs <= nowMs, as
+   * `leavePeer` would; resolves each with the transfers that went with it.
+   */
+  expirePeers(nowMs: number, ttlMs: number): Promise<ExpiredPeer[]>;
+
+  /**
+   * Records how a transfer served by `peerId` went, for trust: "ok" counts a
+   * success, "failed" a failure that says nothing about honesty, "bad_data"
+   * a verification failure. The peer is banned as a source (never returned by
+   * `sources`, `addTransfer` refuses it) once it has `banAfter` bad_data
+   * reports. Resolves the updated counters, or undefined for an unknown peer.
+   */
+  recordSourceOutcome(
+    streamId: string,
+    peerId: string,
+    outcome: SourceOutcome,
+    banAfter: number,
+  ): Promise<SourceTrust | undefined>;
+
+  // ---- scheduling reads ----------------------------------------------------
+
+  /**
+   * Availability of every chunk of `window` (clipped to the stream) as
+   * consecutive segments covering it, each with one count: the number of
+   * viewers holding the chunk plus the number of transfers of it in flight.
+   * Seeders are not counted, so 0 means "only a seeder has it and nobody is
+   * fetching it". Cost O(log n + segments). Unknown stream: [].
+   */
+  availability(streamId: string, window: ChunkRange): Promise<AvailabilitySegment[]>;
+
+  /**
+   * Up to `limit` peers that could serve part of `window` now: holding at
+   * least one chunk of it, with a data port (not 0), not banned, not
+   * `exclude`, with a free upload slot
+   * (uploads < maxUploadsSeeder for a seeder, < maxUploadsPeer otherwise).
+   * Holdings are clipped to the window. When more qualify, which ones are
+   * returned varies between calls so load spreads. Unknown stream: [].
+   */
+  sources(streamId: string, window: ChunkRange, query: SourceQuery): Promise<SourceCandidate[]>;
+
+  // ---- transfers -----------------------------------------------------------
+
+  /** A new transfer id, strictly greater than every id returned before by this store (INCR). */
+  nextTransferId(): Promise<number>;
+
+  /**
+   * Records a transfer in flight, atomically checking that both peers are in
+   * the stream, the server is not banned, the fetcher has fewer than
+   * maxDownloads transfers and the server fewer than its upload limit. On "ok"
+   * the counts of both peers and the availability of the range grow by one.
+   */
+  addTransfer(transfer: TransferRecord, limits: SlotLimits): Promise<AddTransferResult>;
+
+  /**
+   * Removes a transfer of the stream (reported, cancelled) and resolves it, or
+   * undefined when it is not in flight (already reported, expired, or its
+   * peer left). Frees both slots and the availability it added.
+   */
+  takeTransfer(streamId: string, transferId: number): Promise<TransferRecord | undefined>;
+
+  /** Transfers in flight that `fetcherId` fetches in the stream (at most maxDownloads). */
+  transfersOf(streamId: string, fetcherId: string): Promise<TransferRecord[]>;
+
+  /** Removes, in every stream, the transfers with expiresMs <= nowMs and resolves them. */
+  expireTransfers(nowMs: number): Promise<TransferRecord[]>;
+
+  /** Releases connections. The store is unusable afterwards. */
+  close(): Promise<void>;
+}
+
+export type StreamStatus = "accepted" | "ready";
+export type StreamKindName = "on_demand" | "live";
+export type PeerRoleName = "viewer" | "seeder";
+/** in_order: deadline-first from the position; bulk: rarest-first everywhere. */
+export type WantOrder = "in_order" | "bulk";
+export type SourceOutcome = "ok" | "failed" | "bad_data";
+
+export interface NewStream {
+  streamId: string;
+  name: string;
+  size: number;
+  chunkSize: number;
+  version: number;
+  kind: StreamKindName;
+  createdMs: number;
+}
+
+export interface StreamMeta extends NewStream {
+  /** ceil(size / chunkSize). */
+  chunkCount: number;
+  status: StreamStatus;
+  /** Encoded SignedManifest once ready. */
+  manifest: Uint8Array | undefined;
+  /** When it became ready, 0 before. */
+  readyMs: number;
+}
+
+export interface PeerJoin {
+  peerId: string;
+  /** Data-plane host other peers connect to. */
+  host: string;
+  /** Data-plane port; 0 when the peer serves nobody. */
+  port: number;
+  role: PeerRoleName;
+  mode: WantOrder;
+  position: number;
+  /** Initial holdings. */
+  have: readonly ChunkRange[];
+}
+
+export interface SourceTrust {
+  /** Transfers served that the fetcher reported OK. */
+  served: number;
+  /** Transfers that failed (connection, refusal). */
+  failures: number;
+  /** Transfers reported BAD_DATA. */
+  bad: number;
+  banned: boolean;
+}
+
+export interface PeerState extends SourceTrust {
+  peerId: string;
+  host: string;
+  port: number;
+  role: PeerRoleName;
+  mode: WantOrder;
+  position: number;
+  holdings: RangeSet;
+  lastSeenMs: number;
+  /** Transfers in flight that it fetches. */
+  downloads: number;
+  /** Transfers in flight that it serves. */
+  uploads: number;
+}
+
+export interface SourceCandidate extends SourceTrust {
+  peerId: string;
+  host: string;
+  port: number;
+  role: PeerRoleName;
+  /** Holdings clipped to the requested window. */
+  holdings: RangeSet;
+  uploads: number;
+}
+
+export interface SourceQuery {
+  /** Peer to leave out (the fetcher itself). */
+  exclude: string;
+  limit: number;
+  maxUploadsPeer: number;
+  maxUploadsSeeder: number;
+}
+
+export interface AvailabilitySegment {
+  first: number;
+  last: number;
+  count: number;
+}
+
+export interface TransferRecord {
+  transferId: number;
+  streamId: string;
+  fetcherId: string;
+  serverId: string;
+  serverRole: PeerRoleName;
+  range: ChunkRange;
+  startedMs: number;
+  expiresMs: number;
+}
+
+export interface SlotLimits {
+  maxDownloads: number;
+  maxUploadsPeer: number;
+  maxUploadsSeeder: number;
+}
+
+export type AddTransferResult = "ok" | "unknown-peer" | "banned" | "fetcher-busy" | "server-busy";
+
+export interface ExpiredPeer {
+  streamId: string;
+  peerId: string;
+  role: PeerRoleName;
+  transfers: TransferRecord[];
+}
