@@ -27,6 +27,9 @@ export function parsePdtpUrl(input: string): PdtpUrl {
   if (!u.hostname) throw new PdtpUrlError(`no host in "${input}"`);
   if (u.username || u.password) throw new PdtpUrlError(`credentials in a pdtp:// URL are not supported`);
   if (u.search || u.hash) throw new PdtpUrlError(`query or fragment in "${input}" is not supported`);
+  // URL parsing silently resolves "." and ".." segments; a name must not contain them at all.
+  const rawPath = input.replace(/^[a-z]+:\/\/[^/]*/i, "");
+  if (/(^|\/)\.\.?(\/|$)/.test(rawPath)) throw new PdtpUrlError(`stream name has a "." or ".." segment in "${input}"`);
   let name: string;
   try {
     name = decodeURIComponent(u.pathname.replace(/^\//, ""));
@@ -36,7 +39,7 @@ export function parsePdtpUrl(input: string): PdtpUrl {
   const problem = streamNameProblem(name);
   if (problem) throw new PdtpUrlError(`${problem} in "${input}"`);
   const port = u.port ? Number(u.port) : DEFAULT_PDTP_PORT;
-  const host = u.hostname.startsWith("[") ? u.hostname : u.hostname;
+  const host = u.hostname;
   return { host, port, name, target: `${host}:${port}` };
 }
 

@@ -1,0 +1,183 @@
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { join, resolve } from "node:path";
+import { startChecksum } from "@distribustream/checksum";
+import { ConfigError, createLogger, createRegistry, loadConfig, Shutdown, startMetricsServer, type Logger } from "@distribustream/runtime";
+import { startSeeder } from "@distribustream/seeder";
+import { MemorySwarmStore } from "@distribustream/swarm-store";
+import { startTracker } from "@distribustream/tracker";
+import { checksumSchema, originalAliases, seederSchema, trackerSchema, upSchema } from "./config.js";
+import { loadOrCreateKey } from "./keys.js";
+
+type Flags = Record<string, unknown>;
+
+function setup(service: string, logLevel: string) {
+  const log = createLogger(service, { level: logLevel });
+  const shutdown = new Shutdown(log);
+  shutdown.listen();
+  const registry = createRegistry();
+  return { log, shutdown, registry };
+}
+
+async function metrics(ctx: ReturnType<typeof setup>, host: string, port: number, healthy: () => boolean) {
+  const m = await startMetricsServer(ctx.registry, { host, port, healthy });
+  ctx.shutdown.add("metrics", () => m.close());
+  return m;
+}
+
+export async function runTracker(flags: Flags, confFile: string | undefined): Promise<void> {
+  const cfg = loadConfig(trackerSchema, { flags, env: process.env, confFile, aliases: originalAliases.tracker });
+  const ctx = setup("tracker", cfg.logLevel);
+  const ticketSigner = loadOrCreateKey(cfg.ticketKey, "ticket_key", ctx.log);
+  const store = new MemorySwarmStore();
+  ctx.shutdown.add("store", () => store.close());
+  let serving = false;
+  await metrics(ctx, cfg.host, cfg.metricsPort, () => serving);
+  const tracker = await startTracker({
+    host: cfg.host,
+    port: cfg.port,
+    checksum: cfg.checksum,
+    store,
+    ticketSigner,
+    chunkSize: cfg.chunkSize,
+    peerTtlMs: cfg.peerTtl * 1000,
+    log: ctx.log,
+    registry: ctx.registry,
+  });
+  serving = true;
+  ctx.shutdown.add("tracker", async () => {
+    serving = false;
+    await tracker.drain();
+  });
+  ctx.log.info({ port: tracker.port, store: "memory" }, "tracker listening");
+}
+
+export async function runChecksum(flags: Flags, confFile: string | undefined): Promise<void> {
+  const cfg = loadConfig(checksumSchema, { flags, env: process.env, confFile, aliases: originalAliases.checksum });
+  const ctx = setup("checksum", cfg.logLevel);
+  const signer = loadOrCreateKey(cfg.networkKey, "network_key", ctx.log);
+  let serving = false;
+  await metrics(ctx, cfg.host, cfg.metricsPort, () => serving);
+  const checksum = await startChecksum({ host: cfg.host, port: cfg.port, signer, log: ctx.log, registry: ctx.registry });
+  serving = true;
+  ctx.shutdown.add("checksum", async () => {
+    serving = false;
+    await checksum.drain();
+  });
+  ctx.log.info({ port: checksum.port, keyId: signer.keyId }, "checksum listening");
+}
+
+export async function runSeeder(flags: Flags, confFile: string | undefined): Promise<void> {
+  const cfg = loadConfig(seederSchema, { flags, env: process.env, confFile, aliases: originalAliases.seeder });
+  const ctx = setup("seeder", cfg.logLevel);
+  const media = checkMediaFolder(cfg.media, false);
+  let serving = false;
+  await metrics(ctx, "0.0.0.0", cfg.metricsPort, () => serving);
+  const seeder = await startSeeder({
+    tracker: cfg.tracker,
+    media,
+    dataHost: cfg.dataHost,
+    dataPort: cfg.dataPort,
+    advertise: cfg.advertise,
+    log: ctx.log,
+    registry: ctx.registry,
+  });
+  serving = true;
+  ctx.shutdown.add("seeder", async () => {
+    serving = false;
+    await seeder.drain();
+  });
+  ctx.log.info({ dataPort: seeder.dataPort, media }, "seeder serving");
+}
+
+/** Tracker, checksum and seeder in one process on the memory store, with a demo file. */
+export async function runUp(flags: Flags, confFile: string | undefined): Promise<void> {
+  const cfg = loadConfig(upSchema, { flags, env: process.env, confFile, aliases: originalAliases.up });
+  const ctx = setup("distribustream", cfg.logLevel);
+  const media = checkMediaFolder(cfg.media, true);
+  const demo = ensureDemoFile(media, ctx.log);
+  const networkKey = loadOrCreateKey(join(cfg.dataDir, "network-key.pem"), "network_key", ctx.log);
+  const ticketSigner = loadOrCreateKey(join(cfg.dataDir, "ticket-key.pem"), "ticket_key", ctx.log);
+  let serving = false;
+  const m = await metrics(ctx, cfg.host, cfg.metricsPort, () => serving);
+
+  const checksum = await startChecksum({
+    host: "127.0.0.1",
+    port: cfg.checksumPort,
+    signer: networkKey,
+    log: ctx.log.child({ part: "checksum" }),
+    registry: ctx.registry,
+  });
+  ctx.shutdown.add("checksum", () => checksum.drain());
+  const store = new MemorySwarmStore();
+  ctx.shutdown.add("store", () => store.close());
+  const tracker = await startTracker({
+    host: cfg.host,
+    port: cfg.port,
+    checksum: `127.0.0.1:${checksum.port}`,
+    store,
+    ticketSigner,
+    chunkSize: cfg.chunkSize,
+    log: ctx.log.child({ part: "tracker" }),
+    registry: ctx.registry,
+  });
+  ctx.shutdown.add("tracker", () => tracker.drain());
+  const seeder = await startSeeder({
+    tracker: `127.0.0.1:${tracker.port}`,
+    media,
+    dataHost: cfg.host,
+    dataPort: cfg.dataPort,
+    advertise: cfg.vhost,
+    log: ctx.log.child({ part: "seeder" }),
+    registry: ctx.registry,
+  });
+  ctx.shutdown.add("seeder", async () => {
+    serving = false;
+    await seeder.drain();
+  });
+  serving = true;
+
+  const names = demo ? [demo] : listMedia(media).slice(0, 3);
+  const host = cfg.vhost ?? "localhost";
+  const ready = await Promise.allSettled(names.map((n) => seeder.whenReady(n)));
+  const lines = [
+    `DistribuStream is up: tracker pdtp://${host}:${tracker.port}, seeder data plane :${seeder.dataPort}, metrics http://${host}:${m.port}/metrics`,
+    `Publishing ${media}. Download with:`,
+    ...names.map((n, i) =>
+      ready[i]!.status === "fulfilled"
+        ? `  npx dsclient pdtp://${host}:${tracker.port}/${encodeURI(n)}`
+        : `  (${n} could not be published: ${(ready[i] as PromiseRejectedResult).reason})`,
+    ),
+  ];
+  process.stdout.write(lines.join("\n") + "\n");
+}
+
+function checkMediaFolder(dir: string, create: boolean): string {
+  const path = resolve(dir);
+  if (!existsSync(path)) {
+    if (!create) throw configError("media", `folder ${path} does not exist`);
+    mkdirSync(path, { recursive: true });
+  } else if (!statSync(path).isDirectory()) {
+    throw configError("media", `${path} is not a folder`);
+  }
+  return path;
+}
+
+function configError(setting: string, msg: string) {
+  return new ConfigError(`invalid setting ${setting}: ${msg}`);
+}
+
+function listMedia(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, encoding: "utf8" })
+    .filter((f) => !f.split("/").some((s) => s.startsWith(".")) && statSync(join(dir, f)).isFile())
+    .sort();
+}
+
+/** Writes media/demo.bin (16 MiB of random bytes) when the folder has no files; returns its name. */
+function ensureDemoFile(dir: string, log: Logger): string | undefined {
+  if (listMedia(dir).length > 0) return undefined;
+  const name = "demo.bin";
+  writeFileSync(join(dir, name), randomBytes(16 * 1024 * 1024));
+  log.info({ file: join(dir, name) }, "media folder was empty: created a demo file");
+  return name;
+}

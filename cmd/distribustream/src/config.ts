@@ -1,0 +1,72 @@
+import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from "@distribustream/pdtp";
+import { host, hostPort, logLevel, port, z } from "@distribustream/runtime";
+
+/**
+ * Settings of each subcommand. Every key can be set by a flag (--data-port),
+ * an environment variable (DS_DATA_PORT) or a key in the --conf YAML file
+ * (data_port). The original DistribuStream's YAML keys are accepted where
+ * they still mean something: port, host, vhost, listen_port, file_root,
+ * chunk_size.
+ */
+
+const chunkSize = z.coerce
+  .number()
+  .int()
+  .min(MIN_CHUNK_SIZE, `must be at least ${MIN_CHUNK_SIZE} bytes`)
+  .max(MAX_CHUNK_SIZE, `must be at most ${MAX_CHUNK_SIZE} bytes`)
+  .default(DEFAULT_CHUNK_SIZE);
+const vhost = z
+  .string()
+  .regex(/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/, "expected a host name or IP address")
+  .optional();
+const file = (def: string) => z.string().min(1).default(def);
+
+export const trackerSchema = z.strictObject({
+  host: host("0.0.0.0"),
+  port: port(6086),
+  checksum: hostPort("127.0.0.1:6088"),
+  chunkSize,
+  metricsPort: port(9086),
+  ticketKey: file(".distribustream/ticket-key.pem"),
+  peerTtl: z.coerce.number().int().min(5).max(3600).default(30),
+  logLevel,
+});
+
+export const checksumSchema = z.strictObject({
+  host: host("0.0.0.0"),
+  port: port(6088),
+  metricsPort: port(9088),
+  networkKey: file(".distribustream/network-key.pem"),
+  logLevel,
+});
+
+export const seederSchema = z.strictObject({
+  tracker: hostPort("127.0.0.1:6086"),
+  media: file("./media"),
+  dataHost: host("0.0.0.0"),
+  dataPort: port(8000),
+  advertise: vhost,
+  metricsPort: port(9087),
+  logLevel,
+});
+
+export const upSchema = z.strictObject({
+  host: host("0.0.0.0"),
+  port: port(6086),
+  vhost,
+  media: file("./media"),
+  dataPort: port(8000),
+  checksumPort: port(6088),
+  metricsPort: port(9086),
+  chunkSize,
+  dataDir: file(".distribustream"),
+  logLevel,
+});
+
+/** YAML keys of the original DistribuStream mapped to today's settings. */
+export const originalAliases: Record<string, Record<string, string>> = {
+  tracker: {},
+  checksum: {},
+  seeder: { file_root: "media", listen_port: "dataPort", vhost: "advertise" },
+  up: { file_root: "media", listen_port: "dataPort" },
+};

@@ -1,0 +1,32 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { Signer } from "@distribustream/pdtp";
+import { ConfigError, type Logger } from "@distribustream/runtime";
+
+/**
+ * Loads an Ed25519 key from a PKCS#8 PEM file, or creates the file (mode 0600)
+ * with a new key when it does not exist, so that a restarted service keeps
+ * its key. Replicas that must share a key are given the same file (a
+ * Kubernetes Secret).
+ */
+export function loadOrCreateKey(path: string, setting: string, log: Logger): Signer {
+  if (existsSync(path)) {
+    try {
+      const signer = Signer.fromPem(readFileSync(path, "utf8"));
+      log.info({ path, keyId: signer.keyId }, `loaded ${setting}`);
+      return signer;
+    } catch (err) {
+      throw new ConfigError(`invalid setting ${setting}: ${path} is not an Ed25519 PEM key (${(err as Error).message})`);
+    }
+  }
+  const signer = Signer.generate();
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, signer.toPem(), { mode: 0o600, flag: "wx" });
+    chmodSync(path, 0o600);
+  } catch (err) {
+    throw new ConfigError(`invalid setting ${setting}: cannot create key file ${path} (${(err as Error).message})`);
+  }
+  log.info({ path, keyId: signer.keyId }, `created ${setting}`);
+  return signer;
+}

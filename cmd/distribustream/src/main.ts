@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+import { Command, Option } from "commander";
+import { ConfigError } from "@distribustream/runtime";
+import { runChecksum, runSeeder, runTracker, runUp } from "./commands.js";
+
+/**
+ * `distribustream`: one command line for every service. Wiring only: each
+ * subcommand loads its config, opens what it needs and hands it to the
+ * service's start function (see commands.ts).
+ */
+const program = new Command()
+  .name("distribustream")
+  .description("DistribuStream peercasting: tracker, seeder and checksum services")
+  .version("0.1.0")
+  .showHelpAfterError("(run with --help for usage)");
+
+const common = (cmd: Command) =>
+  cmd
+    .option("--conf <file.yml>", "YAML config file (keys as the long flags, snake_case: data_port, chunk_size, ...)")
+    .addOption(new Option("--log-level <level>", "log level").choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"]));
+
+common(
+  program
+    .command("up")
+    .description(
+      "run tracker, checksum and a seeder in one process on the in-memory swarm store (one tracker process only); creates a demo file if the media folder is empty",
+    )
+    .option("--media <dir>", "folder to publish (default ./media; original key: file_root)")
+    .option("--host <addr>", "bind address of the PDTP port (default 0.0.0.0)")
+    .option("--port <n>", "PDTP port (default 6086)")
+    .option("--vhost <name>", "host name viewers use to reach this machine; handed to peers as the seeder's address")
+    .option("--data-port <n>", "seeder data-plane port (default 8000; original key: listen_port)")
+    .option("--checksum-port <n>", "checksum service port (default 6088)")
+    .option("--metrics-port <n>", "Prometheus /metrics port (default 9086)")
+    .option("--chunk-size <bytes>", "chunk size of published files (default 262144)")
+    .option("--data-dir <dir>", "folder for keys (default .distribustream)"),
+).action(run(runUp));
+
+common(
+  program
+    .command("tracker")
+    .description("run the PDTP tracker (in-memory swarm store: exactly one tracker process)")
+    .option("--host <addr>", "bind address (default 0.0.0.0)")
+    .option("--port <n>", "PDTP port (default 6086)")
+    .option("--checksum <host:port>", "checksum service (default 127.0.0.1:6088)")
+    .option("--chunk-size <bytes>", "chunk size of published files (default 262144)")
+    .option("--metrics-port <n>", "Prometheus /metrics port (default 9086)")
+    .option("--ticket-key <file>", "Ed25519 PEM key that signs tickets; created if missing (default .distribustream/ticket-key.pem)")
+    .option("--peer-ttl <seconds>", "forget peers not heard from for this long (default 30)"),
+).action(run(runTracker));
+
+common(
+  program
+    .command("checksum")
+    .description("run the checksum service (internal): hashes published files over the data plane and signs manifests")
+    .option("--host <addr>", "bind address (default 0.0.0.0)")
+    .option("--port <n>", "gRPC port (default 6088)")
+    .option("--metrics-port <n>", "Prometheus /metrics port (default 9088)")
+    .option("--network-key <file>", "Ed25519 PEM network key; created if missing (default .distribustream/network-key.pem)"),
+).action(run(runChecksum));
+
+common(
+  program
+    .command("seeder")
+    .description("publish the files of a folder (watched) and serve them on the data plane")
+    .option("--tracker <host:port>", "tracker PDTP address (default 127.0.0.1:6086)")
+    .option("--media <dir>", "folder to publish (default ./media; original key: file_root)")
+    .option("--data-host <addr>", "data-plane bind address (default 0.0.0.0)")
+    .option("--data-port <n>", "data-plane port (default 8000; original key: listen_port)")
+    .option("--advertise <host>", "address viewers use to reach the data plane, when the bind address is not reachable")
+    .option("--metrics-port <n>", "Prometheus /metrics port (default 9087)"),
+).action(run(runSeeder));
+
+type Runner = (flags: Record<string, unknown>, confFile: string | undefined) => Promise<void>;
+
+function run(runner: Runner) {
+  return async (opts: Record<string, unknown>) => {
+    const { conf, ...flags } = opts;
+    try {
+      await runner(flags, conf as string | undefined);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`distribustream: ${err.message}\n`);
+        process.exit(2);
+      }
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === "EADDRINUSE") {
+        process.stderr.write(`distribustream: ${e.message} (is another instance running? pick another port)\n`);
+        process.exit(1);
+      }
+      process.stderr.write(`distribustream: ${e.stack ?? e.message}\n`);
+      process.exit(1);
+    }
+  };
+}
+
+program.parseAsync(process.argv);

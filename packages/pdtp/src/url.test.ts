@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { parseChunksPath, streamIdFor } from "./dataPlane.js";
+import { parsePdtpUrl } from "./url.js";
+
+test("pdtp URLs give host, port (default 6086) and the stream name", () => {
+  assert.deepEqual(parsePdtpUrl("pdtp://example.org/movies/a%20b.mp4"), {
+    host: "example.org",
+    port: 6086,
+    name: "movies/a b.mp4",
+    target: "example.org:6086",
+  });
+  assert.equal(parsePdtpUrl("pdtp://127.0.0.1:7000/x").target, "127.0.0.1:7000");
+  assert.equal(parsePdtpUrl("pdtp://[::1]:7000/x").target, "[::1]:7000");
+});
+
+test("bad pdtp URLs say what is wrong", () => {
+  assert.throws(() => parsePdtpUrl("example.org/x"), /not a URL/);
+  assert.throws(() => parsePdtpUrl("http://example.org/x"), /unsupported scheme "http:"/);
+  assert.throws(() => parsePdtpUrl("pdtp://example.org/"), /no stream name/);
+  assert.throws(() => parsePdtpUrl("pdtp://example.org/a/../b"), /"\.\." segment/);
+  assert.throws(() => parsePdtpUrl("pdtp://example.org/a%2F..%2Fb"), /segment/);
+  assert.throws(() => parsePdtpUrl("pdtp://example.org/x?y=1"), /query/);
+  assert.throws(() => parsePdtpUrl("pdtp://example.org:99999/x"), /not a URL/);
+});
+
+test("data-plane paths parse strictly", () => {
+  assert.deepEqual(parseChunksPath("/pdtp/v1/streams/abc_-1/chunks/3-7"), {
+    ok: true,
+    streamId: "abc_-1",
+    range: { first: 3, last: 7 },
+  });
+  assert.equal(parseChunksPath("/pdtp/v1/streams/abc/chunks/7-3").ok, false);
+  assert.equal(parseChunksPath("/pdtp/v1/streams/../chunks/1-2").ok, false);
+  assert.equal(parseChunksPath("/pdtp/v1/streams/a/chunks/1-2/x").ok, false);
+  assert.equal(parseChunksPath("/pdtp/v1/streams/a/chunks/-1-2").ok, false);
+  assert.equal(parseChunksPath("/etc/passwd").ok, false);
+});
+
+test("stream ids are stable per (name, size, version) and differ otherwise", () => {
+  const id = streamIdFor("a.bin", 10, 5);
+  assert.equal(id, streamIdFor("a.bin", 10, 5));
+  assert.match(id, /^[A-Za-z0-9_-]{22}$/);
+  assert.notEqual(id, streamIdFor("a.bin", 10, 6));
+  assert.notEqual(id, streamIdFor("a.bin", 11, 5));
+});

@@ -1,0 +1,131 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+
+/** Repository root (test/dist/support -> ../../..). */
+export const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+export const DISTRIBUSTREAM = `${ROOT}cmd/distribustream/dist/main.js`;
+export const DSCLIENT = `${ROOT}packages/client/dist/cli.js`;
+
+/** A free TCP port on 127.0.0.1 (bound, read, released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function freePorts(n: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < n) ports.add(await freePort());
+  return [...ports];
+}
+
+export interface Proc {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the exit code (or 128 + signal number). */
+  exited: Promise<number>;
+  /** Resolves when stdout+stderr so far match `re`; rejects after timeoutMs or if the process exits first. */
+  waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  kill(signal?: NodeJS.Signals): Promise<number>;
+}
+
+const live = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const c of live) c.kill("SIGKILL");
+});
+
+const SIGNALS: Record<string, number> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15, SIGPIPE: 13 };
+
+/** Starts `node script args` as a real child process and records its output. */
+export function startNode(script: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; stdout?: "pipe" | "ignore" } = {}): Proc {
+  const child = spawn(process.execPath, [script, ...args], {
+    cwd: opts.cwd,
+    env: { ...process.env, ...opts.env },
+    stdio: ["ignore", opts.stdout ?? "pipe", "pipe"],
+  });
+  live.add(child);
+  let out = "";
+  let err = "";
+  const waiters: Array<() => void> = [];
+  const poke = () => waiters.splice(0).forEach((w) => w());
+  child.stdout?.setEncoding("utf8").on("data", (d: string) => {
+    out += d;
+    poke();
+  });
+  child.stderr?.setEncoding("utf8").on("data", (d: string) => {
+    err += d;
+    poke();
+  });
+  const exited = new Promise<number>((resolve) =>
+    child.on("exit", (code, signal) => {
+      live.delete(child);
+      poke();
+      resolve(code ?? 128 + (SIGNALS[signal ?? ""] ?? 0));
+    }),
+  );
+  let done = false;
+  void exited.then(() => (done = true));
+  const proc: Proc = {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    waitFor(re, timeoutMs = 30_000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`timed out waiting for ${re}; output:\n${out}\n${err}`)),
+          timeoutMs,
+        );
+        const check = () => {
+          const m = (out + err).match(re);
+          if (m) {
+            clearTimeout(timer);
+            resolve(m);
+          } else if (done) {
+            clearTimeout(timer);
+            reject(new Error(`process exited before ${re}; output:\n${out}\n${err}`));
+          } else waiters.push(check);
+        };
+        check();
+      });
+    },
+    async kill(signal = "SIGTERM") {
+      if (!done) child.kill(signal);
+      return exited;
+    },
+  };
+  return proc;
+}
+
+export function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash("sha256");
+    createReadStream(path)
+      .on("data", (d) => h.update(d))
+      .on("error", reject)
+      .on("end", () => resolve(h.digest("hex")));
+  });
+}
+
+/** Sum of a Prometheus metric's samples whose labels include `labels`. */
+export async function metric(url: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(url)).text();
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([^ ]+)/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const ls = m[2] ?? "";
+    if (Object.entries(labels).every(([k, v]) => ls.includes(`${k}="${v}"`))) sum += Number(m[3]);
+  }
+  return sum;
+}
