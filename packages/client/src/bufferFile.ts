@@ -1,0 +1,127 @@
+import { open, rename, unlink, type FileHandle } from "node:fs/promises";
+import { Readable } from "node:stream";
+import { chunkSpan } from "@distribustream/pdtp";
+import { ioError } from "./errors.js";
+
+export interface Layout {
+  size: number;
+  chunkSize: number;
+  chunkCount: number;
+}
+
+const READ_PIECE = 128 * 1024;
+
+/**
+ * The disk-backed buffer of one download: a file the size of the stream in
+ * which each verified chunk is written at its offset. It is read back to
+ * serve other peers and, for pipe outputs, to write the output in order, so
+ * memory use does not grow with the file. Reads and writes go through one
+ * FileHandle, which keeps working when the file is renamed.
+ */
+export class BufferFile {
+  private closed = false;
+
+  private constructor(
+    private readonly handle: FileHandle,
+    private currentPath: string,
+    readonly layout: Layout,
+    private readonly linked: boolean,
+  ) {}
+
+  /**
+   * Creates (or truncates) the buffer at `path`, sized to the stream.
+   * With `anonymous`, the file is created exclusively and unlinked at once:
+   * it lives only as long as the handle, even if the process is killed.
+   */
+  static async create(path: string, layout: Layout, opts: { anonymous: boolean }): Promise<BufferFile> {
+    let handle: FileHandle;
+    try {
+      handle = await open(path, opts.anonymous ? "wx+" : "w+", 0o644);
+    } catch (err) {
+      throw ioError(err, "creating", path);
+    }
+    try {
+      await handle.truncate(layout.size);
+      if (opts.anonymous) await unlink(path);
+    } catch (err) {
+      await handle.close().catch(() => {});
+      await unlink(path).catch(() => {});
+      throw ioError(err, "creating", path);
+    }
+    return new BufferFile(handle, path, layout, !opts.anonymous);
+  }
+
+  get path(): string {
+    return this.currentPath;
+  }
+
+  /** Writes chunk `index` at its offset; rejects with a DownloadError (exit 5) on I/O errors. */
+  async writeChunk(index: number, data: Buffer, displayPath: string = this.currentPath): Promise<void> {
+    const { start, end } = chunkSpan(index, this.layout.size, this.layout.chunkSize);
+    if (data.length !== end - start) {
+      throw new Error(`chunk ${index} has ${data.length} bytes, expected ${end - start}`);
+    }
+    try {
+      let off = 0;
+      while (off < data.length) {
+        const { bytesWritten } = await this.handle.write(data, off, data.length - off, start + off);
+        off += bytesWritten;
+      }
+    } catch (err) {
+      throw ioError(err, "writing", displayPath);
+    }
+  }
+
+  /** Reads chunk `index` back. */
+  async readChunk(index: number): Promise<Buffer> {
+    const { start, end } = chunkSpan(index, this.layout.size, this.layout.chunkSize);
+    const buf = Buffer.allocUnsafe(end - start);
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesRead } = await this.handle.read(buf, off, buf.length - off, start + off);
+      if (bytesRead === 0) throw new Error(`buffer file ${this.currentPath} ended at byte ${start + off}`);
+      off += bytesRead;
+    }
+    return buf;
+  }
+
+  /** Bytes [start, end) as a stream that reads on demand (backpressured). */
+  createReadStream(start: number, end: number): Readable {
+    const handle = this.handle;
+    const path = this.currentPath;
+    async function* pieces() {
+      let pos = start;
+      while (pos < end) {
+        const n = Math.min(READ_PIECE, end - pos);
+        const buf = Buffer.allocUnsafe(n);
+        const { bytesRead } = await handle.read(buf, 0, n, pos);
+        if (bytesRead === 0) throw new Error(`buffer file ${path} ended at byte ${pos}`);
+        pos += bytesRead;
+        yield bytesRead === n ? buf : buf.subarray(0, bytesRead);
+      }
+    }
+    return Readable.from(pieces(), { objectMode: false, highWaterMark: READ_PIECE });
+  }
+
+  /** Renames the file; the handle, and reads in progress, keep working. */
+  async rename(to: string): Promise<void> {
+    try {
+      await rename(this.currentPath, to);
+    } catch (err) {
+      throw ioError(err, "renaming to", to);
+    }
+    this.currentPath = to;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.handle.close();
+  }
+
+  /** Closes and deletes the file (a partial download). */
+  async remove(): Promise<void> {
+    await this.close().catch(() => {});
+    if (this.linked) await unlink(this.currentPath).catch(() => {});
+  }
+}

@@ -1,0 +1,632 @@
+import { createHash } from "node:crypto";
+import type { Agent } from "node:http";
+import { tmpdir } from "node:os";
+import type { Readable } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
+import { status } from "@grpc/grpc-js";
+import {
+  openManifest,
+  parsePdtpUrl,
+  PeerRole,
+  RangeSet,
+  rangeWithin,
+  StreamKind,
+  TransferOutcome,
+  WantMode,
+  type ChunkRange,
+  type Directive,
+  type Joined,
+  type Manifest,
+  type PdtpUrl,
+  type TrackerMessage,
+  type TransferReport,
+} from "@distribustream/pdtp";
+import type { Logger } from "@distribustream/runtime";
+import {
+  fetchChunks,
+  FetchError,
+  keepAliveAgent,
+  startDataPlane,
+  type ChunkSource,
+  type RunningDataPlane,
+} from "@distribustream/data-plane";
+import type { Layout } from "./bufferFile.js";
+import { ControlBatcher } from "./control.js";
+import { classifySessionEnd, DownloadError, ExitCode } from "./errors.js";
+import { resolveOutput, type OutputTarget } from "./outputTarget.js";
+import { TrackerSession, type SessionStatus } from "./session.js";
+import { openStorage, type Storage } from "./storage.js";
+
+export const AGENT = "dsclient/0.1.0";
+
+export interface Progress {
+  /** Bytes verified and held. */
+  bytes: number;
+  size: number;
+  fromPeers: number;
+  fromSeeders: number;
+}
+
+export interface DownloadOptions {
+  /** pdtp://HOST[:PORT]/NAME */
+  url: string;
+  /** File path, "-" for standard output, or a FIFO/device/socket path. Default: NAME's last segment. */
+  output?: string;
+  /** Data plane bind address; default "0.0.0.0". */
+  listenHost?: string;
+  /** Data plane port; default 0 (any free port). */
+  listenPort?: number;
+  /** Keep serving this long after completion; default 0. */
+  lingerSeconds?: number;
+  log: Logger;
+  onProgress?: (p: Progress) => void;
+  /** Called once when the output is complete, before any lingering. */
+  onComplete?: (r: DownloadResult) => void;
+  /** Tracker connection attempts before giving up (exit 4); default 5, backoff 0.5, 1, 2, 4 s. */
+  connectAttempts?: number;
+  /** Folder of the buffer file when the output is a pipe; default os.tmpdir(). */
+  tempDir?: string;
+  /** No directive and no verified chunk for this long ends the download (exit 7); default 60. */
+  stallSeconds?: number;
+  /** Folder a relative output path is resolved against; default process.cwd(). */
+  cwd?: string;
+  signal?: AbortSignal;
+}
+
+export interface DownloadResult {
+  size: number;
+  bytesFromPeers: number;
+  bytesFromSeeders: number;
+  /** From start to completion (lingering excluded). */
+  durationMs: number;
+  streamId: string;
+  /** Where the bytes went: a path or "-". */
+  output: string;
+}
+
+/** Downloads one stream; rejects with a DownloadError whose exitCode says why. */
+export async function download(opts: DownloadOptions): Promise<DownloadResult> {
+  let url: PdtpUrl;
+  try {
+    url = parsePdtpUrl(opts.url);
+  } catch (err) {
+    throw new DownloadError((err as Error).message, ExitCode.USAGE);
+  }
+  const target = await resolveOutput(opts.output, url.name, opts.cwd ?? process.cwd());
+  return new Download(opts, url, target).run();
+}
+
+/** Per-transfer state, from directive to report. */
+interface Transfer {
+  directive: Directive;
+  range: ChunkRange;
+  generation: number;
+  fromSeeder: boolean;
+  abort: AbortController;
+  verified: RangeSet;
+  bytes: number;
+  startedMs: number;
+  /** The tracker withdrew it: no report. */
+  cancelled: boolean;
+  /** We gave up on it (download complete or failed). */
+  dropped: boolean;
+  badChunk: number | undefined;
+}
+
+const FETCH_TIMEOUT_MS = 30_000;
+const MAX_BACKOFF_MS = 4000;
+const MIN_RECONNECT_ATTEMPTS = 8;
+
+class Download {
+  private readonly log: Logger;
+  private readonly started = Date.now();
+  private dataPlane: RunningDataPlane | undefined;
+  private readonly agent: Agent = keepAliveAgent();
+  private session: TrackerSession | undefined;
+  private generation = 0;
+  private everConnected = false;
+  private manifest: Manifest | undefined;
+  private layout: Layout | undefined;
+  private storage: Storage | undefined;
+  private readonly transfers = new Map<number, Transfer>();
+  private readonly writing = new Set<number>();
+  private readonly batcher: ControlBatcher;
+  private queue: Promise<void> = Promise.resolve();
+  private heldBytes = 0;
+  private fromPeers = 0;
+  private fromSeeders = 0;
+  private lastActivity = Date.now();
+  private completing = false;
+  private completedMs: number | undefined;
+  private failure: DownloadError | undefined;
+  private readonly failed: Promise<never>;
+  private rejectFailed!: (err: DownloadError) => void;
+  private readonly completed: Promise<void>;
+  private resolveCompleted!: () => void;
+  /** Aborted when the download fails: ends waits such as reconnect backoff. */
+  private readonly stop = new AbortController();
+
+  constructor(
+    private readonly opts: DownloadOptions,
+    private readonly url: PdtpUrl,
+    private readonly target: OutputTarget,
+  ) {
+    this.log = opts.log.child({ stream: url.name });
+    this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
+    this.failed.catch(() => {});
+    this.completed = new Promise<void>((resolve) => (this.resolveCompleted = resolve));
+    this.batcher = new ControlBatcher(
+      (msg) => this.session?.send(msg),
+      () => this.manifest?.streamId,
+    );
+  }
+
+  async run(): Promise<DownloadResult> {
+    const onAbort = () => this.fail(new DownloadError("download interrupted", 130));
+    this.opts.signal?.addEventListener("abort", onAbort, { once: true });
+    if (this.opts.signal?.aborted) onAbort();
+    const watchdog = setInterval(() => this.checkStall(), 1000);
+    let ok = false;
+    try {
+      await Promise.race([this.start(), this.failed]);
+      await Promise.race([this.sessionLoop(), this.failed]);
+      ok = true;
+      const result = this.result();
+      this.opts.onComplete?.(result);
+      await this.linger();
+      return result;
+    } catch (err) {
+      throw this.failure ?? err;
+    } finally {
+      clearInterval(watchdog);
+      this.opts.signal?.removeEventListener("abort", onAbort);
+      await this.shutdown(ok);
+    }
+  }
+
+  // ---- setup ---------------------------------------------------------------
+
+  private async start(): Promise<void> {
+    const host = this.opts.listenHost ?? "0.0.0.0";
+    const port = this.opts.listenPort ?? 0;
+    try {
+      this.dataPlane = await startDataPlane({
+        host,
+        port,
+        source: this.chunkSource(),
+        identity: () => {
+          const w = this.session?.welcome;
+          return w ? { peerId: w.peerId, ticketKeys: w.ticketKeys } : undefined;
+        },
+        log: this.log,
+      });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw new DownloadError(`cannot serve peers on ${host}:${port} (${code})`, ExitCode.USAGE, { cause: err });
+    }
+  }
+
+  private chunkSource(): ChunkSource {
+    return {
+      layout: (streamId) => {
+        const m = this.manifest;
+        if (!m || streamId !== m.streamId || !this.storage) return undefined;
+        return { size: m.body.size, chunkSize: m.body.chunkSize, chunkCount: m.chunkCount, name: m.body.name };
+      },
+      holds: (streamId, range) =>
+        !!this.storage && streamId === this.manifest?.streamId && this.storage.held.hasRange(range),
+      read: (_streamId, start, end): Readable => this.storage!.read(start, end),
+    };
+  }
+
+  // ---- tracker session -----------------------------------------------------
+
+  /** Keeps a session up until the download completes; reconnects after UNAVAILABLE. */
+  private async sessionLoop(): Promise<void> {
+    for (;;) {
+      const session = await this.connect();
+      const ended = await Promise.race([session.ended, this.completed.then(() => undefined)]);
+      if (ended === undefined) return;
+      this.onSessionLost(session);
+      if (this.completing) {
+        await this.completed;
+        return;
+      }
+      const what = classifySessionEnd(ended.code, ended.details, { name: this.url.name, target: this.url.target });
+      if (!what.retry) throw what.error;
+      this.log.warn({ code: status[ended.code], details: ended.details }, "tracker session lost, reconnecting");
+    }
+  }
+
+  private onSessionLost(session: TrackerSession): void {
+    if (this.session === session) this.session = undefined;
+    this.batcher.reset();
+    session.abort();
+  }
+
+  /** Opens a session (Hello, Welcome, Join) with bounded retries; throws exit 4 when they run out. */
+  private async connect(): Promise<TrackerSession> {
+    const reconnect = this.everConnected;
+    const attempts = Math.max(1, this.opts.connectAttempts ?? 5);
+    const max = reconnect ? Math.max(attempts, MIN_RECONNECT_ATTEMPTS) : attempts;
+    let reason = "no attempt";
+    for (let attempt = 1; attempt <= max; attempt++) {
+      if (attempt > 1) {
+        const base = Math.min(MAX_BACKOFF_MS, 500 * 2 ** (attempt - 2));
+        const wait = reconnect ? base / 2 + Math.random() * base : base;
+        await sleep(wait, undefined, { signal: this.stop.signal }).catch(() => {});
+        if (this.failure) throw this.failure;
+      }
+      const generation = ++this.generation;
+      try {
+        const session = await TrackerSession.open(
+          this.url.target,
+          {
+            role: PeerRole.PEER_ROLE_VIEWER,
+            dataPort: this.dataPlane!.port,
+            agent: AGENT,
+            credential: "",
+            advertiseHost: "",
+          },
+          (msg) => this.enqueue(msg, generation),
+        );
+        if (this.failure) {
+          session.abort();
+          throw this.failure;
+        }
+        this.session = session;
+        this.everConnected = true;
+        this.lastActivity = Date.now();
+        this.log.info({ peerId: session.welcome.peerId, observedHost: session.welcome.observedHost }, "welcomed");
+        const position = this.storage?.position() ?? 0;
+        session.send({
+          body: {
+            $case: "join",
+            value: {
+              name: this.url.name,
+              mode: WantMode.WANT_MODE_IN_ORDER,
+              have: this.storage ? [...this.storage.held.ranges()] : [],
+              position,
+            },
+          },
+        });
+        this.batcher.positionKnown(position);
+        return session;
+      } catch (err) {
+        if (err instanceof DownloadError) throw err;
+        const s = err as SessionStatus;
+        const what = classifySessionEnd(s.code, s.details, { name: this.url.name, target: this.url.target });
+        if (!what.retry) throw what.error;
+        reason = what.reason;
+        this.log.info({ attempt, of: max, reason }, "tracker connection failed");
+      }
+    }
+    throw new DownloadError(
+      `tracker ${this.url.target} unreachable after ${max} attempt${max === 1 ? "" : "s"} (${reason})`,
+      ExitCode.UNREACHABLE,
+    );
+  }
+
+  /** Tracker messages are handled one at a time, in order. */
+  private enqueue(msg: TrackerMessage, generation: number): void {
+    this.queue = this.queue.then(() => this.handle(msg, generation)).catch((err: unknown) => this.fail(err));
+  }
+
+  private async handle(msg: TrackerMessage, generation: number): Promise<void> {
+    if (generation !== this.generation || this.failure) return;
+    switch (msg.body?.$case) {
+      case "joined":
+        return this.onJoined(msg.body.value);
+      case "directives":
+        for (const d of msg.body.value.directives) this.startTransfer(d, generation);
+        return;
+      case "cancel":
+        for (const id of msg.body.value.transferIds) {
+          const t = this.transfers.get(id);
+          if (t && t.generation === generation) {
+            t.cancelled = true;
+            t.abort.abort();
+          }
+        }
+        return;
+      case "notice":
+        this.log.warn({ notice: msg.body.value.message }, "tracker notice");
+        return;
+      default:
+        this.log.debug({ type: msg.body?.$case }, "ignored tracker message");
+    }
+  }
+
+  private async onJoined(joined: Joined): Promise<void> {
+    const desc = joined.descriptor;
+    const name = this.url.name;
+    if (!desc) throw new DownloadError(`tracker sent no descriptor for "${name}"`, ExitCode.UNEXPECTED);
+    if (desc.kind === StreamKind.STREAM_KIND_LIVE) {
+      throw new DownloadError(`"${name}" is a live stream; this client downloads on-demand streams`, ExitCode.USAGE);
+    }
+    if (!joined.manifest) throw new DownloadError(`tracker sent no manifest for "${name}"`, ExitCode.INTEGRITY);
+    let manifest: Manifest;
+    try {
+      manifest = openManifest(joined.manifest, this.session?.welcome.networkKeys ?? []);
+    } catch (err) {
+      throw new DownloadError(`manifest of "${name}" rejected: ${(err as Error).message}`, ExitCode.INTEGRITY);
+    }
+    const b = manifest.body;
+    const mismatch =
+      b.streamId !== desc.streamId
+        ? "stream id"
+        : b.size !== desc.size
+          ? "size"
+          : b.chunkSize !== desc.chunkSize
+            ? "chunk size"
+            : manifest.chunkCount !== desc.chunkCount
+              ? "chunk count"
+              : b.name !== desc.name
+                ? "name"
+                : undefined;
+    if (mismatch) {
+      throw new DownloadError(`manifest of "${name}" does not match its descriptor (${mismatch})`, ExitCode.INTEGRITY);
+    }
+    if (this.manifest) {
+      if (this.manifest.streamId !== manifest.streamId) {
+        throw new DownloadError(`"${name}" changed on the tracker during the download`, ExitCode.STALLED);
+      }
+      this.log.info({ held: this.storage?.held.toString() }, "re-joined");
+      return;
+    }
+    const layout = { size: b.size, chunkSize: b.chunkSize, chunkCount: manifest.chunkCount };
+    this.storage = await openStorage(this.target, layout, {
+      tempDir: this.opts.tempDir ?? tmpdir(),
+      onPosition: (p) => {
+        this.lastActivity = Date.now();
+        this.batcher.setPosition(p);
+      },
+    });
+    this.storage.failed.catch((err: unknown) => this.fail(err));
+    this.manifest = manifest;
+    this.layout = layout;
+    this.log.info(
+      { streamId: b.streamId, size: b.size, chunkSize: b.chunkSize, peers: desc.peers, seeders: desc.seeders },
+      "joined",
+    );
+    this.progress();
+    this.checkComplete();
+  }
+
+  // ---- transfers -----------------------------------------------------------
+
+  private startTransfer(d: Directive, generation: number): void {
+    this.lastActivity = Date.now();
+    const m = this.manifest;
+    const storage = this.storage;
+    const report = (outcome: TransferOutcome, detail: string) =>
+      this.batcher.report({ transferId: d.transferId, outcome, bytes: 0, durationMs: 0, detail, verified: [] });
+    if (!m || !storage || this.completing) {
+      report(TransferOutcome.TRANSFER_OUTCOME_CANCELLED, this.completing ? "download complete" : "not joined");
+      return;
+    }
+    if (d.streamId !== m.streamId || !d.range || !rangeWithin(d.range, m.chunkCount) || !d.source || !d.ticket) {
+      this.log.warn({ transferId: d.transferId, streamId: d.streamId }, "invalid directive");
+      report(TransferOutcome.TRANSFER_OUTCOME_FAILED, "invalid directive");
+      return;
+    }
+    // Fetch only from the first to the last chunk not yet held.
+    const gaps = [...storage.held.gaps(d.range)];
+    if (gaps.length === 0) {
+      report(TransferOutcome.TRANSFER_OUTCOME_CANCELLED, "already held");
+      return;
+    }
+    const range = { first: gaps[0]!.first, last: gaps[gaps.length - 1]!.last };
+    const t: Transfer = {
+      directive: d,
+      range,
+      generation,
+      fromSeeder: d.source.seeder,
+      abort: new AbortController(),
+      verified: new RangeSet(),
+      bytes: 0,
+      startedMs: Date.now(),
+      cancelled: false,
+      dropped: false,
+      badChunk: undefined,
+    };
+    this.transfers.set(d.transferId, t);
+    fetchChunks({
+      host: d.source.host,
+      port: d.source.port,
+      streamId: m.streamId,
+      range,
+      ticket: d.ticket,
+      layout: { size: m.body.size, chunkSize: m.body.chunkSize },
+      onChunk: (index, data) => this.onChunk(t, index, data),
+      signal: t.abort.signal,
+      agent: this.agent,
+      timeoutMs: FETCH_TIMEOUT_MS,
+    }).then(
+      () => this.endTransfer(t, TransferOutcome.TRANSFER_OUTCOME_OK, ""),
+      (err: unknown) => this.transferFailed(t, err),
+    );
+  }
+
+  private async onChunk(t: Transfer, index: number, data: Buffer): Promise<void> {
+    const m = this.manifest!;
+    const storage = this.storage!;
+    if (!m.matches(index, createHash("sha256").update(data).digest())) {
+      t.badChunk = index;
+      t.abort.abort();
+      throw new Error(`chunk ${index} failed verification`);
+    }
+    if (!storage.held.has(index) && !this.writing.has(index)) {
+      this.writing.add(index);
+      try {
+        await storage.put(index, data);
+      } catch (err) {
+        this.fail(err);
+        throw err;
+      } finally {
+        this.writing.delete(index);
+      }
+      this.heldBytes += data.length;
+      if (t.fromSeeder) this.fromSeeders += data.length;
+      else this.fromPeers += data.length;
+      this.lastActivity = Date.now();
+      this.batcher.setPosition(storage.position());
+      this.progress();
+      this.checkComplete();
+    }
+    t.verified.add({ first: index, last: index });
+    t.bytes += data.length;
+  }
+
+  private transferFailed(t: Transfer, err: unknown): void {
+    if (t.badChunk !== undefined) {
+      this.log.warn({ transferId: t.directive.transferId, source: t.directive.source, chunk: t.badChunk }, "bad chunk");
+      return this.endTransfer(t, TransferOutcome.TRANSFER_OUTCOME_BAD_DATA, `chunk ${t.badChunk} failed verification`);
+    }
+    if (t.cancelled || t.dropped) return this.endTransfer(t, TransferOutcome.TRANSFER_OUTCOME_CANCELLED, "cancelled");
+    const detail = err instanceof Error ? err.message : String(err);
+    const outcome =
+      err instanceof FetchError && err.kind === "refused"
+        ? TransferOutcome.TRANSFER_OUTCOME_REFUSED
+        : TransferOutcome.TRANSFER_OUTCOME_FAILED;
+    this.log.info({ transferId: t.directive.transferId, source: t.directive.source, detail }, "transfer failed");
+    this.endTransfer(t, outcome, detail);
+  }
+
+  /** One report per transfer, unless the tracker cancelled it or it belongs to a lost session. */
+  private endTransfer(t: Transfer, outcome: TransferOutcome, detail: string): void {
+    this.transfers.delete(t.directive.transferId);
+    this.lastActivity = Date.now();
+    if (!this.session) return;
+    if (t.cancelled || t.generation !== this.generation) {
+      if (!t.verified.isEmpty) this.batcher.held(t.verified.ranges());
+      return;
+    }
+    const report: TransferReport = {
+      transferId: t.directive.transferId,
+      outcome,
+      bytes: t.bytes,
+      durationMs: Math.min(0xffffffff, Date.now() - t.startedMs),
+      detail: detail.slice(0, 200),
+      verified: [...t.verified.ranges()],
+    };
+    this.batcher.report(report);
+  }
+
+  // ---- progress, completion, failure --------------------------------------
+
+  private progress(): void {
+    if (!this.layout) return;
+    this.opts.onProgress?.({
+      bytes: this.heldBytes,
+      size: this.layout.size,
+      fromPeers: this.fromPeers,
+      fromSeeders: this.fromSeeders,
+    });
+  }
+
+  private checkComplete(): void {
+    const storage = this.storage;
+    if (this.completing || !storage || !this.layout || storage.held.count < this.layout.chunkCount) return;
+    this.completing = true;
+    for (const t of this.transfers.values()) {
+      t.dropped = true;
+      t.abort.abort();
+    }
+    storage.finish().then(
+      () => {
+        this.completedMs = Date.now();
+        this.batcher.setPosition(this.layout!.chunkCount);
+        this.batcher.flush();
+        this.log.info({ ms: this.completedMs - this.started }, "download complete");
+        this.resolveCompleted();
+      },
+      (err: unknown) => this.fail(err),
+    );
+  }
+
+  private checkStall(): void {
+    const stallMs = (this.opts.stallSeconds ?? 60) * 1000;
+    if (this.completing || this.failure) return;
+    // A reader that is slow to take the output (a paused player) is not a stall.
+    if (this.storage?.outputBlocked()) this.lastActivity = Date.now();
+    if (Date.now() - this.lastActivity < stallMs) return;
+    const held = this.storage?.held.count ?? 0;
+    const of = this.layout?.chunkCount;
+    this.fail(
+      new DownloadError(
+        `download stalled: no data for ${Math.round(stallMs / 1000)} s` +
+          (of !== undefined ? ` (${held} of ${of} chunks held)` : " (not joined)"),
+        ExitCode.STALLED,
+      ),
+    );
+  }
+
+  private fail(err: unknown): void {
+    if (this.failure) return;
+    this.failure =
+      err instanceof DownloadError
+        ? err
+        : new DownloadError(`unexpected error: ${(err as Error)?.message ?? String(err)}`, ExitCode.UNEXPECTED, {
+            cause: err,
+          });
+    if (this.failure.exitCode === ExitCode.UNEXPECTED) this.log.error({ err }, "download failed");
+    this.stop.abort();
+    this.rejectFailed(this.failure);
+  }
+
+  private result(): DownloadResult {
+    return {
+      size: this.layout?.size ?? 0,
+      bytesFromPeers: this.fromPeers,
+      bytesFromSeeders: this.fromSeeders,
+      durationMs: (this.completedMs ?? Date.now()) - this.started,
+      streamId: this.manifest?.streamId ?? "",
+      output: this.target.kind === "stdout" ? "-" : this.target.path,
+    };
+  }
+
+  /** Keeps serving after completion, until the time is up, the session ends or the caller aborts. */
+  private async linger(): Promise<void> {
+    const seconds = this.opts.lingerSeconds ?? 0;
+    if (seconds <= 0 || !this.session) return;
+    this.log.info({ seconds }, "lingering");
+    const ac = new AbortController();
+    const stop = () => ac.abort();
+    this.opts.signal?.addEventListener("abort", stop, { once: true });
+    try {
+      await Promise.race([
+        sleep(seconds * 1000, undefined, { signal: ac.signal }).catch(() => {}),
+        this.session.ended,
+        this.failed.catch(() => {}),
+      ]);
+    } finally {
+      ac.abort();
+      this.opts.signal?.removeEventListener("abort", stop);
+    }
+  }
+
+  private async shutdown(ok: boolean): Promise<void> {
+    for (const t of this.transfers.values()) {
+      t.dropped = true;
+      t.abort.abort();
+    }
+    const session = this.session;
+    this.session = undefined;
+    if (session) {
+      this.batcher.flush();
+      const streamId = this.manifest?.streamId;
+      if (ok && streamId) session.send({ body: { $case: "leave", value: { streamId } } });
+      if (ok) await session.close();
+      else session.abort();
+    }
+    this.batcher.close();
+    await this.dataPlane?.close().catch((err: unknown) => this.log.warn({ err }, "closing the data plane"));
+    this.agent.destroy();
+    if (this.storage) {
+      await (ok ? this.storage.close() : this.storage.discard()).catch((err: unknown) =>
+        this.log.warn({ err }, "closing the download buffer"),
+      );
+    }
+  }
+}

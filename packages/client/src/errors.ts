@@ -1,0 +1,106 @@
+import { status } from "@grpc/grpc-js";
+
+/**
+ * Exit codes of `dsclient`, also carried by every DownloadError so that the
+ * library's callers can tell failures apart without parsing messages.
+ */
+export const ExitCode = {
+  OK: 0,
+  /** Unexpected error (a bug, or the tracker rejected a request as invalid). */
+  UNEXPECTED: 1,
+  /** Bad usage: unknown flag, invalid setting, bad URL. */
+  USAGE: 2,
+  /** The tracker does not know the stream name. */
+  NOT_FOUND: 3,
+  /** The tracker could not be reached after the bounded retries. */
+  UNREACHABLE: 4,
+  /** Local I/O error, such as a full disk. */
+  IO: 5,
+  /** Verification failure the client cannot recover from (bad manifest signature). */
+  INTEGRITY: 6,
+  /** The download stalled or the tracker ended it. */
+  STALLED: 7,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** A failure of a download, with a one-line message and the exit code the CLI uses. */
+export class DownloadError extends Error {
+  override name = "DownloadError";
+  constructor(
+    message: string,
+    readonly exitCode: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** The reader of the output went away (EPIPE): the download stops, successfully. */
+export class OutputClosed extends DownloadError {
+  override name = "OutputClosed";
+  constructor(what: string) {
+    super(`${what} was closed by its reader`, ExitCode.OK);
+  }
+}
+
+/** Exit code for anything thrown out of a download or the CLI. */
+export function exitCodeOf(err: unknown): number {
+  if (err instanceof DownloadError) return err.exitCode;
+  if (err instanceof Error && err.name === "ConfigError") return ExitCode.USAGE;
+  if (err instanceof Error && err.name === "PdtpUrlError") return ExitCode.USAGE;
+  return ExitCode.UNEXPECTED;
+}
+
+/** Maps a local file-system error to a DownloadError with exit code 5 and a clear message. */
+export function ioError(err: unknown, action: string, file: string): DownloadError {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === "ENOSPC") return new DownloadError(`disk full ${action} ${file}`, ExitCode.IO, { cause: err });
+  if (code === "EDQUOT") return new DownloadError(`disk quota exceeded ${action} ${file}`, ExitCode.IO, { cause: err });
+  const why = code ?? (err as Error | undefined)?.message ?? String(err);
+  return new DownloadError(`I/O error ${action} ${file}: ${why}`, ExitCode.IO, { cause: err });
+}
+
+/** Short reason out of a grpc-js connection error, e.g. "connect ECONNREFUSED". */
+export function connectionReason(details: string): string {
+  const m = /(connect|getaddrinfo|read|write) (E[A-Z_]+)/.exec(details);
+  if (m) return `${m[1]} ${m[2]}`;
+  const short = details.replace(/^No connection established\. Last error: /, "").split("\n")[0] ?? "";
+  return short.length > 120 ? `${short.slice(0, 117)}...` : short || "no connection";
+}
+
+/** What a tracker's final session status means for the download. */
+export type SessionEnd = { retry: true; reason: string } | { retry: false; error: DownloadError };
+
+/**
+ * Classifies the status a Session ended with before the download finished.
+ * UNAVAILABLE (tracker restarting or unreachable) and a clean end are retried;
+ * the rest end the download with the matching exit code.
+ */
+export function classifySessionEnd(code: status, details: string, ctx: { name: string; target: string }): SessionEnd {
+  switch (code) {
+    case status.UNAVAILABLE:
+      return { retry: true, reason: connectionReason(details) };
+    case status.OK:
+      return { retry: true, reason: "tracker closed the session" };
+    case status.NOT_FOUND:
+      return {
+        retry: false,
+        error: new DownloadError(`no stream named "${ctx.name}" on ${ctx.target}`, ExitCode.NOT_FOUND),
+      };
+    case status.INVALID_ARGUMENT:
+      return {
+        retry: false,
+        error: new DownloadError(`tracker ${ctx.target} rejected the request: ${details}`, ExitCode.UNEXPECTED),
+      };
+    case status.DEADLINE_EXCEEDED:
+      return { retry: true, reason: "deadline exceeded" };
+    default:
+      return {
+        retry: false,
+        error: new DownloadError(
+          `tracker ${ctx.target} ended the download (${status[code] ?? code}): ${details || "no detail"}`,
+          ExitCode.STALLED,
+        ),
+      };
+  }
+}

@@ -1,0 +1,107 @@
+import { credentials, status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { TrackerClient, type Hello, type PeerMessage, type TrackerMessage, type Welcome } from "@distribustream/pdtp";
+
+/** Channel options: keepalive so a dead tracker is noticed, and room for big manifests. */
+export const CHANNEL_OPTIONS = {
+  "grpc.max_receive_message_length": 64 * 1024 * 1024,
+  "grpc.max_send_message_length": 16 * 1024 * 1024,
+  "grpc.keepalive_time_ms": 30_000,
+  "grpc.keepalive_timeout_ms": 10_000,
+  "grpc.keepalive_permit_without_calls": 1,
+} as const;
+
+export interface SessionStatus {
+  code: status;
+  details: string;
+}
+
+/**
+ * One Session call to the tracker on its own channel. `open` resolves once
+ * the Welcome arrived; later messages go to `onMessage` in arrival order.
+ */
+export class TrackerSession {
+  /** Settles with the status the call ended with (never rejects). */
+  readonly ended: Promise<SessionStatus>;
+  welcome!: Welcome;
+  private finished = false;
+
+  private constructor(
+    private readonly client: TrackerClient,
+    private readonly call: ClientDuplexStream<PeerMessage, TrackerMessage>,
+  ) {
+    this.ended = new Promise((resolve) => {
+      call.on("status", (s: { code: status; details: string }) => {
+        this.finished = true;
+        resolve({ code: s.code, details: s.details });
+      });
+    });
+    // Failures also arrive as 'status'; the listener keeps them from being thrown.
+    call.on("error", (_err: ServiceError) => {});
+  }
+
+  /**
+   * Connects, says Hello and waits for the Welcome. Rejects with the
+   * SessionStatus when the call ends first (tracker unreachable, Hello refused).
+   */
+  static open(target: string, hello: Hello, onMessage: (msg: TrackerMessage) => void): Promise<TrackerSession> {
+    const client = new TrackerClient(target, credentials.createInsecure(), CHANNEL_OPTIONS);
+    const call = client.session();
+    const session = new TrackerSession(client, call);
+    return new Promise((resolve, reject) => {
+      let welcomed = false;
+      let unexpected: string | undefined;
+      call.on("data", (msg: TrackerMessage) => {
+        if (!welcomed) {
+          if (msg.body?.$case !== "welcome") {
+            unexpected ??= `tracker answered Hello with ${msg.body?.$case ?? "an empty message"}, not a Welcome`;
+            call.cancel();
+            return;
+          }
+          welcomed = true;
+          session.welcome = msg.body.value;
+          resolve(session);
+          return;
+        }
+        onMessage(msg);
+      });
+      void session.ended.then((s) => {
+        if (welcomed) return;
+        client.close();
+        reject(unexpected ? { code: status.INTERNAL, details: unexpected } : s);
+      });
+      call.write({ body: { $case: "hello", value: hello } });
+    });
+  }
+
+  get isOpen(): boolean {
+    return !this.finished;
+  }
+
+  send(msg: PeerMessage): void {
+    if (this.finished) return;
+    this.call.write(msg);
+  }
+
+  /** Half-closes and waits up to `graceMs` for the tracker to end the call, then cancels it. */
+  async close(graceMs = 1000): Promise<void> {
+    if (!this.finished) {
+      this.call.end();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.ended,
+        new Promise((r) => {
+          timer = setTimeout(r, graceMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!this.finished) this.call.cancel();
+    }
+    this.client.close();
+  }
+
+  /** Ends the call at once. */
+  abort(): void {
+    if (!this.finished) this.call.cancel();
+    this.client.close();
+  }
+}
