@@ -1,0 +1,85 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { after, test } from "node:test";
+
+const CLI = fileURLToPath(new URL("./cli.js", import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), "dsclient-cli-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: dir,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function oneLine(s: string): string {
+  const lines = s.trimEnd().split("\n");
+  assert.equal(lines.length, 1, `one line on stderr, got: ${s}`);
+  return lines[0]!;
+}
+
+test("--help documents usage and the exit codes", async () => {
+  const r = await run(["--help"]);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /Usage: dsclient \[options\] <url>/);
+  for (const code of ["0", "1", "2", "3", "4", "5", "6", "7"]) assert.match(r.stdout, new RegExp(`^  ${code}  `, "m"));
+});
+
+test("usage errors exit 2 with one line naming the problem", async () => {
+  const cases: [string[], RegExp, Record<string, string>?][] = [
+    [["--bogus", "pdtp://h/x"], /^dsclient: unknown option '--bogus'$/],
+    [[], /^dsclient: missing URL/],
+    [["http://127.0.0.1/x"], /^dsclient: unsupported scheme "http:"/],
+    [["pdtp://h/a/../b"], /^dsclient: stream name .* segment/],
+    [["pdtp://h/x", "--linger", "soon"], /^dsclient: invalid setting linger from --linger/],
+    [["pdtp://h/x", "--listen-port", "70000"], /^dsclient: invalid setting listen_port from --listen-port/],
+    [["pdtp://h/x", "--log-level", "loud"], /^dsclient: invalid setting log_level/],
+    [["pdtp://h/x"], /^dsclient: invalid setting connect_attempts from DS_CONNECT_ATTEMPTS/, { DS_CONNECT_ATTEMPTS: "0" }],
+    [["pdtp://h/x", "--url", "pdtp://h/y"], /^dsclient: two different URLs/],
+    [["pdtp://h/x", "extra"], /^dsclient: too many arguments/],
+  ];
+  await Promise.all(
+    cases.map(async ([args, re, env]) => {
+      const r = await run(args, env);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(oneLine(r.stderr), re);
+      assert.equal(r.stdout, "");
+    }),
+  );
+});
+
+test("a --conf file with an unknown key is a usage error naming it", async () => {
+  const conf = join(dir, "c.yml");
+  writeFileSync(conf, "listen_port: 9000\nfile_root: media\n");
+  const r = await run(["pdtp://h/x", "--conf", conf]);
+  assert.equal(r.code, 2);
+  assert.match(oneLine(r.stderr), /unknown setting "file_root"/);
+});
+
+test("an unreachable tracker exits 4 after the bounded attempts", async () => {
+  const started = Date.now();
+  const r = await run(["pdtp://127.0.0.1:1/x.bin", "--connect-attempts", "2", "-o", "-"]);
+  assert.equal(r.code, 4, r.stderr);
+  assert.equal(oneLine(r.stderr), "dsclient: tracker 127.0.0.1:1 unreachable after 2 attempts (connect ECONNREFUSED)");
+  assert.equal(r.stdout, "", "nothing on stdout");
+  assert.ok(Date.now() - started >= 500, "waited the 0.5 s backoff between the attempts");
+});
+
+test("--url works like the argument (the original's form)", async () => {
+  const r = await run(["--url", "pdtp://127.0.0.1:1/x.bin"], { DS_CONNECT_ATTEMPTS: "1" });
+  assert.equal(r.code, 4);
+  assert.match(oneLine(r.stderr), /unreachable after 1 attempt \(/);
+});
