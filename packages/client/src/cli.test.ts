@@ -10,7 +10,10 @@ const CLI = fileURLToPath(new URL("./cli.js", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "dsclient-cli-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       cwd: dir,
@@ -47,7 +50,11 @@ test("usage errors exit 2 with one line naming the problem", async () => {
     [["pdtp://h/x", "--linger", "soon"], /^dsclient: invalid setting linger from --linger/],
     [["pdtp://h/x", "--listen-port", "70000"], /^dsclient: invalid setting listen_port from --listen-port/],
     [["pdtp://h/x", "--log-level", "loud"], /^dsclient: invalid setting log_level/],
-    [["pdtp://h/x"], /^dsclient: invalid setting connect_attempts from DS_CONNECT_ATTEMPTS/, { DS_CONNECT_ATTEMPTS: "0" }],
+    [
+      ["pdtp://h/x"],
+      /^dsclient: invalid setting connect_attempts from DS_CONNECT_ATTEMPTS/,
+      { DS_CONNECT_ATTEMPTS: "0" },
+    ],
     [["pdtp://h/x", "--url", "pdtp://h/y"], /^dsclient: two different URLs/],
     [["pdtp://h/x", "extra"], /^dsclient: too many arguments/],
   ];

@@ -7,9 +7,19 @@ const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test("reports of transfers ending together go out in one message, at once", async () => {
   const sent: PeerMessage[] = [];
-  const b = new ControlBatcher((m) => sent.push(m), () => "s1");
+  const b = new ControlBatcher(
+    (m) => sent.push(m),
+    () => "s1",
+  );
   for (let i = 1; i <= 5; i++) {
-    b.report({ transferId: i, outcome: TransferOutcome.TRANSFER_OUTCOME_OK, bytes: 1, durationMs: 1, detail: "", verified: [{ first: i, last: i }] });
+    b.report({
+      transferId: i,
+      outcome: TransferOutcome.TRANSFER_OUTCOME_OK,
+      bytes: 1,
+      durationMs: 1,
+      detail: "",
+      verified: [{ first: i, last: i }],
+    });
   }
   await new Promise((r) => setImmediate(r));
   assert.equal(sent.length, 1);
@@ -20,7 +30,11 @@ test("reports of transfers ending together go out in one message, at once", asyn
 
 test("position and have are coalesced: many updates, one message each per interval", async () => {
   const sent: PeerMessage[] = [];
-  const b = new ControlBatcher((m) => sent.push(m), () => "s1", 50);
+  const b = new ControlBatcher(
+    (m) => sent.push(m),
+    () => "s1",
+    50,
+  );
   b.positionKnown(0);
   for (let i = 1; i <= 200; i++) {
     b.setPosition(i);

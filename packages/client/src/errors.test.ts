@@ -9,7 +9,11 @@ const ctx = { name: "x.bin", target: "localhost:6086" };
 
 test("session end statuses map to retries and exit codes", () => {
   assert.deepEqual(
-    classifySessionEnd(status.UNAVAILABLE, "No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:6086", ctx),
+    classifySessionEnd(
+      status.UNAVAILABLE,
+      "No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:6086",
+      ctx,
+    ),
     { retry: true, reason: "connect ECONNREFUSED" },
   );
   const nf = classifySessionEnd(status.NOT_FOUND, "unknown stream", ctx);
@@ -39,10 +43,16 @@ test("I/O errors name the file; ENOSPC says disk full", () => {
   const full = ioError(Object.assign(new Error("no space"), { code: "ENOSPC" }), "writing", "/data/x.bin");
   assert.equal(full.exitCode, 5);
   assert.equal(full.message, "disk full writing /data/x.bin");
-  assert.equal(ioError(Object.assign(new Error("x"), { code: "EACCES" }), "creating", "/x").message, "I/O error creating /x: EACCES");
+  assert.equal(
+    ioError(Object.assign(new Error("x"), { code: "EACCES" }), "creating", "/x").message,
+    "I/O error creating /x: EACCES",
+  );
 });
 
 test("connection reasons are short", () => {
-  assert.equal(connectionReason("No connection established. Last error: Error: getaddrinfo ENOTFOUND nohost"), "getaddrinfo ENOTFOUND");
+  assert.equal(
+    connectionReason("No connection established. Last error: Error: getaddrinfo ENOTFOUND nohost"),
+    "getaddrinfo ENOTFOUND",
+  );
   assert.equal(connectionReason("Connection dropped"), "Connection dropped");
 });

@@ -24,7 +24,11 @@ test("outputs resolve to file, stdout, folder+name, FIFO", async () => {
   mkdirSync(join(dir, "sub"));
   assert.deepEqual(await resolveOutput("sub", "a/b.bin", dir), { kind: "file", path: join(dir, "sub", "b.bin") });
   execFileSync("mkfifo", [join(dir, "pipe")]);
-  assert.deepEqual(await resolveOutput("pipe", "b.bin", dir), { kind: "stream", path: join(dir, "pipe"), type: "fifo" });
+  assert.deepEqual(await resolveOutput("pipe", "b.bin", dir), {
+    kind: "stream",
+    path: join(dir, "pipe"),
+    type: "fifo",
+  });
   assert.deepEqual(await resolveOutput("/dev/null", "b.bin", dir), { kind: "stream", path: "/dev/null", type: "char" });
 });
 

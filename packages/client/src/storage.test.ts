@@ -76,11 +76,16 @@ describe("InOrderWriter", () => {
     assert.ok(Buffer.concat(received).equals(data), "output bytes equal the file, in order");
     assert.equal(reads, layout.chunkCount, "each chunk read from the buffer exactly once");
     assert.ok(maxOutstanding <= chunkSize, `sink never held more than a chunk (max ${maxOutstanding})`);
-    assert.deepEqual(positions, Array.from({ length: layout.chunkCount }, (_, i) => i + 1));
+    assert.deepEqual(
+      positions,
+      Array.from({ length: layout.chunkCount }, (_, i) => i + 1),
+    );
   });
 
   test("a failing sink rejects done()", async () => {
-    const sink = new Writable({ write: (_b, _e, cb) => cb(Object.assign(new Error("broken pipe"), { code: "EPIPE" })) });
+    const sink = new Writable({
+      write: (_b, _e, cb) => cb(Object.assign(new Error("broken pipe"), { code: "EPIPE" })),
+    });
     const held = RangeSet.of(0, 1);
     const writer = new InOrderWriter({ held, readChunk: async () => Buffer.alloc(10) }, sink, 2);
     writer.kick();
@@ -166,7 +171,8 @@ describe("stream storage", () => {
     for (let i = 0; i < layout.chunkCount; i++) await s.put(i, Buffer.from(chunk(i)));
     await assert.rejects(
       s.failed,
-      (err: unknown) => err instanceof DownloadError && err.exitCode === 5 && err.message === "disk full writing /dev/full",
+      (err: unknown) =>
+        err instanceof DownloadError && err.exitCode === 5 && err.message === "disk full writing /dev/full",
     );
     await s.discard();
   });

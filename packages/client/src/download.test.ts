@@ -1,0 +1,391 @@
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { after, before, describe, test } from "node:test";
+import { Server, ServerCredentials, status, type ServerDuplexStream } from "@grpc/grpc-js";
+import {
+  chunkCount,
+  chunkSpan,
+  issueTicket,
+  signManifest,
+  Signer,
+  StreamKind,
+  streamIdFor,
+  TrackerService,
+  TransferOutcome,
+  type ChunkRange,
+  type Directive,
+  type Join,
+  type PeerMessage,
+  type TrackerMessage,
+  type TransferReport,
+} from "@distribustream/pdtp";
+import { createLogger } from "@distribustream/runtime";
+import { startDataPlane, type RunningDataPlane } from "@distribustream/data-plane";
+import { download, DownloadError } from "./index.js";
+
+/**
+ * download() against a scripted tracker (real gRPC, real signed manifest and
+ * tickets) and real data planes. The script plays situations the production
+ * tracker rarely produces on demand: a restart mid-download, a peer serving
+ * bad bytes, a manifest signed by the wrong key. End-to-end runs with the
+ * real tracker live in test/e2e.
+ */
+const log = createLogger("test", { level: "silent" });
+const chunkSize = 16 * 1024;
+const size = 50 * chunkSize + 1234;
+const count = chunkCount(size, chunkSize);
+const name = "videos/clip.bin";
+const version = 1;
+const streamId = streamIdFor(name, size, version);
+const content = randomBytes(size);
+const network = Signer.generate();
+const ticketKey = Signer.generate();
+
+function manifestSignedBy(signer: Signer) {
+  const hashes = Buffer.concat(
+    Array.from({ length: count }, (_, i) => {
+      const { start, end } = chunkSpan(i, size, chunkSize);
+      return createHash("sha256").update(content.subarray(start, end)).digest();
+    }),
+  );
+  return signManifest({ streamId, name, size, chunkSize, chunkHashes: hashes, createdMs: Date.now(), version }, signer);
+}
+const descriptor = {
+  streamId,
+  name,
+  kind: StreamKind.STREAM_KIND_ON_DEMAND,
+  size,
+  chunkSize,
+  chunkCount: count,
+  version,
+  peers: 0,
+  seeders: 1,
+};
+
+/** A data plane serving `content` (or a corrupted copy), counting bytes served. */
+async function servingPeer(peerId: string, corruptChunk?: number) {
+  const bytes = corruptChunk === undefined ? content : Buffer.from(content);
+  if (corruptChunk !== undefined) {
+    const at = chunkSpan(corruptChunk, size, chunkSize).start;
+    bytes.writeUInt8(bytes.readUInt8(at) ^ 0xff, at);
+  }
+  const served = { bytes: 0 };
+  const plane = await startDataPlane({
+    host: "127.0.0.1",
+    port: 0,
+    log,
+    identity: () => ({ peerId, ticketKeys: [ticketKey.publicKey] }),
+    source: {
+      layout: (id) => (id === streamId ? { size, chunkSize, chunkCount: count, name } : undefined),
+      holds: () => true,
+      read: (_id, start, end) => {
+        served.bytes += end - start;
+        return Readable.from([bytes.subarray(start, end)]);
+      },
+    },
+  });
+  return { plane, peerId, served };
+}
+type Peer = Awaited<ReturnType<typeof servingPeer>>;
+
+let nextTransfer = 1;
+function directive(peer: Peer, fetcherId: string, range: ChunkRange): Directive {
+  return {
+    transferId: nextTransfer++,
+    streamId,
+    range,
+    source: { peerId: peer.peerId, host: "127.0.0.1", port: peer.plane.port, seeder: true },
+    ticket: issueTicket(
+      { streamId, range, fetcherId, serverId: peer.peerId, expiresMs: Date.now() + 60_000 },
+      ticketKey,
+    ),
+  };
+}
+
+function ranges(first: number, last: number, per: number): ChunkRange[] {
+  const out: ChunkRange[] = [];
+  for (let f = first; f <= last; f += per) out.push({ first: f, last: Math.min(f + per - 1, last) });
+  return out;
+}
+
+type Call = ServerDuplexStream<PeerMessage, TrackerMessage>;
+interface SessionScript {
+  /** Called with the Join; the peer id is the one given in the Welcome. */
+  onJoin(call: Call, join: Join, peerId: string, session: number): void;
+  onReports?(call: Call, reports: TransferReport[], peerId: string, session: number): void;
+}
+
+/** A gRPC Tracker that follows a script; records every message it receives. */
+async function scriptedTracker(script: SessionScript) {
+  const received: PeerMessage[][] = [];
+  const server = new Server();
+  server.addService(TrackerService, {
+    session: (call: Call) => {
+      const session = received.length;
+      const msgs: PeerMessage[] = [];
+      received.push(msgs);
+      const peerId = `viewer-${session}`;
+      call.on("data", (m: PeerMessage) => {
+        msgs.push(m);
+        if (m.body?.$case === "hello") {
+          call.write({
+            body: {
+              $case: "welcome",
+              value: {
+                peerId,
+                observedHost: "127.0.0.1",
+                ticketKeys: [ticketKey.publicKey],
+                networkKeys: [network.publicKey],
+              },
+            },
+          });
+        } else if (m.body?.$case === "join") script.onJoin(call, m.body.value, peerId, session);
+        else if (m.body?.$case === "reports") script.onReports?.(call, m.body.value.reports, peerId, session);
+      });
+      call.on("end", () => call.end());
+      call.on("error", () => {});
+    },
+    describeStream: (_c: unknown, cb: (e: { code: status }) => void) => cb({ code: status.UNIMPLEMENTED }),
+    listStreams: (_c: unknown, cb: (e: { code: status }) => void) => cb({ code: status.UNIMPLEMENTED }),
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  const all = () => received.flat();
+  const reports = () => all().flatMap((m) => (m.body?.$case === "reports" ? m.body.value.reports : []));
+  return { port, received, all, reports, close: () => server.forceShutdown() };
+}
+
+const dir = mkdtempSync(join(tmpdir(), "dsclient-dl-"));
+let seeder: Peer;
+before(async () => {
+  seeder = await servingPeer("seeder-1");
+});
+after(async () => {
+  await seeder.plane.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const joined = (signer = network): TrackerMessage => ({
+  body: { $case: "joined", value: { descriptor, manifest: manifestSignedBy(signer) } },
+});
+
+describe("download() with a scripted tracker", () => {
+  test("downloads to a file: identical bytes, one report per transfer, coalesced control traffic", async () => {
+    const tracker = await scriptedTracker({
+      onJoin: (call, _join, peerId) => {
+        call.write(joined());
+        call.write({
+          body: {
+            $case: "directives",
+            value: { directives: ranges(0, count - 1, 8).map((r) => directive(seeder, peerId, r)) },
+          },
+        });
+      },
+    });
+    const progress: number[] = [];
+    const out = join(dir, "clip.bin");
+    const r = await download({
+      url: `pdtp://127.0.0.1:${tracker.port}/${name}`,
+      output: out,
+      log,
+      listenHost: "127.0.0.1",
+      onProgress: (p) => progress.push(p.bytes),
+    });
+    tracker.close();
+    assert.ok(readFileSync(out).equals(content));
+    assert.ok(!existsSync(out + ".dspart"));
+    assert.deepEqual(
+      { size: r.size, fromSeeders: r.bytesFromSeeders, fromPeers: r.bytesFromPeers, streamId: r.streamId },
+      { size, fromSeeders: size, fromPeers: 0, streamId },
+    );
+    assert.equal(progress.at(-1), size);
+    const msgs = tracker.all();
+    const hello = msgs[0]?.body;
+    assert.equal(hello?.$case, "hello");
+    assert.ok(hello?.$case === "hello" && hello.value.dataPort > 0 && hello.value.agent === "dsclient/0.1.0");
+    const join1 = msgs[1]?.body;
+    assert.ok(join1?.$case === "join" && join1.value.name === name && join1.value.position === 0);
+    const reports = tracker.reports();
+    assert.equal(reports.length, 7, "one report per directive");
+    for (const rep of reports) {
+      assert.equal(rep.outcome, TransferOutcome.TRANSFER_OUTCOME_OK);
+      assert.equal(rep.verified.length, 1);
+    }
+    assert.equal(
+      reports.reduce((n, x) => n + x.bytes, 0),
+      size,
+    );
+    assert.ok(msgs.length < count, `${msgs.length} control messages for ${count} chunks`);
+    const positions = msgs.flatMap((m) => (m.body?.$case === "position" ? [m.body.value.nextChunk] : []));
+    assert.equal(positions.at(-1), count, "final position is the end");
+    assert.equal(msgs.at(-1)?.body?.$case, "leave");
+  });
+
+  test("a bad chunk is reported BAD_DATA, never written, and the rest comes from another source", async () => {
+    const evil = await servingPeer("evil", 2);
+    const tracker = await scriptedTracker({
+      onJoin: (call, _join, peerId) => {
+        call.write(joined());
+        call.write({
+          body: { $case: "directives", value: { directives: [directive(evil, peerId, { first: 0, last: 5 })] } },
+        });
+      },
+      onReports: (call, reports, peerId) => {
+        if (reports.some((r) => r.outcome === TransferOutcome.TRANSFER_OUTCOME_BAD_DATA)) {
+          call.write({
+            body: {
+              $case: "directives",
+              value: { directives: [directive(seeder, peerId, { first: 2, last: count - 1 })] },
+            },
+          });
+        }
+      },
+    });
+    const out = join(dir, "bad.bin");
+    await download({ url: `pdtp://127.0.0.1:${tracker.port}/${name}`, output: out, log, listenHost: "127.0.0.1" });
+    tracker.close();
+    await evil.plane.close();
+    assert.ok(readFileSync(out).equals(content));
+    const bad = tracker.reports().find((r) => r.outcome === TransferOutcome.TRANSFER_OUTCOME_BAD_DATA);
+    assert.ok(bad, "BAD_DATA reported");
+    assert.deepEqual(bad.verified, [{ first: 0, last: 1 }], "the good prefix counts");
+    assert.match(bad.detail, /chunk 2/);
+  });
+
+  test("after a tracker restart (UNAVAILABLE) the client re-joins with what it holds and fetches nothing twice", async () => {
+    const peer = await servingPeer("seeder-2");
+    const half = Math.floor(count / 2);
+    let okReports = 0;
+    const tracker = await scriptedTracker({
+      onJoin: (call, join, peerId, session) => {
+        call.write(joined());
+        const want = session === 0 ? { first: 0, last: half - 1 } : { first: half, last: count - 1 };
+        if (session === 1) assert.deepEqual(join.have, [{ first: 0, last: half - 1 }]);
+        call.write({
+          body: {
+            $case: "directives",
+            value: { directives: ranges(want.first, want.last, 6).map((r) => directive(peer, peerId, r)) },
+          },
+        });
+      },
+      onReports: (call, reports, _peerId, session) => {
+        okReports += reports.length;
+        if (session === 0 && okReports === Math.ceil(half / 6)) {
+          setTimeout(() => call.emit("error", { code: status.UNAVAILABLE, details: "tracker restarting" }), 20);
+        }
+      },
+    });
+    const out = join(dir, "restart.bin");
+    await download({ url: `pdtp://127.0.0.1:${tracker.port}/${name}`, output: out, log, listenHost: "127.0.0.1" });
+    tracker.close();
+    await peer.plane.close();
+    assert.ok(readFileSync(out).equals(content));
+    assert.equal(tracker.received.length, 2, "two sessions");
+    assert.equal(peer.served.bytes, size, "every byte fetched once");
+  });
+
+  test("a manifest signed by another key is exit 6 and leaves no file behind", async () => {
+    const tracker = await scriptedTracker({ onJoin: (call) => call.write(joined(Signer.generate())) });
+    const out = join(dir, "forged.bin");
+    await assert.rejects(
+      download({ url: `pdtp://127.0.0.1:${tracker.port}/${name}`, output: out, log, listenHost: "127.0.0.1" }),
+      (err: unknown) =>
+        err instanceof DownloadError &&
+        err.exitCode === 6 &&
+        /manifest of "videos\/clip.bin" rejected: .*unknown key/.test(err.message),
+    );
+    tracker.close();
+    assert.ok(!existsSync(out) && !existsSync(out + ".dspart"));
+  });
+
+  test("an unknown name (NOT_FOUND) is exit 3 with the tracker address", async () => {
+    const tracker = await scriptedTracker({
+      onJoin: (call, join) => call.emit("error", { code: status.NOT_FOUND, details: `no stream ${join.name}` }),
+    });
+    await assert.rejects(
+      download({
+        url: `pdtp://127.0.0.1:${tracker.port}/nope.bin`,
+        output: join(dir, "nope.bin"),
+        log,
+        listenHost: "127.0.0.1",
+      }),
+      (err: unknown) =>
+        err instanceof DownloadError &&
+        err.exitCode === 3 &&
+        err.message === `no stream named "nope.bin" on 127.0.0.1:${tracker.port}`,
+    );
+    tracker.close();
+  });
+
+  test("no directives for the stall time is exit 7; the partial file is removed", async () => {
+    const tracker = await scriptedTracker({ onJoin: (call) => call.write(joined()) });
+    const out = join(dir, "stall.bin");
+    await assert.rejects(
+      download({
+        url: `pdtp://127.0.0.1:${tracker.port}/${name}`,
+        output: out,
+        log,
+        listenHost: "127.0.0.1",
+        stallSeconds: 1,
+      }),
+      (err: unknown) => err instanceof DownloadError && err.exitCode === 7 && /stalled/.test(err.message),
+    );
+    tracker.close();
+    assert.ok(!readdirSync(dir).includes("stall.bin.dspart"));
+  });
+
+  test("the client serves what it holds to other peers during --linger", async () => {
+    let viewerId = "";
+    const tracker = await scriptedTracker({
+      onJoin: (call, _join, peerId) => {
+        viewerId = peerId;
+        call.write(joined());
+        call.write({
+          body: {
+            $case: "directives",
+            value: { directives: [directive(seeder, peerId, { first: 0, last: count - 1 })] },
+          },
+        });
+      },
+    });
+    const out = join(dir, "linger.bin");
+    let dataPort = 0;
+    const done = download({
+      url: `pdtp://127.0.0.1:${tracker.port}/${name}`,
+      output: out,
+      log,
+      listenHost: "127.0.0.1",
+      lingerSeconds: 2,
+      onComplete: () => {
+        const hello = tracker.all()[0]?.body;
+        dataPort = hello?.$case === "hello" ? hello.value.dataPort : 0;
+      },
+    });
+    const deadline = Date.now() + 10_000;
+    while (!dataPort && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // Another peer fetches from the lingering client with a ticket naming it as the server.
+    const { fetchChunks } = await import("@distribustream/data-plane");
+    const got: Buffer[] = [];
+    const range = { first: 3, last: count - 1 };
+    await fetchChunks({
+      host: "127.0.0.1",
+      port: dataPort,
+      streamId,
+      range,
+      ticket: issueTicket(
+        { streamId, range, fetcherId: "other", serverId: viewerId, expiresMs: Date.now() + 60_000 },
+        ticketKey,
+      ),
+      layout: { size, chunkSize },
+      onChunk: (_i, d) => void got.push(d),
+    });
+    assert.ok(Buffer.concat(got).equals(content.subarray(3 * chunkSize)), "served after the rename to the final name");
+    await done;
+    tracker.close();
+  });
+});
