@@ -168,6 +168,19 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       assert.deepEqual(await counts(0, 10), [[0, 10, 0]]);
     });
 
+    it("peers that serve nobody (port 0) are not counted, as holders or as fetchers", async () => {
+      await store.createStream(stream());
+      await store.joinPeer("s1", peer("s", { role: "seeder", have: [{ first: 0, last: 10 }] }), 0);
+      await store.joinPeer("s1", peer("leech", { port: 0, have: [{ first: 0, last: 3 }] }), 0);
+      await store.addHoldings("s1", "leech", [{ first: 4, last: 5 }]);
+      const t = transfer("leech", "s", { first: 6, last: 7 }, { serverRole: "seeder" });
+      assert.equal(await store.addTransfer(t, limits), "ok");
+      assert.deepEqual(await counts(0, 10), [[0, 10, 0]]);
+      await store.takeTransfer("s1", t.transferId);
+      await store.leavePeer("s1", "leech");
+      assert.deepEqual(await counts(0, 10), [[0, 10, 0]]);
+    });
+
     it("leavePeer removes holdings and every transfer from or to the peer", async () => {
       await store.createStream(stream());
       await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 10 }] }), 0);

@@ -43,7 +43,12 @@ interface MemStream {
   seeders: number;
   availability: SegmentCounts;
   transfers: Map<number, TransferRecord>;
+  /** Transfers whose copy counts in availability (their fetcher serves others). */
+  counted: Set<number>;
 }
+
+/** Whether a peer's copies count in availability: viewers that serve others do, seeders do not. */
+const counts = (p: MemPeer) => p.role !== "seeder" && p.port > 0;
 
 /**
  * The single-process swarm store (the default of `distribustream up`): the
@@ -76,6 +81,7 @@ export class MemorySwarmStore implements SwarmStore {
       seeders: 0,
       availability: new SegmentCounts(count),
       transfers: new Map(),
+      counted: new Set(),
     });
     return copyMeta(meta);
   }
@@ -155,7 +161,7 @@ export class MemorySwarmStore implements SwarmStore {
     s.orderIndex.set(p.peerId, s.order.length);
     s.order.push(p.peerId);
     if (p.role === "seeder") s.seeders++;
-    else for (const r of holdings.ranges()) s.availability.add(r, 1);
+    if (counts(peer)) for (const r of holdings.ranges()) s.availability.add(r, 1);
     return true;
   }
 
@@ -175,7 +181,7 @@ export class MemorySwarmStore implements SwarmStore {
       if (t) dropped.push(t);
     }
     if (peer.role === "seeder") s.seeders--;
-    else for (const r of peer.holdings.ranges()) s.availability.add(r, -1);
+    if (counts(peer)) for (const r of peer.holdings.ranges()) s.availability.add(r, -1);
     s.peers.delete(peerId);
     // swap-remove from the order array
     const i = s.orderIndex.get(peerId)!;
@@ -219,7 +225,7 @@ export class MemorySwarmStore implements SwarmStore {
     for (const raw of ranges) {
       const r = clip(raw, s.meta.chunkCount);
       if (r.first > r.last) continue;
-      if (p.role !== "seeder") for (const gap of [...p.holdings.gaps(r)]) s.availability.add(gap, 1);
+      if (counts(p)) for (const gap of [...p.holdings.gaps(r)]) s.availability.add(gap, 1);
       added += p.holdings.add(r);
     }
     return added;
@@ -328,7 +334,10 @@ export class MemorySwarmStore implements SwarmStore {
     s.transfers.set(t.transferId, rec);
     fetcher.downloads.add(t.transferId);
     server.uploads.add(t.transferId);
-    s.availability.add(rec.range, 1);
+    if (counts(fetcher)) {
+      s.counted.add(t.transferId);
+      s.availability.add(rec.range, 1);
+    }
     return "ok";
   }
 
@@ -344,7 +353,7 @@ export class MemorySwarmStore implements SwarmStore {
     s.transfers.delete(transferId);
     s.peers.get(t.fetcherId)?.downloads.delete(transferId);
     s.peers.get(t.serverId)?.uploads.delete(transferId);
-    s.availability.add(t.range, -1);
+    if (s.counted.delete(transferId)) s.availability.add(t.range, -1);
     return t;
   }
 

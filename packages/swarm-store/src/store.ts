@@ -59,7 +59,7 @@ export interface SwarmStore {
   /**
    * Adds a peer to a stream, or replaces its record (holdings included) when
    * it is already there; lastSeen = nowMs. Seeder holdings do not count in
-   * availability (a seeder holds everything; see `availability`). Resolves
+   * availability (see `availability`). Holdings are clipped to the stream. Resolves
    * false when the stream is unknown.
    */
   joinPeer(streamId: string, peer: PeerJoin, nowMs: number): Promise<boolean>;
@@ -113,8 +113,10 @@ export interface SwarmStore {
    * Availability of every chunk of `window` (clipped to the stream) as
    * consecutive segments covering it, each with one count: the number of
    * viewers holding the chunk plus the number of transfers of it in flight.
-   * Seeders are not counted, so 0 means "only a seeder has it and nobody is
-   * fetching it". Cost O(log n + segments). Unknown stream: [].
+   * Only copies that can be served on count: seeders (they hold everything)
+   * and peers with data port 0 (they serve nobody) are not counted, neither
+   * as holders nor as fetchers. So 0 means "only a seeder can give it and
+   * nobody is fetching it". Cost O(log n + segments). Unknown stream: [].
    */
   availability(streamId: string, window: ChunkRange): Promise<AvailabilitySegment[]>;
 

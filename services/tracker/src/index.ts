@@ -1,0 +1,2 @@
+export { startTracker, TRACKER_SERVICE_NAME, type TrackerOptions, type RunningTracker } from "./tracker.js";
+export { schedule, wantWindow, limitsFor, DEFAULT_LIMITS, type SchedulerLimits, type Assignment } from "./scheduler.js";

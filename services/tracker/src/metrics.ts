@@ -1,0 +1,74 @@
+import { Counter, Gauge, type Registry } from "@distribustream/runtime";
+
+export type FailReason = "failed" | "refused" | "bad_data" | "expired" | "cancelled";
+
+/** The tracker's Prometheus metrics, registered in the given registry. */
+export class TrackerMetrics {
+  readonly sessions: Gauge<"role">;
+  readonly transfersStarted: Counter;
+  readonly transfersDone: Counter;
+  readonly transfersFailed: Counter<"reason">;
+  readonly badChunks: Counter;
+  readonly deliveredBytes: Counter<"stream" | "source">;
+  readonly streams: Gauge;
+  readonly controlMessages: Counter<"direction">;
+  readonly controlBytes: Counter<"direction">;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.sessions = new Gauge({
+      name: "pdtp_tracker_sessions",
+      help: "Open peer sessions by role",
+      labelNames: ["role"],
+      registers,
+    });
+    this.sessions.set({ role: "viewer" }, 0);
+    this.sessions.set({ role: "seeder" }, 0);
+    this.transfersStarted = new Counter({
+      name: "pdtp_tracker_transfers_started_total",
+      help: "Transfer directives issued",
+      registers,
+    });
+    this.transfersDone = new Counter({
+      name: "pdtp_tracker_transfers_done_total",
+      help: "Transfers reported OK",
+      registers,
+    });
+    this.transfersFailed = new Counter({
+      name: "pdtp_tracker_transfers_failed_total",
+      help: "Transfers that did not complete, by reason",
+      labelNames: ["reason"],
+      registers,
+    });
+    for (const reason of ["failed", "refused", "bad_data", "expired", "cancelled"])
+      this.transfersFailed.inc({ reason }, 0);
+    this.badChunks = new Counter({
+      name: "pdtp_tracker_bad_chunks_total",
+      help: "Transfers reported BAD_DATA (a chunk failed verification)",
+      registers,
+    });
+    this.deliveredBytes = new Counter({
+      name: "pdtp_tracker_delivered_bytes_total",
+      help: "Payload bytes delivered to peers, by stream name and source kind",
+      labelNames: ["stream", "source"],
+      registers,
+    });
+    this.streams = new Gauge({ name: "pdtp_tracker_streams", help: "Ready streams", registers });
+    this.controlMessages = new Counter({
+      name: "pdtp_tracker_control_messages_total",
+      help: "Session messages, in (peer to tracker) and out",
+      labelNames: ["direction"],
+      registers,
+    });
+    this.controlBytes = new Counter({
+      name: "pdtp_tracker_control_bytes_total",
+      help: "Encoded bytes of session messages, in and out",
+      labelNames: ["direction"],
+      registers,
+    });
+    for (const direction of ["in", "out"]) {
+      this.controlMessages.inc({ direction }, 0);
+      this.controlBytes.inc({ direction }, 0);
+    }
+  }
+}

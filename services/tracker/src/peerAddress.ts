@@ -1,0 +1,35 @@
+import { isIP } from "node:net";
+
+/**
+ * The peer's IP address from grpc-js `call.getPeer()`, which gives
+ * "1.2.3.4:5678", "::1:5678" (IPv6 without brackets), "[::1]:5678" or
+ * "::ffff:1.2.3.4:5678" (an IPv4 client on a dual-stack socket, returned as
+ * plain IPv4). "" when it cannot be parsed.
+ */
+export function hostFromPeer(peer: string): string {
+  let host = peer.replace(/^ipv[46]:/, "");
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(host);
+  if (bracketed) host = bracketed[1]!;
+  else {
+    // grpc-js appends ":port" whenever the socket has one
+    const m = /^(.*):\d+$/.exec(host);
+    if (m && isIP(m[1]!)) host = m[1]!;
+  }
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host);
+  if (mapped) host = mapped[1]!;
+  return isIP(host) ? host : "";
+}
+
+/** "http://host:port" with an IPv6 literal in brackets. */
+export function httpBase(host: string, port: number): string {
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/** True for something usable as an advertised host: a DNS name or an IP literal. */
+export function isAdvertisableHost(host: string): boolean {
+  if (host.length === 0 || host.length > 253) return false;
+  if (isIP(host)) return true;
+  return /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/.test(
+    host,
+  );
+}

@@ -1,0 +1,165 @@
+import { issueTicket, rangeSpan, type Directive, type Signer } from "@distribustream/pdtp";
+import type { StreamMeta, SwarmStore, TransferRecord } from "@distribustream/swarm-store";
+import { limitsFor, schedule, wantWindow, type SchedulerLimits } from "./scheduler.js";
+
+export interface PlannerOptions {
+  maxDownloads: number;
+  maxUploadsPeer: number;
+  maxUploadsSeeder: number;
+  /** Sources asked from the store per decision. */
+  sourceSample: number;
+  /** Floor of the transfer timeout. */
+  minTransferTimeoutMs: number;
+  /** Slowest acceptable transfer rate; longer ranges get proportionally longer. */
+  minBytesPerSecond: number;
+  /** Extra ticket lifetime beyond the transfer timeout. */
+  ticketMarginMs: number;
+  /** A fetcher with nothing in flight for this long may take its urgent chunks from a seeder. */
+  starveMs: number;
+  random?: () => number;
+}
+
+export const DEFAULT_PLANNER: PlannerOptions = {
+  maxDownloads: 4,
+  maxUploadsPeer: 4,
+  maxUploadsSeeder: 8,
+  sourceSample: 32,
+  minTransferTimeoutMs: 10_000,
+  minBytesPerSecond: 512 * 1024,
+  ticketMarginMs: 5_000,
+  starveMs: 2_000,
+};
+
+export interface Plan {
+  directives: Directive[];
+  /** True when the fetcher holds or fetches everything it wants. */
+  satisfied: boolean;
+}
+
+/**
+ * The scheduler's driver: reads one fetcher's view from the swarm store,
+ * asks `schedule` what to fetch, records each transfer (the store enforces
+ * the slot limits atomically, so concurrent replicas cannot overcommit) and
+ * turns it into a signed directive.
+ */
+export class Planner {
+  private readonly meta = new Map<string, { meta: StreamMeta; limits: SchedulerLimits }>();
+  /** Soft, process-local hint: since when each fetcher (stream/peer) has had nothing in flight. */
+  private readonly idleSince = new Map<string, number>();
+
+  constructor(
+    private readonly store: SwarmStore,
+    private readonly signer: Signer,
+    private readonly opts: PlannerOptions = DEFAULT_PLANNER,
+  ) {}
+
+  /** Ready-stream meta never changes, so it is cached (bounded). */
+  private async streamInfo(streamId: string) {
+    const hit = this.meta.get(streamId);
+    if (hit) return hit;
+    const meta = await this.store.getStream(streamId);
+    if (!meta || meta.status !== "ready") return undefined;
+    const { maxDownloads, maxUploadsPeer, maxUploadsSeeder } = this.opts;
+    const info = { meta, limits: limitsFor(meta.chunkSize, { maxDownloads, maxUploadsPeer, maxUploadsSeeder }) };
+    if (this.meta.size >= 1024) this.meta.clear();
+    this.meta.set(streamId, info);
+    return info;
+  }
+
+  transferTimeoutMs(bytes: number): number {
+    return Math.max(this.opts.minTransferTimeoutMs, Math.ceil((bytes / this.opts.minBytesPerSecond) * 1000));
+  }
+
+  /** Forgets process-local hints about a fetcher that left. */
+  forget(streamId: string, fetcherId: string): void {
+    this.idleSince.delete(`${streamId}/${fetcherId}`);
+  }
+
+  async plan(streamId: string, fetcherId: string, nowMs: number): Promise<Plan> {
+    const info = await this.streamInfo(streamId);
+    if (!info) return { directives: [], satisfied: true };
+    const { meta, limits } = info;
+    const peer = await this.store.getPeer(streamId, fetcherId);
+    if (!peer || peer.role === "seeder") return { directives: [], satisfied: true };
+    if (peer.downloads >= limits.maxDownloads) return { directives: [], satisfied: false };
+    const inFlight = (await this.store.transfersOf(streamId, fetcherId)).map((t) => t.range);
+    const fetcher = {
+      peerId: fetcherId,
+      host: peer.host,
+      mode: peer.mode,
+      position: peer.position,
+      holdings: peer.holdings,
+      inFlight,
+      downloads: peer.downloads,
+    };
+    const window = wantWindow(fetcher, meta.chunkCount, limits);
+    const key = `${streamId}/${fetcherId}`;
+    if (!window || peer.downloads > 0) this.idleSince.delete(key);
+    if (!window) return { directives: [], satisfied: inFlight.length === 0 };
+    let since = this.idleSince.get(key);
+    if (peer.downloads === 0 && since === undefined) {
+      if (this.idleSince.size >= 100_000) this.idleSince.clear();
+      this.idleSince.set(key, (since = nowMs));
+    }
+    const starving = since !== undefined && nowMs - since >= this.opts.starveMs;
+    const [availability, sources] = await Promise.all([
+      this.store.availability(streamId, window),
+      this.store.sources(streamId, window, {
+        exclude: fetcherId,
+        limit: this.opts.sourceSample,
+        maxUploadsPeer: limits.maxUploadsPeer,
+        maxUploadsSeeder: limits.maxUploadsSeeder,
+      }),
+    ]);
+    const assignments = schedule({
+      fetcher,
+      chunkCount: meta.chunkCount,
+      limits,
+      availability,
+      sources,
+      starving,
+      ...(this.opts.random ? { random: this.opts.random } : {}),
+    });
+    const directives: Directive[] = [];
+    for (const a of assignments) {
+      const span = rangeSpan(a.range, meta.size, meta.chunkSize);
+      const timeout = this.transferTimeoutMs(span.end - span.start);
+      const rec: TransferRecord = {
+        transferId: await this.store.nextTransferId(),
+        streamId,
+        fetcherId,
+        serverId: a.source.peerId,
+        serverRole: a.source.role,
+        range: a.range,
+        startedMs: nowMs,
+        expiresMs: nowMs + timeout,
+      };
+      const res = await this.store.addTransfer(rec, limits);
+      if (res === "fetcher-busy") break;
+      if (res !== "ok") continue;
+      directives.push({
+        transferId: rec.transferId,
+        streamId,
+        range: a.range,
+        source: {
+          peerId: a.source.peerId,
+          host: a.source.host,
+          port: a.source.port,
+          seeder: a.source.role === "seeder",
+        },
+        ticket: issueTicket(
+          {
+            streamId,
+            range: a.range,
+            fetcherId,
+            serverId: a.source.peerId,
+            expiresMs: rec.expiresMs + this.opts.ticketMarginMs,
+          },
+          this.signer,
+        ),
+      });
+    }
+    if (directives.length > 0) this.idleSince.delete(key);
+    return { directives, satisfied: false };
+  }
+}

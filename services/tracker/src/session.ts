@@ -1,0 +1,394 @@
+import { randomBytes } from "node:crypto";
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import {
+  isStreamId,
+  MalformedMessage,
+  PeerRole,
+  rangeSpan,
+  RangeSet,
+  TransferOutcome,
+  WantMode,
+  type ChunkRange,
+  type Directive,
+  type Have,
+  type Hello,
+  type Join,
+  type PeerMessage,
+  type Position,
+  type Publish,
+  type TrackerMessage,
+  type TransferReports,
+} from "@distribustream/pdtp";
+import { invalidArgument, notFound, PublicError, toServiceError, type Logger } from "@distribustream/runtime";
+import type { PeerRoleName, StreamMeta, TransferRecord } from "@distribustream/swarm-store";
+import { hostFromPeer, isAdvertisableHost } from "./peerAddress.js";
+import { checkName, checkRanges, checkString, MAX_REPORTS } from "./validate.js";
+import type { TrackerCore } from "./tracker.js";
+
+/** Messages queued for handling before the session stops reading from the peer. */
+const MAX_QUEUED = 64;
+/** Outbound messages buffered before the tracker stops planning for a slow reader. */
+const MAX_UNSENT = 32;
+export const BAN_AFTER_BAD = 3;
+
+/**
+ * One peer's bidirectional session. Messages are handled one at a time in
+ * arrival order; the only process-local state is what the connection itself
+ * owns (which streams this session joined or published). Swarm state lives
+ * in the store.
+ */
+export class Session {
+  readonly peerId = randomBytes(16).toString("base64url");
+  readonly host: string;
+  role: PeerRoleName | undefined;
+  /** Host other peers connect to: the observed address, or a seeder's advertised one. */
+  dataHost = "";
+  dataPort = 0;
+  agent = "";
+  /** Streams joined as a viewer, by id. */
+  readonly joined = new Map<string, StreamMeta>();
+  /** Streams published as a seeder: name -> stream id. */
+  readonly published = new Map<string, string>();
+  closed = false;
+  private cleaned: Promise<void> | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private queued = 0;
+  private planQueued = false;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly core: TrackerCore,
+    private readonly call: ServerDuplexStream<PeerMessage | MalformedMessage, TrackerMessage>,
+  ) {
+    this.host = hostFromPeer(call.getPeer());
+    this.log = core.log.child({ peerId: this.peerId, host: this.host });
+    call.on("data", (msg: PeerMessage | MalformedMessage) => this.enqueue(() => this.handle(msg)));
+    call.on("end", () => this.enqueue(() => this.finish()));
+    call.on("cancelled", () => void this.close("cancelled"));
+    call.on("error", () => void this.close("error"));
+    call.on("close", () => void this.close("closed"));
+  }
+
+  /** Ends the session with a status (after what was already written). */
+  terminate(err: unknown): Promise<void> {
+    if (!this.closed) {
+      const status = toServiceError(err, this.log);
+      if (err instanceof PublicError) {
+        this.log.info({ code: err.code, reason: err.message, role: this.role }, "session refused");
+      }
+      this.closed = true;
+      this.call.emit("error", status);
+    }
+    return this.close("terminated");
+  }
+
+  send(msg: TrackerMessage): void {
+    if (this.closed) return;
+    this.call.write(msg);
+  }
+
+  /** True while the peer reads what it is sent; planning waits for slow readers. */
+  get keepingUp(): boolean {
+    return !this.closed && this.call.writableLength < MAX_UNSENT;
+  }
+
+  /** Plans these streams (or all the hungry ones) once the current message is handled. */
+  requestPlan(): void {
+    if (this.closed || this.planQueued || !this.role) return;
+    this.planQueued = true;
+    this.enqueue(async () => {
+      this.planQueued = false;
+      await this.plan();
+    });
+  }
+
+  private enqueue(fn: () => Promise<void>): void {
+    if (this.closed && this.cleaned) return;
+    this.queued++;
+    if (this.queued > MAX_QUEUED) this.call.pause();
+    this.queue = this.queue
+      .then(() => (this.closed ? undefined : fn()))
+      .catch((err: unknown) => this.terminate(err))
+      .finally(() => {
+        this.queued--;
+        if (this.queued === MAX_QUEUED / 2 && !this.closed) this.call.resume();
+      });
+  }
+
+  /** The peer half-closed: end with OK. */
+  private async finish(): Promise<void> {
+    this.closed = true;
+    this.call.end();
+    await this.close("ended");
+  }
+
+  /** Removes the peer from every stream it was in. Idempotent. */
+  close(why: string): Promise<void> {
+    this.closed = true;
+    this.cleaned ??= (async () => {
+      try {
+        await this.core.sessionEnded(this, why);
+      } catch (err) {
+        this.log.error({ err }, "session cleanup failed");
+      }
+    })();
+    return this.cleaned;
+  }
+
+  private async handle(msg: PeerMessage | MalformedMessage): Promise<void> {
+    if (msg instanceof MalformedMessage) throw invalidArgument(`malformed message: ${msg.reason}`);
+    const body = msg.body;
+    if (!body) throw invalidArgument("message has no known body (empty or unknown kind)");
+    if (!this.role && body.$case !== "hello") throw invalidArgument(`first message must be Hello, got ${body.$case}`);
+    switch (body.$case) {
+      case "hello":
+        return this.hello(body.value);
+      case "join":
+        return this.join(body.value);
+      case "leave":
+        return this.leave(this.joinedStream(body.value.streamId, "Leave"));
+      case "have":
+        return this.have(body.value);
+      case "reports":
+        return this.reports(body.value);
+      case "position":
+        return this.position(body.value);
+      case "publish":
+        return this.publish(body.value);
+      case "unpublish":
+        return this.unpublish(body.value.name);
+    }
+  }
+
+  private async hello(h: Hello): Promise<void> {
+    if (this.role) throw invalidArgument("Hello sent twice");
+    if (h.role !== PeerRole.PEER_ROLE_VIEWER && h.role !== PeerRole.PEER_ROLE_SEEDER) {
+      throw invalidArgument("Hello.role must be VIEWER or SEEDER");
+    }
+    if (!Number.isInteger(h.dataPort) || h.dataPort < 0 || h.dataPort > 65535) {
+      throw invalidArgument(`Hello.data_port ${h.dataPort} is not a TCP port`);
+    }
+    checkString(h.agent, "Hello.agent", 256);
+    checkString(h.credential, "Hello.credential", 4096);
+    const role: PeerRoleName = h.role === PeerRole.PEER_ROLE_SEEDER ? "seeder" : "viewer";
+    if (role === "seeder" && h.dataPort === 0) throw invalidArgument("a seeder must give its data_port");
+    if (h.advertiseHost) {
+      if (role !== "seeder") throw invalidArgument("Hello.advertise_host is for seeders only");
+      if (!isAdvertisableHost(h.advertiseHost)) {
+        throw invalidArgument(`Hello.advertise_host "${h.advertiseHost.slice(0, 64)}" is not a host name or IP`);
+      }
+    }
+    if (!this.host) throw invalidArgument("cannot tell the peer's address from the connection");
+    const networkKey = await this.core.networkKey();
+    if (this.closed) return;
+    this.role = role;
+    this.dataHost = h.advertiseHost || this.host;
+    this.dataPort = h.dataPort;
+    this.agent = h.agent;
+    this.core.sessionStarted(this);
+    this.log.info({ role, dataHost: this.dataHost, dataPort: this.dataPort, agent: this.agent }, "session started");
+    this.send({
+      body: {
+        $case: "welcome",
+        value: {
+          peerId: this.peerId,
+          observedHost: this.host,
+          ticketKeys: [this.core.ticketKey],
+          networkKeys: [networkKey],
+        },
+      },
+    });
+  }
+
+  private async join(j: Join): Promise<void> {
+    if (this.role !== "viewer") throw invalidArgument("a seeder publishes streams; only a viewer joins");
+    checkName(j.name);
+    if (
+      j.mode !== WantMode.WANT_MODE_UNSPECIFIED &&
+      j.mode !== WantMode.WANT_MODE_IN_ORDER &&
+      j.mode !== WantMode.WANT_MODE_BULK
+    ) {
+      throw invalidArgument(`Join.mode ${j.mode} is unknown`);
+    }
+    const streamId = await this.core.store.streamIdByName(j.name);
+    const meta = streamId ? await this.core.store.getStream(streamId) : undefined;
+    if (!meta || meta.status !== "ready" || !meta.manifest) throw notFound(`no stream named "${j.name}"`);
+    checkRanges(j.have, meta.chunkCount, "Join.have");
+    if (j.position > meta.chunkCount) {
+      throw invalidArgument(`Join.position ${j.position} is beyond the stream's ${meta.chunkCount} chunks`);
+    }
+    if (this.closed) return;
+    await this.core.store.joinPeer(
+      meta.streamId,
+      {
+        peerId: this.peerId,
+        host: this.dataHost,
+        port: this.dataPort,
+        role: "viewer",
+        mode: j.mode === WantMode.WANT_MODE_BULK ? "bulk" : "in_order",
+        position: j.position,
+        have: j.have,
+      },
+      Date.now(),
+    );
+    this.joined.set(meta.streamId, meta);
+    this.log.info({ streamId: meta.streamId, name: meta.name, mode: j.mode }, "joined stream");
+    this.send({
+      body: { $case: "joined", value: await this.core.joinedMessage(meta) },
+    });
+    await this.plan([meta.streamId]);
+  }
+
+  private joinedStream(streamId: string, what: string): StreamMeta {
+    if (!isStreamId(streamId)) throw invalidArgument(`${what}: "${streamId.slice(0, 64)}" is not a stream id`);
+    const meta = this.joined.get(streamId);
+    if (!meta) throw invalidArgument(`${what}: this session has not joined stream ${streamId}`);
+    return meta;
+  }
+
+  private async leave(meta: StreamMeta): Promise<void> {
+    this.joined.delete(meta.streamId);
+    const dropped = await this.core.store.leavePeer(meta.streamId, this.peerId);
+    this.core.withdraw(dropped, this.peerId);
+    this.log.info({ streamId: meta.streamId }, "left stream");
+  }
+
+  private async have(h: Have): Promise<void> {
+    const meta = this.joinedStream(h.streamId, "Have");
+    checkRanges(h.ranges, meta.chunkCount, "Have.ranges");
+    await this.core.store.addHoldings(meta.streamId, this.peerId, h.ranges);
+    this.core.holdingsGrew(meta.streamId);
+    await this.plan([meta.streamId]);
+  }
+
+  private async position(p: Position): Promise<void> {
+    const meta = this.joinedStream(p.streamId, "Position");
+    if (p.nextChunk > meta.chunkCount) {
+      throw invalidArgument(`Position.next_chunk ${p.nextChunk} is beyond the stream's ${meta.chunkCount} chunks`);
+    }
+    await this.core.store.setPosition(meta.streamId, this.peerId, p.nextChunk);
+    await this.plan([meta.streamId]);
+  }
+
+  private async reports(r: TransferReports): Promise<void> {
+    if (this.role !== "viewer") throw invalidArgument("only a viewer fetches, so only a viewer reports transfers");
+    if (r.reports.length > MAX_REPORTS) {
+      throw invalidArgument(`TransferReports has ${r.reports.length} reports (at most ${MAX_REPORTS})`);
+    }
+    for (const rep of r.reports) {
+      if (
+        rep.outcome < TransferOutcome.TRANSFER_OUTCOME_OK ||
+        rep.outcome > TransferOutcome.TRANSFER_OUTCOME_CANCELLED
+      ) {
+        throw invalidArgument(`report of transfer ${rep.transferId} has no known outcome (${rep.outcome})`);
+      }
+      checkString(rep.detail, "TransferReport.detail", 1024);
+      checkRanges(rep.verified, Number.MAX_SAFE_INTEGER, "TransferReport.verified");
+    }
+    if (r.reports.length === 0) return;
+    // which of this peer's transfers are being reported (ids of others are ignored)
+    const mine = new Map<number, string>();
+    for (const streamId of this.joined.keys()) {
+      for (const t of await this.core.store.transfersOf(streamId, this.peerId)) mine.set(t.transferId, streamId);
+    }
+    const touched = new Set<string>();
+    for (const rep of r.reports) {
+      const streamId = mine.get(rep.transferId);
+      if (!streamId) continue;
+      mine.delete(rep.transferId);
+      const t = await this.core.store.takeTransfer(streamId, rep.transferId);
+      if (!t) continue;
+      touched.add(streamId);
+      await this.settle(t, rep.outcome, rep.bytes, rep.verified, rep.detail);
+    }
+    for (const id of touched) this.core.holdingsGrew(id);
+    await this.plan([...touched]);
+  }
+
+  /** Applies one report of a transfer this peer fetched. */
+  private async settle(
+    t: TransferRecord,
+    outcome: TransferOutcome,
+    bytes: number,
+    verified: readonly ChunkRange[],
+    detail: string,
+  ): Promise<void> {
+    const meta = this.joined.get(t.streamId)!;
+    const { store, metrics } = this.core;
+    // only chunks of the directive count
+    const inRange = new RangeSet();
+    const given = outcome === TransferOutcome.TRANSFER_OUTCOME_OK && verified.length === 0 ? [t.range] : verified;
+    for (const v of given) for (const part of RangeSet.of(t.range.first, t.range.last).intersect(v)) inRange.add(part);
+    if (!inRange.isEmpty) await store.addHoldings(t.streamId, this.peerId, inRange.ranges());
+    const span = rangeSpan(t.range, meta.size, meta.chunkSize);
+    const delivered = Math.min(Math.max(0, bytes), span.end - span.start);
+    if (delivered > 0) {
+      metrics.deliveredBytes.inc(
+        { stream: meta.name, source: t.serverRole === "seeder" ? "seeder" : "peer" },
+        delivered,
+      );
+    }
+    switch (outcome) {
+      case TransferOutcome.TRANSFER_OUTCOME_OK:
+        metrics.transfersDone.inc();
+        await store.recordSourceOutcome(t.streamId, t.serverId, "ok", BAN_AFTER_BAD);
+        return;
+      case TransferOutcome.TRANSFER_OUTCOME_FAILED:
+      case TransferOutcome.TRANSFER_OUTCOME_REFUSED: {
+        const reason = outcome === TransferOutcome.TRANSFER_OUTCOME_FAILED ? "failed" : "refused";
+        metrics.transfersFailed.inc({ reason });
+        await store.recordSourceOutcome(t.streamId, t.serverId, "failed", BAN_AFTER_BAD);
+        this.log.debug({ transferId: t.transferId, serverId: t.serverId, reason, detail }, "transfer failed");
+        return;
+      }
+      case TransferOutcome.TRANSFER_OUTCOME_BAD_DATA: {
+        metrics.transfersFailed.inc({ reason: "bad_data" });
+        metrics.badChunks.inc();
+        const trust = await store.recordSourceOutcome(t.streamId, t.serverId, "bad_data", BAN_AFTER_BAD);
+        this.log.warn({ transferId: t.transferId, serverId: t.serverId, bad: trust?.bad, detail }, "bad data reported");
+        if (trust?.banned && trust.bad === BAN_AFTER_BAD) {
+          this.log.warn({ streamId: t.streamId, serverId: t.serverId, bad: trust.bad }, "source banned");
+        }
+        return;
+      }
+      default:
+        metrics.transfersFailed.inc({ reason: "cancelled" });
+    }
+  }
+
+  private async publish(p: Publish): Promise<void> {
+    if (this.role !== "seeder") throw invalidArgument("only a seeder may publish");
+    checkName(p.name);
+    const streamId = await this.core.publish(this, p);
+    if (streamId) this.published.set(p.name, streamId);
+  }
+
+  private async unpublish(name: string): Promise<void> {
+    if (this.role !== "seeder") throw invalidArgument("only a seeder may unpublish");
+    checkName(name);
+    const streamId = this.published.get(name);
+    if (!streamId) {
+      this.send({ body: { $case: "notice", value: { message: `"${name}" is not published by this session` } } });
+      return;
+    }
+    this.published.delete(name);
+    const dropped = await this.core.store.leavePeer(streamId, this.peerId);
+    this.core.withdraw(dropped, this.peerId);
+    this.log.info({ streamId, name }, "unpublished");
+  }
+
+  /** Plans the given joined streams (default: all) and sends what was decided in one Directives message. */
+  async plan(streamIds: readonly string[] = [...this.joined.keys()]): Promise<void> {
+    if (this.role !== "viewer" || !this.keepingUp) return;
+    const directives: Directive[] = [];
+    for (const streamId of streamIds) {
+      if (!this.joined.has(streamId)) continue;
+      const plan = await this.core.planner.plan(streamId, this.peerId, Date.now());
+      directives.push(...plan.directives);
+      this.core.setHungry(this, streamId, !plan.satisfied);
+    }
+    if (directives.length === 0 || this.closed) return;
+    this.core.metrics.transfersStarted.inc(directives.length);
+    this.send({ body: { $case: "directives", value: { directives } } });
+  }
+}

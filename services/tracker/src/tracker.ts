@@ -1,0 +1,544 @@
+import * as grpc from "@grpc/grpc-js";
+import {
+  ChecksumClient,
+  chunkCount,
+  issueTicket,
+  keyId,
+  MalformedMessage,
+  openManifest,
+  PublishStatus,
+  SignedManifest,
+  StreamKind,
+  streamIdFor,
+  tolerantService,
+  TrackerService,
+  type DescribeStreamRequest,
+  type Joined,
+  type ListStreamsResponse,
+  type PeerMessage,
+  type PublicKey,
+  type Publish,
+  type Signer,
+  type StreamDescriptor,
+  type TrackerMessage,
+} from "@distribustream/pdtp";
+import {
+  Health,
+  invalidArgument,
+  notFound,
+  toServiceError,
+  unavailable,
+  type Logger,
+  type Registry,
+} from "@distribustream/runtime";
+import type { StreamMeta, SwarmStore, TransferRecord } from "@distribustream/swarm-store";
+import { TrackerMetrics } from "./metrics.js";
+import { httpBase } from "./peerAddress.js";
+import { DEFAULT_PLANNER, Planner } from "./planner.js";
+import { Session } from "./session.js";
+import { checkName } from "./validate.js";
+
+export const TRACKER_SERVICE_NAME = "pdtp.v1.Tracker";
+
+export interface TrackerOptions {
+  /** Bind address for the PDTP gRPC server. */
+  host: string;
+  /** 6086 by default; 0 = any free port. */
+  port: number;
+  /** "host:port" of the checksum gRPC service. */
+  checksum: string;
+  store: SwarmStore;
+  /** Tracker key; signs tickets; its public key goes in Welcome.ticketKeys. */
+  ticketSigner: Signer;
+  /** Chunk size given to newly published streams. */
+  chunkSize: number;
+  log: Logger;
+  /** prom-client registry to register tracker metrics in. */
+  registry: Registry;
+  /** Peers not seen for this long leave their swarms. Default 30 s. */
+  peerTtlMs?: number;
+  /** Largest inbound gRPC message; larger ones end the call with RESOURCE_EXHAUSTED. Default 64 KiB. */
+  maxMessageBytes?: number;
+}
+
+export interface RunningTracker {
+  /** Bound port. */
+  port: number;
+  /** SERVING once started; NOT_SERVING while draining. */
+  health: Health;
+  /** Stop accepting sessions, end open sessions with UNAVAILABLE "tracker shutting down", stop timers, close the checksum client. */
+  drain(): Promise<void>;
+}
+
+/** How long Hello waits for the network key before giving up on the session. */
+const NETWORK_KEY_WAIT_MS = 10_000;
+/** Ticket lifetime and deadline of a manifest computation. */
+const MANIFEST_TIMEOUT_MS = 10 * 60_000;
+const SCHEDULE_TICK_MS = 250;
+const TRANSFER_SWEEP_MS = 1_000;
+
+export async function startTracker(opts: TrackerOptions): Promise<RunningTracker> {
+  const core = new TrackerCore(opts);
+  return core.start();
+}
+
+/** Everything a tracker process runs: the gRPC server, its sessions and timers. */
+export class TrackerCore {
+  readonly log: Logger;
+  readonly store: SwarmStore;
+  readonly metrics: TrackerMetrics;
+  readonly planner: Planner;
+  readonly ticketKey: PublicKey;
+  readonly health = new Health([TRACKER_SERVICE_NAME]);
+  private readonly server: grpc.Server;
+  private readonly checksum: ChecksumClient;
+  private readonly ttlMs: number;
+  private readonly sessions = new Map<string, Session>();
+  /** Sessions with streams they still want chunks of: peerId -> stream ids. */
+  private readonly hungry = new Map<string, Set<string>>();
+  private readonly pendingPublish = new Map<string, Promise<string | undefined>>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private networkKeyValue: PublicKey | undefined;
+  private networkKeyWaiters: Array<(k: PublicKey) => void> = [];
+  private keyRetry: NodeJS.Timeout | undefined;
+  private draining = false;
+
+  constructor(private readonly opts: TrackerOptions) {
+    this.log = opts.log;
+    this.store = opts.store;
+    this.metrics = new TrackerMetrics(opts.registry);
+    this.planner = new Planner(opts.store, opts.ticketSigner, DEFAULT_PLANNER);
+    this.ticketKey = opts.ticketSigner.publicKey;
+    this.ttlMs = opts.peerTtlMs ?? 30_000;
+    this.server = new grpc.Server({
+      "grpc.max_receive_message_length": opts.maxMessageBytes ?? 64 * 1024,
+      // ping idle connections so dead sessions are noticed; grpc-js servers
+      // accept client pings at any rate, so clients pinging every >= 10 s are fine
+      "grpc.keepalive_time_ms": 20_000,
+      "grpc.keepalive_timeout_ms": 10_000,
+      "grpc.keepalive_permit_without_calls": 1,
+    });
+    this.checksum = new ChecksumClient(opts.checksum, grpc.credentials.createInsecure());
+  }
+
+  async start(): Promise<RunningTracker> {
+    this.server.addService(this.meteredService(), {
+      session: (call: grpc.ServerDuplexStream<PeerMessage | MalformedMessage, TrackerMessage>) =>
+        this.openSession(call),
+      describeStream: (
+        call: grpc.ServerUnaryCall<DescribeStreamRequest | MalformedMessage, StreamDescriptor>,
+        cb: grpc.sendUnaryData<StreamDescriptor>,
+      ) => this.unary(cb, () => this.describeStream(call.request)),
+      listStreams: (
+        call: grpc.ServerUnaryCall<unknown, ListStreamsResponse>,
+        cb: grpc.sendUnaryData<ListStreamsResponse>,
+      ) =>
+        this.unary(cb, async () => {
+          if (call.request instanceof MalformedMessage)
+            throw invalidArgument(`malformed request: ${call.request.reason}`);
+          return this.listStreams();
+        }),
+    });
+    this.health.addTo(this.server);
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(
+        `${this.opts.host.includes(":") ? `[${this.opts.host}]` : this.opts.host}:${this.opts.port}`,
+        grpc.ServerCredentials.createInsecure(),
+        (err, bound) => (err ? reject(err) : resolve(bound)),
+      ),
+    );
+    void this.fetchNetworkKey();
+    this.every(SCHEDULE_TICK_MS, () => this.scheduleTick());
+    this.every(TRANSFER_SWEEP_MS, () => this.sweepTransfers());
+    this.every(Math.max(100, Math.floor(this.ttlMs / 3)), () => this.refreshPeers());
+    const streams = await this.store.listStreams();
+    this.metrics.streams.set(streams.length);
+    this.health.set("SERVING");
+    this.log.info({ host: this.opts.host, port, checksum: this.opts.checksum }, "tracker listening");
+    return { port, health: this.health, drain: () => this.drain() };
+  }
+
+  /** The service definition, decoding tolerantly and counting session traffic. */
+  private meteredService(): typeof TrackerService {
+    const def = tolerantService(TrackerService);
+    const m = this.metrics;
+    return {
+      ...def,
+      session: {
+        ...def.session,
+        requestDeserialize: (buf: Buffer) => {
+          m.controlMessages.inc({ direction: "in" });
+          m.controlBytes.inc({ direction: "in" }, buf.length);
+          return def.session.requestDeserialize(buf);
+        },
+        responseSerialize: (value: TrackerMessage) => {
+          const buf = def.session.responseSerialize(value);
+          m.controlMessages.inc({ direction: "out" });
+          m.controlBytes.inc({ direction: "out" }, buf.length);
+          return buf;
+        },
+      },
+    };
+  }
+
+  private every(ms: number, fn: () => Promise<void>): void {
+    let running = false;
+    const t = setInterval(() => {
+      if (running || this.draining) return;
+      running = true;
+      fn()
+        .catch((err: unknown) => this.log.error({ err }, "tracker timer failed"))
+        .finally(() => (running = false));
+    }, ms);
+    t.unref();
+    this.timers.push(t);
+  }
+
+  private unary<T>(cb: grpc.sendUnaryData<T>, fn: () => Promise<T>): void {
+    fn().then(
+      (v) => cb(null, v),
+      (err: unknown) => cb(toServiceError(err, this.log)),
+    );
+  }
+
+  // ---- network key -----------------------------------------------------------
+
+  /** The checksum service's network key; waits for it (bounded) while the checksum service is unreachable. */
+  networkKey(): Promise<PublicKey> {
+    if (this.networkKeyValue) return Promise.resolve(this.networkKeyValue);
+    return new Promise<PublicKey>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.networkKeyWaiters = this.networkKeyWaiters.filter((w) => w !== waiter);
+        reject(unavailable("checksum service unavailable: no network key yet, try again"));
+      }, NETWORK_KEY_WAIT_MS);
+      const waiter = (k: PublicKey) => {
+        clearTimeout(timer);
+        resolve(k);
+      };
+      this.networkKeyWaiters.push(waiter);
+    });
+  }
+
+  private async fetchNetworkKey(): Promise<void> {
+    let delayMs = 200;
+    while (!this.draining) {
+      try {
+        const key = await new Promise<PublicKey>((resolve, reject) =>
+          this.checksum.getNetworkKey({}, new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (err, res) =>
+            err ? reject(err) : resolve(res),
+          ),
+        );
+        if (key.ed25519.length !== 32 || keyId(key.ed25519) !== key.keyId) {
+          throw new Error(`checksum service returned an invalid network key (id ${key.keyId})`);
+        }
+        this.networkKeyValue = key;
+        for (const w of this.networkKeyWaiters) w(key);
+        this.networkKeyWaiters = [];
+        this.log.info({ keyId: key.keyId }, "network key fetched from checksum service");
+        return;
+      } catch (err) {
+        this.log.warn(
+          { err: (err as Error).message, checksum: this.opts.checksum, retryMs: delayMs },
+          "cannot fetch the network key, retrying",
+        );
+        await new Promise<void>((resolve) => {
+          this.keyRetry = setTimeout(resolve, delayMs);
+          this.keyRetry.unref();
+        });
+        delayMs = Math.min(delayMs * 2, 5_000);
+      }
+    }
+  }
+
+  // ---- sessions --------------------------------------------------------------
+
+  private openSession(call: grpc.ServerDuplexStream<PeerMessage | MalformedMessage, TrackerMessage>): void {
+    const session = new Session(this, call);
+    if (this.draining) void session.terminate(unavailable("tracker shutting down"));
+  }
+
+  sessionStarted(s: Session): void {
+    this.sessions.set(s.peerId, s);
+    this.metrics.sessions.inc({ role: s.role! });
+  }
+
+  async sessionEnded(s: Session, why: string): Promise<void> {
+    if (!this.sessions.delete(s.peerId)) return;
+    this.hungry.delete(s.peerId);
+    this.metrics.sessions.dec({ role: s.role! });
+    for (const streamId of [...s.joined.keys(), ...s.published.values()]) {
+      this.planner.forget(streamId, s.peerId);
+      this.withdraw(await this.store.leavePeer(streamId, s.peerId), s.peerId);
+    }
+    this.log.info({ peerId: s.peerId, host: s.host, role: s.role, why }, "session ended");
+  }
+
+  setHungry(s: Session, streamId: string, hungry: boolean): void {
+    let set = this.hungry.get(s.peerId);
+    if (hungry && !s.closed) {
+      if (!set) this.hungry.set(s.peerId, (set = new Set()));
+      set.add(streamId);
+    } else if (set) {
+      set.delete(streamId);
+      if (set.size === 0) this.hungry.delete(s.peerId);
+    }
+  }
+
+  /** A peer of the stream holds more: the timer's next tick replans the hungry peers. */
+  holdingsGrew(_streamId: string): void {}
+
+  /**
+   * Transfers that ended because a peer left or they expired: counted, and
+   * their fetchers (other than `except`) told to stop and replanned.
+   */
+  withdraw(
+    transfers: readonly TransferRecord[],
+    except: string | undefined,
+    reason: "cancelled" | "expired" = "cancelled",
+  ): void {
+    const byFetcher = new Map<string, TransferRecord[]>();
+    for (const t of transfers) {
+      this.metrics.transfersFailed.inc({ reason });
+      if (t.fetcherId === except) continue;
+      const list = byFetcher.get(t.fetcherId) ?? [];
+      list.push(t);
+      byFetcher.set(t.fetcherId, list);
+    }
+    for (const [fetcherId, list] of byFetcher) {
+      const s = this.sessions.get(fetcherId);
+      if (!s) continue;
+      s.send({ body: { $case: "cancel", value: { transferIds: list.map((t) => t.transferId) } } });
+      for (const t of list) this.setHungry(s, t.streamId, true);
+      s.requestPlan();
+    }
+  }
+
+  private async scheduleTick(): Promise<void> {
+    for (const peerId of this.hungry.keys()) {
+      const s = this.sessions.get(peerId);
+      if (!s) this.hungry.delete(peerId);
+      else if (s.keepingUp) s.requestPlan();
+    }
+  }
+
+  private async sweepTransfers(): Promise<void> {
+    const expired = await this.store.expireTransfers(Date.now());
+    if (expired.length > 0) {
+      this.log.debug({ count: expired.length }, "transfers expired");
+      this.withdraw(expired, undefined, "expired");
+    }
+  }
+
+  /** Keeps live sessions' peers fresh in the store and expires the rest. */
+  private async refreshPeers(): Promise<void> {
+    const now = Date.now();
+    const byStream = new Map<string, string[]>();
+    for (const s of this.sessions.values()) {
+      for (const id of [...s.joined.keys(), ...s.published.values()]) {
+        const list = byStream.get(id) ?? [];
+        list.push(s.peerId);
+        byStream.set(id, list);
+      }
+    }
+    for (const [streamId, peers] of byStream) await this.store.touchPeers(streamId, peers, now);
+    for (const gone of await this.store.expirePeers(now, this.ttlMs)) {
+      this.log.info({ peerId: gone.peerId, streamId: gone.streamId, role: gone.role }, "peer expired");
+      this.withdraw(gone.transfers, gone.peerId);
+      const s = this.sessions.get(gone.peerId);
+      if (s) void s.terminate(unavailable("session expired from the swarm; reconnect"));
+    }
+  }
+
+  // ---- streams ---------------------------------------------------------------
+
+  async joinedMessage(meta: StreamMeta): Promise<Joined> {
+    return { descriptor: await this.descriptor(meta), manifest: SignedManifest.decode(meta.manifest!) };
+  }
+
+  private async descriptor(meta: StreamMeta): Promise<StreamDescriptor> {
+    const counts = await this.store.peerCounts(meta.streamId);
+    return {
+      streamId: meta.streamId,
+      name: meta.name,
+      kind: meta.kind === "live" ? StreamKind.STREAM_KIND_LIVE : StreamKind.STREAM_KIND_ON_DEMAND,
+      size: meta.size,
+      chunkSize: meta.chunkSize,
+      chunkCount: meta.chunkCount,
+      version: meta.version,
+      peers: counts.peers,
+      seeders: counts.seeders,
+    };
+  }
+
+  private async describeStream(req: DescribeStreamRequest | MalformedMessage): Promise<StreamDescriptor> {
+    if (req instanceof MalformedMessage) throw invalidArgument(`malformed request: ${req.reason}`);
+    let meta: StreamMeta | undefined;
+    if (req.name) {
+      checkName(req.name);
+      const id = await this.store.streamIdByName(req.name);
+      meta = id ? await this.store.getStream(id) : undefined;
+      if (!meta || meta.status !== "ready") throw notFound(`no stream named "${req.name}"`);
+    } else if (req.streamId) {
+      meta = await this.store.getStream(req.streamId);
+      if (!meta || meta.status !== "ready") throw notFound(`no stream with id "${req.streamId.slice(0, 64)}"`);
+    } else {
+      throw invalidArgument("DescribeStream needs a name or a stream_id");
+    }
+    return this.descriptor(meta);
+  }
+
+  private async listStreams(): Promise<ListStreamsResponse> {
+    const streams = await this.store.listStreams();
+    return { streams: await Promise.all(streams.map((m) => this.descriptor(m))) };
+  }
+
+  /**
+   * A seeder offers a file. Resolves the stream id when the seeder was added
+   * as a holder at once (already ready); otherwise answers ACCEPTED and
+   * finishes in the background (READY or REJECTED).
+   */
+  async publish(s: Session, p: Publish): Promise<string | undefined> {
+    const streamId = streamIdFor(p.name, p.size, p.version);
+    const count = chunkCount(p.size, this.opts.chunkSize);
+    const existing = await this.store.getStream(streamId);
+    if (existing?.status === "ready") {
+      await this.addSeeder(s, existing);
+      s.send(publishResult(p.name, streamId, PublishStatus.PUBLISH_STATUS_READY, ""));
+      this.log.info({ peerId: s.peerId, name: p.name, streamId }, "publish: stream already ready, seeder added");
+      return streamId;
+    }
+    if (!existing) {
+      await this.store.createStream({
+        streamId,
+        name: p.name,
+        size: p.size,
+        chunkSize: this.opts.chunkSize,
+        version: p.version,
+        kind: "on_demand",
+        createdMs: Date.now(),
+      });
+    }
+    s.send(publishResult(p.name, streamId, PublishStatus.PUBLISH_STATUS_ACCEPTED, ""));
+    let pending = this.pendingPublish.get(streamId);
+    if (!pending) {
+      pending = this.computeManifest(s, p, streamId, count).finally(() => this.pendingPublish.delete(streamId));
+      this.pendingPublish.set(streamId, pending);
+    }
+    void pending.then(async (failure) => {
+      if (s.closed) return;
+      if (failure !== undefined) {
+        s.send(publishResult(p.name, streamId, PublishStatus.PUBLISH_STATUS_REJECTED, failure));
+        return;
+      }
+      const meta = await this.store.getStream(streamId);
+      if (!meta || s.closed) return;
+      await this.addSeeder(s, meta);
+      s.published.set(p.name, streamId);
+      s.send(publishResult(p.name, streamId, PublishStatus.PUBLISH_STATUS_READY, ""));
+    });
+    return undefined;
+  }
+
+  private async addSeeder(s: Session, meta: StreamMeta): Promise<void> {
+    await this.store.joinPeer(
+      meta.streamId,
+      {
+        peerId: s.peerId,
+        host: s.dataHost,
+        port: s.dataPort,
+        role: "seeder",
+        mode: "bulk",
+        position: 0,
+        have: meta.chunkCount > 0 ? [{ first: 0, last: meta.chunkCount - 1 }] : [],
+      },
+      Date.now(),
+    );
+  }
+
+  /** Asks the checksum service for the signed manifest; resolves undefined on success or the reason it failed. */
+  private async computeManifest(s: Session, p: Publish, streamId: string, count: number): Promise<string | undefined> {
+    const log = this.log.child({ peerId: s.peerId, name: p.name, streamId });
+    const sourceUrl = httpBase(s.dataHost, s.dataPort);
+    const ticket = issueTicket(
+      {
+        streamId,
+        range: { first: 0, last: Math.max(0, count - 1) },
+        fetcherId: "checksum",
+        serverId: s.peerId,
+        expiresMs: Date.now() + MANIFEST_TIMEOUT_MS,
+      },
+      this.opts.ticketSigner,
+    );
+    try {
+      const signed = await new Promise<SignedManifest>((resolve, reject) =>
+        this.checksum.computeManifest(
+          {
+            streamId,
+            name: p.name,
+            size: p.size,
+            chunkSize: this.opts.chunkSize,
+            version: p.version,
+            sourceUrl,
+            ticket,
+          },
+          new grpc.Metadata(),
+          { deadline: Date.now() + MANIFEST_TIMEOUT_MS },
+          (err, res) => (err ? reject(err) : resolve(res)),
+        ),
+      );
+      const key = await this.networkKey();
+      const manifest = openManifest(signed, [key]);
+      const b = manifest.body;
+      if (
+        b.streamId !== streamId ||
+        b.name !== p.name ||
+        b.size !== p.size ||
+        b.chunkSize !== this.opts.chunkSize ||
+        b.version !== p.version
+      ) {
+        throw new Error(
+          `manifest does not describe the published file (got ${b.name} size ${b.size} chunk ${b.chunkSize} v${b.version})`,
+        );
+      }
+      const { replaced } = await this.store.markReady(streamId, SignedManifest.encode(signed).finish(), Date.now());
+      this.metrics.streams.set((await this.store.listStreams()).length);
+      log.info({ size: p.size, chunks: count, replaced, root: manifest.root() }, "publish: stream ready");
+      return undefined;
+    } catch (err) {
+      const e = err as grpc.ServiceError;
+      const reason = `manifest not computed: ${e.details || e.message}`;
+      log.warn({ sourceUrl, reason }, "publish rejected");
+      const meta = await this.store.getStream(streamId).catch(() => undefined);
+      if (meta && meta.status !== "ready") await this.store.removeStream(streamId).catch(() => undefined);
+      return reason;
+    }
+  }
+
+  // ---- shutdown --------------------------------------------------------------
+
+  async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.health.set("NOT_SERVING");
+    for (const t of this.timers) clearInterval(t);
+    if (this.keyRetry) clearTimeout(this.keyRetry);
+    await Promise.all([...this.sessions.values()].map((s) => s.terminate(unavailable("tracker shutting down"))));
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 5_000);
+      force.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+    this.checksum.close();
+    this.log.info("tracker drained");
+  }
+}
+
+function publishResult(name: string, streamId: string, status: PublishStatus, detail: string): TrackerMessage {
+  return { body: { $case: "publishResult", value: { name, streamId, status, detail } } };
+}
