@@ -24,7 +24,7 @@ import {
   type TransferReport,
 } from "@distribustream/pdtp";
 import { createLogger } from "@distribustream/runtime";
-import { startDataPlane, type RunningDataPlane } from "@distribustream/data-plane";
+import { startDataPlane } from "@distribustream/data-plane";
 import { download, DownloadError } from "./index.js";
 
 /**
