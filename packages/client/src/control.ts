@@ -1,6 +1,9 @@
 import type { ChunkRange, PeerMessage, TransferReport } from "@distribustream/pdtp";
 import { RangeSet } from "@distribustream/pdtp";
 
+/** Reports per message; the tracker refuses more than 1024. */
+const MAX_REPORTS = 1000;
+
 /**
  * Coalesces what a peer tells the tracker during a download: transfer
  * reports, newly held ranges and the output position. Reports are sent on
@@ -63,10 +66,10 @@ export class ControlBatcher {
     this.cancelTimers();
     this.lastFlush = Date.now();
     const streamId = this.streamId();
-    if (this.reports.length > 0) {
-      this.send({ body: { $case: "reports", value: { reports: this.reports } } });
-      this.reports = [];
+    for (let i = 0; i < this.reports.length; i += MAX_REPORTS) {
+      this.send({ body: { $case: "reports", value: { reports: this.reports.slice(i, i + MAX_REPORTS) } } });
     }
+    this.reports = [];
     if (!streamId) return;
     if (!this.have.isEmpty) {
       this.send({ body: { $case: "have", value: { streamId, ranges: [...this.have.ranges()] } } });

@@ -612,9 +612,9 @@ class Download {
       t.abort.abort();
     }
     const session = this.session;
+    if (session) this.batcher.flush();
     this.session = undefined;
     if (session) {
-      this.batcher.flush();
       const streamId = this.manifest?.streamId;
       if (ok && streamId) session.send({ body: { $case: "leave", value: { streamId } } });
       if (ok) await session.close();
