@@ -4,6 +4,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { Server, ServerCredentials, status, type ServerDuplexStream } from "@grpc/grpc-js";
 import {
@@ -114,6 +116,8 @@ function ranges(first: number, last: number, per: number): ChunkRange[] {
 
 type Call = ServerDuplexStream<PeerMessage, TrackerMessage>;
 interface SessionScript {
+  /** Leave Hello unanswered (a hung tracker). */
+  mute?: boolean;
   /** Called with the Join; the peer id is the one given in the Welcome. */
   onJoin(call: Call, join: Join, peerId: string, session: number): void;
   onReports?(call: Call, reports: TransferReport[], peerId: string, session: number): void;
@@ -132,6 +136,7 @@ async function scriptedTracker(script: SessionScript) {
       call.on("data", (m: PeerMessage) => {
         msgs.push(m);
         if (m.body?.$case === "hello") {
+          if (script.mute) return;
           call.write({
             body: {
               $case: "welcome",
@@ -386,6 +391,63 @@ describe("download() with a scripted tracker", () => {
     });
     assert.ok(Buffer.concat(got).equals(content.subarray(3 * chunkSize)), "served after the rename to the final name");
     await done;
+    tracker.close();
+  });
+
+  test("a tracker that never answers Hello ends in a stall (exit 7) without hanging", async () => {
+    const tracker = await scriptedTracker({ mute: true, onJoin: () => {} });
+    const started = Date.now();
+    await assert.rejects(
+      download({
+        url: `pdtp://127.0.0.1:${tracker.port}/${name}`,
+        output: join(dir, "mute.bin"),
+        log,
+        stallSeconds: 1,
+      }),
+      (err: unknown) => err instanceof DownloadError && err.exitCode === 7 && /not joined/.test(err.message),
+    );
+    assert.ok(Date.now() - started < 5000);
+    tracker.close();
+  });
+
+  test("dsclient -o - writes exactly the file's bytes to stdout; a reader closing early is exit 0", async () => {
+    const tracker = await scriptedTracker({
+      onJoin: (call, _join, peerId) => {
+        call.write(joined());
+        call.write({
+          body: {
+            $case: "directives",
+            value: { directives: ranges(0, count - 1, 4).map((r) => directive(seeder, peerId, r)) },
+          },
+        });
+      },
+    });
+    const cli = fileURLToPath(new URL("./cli.js", import.meta.url));
+    const url = `pdtp://127.0.0.1:${tracker.port}/${name}`;
+    const full = spawn(process.execPath, [cli, url, "-o", "-", "--listen-host", "127.0.0.1"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const out: Buffer[] = [];
+    let stderr = "";
+    full.stdout.on("data", (d: Buffer) => out.push(d));
+    full.stderr.on("data", (d) => (stderr += d));
+    assert.equal(await new Promise((r) => full.on("close", r)), 0, stderr);
+    assert.ok(Buffer.concat(out).equals(content), "stdout is the file");
+    assert.equal(stderr, "", "nothing on stderr when it is not a terminal");
+
+    // The reader takes 1000 bytes and closes the pipe.
+    const early = spawn(process.execPath, [cli, url, "-o", "-", "--listen-host", "127.0.0.1"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let err2 = "";
+    let taken = 0;
+    early.stderr.on("data", (d) => (err2 += d));
+    early.stdout.on("data", (d: Buffer) => {
+      taken += d.length;
+      if (taken >= 1000) early.stdout.destroy();
+    });
+    assert.equal(await new Promise((r) => early.on("close", r)), 0, err2);
+    assert.equal(err2, "", "no message and no stack trace when the reader goes away");
     tracker.close();
   });
 });

@@ -269,6 +269,7 @@ class Download {
             advertiseHost: "",
           },
           (msg) => this.enqueue(msg, generation),
+          this.stop.signal,
         );
         if (this.failure) {
           session.abort();
@@ -293,6 +294,7 @@ class Download {
         this.batcher.positionKnown(position);
         return session;
       } catch (err) {
+        if (this.failure) throw this.failure;
         if (err instanceof DownloadError) throw err;
         const s = err as SessionStatus;
         const what = classifySessionEnd(s.code, s.details, { name: this.url.name, target: this.url.target });

@@ -43,10 +43,18 @@ export class TrackerSession {
    * Connects, says Hello and waits for the Welcome. Rejects with the
    * SessionStatus when the call ends first (tracker unreachable, Hello refused).
    */
-  static open(target: string, hello: Hello, onMessage: (msg: TrackerMessage) => void): Promise<TrackerSession> {
+  static open(
+    target: string,
+    hello: Hello,
+    onMessage: (msg: TrackerMessage) => void,
+    signal?: AbortSignal,
+  ): Promise<TrackerSession> {
     const client = new TrackerClient(target, credentials.createInsecure(), CHANNEL_OPTIONS);
     const call = client.session();
     const session = new TrackerSession(client, call);
+    const onAbort = () => call.cancel();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    void session.ended.then(() => signal?.removeEventListener("abort", onAbort));
     return new Promise((resolve, reject) => {
       let welcomed = false;
       let unexpected: string | undefined;
@@ -58,6 +66,7 @@ export class TrackerSession {
             return;
           }
           welcomed = true;
+          signal?.removeEventListener("abort", onAbort);
           session.welcome = msg.body.value;
           resolve(session);
           return;
