@@ -336,6 +336,11 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       });
       assert.equal(await store.recordSourceOutcome("s1", "ghost", "ok", 3), undefined);
       assert.equal((await store.getPeer("s1", "a"))?.banned, true);
+      // a banned peer's copies no longer count as available
+      assert.deepEqual(await counts(0, 10), [[0, 10, 0]]);
+      await store.addHoldings("s1", "a", [{ first: 0, last: 10 }]);
+      await store.leavePeer("s1", "a");
+      assert.deepEqual(await counts(0, 10), [[0, 10, 0]]);
     });
 
     it("sources returns eligible holders clipped to the window, within the limit", async () => {

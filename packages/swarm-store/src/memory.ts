@@ -47,8 +47,8 @@ interface MemStream {
   counted: Set<number>;
 }
 
-/** Whether a peer's copies count in availability: viewers that serve others do, seeders do not. */
-const counts = (p: MemPeer) => p.role !== "seeder" && p.port > 0;
+/** Whether a peer's copies count in availability: viewers that serve others do; seeders and banned peers do not. */
+const counts = (p: MemPeer) => p.role !== "seeder" && p.port > 0 && !p.banned;
 
 /**
  * The single-process swarm store (the default of `distribustream up`): the
@@ -273,7 +273,11 @@ export class MemorySwarmStore implements SwarmStore {
     else if (outcome === "failed") p.failures++;
     else {
       p.bad++;
-      if (p.bad >= banAfter) p.banned = true;
+      if (p.bad >= banAfter && !p.banned) {
+        const s = this.streams.get(streamId)!;
+        if (counts(p)) for (const r of p.holdings.ranges()) s.availability.add(r, -1);
+        p.banned = true;
+      }
     }
     return { served: p.served, failures: p.failures, bad: p.bad, banned: p.banned };
   }

@@ -113,9 +113,10 @@ export interface SwarmStore {
    * Availability of every chunk of `window` (clipped to the stream) as
    * consecutive segments covering it, each with one count: the number of
    * viewers holding the chunk plus the number of transfers of it in flight.
-   * Only copies that can be served on count: seeders (they hold everything)
-   * and peers with data port 0 (they serve nobody) are not counted, neither
-   * as holders nor as fetchers. So 0 means "only a seeder can give it and
+   * Only copies that can be served on count: seeders (they hold everything),
+   * peers with data port 0 (they serve nobody) and banned peers are not
+   * counted, neither as holders nor as fetchers (a ban removes its holdings'
+   * count). So 0 means "only a seeder can give it and
    * nobody is fetching it". Cost O(log n + segments). Unknown stream: [].
    */
   availability(streamId: string, window: ChunkRange): Promise<AvailabilitySegment[]>;

@@ -1,0 +1,512 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import {
+  checkTicket,
+  ChecksumService,
+  chunkCount,
+  ManifestBody,
+  openManifest,
+  PeerMessage,
+  PeerRole,
+  PublishStatus,
+  signManifest,
+  Signer,
+  TrackerClient,
+  TrackerMessage,
+  TransferOutcome,
+  WantMode,
+  type ComputeManifestRequest,
+  type Directive,
+  type PublicKey,
+  type SignedManifest,
+} from "@distribustream/pdtp";
+import { createLogger, Registry } from "@distribustream/runtime";
+import { MemorySwarmStore } from "@distribustream/swarm-store";
+import { startTracker, type RunningTracker } from "./index.js";
+
+const CHUNK = 1024;
+
+/**
+ * A small real gRPC server standing in for the checksum service (written
+ * concurrently elsewhere): it answers GetNetworkKey and signs a manifest of
+ * the requested shape with its own key. Names starting with "reject/" fail.
+ */
+async function startChecksumDouble(network: Signer) {
+  const server = new grpc.Server();
+  const requests: ComputeManifestRequest[] = [];
+  server.addService(ChecksumService, {
+    getNetworkKey: (_call: unknown, cb: grpc.sendUnaryData<PublicKey>) => cb(null, network.publicKey),
+    computeManifest: (
+      call: grpc.ServerUnaryCall<ComputeManifestRequest, SignedManifest>,
+      cb: grpc.sendUnaryData<SignedManifest>,
+    ) => {
+      const r = call.request;
+      requests.push(r);
+      if (r.name.startsWith("reject/")) {
+        cb({ code: grpc.status.FAILED_PRECONDITION, details: "source answered 404" });
+        return;
+      }
+      const n = chunkCount(r.size, r.chunkSize);
+      const hashes = Buffer.concat(
+        Array.from({ length: n }, (_, i) => createHash("sha256").update(`${r.name}:${i}`).digest()),
+      );
+      const body: ManifestBody = {
+        streamId: r.streamId,
+        name: r.name,
+        size: r.size,
+        chunkSize: r.chunkSize,
+        chunkHashes: hashes,
+        createdMs: Date.now(),
+        version: r.version,
+      };
+      cb(null, signManifest(body, network));
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+  );
+  return { port, requests, close: () => server.forceShutdown() };
+}
+
+/** One peer session seen from the peer's side. */
+class PeerConn {
+  readonly call: grpc.ClientDuplexStream<PeerMessage, TrackerMessage>;
+  private readonly inbox: TrackerMessage[] = [];
+  private wake: (() => void) | undefined;
+  readonly ended: Promise<grpc.StatusObject>;
+
+  constructor(client: TrackerClient) {
+    this.call = client.session();
+    this.call.on("data", (m: TrackerMessage) => {
+      this.inbox.push(m);
+      this.wake?.();
+    });
+    this.ended = new Promise((resolve) => {
+      this.call.on("error", (e: grpc.ServiceError) => resolve(e));
+      this.call.on("status", (s: grpc.StatusObject) => resolve(s));
+    });
+  }
+
+  send(body: PeerMessage["body"]): void {
+    this.call.write({ body });
+  }
+
+  /** Next message of the given kind (others are skipped). */
+  async next<K extends NonNullable<TrackerMessage["body"]>["$case"]>(
+    kind: K,
+    timeoutMs = 5000,
+  ): Promise<Extract<NonNullable<TrackerMessage["body"]>, { $case: K }>["value"]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.inbox.findIndex((m) => m.body?.$case === kind);
+      if (i >= 0) {
+        const [m] = this.inbox.splice(i, 1);
+        return m!.body!.value as never;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no ${kind} message within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  }
+
+  async hello(role: PeerRole, dataPort: number, advertiseHost = "") {
+    this.send({ $case: "hello", value: { role, dataPort, agent: "test/1", credential: "", advertiseHost } });
+    return this.next("welcome");
+  }
+
+  close(): void {
+    this.call.end();
+  }
+}
+
+async function metric(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name);
+  const v = (m as { values?: { value: number; labels: Record<string, string | number> }[] } | undefined)?.values?.find(
+    (x) => Object.entries(labels).every(([k, val]) => x.labels[k] === val),
+  );
+  return v?.value ?? 0;
+}
+
+describe("tracker over real gRPC", () => {
+  const network = Signer.generate();
+  const trackerKey = Signer.generate();
+  const registry = new Registry();
+  let checksum: Awaited<ReturnType<typeof startChecksumDouble>>;
+  let tracker: RunningTracker;
+  let client: TrackerClient;
+  let target: string;
+  const open: PeerConn[] = [];
+  const peer = () => {
+    const p = new PeerConn(client);
+    open.push(p);
+    return p;
+  };
+
+  before(async () => {
+    checksum = await startChecksumDouble(network);
+    tracker = await startTracker({
+      host: "127.0.0.1",
+      port: 0,
+      checksum: `127.0.0.1:${checksum.port}`,
+      store: new MemorySwarmStore(),
+      ticketSigner: trackerKey,
+      chunkSize: CHUNK,
+      log: createLogger("tracker-test", { level: "silent" }),
+      registry,
+      maxMessageBytes: 64 * 1024,
+    });
+    target = `127.0.0.1:${tracker.port}`;
+    client = new TrackerClient(target, grpc.credentials.createInsecure());
+  });
+
+  after(async () => {
+    for (const p of open) p.call.cancel();
+    await tracker.drain();
+    client.close();
+    checksum.close();
+  });
+
+  let seeder: PeerConn;
+  let seederId = "";
+  let streamId = "";
+
+  it("a seeder publishes: ACCEPTED, then READY with a manifest signed by the network key", async () => {
+    seeder = peer();
+    const welcome = await seeder.hello(PeerRole.PEER_ROLE_SEEDER, 9100);
+    seederId = welcome.peerId;
+    assert.equal(welcome.observedHost, "127.0.0.1");
+    assert.deepEqual(welcome.ticketKeys, [trackerKey.publicKey]);
+    assert.equal(welcome.networkKeys[0]?.keyId, network.keyId);
+    seeder.send({ $case: "publish", value: { name: "movies/big.bin", size: 40 * CHUNK + 7, version: 3 } });
+    const accepted = await seeder.next("publishResult");
+    assert.equal(accepted.status, PublishStatus.PUBLISH_STATUS_ACCEPTED);
+    streamId = accepted.streamId;
+    const ready = await seeder.next("publishResult");
+    assert.equal(ready.status, PublishStatus.PUBLISH_STATUS_READY, ready.detail);
+    assert.equal(ready.streamId, streamId);
+    const req = checksum.requests.at(-1)!;
+    assert.equal(req.sourceUrl, "http://127.0.0.1:9100");
+    assert.equal(req.chunkSize, CHUNK);
+    checkTicket(req.ticket!, [trackerKey.publicKey], {
+      serverId: seederId,
+      streamId,
+      range: { first: 0, last: 40 },
+      nowMs: Date.now(),
+    });
+    assert.equal(await metric(registry, "pdtp_tracker_streams"), 1);
+  });
+
+  it("an empty file is published too, and a failing manifest is REJECTED", async () => {
+    seeder.send({ $case: "publish", value: { name: "empty.txt", size: 0, version: 1 } });
+    assert.equal((await seeder.next("publishResult")).status, PublishStatus.PUBLISH_STATUS_ACCEPTED);
+    assert.equal((await seeder.next("publishResult")).status, PublishStatus.PUBLISH_STATUS_READY);
+    seeder.send({ $case: "publish", value: { name: "reject/x", size: 10, version: 1 } });
+    assert.equal((await seeder.next("publishResult")).status, PublishStatus.PUBLISH_STATUS_ACCEPTED);
+    const rejected = await seeder.next("publishResult");
+    assert.equal(rejected.status, PublishStatus.PUBLISH_STATUS_REJECTED);
+    assert.match(rejected.detail, /source answered 404/);
+  });
+
+  it("lists and describes ready streams", async () => {
+    const list = await new Promise<{ streams: { name: string; seeders: number }[] }>((resolve, reject) =>
+      client.listStreams({}, (e, r) => (e ? reject(e) : resolve(r))),
+    );
+    assert.deepEqual(
+      list.streams.map((s) => `${s.name}:${s.seeders}`),
+      ["empty.txt:1", "movies/big.bin:1"],
+    );
+    const d = await new Promise<{ chunkCount: number; streamId: string }>((resolve, reject) =>
+      client.describeStream({ name: "movies/big.bin", streamId: "" }, (e, r) => (e ? reject(e) : resolve(r))),
+    );
+    assert.equal(d.chunkCount, 41);
+    assert.equal(d.streamId, streamId);
+    const err = await new Promise<grpc.ServiceError>((resolve) =>
+      client.describeStream({ name: "nope", streamId: "" }, (e) => resolve(e!)),
+    );
+    assert.equal(err.code, grpc.status.NOT_FOUND);
+    assert.equal(err.details, 'no stream named "nope"');
+  });
+
+  let viewer: PeerConn;
+  let viewerId = "";
+
+  it("a viewer joins and gets the manifest and directives naming the seeder with a valid ticket", async () => {
+    viewer = peer();
+    const welcome = await viewer.hello(PeerRole.PEER_ROLE_VIEWER, 9200);
+    viewerId = welcome.peerId;
+    viewer.send({
+      $case: "join",
+      value: { name: "movies/big.bin", mode: WantMode.WANT_MODE_IN_ORDER, have: [], position: 0 },
+    });
+    const joined = await viewer.next("joined");
+    assert.equal(joined.descriptor?.streamId, streamId);
+    assert.equal(joined.descriptor?.seeders, 1);
+    const manifest = openManifest(joined.manifest!, welcome.networkKeys);
+    assert.equal(manifest.chunkCount, 41);
+    const { directives } = await viewer.next("directives");
+    assert.ok(directives.length >= 1 && directives.length <= 4);
+    const d = directives[0]!;
+    assert.equal(d.streamId, streamId);
+    assert.equal(d.range?.first, 0, "in-order: the first chunk comes first");
+    assert.deepEqual(d.source, { peerId: seederId, host: "127.0.0.1", port: 9100, seeder: true });
+    const body = checkTicket(d.ticket!, welcome.ticketKeys, {
+      serverId: seederId,
+      streamId,
+      range: d.range!,
+      nowMs: Date.now(),
+    });
+    assert.equal(body.fetcherId, viewerId);
+    assert.ok((await metric(registry, "pdtp_tracker_transfers_started_total")) >= 1);
+    // report them all done: the viewer now holds those chunks, without a separate Have
+    viewer.send({
+      $case: "reports",
+      value: {
+        reports: directives.map((x) => ({
+          transferId: x.transferId,
+          outcome: TransferOutcome.TRANSFER_OUTCOME_OK,
+          bytes: (x.range!.last - x.range!.first + 1) * CHUNK, // capped at the file's 41 * CHUNK + 7 bytes
+          durationMs: 5,
+          detail: "",
+          verified: [x.range!],
+        })),
+      },
+    });
+    // the first batch covers the whole file (super-seeding spreads it over the seeder's slots)
+    const covered = directives.reduce((n, x) => n + x.range!.last - x.range!.first + 1, 0);
+    assert.equal(covered, 41);
+    for (let i = 0; i < 50 && (await metric(registry, "pdtp_tracker_transfers_done_total")) < directives.length; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(await metric(registry, "pdtp_tracker_transfers_done_total"), directives.length);
+    assert.equal(
+      await metric(registry, "pdtp_tracker_delivered_bytes_total", { stream: "movies/big.bin", source: "seeder" }),
+      40 * CHUNK + 7, // bytes are capped at the directive's span
+    );
+    assert.equal(await metric(registry, "pdtp_tracker_sessions", { role: "viewer" }), 1);
+  });
+
+  async function expectStatus(p: PeerConn, code: grpc.status, details?: RegExp | string) {
+    const st = await p.ended;
+    assert.equal(st.code, code, `got ${grpc.status[st.code]}: ${st.details}`);
+    if (typeof details === "string") assert.equal(st.details, details);
+    else if (details) assert.match(st.details, details);
+  }
+
+  it("a malformed message ends only that session with INVALID_ARGUMENT", async () => {
+    const raw = new grpc.Client(target, grpc.credentials.createInsecure());
+    const call = raw.makeBidiStreamRequest(
+      "/pdtp.v1.Tracker/Session",
+      (b: Buffer) => b,
+      (b: Buffer) => TrackerMessage.decode(b),
+    );
+    const ended = new Promise<grpc.ServiceError>((resolve) => call.on("error", resolve));
+    call.on("data", () => {});
+    call.write(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f, 0x01])); // field 1, absurd length
+    const err = await ended;
+    assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(err.details, /malformed message/);
+    raw.close();
+    // the viewer's session keeps working
+    viewer.send({ $case: "position", value: { streamId, nextChunk: 5 } });
+    viewer.send({ $case: "have", value: { streamId, ranges: [{ first: 39, last: 40 }] } });
+    const d = await new Promise<{ peers: number }>((resolve, reject) =>
+      client.describeStream({ name: "", streamId }, (e, r) => (e ? reject(e) : resolve(r))),
+    );
+    assert.equal(d.peers, 1);
+  });
+
+  it("an oversized message ends the session with RESOURCE_EXHAUSTED", async () => {
+    const p = peer();
+    p.send({
+      $case: "hello",
+      value: {
+        role: PeerRole.PEER_ROLE_VIEWER,
+        dataPort: 1,
+        agent: "x".repeat(70 * 1024),
+        credential: "",
+        advertiseHost: "",
+      },
+    });
+    await expectStatus(p, grpc.status.RESOURCE_EXHAUSTED);
+  });
+
+  it("a message before Hello ends the session with INVALID_ARGUMENT", async () => {
+    const p = peer();
+    p.send({ $case: "join", value: { name: "movies/big.bin", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 } });
+    await expectStatus(p, grpc.status.INVALID_ARGUMENT, /first message must be Hello/);
+  });
+
+  it("semantically invalid messages end the session with INVALID_ARGUMENT", async () => {
+    const cases: [PeerMessage["body"][], RegExp][] = [
+      [
+        [
+          {
+            $case: "hello",
+            value: { role: PeerRole.PEER_ROLE_UNSPECIFIED, dataPort: 1, agent: "", credential: "", advertiseHost: "" },
+          },
+        ],
+        /role/,
+      ],
+      [
+        [
+          {
+            $case: "hello",
+            value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 70000, agent: "", credential: "", advertiseHost: "" },
+          },
+        ],
+        /data_port/,
+      ],
+      [[undefined], /no known body/],
+      [[{ $case: "publish", value: { name: "x", size: 1, version: 1 } }], /first message/],
+    ];
+    for (const [msgs, re] of cases) {
+      const p = peer();
+      for (const m of msgs) p.send(m);
+      await expectStatus(p, grpc.status.INVALID_ARGUMENT, re);
+    }
+    const v = peer();
+    await v.hello(PeerRole.PEER_ROLE_VIEWER, 9300);
+    v.send({ $case: "publish", value: { name: "x", size: 1, version: 1 } });
+    await expectStatus(v, grpc.status.INVALID_ARGUMENT, "only a seeder may publish");
+    const w = peer();
+    await w.hello(PeerRole.PEER_ROLE_VIEWER, 9300);
+    w.send({
+      $case: "join",
+      value: { name: "movies/big.bin", mode: WantMode.WANT_MODE_BULK, have: [{ first: 3, last: 41 }], position: 0 },
+    });
+    await expectStatus(w, grpc.status.INVALID_ARGUMENT, /beyond the stream's 41 chunks/);
+    const h = peer();
+    await h.hello(PeerRole.PEER_ROLE_VIEWER, 9300);
+    h.send({ $case: "have", value: { streamId, ranges: [{ first: 1, last: 1 }] } });
+    await expectStatus(h, grpc.status.INVALID_ARGUMENT, /has not joined/);
+  });
+
+  it("a Join of an unknown name ends the session with NOT_FOUND", async () => {
+    const p = peer();
+    await p.hello(PeerRole.PEER_ROLE_VIEWER, 9400);
+    p.send({ $case: "join", value: { name: "no/such.mp4", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 } });
+    await expectStatus(p, grpc.status.NOT_FOUND, 'no stream named "no/such.mp4"');
+  });
+
+  it("three BAD_DATA reports ban a source; it is never used again", async () => {
+    // a stream of its own: the seeder, a viewer that holds everything and serves, and a fetcher
+    seeder.send({ $case: "publish", value: { name: "ban/test.bin", size: 40 * CHUNK, version: 1 } });
+    assert.equal((await seeder.next("publishResult")).status, PublishStatus.PUBLISH_STATUS_ACCEPTED);
+    assert.equal((await seeder.next("publishResult")).status, PublishStatus.PUBLISH_STATUS_READY);
+    const holder = peer();
+    const holderId = (await holder.hello(PeerRole.PEER_ROLE_VIEWER, 9500)).peerId;
+    holder.send({
+      $case: "join",
+      value: { name: "ban/test.bin", mode: WantMode.WANT_MODE_BULK, have: [{ first: 0, last: 39 }], position: 0 },
+    });
+    await holder.next("joined");
+    const fetcher = peer();
+    await fetcher.hello(PeerRole.PEER_ROLE_VIEWER, 9600);
+    fetcher.send({
+      $case: "join",
+      value: { name: "ban/test.bin", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 },
+    });
+    await fetcher.next("joined");
+    const badBefore = await metric(registry, "pdtp_tracker_bad_chunks_total");
+    let bad = 0;
+    let pending: Directive[] = (await fetcher.next("directives")).directives;
+    while (bad < 3) {
+      const fromHolder = pending.filter((d) => d.source?.peerId === holderId);
+      assert.ok(fromHolder.length > 0, "a peer holding the chunks is preferred over the seeder");
+      const d = fromHolder[0]!;
+      fetcher.send({
+        $case: "reports",
+        value: {
+          reports: [
+            {
+              transferId: d.transferId,
+              outcome: TransferOutcome.TRANSFER_OUTCOME_BAD_DATA,
+              bytes: 0,
+              durationMs: 1,
+              detail: "hash mismatch",
+              verified: [],
+            },
+          ],
+        },
+      });
+      bad++;
+      pending = pending.filter((x) => x !== d);
+      if (bad < 3 && pending.filter((x) => x.source?.peerId === holderId).length === 0) {
+        pending.push(...(await fetcher.next("directives")).directives);
+      }
+    }
+    for (let i = 0; i < 100 && (await metric(registry, "pdtp_tracker_bad_chunks_total")) - badBefore < 3; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal((await metric(registry, "pdtp_tracker_bad_chunks_total")) - badBefore, 3);
+    // complete what is left; from now on only the seeder serves this fetcher
+    const done = (ds: Directive[]) =>
+      fetcher.send({
+        $case: "reports",
+        value: {
+          reports: ds.map((x) => ({
+            transferId: x.transferId,
+            outcome: TransferOutcome.TRANSFER_OUTCOME_OK,
+            bytes: 1,
+            durationMs: 1,
+            detail: "",
+            verified: [x.range!],
+          })),
+        },
+      });
+    done(pending);
+    let held = pending.reduce((n, x) => n + x.range!.last - x.range!.first + 1, 0);
+    let fromSeeder = 0;
+    while (held < 40) {
+      const { directives } = await fetcher.next("directives");
+      for (const x of directives) assert.notEqual(x.source?.peerId, holderId, "a banned source is never chosen");
+      assert.ok(directives.every((x) => x.source?.peerId === seederId));
+      fromSeeder += directives.length;
+      held += directives.reduce((n, x) => n + x.range!.last - x.range!.first + 1, 0);
+      done(directives);
+    }
+    assert.ok(fromSeeder > 0, "the chunks the banned peer sent badly come from the seeder");
+  });
+
+  it("a peer leaving cancels the transfers it was serving", async () => {
+    const holder = peer();
+    const holderId = (await holder.hello(PeerRole.PEER_ROLE_VIEWER, 9700)).peerId;
+    seeder.send({ $case: "publish", value: { name: "leave/test.bin", size: 40 * CHUNK, version: 1 } });
+    await seeder.next("publishResult");
+    assert.equal((await seeder.next("publishResult")).status, PublishStatus.PUBLISH_STATUS_READY);
+    holder.send({
+      $case: "join",
+      value: { name: "leave/test.bin", mode: WantMode.WANT_MODE_BULK, have: [{ first: 0, last: 39 }], position: 0 },
+    });
+    await holder.next("joined");
+    const fetcher = peer();
+    await fetcher.hello(PeerRole.PEER_ROLE_VIEWER, 9800);
+    fetcher.send({
+      $case: "join",
+      value: { name: "leave/test.bin", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 },
+    });
+    await fetcher.next("joined");
+    const { directives } = await fetcher.next("directives");
+    const mine = directives.filter((d) => d.source?.peerId === holderId).map((d) => d.transferId);
+    assert.ok(mine.length > 0);
+    holder.close();
+    await holder.ended;
+    const cancel = await fetcher.next("cancel");
+    assert.deepEqual([...cancel.transferIds].sort(), [...mine].sort());
+  });
+
+  it("drain ends open sessions with UNAVAILABLE", async () => {
+    const p = peer();
+    await p.hello(PeerRole.PEER_ROLE_VIEWER, 9900);
+    await tracker.drain();
+    await expectStatus(p, grpc.status.UNAVAILABLE, "tracker shutting down");
+  });
+});
