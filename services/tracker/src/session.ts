@@ -257,7 +257,7 @@ export class Session {
     const meta = this.joinedStream(h.streamId, "Have");
     checkRanges(h.ranges, meta.chunkCount, "Have.ranges");
     await this.core.store.addHoldings(meta.streamId, this.peerId, h.ranges);
-    this.core.holdingsGrew(meta.streamId);
+    // peers that may now fetch from this one are replanned by the tracker's schedule tick
     await this.plan([meta.streamId]);
   }
 
@@ -301,7 +301,6 @@ export class Session {
       touched.add(streamId);
       await this.settle(t, rep.outcome, rep.bytes, rep.verified, rep.detail);
     }
-    for (const id of touched) this.core.holdingsGrew(id);
     await this.plan([...touched]);
   }
 

@@ -284,9 +284,6 @@ export class TrackerCore {
     }
   }
 
-  /** A peer of the stream holds more: the timer's next tick replans the hungry peers. */
-  holdingsGrew(_streamId: string): void {}
-
   /**
    * Transfers that ended because a peer left or they expired: counted, and
    * their fetchers (other than `except`) told to stop and replanned.
