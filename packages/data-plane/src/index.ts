@@ -1,1 +1,3 @@
-export {};
+export type { ChunkSource, DataPlaneIdentity, StreamLayout } from "./source.js";
+export { startDataPlane, type DataPlaneOptions, type RunningDataPlane } from "./server.js";
+export { fetchChunks, FetchError, keepAliveAgent, type FetchOptions } from "./fetch.js";

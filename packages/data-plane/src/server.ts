@@ -1,0 +1,190 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { pipeline, Transform, type TransformCallback } from "node:stream";
+import {
+  checkTicket,
+  decodeTicket,
+  parseChunksPath,
+  rangeSpan,
+  rangeWithin,
+  TICKET_HEADER,
+  TicketError,
+} from "@distribustream/pdtp";
+import type { Logger, Registry } from "@distribustream/runtime";
+import { dataPlaneMetrics, type DataPlaneMetrics } from "./metrics.js";
+import type { ChunkSource, DataPlaneIdentity } from "./source.js";
+
+export interface DataPlaneOptions {
+  /** Bind address, e.g. "0.0.0.0". */
+  host: string;
+  /** Port; 0 picks any free port. */
+  port: number;
+  source: ChunkSource;
+  /** Undefined until the tracker's Welcome; requests meanwhile get 503. */
+  identity: () => DataPlaneIdentity | undefined;
+  log: Logger;
+  registry?: Registry;
+  /** How long close() lets responses in flight finish before cutting them (default 5 s). */
+  closeGraceMs?: number;
+}
+
+export interface RunningDataPlane {
+  port: number;
+  /** Stops accepting, lets responses in flight finish (bounded), then cuts what is left. */
+  close(): Promise<void>;
+}
+
+/** Keep idle connections between peers open this long (peers fetch range after range). */
+const KEEP_ALIVE_MS = 30_000;
+/** A request's headers must arrive within this time. */
+const HEADERS_TIMEOUT_MS = 10_000;
+/** A socket with no traffic in either direction for this long is closed (a stalled reader). */
+const SOCKET_IDLE_MS = 120_000;
+const READ_HIGH_WATER_MARK = 64 * 1024;
+
+/**
+ * Serves chunk ranges over HTTP/1.1 (see the wire format in
+ * @distribustream/pdtp dataPlane.ts). Every chunk request must carry a ticket
+ * signed by the tracker naming this peer, the stream and a range covering the
+ * request; nothing of a stream is sent otherwise. Checks run in the order
+ * ticket (403), stream (404), range (416), so that a caller without a ticket
+ * learns nothing about what this peer holds.
+ */
+export async function startDataPlane(opts: DataPlaneOptions): Promise<RunningDataPlane> {
+  const metrics = opts.registry ? dataPlaneMetrics(opts.registry) : undefined;
+  const log = opts.log;
+  const sockets = new Set<Socket>();
+
+  const server: Server = createServer((req, res) => {
+    if (metrics) res.once("close", () => metrics.requests.inc({ code: String(res.statusCode) }));
+    try {
+      handle(req, res, opts, metrics);
+    } catch (err) {
+      log.error({ err, url: req.url }, "data-plane request failed");
+      if (!res.headersSent) text(res, 500, "internal error");
+      else res.destroy();
+    }
+  });
+  server.keepAliveTimeout = KEEP_ALIVE_MS;
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  // A GET has no body worth waiting for; bound the whole request read as well.
+  server.requestTimeout = HEADERS_TIMEOUT_MS * 2;
+  server.setTimeout(SOCKET_IDLE_MS, (socket) => socket.destroy());
+  server.on("connection", (socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+    log.debug({ err: err.message, code: err.code }, "data-plane client error");
+    if (socket.writable && !socket.writableEnded && err.code !== "ECONNRESET") {
+      socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+    } else socket.destroy();
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  server.on("error", (err) => log.error({ err }, "data-plane server error"));
+  const port = (server.address() as AddressInfo).port;
+  log.info({ host: opts.host, port }, "data plane listening");
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        const cut = setTimeout(() => {
+          for (const s of sockets) s.destroy();
+        }, opts.closeGraceMs ?? 5_000);
+        cut.unref();
+        server.close(() => {
+          clearTimeout(cut);
+          resolve();
+        });
+        server.closeIdleConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+function handle(req: IncomingMessage, res: ServerResponse, opts: DataPlaneOptions, metrics?: DataPlaneMetrics): void {
+  req.resume(); // a GET carries no body; drain anything sent so keep-alive stays usable
+  const url = req.url ?? "/";
+  const path = url.split("?")[0] ?? "/";
+  if (req.method !== "GET") {
+    res.setHeader("allow", "GET");
+    return text(res, 400, `method ${req.method ?? "?"} not allowed, use GET`);
+  }
+  if (path === "/healthz") return text(res, 200, "ok");
+
+  const parsed = parseChunksPath(path);
+  if (!parsed.ok)
+    return text(res, parsed.error === "unknown path" && !path.startsWith("/pdtp/") ? 404 : 400, parsed.error);
+  const { streamId, range } = parsed;
+
+  const me = opts.identity();
+  if (!me) {
+    res.setHeader("retry-after", "1");
+    return text(res, 503, "not yet registered with the tracker");
+  }
+
+  const header = req.headers[TICKET_HEADER];
+  if (typeof header !== "string" || header.length === 0) return text(res, 403, "missing ticket");
+  try {
+    checkTicket(decodeTicket(header), me.ticketKeys, { serverId: me.peerId, streamId, range, nowMs: Date.now() });
+  } catch (err) {
+    if (err instanceof TicketError) {
+      opts.log.debug({ streamId, fault: err.fault, remote: req.socket.remoteAddress }, "ticket refused");
+      return text(res, 403, err.message);
+    }
+    throw err;
+  }
+
+  const layout = opts.source.layout(streamId);
+  if (!layout) return text(res, 404, "unknown stream");
+  if (!rangeWithin(range, layout.chunkCount) || !opts.source.holds(streamId, range)) {
+    res.setHeader("content-range", `chunks */${layout.chunkCount}`);
+    return text(res, 416, "range not held");
+  }
+
+  const { start, end } = rangeSpan(range, layout.size, layout.chunkSize);
+  res.writeHead(200, {
+    "content-type": "application/octet-stream",
+    "content-length": String(end - start),
+    "cache-control": "no-store",
+  });
+  const body = opts.source.read(streamId, start, end);
+  const done = (err?: Error | null) => {
+    if (err && err.name !== "AbortError" && (err as NodeJS.ErrnoException).code !== "ERR_STREAM_PREMATURE_CLOSE") {
+      opts.log.warn({ err: err.message, streamId, start, end }, "data-plane read failed");
+    }
+  };
+  // pipeline destroys the file read when the fetcher goes away, and the
+  // response when the read fails (the fetcher then sees a short body).
+  if (metrics) pipeline(body, counter(metrics.sentBytes.labels({ stream: streamId })), res, done);
+  else pipeline(body, res, done);
+}
+
+function counter(c: { inc(n: number): void }): Transform {
+  return new Transform({
+    highWaterMark: READ_HIGH_WATER_MARK,
+    transform(piece: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
+      c.inc(piece.length);
+      cb(null, piece);
+    },
+  });
+}
+
+function text(res: ServerResponse, code: number, message: string): void {
+  const body = `${message}\n`;
+  res.writeHead(code, {
+    "content-type": "text/plain; charset=utf-8",
+    "content-length": String(Buffer.byteLength(body)),
+  });
+  res.end(body);
+}
