@@ -1,0 +1,235 @@
+import { createHash } from "node:crypto";
+import * as grpc from "@grpc/grpc-js";
+import { fetchChunks, FetchError, keepAliveAgent } from "@distribustream/data-plane";
+import {
+  ChecksumService,
+  HASH_BYTES,
+  MalformedMessage,
+  signManifest,
+  type ChecksumServer,
+  type ComputeManifestRequest,
+  type SignedManifest,
+  type Signer,
+  tolerantService,
+} from "@distribustream/pdtp";
+import {
+  Counter,
+  failedPrecondition,
+  Health,
+  Histogram,
+  invalidArgument,
+  PublicError,
+  toServiceError,
+  unavailable,
+  type Logger,
+  type Registry,
+} from "@distribustream/runtime";
+import { validateRequest, type ManifestJob } from "./request.js";
+import { Semaphore } from "./semaphore.js";
+
+export const CHECKSUM_SERVICE_NAME = "pdtp.v1.Checksum";
+
+export interface ChecksumOptions {
+  host: string;
+  port: number;
+  /** The network key; manifests are signed with it. */
+  signer: Signer;
+  log: Logger;
+  registry: Registry;
+  /** Manifests computed at once; further requests queue (default 2). */
+  maxConcurrent?: number;
+  /** Longest wait for bytes from the source (default 15 s). */
+  fetchTimeoutMs?: number;
+}
+
+export interface RunningChecksum {
+  port: number;
+  health: Health;
+  /** Stops taking calls, lets computations in flight finish (bounded), then closes. */
+  drain(): Promise<void>;
+}
+
+const DRAIN_GRACE_MS = 10_000;
+
+/**
+ * The checksum service: reads a published stream from a seeder's data plane
+ * with the tracker's ticket, hashes each chunk once as it arrives (nothing is
+ * written to disk, at most one chunk per computation is in memory) and signs
+ * the manifest with the network key.
+ */
+export async function startChecksum(opts: ChecksumOptions): Promise<RunningChecksum> {
+  const log = opts.log;
+  const metrics = checksumMetrics(opts.registry);
+  const slots = new Semaphore(Math.max(1, opts.maxConcurrent ?? 2));
+  const agent = keepAliveAgent();
+  const inFlight = new Set<AbortController>();
+
+  async function compute(job: ManifestJob, signal: AbortSignal): Promise<SignedManifest> {
+    const release = await slots.acquire(signal).catch(() => {
+      throw new PublicError(grpc.status.CANCELLED, "cancelled while queued");
+    });
+    const started = process.hrtime.bigint();
+    const hashes = Buffer.alloc(job.chunkCount * HASH_BYTES);
+    try {
+      if (job.chunkCount > 0) {
+        let next = 0;
+        await fetchChunks({
+          host: job.source.host,
+          port: job.source.port,
+          streamId: job.streamId,
+          range: { first: 0, last: job.chunkCount - 1 },
+          ticket: job.ticket,
+          layout: { size: job.size, chunkSize: job.chunkSize },
+          signal,
+          agent,
+          ...(opts.fetchTimeoutMs !== undefined ? { timeoutMs: opts.fetchTimeoutMs } : {}),
+          onChunk: (index, data) => {
+            if (index !== next) throw new Error(`chunk ${index} arrived, expected ${next}`);
+            createHash("sha256")
+              .update(data)
+              .digest()
+              .copy(hashes, index * HASH_BYTES);
+            metrics.bytes.inc(data.length);
+            next++;
+          },
+        });
+      }
+    } catch (err) {
+      if (err instanceof FetchError) {
+        const why = `reading ${job.name} from ${job.source.url} failed: ${err.message}`;
+        throw err.kind === "refused" && err.status !== 400 ? failedPrecondition(why) : unavailable(why);
+      }
+      throw err;
+    } finally {
+      release();
+    }
+    const manifest = signManifest(
+      {
+        streamId: job.streamId,
+        name: job.name,
+        size: job.size,
+        chunkSize: job.chunkSize,
+        chunkHashes: hashes,
+        createdMs: Date.now(),
+        version: job.version,
+      },
+      opts.signer,
+    );
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    metrics.duration.observe(seconds);
+    log.info(
+      {
+        streamId: job.streamId,
+        name: job.name,
+        size: job.size,
+        chunks: job.chunkCount,
+        seconds,
+        source: job.source.url,
+      },
+      "manifest signed",
+    );
+    return manifest;
+  }
+
+  const impl: ChecksumServer = {
+    computeManifest(call, callback) {
+      const req = call.request as ComputeManifestRequest | MalformedMessage;
+      const ac = new AbortController();
+      call.on("cancelled", () => ac.abort());
+      inFlight.add(ac);
+      let job: ManifestJob;
+      try {
+        job = validateRequest(req);
+      } catch (err) {
+        inFlight.delete(ac);
+        metrics.manifests.inc({ result: "error" });
+        log.info({ err: (err as Error).message }, "ComputeManifest refused");
+        return callback(toServiceError(err, log));
+      }
+      compute(job, ac.signal)
+        .then(
+          (m) => {
+            metrics.manifests.inc({ result: "ok" });
+            callback(null, m);
+          },
+          (err: unknown) => {
+            metrics.manifests.inc({ result: "error" });
+            if (err instanceof PublicError) {
+              log.warn({ streamId: job.streamId, name: job.name, reason: err.message }, "manifest not computed");
+            }
+            callback(toServiceError(err, log));
+          },
+        )
+        .finally(() => inFlight.delete(ac));
+    },
+    getNetworkKey(call, callback) {
+      if (call.request instanceof MalformedMessage) {
+        return callback(toServiceError(invalidArgument(`malformed request: ${call.request.reason}`), log));
+      }
+      callback(null, opts.signer.publicKey);
+    },
+  };
+
+  const server = new grpc.Server({ "grpc.max_send_message_length": 8 * 1024 * 1024 });
+  server.addService(tolerantService(ChecksumService), impl);
+  const health = new Health([CHECKSUM_SERVICE_NAME]);
+  health.addTo(server);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${hostForGrpc(opts.host)}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(new Error(`cannot listen on ${opts.host}:${opts.port}: ${err.message}`)) : resolve(p),
+    ),
+  );
+  health.set("SERVING");
+  log.info({ host: opts.host, port, keyId: opts.signer.keyId }, "checksum service listening");
+
+  let draining: Promise<void> | undefined;
+  return {
+    port,
+    health,
+    drain() {
+      draining ??= (async () => {
+        health.set("NOT_SERVING");
+        await new Promise<void>((resolve) => {
+          const force = setTimeout(() => {
+            for (const ac of inFlight) ac.abort();
+            server.forceShutdown();
+            resolve();
+          }, DRAIN_GRACE_MS);
+          force.unref();
+          server.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        });
+        agent.destroy();
+      })();
+      return draining;
+    },
+  };
+}
+
+function hostForGrpc(host: string): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}
+
+function checksumMetrics(registry: Registry) {
+  return {
+    manifests: new Counter({
+      name: "pdtp_checksum_manifests_total",
+      help: "ComputeManifest calls answered, by result (ok or error).",
+      labelNames: ["result"] as const,
+      registers: [registry],
+    }),
+    bytes: new Counter({
+      name: "pdtp_checksum_bytes_hashed_total",
+      help: "Stream bytes read from sources and hashed.",
+      registers: [registry],
+    }),
+    duration: new Histogram({
+      name: "pdtp_checksum_duration_seconds",
+      help: "Time to read, hash and sign one manifest (after queueing).",
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,84 @@
+import {
+  chunkCount,
+  MalformedMessage,
+  MAX_CHUNK_SIZE,
+  MIN_CHUNK_SIZE,
+  streamIdFor,
+  streamNameProblem,
+  type ComputeManifestRequest,
+  type SignedTicket,
+} from "@distribustream/pdtp";
+import { invalidArgument } from "@distribustream/runtime";
+
+/**
+ * Most chunks one manifest may describe. Its hashes must fit a gRPC message
+ * (4 MiB by default) with room to spare: 120 000 x 32 bytes = 3.84 MB, i.e.
+ * 29 GiB at the default 256 KiB chunk size. Larger files need larger chunks.
+ */
+export const MAX_MANIFEST_CHUNKS = 120_000;
+
+/** A ComputeManifest request that passed validation. */
+export interface ManifestJob {
+  streamId: string;
+  name: string;
+  size: number;
+  chunkSize: number;
+  version: number;
+  chunkCount: number;
+  source: { host: string; port: number; url: string };
+  ticket: SignedTicket;
+}
+
+/** Validates a request; throws INVALID_ARGUMENT naming the field that is wrong. */
+export function validateRequest(req: ComputeManifestRequest | MalformedMessage): ManifestJob {
+  if (req instanceof MalformedMessage) throw invalidArgument(`malformed ComputeManifest request: ${req.reason}`);
+  const nameProblem = streamNameProblem(req.name);
+  if (nameProblem) throw invalidArgument(`name: ${nameProblem}`);
+  if (!Number.isSafeInteger(req.size) || req.size < 0)
+    throw invalidArgument(`size ${req.size} is not a valid byte count`);
+  if (!Number.isInteger(req.chunkSize) || req.chunkSize < MIN_CHUNK_SIZE || req.chunkSize > MAX_CHUNK_SIZE) {
+    throw invalidArgument(`chunk_size ${req.chunkSize} is outside [${MIN_CHUNK_SIZE}, ${MAX_CHUNK_SIZE}]`);
+  }
+  if (!Number.isSafeInteger(req.version) || req.version < 0) throw invalidArgument(`version ${req.version} is invalid`);
+  const count = chunkCount(req.size, req.chunkSize);
+  if (count > MAX_MANIFEST_CHUNKS) {
+    throw invalidArgument(
+      `${req.size} bytes at chunk_size ${req.chunkSize} is ${count} chunks, more than the ${MAX_MANIFEST_CHUNKS} a manifest may hold; use a larger chunk size`,
+    );
+  }
+  const expected = streamIdFor(req.name, req.size, req.version);
+  if (req.streamId !== expected) {
+    throw invalidArgument(
+      `stream_id "${req.streamId.slice(0, 64)}" does not match name, size and version (expected ${expected})`,
+    );
+  }
+  if (!req.ticket || req.ticket.body.length === 0) throw invalidArgument("ticket is missing");
+  return {
+    streamId: req.streamId,
+    name: req.name,
+    size: req.size,
+    chunkSize: req.chunkSize,
+    version: req.version,
+    chunkCount: count,
+    source: parseSourceUrl(req.sourceUrl),
+    ticket: req.ticket,
+  };
+}
+
+/** Parses a data-plane base URL, http://host:port with nothing after the port. */
+export function parseSourceUrl(raw: string): { host: string; port: number; url: string } {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw invalidArgument(`source_url "${raw.slice(0, 200)}" is not a URL (expected http://HOST:PORT)`);
+  }
+  if (u.protocol !== "http:") throw invalidArgument(`source_url "${raw.slice(0, 200)}" must use http://`);
+  if (!u.hostname) throw invalidArgument(`source_url "${raw.slice(0, 200)}" has no host`);
+  if (u.username || u.password || u.search || u.hash || (u.pathname !== "/" && u.pathname !== "")) {
+    throw invalidArgument(`source_url "${raw.slice(0, 200)}" must be just http://HOST:PORT`);
+  }
+  const port = u.port ? Number(u.port) : 80;
+  const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
+  return { host, port, url: `${u.protocol}//${u.host}` };
+}
