@@ -1,0 +1,1 @@
+export { startSeeder, SEEDER_AGENT, type SeederOptions, type RunningSeeder } from "./seeder.js";
