@@ -41,7 +41,21 @@ describe("bad input is refused and loses nothing", { timeout: 120_000 }, () => {
     target = `127.0.0.1:${port}`;
     up = startNode(
       DISTRIBUSTREAM,
-      ["up", "--media", "media", "--host", "127.0.0.1", "--port", `${port}`, "--data-port", `${data}`, "--checksum-port", `${checksum}`, "--metrics-port", `${metrics}`],
+      [
+        "up",
+        "--media",
+        "media",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        `${port}`,
+        "--data-port",
+        `${data}`,
+        "--checksum-port",
+        `${checksum}`,
+        "--metrics-port",
+        `${metrics}`,
+      ],
       { cwd: dir },
     );
     await up.waitFor(/npx dsclient pdtp:\/\/localhost:\d+\/f\.bin/, 60_000);
@@ -60,7 +74,9 @@ describe("bad input is refused and loses nothing", { timeout: 120_000 }, () => {
   });
 
   test("a message other than Hello first gets INVALID_ARGUMENT", async () => {
-    const msg = Buffer.from(PeerMessage.encode({ body: { $case: "position", value: { streamId: "x", nextChunk: 1 } } }).finish());
+    const msg = Buffer.from(
+      PeerMessage.encode({ body: { $case: "position", value: { streamId: "x", nextChunk: 1 } } }).finish(),
+    );
     const err = await rawSession(target, [msg]);
     assert.equal(err.code, status.INVALID_ARGUMENT);
     assert.match(err.details, /hello/i);
@@ -68,7 +84,18 @@ describe("bad input is refused and loses nothing", { timeout: 120_000 }, () => {
 
   test("an oversized message gets RESOURCE_EXHAUSTED", async () => {
     const msg = Buffer.from(
-      PeerMessage.encode({ body: { $case: "hello", value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 1, agent: "x".repeat(1024 * 1024), credential: "", advertiseHost: "" } } }).finish(),
+      PeerMessage.encode({
+        body: {
+          $case: "hello",
+          value: {
+            role: PeerRole.PEER_ROLE_VIEWER,
+            dataPort: 1,
+            agent: "x".repeat(1024 * 1024),
+            credential: "",
+            advertiseHost: "",
+          },
+        },
+      }).finish(),
     );
     const err = await rawSession(target, [msg]);
     assert.equal(err.code, status.RESOURCE_EXHAUSTED);
@@ -80,10 +107,24 @@ describe("bad input is refused and loses nothing", { timeout: 120_000 }, () => {
     const err = await new Promise<ServiceError>((resolve) => {
       call.on("error", resolve);
       call.on("data", (m: TrackerMessage) => {
-        if (m.body?.$case === "welcome") call.write({ body: { $case: "join", value: { name: "f.bin", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 } } });
-        if (m.body?.$case === "joined") call.write({ body: { $case: "have", value: { streamId: m.body.value.descriptor!.streamId, ranges: [{ first: 5, last: 2 }] } } });
+        if (m.body?.$case === "welcome")
+          call.write({
+            body: { $case: "join", value: { name: "f.bin", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 } },
+          });
+        if (m.body?.$case === "joined")
+          call.write({
+            body: {
+              $case: "have",
+              value: { streamId: m.body.value.descriptor!.streamId, ranges: [{ first: 5, last: 2 }] },
+            },
+          });
       });
-      call.write({ body: { $case: "hello", value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 0, agent: "test", credential: "", advertiseHost: "" } } });
+      call.write({
+        body: {
+          $case: "hello",
+          value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 0, agent: "test", credential: "", advertiseHost: "" },
+        },
+      });
     });
     client.close();
     assert.equal(err.code, status.INVALID_ARGUMENT);
@@ -94,7 +135,13 @@ describe("bad input is refused and loses nothing", { timeout: 120_000 }, () => {
     const range = directive.range!;
     const path = chunksPath(directive.streamId, range);
     const get = (p: string, ticket?: string) => httpGet(src.host, src.port, p, ticket);
-    const grant = { streamId: directive.streamId, range, fetcherId: "x", serverId: src.peerId, expiresMs: Date.now() + 60_000 };
+    const grant = {
+      streamId: directive.streamId,
+      range,
+      fetcherId: "x",
+      serverId: src.peerId,
+      expiresMs: Date.now() + 60_000,
+    };
 
     const none = await get(path);
     assert.equal(none.status, 403);
@@ -104,14 +151,24 @@ describe("bad input is refused and loses nothing", { timeout: 120_000 }, () => {
     assert.equal(expired.status, 403);
     const otherServer = await get(path, encodeTicket(issueTicket({ ...grant, serverId: "someone-else" }, ticketKey)));
     assert.equal(otherServer.status, 403);
-    const wider = await get(chunksPath(directive.streamId, { first: range.first, last: range.last + 1 }), encodeTicket(directive.ticket!));
+    const wider = await get(
+      chunksPath(directive.streamId, { first: range.first, last: range.last + 1 }),
+      encodeTicket(directive.ticket!),
+    );
     assert.equal(wider.status, 403);
-    for (const r of [none, forged, expired, otherServer, wider]) assert.ok(r.body.length < 200, "no file bytes in a refusal");
+    for (const r of [none, forged, expired, otherServer, wider])
+      assert.ok(r.body.length < 200, "no file bytes in a refusal");
 
     const past = { first: 1000, last: 1001 };
-    const notHeld = await get(chunksPath(directive.streamId, past), encodeTicket(issueTicket({ ...grant, range: past }, ticketKey)));
+    const notHeld = await get(
+      chunksPath(directive.streamId, past),
+      encodeTicket(issueTicket({ ...grant, range: past }, ticketKey)),
+    );
     assert.equal(notHeld.status, 416);
-    const unknown = await get(chunksPath("nosuchstream", range), encodeTicket(issueTicket({ ...grant, streamId: "nosuchstream" }, ticketKey)));
+    const unknown = await get(
+      chunksPath("nosuchstream", range),
+      encodeTicket(issueTicket({ ...grant, streamId: "nosuchstream" }, ticketKey)),
+    );
     assert.equal(unknown.status, 404);
     const escape = await get(`/pdtp/v1/streams/../../etc/passwd/chunks/0-0`, encodeTicket(directive.ticket!));
     assert.ok([400, 404].includes(escape.status), `.. in the path: ${escape.status}`);
@@ -160,14 +217,22 @@ function firstDirective(target: string, name: string): Promise<Directive> {
   return new Promise((resolve, reject) => {
     call.on("error", reject);
     call.on("data", (m: TrackerMessage) => {
-      if (m.body?.$case === "welcome") call.write({ body: { $case: "join", value: { name, mode: WantMode.WANT_MODE_IN_ORDER, have: [], position: 0 } } });
+      if (m.body?.$case === "welcome")
+        call.write({
+          body: { $case: "join", value: { name, mode: WantMode.WANT_MODE_IN_ORDER, have: [], position: 0 } },
+        });
       if (m.body?.$case === "directives" && m.body.value.directives[0]) {
         resolve(m.body.value.directives[0]);
         call.cancel();
         client.close();
       }
     });
-    call.write({ body: { $case: "hello", value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 1, agent: "test", credential: "", advertiseHost: "" } } });
+    call.write({
+      body: {
+        $case: "hello",
+        value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 1, agent: "test", credential: "", advertiseHost: "" },
+      },
+    });
   });
 }
 

@@ -31,7 +31,21 @@ describe("on-demand delivery with distribustream up and dsclient", { timeout: 30
     metricsUrl = `http://127.0.0.1:${metrics}/metrics`;
     up = startNode(
       DISTRIBUSTREAM,
-      ["up", "--media", "media", "--host", "127.0.0.1", "--port", `${port}`, "--data-port", `${data}`, "--checksum-port", `${checksum}`, "--metrics-port", `${metrics}`],
+      [
+        "up",
+        "--media",
+        "media",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        `${port}`,
+        "--data-port",
+        `${data}`,
+        "--checksum-port",
+        `${checksum}`,
+        "--metrics-port",
+        `${metrics}`,
+      ],
       { cwd: dir },
     );
     await up.waitFor(/npx dsclient pdtp:\/\/localhost:\d+\/videos\/big\.bin/, 60_000);
@@ -85,9 +99,16 @@ describe("on-demand delivery with distribustream up and dsclient", { timeout: 30
   });
 
   test("a closed pipe ends the client cleanly", async () => {
-    const c = spawn("sh", ["-c", `"${process.execPath}" "${DSCLIENT}" "${url()}" -o - --quiet | head -c 1000 | wc -c; exit "\${PIPESTATUS:-0}"`], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const c = spawn(
+      "sh",
+      [
+        "-c",
+        `"${process.execPath}" "${DSCLIENT}" "${url()}" -o - --quiet | head -c 1000 | wc -c; exit "\${PIPESTATUS:-0}"`,
+      ],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let out = "";
     let err = "";
     c.stdout.on("data", (d) => (out += d));
@@ -149,4 +170,3 @@ async function waitForFileBytes(path: string, min: number, timeoutMs: number): P
     await new Promise((r) => setTimeout(r, 50));
   }
 }
-

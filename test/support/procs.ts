@@ -46,7 +46,11 @@ process.on("exit", () => {
 const SIGNALS: Record<string, number> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15, SIGPIPE: 13 };
 
 /** Starts `node script args` as a real child process and records its output. */
-export function startNode(script: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; stdout?: "pipe" | "ignore" } = {}): Proc {
+export function startNode(
+  script: string,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; stdout?: "pipe" | "ignore" } = {},
+): Proc {
   const child = spawn(process.execPath, [script, ...args], {
     cwd: opts.cwd,
     env: { ...process.env, ...opts.env },

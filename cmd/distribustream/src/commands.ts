@@ -2,7 +2,15 @@ import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "nod
 import { randomBytes } from "node:crypto";
 import { join, resolve } from "node:path";
 import { startChecksum } from "@distribustream/checksum";
-import { ConfigError, createLogger, createRegistry, loadConfig, Shutdown, startMetricsServer, type Logger } from "@distribustream/runtime";
+import {
+  ConfigError,
+  createLogger,
+  createRegistry,
+  loadConfig,
+  Shutdown,
+  startMetricsServer,
+  type Logger,
+} from "@distribustream/runtime";
 import { startSeeder } from "@distribustream/seeder";
 import { MemorySwarmStore } from "@distribustream/swarm-store";
 import { startTracker } from "@distribustream/tracker";
@@ -58,7 +66,13 @@ export async function runChecksum(flags: Flags, confFile: string | undefined): P
   const signer = loadOrCreateKey(cfg.networkKey, "network_key", ctx.log);
   let serving = false;
   await metrics(ctx, cfg.host, cfg.metricsPort, () => serving);
-  const checksum = await startChecksum({ host: cfg.host, port: cfg.port, signer, log: ctx.log, registry: ctx.registry });
+  const checksum = await startChecksum({
+    host: cfg.host,
+    port: cfg.port,
+    signer,
+    log: ctx.log,
+    registry: ctx.registry,
+  });
   serving = true;
   ctx.shutdown.add("checksum", async () => {
     serving = false;

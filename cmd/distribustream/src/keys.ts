@@ -16,7 +16,9 @@ export function loadOrCreateKey(path: string, setting: string, log: Logger): Sig
       log.info({ path, keyId: signer.keyId }, `loaded ${setting}`);
       return signer;
     } catch (err) {
-      throw new ConfigError(`invalid setting ${setting}: ${path} is not an Ed25519 PEM key (${(err as Error).message})`);
+      throw new ConfigError(
+        `invalid setting ${setting}: ${path} is not an Ed25519 PEM key (${(err as Error).message})`,
+      );
     }
   }
   const signer = Signer.generate();

@@ -17,7 +17,17 @@ const program = new Command()
 const common = (cmd: Command) =>
   cmd
     .option("--conf <file.yml>", "YAML config file (keys as the long flags, snake_case: data_port, chunk_size, ...)")
-    .addOption(new Option("--log-level <level>", "log level").choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"]));
+    .addOption(
+      new Option("--log-level <level>", "log level").choices([
+        "fatal",
+        "error",
+        "warn",
+        "info",
+        "debug",
+        "trace",
+        "silent",
+      ]),
+    );
 
 common(
   program
@@ -45,7 +55,10 @@ common(
     .option("--checksum <host:port>", "checksum service (default 127.0.0.1:6088)")
     .option("--chunk-size <bytes>", "chunk size of published files (default 262144)")
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9086)")
-    .option("--ticket-key <file>", "Ed25519 PEM key that signs tickets; created if missing (default .distribustream/ticket-key.pem)")
+    .option(
+      "--ticket-key <file>",
+      "Ed25519 PEM key that signs tickets; created if missing (default .distribustream/ticket-key.pem)",
+    )
     .option("--peer-ttl <seconds>", "forget peers not heard from for this long (default 30)"),
 ).action(run(runTracker));
 
@@ -56,7 +69,10 @@ common(
     .option("--host <addr>", "bind address (default 0.0.0.0)")
     .option("--port <n>", "gRPC port (default 6088)")
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9088)")
-    .option("--network-key <file>", "Ed25519 PEM network key; created if missing (default .distribustream/network-key.pem)"),
+    .option(
+      "--network-key <file>",
+      "Ed25519 PEM network key; created if missing (default .distribustream/network-key.pem)",
+    ),
 ).action(run(runChecksum));
 
 common(

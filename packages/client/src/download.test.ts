@@ -218,8 +218,8 @@ describe("download() with a scripted tracker", () => {
     const reports = tracker.reports();
     assert.equal(reports.length, 7, "one report per directive");
     for (const rep of reports) {
-      assert.equal(rep.outcome, TransferOutcome.TRANSFER_OUTCOME_OK);
-      assert.equal(rep.verified.length, 1);
+      assert.equal(rep.outcome, TransferOutcome.TRANSFER_OUTCOME_OK, JSON.stringify(rep));
+      assert.equal(rep.verified.length, 1, JSON.stringify(rep));
     }
     assert.equal(
       reports.reduce((n, x) => n + x.bytes, 0),

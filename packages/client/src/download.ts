@@ -485,6 +485,8 @@ class Download {
       this.log.warn({ transferId: t.directive.transferId, source: t.directive.source, chunk: t.badChunk }, "bad chunk");
       return this.endTransfer(t, TransferOutcome.TRANSFER_OUTCOME_BAD_DATA, `chunk ${t.badChunk} failed verification`);
     }
+    // Completion aborts every transfer, including the one whose last chunk completed the file.
+    if (t.verified.hasRange(t.range)) return this.endTransfer(t, TransferOutcome.TRANSFER_OUTCOME_OK, "");
     if (t.cancelled || t.dropped) return this.endTransfer(t, TransferOutcome.TRANSFER_OUTCOME_CANCELLED, "cancelled");
     const detail = err instanceof Error ? err.message : String(err);
     const outcome =

@@ -50,16 +50,22 @@ test("RangeSet membership, gaps, intersections and removal", () => {
   assert.equal(s.has(11), false);
   assert.equal(s.hasRange({ first: 2, last: 4 }), true);
   assert.equal(s.hasRange({ first: 3, last: 8 }), false);
-  assert.deepEqual([...s.gaps({ first: 0, last: 12 })], [
-    { first: 0, last: 1 },
-    { first: 5, last: 7 },
-    { first: 11, last: 12 },
-  ]);
+  assert.deepEqual(
+    [...s.gaps({ first: 0, last: 12 })],
+    [
+      { first: 0, last: 1 },
+      { first: 5, last: 7 },
+      { first: 11, last: 12 },
+    ],
+  );
   assert.deepEqual([...s.gaps({ first: 2, last: 4 })], []);
-  assert.deepEqual([...s.intersect({ first: 3, last: 9 })], [
-    { first: 3, last: 4 },
-    { first: 8, last: 9 },
-  ]);
+  assert.deepEqual(
+    [...s.intersect({ first: 3, last: 9 })],
+    [
+      { first: 3, last: 4 },
+      { first: 8, last: 9 },
+    ],
+  );
   assert.equal(s.firstMissing(0), 0);
   assert.equal(s.firstMissing(3), 5);
   s.remove({ first: 3, last: 9 });
@@ -85,5 +91,6 @@ test("RangeSet agrees with a plain set under random operations", () => {
   assert.equal(s.count, ref.size);
   for (let x = 0; x < 220; x++) assert.equal(s.has(x), ref.has(x), `chunk ${x}`);
   const rs = s.ranges();
-  for (let i = 1; i < rs.length; i++) assert.ok(rs[i]!.first > rs[i - 1]!.last + 1, "ranges stay disjoint and non-adjacent");
+  for (let i = 1; i < rs.length; i++)
+    assert.ok(rs[i]!.first > rs[i - 1]!.last + 1, "ranges stay disjoint and non-adjacent");
 });

@@ -34,21 +34,31 @@ test("defaults, then the YAML file, then DS_* variables, then flags", () => {
 test("DS_CONF names the file when no flag does, and aliases map the original's keys", () => {
   const file = conf("listen_port: 8123\n");
   const s = z.strictObject({ dataPort: port(8000) });
-  assert.equal(loadConfig(s, { flags: {}, env: { DS_CONF: file }, aliases: { listen_port: "dataPort" } }).dataPort, 8123);
+  assert.equal(
+    loadConfig(s, { flags: {}, env: { DS_CONF: file }, aliases: { listen_port: "dataPort" } }).dataPort,
+    8123,
+  );
 });
 
 test("invalid values name the setting, its source and the bad value", () => {
   assert.throws(
     () => loadConfig(schema, { flags: { port: "http" }, env: {} }),
-    (err: Error) => err instanceof ConfigError && /invalid setting port from --port: .*\(got "http"\)/.test(err.message),
+    (err: Error) =>
+      err instanceof ConfigError && /invalid setting port from --port: .*\(got "http"\)/.test(err.message),
   );
-  assert.throws(() => loadConfig(schema, { flags: {}, env: { DS_PORT: "70000" } }), /invalid setting port from DS_PORT/);
+  assert.throws(
+    () => loadConfig(schema, { flags: {}, env: { DS_PORT: "70000" } }),
+    /invalid setting port from DS_PORT/,
+  );
   assert.throws(
     () => loadConfig(schema, { flags: {}, env: { DS_CHECKSUM: "nohost" } }),
     /invalid setting checksum from DS_CHECKSUM: expected HOST:PORT/,
   );
   const file = conf("chunk_size: 12\n");
-  assert.throws(() => loadConfig(schema, { flags: {}, env: {}, confFile: file }), /invalid setting chunk_size from "chunk_size" in/);
+  assert.throws(
+    () => loadConfig(schema, { flags: {}, env: {}, confFile: file }),
+    /invalid setting chunk_size from "chunk_size" in/,
+  );
 });
 
 test("unknown keys and unreadable files are refused", () => {
@@ -57,5 +67,8 @@ test("unknown keys and unreadable files are refused", () => {
     /unknown setting "prot" in .* \(known: port, file_root, checksum, chunk_size\)/,
   );
   assert.throws(() => loadConfig(schema, { flags: {}, env: {}, confFile: conf("- 1\n- 2\n") }), /must be a mapping/);
-  assert.throws(() => loadConfig(schema, { flags: {}, env: {}, confFile: "/nonexistent/x.yml" }), /cannot read config file/);
+  assert.throws(
+    () => loadConfig(schema, { flags: {}, env: {}, confFile: "/nonexistent/x.yml" }),
+    /cannot read config file/,
+  );
 });

@@ -13,12 +13,13 @@ export class MediaSource implements ChunkSource {
 
   layout(streamId: string): StreamLayout | undefined {
     const f = this.library.get(streamId);
-    return f && { size: f.size, chunkSize: f.chunkSize, chunkCount: f.chunkCount, name: f.name };
+    if (!f || f.chunkSize === 0) return undefined;
+    return { size: f.size, chunkSize: f.chunkSize, chunkCount: f.chunkCount, name: f.name };
   }
 
   holds(streamId: string, range: ChunkRange): boolean {
     const f = this.library.get(streamId);
-    return f !== undefined && rangeWithin(range, f.chunkCount);
+    return f !== undefined && f.chunkSize > 0 && rangeWithin(range, f.chunkCount);
   }
 
   read(streamId: string, start: number, end: number): Readable {

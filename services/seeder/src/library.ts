@@ -14,6 +14,7 @@ export interface MediaFile {
   /** Modification time in whole milliseconds; a change means new content. */
   version: number;
   streamId: string;
+  /** Set from the tracker's PublishResult; 0 until then (the stream is not served before). */
   chunkSize: number;
   chunkCount: number;
 }
@@ -46,13 +47,12 @@ export class MediaLibrary {
   private constructor(
     /** Real path of the media folder. */
     readonly root: string,
-    private readonly chunkSize: number,
     private readonly settleMs: number,
     private readonly log: Logger,
   ) {}
 
   /** Opens a media folder; throws with a clear message when it is missing or not a folder. */
-  static async open(folder: string, chunkSize: number, settleMs: number, log: Logger): Promise<MediaLibrary> {
+  static async open(folder: string, settleMs: number, log: Logger): Promise<MediaLibrary> {
     let root: string;
     try {
       root = await realpath(folder);
@@ -65,7 +65,15 @@ export class MediaLibrary {
       );
     }
     if (!(await stat(root)).isDirectory()) throw new Error(`media folder ${folder} is not a folder`);
-    return new MediaLibrary(root, chunkSize, settleMs, log);
+    return new MediaLibrary(root, settleMs, log);
+  }
+
+  /** Records the chunk size the tracker gave a published stream. */
+  setChunkSize(streamId: string, chunkSize: number): void {
+    const f = this.byStream.get(streamId);
+    if (!f) return;
+    f.chunkSize = chunkSize;
+    f.chunkCount = chunkCount(f.size, chunkSize);
   }
 
   get(streamId: string): MediaFile | undefined {
@@ -113,8 +121,8 @@ export class MediaLibrary {
         size: f.size,
         version,
         streamId: streamIdFor(name, f.size, version),
-        chunkSize: this.chunkSize,
-        chunkCount: chunkCount(f.size, this.chunkSize),
+        chunkSize: 0,
+        chunkCount: 0,
       };
       if (current) {
         this.byStream.delete(current.streamId);

@@ -80,7 +80,12 @@ class TestTracker {
       this.publishes.push(p);
       const streamId = streamIdFor(p.name, p.size, p.version);
       const result = (status: PublishStatus, detail = "") =>
-        call.write({ body: { $case: "publishResult", value: { name: p.name, streamId, status, detail } } });
+        call.write({
+          body: {
+            $case: "publishResult",
+            value: { name: p.name, streamId, status, detail, chunkSize: DEFAULT_CHUNK_SIZE },
+          },
+        });
       result(PublishStatus.PUBLISH_STATUS_ACCEPTED);
       setTimeout(() => {
         if (p.name.startsWith("reject"))

@@ -2,7 +2,6 @@ import * as grpc from "@grpc/grpc-js";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import { startDataPlane, type DataPlaneIdentity, type RunningDataPlane } from "@distribustream/data-plane";
 import {
-  DEFAULT_CHUNK_SIZE,
   MAX_CHUNK_SIZE,
   MIN_CHUNK_SIZE,
   PeerRole,
@@ -33,12 +32,6 @@ export interface SeederOptions {
   credential?: string | undefined;
   /** Publish files added later and unpublish removed ones (default true). */
   watch?: boolean;
-  /**
-   * Chunk size the tracker uses (default 256 KiB). PDTP does not tell a
-   * seeder the tracker's chunk size before the manifest is computed, so both
-   * must be configured alike; a mismatch makes every publish REJECTED.
-   */
-  chunkSize?: number;
   /** How often the media folder is scanned (default 2 s). */
   scanIntervalMs?: number;
   log: Logger;
@@ -64,12 +57,8 @@ type Waiter = { resolve: (streamId: string) => void; reject: (err: Error) => voi
  */
 export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
   const log = opts.log;
-  const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
-  if (!Number.isInteger(chunkSize) || chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) {
-    throw new Error(`chunk size ${chunkSize} is outside [${MIN_CHUNK_SIZE}, ${MAX_CHUNK_SIZE}]`);
-  }
   const scanEvery = opts.scanIntervalMs ?? 2_000;
-  const library = await MediaLibrary.open(opts.media, chunkSize, 2 * scanEvery, log);
+  const library = await MediaLibrary.open(opts.media, 2 * scanEvery, log);
   const published =
     (opts.registry.getSingleMetric("pdtp_seeder_published_streams") as Gauge | undefined) ??
     new Gauge({
@@ -152,6 +141,8 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
           log.debug({ name: r.name, streamId: r.streamId }, "publish result for a version no longer published");
           break;
         }
+        if (r.chunkSize >= MIN_CHUNK_SIZE && r.chunkSize <= MAX_CHUNK_SIZE)
+          library.setChunkSize(r.streamId, r.chunkSize);
         results.set(r.name, r);
         updateGauge();
         const fields = { name: r.name, streamId: r.streamId, size: current.size };
@@ -159,10 +150,7 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
         else if (r.status === PublishStatus.PUBLISH_STATUS_ACCEPTED)
           log.info(fields, "published: manifest being computed");
         else if (r.status === PublishStatus.PUBLISH_STATUS_REJECTED) {
-          log.warn(
-            { ...fields, reason: r.detail, chunkSize },
-            "publish rejected (if every publish is rejected, check that the seeder's chunk size matches the tracker's)",
-          );
+          log.warn({ ...fields, reason: r.detail }, "publish rejected");
         }
         settle(r.name);
         break;

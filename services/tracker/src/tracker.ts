@@ -396,11 +396,12 @@ export class TrackerCore {
    */
   async publish(s: Session, p: Publish): Promise<string | undefined> {
     const streamId = streamIdFor(p.name, p.size, p.version);
-    const count = chunkCount(p.size, this.opts.chunkSize);
     const existing = await this.store.getStream(streamId);
+    const chunkSize = existing?.chunkSize ?? this.opts.chunkSize;
+    const result = (status: PublishStatus, detail = "") => publishResult(p.name, streamId, status, detail, chunkSize);
     if (existing?.status === "ready") {
       await this.addSeeder(s, existing);
-      s.send(publishResult(p.name, streamId, PublishStatus.PUBLISH_STATUS_READY, ""));
+      s.send(result(PublishStatus.PUBLISH_STATUS_READY));
       this.log.info({ peerId: s.peerId, name: p.name, streamId }, "publish: stream already ready, seeder added");
       return streamId;
     }
@@ -409,29 +410,29 @@ export class TrackerCore {
         streamId,
         name: p.name,
         size: p.size,
-        chunkSize: this.opts.chunkSize,
+        chunkSize,
         version: p.version,
         kind: "on_demand",
         createdMs: Date.now(),
       });
     }
-    s.send(publishResult(p.name, streamId, PublishStatus.PUBLISH_STATUS_ACCEPTED, ""));
+    s.send(result(PublishStatus.PUBLISH_STATUS_ACCEPTED));
     let pending = this.pendingPublish.get(streamId);
     if (!pending) {
-      pending = this.computeManifest(s, p, streamId, count).finally(() => this.pendingPublish.delete(streamId));
+      pending = this.computeManifest(s, p, streamId, chunkSize).finally(() => this.pendingPublish.delete(streamId));
       this.pendingPublish.set(streamId, pending);
     }
     void pending.then(async (failure) => {
       if (s.closed) return;
       if (failure !== undefined) {
-        s.send(publishResult(p.name, streamId, PublishStatus.PUBLISH_STATUS_REJECTED, failure));
+        s.send(result(PublishStatus.PUBLISH_STATUS_REJECTED, failure));
         return;
       }
       const meta = await this.store.getStream(streamId);
       if (!meta || s.closed) return;
       await this.addSeeder(s, meta);
       s.published.set(p.name, streamId);
-      s.send(publishResult(p.name, streamId, PublishStatus.PUBLISH_STATUS_READY, ""));
+      s.send(result(PublishStatus.PUBLISH_STATUS_READY));
     });
     return undefined;
   }
@@ -453,7 +454,13 @@ export class TrackerCore {
   }
 
   /** Asks the checksum service for the signed manifest; resolves undefined on success or the reason it failed. */
-  private async computeManifest(s: Session, p: Publish, streamId: string, count: number): Promise<string | undefined> {
+  private async computeManifest(
+    s: Session,
+    p: Publish,
+    streamId: string,
+    chunkSize: number,
+  ): Promise<string | undefined> {
+    const count = chunkCount(p.size, chunkSize);
     const log = this.log.child({ peerId: s.peerId, name: p.name, streamId });
     const sourceUrl = httpBase(s.dataHost, s.dataPort);
     const ticket = issueTicket(
@@ -473,7 +480,7 @@ export class TrackerCore {
             streamId,
             name: p.name,
             size: p.size,
-            chunkSize: this.opts.chunkSize,
+            chunkSize,
             version: p.version,
             sourceUrl,
             ticket,
@@ -490,7 +497,7 @@ export class TrackerCore {
         b.streamId !== streamId ||
         b.name !== p.name ||
         b.size !== p.size ||
-        b.chunkSize !== this.opts.chunkSize ||
+        b.chunkSize !== chunkSize ||
         b.version !== p.version
       ) {
         throw new Error(
@@ -536,6 +543,12 @@ export class TrackerCore {
   }
 }
 
-function publishResult(name: string, streamId: string, status: PublishStatus, detail: string): TrackerMessage {
-  return { body: { $case: "publishResult", value: { name, streamId, status, detail } } };
+function publishResult(
+  name: string,
+  streamId: string,
+  status: PublishStatus,
+  detail: string,
+  chunkSize: number,
+): TrackerMessage {
+  return { body: { $case: "publishResult", value: { name, streamId, status, detail, chunkSize } } };
 }

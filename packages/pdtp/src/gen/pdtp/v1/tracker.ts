@@ -366,6 +366,11 @@ export interface PublishResult {
   streamId: string;
   status: PublishStatus;
   detail: string;
+  /**
+   * Chunk size of the stream, set by the tracker: the seeder serves chunk
+   * numbers with it (the checksum service fetches right after ACCEPTED).
+   */
+  chunkSize: number;
 }
 
 /** The tracker withdrew these transfers (their source left); do not report them. */
@@ -2487,7 +2492,7 @@ export const Directives: MessageFns<Directives> = {
 };
 
 function createBasePublishResult(): PublishResult {
-  return { name: "", streamId: "", status: 0, detail: "" };
+  return { name: "", streamId: "", status: 0, detail: "", chunkSize: 0 };
 }
 
 export const PublishResult: MessageFns<PublishResult> = {
@@ -2503,6 +2508,9 @@ export const PublishResult: MessageFns<PublishResult> = {
     }
     if (message.detail !== "") {
       writer.uint32(34).string(message.detail);
+    }
+    if (message.chunkSize !== 0) {
+      writer.uint32(40).uint32(message.chunkSize);
     }
     return writer;
   },
@@ -2552,6 +2560,14 @@ export const PublishResult: MessageFns<PublishResult> = {
             message.detail = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.chunkSize = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2574,6 +2590,11 @@ export const PublishResult: MessageFns<PublishResult> = {
         : "",
       status: isSet(object.status) ? publishStatusFromJSON(object.status) : 0,
       detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+      chunkSize: isSet(object.chunkSize)
+        ? globalThis.Number(object.chunkSize)
+        : isSet(object.chunk_size)
+        ? globalThis.Number(object.chunk_size)
+        : 0,
     };
   },
 
@@ -2591,6 +2612,9 @@ export const PublishResult: MessageFns<PublishResult> = {
     if (message.detail !== "") {
       obj.detail = message.detail;
     }
+    if (message.chunkSize !== 0) {
+      obj.chunkSize = Math.round(message.chunkSize);
+    }
     return obj;
   },
 
@@ -2603,6 +2627,7 @@ export const PublishResult: MessageFns<PublishResult> = {
     message.streamId = object.streamId ?? "";
     message.status = object.status ?? 0;
     message.detail = object.detail ?? "";
+    message.chunkSize = object.chunkSize ?? 0;
     return message;
   },
 };
