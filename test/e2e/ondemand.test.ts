@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -120,11 +120,14 @@ describe("on-demand delivery with distribustream up and dsclient", { timeout: 30
   });
 
   test("a client killed mid-way does not stop the others", async () => {
-    const clients = [1, 2, 3].map((i) => client(["-o", `k${i}.bin`]));
     const victim = client(["-o", "victim.bin"]);
+    const clients = [1, 2, 3].map((i) => client(["-o", `k${i}.bin`]));
     await waitForFileBytes(join(dir, "victim.bin.dspart"), 1, 30_000);
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, 250));
+    const finishedBeforeKill = [1, 2, 3].filter((i) => existsSync(join(dir, `k${i}.bin`)));
     victim.child.kill("SIGKILL");
+    assert.equal(await victim.exited, 128 + 9, "the victim was killed before it completed");
+    assert.deepEqual(finishedBeforeKill, [], "the others were still downloading when the victim died");
     const codes = await Promise.all(clients.map((c) => c.exited));
     codes.forEach((code, i) => assert.equal(code, 0, clients[i]!.stderr()));
     for (let i = 1; i <= 3; i++) assert.equal(await sha256File(join(dir, `k${i}.bin`)), sourceSha);
@@ -161,7 +164,6 @@ async function waitForFileBytes(path: string, min: number, timeoutMs: number): P
   const end = Date.now() + timeoutMs;
   for (;;) {
     try {
-      // .dspart is preallocated, so wait until the process has verified something: poll its size then a short pause
       if (statSync(path).size >= min) return;
     } catch {
       /* not there yet */
