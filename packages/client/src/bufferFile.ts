@@ -72,10 +72,11 @@ export class BufferFile {
     }
   }
 
-  /** Reads chunk `index` back. */
-  async readChunk(index: number): Promise<Buffer> {
+  /** Reads chunk `index` back, into `scratch` when it is large enough. */
+  async readChunk(index: number, scratch?: Buffer): Promise<Buffer> {
     const { start, end } = chunkSpan(index, this.layout.size, this.layout.chunkSize);
-    const buf = Buffer.allocUnsafe(end - start);
+    const buf =
+      scratch && scratch.length >= end - start ? scratch.subarray(0, end - start) : Buffer.allocUnsafe(end - start);
     let off = 0;
     while (off < buf.length) {
       const { bytesRead } = await this.handle.read(buf, off, buf.length - off, start + off);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from "commander";
 import cliProgress from "cli-progress";
-import { createLogger } from "@distribustream/runtime";
+import { createLogger } from "@distribustream/runtime/log";
 import { loadClientConfig } from "./config.js";
 import { AGENT, download, type DownloadResult, type Progress } from "./download.js";
 import { DownloadError, ExitCode, exitCodeOf } from "./errors.js";

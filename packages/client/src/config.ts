@@ -1,4 +1,4 @@
-import { loadConfig, host, port, z, type ConfigSources } from "@distribustream/runtime";
+import { loadConfig, host, port, z, type ConfigSources } from "@distribustream/runtime/config";
 
 const bool = z.union([z.boolean(), z.stringbool()]);
 

@@ -387,7 +387,7 @@ describe("download() with a scripted tracker", () => {
         ticketKey,
       ),
       layout: { size, chunkSize },
-      onChunk: (_i, d) => void got.push(d),
+      onChunk: (_i, d) => void got.push(Buffer.from(d)),
     });
     assert.ok(Buffer.concat(got).equals(content.subarray(3 * chunkSize)), "served after the rename to the final name");
     await done;

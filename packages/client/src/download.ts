@@ -21,7 +21,7 @@ import {
   type TrackerMessage,
   type TransferReport,
 } from "@distribustream/pdtp";
-import type { Logger } from "@distribustream/runtime";
+import type { Logger } from "@distribustream/runtime/log";
 import {
   fetchChunks,
   FetchError,

@@ -4,19 +4,23 @@ import type { RangeSet } from "@distribustream/pdtp";
 export interface ChunkReader {
   /** Chunks held (verified and written to the buffer). */
   readonly held: RangeSet;
-  readChunk(index: number): Promise<Buffer>;
+  /** Reads chunk `index`, into `scratch` when it is large enough (returning a view of it). */
+  readChunk(index: number, scratch?: Buffer): Promise<Buffer>;
 }
 
 /**
  * Copies chunks from the buffer to a sink strictly in order, as soon as they
  * are contiguous with what was already written. One chunk is in memory at a
- * time and the sink's backpressure is honoured ('drain'), so a slow reader
- * (a media player on a FIFO) holds back only the writer, never the download.
+ * time, in one buffer reused for every chunk: the next chunk is read only
+ * once the sink has taken the previous one (its write callback), so a slow
+ * reader (a media player on a FIFO) holds back only the writer, never the
+ * download, and a long download makes no garbage here.
  */
 export class InOrderWriter {
   private next = 0;
   private running = false;
   private waitingForDrain = false;
+  private scratch: Buffer | undefined;
   private failure: Error | undefined;
   private readonly finished: Promise<void>;
   private resolveFinished!: () => void;
@@ -62,14 +66,13 @@ export class InOrderWriter {
   private async run(): Promise<void> {
     try {
       while (this.next < this.chunkCount && this.source.held.has(this.next) && !this.failure) {
-        const data = await this.source.readChunk(this.next);
-        if (!this.sink.write(data)) {
-          this.waitingForDrain = true;
-          try {
-            await this.drained();
-          } finally {
-            this.waitingForDrain = false;
-          }
+        const data = await this.source.readChunk(this.next, this.scratch);
+        if (!this.scratch || data.length > this.scratch.length) this.scratch = data;
+        this.waitingForDrain = true;
+        try {
+          await this.written(data);
+        } finally {
+          this.waitingForDrain = false;
         }
         this.next++;
         this.onAdvance(this.next);
@@ -84,28 +87,16 @@ export class InOrderWriter {
     else if (this.source.held.has(this.next)) this.kick();
   }
 
-  private drained(): Promise<void> {
+  /** Resolves once the sink has taken `data` (so its buffer may be reused). */
+  private written(data: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
-      const cleanup = () => {
-        this.sink.off("drain", onDrain);
-        this.sink.off("error", onError);
+      const onClose = () => reject(Object.assign(new Error("output closed"), { code: "EPIPE" }));
+      this.sink.once("close", onClose);
+      this.sink.write(data, (err) => {
         this.sink.off("close", onClose);
-      };
-      const onDrain = () => {
-        cleanup();
-        resolve();
-      };
-      const onError = (err: Error) => {
-        cleanup();
-        reject(err);
-      };
-      const onClose = () => {
-        cleanup();
-        reject(Object.assign(new Error("output closed"), { code: "EPIPE" }));
-      };
-      this.sink.on("drain", onDrain);
-      this.sink.on("error", onError);
-      this.sink.on("close", onClose);
+        if (err) reject(err);
+        else resolve();
+      });
     });
   }
 

@@ -148,8 +148,8 @@ class StreamStorage implements Storage {
     return this.writer.waiting;
   }
 
-  readChunk(index: number): Promise<Buffer> {
-    return this.file.readChunk(index);
+  readChunk(index: number, scratch?: Buffer): Promise<Buffer> {
+    return this.file.readChunk(index, scratch);
   }
 
   async put(index: number, data: Buffer): Promise<void> {

@@ -215,7 +215,7 @@ describe("data-plane server", () => {
         range: { first: 0, last: COUNT - 1 },
         ticket: ticket(),
         layout: { size: SIZE, chunkSize: CHUNK },
-        onChunk: (_i, d) => void got.push(d),
+        onChunk: (_i, d) => void got.push(Buffer.from(d)),
         agent,
       });
       assert.equal(sha(Buffer.concat(got)), sha(file));
@@ -262,7 +262,7 @@ describe("fetchChunks", () => {
       range: { first: 7, last: COUNT - 1 },
       ticket: ticket(),
       layout: { size: SIZE, chunkSize: CHUNK },
-      onChunk: (i, d) => void got.push([i, d]),
+      onChunk: (i, d) => void got.push([i, Buffer.from(d)]),
       agent,
     });
     assert.deepEqual(

@@ -11,8 +11,8 @@ export interface FetchOptions {
   layout: { size: number; chunkSize: number };
   /**
    * Called with each whole chunk in order; the next bytes are not read until
-   * it resolves (backpressure). The buffer is the callee's to keep. If it
-   * throws, the transfer stops and fetchChunks rejects with that same error.
+   * it resolves (backpressure). `data` is reused for the next chunk once the
+   * returned promise settles: copy it to keep it. If it throws, the transfer stops and fetchChunks rejects with that same error.
    */
   onChunk: (index: number, data: Buffer) => Promise<void> | void;
   signal?: AbortSignal;
@@ -104,8 +104,11 @@ export async function fetchChunks(opts: FetchOptions): Promise<{ bytes: number }
 async function readChunks(opts: FetchOptions, res: IncomingMessage, idle: IdleTimer): Promise<number> {
   const { size, chunkSize } = opts.layout;
   let index = opts.range.first;
+  // One buffer per transfer, reused for every chunk once onChunk has settled:
+  // no garbage per chunk, so a peer's memory stays flat however much it moves.
+  const whole = Buffer.allocUnsafe(Math.min(chunkSize, size - index * chunkSize));
   let span = chunkSpan(index, size, chunkSize);
-  let buf = Buffer.allocUnsafe(span.end - span.start);
+  let buf = whole.subarray(0, span.end - span.start);
   let filled = 0;
   let delivered = 0;
   const onIdle = () => res.destroy(new FetchError("failed", `no data for ${idle.ms} ms`, 200, delivered));
@@ -128,7 +131,7 @@ async function readChunks(opts: FetchOptions, res: IncomingMessage, idle: IdleTi
           if (opts.signal?.aborted) throw new FetchError("failed", "aborted", 200, delivered);
           if (index <= opts.range.last) {
             span = chunkSpan(index, size, chunkSize);
-            buf = Buffer.allocUnsafe(span.end - span.start);
+            buf = whole.subarray(0, span.end - span.start);
             filled = 0;
           }
         }

@@ -1,4 +1,4 @@
-import { Counter, type Registry } from "@distribustream/runtime";
+import type { Counter, Registry } from "@distribustream/runtime/metrics";
 
 export interface DataPlaneMetrics {
   sentBytes: Counter<"stream">;
@@ -9,7 +9,10 @@ export interface DataPlaneMetrics {
  * The data-plane metrics on `registry`. A process may run more than one data
  * plane on one registry (the all-in-one `up`), so existing metrics are reused.
  */
-export function dataPlaneMetrics(registry: Registry): DataPlaneMetrics {
+export async function dataPlaneMetrics(registry: Registry): Promise<DataPlaneMetrics> {
+  // Loaded only when metrics are wanted: dsclient runs a data plane without them
+  // and stays lighter without prom-client.
+  const { Counter } = await import("@distribustream/runtime/metrics");
   const sentBytes =
     (registry.getSingleMetric("pdtp_dataplane_sent_bytes_total") as Counter<"stream"> | undefined) ??
     new Counter({

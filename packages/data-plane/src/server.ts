@@ -10,7 +10,8 @@ import {
   TICKET_HEADER,
   TicketError,
 } from "@distribustream/pdtp";
-import type { Logger, Registry } from "@distribustream/runtime";
+import type { Logger } from "@distribustream/runtime/log";
+import type { Registry } from "@distribustream/runtime/metrics";
 import { dataPlaneMetrics, type DataPlaneMetrics } from "./metrics.js";
 import type { ChunkSource, DataPlaneIdentity } from "./source.js";
 
@@ -51,7 +52,7 @@ const READ_HIGH_WATER_MARK = 64 * 1024;
  * learns nothing about what this peer holds.
  */
 export async function startDataPlane(opts: DataPlaneOptions): Promise<RunningDataPlane> {
-  const metrics = opts.registry ? dataPlaneMetrics(opts.registry) : undefined;
+  const metrics = opts.registry ? await dataPlaneMetrics(opts.registry) : undefined;
   const log = opts.log;
   const sockets = new Set<Socket>();
 
