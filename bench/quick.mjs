@@ -73,13 +73,14 @@ try {
     randomFile(join(dir, "media/f.bin"), mib);
     const up = await startUp(dir);
     const ngPort = await freePort();
-    writeFileSync(join(dir, "nginx.conf"), `daemon off; pid ${dir}/nginx.pid; error_log ${dir}/nginx.err; events {} http { access_log off; sendfile on; server { listen 127.0.0.1:${ngPort}; root ${dir}/media; } }`);
+    writeFileSync(join(dir, "nginx.conf"), `daemon off; user root; pid ${dir}/nginx.pid; error_log ${dir}/nginx.err; events {} http { access_log off; sendfile on; server { listen 127.0.0.1:${ngPort}; root ${dir}/media; } }`);
     const ng = spawn("nginx", ["-c", join(dir, "nginx.conf"), "-p", dir], { stdio: "ignore" });
     await new Promise((r) => setTimeout(r, 500));
     const rows = [];
     for (let i = 0; i < 3; i++) {
       const d = await run(process.execPath, [DSCLIENT, `pdtp://127.0.0.1:${up.port}/f.bin`, "-o", join(dir, `d${i}.bin`), "-q"]);
-      const c = await run("curl", ["-s", "-o", join(dir, `c${i}.bin`), `http://127.0.0.1:${ngPort}/f.bin`]);
+      const c = await run("curl", ["-sf", "-o", join(dir, `c${i}.bin`), `http://127.0.0.1:${ngPort}/f.bin`]);
+      if (d.code !== 0 || c.code !== 0) throw new Error(`dsclient exit ${d.code} ${d.stderr}, curl exit ${c.code}`);
       rows.push({ dsclient: (mib / d.ms) * 1000, curl: (mib / c.ms) * 1000 });
       rmSync(join(dir, `d${i}.bin`));
       rmSync(join(dir, `c${i}.bin`));

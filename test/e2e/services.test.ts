@@ -27,7 +27,7 @@ describe("tracker, checksum and seeder as separate processes", { timeout: 120_00
       at("checksum", "--host", "127.0.0.1", "--port", `${checksum}`, "--metrics-port", `${m1}`),
       { cwd: dir },
     );
-    await checksumProc.waitFor(/checksum listening/);
+    await checksumProc.waitFor(/checksum service listening/);
     const trackerProc = startNode(
       DISTRIBUSTREAM,
       at(

@@ -57,7 +57,6 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
     serving = false;
     await tracker.drain();
   });
-  ctx.log.info({ port: tracker.port, store: "memory" }, "tracker listening");
 }
 
 export async function runChecksum(flags: Flags, confFile: string | undefined): Promise<void> {
@@ -78,7 +77,6 @@ export async function runChecksum(flags: Flags, confFile: string | undefined): P
     serving = false;
     await checksum.drain();
   });
-  ctx.log.info({ port: checksum.port, keyId: signer.keyId }, "checksum listening");
 }
 
 export async function runSeeder(flags: Flags, confFile: string | undefined): Promise<void> {
@@ -86,7 +84,7 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
   const ctx = setup("seeder", cfg.logLevel);
   const media = checkMediaFolder(cfg.media, false);
   let serving = false;
-  await metrics(ctx, "0.0.0.0", cfg.metricsPort, () => serving);
+  await metrics(ctx, cfg.dataHost, cfg.metricsPort, () => serving);
   const seeder = await startSeeder({
     tracker: cfg.tracker,
     media,

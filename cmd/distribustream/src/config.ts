@@ -33,7 +33,8 @@ export const trackerSchema = z.strictObject({
 });
 
 export const checksumSchema = z.strictObject({
-  host: host("0.0.0.0"),
+  // Internal service: loopback unless the operator opens it to the trackers.
+  host: host("127.0.0.1"),
   port: port(6088),
   metricsPort: port(9088),
   networkKey: file(".distribustream/network-key.pem"),

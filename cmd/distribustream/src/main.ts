@@ -66,7 +66,7 @@ common(
   program
     .command("checksum")
     .description("run the checksum service (internal): hashes published files over the data plane and signs manifests")
-    .option("--host <addr>", "bind address (default 0.0.0.0)")
+    .option("--host <addr>", "bind address (default 127.0.0.1; open it only to the trackers)")
     .option("--port <n>", "gRPC port (default 6088)")
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9088)")
     .option(

@@ -174,7 +174,7 @@ describe("data-plane server", () => {
     assert.ok(pastEnd.body.length < 100);
   });
 
-  it("answers 400 or 404 for `..` and garbage paths, 400 for other methods", async () => {
+  it("answers 400 or 404 for `..` and garbage paths, 405 for other methods", async () => {
     const h = { [TICKET_HEADER]: encodeTicket(ticket()) };
     for (const path of [
       "/pdtp/v1/streams/../chunks/0-1",
@@ -191,7 +191,7 @@ describe("data-plane server", () => {
       assert.ok(r.body.length < 100);
     }
     const post = await raw(plane.port, chunksPath(FULL, { first: 0, last: 0 }), h, "POST");
-    assert.equal(post.status, 400);
+    assert.equal(post.status, 405);
     assert.equal((await raw(plane.port, "/healthz")).status, 200);
   });
 

@@ -119,7 +119,7 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: DataPlaneOption
   const path = url.split("?")[0] ?? "/";
   if (req.method !== "GET") {
     res.setHeader("allow", "GET");
-    return text(res, 400, `method ${req.method ?? "?"} not allowed, use GET`);
+    return text(res, 405, `method ${req.method ?? "?"} not allowed, use GET`);
   }
   if (path === "/healthz") return text(res, 200, "ok");
 

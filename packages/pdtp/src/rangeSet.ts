@@ -7,6 +7,7 @@ import type { ChunkRange } from "./gen/pdtp/v1/common.js";
  */
 export class RangeSet {
   private rs: ChunkRange[] = [];
+  private n = 0;
 
   constructor(ranges: Iterable<ChunkRange> = []) {
     for (const r of ranges) this.add(r);
@@ -16,11 +17,15 @@ export class RangeSet {
     return new RangeSet([{ first, last }]);
   }
 
-  /** Number of chunks in the set. */
+  /** Number of chunks in the set (kept up to date, O(1)). */
   get count(): number {
+    return this.n;
+  }
+
+  private recount(): void {
     let n = 0;
     for (const r of this.rs) n += r.last - r.first + 1;
-    return n;
+    this.n = n;
   }
 
   get isEmpty(): boolean {
@@ -35,6 +40,7 @@ export class RangeSet {
   clone(): RangeSet {
     const c = new RangeSet();
     c.rs = this.rs.map((r) => ({ first: r.first, last: r.last }));
+    c.n = this.n;
     return c;
   }
 
@@ -66,8 +72,8 @@ export class RangeSet {
 
   /** Adds a range; returns the number of chunks that were not already in the set. */
   add(range: ChunkRange): number {
-    if (range.first > range.last) return 0;
-    const before = this.count;
+    if (range.first > range.last || this.hasRange(range)) return 0;
+    const before = this.n;
     let first = range.first;
     let last = range.last;
     const out: ChunkRange[] = [];
@@ -87,7 +93,8 @@ export class RangeSet {
     }
     if (!placed) out.push({ first, last });
     this.rs = out;
-    return this.count - before;
+    this.recount();
+    return this.n - before;
   }
 
   addAll(ranges: Iterable<ChunkRange>): number {
@@ -107,6 +114,7 @@ export class RangeSet {
       }
     }
     this.rs = out;
+    this.recount();
   }
 
   /** First chunk >= from that is not in the set. */

@@ -97,7 +97,9 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
     } catch (err) {
       if (err instanceof FetchError) {
         const why = `reading ${job.name} from ${job.source.url} failed: ${err.message}`;
-        throw err.kind === "refused" && err.status !== 400 ? failedPrecondition(why) : unavailable(why);
+        // A 400 means this service built a bad request: a bug here, not the source's fault.
+        if (err.status === 400) throw new PublicError(grpc.status.INTERNAL, why);
+        throw err.kind === "refused" ? failedPrecondition(why) : unavailable(why);
       }
       throw err;
     } finally {
