@@ -108,12 +108,13 @@ try {
     for (const cs of [64 * 1024, 256 * 1024, 1024 * 1024]) {
       rmSync(join(dir, ".distribustream"), { recursive: true, force: true });
       const up = await startUp(dir, ["--chunk-size", `${cs}`]);
+      const seederBefore = await metric(up.metrics, "pdtp_dataplane_sent_bytes_total"); // the checksum service's read
       const t0 = Date.now();
       const rs = await Promise.all(Array.from({ length: n }, (_, i) => run(process.execPath, [DSCLIENT, `pdtp://127.0.0.1:${up.port}/f.bin`, "-o", join(dir, `o${i}.bin`), "-q", "--linger", "2"])));
       const ms = Date.now() - t0 - 2000;
       const control = await metric(up.metrics, "pdtp_tracker_control_bytes_total");
       const delivered = await metric(up.metrics, "pdtp_tracker_delivered_bytes_total");
-      const seeder = await metric(up.metrics, "pdtp_dataplane_sent_bytes_total");
+      const seeder = (await metric(up.metrics, "pdtp_dataplane_sent_bytes_total")) - seederBefore;
       up.stop();
       results.push({ chunkKiB: cs / 1024, ok: rs.every((r) => r.code === 0), allDoneS: ms / 1000, seederCopies: seeder / (mib * MiB), controlOverData: control / delivered });
       await new Promise((r) => setTimeout(r, 500));
