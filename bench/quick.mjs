@@ -44,7 +44,29 @@ function run(cmd, args, opts = {}) {
 
 async function startUp(dir, extra = []) {
   const [port, data, checksum, metrics] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const p = spawn(process.execPath, [DS, "up", "--media", "media", "--host", "127.0.0.1", "--port", `${port}`, "--data-port", `${data}`, "--checksum-port", `${checksum}`, "--metrics-port", `${metrics}`, "--log-level", "warn", ...extra], { cwd: dir, stdio: ["ignore", "pipe", "inherit"] });
+  const p = spawn(
+    process.execPath,
+    [
+      DS,
+      "up",
+      "--media",
+      "media",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      `${port}`,
+      "--data-port",
+      `${data}`,
+      "--checksum-port",
+      `${checksum}`,
+      "--metrics-port",
+      `${metrics}`,
+      "--log-level",
+      "warn",
+      ...extra,
+    ],
+    { cwd: dir, stdio: ["ignore", "pipe", "inherit"] },
+  );
   await new Promise((resolve, reject) => {
     let out = "";
     p.stdout.on("data", (d) => {
@@ -73,12 +95,21 @@ try {
     randomFile(join(dir, "media/f.bin"), mib);
     const up = await startUp(dir);
     const ngPort = await freePort();
-    writeFileSync(join(dir, "nginx.conf"), `daemon off; user root; pid ${dir}/nginx.pid; error_log ${dir}/nginx.err; events {} http { access_log off; sendfile on; server { listen 127.0.0.1:${ngPort}; root ${dir}/media; } }`);
+    writeFileSync(
+      join(dir, "nginx.conf"),
+      `daemon off; user root; pid ${dir}/nginx.pid; error_log ${dir}/nginx.err; events {} http { access_log off; sendfile on; server { listen 127.0.0.1:${ngPort}; root ${dir}/media; } }`,
+    );
     const ng = spawn("nginx", ["-c", join(dir, "nginx.conf"), "-p", dir], { stdio: "ignore" });
     await new Promise((r) => setTimeout(r, 500));
     const rows = [];
     for (let i = 0; i < 3; i++) {
-      const d = await run(process.execPath, [DSCLIENT, `pdtp://127.0.0.1:${up.port}/f.bin`, "-o", join(dir, `d${i}.bin`), "-q"]);
+      const d = await run(process.execPath, [
+        DSCLIENT,
+        `pdtp://127.0.0.1:${up.port}/f.bin`,
+        "-o",
+        join(dir, `d${i}.bin`),
+        "-q",
+      ]);
       const c = await run("curl", ["-sf", "-o", join(dir, `c${i}.bin`), `http://127.0.0.1:${ngPort}/f.bin`]);
       if (d.code !== 0 || c.code !== 0) throw new Error(`dsclient exit ${d.code} ${d.stderr}, curl exit ${c.code}`);
       rows.push({ dsclient: (mib / d.ms) * 1000, curl: (mib / c.ms) * 1000 });
@@ -88,14 +119,29 @@ try {
     ng.kill("SIGTERM");
     up.stop();
     const med = (k) => rows.map((r) => r[k]).sort((a, b) => a - b)[1];
-    console.log(JSON.stringify({ mode, mib, runs: rows, medianMBps: { dsclient: med("dsclient"), curl: med("curl") }, ratio: med("dsclient") / med("curl") }));
+    console.log(
+      JSON.stringify({
+        mode,
+        mib,
+        runs: rows,
+        medianMBps: { dsclient: med("dsclient"), curl: med("curl") },
+        ratio: med("dsclient") / med("curl"),
+      }),
+    );
   } else if (mode === "memory") {
     const sizes = rest.length ? rest.map(Number) : [64, 1024];
     for (const s of sizes) randomFile(join(dir, `media/m${s}.bin`), s);
     const up = await startUp(dir);
     const out = {};
     for (const s of sizes) {
-      const r = execFileSync("sh", ["-c", `/usr/bin/time -f %M "${process.execPath}" ${process.env.NODE_FLAGS ?? ""} "${DSCLIENT}" pdtp://127.0.0.1:${up.port}/m${s}.bin -o - -q 2>&1 >/dev/null | tail -1`], { encoding: "utf8" });
+      const r = execFileSync(
+        "sh",
+        [
+          "-c",
+          `/usr/bin/time -f %M "${process.execPath}" ${process.env.NODE_FLAGS ?? ""} "${DSCLIENT}" pdtp://127.0.0.1:${up.port}/m${s}.bin -o - -q 2>&1 >/dev/null | tail -1`,
+        ],
+        { encoding: "utf8" },
+      );
       out[`${s}MiB`] = Number(r.trim()) / 1024;
     }
     up.stop();
@@ -110,13 +156,31 @@ try {
       const up = await startUp(dir, ["--chunk-size", `${cs}`]);
       const seederBefore = await metric(up.metrics, "pdtp_dataplane_sent_bytes_total"); // the checksum service's read
       const t0 = Date.now();
-      const rs = await Promise.all(Array.from({ length: n }, (_, i) => run(process.execPath, [DSCLIENT, `pdtp://127.0.0.1:${up.port}/f.bin`, "-o", join(dir, `o${i}.bin`), "-q", "--linger", "2"])));
+      const rs = await Promise.all(
+        Array.from({ length: n }, (_, i) =>
+          run(process.execPath, [
+            DSCLIENT,
+            `pdtp://127.0.0.1:${up.port}/f.bin`,
+            "-o",
+            join(dir, `o${i}.bin`),
+            "-q",
+            "--linger",
+            "2",
+          ]),
+        ),
+      );
       const ms = Date.now() - t0 - 2000;
       const control = await metric(up.metrics, "pdtp_tracker_control_bytes_total");
       const delivered = await metric(up.metrics, "pdtp_tracker_delivered_bytes_total");
       const seeder = (await metric(up.metrics, "pdtp_dataplane_sent_bytes_total")) - seederBefore;
       up.stop();
-      results.push({ chunkKiB: cs / 1024, ok: rs.every((r) => r.code === 0), allDoneS: ms / 1000, seederCopies: seeder / (mib * MiB), controlOverData: control / delivered });
+      results.push({
+        chunkKiB: cs / 1024,
+        ok: rs.every((r) => r.code === 0),
+        allDoneS: ms / 1000,
+        seederCopies: seeder / (mib * MiB),
+        controlOverData: control / delivered,
+      });
       await new Promise((r) => setTimeout(r, 500));
     }
     console.log(JSON.stringify({ mode, mib, clients: n, results }, null, 1));
