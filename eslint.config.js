@@ -17,6 +17,7 @@ export default tseslint.config(
         setInterval: "readonly",
         clearInterval: "readonly",
         setImmediate: "readonly",
+        fetch: "readonly",
       },
     },
     rules: {
