@@ -21,7 +21,7 @@ export const PART_SUFFIX = ".dspart";
 export function defaultOutputName(name: string): string {
   const seg = name.split("/").filter((s) => s.length > 0);
   const last = seg[seg.length - 1];
-  if (!last || last === "." || last === "..") throw new DownloadError(`cannot derive a file name from "${name}"`, 2);
+  if (!last || last === "." || last === "..") throw new DownloadError(`cannot derive a file name from "${name}"`, ExitCode.USAGE);
   return last;
 }
 
@@ -45,11 +45,6 @@ export async function resolveOutput(output: string | undefined, name: string, cw
   if (st.isCharacterDevice()) return { kind: "stream", path, type: "char" };
   if (st.isSocket()) return { kind: "stream", path, type: "socket" };
   throw new DownloadError(`output ${path} is neither a file, a FIFO, a device nor a socket`, ExitCode.USAGE);
-}
-
-/** Human name of a target for messages. */
-export function describeTarget(t: OutputTarget): string {
-  return t.kind === "stdout" ? "standard output" : t.path;
 }
 
 async function statOrUndefined(path: string) {

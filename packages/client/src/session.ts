@@ -82,10 +82,6 @@ export class TrackerSession {
     });
   }
 
-  get isOpen(): boolean {
-    return !this.finished;
-  }
-
   send(msg: PeerMessage): void {
     if (this.finished) return;
     this.call.write(msg);
