@@ -1,3 +1,4 @@
+import { constants } from "node:fs";
 import { open, rename, unlink, type FileHandle } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { chunkSpan } from "@distribustream/pdtp";
@@ -9,7 +10,14 @@ export interface Layout {
   chunkCount: number;
 }
 
-const READ_PIECE = 128 * 1024;
+/** Size of the pieces a range is served in (one allocation each). */
+const READ_PIECE = 64 * 1024;
+
+/**
+ * Always a new file: never follows a symbolic link or writes into a file
+ * hard-linked elsewhere that someone planted at the path.
+ */
+const CREATE_FLAGS = constants.O_CREAT | constants.O_EXCL | constants.O_RDWR | constants.O_NOFOLLOW;
 
 /**
  * The disk-backed buffer of one download: a file the size of the stream in
@@ -29,14 +37,17 @@ export class BufferFile {
   ) {}
 
   /**
-   * Creates (or truncates) the buffer at `path`, sized to the stream.
-   * With `anonymous`, the file is created exclusively and unlinked at once:
-   * it lives only as long as the handle, even if the process is killed.
+   * Creates the buffer at `path`, sized to the stream. Whatever was at `path`
+   * (a previous partial file, or a symbolic link or hard link planted in a
+   * shared folder) is unlinked first, never written through. With
+   * `anonymous`, the file is unlinked at once: it lives only as long as the
+   * handle, even if the process is killed.
    */
   static async create(path: string, layout: Layout, opts: { anonymous: boolean }): Promise<BufferFile> {
     let handle: FileHandle;
     try {
-      handle = await open(path, opts.anonymous ? "wx+" : "w+", 0o644);
+      if (!opts.anonymous) await unlinkIfPresent(path);
+      handle = await open(path, CREATE_FLAGS, 0o644);
     } catch (err) {
       throw ioError(err, "creating", path);
     }
@@ -124,5 +135,13 @@ export class BufferFile {
   async remove(): Promise<void> {
     await this.close().catch(() => {});
     if (this.linked) await unlink(this.currentPath).catch(() => {});
+  }
+}
+
+async function unlinkIfPresent(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
 }

@@ -21,7 +21,8 @@ export const PART_SUFFIX = ".dspart";
 export function defaultOutputName(name: string): string {
   const seg = name.split("/").filter((s) => s.length > 0);
   const last = seg[seg.length - 1];
-  if (!last || last === "." || last === "..") throw new DownloadError(`cannot derive a file name from "${name}"`, ExitCode.USAGE);
+  if (!last || last === "." || last === "..")
+    throw new DownloadError(`cannot derive a file name from "${name}"`, ExitCode.USAGE);
   return last;
 }
 

@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -122,6 +131,21 @@ describe("file storage", () => {
     await s.discard();
     assert.ok(!existsSync(out + ".dspart"));
     assert.ok(!existsSync(out));
+  });
+
+  test("a symbolic link planted at <out>.dspart is replaced, never written through", async () => {
+    const { data, layout, chunk } = makeFile(3 * chunkSize);
+    const victim = join(dir, "victim.txt");
+    writeFileSync(victim, "precious");
+    const out = join(dir, "planted.bin");
+    symlinkSync(victim, out + ".dspart");
+    const s = await openStorage({ kind: "file", path: out }, layout, { tempDir: dir });
+    assert.ok(!lstatSync(out + ".dspart").isSymbolicLink(), "the link was replaced by a new file");
+    for (let i = 0; i < layout.chunkCount; i++) await s.put(i, Buffer.from(chunk(i)));
+    await s.finish();
+    await s.close();
+    assert.equal(readFileSync(victim, "utf8"), "precious", "the link's target is untouched");
+    assert.ok(readFileSync(out).equals(data));
   });
 
   test("a folder that cannot be written is an I/O error (exit 5)", async () => {
