@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { TransferOutcome, type PeerMessage } from "@distribustream/pdtp";
-import { ControlBatcher } from "./control.js";
+import { PeerMessage, RangeSet, TransferOutcome, type ChunkRange } from "@distribustream/pdtp";
+import { ControlBatcher, MAX_MESSAGE_BYTES, MAX_RANGES } from "./control.js";
 
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -51,5 +51,76 @@ test("position and have are coalesced: many updates, one message each per interv
   b.setPosition(200);
   await tick(80);
   assert.equal(sent.length, 2, "an unchanged position is not sent again");
+  b.close();
+});
+
+test("many reports with long details are split into messages of at most 32 KiB, in order", async () => {
+  const sent: PeerMessage[] = [];
+  const b = new ControlBatcher(
+    (m) => sent.push(m),
+    () => "s1",
+  );
+  for (let i = 1; i <= 1000; i++) {
+    b.report({
+      transferId: 4_000_000_000 + i,
+      outcome: TransferOutcome.TRANSFER_OUTCOME_FAILED,
+      bytes: 2 ** 40,
+      durationMs: 2 ** 31,
+      detail: "é".repeat(100), // 200 bytes
+      verified: [
+        { first: 2 ** 31 + i, last: 2 ** 31 + i },
+        { first: 2 ** 31 + 10_000 + i, last: 2 ** 31 + 20_000 + i },
+      ],
+    });
+  }
+  b.flush();
+  assert.ok(sent.length > 1, "more than one message");
+  const ids: number[] = [];
+  for (const m of sent) {
+    const bytes = PeerMessage.encode(m).finish().length;
+    assert.ok(bytes <= MAX_MESSAGE_BYTES, `message of ${bytes} bytes`);
+    assert.equal(m.body?.$case, "reports");
+    if (m.body?.$case === "reports") ids.push(...m.body.value.reports.map((r) => r.transferId - 4_000_000_000));
+  }
+  assert.deepEqual(
+    ids,
+    Array.from({ length: 1000 }, (_, i) => i + 1),
+  );
+  b.close();
+});
+
+test("a fragmented verified set and Have are split so that no message exceeds the bound", () => {
+  const sent: PeerMessage[] = [];
+  const b = new ControlBatcher(
+    (m) => sent.push(m),
+    () => "s1",
+  );
+  const every2nd = (from: number, n: number): ChunkRange[] =>
+    Array.from({ length: n }, (_, i) => ({ first: from + 2 * i, last: from + 2 * i }));
+  const verified = every2nd(2 ** 31, 5000);
+  b.report({
+    transferId: 1,
+    outcome: TransferOutcome.TRANSFER_OUTCOME_OK,
+    bytes: 1,
+    durationMs: 1,
+    detail: "",
+    verified,
+  });
+  b.held(every2nd(2 ** 32 - 20_000, 5000));
+  b.flush();
+  const credited = new RangeSet();
+  for (const m of sent) {
+    const bytes = PeerMessage.encode(m).finish().length;
+    assert.ok(bytes <= MAX_MESSAGE_BYTES, `${m.body?.$case} message of ${bytes} bytes`);
+    if (m.body?.$case === "reports") {
+      assert.equal(m.body.value.reports[0]!.verified.length, MAX_RANGES);
+      credited.addAll(m.body.value.reports[0]!.verified);
+    }
+    if (m.body?.$case === "have") {
+      assert.ok(m.body.value.ranges.length <= MAX_RANGES);
+      credited.addAll(m.body.value.ranges);
+    }
+  }
+  assert.equal(credited.count, 10_000, "every held chunk is credited once");
   b.close();
 });

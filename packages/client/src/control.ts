@@ -1,8 +1,21 @@
-import type { ChunkRange, PeerMessage, TransferReport } from "@distribustream/pdtp";
-import { RangeSet } from "@distribustream/pdtp";
+import type { ChunkRange, PeerMessage } from "@distribustream/pdtp";
+import { RangeSet, TransferReport } from "@distribustream/pdtp";
 
 /** Reports per message; the tracker refuses more than 1024. */
 const MAX_REPORTS = 1000;
+/**
+ * Encoded size a Reports or Have message stays within: half the tracker's
+ * 64 KiB inbound limit, so framing and future fields never push it over.
+ */
+export const MAX_MESSAGE_BYTES = 32 * 1024;
+/**
+ * Ranges per Have message and per report's `verified`: a range encodes in at
+ * most 14 bytes (two 32-bit varints with tags, plus its own tag and length),
+ * so 2048 of them stay under MAX_MESSAGE_BYTES (the tracker accepts 4096).
+ */
+export const MAX_RANGES = 2048;
+/** Bytes a message adds around its repeated field (oneof tag and length, stream id). */
+const ENVELOPE_BYTES = 128;
 
 /**
  * Coalesces what a peer tells the tracker during a download: transfer
@@ -27,6 +40,11 @@ export class ControlBatcher {
   ) {}
 
   report(r: TransferReport): void {
+    if (r.verified.length > MAX_RANGES) {
+      // A fragmented set: the rest is credited as holdings, in Have messages.
+      this.have.addAll(r.verified.slice(MAX_RANGES));
+      r = { ...r, verified: r.verified.slice(0, MAX_RANGES) };
+    }
     this.reports.push(r);
     this.immediate ??= setImmediate(() => {
       this.immediate = undefined;
@@ -66,15 +84,27 @@ export class ControlBatcher {
     this.cancelTimers();
     this.lastFlush = Date.now();
     const streamId = this.streamId();
-    for (let i = 0; i < this.reports.length; i += MAX_REPORTS) {
-      this.send({ body: { $case: "reports", value: { reports: this.reports.slice(i, i + MAX_REPORTS) } } });
+    let batch: TransferReport[] = [];
+    let bytes = ENVELOPE_BYTES;
+    for (const r of this.reports) {
+      // the report, its field tag and a length of up to 3 bytes
+      const size = TransferReport.encode(r).finish().length + 4;
+      if (batch.length > 0 && (batch.length === MAX_REPORTS || bytes + size > MAX_MESSAGE_BYTES)) {
+        this.send({ body: { $case: "reports", value: { reports: batch } } });
+        batch = [];
+        bytes = ENVELOPE_BYTES;
+      }
+      batch.push(r);
+      bytes += size;
     }
+    if (batch.length > 0) this.send({ body: { $case: "reports", value: { reports: batch } } });
     this.reports = [];
     if (!streamId) return;
-    if (!this.have.isEmpty) {
-      this.send({ body: { $case: "have", value: { streamId, ranges: [...this.have.ranges()] } } });
-      this.have = new RangeSet();
+    const have = this.have.ranges();
+    for (let i = 0; i < have.length; i += MAX_RANGES) {
+      this.send({ body: { $case: "have", value: { streamId, ranges: have.slice(i, i + MAX_RANGES) } } });
     }
+    this.have = new RangeSet();
     if (this.position !== undefined && this.position !== this.sentPosition) {
       this.send({ body: { $case: "position", value: { streamId, nextChunk: this.position } } });
       this.sentPosition = this.position;
