@@ -8,19 +8,24 @@ export interface ChunkReader {
   readChunk(index: number, scratch?: Buffer): Promise<Buffer>;
 }
 
+/** A write the sink has not taken for this long means its reader is not keeping up. */
+export const SLOW_WRITE_MS = 100;
+
 /**
  * Copies chunks from the buffer to a sink strictly in order, as soon as they
- * are contiguous with what was already written. One chunk is in memory at a
- * time, in one buffer reused for every chunk: the next chunk is read only
- * once the sink has taken the previous one (its write callback), so a slow
+ * are contiguous with what was already written. Two chunk buffers alternate
+ * for the whole download: chunk n+1 is read into one while the sink takes
+ * chunk n from the other, and chunk n+2 is read only once the sink has taken
+ * chunk n (its write callback). So at most two chunks are in memory, a slow
  * reader (a media player on a FIFO) holds back only the writer, never the
  * download, and a long download makes no garbage here.
  */
 export class InOrderWriter {
   private next = 0;
   private running = false;
-  private waitingForDrain = false;
-  private scratch: Buffer | undefined;
+  /** When the write in progress was handed to the sink. */
+  private writeSince: number | undefined;
+  private readonly buffers: [Buffer | undefined, Buffer | undefined] = [undefined, undefined];
   private failure: Error | undefined;
   private readonly finished: Promise<void>;
   private resolveFinished!: () => void;
@@ -41,14 +46,19 @@ export class InOrderWriter {
     if (chunkCount === 0) this.resolveFinished();
   }
 
-  /** First chunk not yet handed to the sink. */
+  /** First chunk not yet taken by the sink. */
   get position(): number {
     return this.next;
   }
 
-  /** True while the sink is full and the writer waits for it to drain. */
+  /**
+   * True while the sink's reader is not keeping up: a write has been pending
+   * for more than SLOW_WRITE_MS. (write() returning false is no signal here:
+   * a chunk is usually larger than the sink's high-water mark, so it returns
+   * false for every chunk, however fast the reader.)
+   */
   get waiting(): boolean {
-    return this.waitingForDrain;
+    return this.writeSince !== undefined && Date.now() - this.writeSince > SLOW_WRITE_MS;
   }
 
   /** Resolves when every chunk has been handed to the sink; rejects on a sink error. */
@@ -64,19 +74,21 @@ export class InOrderWriter {
   }
 
   private async run(): Promise<void> {
+    let writing: Promise<void> | undefined;
     try {
-      while (this.next < this.chunkCount && this.source.held.has(this.next) && !this.failure) {
-        const data = await this.source.readChunk(this.next, this.scratch);
-        if (!this.scratch || data.length > this.scratch.length) this.scratch = data;
-        this.waitingForDrain = true;
-        try {
-          await this.written(data);
-        } finally {
-          this.waitingForDrain = false;
-        }
-        this.next++;
-        this.onAdvance(this.next);
+      let read = this.next;
+      while (read < this.chunkCount && this.source.held.has(read) && !this.failure) {
+        const slot = read % 2;
+        const scratch = this.buffers[slot];
+        // The sink may still be taking chunk read-1, from the other buffer.
+        const data = await this.source.readChunk(read, scratch);
+        if (!scratch || data.length > scratch.length) this.buffers[slot] = data;
+        if (writing) await this.taken(writing);
+        if (this.failure) return;
+        writing = this.write(data);
+        read++;
       }
+      if (writing) await this.taken(writing);
     } catch (err) {
       this.fail(err as Error);
     } finally {
@@ -87,17 +99,29 @@ export class InOrderWriter {
     else if (this.source.held.has(this.next)) this.kick();
   }
 
-  /** Resolves once the sink has taken `data` (so its buffer may be reused). */
-  private written(data: Buffer): Promise<void> {
-    return new Promise((resolve, reject) => {
+  /** Waits for the write in progress; the next chunk has then been taken. */
+  private async taken(writing: Promise<void>): Promise<void> {
+    await writing;
+    this.next++;
+    this.onAdvance(this.next);
+  }
+
+  /** Hands `data` to the sink; resolves once it took it (so its buffer may be reused). */
+  private write(data: Buffer): Promise<void> {
+    this.writeSince = Date.now();
+    const p = new Promise<void>((resolve, reject) => {
       const onClose = () => reject(Object.assign(new Error("output closed"), { code: "EPIPE" }));
       this.sink.once("close", onClose);
       this.sink.write(data, (err) => {
         this.sink.off("close", onClose);
+        this.writeSince = undefined;
         if (err) reject(err);
         else resolve();
       });
     });
+    // Awaited later (after the next read); a failure meanwhile must not be an unhandled rejection.
+    p.catch(() => {});
+    return p;
   }
 
   private fail(err: Error): void {

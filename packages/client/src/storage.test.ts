@@ -16,8 +16,9 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { after, describe, test } from "node:test";
 import { chunkCount, chunkSpan, RangeSet } from "@distribustream/pdtp";
+import { BufferFile } from "./bufferFile.js";
 import { DownloadError } from "./errors.js";
-import { InOrderWriter } from "./inOrderWriter.js";
+import { InOrderWriter, SLOW_WRITE_MS } from "./inOrderWriter.js";
 import { openStorage } from "./storage.js";
 
 const dir = mkdtempSync(join(tmpdir(), "dsclient-storage-"));
@@ -89,6 +90,78 @@ describe("InOrderWriter", () => {
       positions,
       Array.from({ length: layout.chunkCount }, (_, i) => i + 1),
     );
+  });
+
+  test("reads chunk n+1 while the sink takes chunk n, alternating two buffers", async () => {
+    const { data, layout, chunk } = makeFile(40 * chunkSize + 77);
+    const file = await BufferFile.create(join(dir, "pipelined.buf"), layout, { anonymous: true });
+    for (let i = 0; i < layout.chunkCount; i++) await file.writeChunk(i, Buffer.from(chunk(i)));
+    const events: string[] = [];
+    const buffers = new Set<ArrayBufferLike>();
+    const received: Buffer[] = [];
+    const sink = new Writable({
+      highWaterMark: 1024,
+      write(buf: Buffer, _enc, cb) {
+        buffers.add(buf.buffer);
+        received.push(Buffer.from(buf));
+        const i = received.length - 1;
+        setTimeout(() => {
+          events.push(`taken ${i}`);
+          cb();
+        }, 2);
+      },
+    });
+    const held = RangeSet.of(0, layout.chunkCount - 1);
+    const writer = new InOrderWriter(
+      {
+        held,
+        readChunk: (i, scratch) => {
+          events.push(`read ${i}`);
+          return file.readChunk(i, scratch);
+        },
+      },
+      sink,
+      layout.chunkCount,
+    );
+    writer.kick();
+    await writer.done();
+    await file.close();
+    assert.ok(Buffer.concat(received).equals(data));
+    assert.ok(buffers.size <= 2, `${buffers.size} distinct buffers written`);
+    for (let i = 1; i < layout.chunkCount; i++) {
+      const readNext = events.indexOf(`read ${i}`);
+      assert.ok(readNext < events.indexOf(`taken ${i - 1}`), `chunk ${i} read while chunk ${i - 1} was written`);
+      if (i >= 2) assert.ok(readNext > events.indexOf(`taken ${i - 2}`), `chunk ${i} read after ${i - 2} was taken`);
+    }
+  });
+
+  test("waiting is true only when a write is pending for long, not during normal writes", async () => {
+    const { layout, chunk } = makeFile(30 * chunkSize);
+    const held = RangeSet.of(0, layout.chunkCount - 1);
+    const reader = { held, readChunk: async (i: number) => Buffer.from(chunk(i)) };
+    // A fast reader: the writer is never reported blocked.
+    const fast = new InOrderWriter(
+      reader,
+      new Writable({ highWaterMark: 16, write: (_b, _e, cb) => setTimeout(cb, 1) }),
+      layout.chunkCount,
+    );
+    fast.kick();
+    let sawWaiting = false;
+    const sampler = setInterval(() => (sawWaiting ||= fast.waiting), 1);
+    await fast.done();
+    clearInterval(sampler);
+    assert.equal(sawWaiting, false, "a sink taking each chunk at once is not blocked");
+    // A paused reader: blocked once a write has waited more than SLOW_WRITE_MS.
+    let release: (() => void) | undefined;
+    const slow = new InOrderWriter(reader, new Writable({ write: (_b, _e, cb) => (release = cb) }), layout.chunkCount);
+    slow.kick();
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(slow.waiting, false, "not yet");
+    await new Promise((r) => setTimeout(r, SLOW_WRITE_MS + 50));
+    assert.equal(slow.waiting, true, "pending for longer than SLOW_WRITE_MS");
+    release?.();
+    await new Promise((r) => setTimeout(r, 5));
+    assert.equal(slow.position >= 1, true);
   });
 
   test("a failing sink rejects done()", async () => {
