@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, it, beforeEach, afterEach } from "node:test";
 import type { ChunkRange } from "@distribustream/pdtp";
-import type { NewStream, PeerJoin, SlotLimits, SwarmStore, TransferRecord } from "./store.js";
+import type { NewStream, PeerJoin, SlotLimits, SwarmStore, TransferRecord, TrustPolicy } from "./store.js";
 
 /**
  * The SwarmStore conformance suite (chihaya's storage tests): every
  * implementation must pass it. `makeStore` gives a fresh, empty store for each
- * test; the suite closes it afterwards.
+ * test; the suite closes it afterwards. Imported from
+ * "@distribustream/swarm-store/contract" (it needs node:test), never from the
+ * production entry point.
  */
 export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmStore>): void {
   describe(`SwarmStore contract: ${name}`, () => {
@@ -39,6 +41,7 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       ...over,
     });
     const limits: SlotLimits = { maxDownloads: 2, maxUploadsPeer: 2, maxUploadsSeeder: 3 };
+    const policy: TrustPolicy = { banAfterBad: 3, banAfterStrikes: 3 };
     let nextId = 1;
     const transfer = (fetcherId: string, serverId: string, range: ChunkRange, over: Partial<TransferRecord> = {}) => ({
       transferId: nextId++,
@@ -58,13 +61,14 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       const m = await store.createStream(stream());
       assert.equal(m.status, "accepted");
       assert.equal(m.chunkCount, 11);
-      assert.equal(m.manifest, undefined);
+      assert.equal(await store.getManifest("s1"), undefined);
       const again = await store.createStream(stream({ name: "other" }));
       assert.equal(again.name, "movies/a.mp4", "an existing stream is not changed");
       assert.deepEqual(await store.getStream("s1"), m);
       assert.equal(await store.getStream("nope"), undefined);
       assert.equal(await store.streamIdByName("movies/a.mp4"), undefined, "not ready yet");
       assert.deepEqual(await store.listStreams(), []);
+      assert.equal(await store.streamCount(), 0);
     });
 
     it("an empty file has no chunks", async () => {
@@ -78,7 +82,8 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       assert.deepEqual(await store.markReady("s1", Uint8Array.of(1, 2, 3), 5000), { replaced: undefined });
       const m = await store.getStream("s1");
       assert.equal(m?.status, "ready");
-      assert.deepEqual(m?.manifest && [...m.manifest], [1, 2, 3]);
+      assert.deepEqual([...((await store.getManifest("s1")) ?? [])], [1, 2, 3]);
+      assert.equal("manifest" in (m ?? {}), false, "the meta does not carry the manifest");
       assert.equal(m?.readyMs, 5000);
       assert.equal(await store.streamIdByName("movies/a.mp4"), "s1");
 
@@ -91,6 +96,7 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
         (await store.listStreams()).map((s) => s.streamId),
         ["s3", "s2"],
       );
+      assert.equal(await store.streamCount(), 2);
       assert.equal((await store.getStream("s1"))?.status, "ready", "the old version stays for its peers");
       await assert.rejects(store.markReady("nope", Uint8Array.of(1), 0));
     });
@@ -105,14 +111,19 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       assert.equal(await store.streamIdByName("movies/a.mp4"), undefined);
       assert.equal(await store.getPeer("s1", "a"), undefined);
       assert.deepEqual(await store.listStreams(), []);
+      assert.equal(await store.streamCount(), 0);
+      assert.equal(await store.getManifest("s1"), undefined);
     });
 
     it("joins peers, counts viewers and seeders, and ignores unknown streams", async () => {
-      assert.equal(await store.joinPeer("s1", peer("a"), 0), false);
+      assert.deepEqual(await store.joinPeer("s1", peer("a"), 0), { joined: false, dropped: [] });
       await store.createStream(stream());
-      assert.equal(await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 3 }] }), 100), true);
+      assert.deepEqual(await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 3 }] }), 100), {
+        joined: true,
+        dropped: [],
+      });
       assert.equal(
-        await store.joinPeer("s1", peer("s", { role: "seeder", have: [{ first: 0, last: 10 }] }), 100),
+        (await store.joinPeer("s1", peer("s", { role: "seeder", have: [{ first: 0, last: 10 }] }), 100)).joined,
         true,
       );
       assert.deepEqual(await store.peerCounts("s1"), { peers: 1, seeders: 1 });
@@ -128,10 +139,21 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       ]);
     });
 
-    it("rejoining replaces the record and its holdings", async () => {
+    it("rejoining replaces the record and its holdings, and resolves the transfers it drops", async () => {
       await store.createStream(stream());
       await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 5 }] }), 0);
-      await store.joinPeer("s1", peer("a", { have: [{ first: 8, last: 9 }], mode: "bulk" }), 1);
+      await store.joinPeer("s1", peer("b"), 0);
+      const t = transfer("b", "a", { first: 0, last: 1 });
+      assert.equal(await store.addTransfer(t, limits), "ok");
+      const again = await store.joinPeer("s1", peer("a", { have: [{ first: 8, last: 9 }], mode: "bulk" }), 1);
+      assert.equal(again.joined, true);
+      assert.deepEqual(
+        again.dropped.map((x) => x.transferId),
+        [t.transferId],
+      );
+      assert.equal((await store.getPeer("s1", "b"))?.downloads, 0);
+      assert.deepEqual(await store.transfersOf("s1", "b"), []);
+      await store.leavePeer("s1", "b");
       assert.equal((await store.getPeer("s1", "a"))?.holdings.toString(), "8-9");
       assert.equal((await store.getPeer("s1", "a"))?.mode, "bulk");
       assert.deepEqual(await store.peerCounts("s1"), { peers: 1, seeders: 0 });
@@ -237,7 +259,7 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
         [3, 3, 4],
         [4, 4, 1],
       ]);
-      for (let i = 0; i < 3; i++) await store.recordSourceOutcome("s1", "s", "bad_data", 3);
+      for (let i = 0; i < 3; i++) await store.recordSourceOutcome("s1", "s", "bad_data", policy);
       assert.equal(await store.addTransfer(transfer("f4", "s", { first: 5, last: 5 }), limits), "banned");
     });
 
@@ -319,28 +341,68 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
     it("recordSourceOutcome keeps trust counters and bans after N bad reports", async () => {
       await store.createStream(stream());
       await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 10 }] }), 0);
-      assert.deepEqual(await store.recordSourceOutcome("s1", "a", "ok", 3), {
+      assert.deepEqual(await store.recordSourceOutcome("s1", "a", "ok", policy), {
         served: 1,
         failures: 0,
+        strikes: 0,
         bad: 0,
         banned: false,
       });
-      await store.recordSourceOutcome("s1", "a", "failed", 3);
-      await store.recordSourceOutcome("s1", "a", "bad_data", 3);
-      assert.equal((await store.recordSourceOutcome("s1", "a", "bad_data", 3))?.banned, false);
-      assert.deepEqual(await store.recordSourceOutcome("s1", "a", "bad_data", 3), {
+      await store.recordSourceOutcome("s1", "a", "failed", policy);
+      await store.recordSourceOutcome("s1", "a", "bad_data", policy);
+      assert.equal((await store.recordSourceOutcome("s1", "a", "bad_data", policy))?.banned, false);
+      assert.deepEqual(await store.recordSourceOutcome("s1", "a", "bad_data", policy), {
         served: 1,
         failures: 1,
+        strikes: 1,
         bad: 3,
         banned: true,
       });
-      assert.equal(await store.recordSourceOutcome("s1", "ghost", "ok", 3), undefined);
+      assert.equal(await store.recordSourceOutcome("s1", "ghost", "ok", policy), undefined);
       assert.equal((await store.getPeer("s1", "a"))?.banned, true);
       // a banned peer's copies no longer count as available
       assert.deepEqual(await counts(0, 10), [[0, 10, 0]]);
       await store.addHoldings("s1", "a", [{ first: 0, last: 10 }]);
       await store.leavePeer("s1", "a");
       assert.deepEqual(await counts(0, 10), [[0, 10, 0]]);
+    });
+
+    it("recordSourceOutcome bans a viewer after N failures in a row, never a seeder", async () => {
+      await store.createStream(stream());
+      await store.joinPeer("s1", peer("s", { role: "seeder", have: [{ first: 0, last: 10 }] }), 0);
+      await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 10 }] }), 0);
+      await store.joinPeer("s1", peer("f"), 0);
+      const epoch = await store.streamEpoch("s1");
+      // an OK in between resets the run
+      await store.recordSourceOutcome("s1", "a", "failed", policy);
+      await store.recordSourceOutcome("s1", "a", "failed", policy);
+      assert.equal((await store.recordSourceOutcome("s1", "a", "ok", policy))?.strikes, 0);
+      await store.recordSourceOutcome("s1", "a", "failed", policy);
+      assert.equal((await store.recordSourceOutcome("s1", "a", "failed", policy))?.banned, false);
+      assert.deepEqual(await counts(0, 10), [[0, 10, 1]]);
+      assert.equal(await store.streamEpoch("s1"), epoch, "trust counters alone do not change the epoch");
+      assert.deepEqual(await store.recordSourceOutcome("s1", "a", "failed", policy), {
+        served: 1,
+        failures: 5,
+        strikes: 3,
+        bad: 0,
+        banned: true,
+      });
+      assert.ok((await store.streamEpoch("s1")) > epoch, "a ban changes the epoch");
+      // its claims no longer count, so the seeder is the one to ask
+      assert.deepEqual(await counts(0, 10), [[0, 10, 0]]);
+      const q = { exclude: "f", limit: 10, maxUploadsPeer: 2, maxUploadsSeeder: 2 };
+      assert.deepEqual(
+        (await store.sources("s1", { first: 0, last: 10 }, q)).map((c) => c.peerId),
+        ["s"],
+      );
+      assert.equal(await store.addTransfer(transfer("f", "a", { first: 0, last: 0 }), limits), "banned");
+      for (let i = 0; i < 5; i++) await store.recordSourceOutcome("s1", "s", "failed", policy);
+      assert.equal((await store.getPeer("s1", "s"))?.banned, false, "failures alone never ban a seeder");
+      // rejoining starts afresh
+      await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 10 }] }), 1);
+      assert.equal((await store.getPeer("s1", "a"))?.banned, false);
+      assert.deepEqual(await counts(0, 10), [[0, 10, 1]]);
     });
 
     it("sources returns eligible holders clipped to the window, within the limit", async () => {
@@ -351,7 +413,7 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       await store.joinPeer("s1", peer("c", { have: [{ first: 2, last: 2 }], port: 0 }), 0);
       await store.joinPeer("s1", peer("f"), 0);
       await store.joinPeer("s1", peer("bad", { have: [{ first: 0, last: 10 }] }), 0);
-      for (let i = 0; i < 3; i++) await store.recordSourceOutcome("s1", "bad", "bad_data", 3);
+      for (let i = 0; i < 3; i++) await store.recordSourceOutcome("s1", "bad", "bad_data", policy);
       const q = { exclude: "f", limit: 10, maxUploadsPeer: 1, maxUploadsSeeder: 2 };
       const got = await store.sources("s1", { first: 2, last: 5 }, q);
       assert.deepEqual(got.map((c) => `${c.peerId}:${c.holdings.toString()}:${c.role}`).sort(), [
@@ -368,8 +430,62 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
         (await store.sources("s1", { first: 0, last: 3 }, q)).map((c) => c.peerId),
         ["s"],
       );
-      assert.equal((await store.sources("s1", { first: 0, last: 10 }, { ...q, limit: 1 })).length, 1);
+      // the limit applies to viewers; seeders come on top
+      await store.joinPeer("s1", peer("d", { have: [{ first: 0, last: 10 }] }), 0);
+      assert.deepEqual(
+        (await store.sources("s1", { first: 0, last: 10 }, { ...q, limit: 1 })).map((c) => c.role).sort(),
+        ["seeder", "viewer"],
+      );
       assert.deepEqual(await store.sources("nope", { first: 0, last: 10 }, q), []);
+    });
+
+    it("sources looks at a bounded, moving slice of a big swarm and always offers the seeders", async () => {
+      await store.createStream(stream());
+      for (let i = 0; i < 200; i++) await store.joinPeer("s1", peer(`v${i}`), 0);
+      const holders = ["v20", "v90", "v150", "v199"];
+      for (const h of holders) await store.addHoldings("s1", h, [{ first: 0, last: 10 }]);
+      await store.joinPeer("s1", peer("s", { role: "seeder", have: [{ first: 0, last: 10 }] }), 0);
+      const q = { exclude: "f", limit: 2, maxUploadsPeer: 2, maxUploadsSeeder: 2 };
+      const seen = new Set<string>();
+      for (let call = 0; call < 200 / (4 * q.limit) + 1; call++) {
+        const got = await store.sources("s1", { first: 0, last: 10 }, q);
+        assert.ok(
+          got.some((c) => c.peerId === "s"),
+          "a seeder is offered whatever the sample",
+        );
+        const viewers = got.filter((c) => c.role === "viewer");
+        assert.ok(viewers.length <= q.limit);
+        // at most 4 x limit viewers are looked at per call, so no call finds them all
+        assert.ok(viewers.length < holders.length);
+        for (const v of viewers) seen.add(v.peerId);
+      }
+      assert.deepEqual([...seen].sort(), [...holders].sort(), "successive calls cover the whole swarm");
+    });
+
+    it("streamEpoch grows when a plan may have new options, not when a transfer starts", async () => {
+      assert.equal(await store.streamEpoch("s1"), 0);
+      await store.createStream(stream());
+      const e0 = await store.streamEpoch("s1");
+      await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 10 }] }), 0);
+      const e1 = await store.streamEpoch("s1");
+      assert.ok(e1 > e0, "join");
+      await store.joinPeer("s1", peer("b"), 0);
+      const e2 = await store.streamEpoch("s1");
+      const t = transfer("b", "a", { first: 0, last: 0 });
+      await store.addTransfer(t, limits);
+      await store.setPosition("s1", "b", 1);
+      await store.touchPeers("s1", ["a"], 5);
+      assert.equal(await store.streamEpoch("s1"), e2, "start, position and touch");
+      await store.addHoldings("s1", "b", [{ first: 5, last: 5 }]);
+      const e3 = await store.streamEpoch("s1");
+      assert.ok(e3 > e2, "holdings");
+      await store.addHoldings("s1", "b", [{ first: 5, last: 5 }]);
+      assert.equal(await store.streamEpoch("s1"), e3, "nothing new held");
+      await store.takeTransfer("s1", t.transferId);
+      const e4 = await store.streamEpoch("s1");
+      assert.ok(e4 > e3, "transfer ended");
+      await store.leavePeer("s1", "b");
+      assert.ok((await store.streamEpoch("s1")) > e4, "leave");
     });
 
     it("setPosition updates the output position", async () => {

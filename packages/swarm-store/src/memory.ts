@@ -4,6 +4,7 @@ import type {
   AddTransferResult,
   AvailabilitySegment,
   ExpiredPeer,
+  JoinResult,
   NewStream,
   PeerJoin,
   PeerState,
@@ -15,6 +16,7 @@ import type {
   StreamMeta,
   SwarmStore,
   TransferRecord,
+  TrustPolicy,
 } from "./store.js";
 
 interface MemPeer {
@@ -30,17 +32,22 @@ interface MemPeer {
   uploads: Set<number>;
   served: number;
   failures: number;
+  strikes: number;
   bad: number;
   banned: boolean;
 }
 
 interface MemStream {
   meta: StreamMeta;
+  manifest: Uint8Array | undefined;
   peers: Map<string, MemPeer>;
-  /** Peer ids in an array too, so `sources` can start at a random place. */
+  /** Viewer ids in an array too, so `sources` can look at a bounded, moving slice. */
   order: string[];
   orderIndex: Map<string, number>;
-  seeders: number;
+  /** Where the next `sources` call starts looking in `order`. */
+  cursor: number;
+  seeders: Set<string>;
+  epoch: number;
   availability: SegmentCounts;
   transfers: Map<number, TransferRecord>;
   /** Transfers whose copy counts in availability (their fetcher serves others). */
@@ -61,8 +68,6 @@ export class MemorySwarmStore implements SwarmStore {
   private transferSeq = 0;
   private closed = false;
 
-  constructor(private readonly random: () => number = Math.random) {}
-
   private check(): void {
     if (this.closed) throw new Error("swarm store is closed");
   }
@@ -72,13 +77,16 @@ export class MemorySwarmStore implements SwarmStore {
     const existing = this.streams.get(s.streamId);
     if (existing) return copyMeta(existing.meta);
     const count = chunkCount(s.size, s.chunkSize);
-    const meta: StreamMeta = { ...s, chunkCount: count, status: "accepted", manifest: undefined, readyMs: 0 };
+    const meta: StreamMeta = { ...s, chunkCount: count, status: "accepted", readyMs: 0 };
     this.streams.set(s.streamId, {
       meta,
+      manifest: undefined,
       peers: new Map(),
       order: [],
       orderIndex: new Map(),
-      seeders: 0,
+      cursor: 0,
+      seeders: new Set(),
+      epoch: 0,
       availability: new SegmentCounts(count),
       transfers: new Map(),
       counted: new Set(),
@@ -92,12 +100,18 @@ export class MemorySwarmStore implements SwarmStore {
     return s && copyMeta(s.meta);
   }
 
+  async getManifest(streamId: string): Promise<Uint8Array | undefined> {
+    this.check();
+    const m = this.streams.get(streamId)?.manifest;
+    return m && Uint8Array.from(m);
+  }
+
   async markReady(streamId: string, manifest: Uint8Array, nowMs: number): Promise<{ replaced: string | undefined }> {
     this.check();
     const s = this.streams.get(streamId);
     if (!s) throw new Error(`unknown stream ${streamId}`);
     s.meta.status = "ready";
-    s.meta.manifest = Uint8Array.from(manifest);
+    s.manifest = Uint8Array.from(manifest);
     s.meta.readyMs = nowMs;
     const before = this.names.get(s.meta.name);
     this.names.set(s.meta.name, streamId);
@@ -119,6 +133,16 @@ export class MemorySwarmStore implements SwarmStore {
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
+  async streamCount(): Promise<number> {
+    this.check();
+    return this.names.size;
+  }
+
+  async streamEpoch(streamId: string): Promise<number> {
+    this.check();
+    return this.streams.get(streamId)?.epoch ?? 0;
+  }
+
   async removeStream(streamId: string): Promise<void> {
     this.check();
     const s = this.streams.get(streamId);
@@ -131,14 +155,14 @@ export class MemorySwarmStore implements SwarmStore {
     this.check();
     const s = this.streams.get(streamId);
     if (!s) return { peers: 0, seeders: 0 };
-    return { peers: s.peers.size - s.seeders, seeders: s.seeders };
+    return { peers: s.peers.size - s.seeders.size, seeders: s.seeders.size };
   }
 
-  async joinPeer(streamId: string, p: PeerJoin, nowMs: number): Promise<boolean> {
+  async joinPeer(streamId: string, p: PeerJoin, nowMs: number): Promise<JoinResult> {
     this.check();
     const s = this.streams.get(streamId);
-    if (!s) return false;
-    if (s.peers.has(p.peerId)) this.removePeer(s, p.peerId);
+    if (!s) return { joined: false, dropped: [] };
+    const dropped = s.peers.has(p.peerId) ? this.removePeer(s, p.peerId) : [];
     const holdings = new RangeSet();
     for (const r of p.have) holdings.add(clip(r, s.meta.chunkCount));
     const peer: MemPeer = {
@@ -154,15 +178,19 @@ export class MemorySwarmStore implements SwarmStore {
       uploads: new Set(),
       served: 0,
       failures: 0,
+      strikes: 0,
       bad: 0,
       banned: false,
     };
     s.peers.set(p.peerId, peer);
-    s.orderIndex.set(p.peerId, s.order.length);
-    s.order.push(p.peerId);
-    if (p.role === "seeder") s.seeders++;
+    if (p.role === "seeder") s.seeders.add(p.peerId);
+    else {
+      s.orderIndex.set(p.peerId, s.order.length);
+      s.order.push(p.peerId);
+    }
     if (counts(peer)) for (const r of holdings.ranges()) s.availability.add(r, 1);
-    return true;
+    s.epoch++;
+    return { joined: true, dropped };
   }
 
   async leavePeer(streamId: string, peerId: string): Promise<TransferRecord[]> {
@@ -180,9 +208,13 @@ export class MemorySwarmStore implements SwarmStore {
       const t = this.dropTransfer(s, id);
       if (t) dropped.push(t);
     }
-    if (peer.role === "seeder") s.seeders--;
     if (counts(peer)) for (const r of peer.holdings.ranges()) s.availability.add(r, -1);
     s.peers.delete(peerId);
+    s.epoch++;
+    if (peer.role === "seeder") {
+      s.seeders.delete(peerId);
+      return dropped;
+    }
     // swap-remove from the order array
     const i = s.orderIndex.get(peerId)!;
     const lastId = s.order.pop()!;
@@ -211,6 +243,7 @@ export class MemorySwarmStore implements SwarmStore {
       uploads: p.uploads.size,
       served: p.served,
       failures: p.failures,
+      strikes: p.strikes,
       bad: p.bad,
       banned: p.banned,
     };
@@ -228,6 +261,7 @@ export class MemorySwarmStore implements SwarmStore {
       if (counts(p)) for (const gap of [...p.holdings.gaps(r)]) s.availability.add(gap, 1);
       added += p.holdings.add(r);
     }
+    if (added > 0) s.epoch++;
     return added;
   }
 
@@ -264,22 +298,26 @@ export class MemorySwarmStore implements SwarmStore {
     streamId: string,
     peerId: string,
     outcome: SourceOutcome,
-    banAfter: number,
+    policy: TrustPolicy,
   ): Promise<SourceTrust | undefined> {
     this.check();
-    const p = this.streams.get(streamId)?.peers.get(peerId);
-    if (!p) return undefined;
-    if (outcome === "ok") p.served++;
-    else if (outcome === "failed") p.failures++;
-    else {
-      p.bad++;
-      if (p.bad >= banAfter && !p.banned) {
-        const s = this.streams.get(streamId)!;
-        if (counts(p)) for (const r of p.holdings.ranges()) s.availability.add(r, -1);
-        p.banned = true;
-      }
+    const s = this.streams.get(streamId);
+    const p = s?.peers.get(peerId);
+    if (!s || !p) return undefined;
+    if (outcome === "ok") {
+      p.served++;
+      p.strikes = 0;
+    } else if (outcome === "failed") {
+      p.failures++;
+      p.strikes++;
+    } else p.bad++;
+    const ban = p.bad >= policy.banAfterBad || (p.role !== "seeder" && p.strikes >= policy.banAfterStrikes);
+    if (ban && !p.banned) {
+      if (counts(p)) for (const r of p.holdings.ranges()) s.availability.add(r, -1);
+      p.banned = true;
+      s.epoch++;
     }
-    return { served: p.served, failures: p.failures, bad: p.bad, banned: p.banned };
+    return { served: p.served, failures: p.failures, strikes: p.strikes, bad: p.bad, banned: p.banned };
   }
 
   async availability(streamId: string, window: ChunkRange): Promise<AvailabilitySegment[]> {
@@ -290,18 +328,15 @@ export class MemorySwarmStore implements SwarmStore {
   async sources(streamId: string, window: ChunkRange, q: SourceQuery): Promise<SourceCandidate[]> {
     this.check();
     const s = this.streams.get(streamId);
-    if (!s || s.order.length === 0 || q.limit <= 0) return [];
+    if (!s || q.limit <= 0) return [];
     const w = clip(window, s.meta.chunkCount);
     if (w.first > w.last) return [];
     const out: SourceCandidate[] = [];
-    const n = s.order.length;
-    const start = Math.floor(this.random() * n) % n;
-    for (let k = 0; k < n && out.length < q.limit; k++) {
-      const p = s.peers.get(s.order[(start + k) % n]!)!;
-      if (p.peerId === q.exclude || p.banned || p.port === 0) continue;
-      if (p.uploads.size >= (p.role === "seeder" ? q.maxUploadsSeeder : q.maxUploadsPeer)) continue;
+    const consider = (p: MemPeer) => {
+      if (p.peerId === q.exclude || p.banned || p.port === 0) return;
+      if (p.uploads.size >= (p.role === "seeder" ? q.maxUploadsSeeder : q.maxUploadsPeer)) return;
       const held = new RangeSet(p.holdings.intersect(w));
-      if (held.isEmpty) continue;
+      if (held.isEmpty) return;
       out.push({
         peerId: p.peerId,
         host: p.host,
@@ -311,10 +346,20 @@ export class MemorySwarmStore implements SwarmStore {
         uploads: p.uploads.size,
         served: p.served,
         failures: p.failures,
+        strikes: p.strikes,
         bad: p.bad,
         banned: p.banned,
       });
-    }
+    };
+    for (const id of s.seeders) consider(s.peers.get(id)!);
+    const n = s.order.length;
+    if (n === 0) return out;
+    const start = s.cursor % n;
+    const probes = Math.min(n, 4 * q.limit);
+    const viewersBefore = out.length;
+    let k = 0;
+    for (; k < probes && out.length - viewersBefore < q.limit; k++) consider(s.peers.get(s.order[(start + k) % n]!)!);
+    s.cursor = (start + k) % n;
     return out;
   }
 
@@ -358,6 +403,7 @@ export class MemorySwarmStore implements SwarmStore {
     s.peers.get(t.fetcherId)?.downloads.delete(transferId);
     s.peers.get(t.serverId)?.uploads.delete(transferId);
     if (s.counted.delete(transferId)) s.availability.add(t.range, -1);
+    s.epoch++;
     return t;
   }
 
@@ -392,5 +438,5 @@ function clip(r: ChunkRange, count: number): ChunkRange {
 }
 
 function copyMeta(m: StreamMeta): StreamMeta {
-  return { ...m, manifest: m.manifest && Uint8Array.from(m.manifest) };
+  return { ...m };
 }

@@ -10,7 +10,8 @@ import type { ChunkRange, RangeSet } from "@distribustream/pdtp";
  * hash tag of the stream id), with cost O(1), O(log n) or O(number of ranges
  * involved); none reads a whole swarm. The periodic sweeps (`expirePeers`,
  * `expireTransfers`) and `listStreams` are the only calls that may scan, and
- * only over an index sorted by time.
+ * only over an index sorted by time. Stream metas are small and fixed-size;
+ * the manifest (up to megabytes) is read only by `getManifest`.
  *
  * Chunk numbers are plain numbers (safe integers); ranges are inclusive.
  * Callers validate ranges against the stream's chunk count before calling.
@@ -25,8 +26,11 @@ export interface SwarmStore {
    */
   createStream(stream: NewStream): Promise<StreamMeta>;
 
-  /** The stream's meta, or undefined when unknown. */
+  /** The stream's meta (without its manifest), or undefined when unknown. */
   getStream(streamId: string): Promise<StreamMeta | undefined>;
+
+  /** The encoded SignedManifest of a ready stream, or undefined (unknown or not ready). */
+  getManifest(streamId: string): Promise<Uint8Array | undefined>;
 
   /**
    * Stores the signed manifest (encoded SignedManifest bytes), marks the
@@ -44,6 +48,18 @@ export interface SwarmStore {
   /** Ready streams that names point to, ordered by name. */
   listStreams(): Promise<StreamMeta[]>;
 
+  /** How many streams `listStreams` would list, without reading them (HLEN of the name index). */
+  streamCount(): Promise<number>;
+
+  /**
+   * A counter of the stream that grows whenever another fetcher's plan may
+   * have new options: a peer joined or left, holdings were added, a transfer
+   * ended (slots and availability freed) or a source was banned. Starting a
+   * transfer does not change it. 0 for an unknown stream. Lets a tracker
+   * replan only the fetchers of streams that changed since their last plan.
+   */
+  streamEpoch(streamId: string): Promise<number>;
+
   /**
    * Forgets a stream and everything about it (peers, holdings, transfers);
    * the name stops pointing at it if it did. Used for a publish whose manifest
@@ -57,12 +73,14 @@ export interface SwarmStore {
   // ---- peers ---------------------------------------------------------------
 
   /**
-   * Adds a peer to a stream, or replaces its record (holdings included) when
-   * it is already there; lastSeen = nowMs. Seeder holdings do not count in
-   * availability (see `availability`). Holdings are clipped to the stream. Resolves
-   * false when the stream is unknown.
+   * Adds a peer to a stream, or replaces its record (holdings and trust
+   * included) when it is already there; lastSeen = nowMs. Seeder holdings do
+   * not count in availability (see `availability`). Holdings are clipped to
+   * the stream. A replaced record's transfers (fetched or served) are removed
+   * as by `leavePeer` and resolved in `dropped`, so the caller can withdraw
+   * them. `joined` is false (and nothing changes) when the stream is unknown.
    */
-  joinPeer(streamId: string, peer: PeerJoin, nowMs: number): Promise<boolean>;
+  joinPeer(streamId: string, peer: PeerJoin, nowMs: number): Promise<JoinResult>;
 
   /**
    * Removes a peer from a stream with its holdings and every transfer it
@@ -95,16 +113,22 @@ export interface SwarmStore {
 
   /**
    * Records how a transfer served by `peerId` went, for trust: "ok" counts a
-   * success, "failed" a failure that says nothing about honesty, "bad_data"
-   * a verification failure. The peer is banned as a source (never returned by
-   * `sources`, `addTransfer` refuses it) once it has `banAfter` bad_data
-   * reports. Resolves the updated counters, or undefined for an unknown peer.
+   * success and resets `strikes`; "failed" (unreachable, timed out) counts a
+   * failure and a strike; "bad_data" (a chunk failed verification, or the
+   * source refused a range it claimed to hold) counts a bad report. The peer
+   * is banned as a source in this stream for as long as it stays in it
+   * (never returned by `sources`, `addTransfer` refuses it, its holdings
+   * leave availability) once it has `policy.banAfterBad` bad reports, or, for
+   * a viewer, `policy.banAfterStrikes` failures in a row. A seeder is not
+   * banned for failures (it may just be loaded; its holdings never count in
+   * availability anyway). A banned viewer that reconnects joins afresh.
+   * Resolves the updated counters, or undefined for an unknown peer.
    */
   recordSourceOutcome(
     streamId: string,
     peerId: string,
     outcome: SourceOutcome,
-    banAfter: number,
+    policy: TrustPolicy,
   ): Promise<SourceTrust | undefined>;
 
   // ---- scheduling reads ----------------------------------------------------
@@ -122,12 +146,14 @@ export interface SwarmStore {
   availability(streamId: string, window: ChunkRange): Promise<AvailabilitySegment[]>;
 
   /**
-   * Up to `limit` peers that could serve part of `window` now: holding at
-   * least one chunk of it, with a data port (not 0), not banned, not
-   * `exclude`, with a free upload slot
-   * (uploads < maxUploadsSeeder for a seeder, < maxUploadsPeer otherwise).
-   * Holdings are clipped to the window. When more qualify, which ones are
-   * returned varies between calls so load spreads. Unknown stream: [].
+   * Peers that could serve part of `window` now: holding at least one chunk
+   * of it, with a data port (not 0), not banned, not `exclude`, with a free
+   * upload slot (uploads < maxUploadsSeeder for a seeder, < maxUploadsPeer
+   * otherwise). Holdings are clipped to the window. Every qualifying seeder
+   * (a stream has few) plus up to `limit` viewers, found by looking at no
+   * more than 4 x `limit` viewers from a start that moves between calls (so
+   * load spreads and the cost stays O(limit), whatever the swarm size).
+   * Unknown stream: [].
    */
   sources(streamId: string, window: ChunkRange, query: SourceQuery): Promise<SourceCandidate[]>;
 
@@ -168,6 +194,21 @@ export type PeerRoleName = "viewer" | "seeder";
 export type WantOrder = "in_order" | "bulk";
 export type SourceOutcome = "ok" | "failed" | "bad_data";
 
+/** When `recordSourceOutcome` bans a source. */
+export interface TrustPolicy {
+  /** Bad reports (bad data, refused ranges) that ban any source. */
+  banAfterBad: number;
+  /** Failures in a row (no OK between) that ban a viewer as a source. */
+  banAfterStrikes: number;
+}
+
+export interface JoinResult {
+  /** False when the stream is unknown. */
+  joined: boolean;
+  /** Transfers of a record this join replaced (empty for a first join). */
+  dropped: TransferRecord[];
+}
+
 export interface NewStream {
   streamId: string;
   name: string;
@@ -182,8 +223,6 @@ export interface StreamMeta extends NewStream {
   /** ceil(size / chunkSize). */
   chunkCount: number;
   status: StreamStatus;
-  /** Encoded SignedManifest once ready. */
-  manifest: Uint8Array | undefined;
   /** When it became ready, 0 before. */
   readyMs: number;
 }
@@ -204,9 +243,11 @@ export interface PeerJoin {
 export interface SourceTrust {
   /** Transfers served that the fetcher reported OK. */
   served: number;
-  /** Transfers that failed (connection, refusal). */
+  /** Transfers that failed (connection, timeout). */
   failures: number;
-  /** Transfers reported BAD_DATA. */
+  /** Failures since the last OK. */
+  strikes: number;
+  /** Transfers reported BAD_DATA or refused. */
   bad: number;
   banned: boolean;
 }

@@ -9,12 +9,14 @@ export class TrackerMetrics {
   readonly transfersDone: Counter;
   readonly transfersFailed: Counter<"reason">;
   readonly badChunks: Counter;
+  readonly sourcesBanned: Counter<"reason">;
   readonly deliveredBytes: Counter<"stream" | "source">;
   readonly streams: Gauge;
   readonly controlMessages: Counter<"direction">;
   readonly controlBytes: Counter<"direction">;
 
-  constructor(registry: Registry) {
+  /** `streamCount` answers the ready-streams gauge at each scrape (so it also goes down). */
+  constructor(registry: Registry, streamCount: () => Promise<number>) {
     const registers = [registry];
     this.sessions = new Gauge({
       name: "pdtp_tracker_sessions",
@@ -53,7 +55,25 @@ export class TrackerMetrics {
       labelNames: ["stream", "source"],
       registers,
     });
-    this.streams = new Gauge({ name: "pdtp_tracker_streams", help: "Ready streams", registers });
+    this.sourcesBanned = new Counter({
+      name: "pdtp_tracker_sources_banned_total",
+      help: "Sources no longer used in a stream: bad_data (bad chunks, refused ranges) or unreachable (failures in a row)",
+      labelNames: ["reason"],
+      registers,
+    });
+    for (const reason of ["bad_data", "unreachable"]) this.sourcesBanned.inc({ reason }, 0);
+    this.streams = new Gauge({
+      name: "pdtp_tracker_streams",
+      help: "Ready streams that can be joined",
+      registers,
+      async collect() {
+        try {
+          this.set(await streamCount());
+        } catch {
+          // the store is unreachable or closed: keep the last value
+        }
+      },
+    });
     this.controlMessages = new Counter({
       name: "pdtp_tracker_control_messages_total",
       help: "Session messages, in (peer to tracker) and out",

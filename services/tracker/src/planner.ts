@@ -1,5 +1,5 @@
 import { issueTicket, rangeSpan, type Directive, type Signer } from "@distribustream/pdtp";
-import type { StreamMeta, SwarmStore, TransferRecord } from "@distribustream/swarm-store";
+import type { SwarmStore, TransferRecord } from "@distribustream/swarm-store";
 import { limitsFor, schedule, wantWindow, type SchedulerLimits } from "./scheduler.js";
 
 export interface PlannerOptions {
@@ -34,6 +34,18 @@ export interface Plan {
   directives: Directive[];
   /** True when the fetcher holds or fetches everything it wants. */
   satisfied: boolean;
+  /** The stream's epoch (SwarmStore.streamEpoch) read before planning: a later one may offer more. */
+  epoch: number;
+  /** The fetcher has nothing in flight in the stream after this plan. */
+  idle: boolean;
+}
+
+/** What planning needs of a ready stream: numbers only (never the manifest). */
+interface StreamInfo {
+  size: number;
+  chunkSize: number;
+  chunkCount: number;
+  limits: SchedulerLimits;
 }
 
 /**
@@ -43,7 +55,7 @@ export interface Plan {
  * turns it into a signed directive.
  */
 export class Planner {
-  private readonly meta = new Map<string, { meta: StreamMeta; limits: SchedulerLimits }>();
+  private readonly info = new Map<string, StreamInfo>();
   /** Soft, process-local hint: since when each fetcher (stream/peer) has had nothing in flight. */
   private readonly idleSince = new Map<string, number>();
 
@@ -54,15 +66,20 @@ export class Planner {
   ) {}
 
   /** Ready-stream meta never changes, so it is cached (bounded). */
-  private async streamInfo(streamId: string) {
-    const hit = this.meta.get(streamId);
+  private async streamInfo(streamId: string): Promise<StreamInfo | undefined> {
+    const hit = this.info.get(streamId);
     if (hit) return hit;
     const meta = await this.store.getStream(streamId);
     if (!meta || meta.status !== "ready") return undefined;
     const { maxDownloads, maxUploadsPeer, maxUploadsSeeder } = this.opts;
-    const info = { meta, limits: limitsFor(meta.chunkSize, { maxDownloads, maxUploadsPeer, maxUploadsSeeder }) };
-    if (this.meta.size >= 1024) this.meta.clear();
-    this.meta.set(streamId, info);
+    const info: StreamInfo = {
+      size: meta.size,
+      chunkSize: meta.chunkSize,
+      chunkCount: meta.chunkCount,
+      limits: limitsFor(meta.chunkSize, { maxDownloads, maxUploadsPeer, maxUploadsSeeder }),
+    };
+    if (this.info.size >= 1024) this.info.clear();
+    this.info.set(streamId, info);
     return info;
   }
 
@@ -76,12 +93,15 @@ export class Planner {
   }
 
   async plan(streamId: string, fetcherId: string, nowMs: number): Promise<Plan> {
+    // read first: whatever changes from here on shows as a newer epoch
+    const epoch = await this.store.streamEpoch(streamId);
     const info = await this.streamInfo(streamId);
-    if (!info) return { directives: [], satisfied: true };
-    const { meta, limits } = info;
+    if (!info) return { directives: [], satisfied: true, epoch, idle: true };
+    const meta = info;
+    const { limits } = info;
     const peer = await this.store.getPeer(streamId, fetcherId);
-    if (!peer || peer.role === "seeder") return { directives: [], satisfied: true };
-    if (peer.downloads >= limits.maxDownloads) return { directives: [], satisfied: false };
+    if (!peer || peer.role === "seeder") return { directives: [], satisfied: true, epoch, idle: true };
+    if (peer.downloads >= limits.maxDownloads) return { directives: [], satisfied: false, epoch, idle: false };
     const inFlight = (await this.store.transfersOf(streamId, fetcherId)).map((t) => t.range);
     const fetcher = {
       peerId: fetcherId,
@@ -95,7 +115,7 @@ export class Planner {
     const window = wantWindow(fetcher, meta.chunkCount, limits);
     const key = `${streamId}/${fetcherId}`;
     if (!window || peer.downloads > 0) this.idleSince.delete(key);
-    if (!window) return { directives: [], satisfied: inFlight.length === 0 };
+    if (!window) return { directives: [], satisfied: inFlight.length === 0, epoch, idle: inFlight.length === 0 };
     let since = this.idleSince.get(key);
     if (peer.downloads === 0 && since === undefined) {
       if (this.idleSince.size >= 100_000) this.idleSince.clear();
@@ -160,6 +180,6 @@ export class Planner {
       });
     }
     if (directives.length > 0) this.idleSince.delete(key);
-    return { directives, satisfied: false };
+    return { directives, satisfied: false, epoch, idle: peer.downloads + directives.length === 0 };
   }
 }

@@ -37,6 +37,7 @@ function source(peerId: string, held: ChunkRange[], over: Partial<SourceCandidat
     uploads: 0,
     served: 0,
     failures: 0,
+    strikes: 0,
     bad: 0,
     banned: false,
     ...over,

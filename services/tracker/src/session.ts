@@ -20,7 +20,7 @@ import {
   type TransferReports,
 } from "@distribustream/pdtp";
 import { invalidArgument, notFound, PublicError, toServiceError, type Logger } from "@distribustream/runtime";
-import type { PeerRoleName, StreamMeta, TransferRecord } from "@distribustream/swarm-store";
+import type { PeerRoleName, SourceOutcome, TransferRecord, TrustPolicy } from "@distribustream/swarm-store";
 import { hostFromPeer, isAdvertisableHost } from "./peerAddress.js";
 import { checkName, checkRanges, checkString, MAX_REPORTS } from "./validate.js";
 import type { TrackerCore } from "./tracker.js";
@@ -29,7 +29,26 @@ import type { TrackerCore } from "./tracker.js";
 const MAX_QUEUED = 64;
 /** Outbound messages buffered before the tracker stops planning for a slow reader. */
 const MAX_UNSENT = 32;
-export const BAN_AFTER_BAD = 3;
+/**
+ * When a source stops being used in a stream: after 3 bad reports (chunks
+ * that failed verification, ranges refused that it claimed to hold), or, for
+ * a viewer, 3 failed transfers in a row (an unreachable data port). Until
+ * then its claimed holdings count as available and hold the seeder back.
+ */
+export const TRUST_POLICY: TrustPolicy = { banAfterBad: 3, banAfterStrikes: 3 };
+
+/** What a session keeps of a stream it joined: numbers for validation and planning, never the manifest. */
+export interface JoinedStream {
+  streamId: string;
+  name: string;
+  size: number;
+  chunkSize: number;
+  chunkCount: number;
+  /** SwarmStore.streamEpoch when this peer was last planned in the stream (-1: never). */
+  plannedEpoch: number;
+  /** It had nothing in flight after its last plan. */
+  idle: boolean;
+}
 
 /**
  * One peer's bidirectional session. Messages are handled one at a time in
@@ -46,8 +65,12 @@ export class Session {
   dataPort = 0;
   agent = "";
   /** Streams joined as a viewer, by id. */
-  readonly joined = new Map<string, StreamMeta>();
-  /** Streams published as a seeder: name -> stream id. */
+  readonly joined = new Map<string, JoinedStream>();
+  /**
+   * Files published as a seeder: name -> id of the stream of its latest
+   * Publish. The seeder is in that stream's swarm once it is ready; an older
+   * version's swarm is left when a newer version is published.
+   */
   readonly published = new Map<string, string>();
   closed = false;
   private cleaned: Promise<void> | undefined;
@@ -90,6 +113,16 @@ export class Session {
   /** True while the peer reads what it is sent; planning waits for slow readers. */
   get keepingUp(): boolean {
     return !this.closed && this.call.writableLength < MAX_UNSENT;
+  }
+
+  /**
+   * Whether the schedule tick should replan this peer in a stream: the
+   * stream changed since its last plan (`epoch` is SwarmStore.streamEpoch
+   * now), or it has nothing in flight (it may be starving).
+   */
+  needsPlan(streamId: string, epoch: number): boolean {
+    const j = this.joined.get(streamId);
+    return j !== undefined && (j.idle || j.plannedEpoch !== epoch);
   }
 
   /** Plans these streams (or all the hungry ones) once the current message is handled. */
@@ -210,15 +243,33 @@ export class Session {
     ) {
       throw invalidArgument(`Join.mode ${j.mode} is unknown`);
     }
-    const streamId = await this.core.store.streamIdByName(j.name);
-    const meta = streamId ? await this.core.store.getStream(streamId) : undefined;
-    if (!meta || meta.status !== "ready" || !meta.manifest) throw notFound(`no stream named "${j.name}"`);
+    const { store } = this.core;
+    const streamId = await store.streamIdByName(j.name);
+    const meta = streamId ? await store.getStream(streamId) : undefined;
+    if (!meta || meta.status !== "ready") throw notFound(`no stream named "${j.name}"`);
+    if (this.joined.has(meta.streamId)) {
+      throw invalidArgument(
+        `Join: this session already joined "${j.name}" (stream ${meta.streamId}); join a stream once per session`,
+      );
+    }
     checkRanges(j.have, meta.chunkCount, "Join.have");
     if (j.position > meta.chunkCount) {
       throw invalidArgument(`Join.position ${j.position} is beyond the stream's ${meta.chunkCount} chunks`);
     }
+    const joinedMessage = await this.core.joinedMessage(meta);
+    if (!joinedMessage) throw notFound(`no stream named "${j.name}"`);
     if (this.closed) return;
-    await this.core.store.joinPeer(
+    // recorded before the store call, so that a session closing meanwhile leaves the stream
+    this.joined.set(meta.streamId, {
+      streamId: meta.streamId,
+      name: meta.name,
+      size: meta.size,
+      chunkSize: meta.chunkSize,
+      chunkCount: meta.chunkCount,
+      plannedEpoch: -1,
+      idle: true,
+    });
+    const { dropped } = await store.joinPeer(
       meta.streamId,
       {
         peerId: this.peerId,
@@ -231,22 +282,25 @@ export class Session {
       },
       Date.now(),
     );
-    this.joined.set(meta.streamId, meta);
+    this.core.withdraw(dropped, this.peerId);
+    if (this.closed) {
+      // the cleanup may have run before the store had the peer
+      this.core.withdraw(await store.leavePeer(meta.streamId, this.peerId), this.peerId);
+      return;
+    }
     this.log.info({ streamId: meta.streamId, name: meta.name, mode: j.mode }, "joined stream");
-    this.send({
-      body: { $case: "joined", value: await this.core.joinedMessage(meta) },
-    });
+    this.send({ body: { $case: "joined", value: joinedMessage } });
     await this.plan([meta.streamId]);
   }
 
-  private joinedStream(streamId: string, what: string): StreamMeta {
+  private joinedStream(streamId: string, what: string): JoinedStream {
     if (!isStreamId(streamId)) throw invalidArgument(`${what}: "${streamId.slice(0, 64)}" is not a stream id`);
     const meta = this.joined.get(streamId);
     if (!meta) throw invalidArgument(`${what}: this session has not joined stream ${streamId}`);
     return meta;
   }
 
-  private async leave(meta: StreamMeta): Promise<void> {
+  private async leave(meta: JoinedStream): Promise<void> {
     this.joined.delete(meta.streamId);
     const dropped = await this.core.store.leavePeer(meta.streamId, this.peerId);
     this.core.withdraw(dropped, this.peerId);
@@ -330,36 +384,48 @@ export class Session {
     switch (outcome) {
       case TransferOutcome.TRANSFER_OUTCOME_OK:
         metrics.transfersDone.inc();
-        await store.recordSourceOutcome(t.streamId, t.serverId, "ok", BAN_AFTER_BAD);
+        await store.recordSourceOutcome(t.streamId, t.serverId, "ok", TRUST_POLICY);
         return;
       case TransferOutcome.TRANSFER_OUTCOME_FAILED:
-      case TransferOutcome.TRANSFER_OUTCOME_REFUSED: {
-        const reason = outcome === TransferOutcome.TRANSFER_OUTCOME_FAILED ? "failed" : "refused";
-        metrics.transfersFailed.inc({ reason });
-        await store.recordSourceOutcome(t.streamId, t.serverId, "failed", BAN_AFTER_BAD);
-        this.log.debug({ transferId: t.transferId, serverId: t.serverId, reason, detail }, "transfer failed");
-        return;
-      }
-      case TransferOutcome.TRANSFER_OUTCOME_BAD_DATA: {
+        metrics.transfersFailed.inc({ reason: "failed" });
+        this.log.debug({ transferId: t.transferId, serverId: t.serverId, detail }, "transfer failed");
+        return this.judge(t, "failed");
+      case TransferOutcome.TRANSFER_OUTCOME_REFUSED:
+        // The tracker directs a fetcher only to ranges the source claimed to
+        // hold, with a ticket it signed for exactly that: a refusal (403, 404,
+        // 416) means the source's claims are false, which counts like bad data.
+        metrics.transfersFailed.inc({ reason: "refused" });
+        this.log.info({ transferId: t.transferId, serverId: t.serverId, detail }, "source refused a directed range");
+        return this.judge(t, "bad_data");
+      case TransferOutcome.TRANSFER_OUTCOME_BAD_DATA:
         metrics.transfersFailed.inc({ reason: "bad_data" });
         metrics.badChunks.inc();
-        const trust = await store.recordSourceOutcome(t.streamId, t.serverId, "bad_data", BAN_AFTER_BAD);
-        this.log.warn({ transferId: t.transferId, serverId: t.serverId, bad: trust?.bad, detail }, "bad data reported");
-        if (trust?.banned && trust.bad === BAN_AFTER_BAD) {
-          this.log.warn({ streamId: t.streamId, serverId: t.serverId, bad: trust.bad }, "source banned");
-        }
-        return;
-      }
+        this.log.warn({ transferId: t.transferId, serverId: t.serverId, detail }, "bad data reported");
+        return this.judge(t, "bad_data");
       default:
         metrics.transfersFailed.inc({ reason: "cancelled" });
+    }
+  }
+
+  /** Records a failed transfer against its source; logs the ban it causes. */
+  private async judge(t: TransferRecord, outcome: Exclude<SourceOutcome, "ok">): Promise<void> {
+    const trust = await this.core.store.recordSourceOutcome(t.streamId, t.serverId, outcome, TRUST_POLICY);
+    if (!trust?.banned) return;
+    const justNow =
+      outcome === "bad_data" ? trust.bad === TRUST_POLICY.banAfterBad : trust.strikes === TRUST_POLICY.banAfterStrikes;
+    if (justNow) {
+      this.core.metrics.sourcesBanned.inc({ reason: outcome === "bad_data" ? "bad_data" : "unreachable" });
+      this.log.warn(
+        { streamId: t.streamId, serverId: t.serverId, bad: trust.bad, strikes: trust.strikes },
+        "source banned",
+      );
     }
   }
 
   private async publish(p: Publish): Promise<void> {
     if (this.role !== "seeder") throw invalidArgument("only a seeder may publish");
     checkName(p.name);
-    const streamId = await this.core.publish(this, p);
-    if (streamId) this.published.set(p.name, streamId);
+    await this.core.publish(this, p);
   }
 
   private async unpublish(name: string): Promise<void> {
@@ -381,8 +447,11 @@ export class Session {
     if (this.role !== "viewer" || !this.keepingUp) return;
     const directives: Directive[] = [];
     for (const streamId of streamIds) {
-      if (!this.joined.has(streamId)) continue;
+      const j = this.joined.get(streamId);
+      if (!j) continue;
       const plan = await this.core.planner.plan(streamId, this.peerId, Date.now());
+      j.plannedEpoch = plan.epoch;
+      j.idle = plan.idle;
       directives.push(...plan.directives);
       this.core.setHungry(this, streamId, !plan.satisfied);
     }

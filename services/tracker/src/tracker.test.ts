@@ -503,6 +503,129 @@ describe("tracker over real gRPC", () => {
     assert.deepEqual([...cancel.transferIds].sort(), [...mine].sort());
   });
 
+  /** Publishes `name` from the shared seeder and waits for READY; resolves the stream id. */
+  async function publishReady(name: string, size = 40 * CHUNK, version = 1): Promise<string> {
+    seeder.send({ $case: "publish", value: { name, size, version } });
+    assert.equal((await seeder.next("publishResult")).status, PublishStatus.PUBLISH_STATUS_ACCEPTED);
+    const ready = await seeder.next("publishResult");
+    assert.equal(ready.status, PublishStatus.PUBLISH_STATUS_READY, ready.detail);
+    return ready.streamId;
+  }
+
+  async function joinAs(name: string, port: number, have: { first: number; last: number }[] = []) {
+    const p = peer();
+    const id = (await p.hello(PeerRole.PEER_ROLE_VIEWER, port)).peerId;
+    p.send({ $case: "join", value: { name, mode: WantMode.WANT_MODE_BULK, have, position: 0 } });
+    await p.next("joined");
+    return { p, id };
+  }
+
+  function report(p: PeerConn, ds: readonly Directive[], outcome: TransferOutcome) {
+    p.send({
+      $case: "reports",
+      value: {
+        reports: ds.map((x) => ({
+          transferId: x.transferId,
+          outcome,
+          bytes: outcome === TransferOutcome.TRANSFER_OUTCOME_OK ? 1 : 0,
+          durationMs: 1,
+          detail: outcome === TransferOutcome.TRANSFER_OUTCOME_OK ? "" : "connect ECONNREFUSED",
+          verified: outcome === TransferOutcome.TRANSFER_OUTCOME_OK ? [x.range!] : [],
+        })),
+      },
+    });
+  }
+
+  async function describe(streamId: string) {
+    return new Promise<{ peers: number; seeders: number }>((resolve, reject) =>
+      client.describeStream({ name: "", streamId }, (e, r) => (e ? reject(e) : resolve(r))),
+    );
+  }
+
+  for (const [what, outcome, reason] of [
+    ["unreachable", TransferOutcome.TRANSFER_OUTCOME_FAILED, "unreachable"],
+    ["refusing", TransferOutcome.TRANSFER_OUTCOME_REFUSED, "bad_data"],
+  ] as const) {
+    it(`a viewer claiming every chunk but ${what} stops holding the seeder back after 3 failures`, async () => {
+      const name = `dead/${what}.bin`;
+      await publishReady(name);
+      // claims all 40 chunks; its data port is never answered
+      const liar = await joinAs(name, 1, [{ first: 0, last: 39 }]);
+      const bannedBefore = await metric(registry, "pdtp_tracker_sources_banned_total", { reason });
+      const fetcher = await joinAs(name, 9650);
+      let pending = (await fetcher.p.next("directives")).directives;
+      assert.ok(
+        pending.every((d) => d.source?.peerId === liar.id),
+        "while its claims stand, the peer is preferred and the seeder held back",
+      );
+      let failures = 0;
+      const fromSeeder: Directive[] = [];
+      while (fromSeeder.length === 0) {
+        const toLiar = pending.filter((d) => d.source?.peerId === liar.id);
+        fromSeeder.push(...pending.filter((d) => d.source?.peerId === seederId));
+        assert.ok(failures < 3 || toLiar.length === 0, "no directive names the peer after 3 failures");
+        if (toLiar.length > 0) {
+          report(fetcher.p, toLiar, outcome);
+          failures += toLiar.length;
+        }
+        if (fromSeeder.length === 0) pending = (await fetcher.p.next("directives", 2000)).directives;
+      }
+      assert.ok(failures >= 3);
+      assert.equal((await metric(registry, "pdtp_tracker_sources_banned_total", { reason })) - bannedBefore, 1);
+      // the rest of the file comes from the seeder, without waiting
+      let held = 0;
+      let batch = fromSeeder;
+      for (;;) {
+        for (const d of batch) assert.equal(d.source?.peerId, seederId);
+        held += batch.reduce((n, x) => n + x.range!.last - x.range!.first + 1, 0);
+        report(fetcher.p, batch, TransferOutcome.TRANSFER_OUTCOME_OK);
+        if (held >= 40) break;
+        batch = (await fetcher.p.next("directives", 2000)).directives;
+      }
+      assert.equal(held, 40);
+      liar.p.close();
+      fetcher.p.close();
+    });
+  }
+
+  it("a second Join of the same stream in one session ends it with INVALID_ARGUMENT", async () => {
+    const { p } = await joinAs("movies/big.bin", 9660);
+    p.send({ $case: "join", value: { name: "movies/big.bin", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 } });
+    await expectStatus(p, grpc.status.INVALID_ARGUMENT, /already joined "movies\/big.bin".*once per session/);
+  });
+
+  it("a seeder republishing a changed file leaves the old version's swarm; its transfers are cancelled", async () => {
+    const oldId = await publishReady("change/test.bin", 40 * CHUNK, 1);
+    const fetcher = await joinAs("change/test.bin", 9670);
+    const { directives } = await fetcher.p.next("directives");
+    assert.ok(directives.length > 0 && directives.every((d) => d.source?.peerId === seederId));
+    assert.equal((await describe(oldId)).seeders, 1);
+    const newId = await publishReady("change/test.bin", 41 * CHUNK, 2);
+    assert.notEqual(newId, oldId);
+    const cancel = await fetcher.p.next("cancel");
+    assert.deepEqual([...cancel.transferIds].sort(), directives.map((d) => d.transferId).sort());
+    assert.equal((await describe(oldId)).seeders, 0, "the old version has no seeder left");
+    assert.equal((await describe(newId)).seeders, 1);
+    fetcher.p.close();
+  });
+
+  it("a file unpublished while its manifest is computed is not seeded when it becomes ready", async () => {
+    seeder.send({ $case: "publish", value: { name: "gone/test.bin", size: 40 * CHUNK, version: 1 } });
+    const accepted = await seeder.next("publishResult");
+    assert.equal(accepted.status, PublishStatus.PUBLISH_STATUS_ACCEPTED);
+    seeder.send({ $case: "unpublish", value: { name: "gone/test.bin" } });
+    // ready once the manifest is in, but without this seeder
+    let d = { peers: 0, seeders: -1 };
+    for (let i = 0; i < 100; i++) {
+      d = await describe(accepted.streamId).catch(() => d);
+      if (d.seeders >= 0) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal((await describe(accepted.streamId)).seeders, 0);
+    await assert.rejects(seeder.next("publishResult", 200), /no publishResult/);
+  });
+
   it("drain ends open sessions with UNAVAILABLE", async () => {
     const p = peer();
     await p.hello(PeerRole.PEER_ROLE_VIEWER, 9900);

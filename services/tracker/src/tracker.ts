@@ -106,7 +106,7 @@ export class TrackerCore {
   constructor(private readonly opts: TrackerOptions) {
     this.log = opts.log;
     this.store = opts.store;
-    this.metrics = new TrackerMetrics(opts.registry);
+    this.metrics = new TrackerMetrics(opts.registry, () => opts.store.streamCount());
     this.planner = new Planner(opts.store, opts.ticketSigner, DEFAULT_PLANNER);
     this.ticketKey = opts.ticketSigner.publicKey;
     this.ttlMs = opts.peerTtlMs ?? 30_000;
@@ -151,8 +151,6 @@ export class TrackerCore {
     this.every(SCHEDULE_TICK_MS, () => this.scheduleTick());
     this.every(TRANSFER_SWEEP_MS, () => this.sweepTransfers());
     this.every(Math.max(100, Math.floor(this.ttlMs / 3)), () => this.refreshPeers());
-    const streams = await this.store.listStreams();
-    this.metrics.streams.set(streams.length);
     this.health.set("SERVING");
     this.log.info({ host: this.opts.host, port, checksum: this.opts.checksum }, "tracker listening");
     return { port, health: this.health, drain: () => this.drain() };
@@ -310,11 +308,29 @@ export class TrackerCore {
     }
   }
 
+  /**
+   * Replans hungry peers whose streams changed since their last plan (one
+   * epoch read per stream, not per peer), and those with nothing in flight
+   * (so a starving peer gets the seeder in time). A peer's own reports, Have
+   * and Position replan it at once; this catches what other peers changed.
+   */
   private async scheduleTick(): Promise<void> {
-    for (const peerId of this.hungry.keys()) {
+    const epochs = new Map<string, number>();
+    for (const [peerId, streams] of this.hungry) {
+      if (!this.sessions.has(peerId)) this.hungry.delete(peerId);
+      else for (const id of streams) epochs.set(id, 0);
+    }
+    for (const id of epochs.keys()) epochs.set(id, await this.store.streamEpoch(id));
+    for (const [peerId, streams] of this.hungry) {
       const s = this.sessions.get(peerId);
-      if (!s) this.hungry.delete(peerId);
-      else if (s.keepingUp) s.requestPlan();
+      if (!s?.keepingUp) continue;
+      for (const id of streams) {
+        const epoch = epochs.get(id);
+        if (epoch !== undefined && s.needsPlan(id, epoch)) {
+          s.requestPlan();
+          break;
+        }
+      }
     }
   }
 
@@ -348,8 +364,11 @@ export class TrackerCore {
 
   // ---- streams ---------------------------------------------------------------
 
-  async joinedMessage(meta: StreamMeta): Promise<Joined> {
-    return { descriptor: await this.descriptor(meta), manifest: SignedManifest.decode(meta.manifest!) };
+  /** The Joined answer for a ready stream (its manifest read from the store), or undefined when it has none. */
+  async joinedMessage(meta: StreamMeta): Promise<Joined | undefined> {
+    const manifest = await this.store.getManifest(meta.streamId);
+    if (!manifest) return undefined;
+    return { descriptor: await this.descriptor(meta), manifest: SignedManifest.decode(manifest) };
   }
 
   private async descriptor(meta: StreamMeta): Promise<StreamDescriptor> {
@@ -390,20 +409,30 @@ export class TrackerCore {
   }
 
   /**
-   * A seeder offers a file. Resolves the stream id when the seeder was added
-   * as a holder at once (already ready); otherwise answers ACCEPTED and
-   * finishes in the background (READY or REJECTED).
+   * A seeder offers a file. When the stream is ready already, the seeder joins
+   * its swarm at once (READY); otherwise the tracker answers ACCEPTED and
+   * finishes in the background (READY or REJECTED). A seeder that published
+   * another version of the name in this session leaves that version's swarm
+   * (its file changed, it can no longer serve the old bytes).
    */
-  async publish(s: Session, p: Publish): Promise<string | undefined> {
+  async publish(s: Session, p: Publish): Promise<void> {
     const streamId = streamIdFor(p.name, p.size, p.version);
+    const before = s.published.get(p.name);
+    s.published.set(p.name, streamId);
+    if (before !== undefined && before !== streamId) {
+      this.planner.forget(before, s.peerId);
+      this.withdraw(await this.store.leavePeer(before, s.peerId), s.peerId);
+      this.log.info({ peerId: s.peerId, name: p.name, old: before, streamId }, "publish: seeder left the older version");
+    }
     const existing = await this.store.getStream(streamId);
     const chunkSize = existing?.chunkSize ?? this.opts.chunkSize;
     const result = (status: PublishStatus, detail = "") => publishResult(p.name, streamId, status, detail, chunkSize);
     if (existing?.status === "ready") {
-      await this.addSeeder(s, existing);
-      s.send(result(PublishStatus.PUBLISH_STATUS_READY));
-      this.log.info({ peerId: s.peerId, name: p.name, streamId }, "publish: stream already ready, seeder added");
-      return streamId;
+      if (await this.addSeeder(s, p.name, existing)) {
+        s.send(result(PublishStatus.PUBLISH_STATUS_READY));
+        this.log.info({ peerId: s.peerId, name: p.name, streamId }, "publish: stream already ready, seeder added");
+      }
+      return;
     }
     if (!existing) {
       await this.store.createStream({
@@ -422,23 +451,33 @@ export class TrackerCore {
       pending = this.computeManifest(s, p, streamId, chunkSize).finally(() => this.pendingPublish.delete(streamId));
       this.pendingPublish.set(streamId, pending);
     }
-    void pending.then(async (failure) => {
-      if (s.closed) return;
-      if (failure !== undefined) {
-        s.send(result(PublishStatus.PUBLISH_STATUS_REJECTED, failure));
-        return;
-      }
-      const meta = await this.store.getStream(streamId);
-      if (!meta || s.closed) return;
-      await this.addSeeder(s, meta);
-      s.published.set(p.name, streamId);
-      s.send(result(PublishStatus.PUBLISH_STATUS_READY));
-    });
-    return undefined;
+    const current = () => !s.closed && s.published.get(p.name) === streamId;
+    pending
+      .then(async (failure) => {
+        if (!current()) return; // closed, unpublished or superseded by a newer version meanwhile
+        if (failure !== undefined) {
+          s.published.delete(p.name);
+          s.send(result(PublishStatus.PUBLISH_STATUS_REJECTED, failure));
+          return;
+        }
+        const meta = await this.store.getStream(streamId);
+        if (!meta || !current()) return;
+        if (await this.addSeeder(s, p.name, meta)) s.send(result(PublishStatus.PUBLISH_STATUS_READY));
+      })
+      .catch((err: unknown) => {
+        this.log.error({ err, peerId: s.peerId, name: p.name, streamId }, "publish: adding the seeder failed");
+        if (current()) s.send(result(PublishStatus.PUBLISH_STATUS_REJECTED, "tracker error while adding the seeder"));
+      });
   }
 
-  private async addSeeder(s: Session, meta: StreamMeta): Promise<void> {
-    await this.store.joinPeer(
+  /**
+   * Puts the seeder in a ready stream's swarm as the holder of everything.
+   * Resolves false (and leaves it out again) when, during the store call, the
+   * session closed or the name was unpublished or republished with another
+   * version: the cleanup of those may have run before the store had it.
+   */
+  private async addSeeder(s: Session, name: string, meta: StreamMeta): Promise<boolean> {
+    const { dropped } = await this.store.joinPeer(
       meta.streamId,
       {
         peerId: s.peerId,
@@ -451,6 +490,11 @@ export class TrackerCore {
       },
       Date.now(),
     );
+    // a seeder publishing the same stream again replaces its record: its uploads end
+    this.withdraw(dropped, s.peerId);
+    if (!s.closed && s.published.get(name) === meta.streamId) return true;
+    this.withdraw(await this.store.leavePeer(meta.streamId, s.peerId), s.peerId);
+    return false;
   }
 
   /** Asks the checksum service for the signed manifest; resolves undefined on success or the reason it failed. */
@@ -505,7 +549,6 @@ export class TrackerCore {
         );
       }
       const { replaced } = await this.store.markReady(streamId, SignedManifest.encode(signed).finish(), Date.now());
-      this.metrics.streams.set((await this.store.listStreams()).length);
       log.info({ size: p.size, chunks: count, replaced, root: manifest.root() }, "publish: stream ready");
       return undefined;
     } catch (err) {
