@@ -422,7 +422,10 @@ export class TrackerCore {
     if (before !== undefined && before !== streamId) {
       this.planner.forget(before, s.peerId);
       this.withdraw(await this.store.leavePeer(before, s.peerId), s.peerId);
-      this.log.info({ peerId: s.peerId, name: p.name, old: before, streamId }, "publish: seeder left the older version");
+      this.log.info(
+        { peerId: s.peerId, name: p.name, old: before, streamId },
+        "publish: seeder left the older version",
+      );
     }
     const existing = await this.store.getStream(streamId);
     const chunkSize = existing?.chunkSize ?? this.opts.chunkSize;

@@ -1,4 +1,4 @@
-import { streamNameProblem, type ChunkRange } from "@distribustream/pdtp";
+import { rangeWithin, streamNameProblem, type ChunkRange } from "@distribustream/pdtp";
 import { invalidArgument } from "@distribustream/runtime";
 
 /** Most ranges accepted in one message; holdings are a handful of ranges in practice. */
@@ -19,9 +19,13 @@ export function checkString(value: string, field: string, maxBytes: number): voi
 export function checkRanges(ranges: readonly ChunkRange[], chunkCount: number, field: string): void {
   if (ranges.length > MAX_RANGES) throw invalidArgument(`${field} has ${ranges.length} ranges (at most ${MAX_RANGES})`);
   for (const r of ranges) {
-    if (r.first > r.last) throw invalidArgument(`${field}: range ${r.first}-${r.last} has first > last`);
-    if (r.last >= chunkCount) {
-      throw invalidArgument(`${field}: range ${r.first}-${r.last} is beyond the stream's ${chunkCount} chunks`);
-    }
+    if (rangeWithin(r, chunkCount)) continue;
+    const why =
+      r.first > r.last
+        ? "has first > last"
+        : Number.isSafeInteger(r.first) && Number.isSafeInteger(r.last) && r.first >= 0
+          ? `is beyond the stream's ${chunkCount} chunks`
+          : "is not a range of chunk numbers";
+    throw invalidArgument(`${field}: range ${r.first}-${r.last} ${why}`);
   }
 }
