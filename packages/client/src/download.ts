@@ -1,5 +1,4 @@
 import { createHash } from "node:crypto";
-import type { Agent } from "node:http";
 import { tmpdir } from "node:os";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -28,6 +27,7 @@ import {
   keepAliveAgent,
   startDataPlane,
   type ChunkSource,
+  type DataPlaneAgent,
   type RunningDataPlane,
 } from "@distribustream/data-plane";
 import type { Layout } from "./bufferFile.js";
@@ -70,6 +70,13 @@ export interface DownloadOptions {
   stallSeconds?: number;
   /** Folder a relative output path is resolved against; default process.cwd(). */
   cwd?: string;
+  /**
+   * Bound on the chunk buffers of transfers in flight (one chunk each), so
+   * concurrent transfers are capped at this / chunk size (at least 1); the
+   * tracker's extra directives are reported CANCELLED and re-planned later.
+   * Default 32 MiB.
+   */
+  maxInFlightBytes?: number;
   signal?: AbortSignal;
 }
 
@@ -98,6 +105,8 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
 
 /** Per-transfer state, from directive to report. */
 interface Transfer {
+  /** `${generation}:${transferId}`: ids restart with a new tracker session. */
+  key: string;
   directive: Directive;
   range: ChunkRange;
   generation: number;
@@ -116,19 +125,27 @@ interface Transfer {
 const FETCH_TIMEOUT_MS = 30_000;
 const MAX_BACKOFF_MS = 4000;
 const MIN_RECONNECT_ATTEMPTS = 8;
+const DEFAULT_MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024;
+
+const transferKey = (generation: number, transferId: number) => `${generation}:${transferId}`;
 
 class Download {
   private readonly log: Logger;
   private readonly started = Date.now();
   private dataPlane: RunningDataPlane | undefined;
-  private readonly agent: Agent = keepAliveAgent();
+  private readonly agent: DataPlaneAgent = keepAliveAgent();
   private session: TrackerSession | undefined;
   private generation = 0;
   private everConnected = false;
   private manifest: Manifest | undefined;
   private layout: Layout | undefined;
   private storage: Storage | undefined;
-  private readonly transfers = new Map<number, Transfer>();
+  private readonly transfers = new Map<string, Transfer>();
+  /** Directives over the cap on concurrent transfers: reported CANCELLED once a transfer ends. */
+  private deferred: { directive: Directive; generation: number }[] = [];
+  private maxTransfers = 1;
+  /** Generation of the last session whose Join the tracker answered. */
+  private joinedGeneration = 0;
   private readonly writing = new Set<number>();
   private readonly batcher: ControlBatcher;
   private queue: Promise<void> = Promise.resolve();
@@ -221,42 +238,82 @@ class Download {
 
   // ---- tracker session -----------------------------------------------------
 
-  /** Keeps a session up until the download completes; reconnects after UNAVAILABLE. */
+  /**
+   * Keeps a session up until the download completes; reconnects after a
+   * retryable end (see classifySessionEnd). Sessions that end before the
+   * tracker answers the Join count as failed attempts: after as many in a
+   * row as a reconnection allows, the download ends.
+   */
   private async sessionLoop(): Promise<void> {
+    const max = this.maxAttempts(true);
+    let failures = 0;
     for (;;) {
+      if (failures > 0) {
+        await this.backoff(failures + 1, true);
+        if (this.failure) throw this.failure;
+      }
       const session = await this.connect();
+      const generation = this.generation;
       const ended = await Promise.race([session.ended, this.completed.then(() => undefined)]);
       if (ended === undefined) return;
       this.onSessionLost(session);
+      // We cancelled it (CANCELLED "Cancelled on client"): the download failed or was interrupted.
+      if (this.failure) throw this.failure;
       if (this.completing) {
         await this.completed;
         return;
       }
-      const what = classifySessionEnd(ended.code, ended.details, { name: this.url.name, target: this.url.target });
+      const what = classifySessionEnd(ended.code, ended.details, {
+        name: this.url.name,
+        target: this.url.target,
+        joined: this.manifest !== undefined,
+      });
       if (!what.retry) throw what.error;
-      this.log.warn({ code: status[ended.code], details: ended.details }, "tracker session lost, reconnecting");
+      failures = this.joinedGeneration === generation ? 0 : failures + 1;
+      if (failures >= max) {
+        throw (
+          what.giveUp ??
+          new DownloadError(
+            `tracker ${this.url.target} ended ${failures} sessions in a row before answering the join (${what.reason})`,
+            ExitCode.UNREACHABLE,
+          )
+        );
+      }
+      this.log.warn(
+        { code: status[ended.code], details: ended.details, reason: what.reason, failures },
+        "tracker session lost, reconnecting",
+      );
     }
   }
 
   private onSessionLost(session: TrackerSession): void {
     if (this.session === session) this.session = undefined;
     this.batcher.reset();
+    // The new session's tracker no longer knows the deferred transfers.
+    this.deferred = [];
     session.abort();
+  }
+
+  private maxAttempts(reconnect: boolean): number {
+    const attempts = Math.max(1, this.opts.connectAttempts ?? 5);
+    return reconnect ? Math.max(attempts, MIN_RECONNECT_ATTEMPTS) : attempts;
+  }
+
+  /** Waits before attempt `attempt` (2, 3, ...): 0.5, 1, 2, 4, 4 s; jittered when reconnecting. */
+  private async backoff(attempt: number, reconnect: boolean): Promise<void> {
+    const base = Math.min(MAX_BACKOFF_MS, 500 * 2 ** (attempt - 2));
+    const wait = reconnect ? base / 2 + Math.random() * base : base;
+    await sleep(wait, undefined, { signal: this.stop.signal }).catch(() => {});
   }
 
   /** Opens a session (Hello, Welcome, Join) with bounded retries; throws exit 4 when they run out. */
   private async connect(): Promise<TrackerSession> {
     const reconnect = this.everConnected;
-    const attempts = Math.max(1, this.opts.connectAttempts ?? 5);
-    const max = reconnect ? Math.max(attempts, MIN_RECONNECT_ATTEMPTS) : attempts;
+    const max = this.maxAttempts(reconnect);
     let reason = "no attempt";
     for (let attempt = 1; attempt <= max; attempt++) {
-      if (attempt > 1) {
-        const base = Math.min(MAX_BACKOFF_MS, 500 * 2 ** (attempt - 2));
-        const wait = reconnect ? base / 2 + Math.random() * base : base;
-        await sleep(wait, undefined, { signal: this.stop.signal }).catch(() => {});
-        if (this.failure) throw this.failure;
-      }
+      if (attempt > 1) await this.backoff(attempt, reconnect);
+      if (this.failure) throw this.failure;
       const generation = ++this.generation;
       try {
         const session = await TrackerSession.open(
@@ -297,7 +354,11 @@ class Download {
         if (this.failure) throw this.failure;
         if (err instanceof DownloadError) throw err;
         const s = err as SessionStatus;
-        const what = classifySessionEnd(s.code, s.details, { name: this.url.name, target: this.url.target });
+        const what = classifySessionEnd(s.code, s.details, {
+          name: this.url.name,
+          target: this.url.target,
+          joined: this.manifest !== undefined,
+        });
         if (!what.retry) throw what.error;
         reason = what.reason;
         this.log.info({ attempt, of: max, reason }, "tracker connection failed");
@@ -322,15 +383,18 @@ class Download {
       case "directives":
         for (const d of msg.body.value.directives) this.startTransfer(d, generation);
         return;
-      case "cancel":
-        for (const id of msg.body.value.transferIds) {
-          const t = this.transfers.get(id);
-          if (t && t.generation === generation) {
-            t.cancelled = true;
-            t.abort.abort();
-          }
+      case "cancel": {
+        const ids = new Set(msg.body.value.transferIds);
+        for (const id of ids) {
+          const t = this.transfers.get(transferKey(generation, id));
+          if (!t) continue;
+          t.cancelled = true;
+          t.abort.abort();
         }
+        // A withdrawn directive that waited for a free slot needs no report either.
+        this.deferred = this.deferred.filter((x) => !ids.has(x.directive.transferId));
         return;
+      }
       case "notice":
         this.log.warn({ notice: msg.body.value.message }, "tracker notice");
         return;
@@ -373,20 +437,30 @@ class Download {
       if (this.manifest.streamId !== manifest.streamId) {
         throw new DownloadError(`"${name}" changed on the tracker during the download`, ExitCode.STALLED);
       }
+      this.joinedGeneration = this.generation;
       this.log.info({ held: this.storage?.held.toString() }, "re-joined");
       return;
     }
     const layout = { size: b.size, chunkSize: b.chunkSize, chunkCount: manifest.chunkCount };
-    this.storage = await openStorage(this.target, layout, {
+    const storage = await openStorage(this.target, layout, {
       tempDir: this.opts.tempDir ?? tmpdir(),
       onPosition: (p) => {
         this.lastActivity = Date.now();
         this.batcher.setPosition(p);
       },
     });
+    if (this.failure) {
+      // Failed (or interrupted) while the buffer was being created: leave nothing behind.
+      await storage.discard().catch((err: unknown) => this.log.warn({ err }, "removing the download buffer"));
+      return;
+    }
+    this.storage = storage;
     this.storage.failed.catch((err: unknown) => this.fail(err));
     this.manifest = manifest;
     this.layout = layout;
+    this.joinedGeneration = this.generation;
+    const inFlight = this.opts.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES;
+    this.maxTransfers = Math.max(1, Math.floor(inFlight / b.chunkSize));
     this.log.info(
       { streamId: b.streamId, size: b.size, chunkSize: b.chunkSize, peers: desc.peers, seeders: desc.seeders },
       "joined",
@@ -402,7 +476,14 @@ class Download {
     const m = this.manifest;
     const storage = this.storage;
     const report = (outcome: TransferOutcome, detail: string) =>
-      this.batcher.report({ transferId: d.transferId, outcome, bytes: 0, durationMs: 0, detail, verified: [] });
+      this.batcher.report({
+        transferId: d.transferId,
+        outcome,
+        bytes: 0,
+        durationMs: 0,
+        detail,
+        verified: outcome === TransferOutcome.TRANSFER_OUTCOME_CANCELLED ? this.heldOf(d) : [],
+      });
     if (!m || !storage || this.completing) {
       report(TransferOutcome.TRANSFER_OUTCOME_CANCELLED, this.completing ? "download complete" : "not joined");
       return;
@@ -412,27 +493,40 @@ class Download {
       report(TransferOutcome.TRANSFER_OUTCOME_FAILED, "invalid directive");
       return;
     }
+    const key = transferKey(generation, d.transferId);
+    if (this.transfers.has(key) || this.deferred.some((x) => x.directive.transferId === d.transferId)) {
+      this.log.warn({ transferId: d.transferId }, "duplicate directive ignored");
+      return;
+    }
     // Fetch only from the first to the last chunk not yet held.
     const gaps = [...storage.held.gaps(d.range)];
     if (gaps.length === 0) {
+      // The tracker credits `verified` on CANCELLED: it learns we hold the range and plans it no more.
       report(TransferOutcome.TRANSFER_OUTCOME_CANCELLED, "already held");
+      return;
+    }
+    if (this.transfers.size >= this.maxTransfers) {
+      // Memory is one chunk buffer per transfer: the tracker re-plans this once a transfer ends.
+      this.deferred.push({ directive: d, generation });
       return;
     }
     const range = { first: gaps[0]!.first, last: gaps[gaps.length - 1]!.last };
     const t: Transfer = {
+      key,
       directive: d,
       range,
       generation,
       fromSeeder: d.source.seeder,
       abort: new AbortController(),
-      verified: new RangeSet(),
+      // The held head and tail (and any held chunk between) count as verified in the report.
+      verified: new RangeSet(storage.held.intersect(d.range)),
       bytes: 0,
       startedMs: Date.now(),
       cancelled: false,
       dropped: false,
       badChunk: undefined,
     };
-    this.transfers.set(d.transferId, t);
+    this.transfers.set(key, t);
     fetchChunks({
       host: d.source.host,
       port: d.source.port,
@@ -499,22 +593,49 @@ class Download {
 
   /** One report per transfer, unless the tracker cancelled it or it belongs to a lost session. */
   private endTransfer(t: Transfer, outcome: TransferOutcome, detail: string): void {
-    this.transfers.delete(t.directive.transferId);
+    if (this.transfers.get(t.key) === t) this.transfers.delete(t.key);
     this.lastActivity = Date.now();
     if (!this.session) return;
+    // Chunks of the directive that other transfers brought meanwhile are held too.
+    t.verified.addAll(this.heldOf(t.directive));
     if (t.cancelled || t.generation !== this.generation) {
       if (!t.verified.isEmpty) this.batcher.held(t.verified.ranges());
-      return;
+    } else {
+      const report: TransferReport = {
+        transferId: t.directive.transferId,
+        outcome,
+        bytes: t.bytes,
+        durationMs: Math.min(0xffffffff, Date.now() - t.startedMs),
+        detail: detail.slice(0, 200),
+        verified: [...t.verified.ranges()],
+      };
+      this.batcher.report(report);
     }
-    const report: TransferReport = {
-      transferId: t.directive.transferId,
-      outcome,
-      bytes: t.bytes,
-      durationMs: Math.min(0xffffffff, Date.now() - t.startedMs),
-      detail: detail.slice(0, 200),
-      verified: [...t.verified.ranges()],
-    };
-    this.batcher.report(report);
+    this.releaseDeferred("a transfer slot was busy");
+  }
+
+  /** Reports the directives that waited for a slot as CANCELLED, so the tracker plans them again. */
+  private releaseDeferred(detail: string): void {
+    const deferred = this.deferred;
+    this.deferred = [];
+    for (const { directive: d, generation } of deferred) {
+      if (generation !== this.generation) continue;
+      this.batcher.report({
+        transferId: d.transferId,
+        outcome: TransferOutcome.TRANSFER_OUTCOME_CANCELLED,
+        bytes: 0,
+        durationMs: 0,
+        detail,
+        verified: this.heldOf(d),
+      });
+    }
+  }
+
+  /** The chunks of a directive's range that are already held. */
+  private heldOf(d: Directive): ChunkRange[] {
+    const m = this.manifest;
+    if (!this.storage || !m || !d.range || d.streamId !== m.streamId || !rangeWithin(d.range, m.chunkCount)) return [];
+    return [...this.storage.held.intersect(d.range)];
   }
 
   // ---- progress, completion, failure --------------------------------------
@@ -537,6 +658,7 @@ class Download {
       t.dropped = true;
       t.abort.abort();
     }
+    this.releaseDeferred("download complete");
     storage.finish().then(
       () => {
         this.completedMs = Date.now();
@@ -611,6 +733,8 @@ class Download {
   }
 
   private async shutdown(ok: boolean): Promise<void> {
+    // A Joined being handled may still be creating the buffer: let it finish (it discards it on failure).
+    await this.queue;
     for (const t of this.transfers.values()) {
       t.dropped = true;
       t.abort.abort();

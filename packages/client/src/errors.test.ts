@@ -28,6 +28,23 @@ test("session end statuses map to retries and exit codes", () => {
   assert.ok(!other.retry);
   assert.equal(other.error.exitCode, 7);
   assert.ok(classifySessionEnd(status.OK, "", ctx).retry);
+  assert.ok(classifySessionEnd(status.CANCELLED, "shutting down", ctx).retry);
+  const internal = classifySessionEnd(status.INTERNAL, "tracker answered Hello with joined", ctx);
+  assert.ok(!internal.retry, "not retried on a first contact");
+  assert.equal(internal.error.exitCode, 7);
+});
+
+test("once joined, NOT_FOUND and INTERNAL are retried; NOT_FOUND gives up with exit 3", () => {
+  const joined = { ...ctx, joined: true };
+  const nf = classifySessionEnd(status.NOT_FOUND, "unknown stream", joined);
+  assert.ok(nf.retry);
+  assert.equal(nf.giveUp?.exitCode, 3);
+  assert.equal(nf.giveUp?.message, 'no stream named "x.bin" on localhost:6086');
+  const internal = classifySessionEnd(status.INTERNAL, "store failed", joined);
+  assert.ok(internal.retry);
+  assert.match(internal.reason, /store failed/);
+  assert.ok(!classifySessionEnd(status.INVALID_ARGUMENT, "bad", joined).retry);
+  assert.ok(!classifySessionEnd(status.PERMISSION_DENIED, "banned", joined).retry);
 });
 
 test("exit codes of thrown errors", () => {

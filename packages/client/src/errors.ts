@@ -68,39 +68,60 @@ export function connectionReason(details: string): string {
   return short.length > 120 ? `${short.slice(0, 117)}...` : short || "no connection";
 }
 
-/** What a tracker's final session status means for the download. */
-export type SessionEnd = { retry: true; reason: string } | { retry: false; error: DownloadError };
+/**
+ * What a tracker's final session status means for the download. A retry may
+ * carry the error to end with once the bounded retries run out.
+ */
+export type SessionEnd =
+  { retry: true; reason: string; giveUp?: DownloadError } | { retry: false; error: DownloadError };
+
+export interface SessionContext {
+  name: string;
+  target: string;
+  /** The download had joined the stream (it has its manifest): this end interrupts it. */
+  joined?: boolean;
+}
 
 /**
  * Classifies the status a Session ended with before the download finished.
- * UNAVAILABLE (tracker restarting or unreachable) and a clean end are retried;
- * the rest end the download with the matching exit code.
+ * UNAVAILABLE (tracker restarting or unreachable), CANCELLED (the tracker
+ * cancelled the call, e.g. while shutting down), DEADLINE_EXCEEDED and a clean
+ * end are retried. Once the download has joined, NOT_FOUND (a restarted
+ * tracker with a memory store learns the stream again only when its seeder
+ * reconnects) and INTERNAL (a tracker failing mid-download, e.g. its store)
+ * are retried too. Before that, NOT_FOUND is an unknown name (exit 3) and
+ * INTERNAL is not retried: on a first contact it means an incompatible or
+ * broken tracker (an answer to Hello that is not a Welcome is reported as
+ * INTERNAL), which waiting does not fix. The rest end the download.
  */
-export function classifySessionEnd(code: status, details: string, ctx: { name: string; target: string }): SessionEnd {
+export function classifySessionEnd(code: status, details: string, ctx: SessionContext): SessionEnd {
+  const notFound = () => new DownloadError(`no stream named "${ctx.name}" on ${ctx.target}`, ExitCode.NOT_FOUND);
   switch (code) {
     case status.UNAVAILABLE:
       return { retry: true, reason: connectionReason(details) };
     case status.OK:
       return { retry: true, reason: "tracker closed the session" };
+    case status.CANCELLED:
+      return { retry: true, reason: `tracker cancelled the session${details ? `: ${details}` : ""}` };
+    case status.DEADLINE_EXCEEDED:
+      return { retry: true, reason: "deadline exceeded" };
     case status.NOT_FOUND:
-      return {
-        retry: false,
-        error: new DownloadError(`no stream named "${ctx.name}" on ${ctx.target}`, ExitCode.NOT_FOUND),
-      };
+      if (ctx.joined) return { retry: true, reason: "tracker does not know the stream (yet)", giveUp: notFound() };
+      return { retry: false, error: notFound() };
+    case status.INTERNAL:
+      if (ctx.joined) return { retry: true, reason: `tracker error: ${details || "no detail"}` };
+      break;
     case status.INVALID_ARGUMENT:
       return {
         retry: false,
         error: new DownloadError(`tracker ${ctx.target} rejected the request: ${details}`, ExitCode.UNEXPECTED),
       };
-    case status.DEADLINE_EXCEEDED:
-      return { retry: true, reason: "deadline exceeded" };
-    default:
-      return {
-        retry: false,
-        error: new DownloadError(
-          `tracker ${ctx.target} ended the download (${status[code] ?? code}): ${details || "no detail"}`,
-          ExitCode.STALLED,
-        ),
-      };
   }
+  return {
+    retry: false,
+    error: new DownloadError(
+      `tracker ${ctx.target} ended the download (${status[code] ?? code}): ${details || "no detail"}`,
+      ExitCode.STALLED,
+    ),
+  };
 }
