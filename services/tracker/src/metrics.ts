@@ -1,4 +1,4 @@
-import { Counter, Gauge, type Registry } from "@distribustream/runtime";
+import { Counter, Gauge, Histogram, type Registry } from "@distribustream/runtime";
 
 export type FailReason = "failed" | "refused" | "bad_data" | "expired" | "cancelled";
 
@@ -10,6 +10,7 @@ export class TrackerMetrics {
   readonly transfersFailed: Counter<"reason">;
   readonly badChunks: Counter;
   readonly sourcesBanned: Counter<"reason">;
+  readonly planSeconds: Histogram;
   readonly deliveredBytes: Counter<"stream" | "source">;
   readonly streams: Gauge;
   readonly controlMessages: Counter<"direction">;
@@ -62,6 +63,12 @@ export class TrackerMetrics {
       registers,
     });
     for (const reason of ["bad_data", "unreachable"]) this.sourcesBanned.inc({ reason }, 0);
+    this.planSeconds = new Histogram({
+      name: "pdtp_tracker_plan_seconds",
+      help: "Time to plan one peer (all streams it asked for) and send its directives",
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+      registers,
+    });
     this.streams = new Gauge({
       name: "pdtp_tracker_streams",
       help: "Ready streams that can be joined",

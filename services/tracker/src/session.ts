@@ -445,6 +445,7 @@ export class Session {
   /** Plans the given joined streams (default: all) and sends what was decided in one Directives message. */
   async plan(streamIds: readonly string[] = [...this.joined.keys()]): Promise<void> {
     if (this.role !== "viewer" || !this.keepingUp) return;
+    const started = process.hrtime.bigint();
     const directives: Directive[] = [];
     for (const streamId of streamIds) {
       const j = this.joined.get(streamId);
@@ -455,8 +456,10 @@ export class Session {
       directives.push(...plan.directives);
       this.core.setHungry(this, streamId, !plan.satisfied);
     }
-    if (directives.length === 0 || this.closed) return;
-    this.core.metrics.transfersStarted.inc(directives.length);
-    this.send({ body: { $case: "directives", value: { directives } } });
+    if (directives.length > 0 && !this.closed) {
+      this.core.metrics.transfersStarted.inc(directives.length);
+      this.send({ body: { $case: "directives", value: { directives } } });
+    }
+    this.core.metrics.planSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
   }
 }
