@@ -600,6 +600,10 @@ describe("tracker over real gRPC", () => {
     const { directives } = await fetcher.p.next("directives");
     assert.ok(directives.length > 0 && directives.every((d) => d.source?.peerId === seederId));
     assert.equal((await describe(oldId)).seeders, 1);
+    // the same version again changes nothing: no transfer is cancelled
+    seeder.send({ $case: "publish", value: { name: "change/test.bin", size: 40 * CHUNK, version: 1 } });
+    assert.equal((await seeder.next("publishResult")).status, PublishStatus.PUBLISH_STATUS_READY);
+    await assert.rejects(fetcher.p.next("cancel", 200), /no cancel/);
     const newId = await publishReady("change/test.bin", 41 * CHUNK, 2);
     assert.notEqual(newId, oldId);
     const cancel = await fetcher.p.next("cancel");

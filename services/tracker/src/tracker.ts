@@ -431,6 +431,11 @@ export class TrackerCore {
     const chunkSize = existing?.chunkSize ?? this.opts.chunkSize;
     const result = (status: PublishStatus, detail = "") => publishResult(p.name, streamId, status, detail, chunkSize);
     if (existing?.status === "ready") {
+      if (before === streamId && (await this.store.getPeer(streamId, s.peerId))) {
+        // published again unchanged: keep the record, so its uploads go on
+        s.send(result(PublishStatus.PUBLISH_STATUS_READY));
+        return;
+      }
       if (await this.addSeeder(s, p.name, existing)) {
         s.send(result(PublishStatus.PUBLISH_STATUS_READY));
         this.log.info({ peerId: s.peerId, name: p.name, streamId }, "publish: stream already ready, seeder added");
