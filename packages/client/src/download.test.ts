@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -47,14 +47,25 @@ const content = randomBytes(size);
 const network = Signer.generate();
 const ticketKey = Signer.generate();
 
-function manifestSignedBy(signer: Signer) {
+function manifestSignedBy(signer: Signer, v = version) {
   const hashes = Buffer.concat(
     Array.from({ length: count }, (_, i) => {
       const { start, end } = chunkSpan(i, size, chunkSize);
       return createHash("sha256").update(content.subarray(start, end)).digest();
     }),
   );
-  return signManifest({ streamId, name, size, chunkSize, chunkHashes: hashes, createdMs: Date.now(), version }, signer);
+  return signManifest(
+    {
+      streamId: streamIdFor(name, size, v),
+      name,
+      size,
+      chunkSize,
+      chunkHashes: hashes,
+      createdMs: Date.now(),
+      version: v,
+    },
+    signer,
+  );
 }
 const descriptor = {
   streamId,
@@ -68,14 +79,24 @@ const descriptor = {
   seeders: 1,
 };
 
-/** A data plane serving `content` (or a corrupted copy), counting bytes served. */
-async function servingPeer(peerId: string, corruptChunk?: number) {
+interface Pace {
+  /** Nothing is sent before this settles. */
+  gate?: Promise<void>;
+  /** Pause before each chunk. */
+  chunkDelayMs?: number;
+}
+
+/**
+ * A data plane serving `content` (or a corrupted copy), counting bytes served
+ * and, when paced, the responses in progress.
+ */
+async function servingPeer(peerId: string, corruptChunk?: number, pace?: Pace) {
   const bytes = corruptChunk === undefined ? content : Buffer.from(content);
   if (corruptChunk !== undefined) {
     const at = chunkSpan(corruptChunk, size, chunkSize).start;
     bytes.writeUInt8(bytes.readUInt8(at) ^ 0xff, at);
   }
-  const served = { bytes: 0 };
+  const served = { bytes: 0, active: 0, maxActive: 0, closed: 0 };
   const plane = await startDataPlane({
     host: "127.0.0.1",
     port: 0,
@@ -86,7 +107,24 @@ async function servingPeer(peerId: string, corruptChunk?: number) {
       holds: () => true,
       read: (_id, start, end) => {
         served.bytes += end - start;
-        return Readable.from([bytes.subarray(start, end)]);
+        const slice = bytes.subarray(start, end);
+        if (!pace) return Readable.from([slice]);
+        served.active++;
+        served.maxActive = Math.max(served.maxActive, served.active);
+        const r = new Readable({ read() {} });
+        r.once("close", () => {
+          served.active--;
+          served.closed++;
+        });
+        void (async () => {
+          await pace.gate;
+          for (let off = 0; off < slice.length && !r.destroyed; off += chunkSize) {
+            if (pace.chunkDelayMs) await new Promise((t) => setTimeout(t, pace.chunkDelayMs));
+            r.push(slice.subarray(off, off + chunkSize));
+          }
+          if (!r.destroyed) r.push(null);
+        })();
+        return r;
       },
     },
   });
@@ -95,9 +133,9 @@ async function servingPeer(peerId: string, corruptChunk?: number) {
 type Peer = Awaited<ReturnType<typeof servingPeer>>;
 
 let nextTransfer = 1;
-function directive(peer: Peer, fetcherId: string, range: ChunkRange): Directive {
+function directive(peer: Peer, fetcherId: string, range: ChunkRange, transferId = nextTransfer++): Directive {
   return {
-    transferId: nextTransfer++,
+    transferId,
     streamId,
     range,
     source: { peerId: peer.peerId, host: "127.0.0.1", port: peer.plane.port, seeder: true },
@@ -449,5 +487,202 @@ describe("download() with a scripted tracker", () => {
     assert.equal(await new Promise((r) => early.on("close", r)), 0, err2);
     assert.equal(err2, "", "no message and no stack trace when the reader goes away");
     tracker.close();
+  });
+});
+
+const send = (call: Call, ...directives: Directive[]) =>
+  call.write({ body: { $case: "directives", value: { directives } } });
+const sleepMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("download() re-planning and recovery", () => {
+  test("a directive for held chunks is CANCELLED with them as verified; a partly held one reports its held head", async () => {
+    let held: Directive | undefined;
+    let partly: Directive | undefined;
+    const tracker = await scriptedTracker({
+      onJoin: (call, _join, peerId) => {
+        call.write(joined());
+        send(call, directive(seeder, peerId, { first: 0, last: 9 }));
+      },
+      onReports: (call, reports, peerId) => {
+        if (!held) {
+          held = directive(seeder, peerId, { first: 0, last: 4 });
+          partly = directive(seeder, peerId, { first: 5, last: 14 });
+          send(call, held, partly);
+        } else if (reports.some((r) => r.transferId === partly!.transferId)) {
+          send(call, directive(seeder, peerId, { first: 15, last: count - 1 }));
+        }
+      },
+    });
+    const out = join(dir, "held.bin");
+    await download({ url: `pdtp://127.0.0.1:${tracker.port}/${name}`, output: out, log, listenHost: "127.0.0.1" });
+    tracker.close();
+    assert.ok(readFileSync(out).equals(content));
+    const reports = tracker.reports();
+    const ofHeld = reports.find((r) => r.transferId === held!.transferId);
+    assert.equal(ofHeld?.outcome, TransferOutcome.TRANSFER_OUTCOME_CANCELLED);
+    assert.deepEqual(ofHeld?.verified, [{ first: 0, last: 4 }], "held chunks credited");
+    const ofPartly = reports.find((r) => r.transferId === partly!.transferId);
+    assert.equal(ofPartly?.outcome, TransferOutcome.TRANSFER_OUTCOME_OK);
+    assert.deepEqual(ofPartly?.verified, [{ first: 5, last: 14 }], "held head and fetched tail");
+    assert.equal(ofPartly?.bytes, 5 * chunkSize, "only the missing chunks were fetched");
+  });
+
+  test("transfer ids restarting with a new session do not mix: the new transfer stays cancellable", async () => {
+    let openA!: () => void;
+    let openB!: () => void;
+    const oldPeer = await servingPeer("old", undefined, { gate: new Promise<void>((r) => (openA = r)) });
+    const newPeer = await servingPeer("new", undefined, { gate: new Promise<void>((r) => (openB = r)) });
+    const tracker = await scriptedTracker({
+      onJoin: (call, _join, peerId, session) => {
+        call.write(joined());
+        if (session === 0) {
+          send(call, directive(oldPeer, peerId, { first: 0, last: 0 }, 9001));
+          setTimeout(() => call.emit("error", { code: status.UNAVAILABLE, details: "tracker restarting" }), 50);
+          return;
+        }
+        // The restarted tracker numbers its transfers from the start again.
+        send(call, directive(newPeer, peerId, { first: 1, last: count - 1 }, 9001));
+        void (async () => {
+          while (newPeer.served.active === 0) await sleepMs(5);
+          openA(); // the old session's transfer 9001 ends now
+          while (oldPeer.served.closed === 0) await sleepMs(5);
+          await sleepMs(50);
+          call.write({ body: { $case: "cancel", value: { transferIds: [9001] } } });
+          const deadline = Date.now() + 3000;
+          while (newPeer.served.closed === 0 && Date.now() < deadline) await sleepMs(5);
+          // Only once the cancelled fetch is gone does the rest come from the seeder.
+          if (newPeer.served.closed > 0) send(call, directive(seeder, peerId, { first: 1, last: count - 1 }, 9002));
+        })();
+      },
+    });
+    const out = join(dir, "ids.bin");
+    try {
+      await download({
+        url: `pdtp://127.0.0.1:${tracker.port}/${name}`,
+        output: out,
+        log,
+        listenHost: "127.0.0.1",
+        stallSeconds: 4,
+      });
+    } finally {
+      openB();
+      tracker.close();
+      await oldPeer.plane.close();
+      await newPeer.plane.close();
+    }
+    assert.ok(readFileSync(out).equals(content));
+    assert.equal(tracker.received.length, 2);
+    const second = tracker.received[1]!.flatMap((m) => (m.body?.$case === "reports" ? m.body.value.reports : []));
+    assert.ok(!second.some((r) => r.transferId === 9001), "a cancelled transfer is not reported");
+  });
+
+  test("after joining, INTERNAL, NOT_FOUND (stream not re-published yet) and CANCELLED are retried", async () => {
+    const half = Math.floor(count / 2);
+    const ends = [status.INTERNAL, status.NOT_FOUND, status.CANCELLED];
+    const tracker = await scriptedTracker({
+      onJoin: (call, join, peerId, session) => {
+        if (session === 1 || session === 2) {
+          call.emit("error", { code: ends[session], details: `no stream ${join.name}` });
+          return;
+        }
+        call.write(joined());
+        const want = session === 0 ? { first: 0, last: half - 1 } : { first: half, last: count - 1 };
+        send(call, directive(seeder, peerId, want));
+      },
+      onReports: (call, _reports, _peerId, session) => {
+        if (session === 0) call.emit("error", { code: ends[0], details: "store failed" });
+      },
+    });
+    const out = join(dir, "retried.bin");
+    await download({ url: `pdtp://127.0.0.1:${tracker.port}/${name}`, output: out, log, listenHost: "127.0.0.1" });
+    tracker.close();
+    assert.ok(readFileSync(out).equals(content));
+    assert.equal(tracker.received.length, 4, "four sessions");
+  });
+
+  test("a stream that comes back with another version after a reconnect is exit 7", async () => {
+    const tracker = await scriptedTracker({
+      onJoin: (call, _join, peerId, session) => {
+        if (session === 0) {
+          call.write(joined());
+          send(call, directive(seeder, peerId, { first: 0, last: 3 }));
+          return;
+        }
+        const v2 = { ...descriptor, streamId: streamIdFor(name, size, 2), version: 2 };
+        call.write({ body: { $case: "joined", value: { descriptor: v2, manifest: manifestSignedBy(network, 2) } } });
+      },
+      onReports: (call, _r, _p, session) => {
+        if (session === 0) call.emit("error", { code: status.UNAVAILABLE, details: "restarting" });
+      },
+    });
+    const out = join(dir, "changed.bin");
+    await assert.rejects(
+      download({ url: `pdtp://127.0.0.1:${tracker.port}/${name}`, output: out, log, listenHost: "127.0.0.1" }),
+      (err: unknown) =>
+        err instanceof DownloadError && err.exitCode === 7 && /changed on the tracker/.test(err.message),
+    );
+    tracker.close();
+    assert.ok(!existsSync(out + ".dspart"));
+  });
+
+  test("interrupted while the buffer file is being created: no .dspart is left behind", async () => {
+    for (let round = 0; round < 3; round++) {
+      const folder = mkdtempSync(join(dir, "join-"));
+      const ac = new AbortController();
+      const watcher = watch(folder, () => ac.abort());
+      const tracker = await scriptedTracker({ onJoin: (call) => call.write(joined()) });
+      await assert.rejects(
+        download({
+          url: `pdtp://127.0.0.1:${tracker.port}/${name}`,
+          output: join(folder, "x.bin"),
+          log,
+          listenHost: "127.0.0.1",
+          signal: ac.signal,
+        }),
+        (err: unknown) => err instanceof DownloadError && err.exitCode === 130,
+      );
+      watcher.close();
+      tracker.close();
+      assert.deepEqual(readdirSync(folder), [], "nothing left in the output folder");
+    }
+  });
+
+  test("concurrent transfers are capped by maxInFlightBytes; extra directives are re-planned later", async () => {
+    const slow = await servingPeer("slow", undefined, { chunkDelayMs: 3 });
+    const rangeOf = new Map<number, ChunkRange>();
+    const plan = (peerId: string, range: ChunkRange) => {
+      const d = directive(slow, peerId, range);
+      rangeOf.set(d.transferId, range);
+      return d;
+    };
+    const cancelledIds: number[] = [];
+    const tracker = await scriptedTracker({
+      onJoin: (call, _join, peerId) => {
+        call.write(joined());
+        send(call, ...ranges(0, count - 1, Math.ceil(count / 5)).map((r) => plan(peerId, r)));
+      },
+      onReports: (call, reports, peerId) => {
+        for (const r of reports) {
+          if (r.outcome !== TransferOutcome.TRANSFER_OUTCOME_CANCELLED) continue;
+          cancelledIds.push(r.transferId);
+          // The tracker plans the range again (here: from the same source).
+          send(call, plan(peerId, rangeOf.get(r.transferId)!));
+        }
+      },
+    });
+    const out = join(dir, "capped.bin");
+    await download({
+      url: `pdtp://127.0.0.1:${tracker.port}/${name}`,
+      output: out,
+      log,
+      listenHost: "127.0.0.1",
+      maxInFlightBytes: 2 * chunkSize,
+    });
+    tracker.close();
+    await slow.plane.close();
+    assert.ok(readFileSync(out).equals(content));
+    assert.ok(slow.served.maxActive <= 2, `${slow.served.maxActive} fetches at once`);
+    assert.ok(cancelledIds.length >= 3, "directives over the cap were handed back");
+    assert.ok(cancelledIds.length < 40, `${cancelledIds.length} hand-backs: no ping-pong`);
   });
 });
