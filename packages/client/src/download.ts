@@ -31,7 +31,7 @@ import {
   type RunningDataPlane,
 } from "@distribustream/data-plane";
 import type { Layout } from "./bufferFile.js";
-import { ControlBatcher } from "./control.js";
+import { ControlBatcher, MAX_RANGES } from "./control.js";
 import { classifySessionEnd, DownloadError, ExitCode } from "./errors.js";
 import { resolveOutput, type OutputTarget } from "./outputTarget.js";
 import { TrackerSession, type SessionStatus } from "./session.js";
@@ -337,18 +337,21 @@ class Download {
         this.lastActivity = Date.now();
         this.log.info({ peerId: session.welcome.peerId, observedHost: session.welcome.observedHost }, "welcomed");
         const position = this.storage?.position() ?? 0;
+        // A fragmented holding goes partly in the Join, the rest in Have messages (each within the size bound).
+        const held = this.storage?.held.ranges() ?? [];
         session.send({
           body: {
             $case: "join",
             value: {
               name: this.url.name,
               mode: WantMode.WANT_MODE_IN_ORDER,
-              have: this.storage ? [...this.storage.held.ranges()] : [],
+              have: held.slice(0, MAX_RANGES),
               position,
             },
           },
         });
         this.batcher.positionKnown(position);
+        if (held.length > MAX_RANGES) this.batcher.held(held.slice(MAX_RANGES));
         return session;
       } catch (err) {
         if (this.failure) throw this.failure;
