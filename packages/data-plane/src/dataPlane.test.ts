@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { get, type Agent } from "node:http";
+import { get } from "node:http";
 import { connect, createServer as createNetServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +24,7 @@ import {
   keepAliveAgent,
   startDataPlane,
   type ChunkSource,
+  type DataPlaneAgent,
   type RunningDataPlane,
 } from "./index.js";
 
@@ -42,7 +43,7 @@ let dir: string;
 let file: Buffer;
 let plane: RunningDataPlane;
 let registry: Registry;
-let agent: Agent;
+let agent: DataPlaneAgent;
 
 function source(path: string): ChunkSource {
   const layout = { size: SIZE, chunkSize: CHUNK, chunkCount: COUNT, name: "movie.bin" };

@@ -1,6 +1,7 @@
-import { Agent, request, type ClientRequest, type IncomingMessage } from "node:http";
 import { chunkSpan, chunksPath, encodeTicket, rangeSpan, TICKET_HEADER } from "@distribustream/pdtp";
 import type { ChunkRange, SignedTicket } from "@distribustream/pdtp";
+import { Connection, DataPlaneAgent, type ConnectionUser } from "./agent.js";
+import { parseResponseHead, ResponseHeadError } from "./responseHead.js";
 
 export interface FetchOptions {
   host: string;
@@ -16,8 +17,8 @@ export interface FetchOptions {
    */
   onChunk: (index: number, data: Buffer) => Promise<void> | void;
   signal?: AbortSignal;
-  /** Keep-alive agent shared per process (see keepAliveAgent). */
-  agent?: Agent;
+  /** Keep-alive pool shared per process (see keepAliveAgent); without one, each fetch uses its own connection. */
+  agent?: DataPlaneAgent;
   /** Longest wait for the next bytes (connect, headers, body); default 15 s. Time spent in onChunk does not count. */
   timeoutMs?: number;
 }
@@ -40,20 +41,18 @@ export class FetchError extends Error {
   }
 }
 
-/** An HTTP agent for the data plane: keep-alive, idle sockets closed before the server's 30 s keep-alive ends. */
-export function keepAliveAgent(): Agent {
-  return new Agent({
-    keepAlive: true,
-    keepAliveMsecs: 10_000,
-    maxSockets: 32,
-    maxFreeSockets: 16,
-    timeout: 20_000,
-    scheduling: "lifo",
-  });
+/** A keep-alive pool for the data plane: up to 8 idle connections per peer, closed after 25 s idle (the server keeps them 30 s). */
+export function keepAliveAgent(): DataPlaneAgent {
+  return new DataPlaneAgent();
 }
 
 const DEFAULT_TIMEOUT_MS = 15_000;
+/** The response head (status line and headers) must fit in this much. */
+const MAX_HEAD_BYTES = 16 * 1024;
+/** Of an error answer's body, this much becomes the error's reason. */
 const MAX_REASON_BYTES = 512;
+/** An error answer's body is read (to reuse the connection) up to this much; beyond, the connection is closed. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
 
 /**
  * GETs `range` of a stream from a peer's data plane and hands it over one
@@ -61,6 +60,9 @@ const MAX_REASON_BYTES = 512;
  * one chunk is buffered. Resolves with the payload bytes when every chunk of
  * the range was delivered; otherwise throws a FetchError (or onChunk's error),
  * and the chunks delivered before stay delivered.
+ *
+ * Reads go straight from the socket's one read buffer into the transfer's one
+ * chunk buffer: in the steady state nothing is allocated per read or chunk.
  */
 export async function fetchChunks(opts: FetchOptions): Promise<{ bytes: number }> {
   const { start, end } = rangeSpan(opts.range, opts.layout.size, opts.layout.chunkSize);
@@ -70,202 +72,415 @@ export async function fetchChunks(opts: FetchOptions): Promise<{ bytes: number }
       `range ${opts.range.first}-${opts.range.last} is empty for a ${opts.layout.size}-byte stream`,
     );
   }
-  let res: IncomingMessage;
-  let req: ClientRequest;
-  const idle = new IdleTimer(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  if (opts.signal?.aborted) throw new FetchError("failed", "aborted");
+  const request = requestHead(opts);
+  const sink = new ChunkSink(opts, end - start);
   try {
-    ({ req, res } = await open(opts, idle, true));
+    return { bytes: await new Exchange(opts, connection(opts, false), request, sink).run() };
   } catch (err) {
-    idle.stop();
-    throw err;
-  }
-
-  try {
-    if (res.statusCode !== 200) {
-      const reason = await readReason(res, idle);
-      const status = res.statusCode ?? 0;
-      const kind = status >= 400 && status < 500 ? "refused" : "failed";
-      throw new FetchError(kind, `peer answered ${status}${reason ? `: ${reason}` : ""}`, status);
-    }
-    const expected = end - start;
-    const declared = Number(res.headers["content-length"]);
-    if (res.headers["content-length"] !== undefined && declared !== expected) {
-      throw new FetchError("failed", `peer sent content-length ${declared}, expected ${expected}`, 200);
-    }
-    return { bytes: await readChunks(opts, res, idle) };
-  } catch (err) {
-    if (!res.complete) req.destroy(); // never return a half-read socket to the pool
-    throw err;
-  } finally {
-    idle.stop();
+    if (!(err instanceof StaleConnection)) throw err;
+    // A keep-alive connection the peer closed just as we reused it: once more on a fresh one.
+    return { bytes: await new Exchange(opts, connection(opts, true), request, sink).run() };
   }
 }
 
-async function readChunks(opts: FetchOptions, res: IncomingMessage, idle: IdleTimer): Promise<number> {
-  const { size, chunkSize } = opts.layout;
-  let index = opts.range.first;
-  // One buffer per transfer, reused for every chunk once onChunk has settled:
-  // no garbage per chunk, so a peer's memory stays flat however much it moves.
-  const whole = Buffer.allocUnsafe(Math.min(chunkSize, size - index * chunkSize));
-  let span = chunkSpan(index, size, chunkSize);
-  let buf = whole.subarray(0, span.end - span.start);
-  let filled = 0;
-  let delivered = 0;
-  const onIdle = () => res.destroy(new FetchError("failed", `no data for ${idle.ms} ms`, 200, delivered));
-  idle.arm(onIdle);
-  try {
-    for await (const piece of res as AsyncIterable<Buffer>) {
-      let off = 0;
-      while (off < piece.length) {
-        if (index > opts.range.last)
-          throw new FetchError("failed", "peer sent more bytes than the range holds", 200, delivered);
-        const n = Math.min(piece.length - off, buf.length - filled);
-        piece.copy(buf, filled, off, off + n);
-        filled += n;
-        off += n;
-        if (filled === buf.length) {
-          idle.stop(); // the reader is paused while onChunk runs; that is not the peer's fault
-          await opts.onChunk(index, buf);
-          delivered += buf.length;
-          index++;
-          if (opts.signal?.aborted) throw new FetchError("failed", "aborted", 200, delivered);
-          if (index <= opts.range.last) {
-            span = chunkSpan(index, size, chunkSize);
-            buf = whole.subarray(0, span.end - span.start);
-            filled = 0;
-          }
+function connection(opts: FetchOptions, fresh: boolean): Connection {
+  if (opts.agent) return opts.agent.acquire(opts.host, opts.port, fresh);
+  return new Connection(`${opts.host}:${opts.port}`, opts.host, opts.port, () => {});
+}
+
+function requestHead(opts: FetchOptions): string {
+  const host = opts.host.includes(":") ? `[${opts.host}]` : opts.host;
+  return (
+    `GET ${chunksPath(opts.streamId, opts.range)} HTTP/1.1\r\n` +
+    `Host: ${host}:${opts.port}\r\n` +
+    `${TICKET_HEADER}: ${encodeTicket(opts.ticket)}\r\n` +
+    `Connection: keep-alive\r\n\r\n`
+  );
+}
+
+/** Where body bytes go: one buffer per transfer, handed to onChunk once per whole chunk. */
+class ChunkSink {
+  index: number;
+  /** Payload bytes of the chunks onChunk has taken. */
+  delivered = 0;
+  filled = 0;
+  private whole: Buffer | undefined;
+  private short: Buffer | undefined;
+  private current: Buffer | undefined;
+
+  constructor(
+    private readonly opts: FetchOptions,
+    /** Bytes of the whole range. */
+    readonly expected: number,
+  ) {
+    this.index = opts.range.first;
+  }
+
+  /** The chunk being filled; allocates the transfer's buffer on first use. */
+  get view(): Buffer {
+    if (!this.current) {
+      const { size, chunkSize } = this.opts.layout;
+      this.whole = Buffer.allocUnsafe(Math.min(chunkSize, size - this.opts.range.first * chunkSize));
+      this.current = this.viewOf(this.index);
+    }
+    return this.current;
+  }
+
+  get done(): boolean {
+    return this.index > this.opts.range.last;
+  }
+
+  /** The current chunk was delivered: move to the next one. */
+  advance(): void {
+    this.delivered += this.view.length;
+    this.index++;
+    this.filled = 0;
+    if (!this.done) this.current = this.viewOf(this.index);
+  }
+
+  private viewOf(index: number): Buffer {
+    const { start, end } = chunkSpan(index, this.opts.layout.size, this.opts.layout.chunkSize);
+    const whole = this.whole!;
+    if (end - start === whole.length) return whole;
+    // Only the stream's last chunk is shorter: one view, made once.
+    this.short ??= whole.subarray(0, end - start);
+    return this.short;
+  }
+}
+
+/** A reused connection failed before any answer: fetchChunks retries once on a fresh one. */
+class StaleConnection extends Error {}
+
+const enum Phase {
+  Head,
+  Body,
+  ErrorBody,
+  Done,
+}
+
+/** One request/response on one connection. */
+class Exchange implements ConnectionUser {
+  private phase = Phase.Head;
+  private headBytes = 0;
+  private answered = false;
+  private status = 0;
+  private keepAlive = false;
+  private bodyLength = -1;
+  private errorBodyBytes = 0;
+  private reasonBytes = 0;
+  /** Bytes past a chunk boundary, kept in the connection's scratch buffer while onChunk runs. */
+  private carryStart = 0;
+  private carryEnd = 0;
+  private delivering = false;
+  private failure: unknown;
+  private timer: NodeJS.Timeout | undefined;
+  private resolve: (bytes: number) => void = () => {};
+  private reject: (err: unknown) => void = () => {};
+  private readonly peer: string;
+
+  constructor(
+    private readonly opts: FetchOptions,
+    private readonly conn: Connection,
+    private readonly request: string,
+    private readonly sink: ChunkSink,
+  ) {
+    this.peer = `${opts.host}:${opts.port}`;
+  }
+
+  run(): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+      this.conn.attach(this);
+      this.opts.signal?.addEventListener("abort", this.onAbort, { once: true });
+      this.timer = setTimeout(this.onIdle, this.opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+      if (this.opts.signal?.aborted) return this.onAbort(); // aborted before a retry
+      this.conn.socket.write(this.request);
+    });
+  }
+
+  onBytes(buf: Buffer, n: number): void {
+    if (this.phase === Phase.Done || this.failure !== undefined) return;
+    this.answered = true;
+    this.timer?.refresh();
+    let off = 0;
+    if (this.phase === Phase.Head) {
+      off = this.readHead(buf, n);
+      if (off < 0) return;
+    }
+    if (this.phase === Phase.ErrorBody) this.readErrorBody(buf, off, n);
+    else if (this.phase === Phase.Body && this.fill(buf, off, n)) this.startDelivery();
+  }
+
+  onEnd(): void {
+    this.lost(undefined, false);
+  }
+
+  onError(err: Error): void {
+    this.lost(err, true);
+  }
+
+  onClose(): void {
+    this.lost(undefined, true);
+  }
+
+  /** The peer ended its side (`closed` false), or the connection broke or was closed, before the response was complete. */
+  private lost(err: Error | undefined, closed: boolean): void {
+    if (this.phase === Phase.Done || this.failure !== undefined) return;
+    const why = err ? describe(err) : "connection closed";
+    switch (this.phase) {
+      case Phase.ErrorBody:
+        this.keepAlive = false;
+        return this.refuse();
+      case Phase.Head:
+        if (!this.answered && this.conn.reused && !this.opts.signal?.aborted) {
+          return this.fail(new StaleConnection(why));
         }
-      }
-      idle.arm(onIdle);
+        return this.fail(
+          new FetchError(
+            "failed",
+            err ? `cannot fetch from ${this.peer}: ${why}` : `${this.peer} closed the connection before answering`,
+          ),
+        );
+      case Phase.Body:
+        return this.fail(
+          closed
+            ? new FetchError("failed", `connection ${err ? "failed" : "closed"} mid-body${err ? `: ${why}` : ""}`, 200)
+            : new FetchError(
+                "failed",
+                `short body: got chunks up to ${this.sink.index - 1} of ${this.opts.range.first}-${this.opts.range.last}`,
+                200,
+              ),
+        );
     }
-  } catch (err) {
-    if (err instanceof FetchError) throw withBytes(err, delivered);
-    if (opts.signal?.aborted) throw new FetchError("failed", "aborted", 200, delivered);
-    if (isTransportError(err)) {
-      throw new FetchError("failed", `connection failed mid-body: ${describe(err)}`, 200, delivered);
-    }
-    throw err; // onChunk's own error
   }
-  if (index <= opts.range.last) {
-    throw new FetchError(
-      "failed",
-      `short body: got chunks up to ${index - 1} of ${opts.range.first}-${opts.range.last}`,
-      200,
-      delivered,
-    );
-  }
-  return delivered;
-}
 
-function open(
-  opts: FetchOptions,
-  idle: IdleTimer,
-  mayRetry: boolean,
-): Promise<{ req: ClientRequest; res: IncomingMessage }> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    let response: IncomingMessage | undefined;
-    const req = request({
-      host: opts.host,
-      port: opts.port,
-      method: "GET",
-      path: chunksPath(opts.streamId, opts.range),
-      headers: { [TICKET_HEADER]: encodeTicket(opts.ticket) },
-      agent: opts.agent,
-    });
-    // Abort by hand rather than with request({ signal }): that one also destroys a
-    // socket already handed back to the keep-alive pool, with nobody listening.
-    const onAbort = () => {
-      if (!response?.complete) req.destroy(new FetchError("failed", "aborted"));
-    };
-    if (opts.signal?.aborted) onAbort();
-    opts.signal?.addEventListener("abort", onAbort, { once: true });
-    req.once("close", () => opts.signal?.removeEventListener("abort", onAbort));
-    idle.arm(() =>
-      req.destroy(new FetchError("failed", `no answer from ${opts.host}:${opts.port} within ${idle.ms} ms`)),
-    );
-    req.once("response", (res) => {
-      settled = true;
-      response = res;
-      idle.stop();
-      resolve({ req, res });
-    });
-    req.on("error", (err) => {
-      if (settled) return;
-      settled = true;
-      idle.stop();
-      // A keep-alive socket the server closed just as we reused it: retry once on a fresh one.
-      if (
-        mayRetry &&
-        req.reusedSocket &&
-        (err as NodeJS.ErrnoException).code === "ECONNRESET" &&
-        !opts.signal?.aborted
-      ) {
-        open(opts, idle, false).then(resolve, reject);
+  private readonly onIdle = (): void => {
+    if (this.delivering) return; // onChunk's time is not the peer's fault; refreshed when it settles
+    const ms = this.opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (this.phase === Phase.ErrorBody) {
+      this.keepAlive = false;
+      this.refuse();
+    } else if (this.phase === Phase.Head) {
+      this.fail(new FetchError("failed", `no answer from ${this.peer} within ${ms} ms`));
+    } else {
+      this.fail(new FetchError("failed", `no data for ${ms} ms`, 200));
+    }
+  };
+
+  private readonly onAbort = (): void => {
+    this.fail(new FetchError("failed", "aborted", this.status || undefined));
+  };
+
+  /** Copies head bytes into scratch; returns where the body starts in `buf`, or -1 while the head is incomplete (or bad). */
+  private readHead(buf: Buffer, n: number): number {
+    const head = this.conn.scratch;
+    const before = this.headBytes;
+    const take = Math.min(n, MAX_HEAD_BYTES - before);
+    buf.copy(head, before, 0, take);
+    this.headBytes += take;
+    const endsAt = headEnd(head, Math.max(0, before - 3), this.headBytes);
+    if (endsAt < 0) {
+      if (this.headBytes >= MAX_HEAD_BYTES) {
+        this.fail(new FetchError("failed", `${this.peer} sent a response head over ${MAX_HEAD_BYTES} bytes`));
+      }
+      return -1;
+    }
+    let parsed;
+    try {
+      parsed = parseResponseHead(head.toString("latin1", 0, endsAt - 4));
+    } catch (err) {
+      if (!(err instanceof ResponseHeadError)) throw err;
+      this.fail(new FetchError("failed", `${this.peer} sent a bad response: ${err.message}`));
+      return -1;
+    }
+    this.status = parsed.status;
+    this.keepAlive = parsed.keepAlive;
+    const bodyStart = endsAt - before;
+    if (parsed.status !== 200) {
+      if (bodyStart < n && parsed.contentLength === 0) this.keepAlive = false; // bytes past an empty answer
+      if (parsed.status < 200 || parsed.status === 204 || parsed.status === 304 || parsed.chunked) {
+        // no body to read through (or one framed in a way not read here)
+        this.keepAlive = parsed.status >= 200 && parsed.contentLength === 0 && !parsed.chunked && this.keepAlive;
+        this.refuse();
+        return -1;
+      }
+      this.phase = Phase.ErrorBody;
+      this.bodyLength = parsed.contentLength ?? -1;
+      if (this.bodyLength < 0) this.keepAlive = false; // delimited by the close
+      if (this.bodyLength === 0) {
+        this.refuse();
+        return -1;
+      }
+      return bodyStart;
+    }
+    const expected = this.sink.expected;
+    if (parsed.chunked) {
+      this.fail(new FetchError("failed", `${this.peer} sent a chunked body; the data plane sends content-length`, 200));
+    } else if (parsed.contentLength === undefined) {
+      this.fail(new FetchError("failed", `${this.peer} sent no content-length`, 200));
+    } else if (parsed.contentLength !== expected) {
+      this.fail(
+        new FetchError("failed", `peer sent content-length ${parsed.contentLength}, expected ${expected}`, 200),
+      );
+    } else {
+      this.phase = Phase.Body;
+      this.bodyLength = expected;
+      return bodyStart;
+    }
+    return -1;
+  }
+
+  /** Reads an error answer's body (keeping the start as the reason) so the connection can be reused. */
+  private readErrorBody(buf: Buffer, off: number, end: number): void {
+    let take = end - off;
+    if (this.bodyLength >= 0 && take > this.bodyLength - this.errorBodyBytes) {
+      take = this.bodyLength - this.errorBodyBytes;
+      this.keepAlive = false; // bytes past the answer: do not trust this connection
+    }
+    const keep = Math.min(take, MAX_REASON_BYTES - this.reasonBytes);
+    if (keep > 0) this.reasonBytes += buf.copy(this.conn.scratch, this.reasonBytes, off, off + keep);
+    this.errorBodyBytes += take;
+    if (this.bodyLength >= 0 && this.errorBodyBytes === this.bodyLength) {
+      this.refuse();
+    } else if (this.errorBodyBytes >= MAX_ERROR_BODY_BYTES) {
+      this.keepAlive = false; // not a short reason; stop reading
+      this.refuse();
+    }
+  }
+
+  /** Settles with the peer's non-200 answer. */
+  private refuse(): void {
+    const status = this.status;
+    const reason = this.conn.scratch
+      .toString("utf8", 0, this.reasonBytes)
+      .replace(/[^\x20-\x7e]+/g, " ")
+      .trim();
+    const kind = status >= 400 && status < 500 ? "refused" : "failed";
+    this.complete(new FetchError(kind, `peer answered ${status}${reason ? `: ${reason}` : ""}`, status));
+  }
+
+  /**
+   * Copies body bytes into the current chunk. Returns true when the chunk is
+   * full; the bytes after it are then kept in scratch (from `carryStart`).
+   */
+  private fill(src: Buffer, off: number, end: number): boolean {
+    const sink = this.sink;
+    while (off < end) {
+      if (sink.done) {
+        this.fail(new FetchError("failed", "peer sent more bytes than the range holds", 200));
+        return false;
+      }
+      const view = sink.view;
+      const n = Math.min(end - off, view.length - sink.filled);
+      src.copy(view, sink.filled, off, off + n);
+      sink.filled += n;
+      off += n;
+      if (sink.filled === view.length) {
+        const scratch = this.conn.scratch;
+        if (src === scratch) {
+          this.carryStart = off;
+          this.carryEnd = end;
+        } else {
+          this.carryStart = 0;
+          this.carryEnd = off < end ? src.copy(scratch, 0, off, end) : 0;
+        }
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** A chunk is full: stop reading until onChunk settles. */
+  private startDelivery(): void {
+    this.conn.socket.pause();
+    this.delivering = true;
+    this.deliver().catch(this.onChunkError);
+  }
+
+  private readonly onChunkError = (err: unknown): void => {
+    this.delivering = false;
+    this.conn.destroy();
+    this.settle(err); // unchanged
+  };
+
+  private async deliver(): Promise<void> {
+    const sink = this.sink;
+    const scratch = this.conn.scratch;
+    for (;;) {
+      const pending = this.opts.onChunk(sink.index, sink.view);
+      if (pending) await pending;
+      sink.advance();
+      if (this.failure === undefined && this.opts.signal?.aborted) this.onAbort();
+      if (this.failure !== undefined) {
+        this.delivering = false;
+        this.settle(this.failure);
         return;
       }
-      if (err instanceof FetchError) reject(err);
-      else if (opts.signal?.aborted) reject(new FetchError("failed", "aborted"));
-      else reject(new FetchError("failed", `cannot fetch from ${opts.host}:${opts.port}: ${describe(err)}`));
-    });
-    req.end();
-  });
+      const from = this.carryStart;
+      const to = this.carryEnd;
+      this.carryStart = this.carryEnd = 0;
+      if (sink.done) {
+        if (from < to) this.fill(scratch, from, to); // fails: more bytes than the range
+        this.delivering = false;
+        if (this.failure !== undefined) this.settle(this.failure);
+        else this.complete(undefined);
+        return;
+      }
+      if (!(from < to && this.fill(scratch, from, to))) break;
+    }
+    this.delivering = false;
+    this.timer?.refresh();
+    this.conn.socket.resume();
+  }
+
+  /** Stops the exchange for `err`: closes the connection now, settles once onChunk is not running. */
+  private fail(err: unknown): void {
+    if (this.phase === Phase.Done || this.failure !== undefined) return;
+    this.failure = err;
+    this.conn.destroy();
+    if (!this.delivering) this.settle(err);
+  }
+
+  /** The response was read to its end: the connection may serve another request. */
+  private complete(err: FetchError | undefined): void {
+    this.phase = Phase.Done;
+    this.cleanup();
+    if (this.opts.agent) this.opts.agent.release(this.conn, this.keepAlive);
+    else this.conn.destroy();
+    if (err) this.reject(err);
+    else this.resolve(this.sink.delivered);
+  }
+
+  private settle(err: unknown): void {
+    this.phase = Phase.Done;
+    this.cleanup();
+    if (this.opts.agent) this.opts.agent.release(this.conn, false);
+    this.reject(err instanceof FetchError ? withBytes(err, this.sink.delivered) : err);
+  }
+
+  private cleanup(): void {
+    clearTimeout(this.timer);
+    this.opts.signal?.removeEventListener("abort", this.onAbort);
+    this.conn.detach();
+  }
 }
 
-/** Reads at most a short text reason from an error answer. */
-async function readReason(res: IncomingMessage, idle: IdleTimer): Promise<string> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  idle.arm(() => res.destroy());
-  try {
-    for await (const piece of res as AsyncIterable<Buffer>) {
-      if (n < MAX_REASON_BYTES) parts.push(piece.subarray(0, MAX_REASON_BYTES - n));
-      n += piece.length;
-      if (n > 64 * 1024) break; // not a short reason; stop reading
-    }
-  } catch {
-    // the status says enough
-  } finally {
-    idle.stop();
+/** Index just past the first CRLFCRLF in buf[from, to), or -1. */
+function headEnd(buf: Buffer, from: number, to: number): number {
+  for (let i = from + 3; i < to; i++) {
+    if (buf[i] === 10 && buf[i - 1] === 13 && buf[i - 2] === 10 && buf[i - 3] === 13) return i + 1;
   }
-  return Buffer.concat(parts)
-    .toString("utf8")
-    .replace(/[^\x20-\x7e]+/g, " ")
-    .trim();
+  return -1;
 }
 
 function withBytes(err: FetchError, bytes: number): FetchError {
   return err.bytes === bytes ? err : new FetchError(err.kind, err.message, err.status, bytes);
 }
 
-function isTransportError(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const code = (err as NodeJS.ErrnoException).code;
-  return err.name === "AbortError" || err.message === "aborted" || (typeof code === "string" && /^(E|ERR_)/.test(code));
-}
-
 function describe(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
   const code = (err as NodeJS.ErrnoException).code;
   return code && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
-}
-
-/** A resettable timer for "no progress for ms". */
-class IdleTimer {
-  private t: NodeJS.Timeout | undefined;
-  private fire: (() => void) | undefined;
-  constructor(readonly ms: number) {}
-  arm(fire: () => void): void {
-    if (this.t && this.fire === fire) {
-      this.t.refresh();
-      return;
-    }
-    this.stop();
-    this.fire = fire;
-    this.t = setTimeout(fire, this.ms);
-  }
-  stop(): void {
-    if (this.t) clearTimeout(this.t);
-    this.t = undefined;
-  }
 }

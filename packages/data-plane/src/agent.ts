@@ -1,0 +1,171 @@
+import { connect, type Socket } from "node:net";
+
+/**
+ * Bytes one socket reads at a time. Every read lands in the same buffer
+ * (net's `onread`), so a transfer makes no garbage per read.
+ */
+export const READ_BUFFER_BYTES = 64 * 1024;
+
+/** What a connection hands its reads and events to while a request owns it. */
+export interface ConnectionUser {
+  /** `n` bytes arrived at the start of `buf`; they are overwritten by the next read. */
+  onBytes(buf: Buffer, n: number): void;
+  /** The peer closed its side. */
+  onEnd(): void;
+  onError(err: Error): void;
+  onClose(): void;
+}
+
+/**
+ * One TCP connection to a peer's data plane, with its two buffers: the one
+ * every read lands in, and `scratch`, which the request owning the connection
+ * uses for the response head and then for bytes kept across a pause.
+ */
+export class Connection {
+  readonly socket: Socket;
+  readonly scratch = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  /** True once the connection has carried a whole response: a failure before the next answer may just be a stale keep-alive. */
+  reused = false;
+  private readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  private user: ConnectionUser | undefined;
+
+  constructor(
+    readonly key: string,
+    host: string,
+    port: number,
+    private readonly gone: (conn: Connection) => void,
+  ) {
+    this.socket = connect({
+      host,
+      port,
+      onread: {
+        buffer: this.readBuffer,
+        callback: (n) => {
+          if (this.user) this.user.onBytes(this.readBuffer, n);
+          else this.socket.destroy(); // an idle connection has nothing to receive
+          return true; // readers pause with socket.pause(), never through this
+        },
+      },
+    });
+    this.socket.setNoDelay(true);
+    this.socket.resume(); // flowing, so that "end" is emitted
+    this.socket.on("error", (err) => this.user?.onError(err));
+    this.socket.on("end", () => {
+      if (this.user) this.user.onEnd();
+      else this.socket.destroy();
+    });
+    this.socket.on("timeout", () => {
+      if (!this.user) this.socket.destroy(); // idle in the pool for too long
+    });
+    this.socket.once("close", () => {
+      const user = this.user;
+      this.user = undefined;
+      if (user) user.onClose();
+      this.gone(this);
+    });
+  }
+
+  get alive(): boolean {
+    return !this.socket.destroyed;
+  }
+
+  attach(user: ConnectionUser): void {
+    this.user = user;
+  }
+
+  detach(): void {
+    this.user = undefined;
+  }
+
+  destroy(): void {
+    this.user = undefined;
+    this.socket.destroy();
+  }
+}
+
+export interface DataPlaneAgentOptions {
+  /** Idle connections kept per peer (host:port); default 8. */
+  maxIdlePerPeer?: number;
+  /** An idle connection is closed after this long; default 25 s, under the data plane's 30 s keep-alive. */
+  idleMs?: number;
+}
+
+/**
+ * Keep-alive pool of data-plane connections, shared per process. Idle
+ * connections never keep the process alive. A connection returns to the pool
+ * only after a complete response that did not ask to close it.
+ */
+export class DataPlaneAgent {
+  private readonly idle = new Map<string, Connection[]>();
+  private readonly busy = new Set<Connection>();
+  private readonly maxIdle: number;
+  private readonly idleMs: number;
+  private destroyed = false;
+
+  constructor(opts: DataPlaneAgentOptions = {}) {
+    this.maxIdle = Math.max(0, opts.maxIdlePerPeer ?? 8);
+    this.idleMs = Math.max(1, opts.idleMs ?? 25_000);
+  }
+
+  /** Idle connections held, over all peers. */
+  get idleCount(): number {
+    let n = 0;
+    for (const list of this.idle.values()) n += list.length;
+    return n;
+  }
+
+  /** @internal A connection to host:port: the most recently used idle one, or a new one when `fresh` or none is idle. */
+  acquire(host: string, port: number, fresh = false): Connection {
+    const key = `${host}:${port}`;
+    const list = this.idle.get(key);
+    while (!fresh && list && list.length > 0) {
+      const conn = list.pop()!;
+      if (list.length === 0) this.idle.delete(key);
+      if (!conn.alive) continue;
+      conn.socket.setTimeout(0);
+      conn.socket.ref();
+      this.busy.add(conn);
+      return conn;
+    }
+    const conn = new Connection(key, host, port, (c) => this.forget(c));
+    if (!this.destroyed) this.busy.add(conn);
+    return conn;
+  }
+
+  /** @internal Takes back a connection whose response is complete; `reusable` false closes it. */
+  release(conn: Connection, reusable: boolean): void {
+    this.busy.delete(conn);
+    const list = this.idle.get(conn.key) ?? [];
+    if (!reusable || this.destroyed || !conn.alive || list.length >= this.maxIdle) {
+      conn.destroy();
+      return;
+    }
+    conn.detach();
+    conn.reused = true;
+    conn.socket.setTimeout(this.idleMs);
+    conn.socket.unref();
+    conn.socket.resume(); // notice the peer closing it while idle
+    list.push(conn);
+    this.idle.set(conn.key, list);
+  }
+
+  /** Closes every connection, idle or in use (transfers on them fail); later fetches still work, unpooled. */
+  destroy(): void {
+    this.destroyed = true;
+    for (const list of this.idle.values()) for (const conn of list) conn.destroy();
+    this.idle.clear();
+    // Not conn.destroy(): the request on it must hear the close and fail.
+    for (const conn of this.busy) conn.socket.destroy();
+    this.busy.clear();
+  }
+
+  private forget(conn: Connection): void {
+    this.busy.delete(conn);
+    const list = this.idle.get(conn.key);
+    const at = list ? list.indexOf(conn) : -1;
+    if (list && at >= 0) {
+      list.splice(at, 1);
+      if (list.length === 0) this.idle.delete(conn.key);
+    }
+  }
+}
