@@ -120,10 +120,12 @@ describe("on-demand delivery with distribustream up and dsclient", { timeout: 30
   });
 
   test("a client killed mid-way does not stop the others", async () => {
-    const victim = client(["-o", "victim.bin"]);
-    const clients = [1, 2, 3].map((i) => client(["-o", `k${i}.bin`]));
+    // 8 MiB/s each: 32 MiB takes at least 3.5 s, so a kill after 1 s is mid-way for everyone.
+    const limit = ["--max-download-rate", "8M", "--max-upload-rate", "8M"];
+    const victim = client(["-o", "victim.bin", ...limit]);
+    const clients = [1, 2, 3].map((i) => client(["-o", `k${i}.bin`, ...limit]));
     await waitForFileBytes(join(dir, "victim.bin.dspart"), 1, 30_000);
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, 1000));
     const finishedBeforeKill = [1, 2, 3].filter((i) => existsSync(join(dir, `k${i}.bin`)));
     victim.child.kill("SIGKILL");
     assert.equal(await victim.exited, 128 + 9, "the victim was killed before it completed");

@@ -50,6 +50,7 @@ test("usage errors exit 2 with one line naming the problem", async () => {
     [["pdtp://h/x", "--linger", "soon"], /^dsclient: invalid setting linger from --linger/],
     [["pdtp://h/x", "--listen-port", "70000"], /^dsclient: invalid setting listen_port from --listen-port/],
     [["pdtp://h/x", "--log-level", "loud"], /^dsclient: invalid setting log_level/],
+    [["pdtp://h/x", "--max-download-rate", "fast"], /^dsclient: invalid setting max_download_rate .*not a rate/],
     [
       ["pdtp://h/x"],
       /^dsclient: invalid setting connect_attempts from DS_CONNECT_ATTEMPTS/,

@@ -45,6 +45,8 @@ function program(): Command {
     .option("--linger <seconds>", "keep serving other peers this long after the download (default 0)")
     .option("--connect-attempts <n>", "tracker connection attempts before giving up (default 5)")
     .option("--stall <seconds>", "give up when nothing arrives for this long (default 60)")
+    .option("--max-download-rate <rate>", "download at most this many bytes/s, e.g. 8M or 500K (default: no limit)")
+    .option("--max-upload-rate <rate>", "upload to other peers at most this many bytes/s (default: no limit)")
     .option("-q, --quiet", "no progress bar or summary")
     .option("--conf <file.yml>", "YAML settings file")
     .option(
@@ -89,6 +91,8 @@ async function main(argv: readonly string[]): Promise<number> {
         logLevel: o.logLevel,
         connectAttempts: o.connectAttempts,
         stall: o.stall,
+        maxDownloadRate: o.maxDownloadRate,
+        maxUploadRate: o.maxUploadRate,
       },
       env: process.env,
       confFile: o.conf as string | undefined,
@@ -121,6 +125,8 @@ async function main(argv: readonly string[]): Promise<number> {
       lingerSeconds: cfg.linger,
       connectAttempts: cfg.connectAttempts,
       stallSeconds: cfg.stall,
+      maxDownloadRate: cfg.maxDownloadRate,
+      maxUploadRate: cfg.maxUploadRate,
       log,
       signal: ac.signal,
       onProgress: bar ? (p) => bar.update(p) : undefined,

@@ -29,6 +29,7 @@ import {
   type ChunkSource,
   type DataPlaneAgent,
   type RunningDataPlane,
+  RateLimiter,
 } from "@distribustream/data-plane";
 import type { Layout } from "./bufferFile.js";
 import { ControlBatcher, MAX_RANGES } from "./control.js";
@@ -77,6 +78,10 @@ export interface DownloadOptions {
    * Default 32 MiB.
    */
   maxInFlightBytes?: number;
+  /** Bytes per second this peer downloads at most, over all transfers (default: no limit). */
+  maxDownloadRate?: number;
+  /** Bytes per second this peer uploads to other peers at most (default: no limit). */
+  maxUploadRate?: number;
   signal?: AbortSignal;
 }
 
@@ -162,6 +167,7 @@ class Download {
   private resolveCompleted!: () => void;
   /** Aborted when the download fails: ends waits such as reconnect backoff. */
   private readonly stop = new AbortController();
+  private readonly downloadLimiter: RateLimiter | undefined;
 
   constructor(
     private readonly opts: DownloadOptions,
@@ -169,6 +175,7 @@ class Download {
     private readonly target: OutputTarget,
   ) {
     this.log = opts.log.child({ stream: url.name });
+    this.downloadLimiter = opts.maxDownloadRate ? new RateLimiter(opts.maxDownloadRate) : undefined;
     this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
     this.failed.catch(() => {});
     this.completed = new Promise<void>((resolve) => (this.resolveCompleted = resolve));
@@ -216,6 +223,7 @@ class Download {
           return w ? { peerId: w.peerId, ticketKeys: w.ticketKeys } : undefined;
         },
         log: this.log,
+        uploadLimiter: this.opts.maxUploadRate ? new RateLimiter(this.opts.maxUploadRate) : undefined,
       });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
@@ -548,6 +556,8 @@ class Download {
   }
 
   private async onChunk(t: Transfer, index: number, data: Buffer): Promise<void> {
+    // Waiting here keeps the socket paused: the limit reaches the sender as TCP backpressure.
+    if (this.downloadLimiter) await this.downloadLimiter.take(data.length);
     const m = this.manifest!;
     const storage = this.storage!;
     if (!m.matches(index, createHash("sha256").update(data).digest())) {

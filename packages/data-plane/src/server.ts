@@ -13,6 +13,7 @@ import {
 import type { Logger } from "@distribustream/runtime/log";
 import type { Registry } from "@distribustream/runtime/metrics";
 import { dataPlaneMetrics, type DataPlaneMetrics } from "./metrics.js";
+import type { RateLimiter } from "./rateLimiter.js";
 import type { ChunkSource, DataPlaneIdentity } from "./source.js";
 
 export interface DataPlaneOptions {
@@ -27,6 +28,8 @@ export interface DataPlaneOptions {
   registry?: Registry;
   /** How long close() lets responses in flight finish before cutting them (default 5 s). */
   closeGraceMs?: number;
+  /** Limits the bytes this peer uploads per second, over all requests. */
+  uploadLimiter?: RateLimiter;
 }
 
 export interface RunningDataPlane {
@@ -167,16 +170,20 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: DataPlaneOption
   };
   // pipeline destroys the file read when the fetcher goes away, and the
   // response when the read fails (the fetcher then sees a short body).
-  if (metrics) pipeline(body, counter(metrics.sentBytes.labels({ stream: streamId })), res, done);
-  else pipeline(body, res, done);
+  const sent = metrics?.sentBytes.labels({ stream: streamId });
+  const limiter = opts.uploadLimiter;
+  if (!sent && !limiter) pipeline(body, res, done);
+  else pipeline(body, meter(sent, limiter), res, done);
 }
 
-function counter(c: { inc(n: number): void }): Transform {
+/** Counts bytes sent and, with a limiter, holds each piece until the upload rate allows it. */
+function meter(c: { inc(n: number): void } | undefined, limiter: RateLimiter | undefined): Transform {
   return new Transform({
     highWaterMark: READ_HIGH_WATER_MARK,
     transform(piece: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
-      c.inc(piece.length);
-      cb(null, piece);
+      c?.inc(piece.length);
+      if (!limiter) return cb(null, piece);
+      limiter.take(piece.length).then(() => cb(null, piece), cb);
     },
   });
 }
