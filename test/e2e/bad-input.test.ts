@@ -19,7 +19,7 @@ import {
   WantMode,
   type Directive,
 } from "@distribustream/pdtp";
-import { DISTRIBUSTREAM, DSCLIENT, freePorts, sha256File, startNode, type Proc } from "../support/procs.js";
+import { DSCLIENT, sha256File, startNode, startUp, type Proc } from "../support/procs.js";
 
 /**
  * Bad input on every public entry point of a running system: the offender is
@@ -37,28 +37,9 @@ describe("bad input is refused and loses nothing", { timeout: 120_000 }, () => {
     dir = mkdtempSync(join(tmpdir(), "ds-bad-"));
     mkdirSync(join(dir, "media"));
     writeFileSync(join(dir, "media/f.bin"), randomBytes(size));
-    const [port, data, checksum, metrics] = await freePorts(4);
-    target = `127.0.0.1:${port}`;
-    up = startNode(
-      DISTRIBUSTREAM,
-      [
-        "up",
-        "--media",
-        "media",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        `${port}`,
-        "--data-port",
-        `${data}`,
-        "--checksum-port",
-        `${checksum}`,
-        "--metrics-port",
-        `${metrics}`,
-      ],
-      { cwd: dir },
-    );
-    await up.waitFor(/npx dsclient pdtp:\/\/localhost:\d+\/f\.bin/, 60_000);
+    const sys = await startUp(dir, "f.bin");
+    up = sys.proc;
+    target = `127.0.0.1:${sys.port}`;
     ticketKey = Signer.fromPem(readFileSync(join(dir, ".distribustream/ticket-key.pem"), "utf8"));
     directive = await firstDirective(target, "f.bin");
   });

@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { DISTRIBUSTREAM, DSCLIENT, freePorts, metric, sha256File, startNode, type Proc } from "../support/procs.js";
+import { DSCLIENT, freePorts, metric, sha256File, startNode, startUp, type Proc } from "../support/procs.js";
 
 /**
  * End to end with separate processes on loopback: `distribustream up` (tracker,
@@ -26,29 +26,10 @@ describe("on-demand delivery with distribustream up and dsclient", { timeout: 30
     mkdirSync(join(dir, "media/videos"), { recursive: true });
     writeFileSync(join(dir, "media/videos/big.bin"), randomBytes(size));
     sourceSha = await sha256File(join(dir, "media/videos/big.bin"));
-    const [p, data, checksum, metrics] = await freePorts(4);
-    port = p!;
-    metricsUrl = `http://127.0.0.1:${metrics}/metrics`;
-    up = startNode(
-      DISTRIBUSTREAM,
-      [
-        "up",
-        "--media",
-        "media",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        `${port}`,
-        "--data-port",
-        `${data}`,
-        "--checksum-port",
-        `${checksum}`,
-        "--metrics-port",
-        `${metrics}`,
-      ],
-      { cwd: dir },
-    );
-    await up.waitFor(/npx dsclient pdtp:\/\/localhost:\d+\/videos\/big\.bin/, 60_000);
+    const sys = await startUp(dir, "videos/big.bin");
+    up = sys.proc;
+    port = sys.port;
+    metricsUrl = sys.metricsUrl;
   });
 
   after(async () => {

@@ -133,3 +133,31 @@ export async function metric(url: string, name: string, labels: Record<string, s
   }
   return sum;
 }
+
+export interface Up {
+  proc: Proc;
+  /** PDTP port of the tracker. */
+  port: number;
+  metricsUrl: string;
+}
+
+/**
+ * Runs `distribustream up` in `dir` (publishing dir/media) on free loopback
+ * ports and resolves once `name` is ready (its download line is printed).
+ */
+export async function startUp(dir: string, name: string): Promise<Up> {
+  const [port, data, checksum, metrics] = await freePorts(4);
+  const proc = startNode(
+    DISTRIBUSTREAM,
+    ["up", "--media", "media", "--host", "127.0.0.1", "--port", `${port}`, "--data-port", `${data}`].concat([
+      "--checksum-port",
+      `${checksum}`,
+      "--metrics-port",
+      `${metrics}`,
+    ]),
+    { cwd: dir },
+  );
+  const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  await proc.waitFor(new RegExp(`npx dsclient pdtp://localhost:\\d+/${escaped}`), 60_000);
+  return { proc, port: port!, metricsUrl: `http://127.0.0.1:${metrics}/metrics` };
+}
