@@ -19,9 +19,11 @@ Exit codes:
   130/143  interrupted by SIGINT/SIGTERM (the partial file is removed)
 
 Settings also come from DS_* environment variables (DS_LISTEN_PORT, DS_LINGER,
-DS_QUIET, DS_LOG_LEVEL, DS_CONNECT_ATTEMPTS, DS_STALL) and from the YAML file
-given with --conf (keys listen_port, listen_host, linger, quiet, log_level,
-connect_attempts, stall). Flags win over the environment, which wins over the file.
+DS_QUIET, DS_LOG_LEVEL, DS_CONNECT_ATTEMPTS, DS_STALL, DS_MAX_DOWNLOAD_RATE,
+DS_MAX_UPLOAD_RATE) and from the YAML file given with --conf (keys listen_port,
+listen_host, linger, quiet, log_level, connect_attempts, stall,
+max_download_rate, max_upload_rate). Flags win over the environment, which wins
+over the file.
 
 Examples:
   dsclient pdtp://tracker.example/videos/film.mp4
