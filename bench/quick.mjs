@@ -13,8 +13,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const DS = join(root, "cmd/distribustream/dist/main.js");
-const DSCLIENT = join(root, "packages/client/dist/cli.js");
+const DS = join(root, "cmd/distribustream/bin/distribustream.js");
+const DSCLIENT = join(root, "packages/client/bin/dsclient.js");
 const MiB = 1024 * 1024;
 
 const freePort = () =>

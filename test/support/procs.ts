@@ -6,8 +6,8 @@ import { fileURLToPath } from "node:url";
 
 /** Repository root (test/dist/support -> ../../..). */
 export const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
-export const DISTRIBUSTREAM = `${ROOT}cmd/distribustream/dist/main.js`;
-export const DSCLIENT = `${ROOT}packages/client/dist/cli.js`;
+export const DISTRIBUSTREAM = `${ROOT}cmd/distribustream/bin/distribustream.js`;
+export const DSCLIENT = `${ROOT}packages/client/bin/dsclient.js`;
 
 /** A free TCP port on 127.0.0.1 (bound, read, released). */
 export function freePort(): Promise<number> {

@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// Installed as `dsseed` (the original seeder command): `distribustream seeder`.
+import "../dist/dsseed.js";
