@@ -18,6 +18,7 @@ test("reports of transfers ending together go out in one message, at once", asyn
       bytes: 1,
       durationMs: 1,
       detail: "",
+      httpStatus: 0,
       verified: [{ first: i, last: i }],
     });
   }
@@ -67,6 +68,7 @@ test("many reports with long details are split into messages of at most 32 KiB, 
       bytes: 2 ** 40,
       durationMs: 2 ** 31,
       detail: "é".repeat(100), // 200 bytes
+      httpStatus: 0,
       verified: [
         { first: 2 ** 31 + i, last: 2 ** 31 + i },
         { first: 2 ** 31 + 10_000 + i, last: 2 ** 31 + 20_000 + i },
@@ -104,6 +106,7 @@ test("a fragmented verified set and Have are split so that no message exceeds th
     bytes: 1,
     durationMs: 1,
     detail: "",
+    httpStatus: 0,
     verified,
   });
   b.held(every2nd(2 ** 32 - 20_000, 5000));

@@ -493,6 +493,7 @@ class Download {
         bytes: 0,
         durationMs: 0,
         detail,
+        httpStatus: 0,
         verified: outcome === TransferOutcome.TRANSFER_OUTCOME_CANCELLED ? this.heldOf(d) : [],
       });
     if (!m || !storage || this.completing) {
@@ -601,11 +602,11 @@ class Download {
         ? TransferOutcome.TRANSFER_OUTCOME_REFUSED
         : TransferOutcome.TRANSFER_OUTCOME_FAILED;
     this.log.info({ transferId: t.directive.transferId, source: t.directive.source, detail }, "transfer failed");
-    this.endTransfer(t, outcome, detail);
+    this.endTransfer(t, outcome, detail, err instanceof FetchError ? (err.status ?? 0) : 0);
   }
 
   /** One report per transfer, unless the tracker cancelled it or it belongs to a lost session. */
-  private endTransfer(t: Transfer, outcome: TransferOutcome, detail: string): void {
+  private endTransfer(t: Transfer, outcome: TransferOutcome, detail: string, status = 0): void {
     if (this.transfers.get(t.key) === t) this.transfers.delete(t.key);
     this.lastActivity = Date.now();
     if (!this.session) return;
@@ -620,6 +621,7 @@ class Download {
         bytes: t.bytes,
         durationMs: Math.min(0xffffffff, Date.now() - t.startedMs),
         detail: detail.slice(0, 200),
+        httpStatus: status,
         verified: [...t.verified.ranges()],
       };
       this.batcher.report(report);
@@ -639,6 +641,7 @@ class Download {
         bytes: 0,
         durationMs: 0,
         detail,
+        httpStatus: 0,
         verified: this.heldOf(d),
       });
     }

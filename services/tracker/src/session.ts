@@ -8,7 +8,6 @@ import {
   RangeSet,
   TransferOutcome,
   WantMode,
-  type ChunkRange,
   type Directive,
   type Have,
   type Hello,
@@ -17,6 +16,7 @@ import {
   type Position,
   type Publish,
   type TrackerMessage,
+  type TransferReport,
   type TransferReports,
 } from "@distribustream/pdtp";
 import { invalidArgument, notFound, PublicError, toServiceError, type Logger } from "@distribustream/runtime";
@@ -353,19 +353,14 @@ export class Session {
       const t = await this.core.store.takeTransfer(streamId, rep.transferId);
       if (!t) continue;
       touched.add(streamId);
-      await this.settle(t, rep.outcome, rep.bytes, rep.verified, rep.detail);
+      await this.settle(t, rep);
     }
     await this.plan([...touched]);
   }
 
   /** Applies one report of a transfer this peer fetched. */
-  private async settle(
-    t: TransferRecord,
-    outcome: TransferOutcome,
-    bytes: number,
-    verified: readonly ChunkRange[],
-    detail: string,
-  ): Promise<void> {
+  private async settle(t: TransferRecord, report: TransferReport): Promise<void> {
+    const { outcome, bytes, verified, detail, httpStatus } = report;
     const meta = this.joined.get(t.streamId)!;
     const { store, metrics } = this.core;
     // only chunks of the directive count
@@ -392,11 +387,14 @@ export class Session {
         return this.judge(t, "failed");
       case TransferOutcome.TRANSFER_OUTCOME_REFUSED:
         // The tracker directs a fetcher only to ranges the source claimed to
-        // hold, with a ticket it signed for exactly that: a refusal (403, 404,
-        // 416) means the source's claims are false, which counts like bad data.
+        // hold: a 416 proves the claim false, which counts like bad data. A 403
+        // or 404 may be a stale ticket or a peer that just left: a strike.
         metrics.transfersFailed.inc({ reason: "refused" });
-        this.log.info({ transferId: t.transferId, serverId: t.serverId, detail }, "source refused a directed range");
-        return this.judge(t, "bad_data");
+        this.log.info(
+          { transferId: t.transferId, serverId: t.serverId, httpStatus, detail },
+          "source refused a directed range",
+        );
+        return this.judge(t, httpStatus === 416 ? "bad_data" : "failed");
       case TransferOutcome.TRANSFER_OUTCOME_BAD_DATA:
         metrics.transfersFailed.inc({ reason: "bad_data" });
         metrics.badChunks.inc();

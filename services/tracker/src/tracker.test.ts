@@ -275,6 +275,7 @@ describe("tracker over real gRPC", () => {
           bytes: (x.range!.last - x.range!.first + 1) * CHUNK, // capped at the file's 41 * CHUNK + 7 bytes
           durationMs: 5,
           detail: "",
+          httpStatus: 0,
           verified: [x.range!],
         })),
       },
@@ -432,6 +433,7 @@ describe("tracker over real gRPC", () => {
               bytes: 0,
               durationMs: 1,
               detail: "hash mismatch",
+              httpStatus: 0,
               verified: [],
             },
           ],
@@ -458,6 +460,7 @@ describe("tracker over real gRPC", () => {
             bytes: 1,
             durationMs: 1,
             detail: "",
+            httpStatus: 0,
             verified: [x.range!],
           })),
         },
@@ -520,7 +523,7 @@ describe("tracker over real gRPC", () => {
     return { p, id };
   }
 
-  function report(p: PeerConn, ds: readonly Directive[], outcome: TransferOutcome) {
+  function report(p: PeerConn, ds: readonly Directive[], outcome: TransferOutcome, httpStatus = 0) {
     p.send({
       $case: "reports",
       value: {
@@ -530,6 +533,7 @@ describe("tracker over real gRPC", () => {
           bytes: outcome === TransferOutcome.TRANSFER_OUTCOME_OK ? 1 : 0,
           durationMs: 1,
           detail: outcome === TransferOutcome.TRANSFER_OUTCOME_OK ? "" : "connect ECONNREFUSED",
+          httpStatus,
           verified: outcome === TransferOutcome.TRANSFER_OUTCOME_OK ? [x.range!] : [],
         })),
       },
@@ -542,12 +546,14 @@ describe("tracker over real gRPC", () => {
     );
   }
 
-  for (const [what, outcome, reason] of [
-    ["unreachable", TransferOutcome.TRANSFER_OUTCOME_FAILED, "unreachable"],
-    ["refusing", TransferOutcome.TRANSFER_OUTCOME_REFUSED, "bad_data"],
+  // 416 proves a false claim (bad data); a 403 may be a stale ticket (a strike, like unreachable).
+  for (const [what, outcome, httpStatus, reason] of [
+    ["unreachable", TransferOutcome.TRANSFER_OUTCOME_FAILED, 0, "unreachable"],
+    ["refusing with 416", TransferOutcome.TRANSFER_OUTCOME_REFUSED, 416, "bad_data"],
+    ["refusing with 403", TransferOutcome.TRANSFER_OUTCOME_REFUSED, 403, "unreachable"],
   ] as const) {
     it(`a viewer claiming every chunk but ${what} stops holding the seeder back after 3 failures`, async () => {
-      const name = `dead/${what}.bin`;
+      const name = `dead/${what.replace(/ /g, "-")}.bin`;
       await publishReady(name);
       // claims all 40 chunks; its data port is never answered
       const liar = await joinAs(name, 1, [{ first: 0, last: 39 }]);
@@ -565,7 +571,7 @@ describe("tracker over real gRPC", () => {
         fromSeeder.push(...pending.filter((d) => d.source?.peerId === seederId));
         assert.ok(failures < 3 || toLiar.length === 0, "no directive names the peer after 3 failures");
         if (toLiar.length > 0) {
-          report(fetcher.p, toLiar, outcome);
+          report(fetcher.p, toLiar, outcome, httpStatus);
           failures += toLiar.length;
         }
         if (fromSeeder.length === 0) pending = (await fetcher.p.next("directives", 2000)).directives;

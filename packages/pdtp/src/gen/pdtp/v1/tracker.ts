@@ -277,6 +277,12 @@ export interface TransferReport {
   detail: string;
   /** Chunks of the directive that arrived and verified (may be a prefix). */
   verified: ChunkRange[];
+  /**
+   * For REFUSED: the source's HTTP status. 416 (a range it claimed but does
+   * not hold) proves a false claim; 403 or 404 may be a stale ticket or a
+   * peer that just left.
+   */
+  httpStatus: number;
 }
 
 export interface TransferReports {
@@ -1044,7 +1050,7 @@ export const Have: MessageFns<Have> = {
 };
 
 function createBaseTransferReport(): TransferReport {
-  return { transferId: 0, outcome: 0, bytes: 0, durationMs: 0, detail: "", verified: [] };
+  return { transferId: 0, outcome: 0, bytes: 0, durationMs: 0, detail: "", verified: [], httpStatus: 0 };
 }
 
 export const TransferReport: MessageFns<TransferReport> = {
@@ -1066,6 +1072,9 @@ export const TransferReport: MessageFns<TransferReport> = {
     }
     for (const v of message.verified) {
       ChunkRange.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.httpStatus !== 0) {
+      writer.uint32(56).uint32(message.httpStatus);
     }
     return writer;
   },
@@ -1131,6 +1140,14 @@ export const TransferReport: MessageFns<TransferReport> = {
             message.verified.push(ChunkRange.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.httpStatus = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1161,6 +1178,11 @@ export const TransferReport: MessageFns<TransferReport> = {
       verified: globalThis.Array.isArray(object?.verified)
         ? object.verified.map((e: any) => ChunkRange.fromJSON(e))
         : [],
+      httpStatus: isSet(object.httpStatus)
+        ? globalThis.Number(object.httpStatus)
+        : isSet(object.http_status)
+        ? globalThis.Number(object.http_status)
+        : 0,
     };
   },
 
@@ -1184,6 +1206,9 @@ export const TransferReport: MessageFns<TransferReport> = {
     if (message.verified?.length) {
       obj.verified = message.verified.map((e) => ChunkRange.toJSON(e));
     }
+    if (message.httpStatus !== 0) {
+      obj.httpStatus = Math.round(message.httpStatus);
+    }
     return obj;
   },
 
@@ -1198,6 +1223,7 @@ export const TransferReport: MessageFns<TransferReport> = {
     message.durationMs = object.durationMs ?? 0;
     message.detail = object.detail ?? "";
     message.verified = object.verified?.map((e) => ChunkRange.fromPartial(e)) || [];
+    message.httpStatus = object.httpStatus ?? 0;
     return message;
   },
 };
