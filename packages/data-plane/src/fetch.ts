@@ -1,4 +1,4 @@
-import { chunkSpan, chunksPath, encodeTicket, rangeSpan, TICKET_HEADER } from "@distribustream/pdtp";
+import { chunkSpan, chunksPath, encodeTicket, joinHostPort, rangeSpan, TICKET_HEADER } from "@distribustream/pdtp";
 import type { ChunkRange, SignedTicket } from "@distribustream/pdtp";
 import { Connection, DataPlaneAgent, type ConnectionUser } from "./agent.js";
 import { parseResponseHead, ResponseHeadError } from "./responseHead.js";
@@ -90,10 +90,9 @@ function connection(opts: FetchOptions, fresh: boolean): Connection {
 }
 
 function requestHead(opts: FetchOptions): string {
-  const host = opts.host.includes(":") ? `[${opts.host}]` : opts.host;
   return (
     `GET ${chunksPath(opts.streamId, opts.range)} HTTP/1.1\r\n` +
-    `Host: ${host}:${opts.port}\r\n` +
+    `Host: ${joinHostPort(opts.host, opts.port)}\r\n` +
     `${TICKET_HEADER}: ${encodeTicket(opts.ticket)}\r\n` +
     `Connection: keep-alive\r\n\r\n`
   );

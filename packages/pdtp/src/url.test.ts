@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseChunksPath, streamIdFor } from "./dataPlane.js";
-import { parsePdtpUrl } from "./url.js";
+import { joinHostPort, parsePdtpUrl } from "./url.js";
 
 test("pdtp URLs give host, port (default 6086) and the stream name", () => {
   assert.deepEqual(parsePdtpUrl("pdtp://example.org/movies/a%20b.mp4"), {
@@ -43,4 +43,11 @@ test("stream ids are stable per (name, size, version) and differ otherwise", () 
   assert.match(id, /^[A-Za-z0-9_-]{22}$/);
   assert.notEqual(id, streamIdFor("a.bin", 10, 6));
   assert.notEqual(id, streamIdFor("a.bin", 11, 5));
+});
+
+test("host:port brackets IPv6 literals once", () => {
+  assert.equal(joinHostPort("10.0.0.5", 8000), "10.0.0.5:8000");
+  assert.equal(joinHostPort("seeder.local", 8000), "seeder.local:8000");
+  assert.equal(joinHostPort("::1", 8000), "[::1]:8000");
+  assert.equal(joinHostPort("[::1]", 8000), "[::1]:8000");
 });

@@ -57,3 +57,8 @@ export function streamNameProblem(name: string): string | undefined {
   }
   return undefined;
 }
+
+/** "host:port" for a URL authority or a gRPC target, with an IPv6 literal in brackets. */
+export function joinHostPort(host: string, port: number): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+}

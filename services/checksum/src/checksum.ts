@@ -11,6 +11,7 @@ import {
   type SignedManifest,
   type Signer,
   tolerantService,
+  joinHostPort,
 } from "@distribustream/pdtp";
 import {
   Counter,
@@ -177,7 +178,7 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
   const health = new Health([CHECKSUM_SERVICE_NAME]);
   health.addTo(server);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${hostForGrpc(opts.host)}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
+    server.bindAsync(joinHostPort(opts.host, opts.port), grpc.ServerCredentials.createInsecure(), (err, p) =>
       err ? reject(new Error(`cannot listen on ${opts.host}:${opts.port}: ${err.message}`)) : resolve(p),
     ),
   );
@@ -208,10 +209,6 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
       return draining;
     },
   };
-}
-
-function hostForGrpc(host: string): string {
-  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
 }
 
 function checksumMetrics(registry: Registry) {

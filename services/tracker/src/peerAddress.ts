@@ -1,4 +1,5 @@
 import { isIP } from "node:net";
+import { joinHostPort } from "@distribustream/pdtp";
 
 /**
  * The peer's IP address from grpc-js `call.getPeer()`, which gives
@@ -22,7 +23,7 @@ export function hostFromPeer(peer: string): string {
 
 /** "http://host:port" with an IPv6 literal in brackets. */
 export function httpBase(host: string, port: number): string {
-  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  return `http://${joinHostPort(host, port)}`;
 }
 
 /** True for something usable as an advertised host: a DNS name or an IP literal. */

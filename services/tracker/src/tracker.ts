@@ -21,6 +21,7 @@ import {
   type Signer,
   type StreamDescriptor,
   type TrackerMessage,
+  joinHostPort,
 } from "@distribustream/pdtp";
 import {
   Health,
@@ -142,7 +143,7 @@ export class TrackerCore {
     this.health.addTo(this.server);
     const port = await new Promise<number>((resolve, reject) =>
       this.server.bindAsync(
-        `${this.opts.host.includes(":") ? `[${this.opts.host}]` : this.opts.host}:${this.opts.port}`,
+        joinHostPort(this.opts.host, this.opts.port),
         grpc.ServerCredentials.createInsecure(),
         (err, bound) => (err ? reject(err) : resolve(bound)),
       ),
