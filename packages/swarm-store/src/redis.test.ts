@@ -1,0 +1,218 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { Redis } from "ioredis";
+import { swarmStoreContract } from "./contract.js";
+import { RedisSwarmStore } from "./redis.js";
+import { openSwarmStore, redactUrl } from "./open.js";
+import { MemorySwarmStore } from "./memory.js";
+import { redisForTests, type TestRedis } from "./testing/index.js";
+
+const server: TestRedis = await redisForTests();
+after(() => server.stop());
+/** A prefix of this run, so a shared REDIS_URL never sees another run's keys. */
+const run = `t-${randomUUID().slice(0, 8)}`;
+let n = 0;
+const freshPrefix = () => `${run}-${++n}`;
+
+swarmStoreContract("redis", async () => new RedisSwarmStore(new Redis(server.url), { prefix: freshPrefix() }));
+
+describe("RedisSwarmStore", () => {
+  let admin: Redis;
+  before(() => {
+    admin = new Redis(server.url);
+  });
+  after(async () => {
+    // leave nothing behind in a shared Redis
+    let cursor = "0";
+    do {
+      const [next, keys] = await admin.scan(cursor, "MATCH", `${run}-*`, "COUNT", 1000);
+      if (keys.length > 0) await admin.del(...keys);
+      cursor = next;
+    } while (cursor !== "0");
+    await admin.quit();
+  });
+
+  const limits = { maxDownloads: 4, maxUploadsPeer: 4, maxUploadsSeeder: 8 };
+  const newStream = (streamId: string) => ({
+    streamId,
+    name: `n/${streamId}`,
+    size: 100 * 1024,
+    chunkSize: 1024,
+    version: 1,
+    kind: "on_demand" as const,
+    createdMs: 0,
+  });
+  const viewer = (peerId: string, have = [{ first: 0, last: 99 }]) => ({
+    peerId,
+    host: "10.0.0.1",
+    port: 8000,
+    role: "viewer" as const,
+    mode: "in_order" as const,
+    position: 0,
+    have,
+  });
+
+  it("keeps every key of a stream under its hash tag, beside the few documented global keys", async () => {
+    const prefix = freshPrefix();
+    const store = new RedisSwarmStore(new Redis(server.url), { prefix });
+    try {
+      await store.createStream(newStream("abc"));
+      await store.markReady("abc", Uint8Array.of(1), 1);
+      await store.joinPeer("abc", viewer("a"), 0);
+      await store.joinPeer("abc", viewer("b", []), 0);
+      await store.addTransfer(
+        {
+          transferId: await store.nextTransferId(),
+          streamId: "abc",
+          fetcherId: "b",
+          serverId: "a",
+          serverRole: "viewer",
+          range: { first: 0, last: 3 },
+          startedMs: 0,
+          expiresMs: 100,
+        },
+        limits,
+      );
+      const keys = await admin.keys(`${prefix}:*`);
+      const global = keys.filter((k) => !k.startsWith(`${prefix}:{abc}:`)).sort();
+      assert.deepEqual(global, [
+        `${prefix}:expiry:peers`,
+        `${prefix}:expiry:transfers`,
+        `${prefix}:names`,
+        `${prefix}:transfer-id`,
+      ]);
+      assert.ok(keys.length > global.length + 5);
+      await store.removeStream("abc");
+      const left = await admin.keys(`${prefix}:*`);
+      assert.deepEqual(left, [`${prefix}:transfer-id`], "removeStream leaves only the id counter");
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("two replicas on one Redis see one swarm; either expires the other's peers and transfers", async () => {
+    const prefix = freshPrefix();
+    const a = new RedisSwarmStore(new Redis(server.url), { prefix });
+    const b = new RedisSwarmStore(new Redis(server.url), { prefix });
+    try {
+      await a.createStream(newStream("s"));
+      await a.joinPeer("s", viewer("p1"), 1000);
+      await b.joinPeer("s", viewer("p2", []), 2000);
+      assert.deepEqual(await b.peerCounts("s"), { peers: 2, seeders: 0 });
+      const id = await b.nextTransferId();
+      assert.ok((await a.nextTransferId()) > id, "one id sequence for all replicas");
+      const t = {
+        transferId: id,
+        streamId: "s",
+        fetcherId: "p2",
+        serverId: "p1",
+        serverRole: "viewer" as const,
+        range: { first: 10, last: 19 },
+        startedMs: 2000,
+        expiresMs: 5000,
+      };
+      assert.equal(await a.addTransfer(t, limits), "ok");
+      assert.deepEqual(await b.availability("s", { first: 9, last: 20 }), [
+        { first: 9, last: 9, count: 1 },
+        { first: 10, last: 19, count: 2 },
+        { first: 20, last: 20, count: 1 },
+      ]);
+      assert.deepEqual(await b.expireTransfers(4999), []);
+      assert.deepEqual(await b.expireTransfers(5000), [t]);
+      assert.deepEqual(await a.expireTransfers(9999), [], "expired once");
+      // p1 idle since 1000, p2 touched at 2500: a ttl of 1000 at 2100 takes p1 only
+      await a.touchPeers("s", ["p2"], 2500);
+      assert.deepEqual(
+        (await b.expirePeers(2100, 1000)).map((e) => e.peerId),
+        ["p1"],
+      );
+      assert.deepEqual(await a.expirePeers(2100, 1000), []);
+      assert.deepEqual(
+        (await a.expirePeers(3500, 1000)).map((e) => e.peerId),
+        ["p2"],
+      );
+      assert.equal(await admin.zcard(`${prefix}:expiry:peers`), 0, "an empty stream leaves the peer index");
+      assert.equal(await admin.zcard(`${prefix}:expiry:transfers`), 0);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("gives the memory store's exact availability under random holdings and transfers", async () => {
+    const redis = new RedisSwarmStore(new Redis(server.url), { prefix: freshPrefix() });
+    const memory = new MemorySwarmStore();
+    try {
+      let seed = 11;
+      const rnd = (k: number) => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return Math.floor((seed / 2 ** 31) * k);
+      };
+      for (const s of [redis, memory]) await s.createStream({ ...newStream("r"), size: 64 * 1024 });
+      const live: number[] = [];
+      let id = 0;
+      for (let step = 0; step < 150; step++) {
+        const peer = `p${rnd(8)}`;
+        const roll = rnd(10);
+        const first = rnd(64);
+        const range = { first, last: Math.min(63, first + rnd(12)) };
+        const both = async <T>(f: (s: RedisSwarmStore | MemorySwarmStore) => Promise<T>) => {
+          const [x, y] = await Promise.all([f(redis), f(memory)]);
+          assert.deepEqual(x, y, `step ${step}`);
+          return x;
+        };
+        if (roll < 2) await both((s) => s.joinPeer("r", viewer(peer, [range]), step).then((j) => j.joined));
+        else if (roll < 5) await both((s) => s.addHoldings("r", peer, [range]));
+        else if (roll < 7) {
+          const t = {
+            transferId: ++id,
+            streamId: "r",
+            fetcherId: peer,
+            serverId: `p${rnd(8)}`,
+            serverRole: "viewer" as const,
+            range,
+            startedMs: 0,
+            expiresMs: 1e12,
+          };
+          if ((await both((s) => s.addTransfer(t, limits))) === "ok") live.push(t.transferId);
+        } else if (roll < 9 && live.length > 0) {
+          const tid = live.splice(rnd(live.length), 1)[0]!;
+          await both((s) => s.takeTransfer("r", tid).then((t) => t?.transferId));
+        } else await both((s) => s.leavePeer("r", peer).then((d) => d.length));
+        await both((s) => s.availability("r", { first: 0, last: 63 }));
+      }
+    } finally {
+      await redis.close();
+      await memory.close();
+    }
+  });
+
+  it("rejects use after close", async () => {
+    const store = new RedisSwarmStore(new Redis(server.url), { prefix: freshPrefix() });
+    await store.close();
+    await assert.rejects(store.getStream("x"), /closed/);
+    await assert.rejects(store.availability("x", { first: 0, last: 1 }), /closed/);
+  });
+});
+
+describe("openSwarmStore", () => {
+  it("opens the memory store without a URL and Redis with one", async () => {
+    const mem = await openSwarmStore();
+    assert.ok(mem instanceof MemorySwarmStore);
+    await mem.close();
+    const store = await openSwarmStore(server.url, { prefix: freshPrefix() });
+    assert.ok(store instanceof RedisSwarmStore);
+    assert.equal(await store.streamCount(), 0);
+    await store.close();
+  });
+
+  it("names the accepted forms for a bad URL and never shows a password", async () => {
+    await assert.rejects(openSwarmStore("http://user:secret@host"), (e: Error) => {
+      assert.match(e.message, /redis:\/\/, rediss:\/\/, redis\+cluster:\/\//);
+      assert.doesNotMatch(e.message, /secret/);
+      return true;
+    });
+    assert.equal(redactUrl("redis://u:pw@h:1"), "redis://u:***@h:1");
+  });
+});

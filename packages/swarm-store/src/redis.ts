@@ -1,0 +1,534 @@
+/**
+ * Redis layout. `ds` is the key prefix (option `prefix`). All keys of a
+ * stream share the hash tag {id}, so on a Redis Cluster a stream lives on
+ * one slot and every script below touches that slot only:
+ *
+ *   ds:{id}:meta      HASH    streamId name size chunkSize version kind createdMs chunkCount status readyMs,
+ *                             epoch (HINCRBY), cursor (last viewer `sources` looked at)
+ *   ds:{id}:manifest  STRING  encoded SignedManifest (set by markReady)
+ *   ds:{id}:peers     HASH    peerId -> JSON {h host, p port, r role, m mode, pos, sv served, fl failures,
+ *                             st strikes, bd bad, bn banned, dl/ul ids of the transfers it fetches/serves}
+ *   ds:{id}:have      HASH    peerId -> holdings "f-l,f-l" (sorted, disjoint), clipped to the stream
+ *   ds:{id}:seen      ZSET    member=peerId score=lastSeenMs
+ *   ds:{id}:viewers   ZSET    member=peerId score=0 (lexicographic order: `sources` walks it from a cursor)
+ *   ds:{id}:seeders   SET     peerIds of seeders (a stream has few)
+ *   ds:{id}:avail     ZSET    availability segment starts, member=score=first chunk (always holds 0)
+ *   ds:{id}:availc    HASH    segment start -> count (viewers holding + copies in flight), up to the next start
+ *   ds:{id}:xfers     HASH    transferId -> JSON {id, f fetcher, s server, sr serverRole, a first, b last,
+ *                             t0 startedMs, te expiresMs, c counted in availability}
+ *   ds:{id}:xferexp   ZSET    member=transferId score=expiresMs
+ *
+ * Global keys (each on its own slot, never touched by a stream script):
+ *   ds:names              HASH  name -> id of the ready stream the name points to
+ *   ds:transfer-id        STRING INCR counter of transfer ids
+ *   ds:expiry:peers       ZSET  member=streamId score<=earliest lastSeen of its peers
+ *   ds:expiry:transfers   ZSET  member=streamId score<=earliest expiresMs of its transfers
+ *
+ * The expiry indexes let the sweeps read only the streams that are due. A
+ * stream's score may be stale-early (a touch raised lastSeen, a transfer
+ * ended): the sweep then finds nothing due in it and re-indexes it. Writers
+ * add a stream (ZADD LT, after their stream script) only when their script
+ * reports that the stream held nothing as early; the sweep does ZREM, then
+ * reads the stream's earliest entry and ZADD LTs it back, so that a writer
+ * racing the sweep is never lost. Every index update is idempotent.
+ *
+ * Costs below: n = peers in the stream, R = ranges of the peer(s) involved, S =
+ * availability segments touched. "1 script" means one EVALSHA round trip.
+ */
+import { Cluster, Redis } from "ioredis";
+import { chunkCount, RangeSet, type ChunkRange } from "@distribustream/pdtp";
+import { GLOBAL_SCRIPTS, STREAM_KEYS, STREAM_SCRIPTS, type ScriptName } from "./redisScripts.js";
+import type {
+  AddTransferResult,
+  AvailabilitySegment,
+  ExpiredPeer,
+  JoinResult,
+  NewStream,
+  PeerJoin,
+  PeerRoleName,
+  PeerState,
+  SlotLimits,
+  SourceCandidate,
+  SourceOutcome,
+  SourceQuery,
+  SourceTrust,
+  StreamKindName,
+  StreamMeta,
+  StreamStatus,
+  SwarmStore,
+  TransferRecord,
+  TrustPolicy,
+  WantOrder,
+} from "./store.js";
+
+export type RedisClient = Redis | Cluster;
+
+export interface RedisSwarmStoreOptions {
+  /** Prefix of every key (default "ds"); several deployments can share one Redis with different prefixes. */
+  prefix?: string;
+}
+
+const META_FIELDS = [
+  "streamId",
+  "name",
+  "size",
+  "chunkSize",
+  "version",
+  "kind",
+  "createdMs",
+  "chunkCount",
+  "status",
+  "readyMs",
+] as const;
+
+/** How many streams a sweep works on at once. */
+const SWEEP_PARALLEL = 16;
+
+type Reply = string | number | null | Reply[];
+type ScriptFn = (...args: (string | number | Buffer)[]) => Promise<Reply>;
+
+/**
+ * The swarm store of many tracker replicas, on Redis standalone or Redis
+ * Cluster (see the key layout above). Owns the client: `close` quits it.
+ */
+export class RedisSwarmStore implements SwarmStore {
+  private readonly prefix: string;
+  private readonly names: string;
+  private readonly transferSeq: string;
+  private readonly peerIndex: string;
+  private readonly transferIndex: string;
+  private closed = false;
+
+  constructor(
+    private readonly redis: RedisClient,
+    options: RedisSwarmStoreOptions = {},
+  ) {
+    this.prefix = options.prefix ?? "ds";
+    if (/[{}]/.test(this.prefix)) throw new Error(`key prefix ${JSON.stringify(this.prefix)} must not contain { or }`);
+    this.names = `${this.prefix}:names`;
+    this.transferSeq = `${this.prefix}:transfer-id`;
+    this.peerIndex = `${this.prefix}:expiry:peers`;
+    this.transferIndex = `${this.prefix}:expiry:transfers`;
+    for (const [name, lua] of STREAM_SCRIPTS) {
+      if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: STREAM_KEYS.length, lua });
+    }
+    for (const [name, lua] of Object.entries(GLOBAL_SCRIPTS)) {
+      if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 1, lua });
+    }
+  }
+
+  /** The keys of one stream, in the order the scripts expect. */
+  private keys(streamId: string): string[] {
+    if (/[{}]/.test(streamId)) throw new Error(`stream id ${JSON.stringify(streamId)} must not contain { or }`);
+    const base = `${this.prefix}:{${streamId}}:`;
+    return STREAM_KEYS.map((k) => base + k);
+  }
+
+  private key(streamId: string, k: (typeof STREAM_KEYS)[number]): string {
+    return `${this.prefix}:{${streamId}}:${k}`;
+  }
+
+  private run(name: ScriptName | keyof typeof GLOBAL_SCRIPTS, keys: string[], ...args: (string | number | Buffer)[]) {
+    if (this.closed) throw new Error("swarm store is closed");
+    const fn = (this.redis as unknown as Record<string, ScriptFn>)[name]!;
+    return fn.call(this.redis, ...keys, ...args);
+  }
+
+  private check(): void {
+    if (this.closed) throw new Error("swarm store is closed");
+  }
+
+  // ---- streams -------------------------------------------------------------
+
+  /** 1 script + 1 HMGET; O(1). */
+  async createStream(s: NewStream): Promise<StreamMeta> {
+    const count = chunkCount(s.size, s.chunkSize);
+    await this.run(
+      "dsCreateStream",
+      this.keys(s.streamId),
+      s.streamId,
+      s.name,
+      s.size,
+      s.chunkSize,
+      s.version,
+      s.kind,
+      s.createdMs,
+      count,
+    );
+    const m = await this.getStream(s.streamId);
+    if (!m) throw new Error(`stream ${s.streamId} vanished while being created`);
+    return m;
+  }
+
+  /** 1 HMGET; O(1). */
+  async getStream(streamId: string): Promise<StreamMeta | undefined> {
+    this.check();
+    const v = await this.redis.hmget(this.key(streamId, "meta"), ...META_FIELDS);
+    return parseMeta(v);
+  }
+
+  /** 1 GET; O(1) (the manifest's size). */
+  async getManifest(streamId: string): Promise<Uint8Array | undefined> {
+    this.check();
+    const b = await this.redis.getBuffer(this.key(streamId, "manifest"));
+    return b ? new Uint8Array(b) : undefined;
+  }
+
+  /** 1 stream script + 1 name-index script; O(1). */
+  async markReady(streamId: string, manifest: Uint8Array, nowMs: number): Promise<{ replaced: string | undefined }> {
+    const name = await this.run("dsMarkReady", this.keys(streamId), Buffer.from(manifest), nowMs);
+    if (typeof name !== "string") throw new Error(`unknown stream ${streamId}`);
+    const before = await this.run("dsPointName", [this.names], name, streamId);
+    return { replaced: typeof before === "string" && before !== streamId ? before : undefined };
+  }
+
+  /** 1 HGET; O(1). */
+  async streamIdByName(name: string): Promise<string | undefined> {
+    this.check();
+    return (await this.redis.hget(this.names, name)) ?? undefined;
+  }
+
+  /** HGETALL of the name index + 1 HMGET per stream (in parallel); O(streams). Not for a per-message path. */
+  async listStreams(): Promise<StreamMeta[]> {
+    this.check();
+    const ids = Object.values(await this.redis.hgetall(this.names));
+    const metas = await Promise.all(ids.map((id) => this.getStream(id)));
+    return metas
+      .filter((m): m is StreamMeta => m !== undefined && m.status === "ready")
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** 1 HLEN; O(1). */
+  async streamCount(): Promise<number> {
+    this.check();
+    return this.redis.hlen(this.names);
+  }
+
+  /** 1 HGET; O(1). */
+  async streamEpoch(streamId: string): Promise<number> {
+    this.check();
+    return Number((await this.redis.hget(this.key(streamId, "meta"), "epoch")) ?? 0);
+  }
+
+  /** 1 script (DEL of the stream's keys: O(its size)) + name-index script + 2 ZREM. */
+  async removeStream(streamId: string): Promise<void> {
+    const name = await this.run("dsRemoveStream", this.keys(streamId));
+    if (typeof name === "string") await this.run("dsUnpointName", [this.names], name, streamId);
+    await this.redis.zrem(this.peerIndex, streamId);
+    await this.redis.zrem(this.transferIndex, streamId);
+  }
+
+  /** 1 script (HLEN + SCARD); O(1). */
+  async peerCounts(streamId: string): Promise<{ peers: number; seeders: number }> {
+    const [all, seeders] = (await this.run("dsPeerCounts", this.keys(streamId))) as [number, number];
+    return { peers: all - seeders, seeders };
+  }
+
+  // ---- peers ---------------------------------------------------------------
+
+  /**
+   * 1 script, plus 1 ZADD LT on the peer expiry index when the stream had no
+   * peer seen as early. O(log n + R log S), plus a replaced record's transfers.
+   */
+  async joinPeer(streamId: string, p: PeerJoin, nowMs: number): Promise<JoinResult> {
+    const r = (await this.run(
+      "dsJoinPeer",
+      this.keys(streamId),
+      p.peerId,
+      p.host,
+      p.port,
+      p.role,
+      p.mode,
+      p.position,
+      nowMs,
+      formatRanges(p.have),
+    )) as Reply[];
+    if (r[0] !== 1) return { joined: false, dropped: [] };
+    if (r[1] === 1) await this.redis.zadd(this.peerIndex, "LT", nowMs, streamId);
+    return { joined: true, dropped: r.slice(2).map((s) => parseTransfer(streamId, s as string)) };
+  }
+
+  /** 1 script; O(log n + R log S + its transfers). */
+  async leavePeer(streamId: string, peerId: string): Promise<TransferRecord[]> {
+    const r = (await this.run("dsLeavePeer", this.keys(streamId), peerId)) as string[];
+    return r.map((s) => parseTransfer(streamId, s));
+  }
+
+  /** 1 script (3 reads); O(R). */
+  async getPeer(streamId: string, peerId: string): Promise<PeerState | undefined> {
+    const r = (await this.run("dsGetPeer", this.keys(streamId), peerId)) as [string, string | null, string] | null;
+    if (!r) return undefined;
+    const rec = JSON.parse(r[0]) as Record<string, string>;
+    const dl = splitIds(rec.dl);
+    const ul = splitIds(rec.ul);
+    return {
+      peerId,
+      host: rec.h!,
+      port: Number(rec.p),
+      role: rec.r as PeerRoleName,
+      mode: rec.m as WantOrder,
+      position: Number(rec.pos),
+      holdings: parseRanges(r[1]),
+      lastSeenMs: Number(r[2]),
+      downloads: dl,
+      uploads: ul,
+      ...trustOf(rec),
+    };
+  }
+
+  /** 1 script; O(R + newly held ranges x log S). */
+  async addHoldings(streamId: string, peerId: string, ranges: readonly ChunkRange[]): Promise<number> {
+    const arg = formatRanges(ranges);
+    if (arg === "") return 0;
+    return Number(await this.run("dsAddHoldings", this.keys(streamId), peerId, arg));
+  }
+
+  /** 1 script; O(1). */
+  async setPosition(streamId: string, peerId: string, position: number): Promise<void> {
+    await this.run("dsSetPosition", this.keys(streamId), peerId, position);
+  }
+
+  /** 1 ZADD XX; O(k log n). Does not touch the expiry index (lastSeen only grows, the index stays early). */
+  async touchPeers(streamId: string, peerIds: readonly string[], nowMs: number): Promise<void> {
+    this.check();
+    if (peerIds.length === 0) return;
+    const args: (string | number)[] = [];
+    for (const id of peerIds) args.push(nowMs, id);
+    await this.redis.zadd(this.key(streamId, "seen"), "XX", ...args);
+  }
+
+  /**
+   * ZRANGEBYSCORE of the due streams, then per due stream 1 script + ZREM +
+   * ZRANGE + at most 1 ZADD. Reads only streams with a peer due (or a stale
+   * index entry); O(due streams x log n + expired peers).
+   */
+  async expirePeers(nowMs: number, ttlMs: number): Promise<ExpiredPeer[]> {
+    this.check();
+    const cutoff = nowMs - ttlMs;
+    const due = await this.redis.zrangebyscore(this.peerIndex, "-inf", cutoff);
+    const out: ExpiredPeer[] = [];
+    await inBatches(due, async (streamId) => {
+      const r = (await this.run("dsExpirePeers", this.keys(streamId), cutoff)) as Reply[];
+      for (let i = 0; i < r.length;) {
+        const peerId = r[i] as string;
+        const role = r[i + 1] as PeerRoleName;
+        const n = Number(r[i + 2]);
+        const transfers = r.slice(i + 3, i + 3 + n).map((s) => parseTransfer(streamId, s as string));
+        out.push({ streamId, peerId, role, transfers });
+        i += 3 + n;
+      }
+      await this.reindex(this.peerIndex, streamId, this.key(streamId, "seen"));
+    });
+    return out;
+  }
+
+  /** Puts a stream back in a global expiry index at its earliest entry, or leaves it out when it has none. */
+  private async reindex(index: string, streamId: string, zset: string): Promise<void> {
+    await this.redis.zrem(index, streamId);
+    const first = await this.redis.zrange(zset, "0", "0", "WITHSCORES");
+    if (first.length === 2) await this.redis.zadd(index, "LT", first[1]!, streamId);
+  }
+
+  /** 1 script; O(1 + R log S on a ban). */
+  async recordSourceOutcome(
+    streamId: string,
+    peerId: string,
+    outcome: SourceOutcome,
+    policy: TrustPolicy,
+  ): Promise<SourceTrust | undefined> {
+    const r = (await this.run(
+      "dsRecordOutcome",
+      this.keys(streamId),
+      peerId,
+      outcome,
+      policy.banAfterBad,
+      policy.banAfterStrikes,
+    )) as number[] | null;
+    if (!r) return undefined;
+    return { served: r[0]!, failures: r[1]!, strikes: r[2]!, bad: r[3]!, banned: r[4] === 1 };
+  }
+
+  // ---- scheduling reads ----------------------------------------------------
+
+  /** 1 script; O(log S + segments in the window). */
+  async availability(streamId: string, window: ChunkRange): Promise<AvailabilitySegment[]> {
+    const r = (await this.run("dsAvailability", this.keys(streamId), window.first, window.last)) as number[];
+    const out: AvailabilitySegment[] = [];
+    for (let i = 0; i + 2 < r.length; i += 3) out.push({ first: r[i]!, last: r[i + 1]!, count: r[i + 2]! });
+    return out;
+  }
+
+  /**
+   * 1 script: the seeders (SMEMBERS of the stream's few seeders) and at most
+   * 4 x limit viewers after the stored cursor (ZRANGEBYLEX, wrapping around);
+   * O(seeders + log n + limit x R).
+   */
+  async sources(streamId: string, window: ChunkRange, q: SourceQuery): Promise<SourceCandidate[]> {
+    const r = (await this.run(
+      "dsSources",
+      this.keys(streamId),
+      q.exclude,
+      q.limit,
+      q.maxUploadsPeer,
+      q.maxUploadsSeeder,
+      window.first,
+      window.last,
+    )) as Reply[];
+    const out: SourceCandidate[] = [];
+    for (let i = 0; i + 9 < r.length; i += 10) {
+      out.push({
+        peerId: r[i] as string,
+        host: r[i + 1] as string,
+        port: Number(r[i + 2]),
+        role: r[i + 3] as PeerRoleName,
+        holdings: parseRanges(r[i + 4] as string),
+        uploads: Number(r[i + 5]),
+        served: Number(r[i + 6]),
+        failures: Number(r[i + 7]),
+        strikes: Number(r[i + 8]),
+        bad: Number(r[i + 9]),
+        banned: false,
+      });
+    }
+    return out;
+  }
+
+  // ---- transfers -----------------------------------------------------------
+
+  /** 1 INCR; O(1). */
+  async nextTransferId(): Promise<number> {
+    this.check();
+    return this.redis.incr(this.transferSeq);
+  }
+
+  /**
+   * 1 script, plus 1 ZADD LT on the transfer expiry index only when no
+   * transfer of the stream expires as early (the first one, in practice);
+   * O(log S + segments of the range + log transfers).
+   */
+  async addTransfer(t: TransferRecord, limits: SlotLimits): Promise<AddTransferResult> {
+    const r = (await this.run(
+      "dsAddTransfer",
+      this.keys(t.streamId),
+      t.transferId,
+      t.fetcherId,
+      t.serverId,
+      t.serverRole,
+      t.range.first,
+      t.range.last,
+      t.startedMs,
+      t.expiresMs,
+      limits.maxDownloads,
+      limits.maxUploadsPeer,
+      limits.maxUploadsSeeder,
+    )) as [AddTransferResult, number];
+    if (r[0] === "ok" && r[1] === 1) await this.redis.zadd(this.transferIndex, "LT", t.expiresMs, t.streamId);
+    return r[0];
+  }
+
+  /** 1 script; O(log S + segments of the range). */
+  async takeTransfer(streamId: string, transferId: number): Promise<TransferRecord | undefined> {
+    const r = await this.run("dsTakeTransfer", this.keys(streamId), transferId);
+    return typeof r === "string" ? parseTransfer(streamId, r) : undefined;
+  }
+
+  /** 1 script; O(maxDownloads). */
+  async transfersOf(streamId: string, fetcherId: string): Promise<TransferRecord[]> {
+    const r = (await this.run("dsTransfersOf", this.keys(streamId), fetcherId)) as string[];
+    return r.map((s) => parseTransfer(streamId, s));
+  }
+
+  /** Like `expirePeers`, over the transfer expiry index. */
+  async expireTransfers(nowMs: number): Promise<TransferRecord[]> {
+    this.check();
+    const due = await this.redis.zrangebyscore(this.transferIndex, "-inf", nowMs);
+    const out: TransferRecord[] = [];
+    await inBatches(due, async (streamId) => {
+      const r = (await this.run("dsExpireTransfers", this.keys(streamId), nowMs)) as string[];
+      for (const s of r) out.push(parseTransfer(streamId, s));
+      await this.reindex(this.transferIndex, streamId, this.key(streamId, "xferexp"));
+    });
+    return out;
+  }
+
+  /** Quits the client (waits for replies in flight). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}
+
+async function inBatches(ids: string[], work: (id: string) => Promise<void>): Promise<void> {
+  for (let i = 0; i < ids.length; i += SWEEP_PARALLEL) {
+    await Promise.all(ids.slice(i, i + SWEEP_PARALLEL).map(work));
+  }
+}
+
+function parseMeta(v: (string | null)[]): StreamMeta | undefined {
+  const [streamId, name, size, chunkSize, version, kind, createdMs, count, status, readyMs] = v;
+  if (streamId == null || name == null) return undefined;
+  return {
+    streamId,
+    name,
+    size: Number(size),
+    chunkSize: Number(chunkSize),
+    version: Number(version),
+    kind: kind as StreamKindName,
+    createdMs: Number(createdMs),
+    chunkCount: Number(count),
+    status: status as StreamStatus,
+    readyMs: Number(readyMs),
+  };
+}
+
+/** Normalised ranges (sorted, merged, first >= 0) as "f-l,f-l"; the scripts clip them to the stream. */
+function formatRanges(ranges: readonly ChunkRange[]): string {
+  const set = new RangeSet();
+  for (const r of ranges) {
+    const first = Math.max(0, r.first);
+    if (first <= r.last) set.add({ first, last: r.last });
+  }
+  return set
+    .ranges()
+    .map((r) => `${r.first}-${r.last}`)
+    .join(",");
+}
+
+function parseRanges(s: string | null): RangeSet {
+  const set = new RangeSet();
+  if (!s) return set;
+  for (const part of s.split(",")) {
+    const dash = part.indexOf("-");
+    set.add({ first: Number(part.slice(0, dash)), last: Number(part.slice(dash + 1)) });
+  }
+  return set;
+}
+
+function splitIds(s: string | undefined): number {
+  return s ? s.split(",").length : 0;
+}
+
+function trustOf(rec: Record<string, string>): SourceTrust {
+  return {
+    served: Number(rec.sv),
+    failures: Number(rec.fl),
+    strikes: Number(rec.st),
+    bad: Number(rec.bd),
+    banned: rec.bn === "1",
+  };
+}
+
+function parseTransfer(streamId: string, s: string): TransferRecord {
+  const t = JSON.parse(s) as Record<string, string>;
+  return {
+    transferId: Number(t.id),
+    streamId,
+    fetcherId: t.f!,
+    serverId: t.s!,
+    serverRole: t.sr as PeerRoleName,
+    range: { first: Number(t.a), last: Number(t.b) },
+    startedMs: Number(t.t0),
+    expiresMs: Number(t.te),
+  };
+}

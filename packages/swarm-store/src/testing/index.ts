@@ -1,0 +1,1 @@
+export { redisForTests, redisClusterForTests, freePort, findOnPath, type TestRedis } from "./redisServer.js";

@@ -1,0 +1,205 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { accessSync, constants, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+
+/** A Redis for tests; `stop` kills what the helper started (by PID) and removes its files. Idempotent. */
+export interface TestRedis {
+  /** URL for `openSwarmStore`: redis://… or redis+cluster://… */
+  url: string;
+  /** host:port of each node (one for standalone, the masters for a cluster). */
+  nodes: { host: string; port: number }[];
+  stop(): Promise<void>;
+}
+
+const INSTALL_HINT =
+  "no Redis for the tests: set REDIS_URL, or install the Debian package redis-server (apt-get install redis-server)";
+
+/** Absolute path of an executable on PATH, or undefined. */
+export function findOnPath(bin: string): string | undefined {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (!dir) continue;
+    const p = join(dir, bin);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.unref();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const started = new Set<ChildProcess>();
+process.on("exit", () => {
+  // last resort when a test process exits without calling stop()
+  for (const c of started) if (c.exitCode === null && c.pid) process.kill(c.pid, "SIGKILL");
+});
+
+/** Starts redis-server with these extra arguments on a free port; resolves once it accepts connections. */
+async function startServer(bin: string, dir: string, extra: string[]): Promise<{ child: ChildProcess; port: number }> {
+  let lastError = "";
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
+    const child = spawn(bin, [...args, ...extra], { stdio: ["ignore", "pipe", "pipe"] });
+    started.add(child);
+    let out = "";
+    const ok = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 10_000);
+      const onData = (b: Buffer) => {
+        out += b.toString();
+        if (out.includes("Ready to accept connections")) {
+          clearTimeout(timer);
+          resolve(true);
+        }
+      };
+      child.stdout!.on("data", onData);
+      child.stderr!.on("data", onData);
+      child.once("exit", () => {
+        clearTimeout(timer);
+        resolve(false);
+      });
+      child.once("error", (e) => {
+        out += String(e);
+        clearTimeout(timer);
+        resolve(false);
+      });
+    });
+    if (ok) {
+      child.stdout!.resume();
+      child.stderr!.resume();
+      return { child, port };
+    }
+    lastError = out.trim().split("\n").slice(-3).join("\n");
+    await stopChild(child);
+  }
+  throw new Error(`redis-server did not start: ${lastError}`);
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  started.delete(child);
+  if (child.exitCode !== null || child.signalCode !== null || !child.pid) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  process.kill(child.pid, "SIGTERM");
+  const timer = setTimeout(() => child.pid && process.kill(child.pid, "SIGKILL"), 3000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function redisServerBinary(): string {
+  const bin = findOnPath("redis-server");
+  if (!bin) throw new Error(INSTALL_HINT);
+  return bin;
+}
+
+/**
+ * A real Redis for tests: REDIS_URL when set (nothing to stop); else a
+ * redis-server from PATH on a free port with no persistence and a temporary
+ * directory; else an error naming the package to install.
+ */
+export async function redisForTests(): Promise<TestRedis> {
+  const env = process.env.REDIS_URL;
+  if (env) {
+    const u = new URL(env);
+    return { url: env, nodes: [{ host: u.hostname, port: Number(u.port || 6379) }], stop: async () => {} };
+  }
+  const bin = redisServerBinary();
+  const dir = mkdtempSync(join(tmpdir(), "ds-redis-"));
+  try {
+    const { child, port } = await startServer(bin, dir, []);
+    let stopped: Promise<void> | undefined;
+    return {
+      url: `redis://127.0.0.1:${port}`,
+      nodes: [{ host: "127.0.0.1", port }],
+      stop: () => (stopped ??= stopChild(child).finally(() => rmSync(dir, { recursive: true, force: true }))),
+    };
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/**
+ * A local Redis Cluster of three masters (no replicas) for tests: three
+ * redis-server processes with --cluster-enabled on free ports (the cluster bus
+ * on free ports too), joined with `redis-cli --cluster create`. Resolves once
+ * every node reports cluster_state:ok. REDIS_CLUSTER_URL (redis+cluster://…)
+ * is used instead when set.
+ */
+export async function redisClusterForTests(): Promise<TestRedis> {
+  const env = process.env.REDIS_CLUSTER_URL;
+  if (env) {
+    const hosts = env.replace(/^[a-z+]+:\/\/([^@]*@)?/, "").split(",");
+    const nodes = hosts.map((h) => {
+      const u = new URL(`redis://${h}`);
+      return { host: u.hostname, port: Number(u.port || 6379) };
+    });
+    return { url: env, nodes, stop: async () => {} };
+  }
+  const bin = redisServerBinary();
+  const cli = findOnPath("redis-cli");
+  if (!cli) throw new Error("no redis-cli on PATH to create a Redis Cluster: install the Debian package redis-tools");
+  const dir = mkdtempSync(join(tmpdir(), "ds-redis-cluster-"));
+  const children: ChildProcess[] = [];
+  const stop = async () => {
+    await Promise.all(children.map(stopChild));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const ports: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const bus = await freePort();
+      const { child, port } = await startServer(bin, dir, [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        `nodes-${i}-${process.pid}.conf`,
+        "--cluster-port",
+        String(bus),
+        "--cluster-node-timeout",
+        "5000",
+      ]);
+      children.push(child);
+      ports.push(port);
+    }
+    const create = spawnSync(
+      cli,
+      ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes"],
+      { encoding: "utf8", timeout: 30_000 },
+    );
+    if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
+    const deadline = Date.now() + 20_000;
+    for (const port of ports) {
+      for (;;) {
+        const info = spawnSync(cli, ["-p", String(port), "cluster", "info"], { encoding: "utf8" });
+        if (info.stdout.includes("cluster_state:ok")) break;
+        if (Date.now() > deadline) throw new Error(`Redis Cluster node ${port} not ready: ${info.stdout}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    let stopped: Promise<void> | undefined;
+    return {
+      url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(",")}`,
+      nodes: ports.map((port) => ({ host: "127.0.0.1", port })),
+      stop: () => (stopped ??= stop()),
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
