@@ -188,6 +188,22 @@ describe("RedisSwarmStore", () => {
     }
   });
 
+  it("reads availability windows of thousands of segments exactly", async () => {
+    const store = new RedisSwarmStore(new Redis(server.url), { prefix: freshPrefix() });
+    try {
+      await store.createStream({ ...newStream("big"), size: 3000 * 1024 });
+      const have = Array.from({ length: 1500 }, (_, i) => ({ first: 2 * i, last: 2 * i }));
+      await store.joinPeer("big", viewer("odd", have), 0);
+      const segs = await store.availability("big", { first: 1, last: 2999 });
+      assert.equal(segs.length, 2999);
+      segs.forEach((s, i) => assert.deepEqual(s, { first: i + 1, last: i + 1, count: i % 2 === 0 ? 0 : 1 }));
+      assert.equal(await store.addHoldings("big", "odd", [{ first: 0, last: 2999 }]), 1500);
+      assert.deepEqual(await store.availability("big", { first: 0, last: 2999 }), [{ first: 0, last: 2999, count: 1 }]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it("rejects use after close", async () => {
     const store = new RedisSwarmStore(new Redis(server.url), { prefix: freshPrefix() });
     await store.close();

@@ -338,13 +338,19 @@ local f, l = math.max(0, tonumber(ARGV[1])), math.min(size - 1, tonumber(ARGV[2]
 if f > l then return {} end
 local starts = redis.call('ZRANGEBYSCORE', K_AVAIL, seg_floor(f), l)
 local out = {}
-for i, s in ipairs(starts) do
-  local a = tonumber(s)
-  local b = l
-  if starts[i + 1] then b = math.min(l, tonumber(starts[i + 1]) - 1) end
-  out[#out + 1] = math.max(a, f)
-  out[#out + 1] = b
-  out[#out + 1] = tonumber(redis.call('HGET', K_AVAILC, s))
+-- counts by HMGET in batches (unpack has a stack limit)
+for j = 1, #starts, 512 do
+  local batch = {}
+  for i = j, math.min(j + 511, #starts) do batch[#batch + 1] = starts[i] end
+  local cs = redis.call('HMGET', K_AVAILC, unpack(batch))
+  for k, s in ipairs(batch) do
+    local i = j + k - 1
+    local b = l
+    if starts[i + 1] then b = math.min(l, tonumber(starts[i + 1]) - 1) end
+    out[#out + 1] = math.max(tonumber(s), f)
+    out[#out + 1] = b
+    out[#out + 1] = tonumber(cs[k])
+  end
 end
 return out`,
 
