@@ -12,7 +12,7 @@ import {
   type Logger,
 } from "@distribustream/runtime";
 import { startSeeder } from "@distribustream/seeder";
-import { MemorySwarmStore } from "@distribustream/swarm-store";
+import { openSwarmStore, redactUrl } from "@distribustream/swarm-store";
 import { startTracker } from "@distribustream/tracker";
 import { checksumSchema, originalAliases, seederSchema, trackerSchema, upSchema } from "./config.js";
 import { loadOrCreateKey } from "./keys.js";
@@ -37,7 +37,7 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
   const cfg = loadConfig(trackerSchema, { flags, env: process.env, confFile, aliases: originalAliases.tracker });
   const ctx = setup("tracker", cfg.logLevel);
   const ticketSigner = loadOrCreateKey(cfg.ticketKey, "ticket_key", ctx.log);
-  const store = new MemorySwarmStore();
+  const store = await openStore(cfg.redis, ctx.log);
   ctx.shutdown.add("store", () => store.close());
   let serving = false;
   await metrics(ctx, cfg.host, cfg.metricsPort, () => serving);
@@ -121,7 +121,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     registry: ctx.registry,
   });
   ctx.shutdown.add("checksum", () => checksum.drain());
-  const store = new MemorySwarmStore();
+  const store = await openStore(cfg.redis ?? process.env.REDIS_URL, ctx.log);
   ctx.shutdown.add("store", () => store.close());
   const tracker = await startTracker({
     host: cfg.host,
@@ -162,6 +162,17 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     ),
   ];
   process.stdout.write(lines.join("\n") + "\n");
+}
+
+/** The swarm store: Redis when a URL is given, else memory (one tracker process only). */
+async function openStore(url: string | undefined, log: Logger) {
+  try {
+    const store = await openSwarmStore(url);
+    log.info({ store: url ? redactUrl(url) : "memory" }, "swarm store opened");
+    return store;
+  } catch (err) {
+    throw new ConfigError(`invalid setting redis: ${(err as Error).message}`);
+  }
 }
 
 function checkMediaFolder(dir: string, create: boolean): string {

@@ -21,8 +21,15 @@ const vhost = z
   .optional();
 const file = (def: string) => z.string().min(1).default(def);
 
+/** redis://, rediss:// (TLS), redis+cluster://host1:port1,host2:port2 (see README). */
+const redis = z
+  .string()
+  .regex(/^rediss?(\+cluster)?:\/\/./, "expected redis://, rediss://, redis+cluster:// or rediss+cluster://")
+  .optional();
+
 export const trackerSchema = z.strictObject({
   host: host("0.0.0.0"),
+  redis,
   port: port(6086),
   checksum: hostPort("127.0.0.1:6088"),
   chunkSize,
@@ -53,6 +60,7 @@ export const seederSchema = z.strictObject({
 
 export const upSchema = z.strictObject({
   host: host("0.0.0.0"),
+  redis,
   port: port(6086),
   vhost,
   media: file("./media"),

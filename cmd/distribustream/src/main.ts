@@ -43,14 +43,21 @@ common(
     .option("--checksum-port <n>", "checksum service port (default 6088)")
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9086)")
     .option("--chunk-size <bytes>", "chunk size of published files (default 262144)")
-    .option("--data-dir <dir>", "folder for keys (default .distribustream)"),
+    .option("--data-dir <dir>", "folder for keys (default .distribustream)")
+    .option("--redis <url>", "keep swarm state in Redis (also REDIS_URL); without it, in memory"),
 ).action(run(runUp));
 
 common(
   program
     .command("tracker")
-    .description("run the PDTP tracker (in-memory swarm store: exactly one tracker process)")
+    .description(
+      "run the PDTP tracker; with --redis any number of replicas share swarm state, without it the in-memory store serves exactly one tracker process",
+    )
     .option("--host <addr>", "bind address (default 0.0.0.0)")
+    .option(
+      "--redis <url>",
+      "redis://[:password@]host:port, rediss:// (TLS) or redis+cluster://host1:port1,host2:port2",
+    )
     .option("--port <n>", "PDTP port (default 6086)")
     .option("--checksum <host:port>", "checksum service (default 127.0.0.1:6088)")
     .option("--chunk-size <bytes>", "chunk size of published files (default 262144)")
