@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { Signer } from "@distribustream/pdtp";
 import { ConfigError, type Logger } from "@distribustream/runtime";
@@ -22,12 +22,19 @@ export function loadOrCreateKey(path: string, setting: string, log: Logger): Sig
     }
   }
   const signer = Signer.generate();
+  // Written aside, then linked into place: a process starting at the same time
+  // (another replica) never reads a half-written key, and the first one wins.
+  const tmp = `${path}.${process.pid}.tmp`;
   try {
     mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(path, signer.toPem(), { mode: 0o600, flag: "wx" });
-    chmodSync(path, 0o600);
+    writeFileSync(tmp, signer.toPem(), { mode: 0o600 });
+    chmodSync(tmp, 0o600);
+    linkSync(tmp, path);
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return loadOrCreateKey(path, setting, log);
     throw new ConfigError(`invalid setting ${setting}: cannot create key file ${path} (${(err as Error).message})`);
+  } finally {
+    rmSync(tmp, { force: true });
   }
   log.info({ path, keyId: signer.keyId }, `created ${setting}`);
   return signer;
