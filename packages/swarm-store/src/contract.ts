@@ -319,8 +319,11 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       await store.joinPeer("s2", peer("c"), 0);
       const t = transfer("b", "a", { first: 0, last: 0 });
       await store.addTransfer(t, limits);
-      await store.touchPeers("s1", ["b", "ghost"], 500);
+      assert.deepEqual(await store.touchPeers("s1", ["b", "ghost"], 500), ["ghost"]);
       assert.equal((await store.getPeer("s1", "b"))?.lastSeenMs, 500);
+      assert.equal(await store.getPeer("s1", "ghost"), undefined, "a touch adds nobody");
+      assert.deepEqual(await store.touchPeers("nope", ["b"], 500), ["b"], "unknown stream: nobody is there");
+      assert.deepEqual(await store.touchPeers("s1", [], 500), []);
       const gone = await store.expirePeers(1000, 1000);
       assert.deepEqual(gone.map((g) => `${g.streamId}/${g.peerId}`).sort(), ["s1/a", "s2/c"]);
       const a = gone.find((g) => g.peerId === "a");
@@ -486,6 +489,33 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       assert.ok(e4 > e3, "transfer ended");
       await store.leavePeer("s1", "b");
       assert.ok((await store.streamEpoch("s1")) > e4, "leave");
+    });
+
+    it("a lease has one holder: others are refused while it renews, and take it once it expires", async () => {
+      const ttl = 300;
+      assert.equal(await store.acquireLease("cleanup", "r1", ttl), true);
+      assert.equal(await store.acquireLease("cleanup", "r2", ttl), false);
+      assert.equal(await store.acquireLease("other", "r2", ttl), true, "leases are independent");
+      // r1 renews every ttl/3 for more than two ttls: r2 never gets it
+      const until = Date.now() + 2.5 * ttl;
+      while (Date.now() < until) {
+        assert.equal(await store.acquireLease("cleanup", "r1", ttl), true, "the holder renews");
+        assert.equal(await store.acquireLease("cleanup", "r2", ttl), false, "refused while renewed");
+        await new Promise((r) => setTimeout(r, ttl / 3));
+      }
+      // r1 stops renewing: r2 takes over after the ttl, and r1 is refused
+      await new Promise((r) => setTimeout(r, ttl + 50));
+      assert.equal(await store.acquireLease("cleanup", "r2", ttl), true, "taken after expiry");
+      assert.equal(await store.acquireLease("cleanup", "r1", ttl), false);
+    });
+
+    it("a released lease is free at once; only its holder can release it", async () => {
+      assert.equal(await store.acquireLease("cleanup", "r1", 10_000), true);
+      await store.releaseLease("cleanup", "r2");
+      assert.equal(await store.acquireLease("cleanup", "r2", 10_000), false, "r2 cannot release r1's lease");
+      await store.releaseLease("cleanup", "r1");
+      assert.equal(await store.acquireLease("cleanup", "r2", 10_000), true);
+      await store.ping(1000);
     });
 
     it("setPosition updates the output position", async () => {

@@ -66,6 +66,7 @@ export class MemorySwarmStore implements SwarmStore {
   private readonly streams = new Map<string, MemStream>();
   private readonly names = new Map<string, string>();
   private transferSeq = 0;
+  private readonly leases = new Map<string, { holder: string; untilMs: number }>();
   private closed = false;
 
   private check(): void {
@@ -271,14 +272,17 @@ export class MemorySwarmStore implements SwarmStore {
     if (p) p.position = position;
   }
 
-  async touchPeers(streamId: string, peerIds: readonly string[], nowMs: number): Promise<void> {
+  async touchPeers(streamId: string, peerIds: readonly string[], nowMs: number): Promise<string[]> {
     this.check();
     const s = this.streams.get(streamId);
-    if (!s) return;
+    if (!s) return [...peerIds];
+    const missing: string[] = [];
     for (const id of peerIds) {
       const p = s.peers.get(id);
       if (p) p.lastSeenMs = nowMs;
+      else missing.push(id);
     }
+    return missing;
   }
 
   async expirePeers(nowMs: number, ttlMs: number): Promise<ExpiredPeer[]> {
@@ -426,8 +430,28 @@ export class MemorySwarmStore implements SwarmStore {
     return out;
   }
 
+  /** In process, on the wall clock; one process is the only holder there is, but the semantics match Redis. */
+  async acquireLease(name: string, holderId: string, ttlMs: number): Promise<boolean> {
+    this.check();
+    const now = Date.now();
+    const cur = this.leases.get(name);
+    if (cur && cur.holder !== holderId && cur.untilMs > now) return false;
+    this.leases.set(name, { holder: holderId, untilMs: now + ttlMs });
+    return true;
+  }
+
+  async releaseLease(name: string, holderId: string): Promise<void> {
+    this.check();
+    if (this.leases.get(name)?.holder === holderId) this.leases.delete(name);
+  }
+
+  async ping(): Promise<void> {
+    this.check();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
+    this.leases.clear();
     this.streams.clear();
     this.names.clear();
   }

@@ -19,6 +19,7 @@
  *   ds:{id}:xferexp   ZSET    member=transferId score=expiresMs
  *
  * Global keys (each on its own slot, never touched by a stream script):
+ *   ds:lease:<name>       STRING holder id, with a TTL (PX): the holder of a lease (the cleanup leader)
  *   ds:names              HASH  name -> id of the ready stream the name points to
  *   ds:transfer-id        STRING INCR counter of transfer ids
  *   ds:expiry:peers       ZSET  member=streamId score<=earliest lastSeen of its peers
@@ -288,13 +289,14 @@ export class RedisSwarmStore implements SwarmStore {
     await this.run("dsSetPosition", this.keys(streamId), peerId, position);
   }
 
-  /** 1 ZADD XX; O(k log n). Does not touch the expiry index (lastSeen only grows, the index stays early). */
-  async touchPeers(streamId: string, peerIds: readonly string[], nowMs: number): Promise<void> {
+  /**
+   * 1 script (ZSCORE + ZADD per peer); O(k log n). Does not touch the expiry
+   * index (lastSeen only grows, the index stays early).
+   */
+  async touchPeers(streamId: string, peerIds: readonly string[], nowMs: number): Promise<string[]> {
     this.check();
-    if (peerIds.length === 0) return;
-    const args: (string | number)[] = [];
-    for (const id of peerIds) args.push(nowMs, id);
-    await this.redis.zadd(this.key(streamId, "seen"), "XX", ...args);
+    if (peerIds.length === 0) return [];
+    return (await this.run("dsTouchPeers", this.keys(streamId), nowMs, ...peerIds)) as string[];
   }
 
   /**
@@ -449,6 +451,42 @@ export class RedisSwarmStore implements SwarmStore {
       await this.reindex(this.transferIndex, streamId, this.key(streamId, "xferexp"));
     });
     return out;
+  }
+
+  // ---- coordination --------------------------------------------------------
+
+  /** 1 script on ds:lease:<name> (GET, then SET NX PX or PEXPIRE); O(1). */
+  async acquireLease(name: string, holderId: string, ttlMs: number): Promise<boolean> {
+    const r = await this.run("dsAcquireLease", [this.leaseKey(name)], holderId, Math.max(1, Math.ceil(ttlMs)));
+    return r === 1;
+  }
+
+  /** 1 script (GET, DEL if ours); O(1). */
+  async releaseLease(name: string, holderId: string): Promise<void> {
+    await this.run("dsReleaseLease", [this.leaseKey(name)], holderId);
+  }
+
+  private leaseKey(name: string): string {
+    if (/[{}]/.test(name)) throw new Error(`lease name ${JSON.stringify(name)} must not contain { or }`);
+    return `${this.prefix}:lease:${name}`;
+  }
+
+  /**
+   * Rejects at once while the client is not connected (ioredis would queue
+   * the command until it reconnects), else 1 PING bounded by timeoutMs.
+   */
+  async ping(timeoutMs: number): Promise<void> {
+    this.check();
+    if (this.redis.status !== "ready") throw new Error(`redis connection is ${this.redis.status}`);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`redis did not answer PING within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      await Promise.race([this.redis.ping(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Quits the client (waits for replies in flight). */

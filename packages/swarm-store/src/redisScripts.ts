@@ -312,6 +312,18 @@ local p = get_peer(ARGV[1])
 if p then p.pos = tonumber(ARGV[2]); put_peer(ARGV[1], p) end
 return 1`,
 
+  // ARGV: nowMs peerId... -> ids of the peers not in the stream (the others get lastSeen = nowMs)
+  dsTouchPeers: `
+local missing = {}
+for i = 2, #ARGV do
+  if redis.call('ZSCORE', K_SEEN, ARGV[i]) then
+    redis.call('ZADD', K_SEEN, ARGV[1], ARGV[i])
+  else
+    missing[#missing + 1] = ARGV[i]
+  end
+end
+return missing`,
+
   // ARGV: peerId outcome banAfterBad banAfterStrikes -> {served failures strikes bad banned} or nil
   dsRecordOutcome: `
 local id, o = ARGV[1], ARGV[2]
@@ -488,5 +500,21 @@ return before`,
   /** Name index: removes ARGV[1] (name) only if it still points at ARGV[2]. */
   dsUnpointName: `
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1`,
+  /** Lease KEYS[1]: taken by ARGV[1] for ARGV[2] ms when free (or expired), renewed when ARGV[1] holds it; 1 if held. */
+  dsAcquireLease: `
+local cur = redis.call('GET', KEYS[1])
+if cur == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0`,
+  /** Lease KEYS[1]: deleted only if ARGV[1] holds it. */
+  dsReleaseLease: `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1`,
 } as const;

@@ -102,8 +102,12 @@ export interface SwarmStore {
   /** Sets a peer's output position (first chunk not yet written out). No-op for an unknown peer. */
   setPosition(streamId: string, peerId: string, position: number): Promise<void>;
 
-  /** Sets lastSeen = nowMs for each of these peers of the stream that exists (ZADD XX). */
-  touchPeers(streamId: string, peerIds: readonly string[], nowMs: number): Promise<void>;
+  /**
+   * Sets lastSeen = nowMs for each of these peers that is in the stream, and
+   * resolves the ids of those that are not (expired by another replica, or
+   * lost with the store's data): their sessions must re-join.
+   */
+  touchPeers(streamId: string, peerIds: readonly string[], nowMs: number): Promise<string[]>;
 
   /**
    * Removes, in every stream, the peers with lastSeen + ttlMs <= nowMs, as
@@ -182,6 +186,26 @@ export interface SwarmStore {
 
   /** Removes, in every stream, the transfers with expiresMs <= nowMs and resolves them. */
   expireTransfers(nowMs: number): Promise<TransferRecord[]>;
+
+  // ---- coordination --------------------------------------------------------
+
+  /**
+   * A lease that at most one holder has at a time (the cleanup leader of the
+   * tracker replicas): takes it when nobody holds it or the holder's lease
+   * expired, renews it (for another ttlMs) when `holderId` holds it already,
+   * and resolves whether `holderId` holds it now. Atomic (one SET NX PX or
+   * one script); O(1). A holder that stops renewing loses it after ttlMs.
+   */
+  acquireLease(name: string, holderId: string, ttlMs: number): Promise<boolean>;
+
+  /** Gives the lease up if `holderId` holds it (another may take it at once); otherwise nothing. O(1). */
+  releaseLease(name: string, holderId: string): Promise<void>;
+
+  /**
+   * Resolves when the store answers now; rejects (within about `timeoutMs`)
+   * when it is unreachable. For health checks. O(1).
+   */
+  ping(timeoutMs: number): Promise<void>;
 
   /** Releases connections. The store is unusable afterwards. */
   close(): Promise<void>;

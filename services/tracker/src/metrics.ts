@@ -15,6 +15,8 @@ export class TrackerMetrics {
   readonly streams: Gauge;
   readonly controlMessages: Counter<"direction">;
   readonly controlBytes: Counter<"direction">;
+  readonly cleanupLeader: Gauge;
+  readonly storeUp: Gauge;
 
   /** `streamCount` answers the ready-streams gauge at each scrape (so it also goes down). */
   constructor(registry: Registry, streamCount: () => Promise<number>) {
@@ -93,6 +95,18 @@ export class TrackerMetrics {
       labelNames: ["direction"],
       registers,
     });
+    this.cleanupLeader = new Gauge({
+      name: "pdtp_tracker_cleanup_leader",
+      help: "1 while this replica holds the cleanup lease and runs the expiry sweeps, else 0",
+      registers,
+    });
+    this.cleanupLeader.set(0);
+    this.storeUp = new Gauge({
+      name: "pdtp_tracker_store_up",
+      help: "1 while the swarm store answers health checks, else 0",
+      registers,
+    });
+    this.storeUp.set(1);
     for (const direction of ["in", "out"]) {
       this.controlMessages.inc({ direction }, 0);
       this.controlBytes.inc({ direction }, 0);

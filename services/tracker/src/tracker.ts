@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
 import * as grpc from "@grpc/grpc-js";
 import {
   ChecksumClient,
@@ -60,6 +62,12 @@ export interface TrackerOptions {
   peerTtlMs?: number;
   /** Largest inbound gRPC message; larger ones end the call with RESOURCE_EXHAUSTED. Default 64 KiB. */
   maxMessageBytes?: number;
+  /**
+   * Lifetime of the cleanup lease: one replica at a time holds it (renewed
+   * every third of it) and runs the expiry sweeps; when the holder dies,
+   * another takes over within this time. Default 10 s.
+   */
+  cleanupLeaseMs?: number;
 }
 
 export interface RunningTracker {
@@ -77,6 +85,8 @@ const NETWORK_KEY_WAIT_MS = 10_000;
 const MANIFEST_TIMEOUT_MS = 10 * 60_000;
 const SCHEDULE_TICK_MS = 250;
 const TRANSFER_SWEEP_MS = 1_000;
+/** Name of the lease whose holder runs the expiry sweeps. */
+const CLEANUP_LEASE = "cleanup";
 
 export async function startTracker(opts: TrackerOptions): Promise<RunningTracker> {
   const core = new TrackerCore(opts);
@@ -103,6 +113,14 @@ export class TrackerCore {
   private networkKeyWaiters: Array<(k: PublicKey) => void> = [];
   private keyRetry: NodeJS.Timeout | undefined;
   private draining = false;
+  /** Holder id of this replica for leases: unique per process and start. */
+  readonly replicaId = `${hostname()}-${process.pid}-${randomBytes(6).toString("base64url")}`;
+  private readonly leaseMs: number;
+  /** This replica holds the cleanup lease (as of its last renewal). */
+  private leader = false;
+  /** When the lease we hold runs out if not renewed (local clock, taken before the renewal call). */
+  private leaderUntil = 0;
+  private renewing: Promise<void> | undefined;
 
   constructor(private readonly opts: TrackerOptions) {
     this.log = opts.log;
@@ -111,6 +129,7 @@ export class TrackerCore {
     this.planner = new Planner(opts.store, opts.ticketSigner, DEFAULT_PLANNER);
     this.ticketKey = opts.ticketSigner.publicKey;
     this.ttlMs = opts.peerTtlMs ?? 30_000;
+    this.leaseMs = opts.cleanupLeaseMs ?? 10_000;
     this.server = new grpc.Server({
       "grpc.max_receive_message_length": opts.maxMessageBytes ?? 64 * 1024,
       // ping idle connections so dead sessions are noticed; grpc-js servers
@@ -152,6 +171,8 @@ export class TrackerCore {
     this.every(SCHEDULE_TICK_MS, () => this.scheduleTick());
     this.every(TRANSFER_SWEEP_MS, () => this.sweepTransfers());
     this.every(Math.max(100, Math.floor(this.ttlMs / 3)), () => this.refreshPeers());
+    this.every(Math.max(50, Math.floor(this.leaseMs / 3)), () => this.renewLease());
+    void this.renewLease();
     this.health.set("SERVING");
     this.log.info({ host: this.opts.host, port, checksum: this.opts.checksum }, "tracker listening");
     return { port, health: this.health, drain: () => this.drain() };
@@ -335,7 +356,42 @@ export class TrackerCore {
     }
   }
 
+  /** Whether this replica runs the expiry sweeps now: it holds the cleanup lease and it has not run out. */
+  get isCleanupLeader(): boolean {
+    return this.leader && Date.now() < this.leaderUntil;
+  }
+
+  /**
+   * Takes or renews the cleanup lease. A failed renewal (store unreachable)
+   * counts as lost: the sweeps stop until the lease is held again. Two
+   * replicas may sweep at once only around a takeover after a stall; the
+   * sweeps are atomic per stream, so that costs work, never correctness.
+   */
+  private renewLease(): Promise<void> {
+    return (this.renewing ??= this.tryLease().finally(() => (this.renewing = undefined)));
+  }
+
+  private async tryLease(): Promise<void> {
+    const asked = Date.now();
+    let held = false;
+    try {
+      held = await this.store.acquireLease(CLEANUP_LEASE, this.replicaId, this.leaseMs);
+    } catch (err) {
+      if (this.leader) this.log.warn({ err: (err as Error).message }, "cleanup lease not renewed");
+    }
+    if (held !== this.leader) {
+      this.log.info(
+        { replica: this.replicaId },
+        held ? "cleanup lease taken: running the expiry sweeps" : "cleanup lease lost",
+      );
+    }
+    this.leader = held;
+    this.leaderUntil = held ? asked + this.leaseMs : 0;
+    this.metrics.cleanupLeader.set(held ? 1 : 0);
+  }
+
   private async sweepTransfers(): Promise<void> {
+    if (!this.isCleanupLeader) return;
     const expired = await this.store.expireTransfers(Date.now());
     if (expired.length > 0) {
       this.log.debug({ count: expired.length }, "transfers expired");
@@ -355,6 +411,7 @@ export class TrackerCore {
       }
     }
     for (const [streamId, peers] of byStream) await this.store.touchPeers(streamId, peers, now);
+    if (!this.isCleanupLeader) return;
     for (const gone of await this.store.expirePeers(now, this.ttlMs)) {
       this.log.info({ peerId: gone.peerId, streamId: gone.streamId, role: gone.role }, "peer expired");
       this.withdraw(gone.transfers, gone.peerId);
@@ -578,6 +635,15 @@ export class TrackerCore {
     this.health.set("NOT_SERVING");
     for (const t of this.timers) clearInterval(t);
     if (this.keyRetry) clearTimeout(this.keyRetry);
+    await this.renewing;
+    if (this.leader) {
+      // hand the sweeps over at once instead of after the lease's lifetime
+      this.leader = false;
+      this.metrics.cleanupLeader.set(0);
+      await this.store
+        .releaseLease(CLEANUP_LEASE, this.replicaId)
+        .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, "cleanup lease not released"));
+    }
     await Promise.all([...this.sessions.values()].map((s) => s.terminate(unavailable("tracker shutting down"))));
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {

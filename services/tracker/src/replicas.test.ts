@@ -1,0 +1,147 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { Signer } from "@distribustream/pdtp";
+import { createLogger, Registry } from "@distribustream/runtime";
+import { openSwarmStore, type SwarmStore } from "@distribustream/swarm-store";
+import { redisForTests, type TestRedis } from "@distribustream/swarm-store/testing";
+import { startTracker, type RunningTracker } from "./index.js";
+
+const PEER_TTL_MS = 600;
+const LEASE_MS = 600;
+
+async function gauge(registry: Registry, name: string): Promise<number> {
+  const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name);
+  return (m as { values?: { value: number }[] } | undefined)?.values?.[0]?.value ?? 0;
+}
+
+async function until(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<number> {
+  const start = Date.now();
+  for (;;) {
+    if (await check()) return Date.now() - start;
+    if (Date.now() - start > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+interface Replica {
+  store: SwarmStore;
+  registry: Registry;
+  tracker: RunningTracker;
+}
+
+describe("tracker replicas on one Redis: the cleanup lease", () => {
+  let redis: TestRedis;
+  const prefix = `lease-${randomUUID().slice(0, 8)}`;
+  const replicas: Replica[] = [];
+  let admin: SwarmStore;
+
+  async function replica(): Promise<Replica> {
+    const store = await openSwarmStore(redis.url, { prefix });
+    const registry = new Registry();
+    const tracker = await startTracker({
+      host: "127.0.0.1",
+      port: 0,
+      checksum: "127.0.0.1:1", // not needed here: nothing is published
+      store,
+      ticketSigner: Signer.generate(),
+      chunkSize: 1024,
+      log: createLogger("tracker-replica-test", { level: "silent" }),
+      registry,
+      peerTtlMs: PEER_TTL_MS,
+      cleanupLeaseMs: LEASE_MS,
+    });
+    const r = { store, registry, tracker };
+    replicas.push(r);
+    return r;
+  }
+
+  /** A peer that nobody touches: it must expire, whichever replica sweeps. */
+  async function deadPeer(streamId: string): Promise<void> {
+    await admin.createStream({
+      streamId,
+      name: `n/${streamId}`,
+      size: 4096,
+      chunkSize: 1024,
+      version: 1,
+      kind: "on_demand",
+      createdMs: 0,
+    });
+    const { joined } = await admin.joinPeer(
+      streamId,
+      { peerId: "dead", host: "10.0.0.9", port: 9, role: "viewer", mode: "in_order", position: 0, have: [] },
+      Date.now(),
+    );
+    assert.ok(joined);
+  }
+
+  const leaders = async () => {
+    const v: number[] = [];
+    for (const r of replicas) v.push(await gauge(r.registry, "pdtp_tracker_cleanup_leader"));
+    return v;
+  };
+
+  before(async () => {
+    redis = await redisForTests();
+    admin = await openSwarmStore(redis.url, { prefix });
+  });
+
+  after(async () => {
+    for (const r of replicas) {
+      await r.tracker.drain();
+      await r.store.close().catch(() => undefined);
+    }
+    await admin.close();
+    await redis.stop();
+  });
+
+  it("exactly one replica sweeps; when it dies another takes the lease within its lifetime and peers still expire", async () => {
+    await replica();
+    await replica();
+    await until("a cleanup leader", 2000, async () => (await leaders()).includes(1));
+    // several renewal periods: never two leaders, never none
+    for (let i = 0; i < 8; i++) {
+      const v = await leaders();
+      assert.equal(
+        v.reduce((a, b) => a + b, 0),
+        1,
+        `exactly one leader, got ${JSON.stringify(v)}`,
+      );
+      await new Promise((r) => setTimeout(r, LEASE_MS / 4));
+    }
+    const first = (await leaders()).indexOf(1);
+    const other = 1 - first;
+
+    await deadPeer("s1");
+    await until("the leader expires the dead peer", PEER_TTL_MS * 4, async () => !(await admin.getPeer("s1", "dead")));
+
+    // the leader "crashes": its connection to Redis goes away without releasing the lease
+    await replicas[first]!.store.close();
+    const tookMs = await until(
+      "the other replica takes the lease",
+      LEASE_MS * 3,
+      async () => (await leaders())[other] === 1,
+    );
+    assert.ok(tookMs <= LEASE_MS + LEASE_MS / 3 + 300, `took over in ${tookMs} ms`);
+    assert.equal((await leaders())[first], 0, "the crashed replica no longer counts itself leader");
+
+    await deadPeer("s2");
+    await until("the new leader expires dead peers", PEER_TTL_MS * 4, async () => !(await admin.getPeer("s2", "dead")));
+  });
+
+  it("a draining leader hands the lease over at once", async () => {
+    const newcomer = await replica();
+    await new Promise((r) => setTimeout(r, LEASE_MS / 2));
+    const v = await leaders();
+    const leader = v.indexOf(1);
+    assert.notEqual(leader, replicas.indexOf(newcomer), "the lease stays with its holder");
+    await replicas[leader]!.tracker.drain();
+    assert.equal(await gauge(replicas[leader]!.registry, "pdtp_tracker_cleanup_leader"), 0);
+    const tookMs = await until(
+      "the newcomer takes the released lease",
+      LEASE_MS * 3,
+      async () => (await gauge(newcomer.registry, "pdtp_tracker_cleanup_leader")) === 1,
+    );
+    assert.ok(tookMs < LEASE_MS, `released lease taken in ${tookMs} ms, not after its lifetime`);
+  });
+});
