@@ -99,6 +99,7 @@ export class RedisSwarmStore implements SwarmStore {
   private readonly peerIndex: string;
   private readonly transferIndex: string;
   private closed = false;
+  private lastError = "";
 
   constructor(
     private readonly redis: RedisClient,
@@ -110,6 +111,9 @@ export class RedisSwarmStore implements SwarmStore {
     this.transferSeq = `${this.prefix}:transfer-id`;
     this.peerIndex = `${this.prefix}:expiry:peers`;
     this.transferIndex = `${this.prefix}:expiry:transfers`;
+    // connection errors reach callers through failed commands and `ping`; the
+    // client reconnects with backoff on its own, so they are not thrown here
+    redis.on("error", (err: Error) => (this.lastError = err.message));
     for (const [name, lua] of STREAM_SCRIPTS) {
       if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: STREAM_KEYS.length, lua });
     }
@@ -477,7 +481,8 @@ export class RedisSwarmStore implements SwarmStore {
    */
   async ping(timeoutMs: number): Promise<void> {
     this.check();
-    if (this.redis.status !== "ready") throw new Error(`redis connection is ${this.redis.status}`);
+    if (this.redis.status !== "ready")
+      throw new Error(`redis connection is ${this.redis.status}${this.lastError ? ` (${this.lastError})` : ""}`);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`redis did not answer PING within ${timeoutMs} ms`)), timeoutMs);

@@ -1,10 +1,28 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { Signer } from "@distribustream/pdtp";
+import { createHash } from "node:crypto";
+import * as grpc from "@grpc/grpc-js";
+import {
+  ChecksumService,
+  PeerRole,
+  type PublicKey,
+  SignedManifest,
+  signManifest,
+  Signer,
+  TrackerClient,
+  WantMode,
+  type PeerMessage,
+  type TrackerMessage,
+} from "@distribustream/pdtp";
 import { createLogger, Registry } from "@distribustream/runtime";
 import { openSwarmStore, type SwarmStore } from "@distribustream/swarm-store";
-import { redisForTests, type TestRedis } from "@distribustream/swarm-store/testing";
+import {
+  redisForTests,
+  restartableRedisForTests,
+  type RestartableRedis,
+  type TestRedis,
+} from "@distribustream/swarm-store/testing";
 import { startTracker, type RunningTracker } from "./index.js";
 
 const PEER_TTL_MS = 600;
@@ -143,5 +161,148 @@ describe("tracker replicas on one Redis: the cleanup lease", () => {
       async () => (await gauge(newcomer.registry, "pdtp_tracker_cleanup_leader")) === 1,
     );
     assert.ok(tookMs < LEASE_MS, `released lease taken in ${tookMs} ms, not after its lifetime`);
+  });
+});
+
+/** gRPC health Check of the whole server: "SERVING", "NOT_SERVING" or the error's message. */
+async function healthOf(target: string): Promise<string> {
+  const client = new grpc.Client(target, grpc.credentials.createInsecure());
+  try {
+    return await new Promise<string>((resolve) =>
+      client.makeUnaryRequest(
+        "/grpc.health.v1.Health/Check",
+        () => Buffer.alloc(0), // HealthCheckRequest{service: ""}
+        (b: Buffer) => b,
+        {},
+        { deadline: Date.now() + 2000 },
+        (err, res) => {
+          if (err || !res) return resolve(err?.message ?? "no answer");
+          // HealthCheckResponse{status = 1}: field 1, varint
+          const status = res.length >= 2 && res[0] === 0x08 ? res[1] : 0;
+          resolve(status === 1 ? "SERVING" : status === 2 ? "NOT_SERVING" : `status ${status}`);
+        },
+      ),
+    );
+  } finally {
+    client.close();
+  }
+}
+
+describe("tracker when Redis goes away and comes back empty", () => {
+  let redis: RestartableRedis;
+  let store: SwarmStore;
+  let tracker: RunningTracker;
+  let target: string;
+  const registry = new Registry();
+  // the checksum service only needs to hand out its network key (a Hello waits for it)
+  const checksum = new grpc.Server();
+  const network = Signer.generate();
+
+  before(async () => {
+    checksum.addService(ChecksumService, {
+      getNetworkKey: (_call: unknown, cb: grpc.sendUnaryData<PublicKey>) => cb(null, network.publicKey),
+      computeManifest: (_call: unknown, cb: grpc.sendUnaryData<never>) =>
+        cb({ code: grpc.status.UNIMPLEMENTED, details: "not in this test" }),
+    });
+    const checksumPort = await new Promise<number>((resolve, reject) =>
+      checksum.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) =>
+        e ? reject(e) : resolve(p),
+      ),
+    );
+    redis = await restartableRedisForTests();
+    store = await openSwarmStore(redis.url, { prefix: "outage" });
+    tracker = await startTracker({
+      host: "127.0.0.1",
+      port: 0,
+      checksum: `127.0.0.1:${checksumPort}`,
+      store,
+      ticketSigner: Signer.generate(),
+      chunkSize: 1024,
+      log: createLogger("tracker-outage-test", { level: "silent" }),
+      registry,
+      peerTtlMs: 1500, // touches every 500 ms
+      cleanupLeaseMs: 600,
+    });
+    target = `127.0.0.1:${tracker.port}`;
+  });
+
+  after(async () => {
+    await tracker.drain();
+    await store.close();
+    await redis.stop();
+    checksum.forceShutdown();
+  });
+
+  /** A ready stream written straight into the store (as a replica that finished a publish would). */
+  async function readyStream(name: string): Promise<string> {
+    const streamId = createHash("sha256").update(name).digest("hex");
+    await store.createStream({
+      streamId,
+      name,
+      size: 4096,
+      chunkSize: 1024,
+      version: 1,
+      kind: "on_demand",
+      createdMs: 1,
+    });
+    const signed = signManifest(
+      {
+        streamId,
+        name,
+        size: 4096,
+        chunkSize: 1024,
+        chunkHashes: Buffer.alloc(4 * 32),
+        createdMs: 1,
+        version: 1,
+      },
+      Signer.generate(),
+    );
+    await store.markReady(streamId, SignedManifest.encode(signed).finish(), Date.now());
+    return streamId;
+  }
+
+  it("health goes NOT_SERVING while Redis is down and SERVING when it is back; sessions whose state was lost re-join", async () => {
+    const streamId = await readyStream("movies/outage.mp4");
+    const client = new TrackerClient(target, grpc.credentials.createInsecure());
+    const call = client.session();
+    const inbox: TrackerMessage[] = [];
+    call.on("data", (m: TrackerMessage) => inbox.push(m));
+    const ended = new Promise<grpc.StatusObject>((resolve) => {
+      call.on("error", (e: grpc.ServiceError) => resolve(e));
+      call.on("status", (st: grpc.StatusObject) => resolve(st));
+    });
+    const send = (body: PeerMessage["body"]) => call.write({ body });
+    send({
+      $case: "hello",
+      value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 9901, agent: "t/1", credential: "", advertiseHost: "" },
+    });
+    send({
+      $case: "join",
+      value: {
+        name: "movies/outage.mp4",
+        mode: WantMode.WANT_MODE_IN_ORDER,
+        have: [{ first: 0, last: 1 }],
+        position: 2,
+      },
+    });
+    await until("Joined", 5000, async () => inbox.some((m) => m.body?.$case === "joined"));
+    assert.equal(await healthOf(target), "SERVING");
+
+    const pid = redis.pid();
+    assert.ok(pid, "redis-server runs");
+    await redis.kill(); // SIGTERM by PID
+    await until("health NOT_SERVING", 4000, async () => (await healthOf(target)) === "NOT_SERVING");
+    let endedEarly = false;
+    void ended.then(() => (endedEarly = true));
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(endedEarly, false, "the session stays open while Redis is down");
+
+    await redis.restart(); // same port, empty
+    await until("health SERVING again", 10_000, async () => (await healthOf(target)) === "SERVING");
+    const status = await Promise.race([ended, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000))]);
+    assert.equal(status?.code, grpc.status.UNAVAILABLE, "the session whose swarm state was lost is told to reconnect");
+    assert.match(status?.details ?? "", /reconnect and join again/);
+    assert.equal(await store.getPeer(streamId, "x"), undefined);
+    client.close();
   });
 });

@@ -72,6 +72,13 @@ export class Session {
    * version's swarm is left when a newer version is published.
    */
   readonly published = new Map<string, string>();
+  /**
+   * Streams whose swarm the store confirmed this peer in (joined, or added
+   * as a seeder once ready). A periodic touch that finds the peer missing
+   * from one of them (the store lost its data, or another replica expired
+   * it) ends the session so that the peer re-joins with what it holds.
+   */
+  readonly inSwarm = new Set<string>();
   closed = false;
   private cleaned: Promise<void> | undefined;
   private queue: Promise<void> = Promise.resolve();
@@ -288,6 +295,7 @@ export class Session {
       this.core.withdraw(await store.leavePeer(meta.streamId, this.peerId), this.peerId);
       return;
     }
+    this.inSwarm.add(meta.streamId);
     this.log.info({ streamId: meta.streamId, name: meta.name, mode: j.mode }, "joined stream");
     this.send({ body: { $case: "joined", value: joinedMessage } });
     await this.plan([meta.streamId]);
@@ -302,6 +310,7 @@ export class Session {
 
   private async leave(meta: JoinedStream): Promise<void> {
     this.joined.delete(meta.streamId);
+    this.inSwarm.delete(meta.streamId);
     const dropped = await this.core.store.leavePeer(meta.streamId, this.peerId);
     this.core.withdraw(dropped, this.peerId);
     this.log.info({ streamId: meta.streamId }, "left stream");
@@ -435,6 +444,7 @@ export class Session {
       return;
     }
     this.published.delete(name);
+    this.inSwarm.delete(streamId);
     const dropped = await this.core.store.leavePeer(streamId, this.peerId);
     this.core.withdraw(dropped, this.peerId);
     this.log.info({ streamId, name }, "unpublished");

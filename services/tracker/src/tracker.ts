@@ -85,6 +85,8 @@ const NETWORK_KEY_WAIT_MS = 10_000;
 const MANIFEST_TIMEOUT_MS = 10 * 60_000;
 const SCHEDULE_TICK_MS = 250;
 const TRANSFER_SWEEP_MS = 1_000;
+/** How often the swarm store is pinged for health, and how long a ping may take. */
+const STORE_CHECK_MS = 1_000;
 /** Name of the lease whose holder runs the expiry sweeps. */
 const CLEANUP_LEASE = "cleanup";
 
@@ -121,6 +123,8 @@ export class TrackerCore {
   /** When the lease we hold runs out if not renewed (local clock, taken before the renewal call). */
   private leaderUntil = 0;
   private renewing: Promise<void> | undefined;
+  /** The swarm store answered the last health check. */
+  private storeUp = true;
 
   constructor(private readonly opts: TrackerOptions) {
     this.log = opts.log;
@@ -172,6 +176,7 @@ export class TrackerCore {
     this.every(TRANSFER_SWEEP_MS, () => this.sweepTransfers());
     this.every(Math.max(100, Math.floor(this.ttlMs / 3)), () => this.refreshPeers());
     this.every(Math.max(50, Math.floor(this.leaseMs / 3)), () => this.renewLease());
+    this.every(STORE_CHECK_MS, () => this.checkStore());
     void this.renewLease();
     this.health.set("SERVING");
     this.log.info({ host: this.opts.host, port, checksum: this.opts.checksum }, "tracker listening");
@@ -356,6 +361,35 @@ export class TrackerCore {
     }
   }
 
+  /**
+   * Pings the store: while it does not answer, gRPC health is NOT_SERVING
+   * (sessions stay open; their store calls fail and the Redis client
+   * reconnects with backoff). When it answers again: SERVING, and the peers
+   * are touched at once, so that sessions whose state the store lost (a
+   * restart without persistence) end and re-join with what they hold.
+   */
+  private async checkStore(): Promise<void> {
+    let up = true;
+    let reason = "";
+    try {
+      await this.store.ping(STORE_CHECK_MS);
+    } catch (err) {
+      up = false;
+      reason = (err as Error).message;
+    }
+    if (up === this.storeUp || this.draining) return;
+    this.storeUp = up;
+    this.metrics.storeUp.set(up ? 1 : 0);
+    this.health.set(up ? "SERVING" : "NOT_SERVING");
+    if (!up) {
+      this.log.error({ reason }, "swarm store unreachable: health NOT_SERVING");
+      return;
+    }
+    this.log.info("swarm store reachable again: health SERVING");
+    await this.renewLease();
+    await this.refreshPeers();
+  }
+
   /** Whether this replica runs the expiry sweeps now: it holds the cleanup lease and it has not run out. */
   get isCleanupLeader(): boolean {
     return this.leader && Date.now() < this.leaderUntil;
@@ -399,18 +433,37 @@ export class TrackerCore {
     }
   }
 
-  /** Keeps live sessions' peers fresh in the store and expires the rest. */
+  /**
+   * Keeps live sessions' peers fresh in the store, ends the sessions whose
+   * peer the store no longer has (so they re-join with what they hold), and,
+   * on the cleanup leader, expires the peers nobody touched.
+   */
   private async refreshPeers(): Promise<void> {
     const now = Date.now();
     const byStream = new Map<string, string[]>();
     for (const s of this.sessions.values()) {
-      for (const id of [...s.joined.keys(), ...s.published.values()]) {
+      for (const id of s.inSwarm) {
         const list = byStream.get(id) ?? [];
         list.push(s.peerId);
         byStream.set(id, list);
       }
     }
-    for (const [streamId, peers] of byStream) await this.store.touchPeers(streamId, peers, now);
+    const lost = new Set<Session>();
+    for (const [streamId, peers] of byStream) {
+      for (const peerId of await this.store.touchPeers(streamId, peers, now)) {
+        const s = this.sessions.get(peerId);
+        if (s?.inSwarm.has(streamId)) lost.add(s);
+      }
+    }
+    if (lost.size > 0) {
+      this.log.warn(
+        { sessions: lost.size },
+        "peers missing from the swarm store: ending their sessions so they re-join",
+      );
+      for (const s of lost) {
+        void s.terminate(unavailable("the tracker lost this peer's swarm state; reconnect and join again"));
+      }
+    }
     if (!this.isCleanupLeader) return;
     for (const gone of await this.store.expirePeers(now, this.ttlMs)) {
       this.log.info({ peerId: gone.peerId, streamId: gone.streamId, role: gone.role }, "peer expired");
@@ -478,6 +531,7 @@ export class TrackerCore {
     const before = s.published.get(p.name);
     s.published.set(p.name, streamId);
     if (before !== undefined && before !== streamId) {
+      s.inSwarm.delete(before);
       this.planner.forget(before, s.peerId);
       this.withdraw(await this.store.leavePeer(before, s.peerId), s.peerId);
       this.log.info(
@@ -558,7 +612,10 @@ export class TrackerCore {
     );
     // a seeder publishing the same stream again replaces its record: its uploads end
     this.withdraw(dropped, s.peerId);
-    if (!s.closed && s.published.get(name) === meta.streamId) return true;
+    if (!s.closed && s.published.get(name) === meta.streamId) {
+      s.inSwarm.add(meta.streamId);
+      return true;
+    }
     this.withdraw(await this.store.leavePeer(meta.streamId, s.peerId), s.peerId);
     return false;
   }

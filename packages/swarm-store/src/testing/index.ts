@@ -1,1 +1,9 @@
-export { redisForTests, redisClusterForTests, freePort, findOnPath, type TestRedis } from "./redisServer.js";
+export {
+  redisForTests,
+  redisClusterForTests,
+  restartableRedisForTests,
+  type RestartableRedis,
+  freePort,
+  findOnPath,
+  type TestRedis,
+} from "./redisServer.js";

@@ -51,10 +51,15 @@ process.on("exit", () => {
 });
 
 /** Starts redis-server with these extra arguments on a free port; resolves once it accepts connections. */
-async function startServer(bin: string, dir: string, extra: string[]): Promise<{ child: ChildProcess; port: number }> {
+async function startServer(
+  bin: string,
+  dir: string,
+  extra: string[],
+  fixedPort?: number,
+): Promise<{ child: ChildProcess; port: number }> {
   let lastError = "";
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
+    const port = fixedPort ?? (await freePort());
     const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
     const child = spawn(bin, [...args, ...extra], { stdio: ["ignore", "pipe", "pipe"] });
     started.add(child);
@@ -127,6 +132,67 @@ export async function redisForTests(): Promise<TestRedis> {
       url: `redis://127.0.0.1:${port}`,
       nodes: [{ host: "127.0.0.1", port }],
       stop: () => (stopped ??= stopChild(child).finally(() => rmSync(dir, { recursive: true, force: true }))),
+    };
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** A local redis-server that a test can stop and start again on the same port (for outage tests). */
+export interface RestartableRedis extends TestRedis {
+  port: number;
+  /** PID of the running server, or undefined while it is down. */
+  pid(): number | undefined;
+  /** SIGTERM to the server's PID; resolves once it exited. Its data is gone (no persistence). */
+  kill(): Promise<void>;
+  /** Starts a new, empty server on the same port; resolves once it accepts connections. */
+  restart(): Promise<void>;
+}
+
+/**
+ * A redis-server from PATH (never REDIS_URL: the test must be able to stop
+ * and restart it) on a free port, without persistence.
+ */
+export async function restartableRedisForTests(): Promise<RestartableRedis> {
+  const bin = redisServerBinary();
+  const dir = mkdtempSync(join(tmpdir(), "ds-redis-"));
+  let child: ChildProcess | undefined;
+  try {
+    const first = await startServer(bin, dir, []);
+    child = first.child;
+    const port = first.port;
+    let stopped: Promise<void> | undefined;
+    return {
+      url: `redis://127.0.0.1:${port}`,
+      nodes: [{ host: "127.0.0.1", port }],
+      port,
+      pid: () => (child && child.exitCode === null && child.signalCode === null ? child.pid : undefined),
+      kill: async () => {
+        if (child) await stopChild(child);
+        child = undefined;
+      },
+      restart: async () => {
+        if (child) throw new Error("redis-server is still running; kill() it first");
+        // the port was ours a moment ago; a few tries cover a slow release
+        let last: unknown;
+        for (let i = 0; i < 10; i++) {
+          try {
+            child = (await startServer(bin, dir, [], port)).child;
+            return;
+          } catch (e) {
+            last = e;
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        }
+        throw last;
+      },
+      stop: () =>
+        (stopped ??= (async () => {
+          if (child) await stopChild(child);
+          child = undefined;
+          rmSync(dir, { recursive: true, force: true });
+        })()),
     };
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });
