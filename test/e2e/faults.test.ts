@@ -11,7 +11,8 @@ import {
   type RestartableRedis,
   type TestRedis,
 } from "@distribustream/swarm-store/testing";
-import { DISTRIBUSTREAM, DSCLIENT, freePorts, sha256File, startNode, type Proc } from "../support/procs.js";
+import { DSCLIENT, freePorts, sha256File, startNode, type Proc } from "../support/procs.js";
+import { Services } from "../support/services.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcpProxy.js";
 
 /**
@@ -32,14 +33,6 @@ function makeMedia(prefix: string): string {
   return dir;
 }
 
-/** Stops what is still running (by PID, SIGTERM, newest first) and asserts a clean exit. */
-async function stopAll(procs: Proc[], skip: Set<Proc>): Promise<void> {
-  for (const p of [...procs].reverse()) {
-    const code = await p.kill("SIGTERM");
-    if (!skip.has(p)) assert.equal(code, 0, p.stderr());
-  }
-}
-
 function count(p: Proc, re: RegExp): number {
   return (p.stdout() + p.stderr()).match(new RegExp(re.source, "g"))?.length ?? 0;
 }
@@ -48,62 +41,27 @@ describe("a tracker replica SIGKILLed behind a load balancer mid-download", { ti
   let dir: string;
   let redis: TestRedis;
   let proxy: TcpProxy;
-  const procs: Proc[] = [];
+  let sys: Services;
   const killed = new Set<Proc>();
   const trackers: Proc[] = [];
 
-  const start = (args: string[]) => {
-    const p = startNode(DISTRIBUSTREAM, [...args, "--log-level", "info"], { cwd: dir });
-    procs.push(p);
-    return p;
-  };
-
   before(async () => {
     dir = makeMedia("ds-faults-lb-");
+    sys = new Services(dir);
     redis = await redisForTests();
     const [t1, t2, checksum, data, m1, m2, m3, m4] = await freePorts(8);
-    await start(["checksum", "--port", `${checksum}`, "--metrics-port", `${m3}`]).waitFor(/checksum service listening/);
-    for (const [port, metrics] of [
-      [t1, m1],
-      [t2, m2],
-    ]) {
-      const t = start([
-        "tracker",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        `${port}`,
-        "--redis",
-        redis.url,
-        "--checksum",
-        `127.0.0.1:${checksum}`,
-        "--metrics-port",
-        `${metrics}`,
-      ]);
-      await t.waitFor(/tracker listening/);
-      trackers.push(t);
-    }
+    await sys.checksum(checksum!, m3!);
+    trackers.push(await sys.tracker({ port: t1!, checksum: checksum!, metricsPort: m1!, redis: redis.url }));
+    trackers.push(await sys.tracker({ port: t2!, checksum: checksum!, metricsPort: m2!, redis: redis.url }));
     proxy = await startTcpProxy([
       { host: "127.0.0.1", port: t1! },
       { host: "127.0.0.1", port: t2! },
     ]);
-    await start([
-      "seeder",
-      "--tracker",
-      `127.0.0.1:${proxy.port}`,
-      "--media",
-      "media",
-      "--data-host",
-      "127.0.0.1",
-      "--data-port",
-      `${data}`,
-      "--metrics-port",
-      `${m4}`,
-    ]).waitFor(/published: ready/, 30_000);
+    await sys.seeder({ tracker: `127.0.0.1:${proxy.port}`, dataPort: data!, metricsPort: m4! });
   });
 
   after(async () => {
-    await stopAll(procs, killed);
+    await sys?.stop(killed);
     await proxy?.close();
     await redis?.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -116,7 +74,7 @@ describe("a tracker replica SIGKILLed behind a load balancer mid-download", { ti
       const c = startNode(DSCLIENT, [`pdtp://127.0.0.1:${proxy.port}/stream.bin`, "-o", `c${i}.bin`, "-q", ...LIMIT], {
         cwd: dir,
       });
-      procs.push(c);
+      sys.procs.push(c);
       return c;
     });
     await sleep(1500);
@@ -146,7 +104,7 @@ describe("a tracker replica SIGKILLed behind a load balancer mid-download", { ti
     const late = startNode(DSCLIENT, [`pdtp://127.0.0.1:${proxy.port}/stream.bin`, "-o", "late.bin", "-q"], {
       cwd: dir,
     });
-    procs.push(late);
+    sys.procs.push(late);
     assert.equal(await late.exited, 0, late.stderr());
     assert.equal(await sha256File(join(dir, "late.bin")), source);
     assert.equal(proxy.accepted[0], before);
@@ -160,53 +118,23 @@ describe("a tracker replica SIGKILLed behind a load balancer mid-download", { ti
 describe("Redis killed and restarted empty mid-download", { timeout: 90_000 }, () => {
   let dir: string;
   let redis: RestartableRedis;
-  const procs: Proc[] = [];
+  let sys: Services;
   let seeder: Proc;
   let tracker: number;
 
-  const start = (args: string[]) => {
-    const p = startNode(DISTRIBUSTREAM, [...args, "--log-level", "info"], { cwd: dir });
-    procs.push(p);
-    return p;
-  };
-
   before(async () => {
     dir = makeMedia("ds-faults-redis-");
+    sys = new Services(dir);
     redis = await restartableRedisForTests();
     const [t, checksum, data, m1, m2, m3] = await freePorts(6);
     tracker = t!;
-    await start(["checksum", "--port", `${checksum}`, "--metrics-port", `${m2}`]).waitFor(/checksum service listening/);
-    await start([
-      "tracker",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      `${tracker}`,
-      "--redis",
-      redis.url,
-      "--checksum",
-      `127.0.0.1:${checksum}`,
-      "--metrics-port",
-      `${m1}`,
-    ]).waitFor(/tracker listening/);
-    seeder = start([
-      "seeder",
-      "--tracker",
-      `127.0.0.1:${tracker}`,
-      "--media",
-      "media",
-      "--data-host",
-      "127.0.0.1",
-      "--data-port",
-      `${data}`,
-      "--metrics-port",
-      `${m3}`,
-    ]);
-    await seeder.waitFor(/published: ready/, 30_000);
+    await sys.checksum(checksum!, m2!);
+    await sys.tracker({ port: tracker, checksum: checksum!, metricsPort: m1!, redis: redis.url });
+    seeder = await sys.seeder({ tracker: `127.0.0.1:${tracker}`, dataPort: data!, metricsPort: m3! });
   });
 
   after(async () => {
-    await stopAll(procs, new Set());
+    await sys?.stop();
     await redis?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -220,7 +148,7 @@ describe("Redis killed and restarted empty mid-download", { timeout: 90_000 }, (
       const c = startNode(DSCLIENT, [`pdtp://127.0.0.1:${tracker}/stream.bin`, "-o", `c${i}.bin`, "-q", ...LIMIT], {
         cwd: dir,
       });
-      procs.push(c);
+      sys.procs.push(c);
       return c;
     });
     await sleep(1500);
@@ -242,7 +170,7 @@ describe("Redis killed and restarted empty mid-download", { timeout: 90_000 }, (
     assert.ok(count(seeder, /welcomed by the tracker/) > welcomed, seeder.stderr());
     // The stream is in the restarted store: a new client gets it.
     const late = startNode(DSCLIENT, [`pdtp://127.0.0.1:${tracker}/stream.bin`, "-o", "late.bin", "-q"], { cwd: dir });
-    procs.push(late);
+    sys.procs.push(late);
     assert.equal(await late.exited, 0, late.stderr());
     assert.equal(await sha256File(join(dir, "late.bin")), source);
     console.log(

@@ -5,7 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { redisForTests, type TestRedis } from "@distribustream/swarm-store/testing";
-import { DISTRIBUSTREAM, DSCLIENT, freePorts, metric, sha256File, startNode, type Proc } from "../support/procs.js";
+import { DSCLIENT, freePorts, metric, sha256File, startNode } from "../support/procs.js";
+import { Services } from "../support/services.js";
 
 /**
  * Two tracker replicas on one real Redis: any replica serves any peer, and
@@ -14,7 +15,7 @@ import { DISTRIBUSTREAM, DSCLIENT, freePorts, metric, sha256File, startNode, typ
 describe("two tracker replicas sharing swarm state in Redis", { timeout: 180_000 }, () => {
   let dir: string;
   let redis: TestRedis;
-  const procs: Proc[] = [];
+  let sys: Services;
   let trackers: number[];
   let trackerMetrics: string[];
   const size = 24 * 1024 * 1024 + 17;
@@ -23,50 +24,20 @@ describe("two tracker replicas sharing swarm state in Redis", { timeout: 180_000
     dir = mkdtempSync(join(tmpdir(), "ds-replicas-"));
     mkdirSync(join(dir, "media"));
     writeFileSync(join(dir, "media/shared.bin"), randomBytes(size));
+    sys = new Services(dir);
     redis = await redisForTests();
     const [t1, t2, checksum, data, m1, m2, m3, m4] = await freePorts(8);
     trackers = [t1!, t2!];
     trackerMetrics = [`http://127.0.0.1:${m1}/metrics`, `http://127.0.0.1:${m2}/metrics`];
-    const start = (args: string[]) => {
-      const p = startNode(DISTRIBUSTREAM, [...args, "--log-level", "info"], { cwd: dir });
-      procs.push(p);
-      return p;
-    };
-    await start(["checksum", "--port", `${checksum}`, "--metrics-port", `${m3}`]).waitFor(/checksum service listening/);
-    // The first replica creates the shared ticket key; the second loads it (a Secret in Kubernetes).
-    for (const [i, port] of trackers.entries()) {
-      await start([
-        "tracker",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        `${port}`,
-        "--redis",
-        redis.url,
-        "--checksum",
-        `127.0.0.1:${checksum}`,
-        "--metrics-port",
-        `${[m1, m2][i]}`,
-      ]).waitFor(/tracker listening/);
-    }
-    await start([
-      "seeder",
-      "--tracker",
-      `127.0.0.1:${t1}`,
-      "--media",
-      "media",
-      "--data-host",
-      "127.0.0.1",
-      "--data-port",
-      `${data}`,
-      "--metrics-port",
-      `${m4}`,
-    ]).waitFor(/published: ready/, 30_000);
+    await sys.checksum(checksum!, m3!);
+    await sys.tracker({ port: t1!, checksum: checksum!, metricsPort: m1!, redis: redis.url });
+    await sys.tracker({ port: t2!, checksum: checksum!, metricsPort: m2!, redis: redis.url });
+    await sys.seeder({ tracker: `127.0.0.1:${t1}`, dataPort: data!, metricsPort: m4! });
   });
 
   after(async () => {
-    for (const p of procs.reverse()) assert.equal(await p.kill("SIGTERM"), 0, p.stderr());
-    await redis.stop();
+    await sys?.stop();
+    await redis?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { DISTRIBUSTREAM, DSCLIENT, freePorts, metric, sha256File, startNode, type Proc } from "../support/procs.js";
+import { Services } from "../support/services.js";
 
 /**
  * The three services as separate processes, finding each other by the flags
@@ -12,66 +13,25 @@ import { DISTRIBUSTREAM, DSCLIENT, freePorts, metric, sha256File, startNode, typ
  */
 describe("tracker, checksum and seeder as separate processes", { timeout: 120_000 }, () => {
   let dir: string;
-  let procs: Record<"checksum" | "tracker" | "seeder", Proc>;
+  let sys: Services;
+  let seeder: Proc;
   let ports: number[];
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "ds-svc-"));
     mkdirSync(join(dir, "media"));
     writeFileSync(join(dir, "media/first.bin"), randomBytes(5 * 1024 * 1024 + 1));
+    sys = new Services(dir);
     ports = await freePorts(6);
-    const [pdtp, checksum, data, m1, m2, m3] = ports;
-    const at = (...args: string[]) => [...args, "--log-level", "info"];
-    const checksumProc = startNode(
-      DISTRIBUSTREAM,
-      at("checksum", "--host", "127.0.0.1", "--port", `${checksum}`, "--metrics-port", `${m1}`),
-      { cwd: dir },
-    );
-    await checksumProc.waitFor(/checksum service listening/);
-    const trackerProc = startNode(
-      DISTRIBUSTREAM,
-      at(
-        "tracker",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        `${pdtp}`,
-        "--checksum",
-        `127.0.0.1:${checksum}`,
-        "--metrics-port",
-        `${m2}`,
-        "--chunk-size",
-        "65536",
-      ),
-      { cwd: dir },
-    );
-    await trackerProc.waitFor(/tracker listening/);
-    const seederProc = startNode(
-      DISTRIBUSTREAM,
-      at(
-        "seeder",
-        "--tracker",
-        `127.0.0.1:${pdtp}`,
-        "--media",
-        "media",
-        "--data-host",
-        "127.0.0.1",
-        "--data-port",
-        `${data}`,
-        "--metrics-port",
-        `${m3}`,
-      ),
-      { cwd: dir },
-    );
-    procs = { checksum: checksumProc, tracker: trackerProc, seeder: seederProc };
-    await seederProc.waitFor(/published: ready/, 30_000);
+    const [pdtp, checksum, data, m1, m2, m3] = ports as [number, number, number, number, number, number];
+    await sys.checksum(checksum, m1);
+    await sys.tracker({ port: pdtp, checksum, metricsPort: m2, extra: ["--chunk-size", "65536"] });
+    seeder = await sys.seeder({ tracker: `127.0.0.1:${pdtp}`, dataPort: data, metricsPort: m3 });
   });
 
   after(async () => {
     // Reverse order of start; each drains and exits 0 on SIGTERM.
-    for (const name of ["seeder", "tracker", "checksum"] as const) {
-      assert.equal(await procs[name].kill("SIGTERM"), 0, `${name} exit status; stderr: ${procs[name].stderr()}`);
-    }
+    await sys.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -87,10 +47,7 @@ describe("tracker, checksum and seeder as separate processes", { timeout: 120_00
 
   test("a file added to the media folder later is published and downloadable", async () => {
     writeFileSync(join(dir, "media/later.bin"), randomBytes(300_000));
-    await procs.seeder.waitFor(
-      /"name":"later.bin"[^\n]*published: ready|published: ready[^\n]*"name":"later.bin"/,
-      30_000,
-    );
+    await seeder.waitFor(/"name":"later.bin"[^\n]*published: ready|published: ready[^\n]*"name":"later.bin"/, 30_000);
     const c = startNode(DSCLIENT, [`pdtp://127.0.0.1:${ports[0]}/later.bin`, "-q"], { cwd: dir });
     assert.equal(await c.exited, 0, c.stderr());
     assert.equal(await sha256File(join(dir, "later.bin")), await sha256File(join(dir, "media/later.bin")));

@@ -1,0 +1,59 @@
+import assert from "node:assert/strict";
+import { DISTRIBUSTREAM, startNode, type Proc } from "./procs.js";
+
+/**
+ * The separate services of one test system, started as real processes in
+ * `dir` on loopback and stopped by PID, newest first.
+ */
+export class Services {
+  readonly procs: Proc[] = [];
+
+  constructor(readonly dir: string) {}
+
+  /** `distribustream ARGS --log-level info` in the system's folder. */
+  start(args: string[]): Proc {
+    const p = startNode(DISTRIBUSTREAM, [...args, "--log-level", "info"], { cwd: this.dir });
+    this.procs.push(p);
+    return p;
+  }
+
+  async checksum(port: number, metricsPort: number): Promise<Proc> {
+    const p = this.start(["checksum", "--port", `${port}`, "--metrics-port", `${metricsPort}`]);
+    await p.waitFor(/checksum service listening/);
+    return p;
+  }
+
+  async tracker(o: { port: number; checksum: number; metricsPort: number; redis?: string; extra?: string[] }) {
+    const p = this.start(
+      ["tracker", "--host", "127.0.0.1", "--port", `${o.port}`, "--checksum", `127.0.0.1:${o.checksum}`].concat(
+        ["--metrics-port", `${o.metricsPort}`],
+        o.redis ? ["--redis", o.redis] : [],
+        o.extra ?? [],
+      ),
+    );
+    await p.waitFor(/tracker listening/);
+    return p;
+  }
+
+  /** A seeder of dir/media; resolves once a file is ready. */
+  async seeder(o: { tracker: string; dataPort: number; metricsPort: number }): Promise<Proc> {
+    const p = this.start(
+      ["seeder", "--tracker", o.tracker, "--media", "media", "--data-host", "127.0.0.1"].concat([
+        "--data-port",
+        `${o.dataPort}`,
+        "--metrics-port",
+        `${o.metricsPort}`,
+      ]),
+    );
+    await p.waitFor(/published: ready/, 30_000);
+    return p;
+  }
+
+  /** SIGTERM to each, newest first; each exits 0 (drained) except those in `crashed`. */
+  async stop(crashed: ReadonlySet<Proc> = new Set()): Promise<void> {
+    for (const p of [...this.procs].reverse()) {
+      const code = await p.kill("SIGTERM");
+      if (!crashed.has(p)) assert.equal(code, 0, p.stderr());
+    }
+  }
+}
