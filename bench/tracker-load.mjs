@@ -1,0 +1,450 @@
+#!/usr/bin/env node
+// Tracker capacity with simulated peers (issue 5, scenario tracker-capacity; issue 3, performance):
+//   node bench/tracker-load.mjs [--peers N] [--replicas 1|2] [--seconds S] [--mib M]
+// Starts a real redis-server, a checksum service, 1 or 2 tracker replicas on that Redis and a real
+// seeder of one M MiB file (default 64), waits until the stream is READY, then opens N simulated
+// viewer Sessions (round-robin over the replicas, 100 per 100 ms). A viewer says Hello with a fake
+// data port, joins the stream in BULK mode and answers every Directives message at once with an OK
+// report whose verified range is the directive's range: no data moves, so the tracker schedules and
+// writes to Redis at full speed. A viewer that holds every chunk Leaves and Joins again, so the load
+// lasts the whole measurement. Figures (JSON on stdout) are taken over S seconds after the ramp:
+// sessions held, directives/s, reports/s, CPU seconds per tracker process, Redis commands per
+// directive, completions. Every process started here is stopped by its PID; all on 127.0.0.1.
+import { spawn, execFileSync } from "node:child_process";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { randomFillSync } from "node:crypto";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { credentials } from "@grpc/grpc-js";
+import {
+  PeerMessage,
+  PeerRole,
+  TrackerClient,
+  TransferOutcome,
+  WantMode,
+  DEFAULT_CHUNK_SIZE,
+} from "@distribustream/pdtp";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const DS = join(root, "cmd/distribustream/bin/distribustream.js");
+const MiB = 1024 * 1024;
+const STREAM = "bench.bin";
+const SESSIONS_PER_CONNECTION = 50;
+
+const { values: opt } = parseArgs({
+  options: {
+    peers: { type: "string", default: "500" },
+    replicas: { type: "string", default: "1" },
+    seconds: { type: "string", default: "20" },
+    mib: { type: "string", default: "64" },
+  },
+});
+const PEERS = Number(opt.peers);
+const REPLICAS = Number(opt.replicas);
+const SECONDS = Number(opt.seconds);
+const FILE_MIB = Number(opt.mib);
+if (!(PEERS > 0) || ![1, 2].includes(REPLICAS) || !(SECONDS > 0) || !(FILE_MIB > 0)) {
+  console.error("usage: tracker-load.mjs [--peers N>0] [--replicas 1|2] [--seconds S>0] [--mib M>0]");
+  process.exit(2);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const freePort = () =>
+  new Promise((res) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const p = s.address().port;
+      s.close(() => res(p));
+    });
+  });
+
+// ---- processes --------------------------------------------------------------
+
+const procs = [];
+
+/** Spawns a process whose output is kept (last 64 KiB) and can be waited on for a line. */
+function start(name, cmd, args, cwd) {
+  const child = spawn(cmd, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  const waiters = [];
+  const onData = (d) => {
+    out = (out + d).slice(-65536);
+    for (const w of [...waiters]) if (w.re.test(out)) w.done();
+  };
+  child.stdout.on("data", onData);
+  child.stderr.on("data", onData);
+  const exited = new Promise((r) => child.on("exit", (code, sig) => r(code ?? sig)));
+  const p = {
+    name,
+    child,
+    pid: child.pid,
+    exited,
+    output: () => out,
+    waitFor(re, ms = 30_000) {
+      return new Promise((resolve, reject) => {
+        if (re.test(out)) return resolve();
+        const t = setTimeout(() => reject(new Error(`${name}: no ${re} within ${ms} ms\n${out.slice(-4000)}`)), ms);
+        const w = {
+          re,
+          done: () => {
+            clearTimeout(t);
+            waiters.splice(waiters.indexOf(w), 1);
+            resolve();
+          },
+        };
+        waiters.push(w);
+        void exited.then((code) => {
+          clearTimeout(t);
+          reject(new Error(`${name} exited (${code}) before ${re}\n${out.slice(-4000)}`));
+        });
+      });
+    },
+  };
+  procs.push(p);
+  return p;
+}
+
+async function stopAll() {
+  for (const p of [...procs].reverse()) {
+    if (p.child.exitCode !== null || p.child.signalCode !== null) continue;
+    process.kill(p.pid, "SIGTERM");
+    const t = setTimeout(() => p.child.exitCode === null && process.kill(p.pid, "SIGKILL"), 10_000);
+    await p.exited;
+    clearTimeout(t);
+  }
+}
+
+/** utime + stime of a process in seconds, from /proc/PID/stat. */
+function cpuSeconds(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // fields[0] is field 3 (state); utime is field 14, stime field 15.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function redisCommands(port) {
+  const info = execFileSync("redis-cli", ["-p", `${port}`, "info", "stats"], { encoding: "utf8" });
+  const m = /total_commands_processed:(\d+)/.exec(info);
+  if (!m) throw new Error(`redis-cli info stats has no total_commands_processed:\n${info}`);
+  return Number(m[1]);
+}
+
+// ---- simulated viewers --------------------------------------------------------
+
+const CHANNEL_OPTIONS = {
+  "grpc.max_receive_message_length": 64 * 1024 * 1024,
+  "grpc.keepalive_time_ms": 30_000,
+  "grpc.keepalive_permit_without_calls": 1,
+};
+const clients = new Map();
+/** One HTTP/2 connection per SESSIONS_PER_CONNECTION viewers of a replica (a distinct option keeps them apart). */
+function clientFor(target, slot) {
+  const key = `${target}#${slot}`;
+  let c = clients.get(key);
+  if (!c) {
+    c = new TrackerClient(target, credentials.createInsecure(), { ...CHANNEL_OPTIONS, "bench.connection": slot });
+    clients.set(key, c);
+  }
+  return c;
+}
+
+const stats = {
+  opened: 0,
+  welcomed: 0,
+  joined: 0,
+  viewersJoined: 0,
+  directiveMessages: 0,
+  directives: 0,
+  reportMessages: 0,
+  reports: 0,
+  completions: 0,
+  rejoins: 0,
+  notices: 0,
+  cancels: 0,
+  sessionsEnded: 0,
+  endStatuses: {},
+};
+
+class Viewer {
+  constructor(index, target) {
+    this.index = index;
+    this.target = target;
+    this.held = 0; // chunks reported verified in the current join
+    this.chunkCount = 0;
+    this.streamId = "";
+    this.completedOnce = false;
+    this.closing = false;
+    this.joinedOnce = false;
+  }
+
+  open() {
+    const client = clientFor(this.target, Math.floor(this.index / SESSIONS_PER_CONNECTION));
+    const call = client.session();
+    this.call = call;
+    stats.opened++;
+    call.on("error", () => {});
+    call.on("status", (s) => {
+      stats.sessionsEnded++;
+      if (!this.closing)
+        stats.endStatuses[`${s.code} ${s.details}`] = (stats.endStatuses[`${s.code} ${s.details}`] ?? 0) + 1;
+    });
+    call.on("data", (msg) => this.onMessage(msg));
+    call.write(
+      PeerMessage.fromPartial({
+        body: {
+          $case: "hello",
+          value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 1 + (this.index % 65535), agent: "tracker-load/0" },
+        },
+      }),
+    );
+  }
+
+  join() {
+    this.held = 0;
+    this.call.write(
+      PeerMessage.fromPartial({ body: { $case: "join", value: { name: STREAM, mode: WantMode.WANT_MODE_BULK } } }),
+    );
+  }
+
+  onMessage(msg) {
+    const body = msg.body;
+    if (!body) return;
+    switch (body.$case) {
+      case "welcome":
+        stats.welcomed++;
+        this.join();
+        break;
+      case "joined":
+        stats.joined++;
+        if (!this.joinedOnce) stats.viewersJoined++;
+        this.joinedOnce = true;
+        this.streamId = body.value.descriptor?.streamId ?? "";
+        this.chunkCount = Number(body.value.descriptor?.chunkCount ?? 0);
+        break;
+      case "directives": {
+        const ds = body.value.directives;
+        stats.directiveMessages++;
+        stats.directives += ds.length;
+        const reports = ds.map((d) => {
+          const first = d.range?.first ?? 0;
+          const last = d.range?.last ?? first;
+          const n = last - first + 1;
+          this.held += n;
+          return {
+            transferId: d.transferId,
+            outcome: TransferOutcome.TRANSFER_OUTCOME_OK,
+            bytes: n * DEFAULT_CHUNK_SIZE,
+            durationMs: 1,
+            verified: [{ first, last }],
+          };
+        });
+        stats.reportMessages++;
+        stats.reports += reports.length;
+        this.call.write(PeerMessage.fromPartial({ body: { $case: "reports", value: { reports } } }));
+        if (this.chunkCount > 0 && this.held >= this.chunkCount) {
+          stats.completions++;
+          this.completedOnce = true;
+          // Start over: Leave, then Join with nothing held.
+          this.call.write(PeerMessage.fromPartial({ body: { $case: "leave", value: { streamId: this.streamId } } }));
+          stats.rejoins++;
+          this.join();
+        }
+        break;
+      }
+      case "notice":
+        stats.notices++;
+        break;
+      case "cancel":
+        stats.cancels++;
+        break;
+      default:
+        break;
+    }
+  }
+
+  close() {
+    this.closing = true;
+    this.call?.end();
+    this.call?.cancel();
+  }
+}
+
+// ---- run ----------------------------------------------------------------------
+
+const dir = mkdtempSync(join(tmpdir(), "ds-tracker-load-"));
+let result;
+try {
+  mkdirSync(join(dir, "media"));
+  {
+    const fd = openSync(join(dir, "media", STREAM), "w");
+    const buf = Buffer.alloc(MiB);
+    for (let i = 0; i < FILE_MIB; i++) writeSync(fd, randomFillSync(buf));
+    closeSync(fd);
+  }
+  const redisPort = await freePort();
+  start(
+    "redis",
+    "/usr/bin/redis-server",
+    ["--port", `${redisPort}`, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    dir,
+  );
+  await procs[0].waitFor(/Ready to accept connections/, 10_000);
+  const redisUrl = `redis://127.0.0.1:${redisPort}`;
+
+  const checksumPort = await freePort();
+  const cs = start(
+    "checksum",
+    process.execPath,
+    [DS, "checksum", "--port", `${checksumPort}`, "--metrics-port", `${await freePort()}`, "--log-level", "info"],
+    dir,
+  );
+  await cs.waitFor(/checksum service listening/);
+
+  const trackers = [];
+  for (let i = 0; i < REPLICAS; i++) {
+    const port = await freePort();
+    const t = start(
+      `tracker${i}`,
+      process.execPath,
+      [
+        DS,
+        "tracker",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        `${port}`,
+        "--redis",
+        redisUrl,
+        "--checksum",
+        `127.0.0.1:${checksumPort}`,
+        "--metrics-port",
+        `${await freePort()}`,
+        "--ticket-key",
+        join(dir, "ticket-key.pem"),
+        "--log-level",
+        "warn",
+      ],
+      dir,
+    );
+    // The first replica creates the ticket key file; the next starts once it listens, and reads it.
+    trackers.push({ proc: t, target: `127.0.0.1:${port}` });
+    // "tracker listening" is logged at info; with warn we wait for the port instead.
+    await waitForPort(port, t);
+  }
+
+  const seeder = start(
+    "seeder",
+    process.execPath,
+    [
+      DS,
+      "seeder",
+      "--tracker",
+      trackers[0].target,
+      "--media",
+      "media",
+      "--data-host",
+      "127.0.0.1",
+      "--data-port",
+      `${await freePort()}`,
+      "--metrics-port",
+      `${await freePort()}`,
+      "--log-level",
+      "info",
+    ],
+    dir,
+  );
+  await seeder.waitFor(/published: ready/, 60_000);
+
+  // Ramp: 100 sessions per 100 ms, round-robin over the replicas.
+  const viewers = [];
+  const rampStart = Date.now();
+  for (let i = 0; i < PEERS; i++) {
+    const v = new Viewer(i, trackers[i % REPLICAS].target);
+    viewers.push(v);
+    v.open();
+    if (i % 100 === 99) await sleep(100);
+  }
+  const deadline = Date.now() + 60_000;
+  while (stats.viewersJoined < PEERS && Date.now() < deadline) await sleep(50);
+  const rampMs = Date.now() - rampStart;
+
+  const before = {
+    t: process.hrtime.bigint(),
+    cpu: trackers.map((t) => cpuSeconds(t.proc.pid)),
+    seederCpu: cpuSeconds(seeder.pid),
+    redisCpu: cpuSeconds(procs[0].pid),
+    self: process.cpuUsage(),
+    redis: redisCommands(redisPort),
+    stats: { ...stats },
+  };
+  await sleep(SECONDS * 1000);
+  const after = {
+    t: process.hrtime.bigint(),
+    cpu: trackers.map((t) => cpuSeconds(t.proc.pid)),
+    seederCpu: cpuSeconds(seeder.pid),
+    redisCpu: cpuSeconds(procs[0].pid),
+    self: process.cpuUsage(before.self),
+    redis: redisCommands(redisPort),
+    stats: { ...stats },
+  };
+  const secs = Number(after.t - before.t) / 1e9;
+  const d = (k) => after.stats[k] - before.stats[k];
+  const directives = d("directives");
+  const redisOps = after.redis - before.redis - 1; // minus the INFO that took the first figure
+  const trackerCpu = trackers.map((_, i) => +(after.cpu[i] - before.cpu[i]).toFixed(2));
+
+  result = {
+    scenario: "tracker-capacity",
+    settings: { peers: PEERS, replicas: REPLICAS, seconds: SECONDS, fileMiB: FILE_MIB, chunks: viewers[0]?.chunkCount },
+    rampMs,
+    measuredSeconds: +secs.toFixed(2),
+    sessionsOpened: stats.opened,
+    sessionsWelcomed: stats.welcomed,
+    viewersJoined: stats.viewersJoined,
+    joinsTotal: stats.joined,
+    sessionsHeld: stats.opened - stats.sessionsEnded,
+    sessionsEndedByTracker: stats.endStatuses,
+    directivesPerSecond: Math.round(directives / secs),
+    directiveMessagesPerSecond: Math.round(d("directiveMessages") / secs),
+    reportsPerSecond: Math.round(d("reports") / secs),
+    reportMessagesPerSecond: Math.round(d("reportMessages") / secs),
+    completionsPerSecond: +(d("completions") / secs).toFixed(1),
+    completionsTotal: stats.completions,
+    allViewersCompleted: viewers.every((v) => v.completedOnce),
+    viewersCompleted: viewers.filter((v) => v.completedOnce).length,
+    noticesDuringMeasure: d("notices"),
+    cancelsDuringMeasure: d("cancels"),
+    trackerCpuSeconds: trackerCpu,
+    trackerCpuCores: trackerCpu.map((c) => +(c / secs).toFixed(2)),
+    redisCpuCores: +((after.redisCpu - before.redisCpu) / secs).toFixed(2),
+    seederCpuCores: +((after.seederCpu - before.seederCpu) / secs).toFixed(2),
+    loadGeneratorCpuCores: +((after.self.user + after.self.system) / 1e6 / secs).toFixed(2),
+    redisCommands: redisOps,
+    redisOpsPerDirective: directives > 0 ? +(redisOps / directives).toFixed(2) : null,
+    redisOpsPerSecond: Math.round(redisOps / secs),
+  };
+  for (const v of viewers) v.close();
+  for (const c of clients.values()) c.close();
+} finally {
+  await stopAll();
+  rmSync(dir, { recursive: true, force: true });
+}
+console.log(JSON.stringify(result, null, 2));
+process.exit(0);
+
+async function waitForPort(port, p, ms = 30_000) {
+  const { connect } = await import("node:net");
+  const end = Date.now() + ms;
+  for (;;) {
+    if (p.child.exitCode !== null) throw new Error(`${p.name} exited (${p.child.exitCode})\n${p.output()}`);
+    const ok = await new Promise((r) => {
+      const s = connect(port, "127.0.0.1", () => (s.destroy(), r(true)));
+      s.on("error", () => r(false));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`${p.name}: port ${port} not open within ${ms} ms\n${p.output()}`);
+    await sleep(100);
+  }
+}
