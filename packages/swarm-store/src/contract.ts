@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it, beforeEach, afterEach } from "node:test";
 import type { ChunkRange } from "@distribustream/pdtp";
-import type { NewStream, PeerJoin, SlotLimits, SwarmStore, TransferRecord, TrustPolicy } from "./store.js";
+import type { NewStream, PeerJoin, SlotLimits, StreamEvent, SwarmStore, TransferRecord, TrustPolicy } from "./store.js";
 
 /**
  * The SwarmStore conformance suite (chihaya's storage tests): every
@@ -524,6 +524,55 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       await store.setPosition("s1", "a", 7);
       await store.setPosition("s1", "ghost", 7);
       assert.equal((await store.getPeer("s1", "a"))?.position, 7);
+    });
+
+    /** Polls until `check` holds (events travel asynchronously), failing after 3 s. */
+    const eventually = async (what: string, check: () => boolean) => {
+      const start = Date.now();
+      while (!check()) {
+        if (Date.now() - start > 3_000) assert.fail(`${what}: not within 3 s`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+
+    it("events reach the subscriptions watching their stream, and only those", async () => {
+      const got: Array<[string, string, StreamEvent]> = [];
+      const a = store.subscribeEvents({ event: (id, e) => got.push(["a", id, e]), resync: () => undefined });
+      const b = store.subscribeEvents({ event: (id, e) => got.push(["b", id, e]), resync: () => undefined });
+      try {
+        await a.watch("s1");
+        await a.watch("s1"); // idempotent: still one delivery
+        await b.watch("s2");
+        assert.deepEqual([...a.watching], ["s1"]);
+        const cancel: StreamEvent = { type: "cancel", transferIds: [7, 9], fetcherIds: ["f1", "f2"] };
+        await store.publishEvent("s1", cancel);
+        await store.publishEvent("s2", { type: "joined", peerId: "p", role: "viewer" });
+        await store.publishEvent("s3", { type: "left", peerId: "p" });
+        await eventually("both events delivered", () => got.length >= 2);
+        await new Promise((r) => setTimeout(r, 100));
+        const sorted = [...got].sort((x, y) => (x[0] < y[0] ? -1 : 1));
+        assert.deepEqual(sorted, [
+          ["a", "s1", cancel],
+          ["b", "s2", { type: "joined", peerId: "p", role: "viewer" }],
+        ]);
+
+        got.length = 0;
+        await a.unwatch("s1");
+        await a.unwatch("s1");
+        await b.watch("s1");
+        await store.publishEvent("s1", { type: "holdings", peerId: "q" });
+        await eventually("event delivered to the new watcher", () => got.length >= 1);
+        await new Promise((r) => setTimeout(r, 100));
+        assert.deepEqual(got, [["b", "s1", { type: "holdings", peerId: "q" }]]);
+        assert.deepEqual([...a.watching], []);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+      got.length = 0;
+      await store.publishEvent("s1", { type: "left", peerId: "q" });
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(got, [], "a closed subscription delivers nothing");
     });
   });
 }

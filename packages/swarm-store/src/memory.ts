@@ -1,8 +1,11 @@
+import { EventEmitter } from "node:events";
 import { chunkCount, RangeSet, type ChunkRange } from "@distribustream/pdtp";
 import { SegmentCounts } from "./segments.js";
 import type {
   AddTransferResult,
   AvailabilitySegment,
+  EventHandlers,
+  EventSubscription,
   ExpiredPeer,
   JoinResult,
   NewStream,
@@ -13,11 +16,13 @@ import type {
   SourceOutcome,
   SourceQuery,
   SourceTrust,
+  StreamEvent,
   StreamMeta,
   SwarmStore,
   TransferRecord,
   TrustPolicy,
 } from "./store.js";
+import { parseStreamEvent } from "./store.js";
 
 interface MemPeer {
   peerId: string;
@@ -68,6 +73,9 @@ export class MemorySwarmStore implements SwarmStore {
   private transferSeq = 0;
   private readonly leases = new Map<string, { holder: string; untilMs: number }>();
   private closed = false;
+  /** Event bus: one event name per stream id; listeners are the subscriptions watching it. */
+  private readonly bus = new EventEmitter().setMaxListeners(0);
+  private readonly subscriptions = new Set<MemorySubscription>();
 
   private check(): void {
     if (this.closed) throw new Error("swarm store is closed");
@@ -449,8 +457,23 @@ export class MemorySwarmStore implements SwarmStore {
     this.check();
   }
 
+  /** Delivers a copy of the event, asynchronously (like a pub/sub round trip), to the subscriptions watching the stream. */
+  async publishEvent(streamId: string, event: StreamEvent): Promise<void> {
+    this.check();
+    const text = JSON.stringify(event);
+    setImmediate(() => this.bus.emit(streamId, streamId, text));
+  }
+
+  subscribeEvents(handlers: EventHandlers): EventSubscription {
+    this.check();
+    const sub = new MemorySubscription(this.bus, handlers, () => this.subscriptions.delete(sub));
+    this.subscriptions.add(sub);
+    return sub;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
+    for (const sub of [...this.subscriptions]) await sub.close();
     this.leases.clear();
     this.streams.clear();
     this.names.clear();
@@ -463,4 +486,46 @@ function clip(r: ChunkRange, count: number): ChunkRange {
 
 function copyMeta(m: StreamMeta): StreamMeta {
   return { ...m };
+}
+
+/** A subscription of the memory store: listeners on its in-process bus. It never misses events, so never resyncs. */
+class MemorySubscription implements EventSubscription {
+  private readonly streams = new Set<string>();
+  private readonly listener: (streamId: string, text: string) => void;
+  private closed = false;
+
+  constructor(
+    private readonly bus: EventEmitter,
+    handlers: EventHandlers,
+    private readonly onClose: () => void,
+  ) {
+    this.listener = (streamId, text) => {
+      const event = parseStreamEvent(text);
+      if (event && this.streams.has(streamId)) handlers.event(streamId, event);
+    };
+  }
+
+  get watching(): ReadonlySet<string> {
+    return this.streams;
+  }
+
+  async watch(streamId: string): Promise<void> {
+    if (this.closed) throw new Error("event subscription is closed");
+    if (this.streams.has(streamId)) return;
+    this.streams.add(streamId);
+    this.bus.on(streamId, this.listener);
+  }
+
+  async unwatch(streamId: string): Promise<void> {
+    if (!this.streams.delete(streamId)) return;
+    this.bus.off(streamId, this.listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const id of this.streams) this.bus.off(id, this.listener);
+    this.streams.clear();
+    this.onClose();
+  }
 }

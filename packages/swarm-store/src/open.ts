@@ -45,7 +45,8 @@ export function redisClientFor(url: string): Redis | Cluster {
   if (username) redisOptions.username = username;
   if (password) redisOptions.password = password;
   if (scheme === "rediss") redisOptions.tls = {};
-  return new Cluster(nodes, { redisOptions });
+  // sharded pub/sub: each stream's event channel lives on its stream's shard
+  return new Cluster(nodes, { redisOptions, shardedSubscribers: true });
 }
 
 /** The URL without its password, for messages and logs. */

@@ -17,6 +17,9 @@
  *   ds:{id}:xfers     HASH    transferId -> JSON {id, f fetcher, s server, sr serverRole, a first, b last,
  *                             t0 startedMs, te expiresMs, c counted in availability}
  *   ds:{id}:xferexp   ZSET    member=transferId score=expiresMs
+ *   ds:{id}:events    CHANNEL the stream's events between replicas (JSON StreamEvent): PUBLISH/SUBSCRIBE on
+ *                             standalone, SPUBLISH/SSUBSCRIBE on a Cluster created with shardedSubscribers: true
+ *                             (the channel then lives on the stream's slot, so events stay on its shard)
  *
  * Global keys (each on its own slot, never touched by a stream script):
  *   ds:lease:<name>       STRING holder id, with a TTL (PX): the holder of a lease (the cleanup leader)
@@ -42,6 +45,8 @@ import { GLOBAL_SCRIPTS, STREAM_KEYS, STREAM_SCRIPTS, type ScriptName } from "./
 import type {
   AddTransferResult,
   AvailabilitySegment,
+  EventHandlers,
+  EventSubscription,
   ExpiredPeer,
   JoinResult,
   NewStream,
@@ -53,6 +58,7 @@ import type {
   SourceOutcome,
   SourceQuery,
   SourceTrust,
+  StreamEvent,
   StreamKindName,
   StreamMeta,
   StreamStatus,
@@ -61,6 +67,7 @@ import type {
   TrustPolicy,
   WantOrder,
 } from "./store.js";
+import { parseStreamEvent } from "./store.js";
 
 export type RedisClient = Redis | Cluster;
 
@@ -100,6 +107,7 @@ export class RedisSwarmStore implements SwarmStore {
   private readonly transferIndex: string;
   private closed = false;
   private lastError = "";
+  private readonly subscriptions = new Set<RedisSubscription>();
 
   constructor(
     private readonly redis: RedisClient,
@@ -494,12 +502,117 @@ export class RedisSwarmStore implements SwarmStore {
     }
   }
 
-  /** Quits the client (waits for replies in flight). */
+  // ---- events between replicas ----------------------------------------------
+
+  /** Whether events use sharded pub/sub (a Cluster created with shardedSubscribers: true). */
+  private get sharded(): boolean {
+    return this.redis instanceof Cluster && this.redis.options.shardedSubscribers === true;
+  }
+
+  private channel(streamId: string): string {
+    if (/[{}]/.test(streamId)) throw new Error(`stream id ${JSON.stringify(streamId)} must not contain { or }`);
+    return `${this.prefix}:{${streamId}}:events`;
+  }
+
+  /** 1 PUBLISH (standalone) or 1 SPUBLISH (sharded, to the stream's shard); O(subscribers of the channel). */
+  async publishEvent(streamId: string, event: StreamEvent): Promise<void> {
+    this.check();
+    const ch = this.channel(streamId);
+    const text = JSON.stringify(event);
+    if (this.sharded) await this.redis.spublish(ch, text);
+    else await this.redis.publish(ch, text);
+  }
+
+  /**
+   * A subscription on its own connection (`duplicate()` of the client; on a
+   * sharded Cluster, its subscriber group keeps one connection per shard).
+   * The client re-subscribes by itself after a reconnect; `resync` is called
+   * then, since events published meanwhile are lost.
+   */
+  subscribeEvents(handlers: EventHandlers): EventSubscription {
+    this.check();
+    const sub = new RedisSubscription(duplicateOf(this.redis), this.sharded, `${this.prefix}:{`, handlers);
+    this.subscriptions.add(sub);
+    sub.onClose = () => this.subscriptions.delete(sub);
+    return sub;
+  }
+
+  /** Quits the client (waits for replies in flight) and the subscriptions' connections. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await Promise.all([...this.subscriptions].map((s) => s.close()));
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
+}
+
+/** Event subscription on a connection of its own. */
+class RedisSubscription implements EventSubscription {
+  private readonly streams = new Set<string>();
+  private closed = false;
+  private wasReady = false;
+  onClose: () => void = () => undefined;
+
+  constructor(
+    private readonly sub: RedisClient,
+    private readonly sharded: boolean,
+    /** Channel names are `<channelStart><streamId>}:events`. */
+    private readonly channelStart: string,
+    handlers: EventHandlers,
+  ) {
+    // errors surface through the store's own connection (ping, failed commands); the client retries by itself
+    sub.on("error", () => undefined);
+    sub.on("ready", () => {
+      if (this.wasReady && !this.closed) handlers.resync();
+      this.wasReady = true;
+    });
+    sub.on(sharded ? "smessage" : "message", (channel: string, text: string) => {
+      if (this.closed || !channel.startsWith(this.channelStart) || !channel.endsWith("}:events")) return;
+      const streamId = channel.slice(this.channelStart.length, -"}:events".length);
+      if (!this.streams.has(streamId)) return;
+      const event = parseStreamEvent(text);
+      if (event) handlers.event(streamId, event);
+    });
+  }
+
+  get watching(): ReadonlySet<string> {
+    return this.streams;
+  }
+
+  private channel(streamId: string): string {
+    if (/[{}]/.test(streamId)) throw new Error(`stream id ${JSON.stringify(streamId)} must not contain { or }`);
+    return `${this.channelStart}${streamId}}:events`;
+  }
+
+  /** 1 SUBSCRIBE or SSUBSCRIBE. */
+  async watch(streamId: string): Promise<void> {
+    if (this.closed) throw new Error("event subscription is closed");
+    if (this.streams.has(streamId)) return;
+    this.streams.add(streamId);
+    const ch = this.channel(streamId);
+    if (this.sharded) await this.sub.ssubscribe(ch);
+    else await this.sub.subscribe(ch);
+  }
+
+  /** 1 UNSUBSCRIBE or SUNSUBSCRIBE. */
+  async unwatch(streamId: string): Promise<void> {
+    if (this.closed || !this.streams.delete(streamId)) return;
+    const ch = this.channel(streamId);
+    if (this.sharded) await this.sub.sunsubscribe(ch);
+    else await this.sub.unsubscribe(ch);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.streams.clear();
+    this.onClose();
+    await this.sub.quit().catch(() => this.sub.disconnect());
+  }
+}
+
+function duplicateOf(redis: RedisClient): RedisClient {
+  return redis instanceof Cluster ? redis.duplicate() : redis.duplicate();
 }
 
 async function inBatches(ids: string[], work: (id: string) => Promise<void>): Promise<void> {

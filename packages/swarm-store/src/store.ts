@@ -187,6 +187,24 @@ export interface SwarmStore {
   /** Removes, in every stream, the transfers with expiresMs <= nowMs and resolves them. */
   expireTransfers(nowMs: number): Promise<TransferRecord[]>;
 
+  // ---- events between replicas ----------------------------------------------
+
+  /**
+   * Publishes an event on the stream's channel to every subscription watching
+   * the stream (this replica's own included). Fire-and-forget delivery:
+   * a subscriber that is disconnected misses it and resynchronises from the
+   * store when it is back (see `EventHandlers.resync`). Redis: 1 PUBLISH, or
+   * 1 SPUBLISH on a Cluster with sharded subscribers; O(subscribers).
+   */
+  publishEvent(streamId: string, event: StreamEvent): Promise<void>;
+
+  /**
+   * Opens a subscription (Redis: its own connection) that delivers the
+   * events of the streams it watches to `handlers.event`, and calls
+   * `handlers.resync` whenever it may have missed some (it reconnected).
+   */
+  subscribeEvents(handlers: EventHandlers): EventSubscription;
+
   // ---- coordination --------------------------------------------------------
 
   /**
@@ -339,4 +357,74 @@ export interface ExpiredPeer {
   peerId: string;
   role: PeerRoleName;
   transfers: TransferRecord[];
+}
+
+/**
+ * What one tracker replica tells the others about a stream, on the stream's
+ * channel (`<prefix>:{<streamId>}:events` on Redis).
+ *
+ * - cancel: these transfers were withdrawn (their source left, expired or
+ *   was banned, or they expired); `fetcherIds[i]` fetches `transferIds[i]`.
+ *   The replica holding a fetcher's session sends it a Cancel and replans it.
+ * - joined / left: a peer entered or left the swarm.
+ * - holdings: a peer holds more chunks.
+ */
+export type StreamEvent =
+  | { type: "cancel"; transferIds: number[]; fetcherIds: string[] }
+  | { type: "joined"; peerId: string; role: PeerRoleName }
+  | { type: "left"; peerId: string }
+  | { type: "holdings"; peerId: string };
+
+export interface EventHandlers {
+  /** An event of a watched stream. Must not throw. */
+  event(streamId: string, event: StreamEvent): void;
+  /** The subscription reconnected and may have missed events: re-read what matters from the store. */
+  resync(): void;
+}
+
+export interface EventSubscription {
+  /** Starts delivering the stream's events (idempotent); resolves once subscribed. */
+  watch(streamId: string): Promise<void>;
+  /** Stops delivering the stream's events (idempotent). */
+  unwatch(streamId: string): Promise<void>;
+  /** Streams watched now. */
+  readonly watching: ReadonlySet<string>;
+  /** Ends the subscription (Redis: closes its connection). */
+  close(): Promise<void>;
+}
+
+/** Parses an event off the wire; undefined when it is not one. */
+export function parseStreamEvent(text: string): StreamEvent | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== "object" || v === null) return undefined;
+  const e = v as Record<string, unknown>;
+  switch (e.type) {
+    case "cancel": {
+      const ids = e.transferIds;
+      const fetchers = e.fetcherIds;
+      if (
+        !Array.isArray(ids) ||
+        !Array.isArray(fetchers) ||
+        ids.length !== fetchers.length ||
+        !ids.every((x) => Number.isSafeInteger(x)) ||
+        !fetchers.every((x) => typeof x === "string")
+      )
+        return undefined;
+      return { type: "cancel", transferIds: ids as number[], fetcherIds: fetchers as string[] };
+    }
+    case "joined":
+      if (typeof e.peerId !== "string" || (e.role !== "viewer" && e.role !== "seeder")) return undefined;
+      return { type: "joined", peerId: e.peerId, role: e.role };
+    case "left":
+    case "holdings":
+      if (typeof e.peerId !== "string") return undefined;
+      return { type: e.type, peerId: e.peerId };
+    default:
+      return undefined;
+  }
 }

@@ -17,6 +17,9 @@ export class TrackerMetrics {
   readonly controlBytes: Counter<"direction">;
   readonly cleanupLeader: Gauge;
   readonly storeUp: Gauge;
+  readonly eventsPublished: Counter<"type">;
+  readonly eventsReceived: Counter<"type">;
+  readonly resyncs: Counter;
 
   /** `streamCount` answers the ready-streams gauge at each scrape (so it also goes down). */
   constructor(registry: Registry, streamCount: () => Promise<number>) {
@@ -107,6 +110,23 @@ export class TrackerMetrics {
       registers,
     });
     this.storeUp.set(1);
+    this.eventsPublished = new Counter({
+      name: "pdtp_tracker_events_published_total",
+      help: "Stream events this replica published for the other replicas, by type",
+      labelNames: ["type"],
+      registers,
+    });
+    this.eventsReceived = new Counter({
+      name: "pdtp_tracker_events_received_total",
+      help: "Stream events this replica received on the channels of its sessions' streams (its own included), by type",
+      labelNames: ["type"],
+      registers,
+    });
+    this.resyncs = new Counter({
+      name: "pdtp_tracker_event_resyncs_total",
+      help: "Times the event subscription reconnected and the sessions were re-checked against the swarm store",
+      registers,
+    });
     for (const direction of ["in", "out"]) {
       this.controlMessages.inc({ direction }, 0);
       this.controlBytes.inc({ direction }, 0);

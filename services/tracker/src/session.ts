@@ -48,6 +48,12 @@ export interface JoinedStream {
   plannedEpoch: number;
   /** It had nothing in flight after its last plan. */
   idle: boolean;
+  /**
+   * Transfers it was directed to and that were neither reported nor
+   * cancelled since (at most maxDownloads, unless a withdrawal was missed:
+   * a resync compares them with the store's).
+   */
+  inFlight: Set<number>;
 }
 
 /**
@@ -130,6 +136,18 @@ export class Session {
   needsPlan(streamId: string, epoch: number): boolean {
     const j = this.joined.get(streamId);
     return j !== undefined && (j.idle || j.plannedEpoch !== epoch);
+  }
+
+  /**
+   * These transfers of a joined stream were withdrawn (by this replica or,
+   * through an event, another): tells the peer to stop them and replans it.
+   */
+  cancelled(streamId: string, transferIds: readonly number[]): void {
+    const j = this.joined.get(streamId);
+    if (j) for (const id of transferIds) j.inFlight.delete(id);
+    this.send({ body: { $case: "cancel", value: { transferIds: [...transferIds] } } });
+    this.core.setHungry(this, streamId, true);
+    this.requestPlan();
   }
 
   /** Plans these streams (or all the hungry ones) once the current message is handled. */
@@ -275,7 +293,9 @@ export class Session {
       chunkCount: meta.chunkCount,
       plannedEpoch: -1,
       idle: true,
+      inFlight: new Set(),
     });
+    await this.core.useStream(this, meta.streamId, true);
     const { dropped } = await store.joinPeer(
       meta.streamId,
       {
@@ -310,6 +330,7 @@ export class Session {
 
   private async leave(meta: JoinedStream): Promise<void> {
     this.joined.delete(meta.streamId);
+    await this.core.useStream(this, meta.streamId, false);
     this.inSwarm.delete(meta.streamId);
     const dropped = await this.core.store.leavePeer(meta.streamId, this.peerId);
     this.core.withdraw(dropped, this.peerId);
@@ -349,6 +370,7 @@ export class Session {
       checkRanges(rep.verified, Number.MAX_SAFE_INTEGER, "TransferReport.verified");
     }
     if (r.reports.length === 0) return;
+    for (const rep of r.reports) for (const j of this.joined.values()) j.inFlight.delete(rep.transferId);
     // which of this peer's transfers are being reported (ids of others are ignored)
     const mine = new Map<number, string>();
     for (const streamId of this.joined.keys()) {
@@ -444,6 +466,7 @@ export class Session {
       return;
     }
     this.published.delete(name);
+    await this.core.useStream(this, streamId, false);
     this.inSwarm.delete(streamId);
     const dropped = await this.core.store.leavePeer(streamId, this.peerId);
     this.core.withdraw(dropped, this.peerId);
@@ -462,6 +485,7 @@ export class Session {
       j.plannedEpoch = plan.epoch;
       j.idle = plan.idle;
       directives.push(...plan.directives);
+      for (const d of plan.directives) j.inFlight.add(d.transferId);
       this.core.setHungry(this, streamId, !plan.satisfied);
     }
     if (directives.length > 0 && !this.closed) {

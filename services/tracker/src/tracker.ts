@@ -34,7 +34,13 @@ import {
   type Logger,
   type Registry,
 } from "@distribustream/runtime";
-import type { StreamMeta, SwarmStore, TransferRecord } from "@distribustream/swarm-store";
+import type {
+  EventSubscription,
+  StreamEvent,
+  StreamMeta,
+  SwarmStore,
+  TransferRecord,
+} from "@distribustream/swarm-store";
 import { TrackerMetrics } from "./metrics.js";
 import { httpBase } from "./peerAddress.js";
 import { DEFAULT_PLANNER, Planner } from "./planner.js";
@@ -125,6 +131,14 @@ export class TrackerCore {
   private renewing: Promise<void> | undefined;
   /** The swarm store answered the last health check. */
   private storeUp = true;
+  /**
+   * Events from the other replicas, on the channels of the streams that this
+   * replica's sessions joined or published (`streamUsers`: stream id -> ids
+   * of those sessions; a stream is watched while it has one).
+   */
+  private readonly events: EventSubscription;
+  private readonly streamUsers = new Map<string, Set<string>>();
+  private resyncing: Promise<void> | undefined;
 
   constructor(private readonly opts: TrackerOptions) {
     this.log = opts.log;
@@ -143,6 +157,10 @@ export class TrackerCore {
       "grpc.keepalive_permit_without_calls": 1,
     });
     this.checksum = new ChecksumClient(opts.checksum, grpc.credentials.createInsecure());
+    this.events = opts.store.subscribeEvents({
+      event: (streamId, e) => this.onEvent(streamId, e),
+      resync: () => void this.resync(),
+    });
   }
 
   async start(): Promise<RunningTracker> {
@@ -292,6 +310,7 @@ export class TrackerCore {
     this.hungry.delete(s.peerId);
     this.metrics.sessions.dec({ role: s.role! });
     for (const streamId of [...s.joined.keys(), ...s.published.values()]) {
+      this.useStream(s, streamId, false);
       this.planner.forget(streamId, s.peerId);
       this.withdraw(await this.store.leavePeer(streamId, s.peerId), s.peerId);
     }
@@ -310,8 +329,30 @@ export class TrackerCore {
   }
 
   /**
+   * Counts a session in (or out of) a stream's users; the stream's event
+   * channel is watched while it has one. Resolves once subscribed, so that
+   * a fetcher is planned only once its replica hears the stream's cancels.
+   */
+  async useStream(s: Session, streamId: string, using: boolean): Promise<void> {
+    let users = this.streamUsers.get(streamId);
+    if (using) {
+      if (!users) this.streamUsers.set(streamId, (users = new Set()));
+      users.add(s.peerId);
+      await this.events.watch(streamId);
+      return;
+    }
+    if (!users?.delete(s.peerId) || users.size > 0) return;
+    this.streamUsers.delete(streamId);
+    await this.events.unwatch(streamId).catch((err: unknown) => {
+      this.log.warn({ err: (err as Error).message, streamId }, "stream events not unwatched");
+    });
+  }
+
+  /**
    * Transfers that ended because a peer left or they expired: counted, and
-   * their fetchers (other than `except`) told to stop and replanned.
+   * their fetchers (other than `except`) told to stop and replanned. Fetchers
+   * connected to another replica hear it through a "cancel" event on the
+   * stream's channel (one per stream), and their replica does the same.
    */
   withdraw(
     transfers: readonly TransferRecord[],
@@ -319,20 +360,81 @@ export class TrackerCore {
     reason: "cancelled" | "expired" = "cancelled",
   ): void {
     const byFetcher = new Map<string, TransferRecord[]>();
+    const remote = new Map<string, { transferIds: number[]; fetcherIds: string[] }>();
     for (const t of transfers) {
       this.metrics.transfersFailed.inc({ reason });
       if (t.fetcherId === except) continue;
+      if (!this.sessions.has(t.fetcherId)) {
+        let ev = remote.get(t.streamId);
+        if (!ev) remote.set(t.streamId, (ev = { transferIds: [], fetcherIds: [] }));
+        ev.transferIds.push(t.transferId);
+        ev.fetcherIds.push(t.fetcherId);
+        continue;
+      }
       const list = byFetcher.get(t.fetcherId) ?? [];
       list.push(t);
       byFetcher.set(t.fetcherId, list);
     }
     for (const [fetcherId, list] of byFetcher) {
+      const s = this.sessions.get(fetcherId)!;
+      const byStream = new Map<string, number[]>();
+      for (const t of list) byStream.set(t.streamId, [...(byStream.get(t.streamId) ?? []), t.transferId]);
+      for (const [streamId, ids] of byStream) s.cancelled(streamId, ids);
+    }
+    for (const [streamId, ev] of remote) {
+      this.metrics.eventsPublished.inc({ type: "cancel" });
+      this.store.publishEvent(streamId, { type: "cancel", ...ev }).catch((err: unknown) => {
+        // the fetchers' replicas catch up when their transfers expire or they resync
+        this.log.warn({ err: (err as Error).message, streamId }, "cancel event not published");
+      });
+    }
+  }
+
+  /** An event from a replica (or this one) about a stream some session of this replica uses. */
+  private onEvent(streamId: string, e: StreamEvent): void {
+    this.metrics.eventsReceived.inc({ type: e.type });
+    if (e.type !== "cancel") return;
+    const byFetcher = new Map<Session, number[]>();
+    e.fetcherIds.forEach((fetcherId, i) => {
       const s = this.sessions.get(fetcherId);
-      if (!s) continue;
-      s.send({ body: { $case: "cancel", value: { transferIds: list.map((t) => t.transferId) } } });
-      for (const t of list) this.setHungry(s, t.streamId, true);
+      if (!s?.joined.has(streamId)) return;
+      byFetcher.set(s, [...(byFetcher.get(s) ?? []), e.transferIds[i]!]);
+    });
+    for (const [s, ids] of byFetcher) s.cancelled(streamId, ids);
+  }
+
+  /**
+   * After the event subscription reconnected (events may have been lost):
+   * re-checks every viewer's transfers against the store, cancels those it
+   * no longer has, and replans every viewer.
+   */
+  private resync(): Promise<void> {
+    return (this.resyncing ??= this.resyncSessions()
+      .catch((err: unknown) => this.log.error({ err }, "resync after the event subscription reconnected failed"))
+      .finally(() => (this.resyncing = undefined)));
+  }
+
+  private async resyncSessions(): Promise<void> {
+    if (this.draining) return;
+    this.metrics.resyncs.inc();
+    let cancelled = 0;
+    for (const s of [...this.sessions.values()]) {
+      if (s.role !== "viewer" || s.closed) continue;
+      for (const [streamId, j] of [...s.joined]) {
+        if (j.inFlight.size === 0) continue;
+        const live = new Set((await this.store.transfersOf(streamId, s.peerId)).map((t) => t.transferId));
+        const gone = [...j.inFlight].filter((id) => !live.has(id));
+        if (gone.length > 0) {
+          cancelled += gone.length;
+          s.cancelled(streamId, gone);
+        }
+      }
       s.requestPlan();
     }
+    this.log.info(
+      { sessions: this.sessions.size, cancelled },
+      "event subscription reconnected: sessions resynchronised",
+    );
   }
 
   /**
@@ -530,7 +632,9 @@ export class TrackerCore {
     const streamId = streamIdFor(p.name, p.size, p.version);
     const before = s.published.get(p.name);
     s.published.set(p.name, streamId);
+    await this.useStream(s, streamId, true);
     if (before !== undefined && before !== streamId) {
+      await this.useStream(s, before, false);
       s.inSwarm.delete(before);
       this.planner.forget(before, s.peerId);
       this.withdraw(await this.store.leavePeer(before, s.peerId), s.peerId);
@@ -577,6 +681,7 @@ export class TrackerCore {
         if (!current()) return; // closed, unpublished or superseded by a newer version meanwhile
         if (failure !== undefined) {
           s.published.delete(p.name);
+          await this.useStream(s, streamId, false);
           s.send(result(PublishStatus.PUBLISH_STATUS_REJECTED, failure));
           return;
         }
@@ -702,6 +807,7 @@ export class TrackerCore {
         .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, "cleanup lease not released"));
     }
     await Promise.all([...this.sessions.values()].map((s) => s.terminate(unavailable("tracker shutting down"))));
+    await this.events.close().catch(() => undefined);
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {
         this.server.forceShutdown();
