@@ -1,12 +1,18 @@
 #!/usr/bin/env node
 // Tracker capacity with simulated peers (issue 5, scenario tracker-capacity; issue 3, performance):
-//   node bench/tracker-load.mjs [--peers N] [--replicas 1|2] [--seconds S] [--mib M]
+//   node bench/tracker-load.mjs [--peers N] [--replicas 1|2] [--seconds S] [--mib M] [--rate R] [--prefill F]
 // Starts a real redis-server, a checksum service, 1 or 2 tracker replicas on that Redis and a real
 // seeder of one M MiB file (default 64), waits until the stream is READY, then opens N simulated
 // viewer Sessions (round-robin over the replicas, 100 per 100 ms). A viewer says Hello with a fake
-// data port, joins the stream in BULK mode and answers every Directives message at once with an OK
-// report whose verified range is the directive's range: no data moves, so the tracker schedules and
-// writes to Redis at full speed. A viewer that holds every chunk Leaves and Joins again, so the load
+// data port, joins the stream in BULK mode and answers each directive with an OK report whose
+// verified range is the directive's range. No data moves: with --rate 0 (the default) reports go back
+// at once, so the tracker schedules and writes to Redis at full speed (a stress test); with --rate R
+// each viewer behaves as if its download link carried R MiB/s (a directive's report comes when its
+// bytes would have arrived, transfers queued on the link), which is the load of a real swarm, and
+// `linkUtilisation` says how busy the tracker kept the viewers' links (1 = never waiting for it).
+// --prefill F: each viewer joins already holding a random fraction F of the stream (in 16-chunk
+// blocks), as in a swarm past its start, so the figures measure the tracker rather than how fast
+// the first copies leave the seeder. A viewer that holds every chunk Leaves and Joins again, so the load
 // lasts the whole measurement. Figures (JSON on stdout) are taken over S seconds after the ramp:
 // sessions held, directives/s, reports/s, CPU seconds per tracker process, Redis commands per
 // directive, completions. Every process started here is stopped by its PID; all on 127.0.0.1.
@@ -18,6 +24,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { performance } from "node:perf_hooks";
 import { credentials } from "@grpc/grpc-js";
 import {
   PeerMessage,
@@ -40,14 +47,27 @@ const { values: opt } = parseArgs({
     replicas: { type: "string", default: "1" },
     seconds: { type: "string", default: "20" },
     mib: { type: "string", default: "64" },
+    rate: { type: "string", default: "0" },
+    prefill: { type: "string", default: "0" },
   },
 });
 const PEERS = Number(opt.peers);
 const REPLICAS = Number(opt.replicas);
 const SECONDS = Number(opt.seconds);
 const FILE_MIB = Number(opt.mib);
-if (!(PEERS > 0) || ![1, 2].includes(REPLICAS) || !(SECONDS > 0) || !(FILE_MIB > 0)) {
-  console.error("usage: tracker-load.mjs [--peers N>0] [--replicas 1|2] [--seconds S>0] [--mib M>0]");
+const RATE = Number(opt.rate) * MiB; // bytes per second per viewer; 0: instant
+const PREFILL = Number(opt.prefill);
+if (
+  !(PEERS > 0) ||
+  ![1, 2].includes(REPLICAS) ||
+  !(SECONDS > 0) ||
+  !(FILE_MIB > 0) ||
+  !(RATE >= 0) ||
+  !(PREFILL >= 0 && PREFILL < 1)
+) {
+  console.error(
+    "usage: tracker-load.mjs [--peers N>0] [--replicas 1|2] [--seconds S>0] [--mib M>0] [--rate MiB/s>=0] [--prefill 0<=F<1]",
+  );
   process.exit(2);
 }
 
@@ -131,6 +151,35 @@ function redisCommands(port) {
   return Number(m[1]);
 }
 
+/** Sum over the trackers of the metrics the figures use. */
+async function trackerMetrics(trackers) {
+  const names = {
+    plans: "pdtp_tracker_plan_seconds_count",
+    started: "pdtp_tracker_transfers_started_total",
+    done: "pdtp_tracker_transfers_done_total",
+    failed: "pdtp_tracker_transfers_failed_total",
+  };
+  const out = { plans: 0, started: 0, done: 0, failed: 0 };
+  for (const t of trackers) {
+    const text = await (await fetch(`http://127.0.0.1:${t.metricsPort}/metrics`)).text();
+    for (const [k, name] of Object.entries(names)) {
+      for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))) out[k] += Number(m[1]);
+    }
+    for (const m of text.matchAll(/^pdtp_tracker_transfers_failed_total\{reason="(\w+)"\} (\S+)$/gm)) {
+      out[`failed_${m[1]}`] = (out[`failed_${m[1]}`] ?? 0) + Number(m[2]);
+    }
+  }
+  return out;
+}
+
+/** Calls per command (commands run inside Lua scripts count too), from INFO commandstats. */
+function redisCommandStats(port) {
+  const info = execFileSync("redis-cli", ["-p", `${port}`, "info", "commandstats"], { encoding: "utf8" });
+  const calls = {};
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1]] = Number(m[2]);
+  return calls;
+}
+
 // ---- simulated viewers --------------------------------------------------------
 
 const CHANNEL_OPTIONS = {
@@ -159,6 +208,7 @@ const stats = {
   directives: 0,
   reportMessages: 0,
   reports: 0,
+  bytes: 0,
   completions: 0,
   rejoins: 0,
   notices: 0,
@@ -166,6 +216,8 @@ const stats = {
   sessionsEnded: 0,
   endStatuses: {},
 };
+
+const rangeOf = (d) => ({ first: d.range?.first ?? 0, last: d.range?.last ?? d.range?.first ?? 0 });
 
 class Viewer {
   constructor(index, target) {
@@ -177,6 +229,8 @@ class Viewer {
     this.completedOnce = false;
     this.closing = false;
     this.joinedOnce = false;
+    this.linkFreeAt = 0; // --rate: when this viewer's download link has carried what it was told to fetch
+    this.generation = 0; // joins so far: reports of an earlier join are dropped
   }
 
   open() {
@@ -203,8 +257,22 @@ class Viewer {
 
   join() {
     this.held = 0;
+    this.generation++;
+    const have = [];
+    if (PREFILL > 0) {
+      const chunks = Math.ceil((FILE_MIB * MiB) / DEFAULT_CHUNK_SIZE);
+      for (let first = 0; first < chunks; first += 16) {
+        if (Math.random() >= PREFILL) continue;
+        const last = Math.min(chunks - 1, first + 15);
+        if (have.length > 0 && have[have.length - 1].last === first - 1) have[have.length - 1].last = last;
+        else have.push({ first, last });
+        this.held += last - first + 1;
+      }
+    }
     this.call.write(
-      PeerMessage.fromPartial({ body: { $case: "join", value: { name: STREAM, mode: WantMode.WANT_MODE_BULK } } }),
+      PeerMessage.fromPartial({
+        body: { $case: "join", value: { name: STREAM, mode: WantMode.WANT_MODE_BULK, have } },
+      }),
     );
   }
 
@@ -227,29 +295,19 @@ class Viewer {
         const ds = body.value.directives;
         stats.directiveMessages++;
         stats.directives += ds.length;
-        const reports = ds.map((d) => {
-          const first = d.range?.first ?? 0;
-          const last = d.range?.last ?? first;
-          const n = last - first + 1;
-          this.held += n;
-          return {
-            transferId: d.transferId,
-            outcome: TransferOutcome.TRANSFER_OUTCOME_OK,
-            bytes: n * DEFAULT_CHUNK_SIZE,
-            durationMs: 1,
-            verified: [{ first, last }],
-          };
-        });
-        stats.reportMessages++;
-        stats.reports += reports.length;
-        this.call.write(PeerMessage.fromPartial({ body: { $case: "reports", value: { reports } } }));
-        if (this.chunkCount > 0 && this.held >= this.chunkCount) {
-          stats.completions++;
-          this.completedOnce = true;
-          // Start over: Leave, then Join with nothing held.
-          this.call.write(PeerMessage.fromPartial({ body: { $case: "leave", value: { streamId: this.streamId } } }));
-          stats.rejoins++;
-          this.join();
+        if (RATE === 0) {
+          this.report(ds);
+          break;
+        }
+        // each transfer arrives when the link has carried it and everything queued before it
+        const gen = this.generation;
+        for (const d of ds) {
+          const bytes = (rangeOf(d).last - rangeOf(d).first + 1) * DEFAULT_CHUNK_SIZE;
+          const now = performance.now();
+          this.linkFreeAt = Math.max(now, this.linkFreeAt) + (bytes / RATE) * 1000;
+          setTimeout(() => {
+            if (gen === this.generation && !this.closing) this.report([d]);
+          }, this.linkFreeAt - now).unref();
         }
         break;
       }
@@ -261,6 +319,33 @@ class Viewer {
         break;
       default:
         break;
+    }
+  }
+
+  report(ds) {
+    const reports = ds.map((d) => {
+      const { first, last } = rangeOf(d);
+      const n = last - first + 1;
+      this.held += n;
+      stats.bytes += n * DEFAULT_CHUNK_SIZE;
+      return {
+        transferId: d.transferId,
+        outcome: TransferOutcome.TRANSFER_OUTCOME_OK,
+        bytes: n * DEFAULT_CHUNK_SIZE,
+        durationMs: 1,
+        verified: [{ first, last }],
+      };
+    });
+    stats.reportMessages++;
+    stats.reports += reports.length;
+    this.call.write(PeerMessage.fromPartial({ body: { $case: "reports", value: { reports } } }));
+    if (this.chunkCount > 0 && this.held >= this.chunkCount) {
+      stats.completions++;
+      this.completedOnce = true;
+      // Start over: Leave, then Join with nothing held.
+      this.call.write(PeerMessage.fromPartial({ body: { $case: "leave", value: { streamId: this.streamId } } }));
+      stats.rejoins++;
+      this.join();
     }
   }
 
@@ -305,6 +390,7 @@ try {
   const trackers = [];
   for (let i = 0; i < REPLICAS; i++) {
     const port = await freePort();
+    const metricsPort = await freePort();
     const t = start(
       `tracker${i}`,
       process.execPath,
@@ -320,7 +406,7 @@ try {
         "--checksum",
         `127.0.0.1:${checksumPort}`,
         "--metrics-port",
-        `${await freePort()}`,
+        `${metricsPort}`,
         "--ticket-key",
         join(dir, "ticket-key.pem"),
         "--log-level",
@@ -329,7 +415,7 @@ try {
       dir,
     );
     // The first replica creates the ticket key file; the next starts once it listens, and reads it.
-    trackers.push({ proc: t, target: `127.0.0.1:${port}` });
+    trackers.push({ proc: t, target: `127.0.0.1:${port}`, metricsPort });
     // "tracker listening" is logged at info; with warn we wait for the port instead.
     await waitForPort(port, t);
   }
@@ -377,6 +463,8 @@ try {
     redisCpu: cpuSeconds(procs[0].pid),
     self: process.cpuUsage(),
     redis: redisCommands(redisPort),
+    redisStats: redisCommandStats(redisPort),
+    tracker: await trackerMetrics(trackers),
     stats: { ...stats },
   };
   await sleep(SECONDS * 1000);
@@ -387,6 +475,8 @@ try {
     redisCpu: cpuSeconds(procs[0].pid),
     self: process.cpuUsage(before.self),
     redis: redisCommands(redisPort),
+    redisStats: redisCommandStats(redisPort),
+    tracker: await trackerMetrics(trackers),
     stats: { ...stats },
   };
   const secs = Number(after.t - before.t) / 1e9;
@@ -397,7 +487,15 @@ try {
 
   result = {
     scenario: "tracker-capacity",
-    settings: { peers: PEERS, replicas: REPLICAS, seconds: SECONDS, fileMiB: FILE_MIB, chunks: viewers[0]?.chunkCount },
+    settings: {
+      peers: PEERS,
+      replicas: REPLICAS,
+      seconds: SECONDS,
+      fileMiB: FILE_MIB,
+      rateMiBPerSecond: RATE / MiB,
+      prefill: PREFILL,
+      chunks: viewers[0]?.chunkCount,
+    },
     rampMs,
     measuredSeconds: +secs.toFixed(2),
     sessionsOpened: stats.opened,
@@ -409,6 +507,15 @@ try {
     directivesPerSecond: Math.round(directives / secs),
     directiveMessagesPerSecond: Math.round(d("directiveMessages") / secs),
     reportsPerSecond: Math.round(d("reports") / secs),
+    plansPerSecond: Math.round((after.tracker.plans - before.tracker.plans) / secs),
+    plansPerDirective: directives > 0 ? +((after.tracker.plans - before.tracker.plans) / directives).toFixed(2) : null,
+    transfersNotDone: Object.fromEntries(
+      Object.keys(after.tracker)
+        .filter((k) => k.startsWith("failed_"))
+        .map((k) => [k.slice(7), after.tracker[k] - (before.tracker[k] ?? 0)]),
+    ),
+    deliveredMiBPerSecond: +(d("bytes") / MiB / secs).toFixed(1),
+    linkUtilisation: RATE > 0 ? +(d("bytes") / (RATE * secs * (stats.opened - stats.sessionsEnded))).toFixed(3) : null,
     reportMessagesPerSecond: Math.round(d("reportMessages") / secs),
     completionsPerSecond: +(d("completions") / secs).toFixed(1),
     completionsTotal: stats.completions,
@@ -424,6 +531,14 @@ try {
     redisCommands: redisOps,
     redisOpsPerDirective: directives > 0 ? +(redisOps / directives).toFixed(2) : null,
     redisOpsPerSecond: Math.round(redisOps / secs),
+    redisCallsPerDirectiveByCommand: Object.fromEntries(
+      Object.entries(after.redisStats)
+        .map(([cmd, n]) => [cmd, n - (before.redisStats[cmd] ?? 0)])
+        .filter(([, n]) => n > 0)
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 15)
+        .map(([cmd, n]) => [cmd, directives > 0 ? +(n / directives).toFixed(2) : n]),
+    ),
   };
   for (const v of viewers) v.close();
   for (const c of clients.values()) c.close();

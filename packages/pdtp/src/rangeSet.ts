@@ -72,7 +72,21 @@ export class RangeSet {
 
   /** Adds a range; returns the number of chunks that were not already in the set. */
   add(range: ChunkRange): number {
-    if (range.first > range.last || this.hasRange(range)) return 0;
+    if (range.first > range.last) return 0;
+    // appending in order (parsing stored holdings, building from sorted input): O(1)
+    const tail = this.rs[this.rs.length - 1];
+    if (!tail || range.first > tail.last + 1) {
+      this.rs.push({ first: range.first, last: range.last });
+      this.n += range.last - range.first + 1;
+      return range.last - range.first + 1;
+    }
+    if (range.first >= tail.first && range.last > tail.last) {
+      const added = range.last - tail.last;
+      this.rs[this.rs.length - 1] = { first: tail.first, last: range.last };
+      this.n += added;
+      return added;
+    }
+    if (this.hasRange(range)) return 0;
     const before = this.n;
     let first = range.first;
     let last = range.last;

@@ -433,11 +433,21 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
         (await store.sources("s1", { first: 0, last: 3 }, q)).map((c) => c.peerId),
         ["s"],
       );
+      // no viewer but a banned one holds chunk 10
+      assert.deepEqual(
+        (await store.sources("s1", { first: 10, last: 10 }, q)).map((c) => c.peerId),
+        ["s"],
+      );
       // the limit applies to viewers; seeders come on top
       await store.joinPeer("s1", peer("d", { have: [{ first: 0, last: 10 }] }), 0);
       assert.deepEqual(
         (await store.sources("s1", { first: 0, last: 10 }, { ...q, limit: 1 })).map((c) => c.role).sort(),
         ["seeder", "viewer"],
+      );
+      assert.deepEqual(
+        (await store.sources("s1", { first: 0, last: 10 }, { ...q, limit: 0 })).map((c) => c.peerId),
+        ["s"],
+        "limit 0: the seeders only",
       );
       assert.deepEqual(await store.sources("nope", { first: 0, last: 10 }, q), []);
     });
@@ -463,6 +473,34 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
         for (const v of viewers) seen.add(v.peerId);
       }
       assert.deepEqual([...seen].sort(), [...holders].sort(), "successive calls cover the whole swarm");
+    });
+
+    it("sources finds the few free servers of a big, busy swarm", async () => {
+      await store.createStream(stream());
+      const all = { have: [{ first: 0, last: 10 }] };
+      for (let i = 0; i < 300; i++) await store.joinPeer("s1", peer(`v${i}`, all), 0);
+      await store.joinPeer("s1", peer("f"), 0);
+      await store.joinPeer("s1", peer("g"), 0);
+      const slots = { maxDownloads: 1000, maxUploadsPeer: 1, maxUploadsSeeder: 1 };
+      const free = new Set(["v7", "v100", "v222"]);
+      let id = 1;
+      for (let i = 0; i < 300; i++) {
+        if (free.has(`v${i}`)) continue;
+        const t = { ...transfer("f", `v${i}`, { first: 0, last: 0 }), transferId: id++ };
+        assert.equal(await store.addTransfer(t, slots), "ok");
+      }
+      const q = { exclude: "g", limit: 8, maxUploadsPeer: 1, maxUploadsSeeder: 1 };
+      const got = await store.sources("s1", { first: 0, last: 10 }, q);
+      assert.deepEqual(got.map((c) => c.peerId).sort(), [...free].sort(), "every free server, no busy one");
+      // a transfer that ends frees its server again
+      assert.ok(await store.takeTransfer("s1", 1));
+      assert.equal((await store.sources("s1", { first: 0, last: 10 }, q)).length, 4);
+      // peers that hold nothing, or are banned, are not offered
+      for (let i = 0; i < 3; i++) await store.recordSourceOutcome("s1", "v7", "bad_data", policy);
+      assert.deepEqual(
+        (await store.sources("s1", { first: 0, last: 10 }, q)).map((c) => c.peerId).sort(),
+        ["v0", "v100", "v222"].sort(),
+      );
     });
 
     it("streamEpoch grows when a plan may have new options, not when a transfer starts", async () => {

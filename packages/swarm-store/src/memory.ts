@@ -1,5 +1,6 @@
 import { EventEmitter } from "node:events";
 import { chunkCount, RangeSet, type ChunkRange } from "@distribustream/pdtp";
+import { LoadIndex, ReachIndex } from "./indexes.js";
 import { SegmentCounts } from "./segments.js";
 import type {
   AddTransferResult,
@@ -46,14 +47,15 @@ interface MemStream {
   meta: StreamMeta;
   manifest: Uint8Array | undefined;
   peers: Map<string, MemPeer>;
-  /** Viewer ids in an array too, so `sources` can look at a bounded, moving slice. */
-  order: string[];
-  orderIndex: Map<string, number>;
-  /** Where the next `sources` call starts looking in `order`. */
-  cursor: number;
+  /** Viewers that can serve, by uploads: `sources` samples those with a free slot. */
+  servers: LoadIndex;
+  /** The same viewers by the highest chunk they hold. */
+  reach: ReachIndex;
   seeders: Set<string>;
   epoch: number;
   availability: SegmentCounts;
+  /** Viewers holding each chunk (availability without copies in flight). */
+  held: SegmentCounts;
   transfers: Map<number, TransferRecord>;
   /** Transfers whose copy counts in availability (their fetcher serves others). */
   counted: Set<number>;
@@ -61,6 +63,18 @@ interface MemStream {
 
 /** Whether a peer's copies count in availability: viewers that serve others do; seeders and banned peers do not. */
 const counts = (p: MemPeer) => p.role !== "seeder" && p.port > 0 && !p.banned;
+
+/** The highest chunk of non-empty holdings. */
+function highest(h: RangeSet): number {
+  const r = h.ranges();
+  return r[r.length - 1]!.last;
+}
+
+/** A viewer's holdings count in availability and in `held`; copies in flight only in availability. */
+function holdersAdd(s: MemStream, r: ChunkRange, delta: number): void {
+  s.availability.add(r, delta);
+  s.held.add(r, delta);
+}
 
 /**
  * The single-process swarm store (the default of `distribustream up`): the
@@ -91,12 +105,12 @@ export class MemorySwarmStore implements SwarmStore {
       meta,
       manifest: undefined,
       peers: new Map(),
-      order: [],
-      orderIndex: new Map(),
-      cursor: 0,
+      servers: new LoadIndex(),
+      reach: new ReachIndex(),
       seeders: new Set(),
       epoch: 0,
       availability: new SegmentCounts(count),
+      held: new SegmentCounts(count),
       transfers: new Map(),
       counted: new Set(),
     });
@@ -193,11 +207,13 @@ export class MemorySwarmStore implements SwarmStore {
     };
     s.peers.set(p.peerId, peer);
     if (p.role === "seeder") s.seeders.add(p.peerId);
-    else {
-      s.orderIndex.set(p.peerId, s.order.length);
-      s.order.push(p.peerId);
+    if (counts(peer)) {
+      for (const r of holdings.ranges()) holdersAdd(s, r, 1);
+      if (!holdings.isEmpty) {
+        s.servers.add(p.peerId, 0);
+        s.reach.raise(p.peerId, highest(holdings));
+      }
     }
-    if (counts(peer)) for (const r of holdings.ranges()) s.availability.add(r, 1);
     s.epoch++;
     return { joined: true, dropped };
   }
@@ -217,21 +233,12 @@ export class MemorySwarmStore implements SwarmStore {
       const t = this.dropTransfer(s, id);
       if (t) dropped.push(t);
     }
-    if (counts(peer)) for (const r of peer.holdings.ranges()) s.availability.add(r, -1);
+    if (counts(peer)) for (const r of peer.holdings.ranges()) holdersAdd(s, r, -1);
     s.peers.delete(peerId);
+    s.seeders.delete(peerId);
+    s.servers.remove(peerId);
+    s.reach.remove(peerId);
     s.epoch++;
-    if (peer.role === "seeder") {
-      s.seeders.delete(peerId);
-      return dropped;
-    }
-    // swap-remove from the order array
-    const i = s.orderIndex.get(peerId)!;
-    const lastId = s.order.pop()!;
-    if (lastId !== peerId) {
-      s.order[i] = lastId;
-      s.orderIndex.set(lastId, i);
-    }
-    s.orderIndex.delete(peerId);
     return dropped;
   }
 
@@ -267,10 +274,16 @@ export class MemorySwarmStore implements SwarmStore {
     for (const raw of ranges) {
       const r = clip(raw, s.meta.chunkCount);
       if (r.first > r.last) continue;
-      if (counts(p)) for (const gap of [...p.holdings.gaps(r)]) s.availability.add(gap, 1);
+      if (counts(p)) for (const gap of [...p.holdings.gaps(r)]) holdersAdd(s, gap, 1);
       added += p.holdings.add(r);
     }
-    if (added > 0) s.epoch++;
+    if (added > 0) {
+      s.epoch++;
+      if (counts(p)) {
+        s.servers.add(p.peerId, p.uploads.size);
+        s.reach.raise(p.peerId, highest(p.holdings));
+      }
+    }
     return added;
   }
 
@@ -325,8 +338,10 @@ export class MemorySwarmStore implements SwarmStore {
     } else p.bad++;
     const ban = p.bad >= policy.banAfterBad || (p.role !== "seeder" && p.strikes >= policy.banAfterStrikes);
     if (ban && !p.banned) {
-      if (counts(p)) for (const r of p.holdings.ranges()) s.availability.add(r, -1);
+      if (counts(p)) for (const r of p.holdings.ranges()) holdersAdd(s, r, -1);
       p.banned = true;
+      s.servers.remove(p.peerId);
+      s.reach.remove(p.peerId);
       s.epoch++;
     }
     return { served: p.served, failures: p.failures, strikes: p.strikes, bad: p.bad, banned: p.banned };
@@ -340,7 +355,7 @@ export class MemorySwarmStore implements SwarmStore {
   async sources(streamId: string, window: ChunkRange, q: SourceQuery): Promise<SourceCandidate[]> {
     this.check();
     const s = this.streams.get(streamId);
-    if (!s || q.limit <= 0) return [];
+    if (!s) return [];
     const w = clip(window, s.meta.chunkCount);
     if (w.first > w.last) return [];
     const out: SourceCandidate[] = [];
@@ -364,14 +379,18 @@ export class MemorySwarmStore implements SwarmStore {
       });
     };
     for (const id of s.seeders) consider(s.peers.get(id)!);
-    const n = s.order.length;
-    if (n === 0) return out;
-    const start = s.cursor % n;
-    const probes = Math.min(n, 4 * q.limit);
+    if (q.limit <= 0 || !s.held.slice(w).some((seg) => seg.count > 0)) return out;
+    // sample the smaller pool: the viewers with a free slot, or those holding something at or after the window
+    const free = s.servers.countBelow(q.maxUploadsPeer);
+    const ahead = s.reach.countFrom(w.first);
+    const pool = Math.min(free, ahead);
+    const at = ahead < free ? (k: number) => s.reach.at(s.reach.size - ahead + k)! : (k: number) => s.servers.at(k)!;
+    const probes = Math.min(pool, 4 * q.limit);
+    const start = Math.floor(Math.random() * pool);
     const viewersBefore = out.length;
-    let k = 0;
-    for (; k < probes && out.length - viewersBefore < q.limit; k++) consider(s.peers.get(s.order[(start + k) % n]!)!);
-    s.cursor = (start + k) % n;
+    for (let k = 0; k < probes && out.length - viewersBefore < q.limit; k++) {
+      consider(s.peers.get(at((start + k) % pool))!);
+    }
     return out;
   }
 
@@ -395,6 +414,7 @@ export class MemorySwarmStore implements SwarmStore {
     s.transfers.set(t.transferId, rec);
     fetcher.downloads.add(t.transferId);
     server.uploads.add(t.transferId);
+    s.servers.shift(t.serverId, 1);
     if (counts(fetcher)) {
       s.counted.add(t.transferId);
       s.availability.add(rec.range, 1);
@@ -414,6 +434,7 @@ export class MemorySwarmStore implements SwarmStore {
     s.transfers.delete(transferId);
     s.peers.get(t.fetcherId)?.downloads.delete(transferId);
     s.peers.get(t.serverId)?.uploads.delete(transferId);
+    s.servers.shift(t.serverId, -1);
     if (s.counted.delete(transferId)) s.availability.add(t.range, -1);
     s.epoch++;
     return t;

@@ -4,13 +4,20 @@
  * one slot and every script below touches that slot only:
  *
  *   ds:{id}:meta      HASH    streamId name size chunkSize version kind createdMs chunkCount status readyMs,
- *                             epoch (HINCRBY), cursor (last viewer `sources` looked at)
+ *                             epoch (HINCRBY)
  *   ds:{id}:manifest  STRING  encoded SignedManifest (set by markReady)
  *   ds:{id}:peers     HASH    peerId -> JSON {h host, p port, r role, m mode, pos, sv served, fl failures,
  *                             st strikes, bd bad, bn banned, dl/ul ids of the transfers it fetches/serves}
  *   ds:{id}:have      HASH    peerId -> holdings "f-l,f-l" (sorted, disjoint), clipped to the stream
  *   ds:{id}:seen      ZSET    member=peerId score=lastSeenMs
- *   ds:{id}:viewers   ZSET    member=peerId score=0 (lexicographic order: `sources` walks it from a cursor)
+ *   ds:{id}:servers   ZSET    member=peerId score=transfers it serves now, for the viewers that can serve
+ *                             (hold a chunk, have a data port, not banned): those with a free upload slot
+ *                             are the ranks [0, ZCOUNT < max), which `sources` samples from a random rank
+ *   ds:{id}:reach     ZSET    member=peerId score=highest chunk held, for the same viewers: those holding
+ *                             something at or after chunk f are the last ZCOUNT [f, +inf) ranks; `sources`
+ *                             samples them instead when they are fewer than the free servers
+ *   ds:{id}:held      ZSET    like avail, for the viewers holding a chunk only (no copies in flight)
+ *   ds:{id}:heldc     HASH    like availc, for held
  *   ds:{id}:seeders   SET     peerIds of seeders (a stream has few)
  *   ds:{id}:avail     ZSET    availability segment starts, member=score=first chunk (always holds 0)
  *   ds:{id}:availc    HASH    segment start -> count (viewers holding + copies in flight), up to the next start
@@ -374,8 +381,12 @@ export class RedisSwarmStore implements SwarmStore {
 
   /**
    * 1 script: the seeders (SMEMBERS of the stream's few seeders) and at most
-   * 4 x limit viewers after the stored cursor (ZRANGEBYLEX, wrapping around);
-   * O(seeders + log n + limit x R).
+   * 4 x limit viewers from a random rank of the smaller pool: those with a
+   * free slot (ds:{id}:servers) or those holding something at or after the
+   * window (ds:{id}:reach); ZCOUNT, ZRANGE by rank, wrapping around;
+   * O(seeders + log n + limit) in Redis. Holdings come back as stored and
+   * are clipped to the window here (O(R) each), where parsing is cheap: in
+   * Lua it cost more than the rest of the script with fragmented holdings.
    */
   async sources(streamId: string, window: ChunkRange, q: SourceQuery): Promise<SourceCandidate[]> {
     const r = (await this.run(
@@ -387,15 +398,18 @@ export class RedisSwarmStore implements SwarmStore {
       q.maxUploadsSeeder,
       window.first,
       window.last,
+      Math.random(),
     )) as Reply[];
     const out: SourceCandidate[] = [];
     for (let i = 0; i + 9 < r.length; i += 10) {
+      const holdings = parseRanges(r[i + 4] as string, window);
+      if (holdings.isEmpty) continue;
       out.push({
         peerId: r[i] as string,
         host: r[i + 1] as string,
         port: Number(r[i + 2]),
         role: r[i + 3] as PeerRoleName,
-        holdings: parseRanges(r[i + 4] as string),
+        holdings,
         uploads: Number(r[i + 5]),
         served: Number(r[i + 6]),
         failures: Number(r[i + 7]),
@@ -651,12 +665,19 @@ function formatRanges(ranges: readonly ChunkRange[]): string {
     .join(",");
 }
 
-function parseRanges(s: string | null): RangeSet {
+/** Parses stored holdings ("f-l,f-l", sorted), keeping only what lies in `clip` when given. */
+function parseRanges(s: string | null, clip?: ChunkRange): RangeSet {
   const set = new RangeSet();
   if (!s) return set;
+  const lo = clip ? clip.first : 0;
+  const hi = clip ? clip.last : Number.MAX_SAFE_INTEGER;
   for (const part of s.split(",")) {
     const dash = part.indexOf("-");
-    set.add({ first: Number(part.slice(0, dash)), last: Number(part.slice(dash + 1)) });
+    const last = Number(part.slice(dash + 1));
+    if (last < lo) continue;
+    const first = Number(part.slice(0, dash));
+    if (first > hi) break;
+    set.add({ first: Math.max(first, lo), last: Math.min(last, hi) });
   }
   return set;
 }

@@ -14,17 +14,21 @@ export const STREAM_KEYS = [
   "peers",
   "have",
   "seen",
-  "viewers",
+  "servers",
   "seeders",
   "avail",
   "availc",
   "xfers",
   "xferexp",
+  "held",
+  "heldc",
+  "reach",
 ] as const;
 
 const COMMON = `
-local K_META, K_MANIFEST, K_PEERS, K_HAVE, K_SEEN, K_VIEWERS, K_SEEDERS, K_AVAIL, K_AVAILC, K_XFERS, K_XFEREXP =
+local K_META, K_MANIFEST, K_PEERS, K_HAVE, K_SEEN, K_SERVERS, K_SEEDERS, K_AVAIL, K_AVAILC, K_XFERS, K_XFEREXP =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local K_HELD, K_HELDC, K_REACH = KEYS[12], KEYS[13], KEYS[14]
 
 local function int(n) return string.format('%d', n) end
 
@@ -108,37 +112,96 @@ end
 local function chunk_count() return tonumber(redis.call('HGET', K_META, 'chunkCount')) end
 local function bump() redis.call('HINCRBY', K_META, 'epoch', 1) end
 
--- Availability: segment starts in K_AVAIL (member = score = first chunk),
--- the segment's count in K_AVAILC; a segment lasts up to the next start.
-local function seg_floor(n)
-  return tonumber(redis.call('ZREVRANGEBYSCORE', K_AVAIL, n, '-inf', 'LIMIT', 0, 1)[1])
+-- Piecewise-constant counts over chunks: segment starts in a ZSET zk
+-- (member = score = first chunk, always holding 0), each segment's count in
+-- the HASH hk; a segment lasts up to the next start. Two of them: K_AVAIL
+-- (availability: viewers holding + copies in flight) and K_HELD (viewers
+-- holding only, so the sources script knows when no viewer can serve a window).
+local function seg_floor(zk, n)
+  return tonumber(redis.call('ZREVRANGEBYSCORE', zk, n, '-inf', 'LIMIT', 0, 1)[1])
 end
-local function seg_split(n)
-  local s = seg_floor(n)
-  if s ~= n then
-    redis.call('ZADD', K_AVAIL, n, int(n))
-    redis.call('HSET', K_AVAILC, int(n), redis.call('HGET', K_AVAILC, int(s)))
+-- Variadic command over many arguments, in batches (unpack has a stack limit).
+local function call_batched(cmd, key, args, step)
+  for j = 1, #args, step do
+    redis.call(cmd, key, unpack(args, j, math.min(j + step - 1, #args)))
   end
 end
-local function seg_merge(n)
-  if n <= 0 then return end
-  local c = redis.call('HGET', K_AVAILC, int(n))
-  if not c then return end
-  if redis.call('HGET', K_AVAILC, int(seg_floor(n - 1))) == c then
-    redis.call('ZREM', K_AVAIL, int(n))
-    redis.call('HDEL', K_AVAILC, int(n))
+-- Adds delta to every chunk of rs (flat, sorted, disjoint ranges), clipped to
+-- [0, size). Reads the segments over their span once, computes the new ones
+-- (equal neighbours merged) and writes only the difference in a few variadic
+-- calls: O(log n + segments in the span + ranges), whatever the fragmentation.
+local function seg_add_ranges(zk, hk, size, rs, delta)
+  if delta == 0 then return end
+  local r = {}
+  for i = 1, #rs, 2 do
+    local f, l = math.max(0, rs[i]), math.min(size - 1, rs[i + 1])
+    if f <= l then r[#r + 1] = f; r[#r + 1] = l end
   end
+  if #r == 0 then return end
+  local lo, hi = r[1], r[#r]
+  -- from the segment holding lo - 1 (its count and its start stay) to the one holding hi + 1
+  local a = 0
+  if lo > 0 then a = seg_floor(zk, lo - 1) end
+  local os = redis.call('ZRANGEBYSCORE', zk, a, math.min(hi + 1, size - 1))
+  local oc = {}
+  for j = 1, #os, 512 do
+    for _, c in ipairs(redis.call('HMGET', hk, unpack(os, j, math.min(j + 511, #os)))) do oc[#oc + 1] = tonumber(c) end
+  end
+  -- breakpoints of the change: +delta at each range start, -delta after each range end
+  local bp, bd = {}, {}
+  for i = 1, #r, 2 do
+    bp[#bp + 1] = r[i]; bd[#bd + 1] = delta
+    if r[i + 1] + 1 < size then bp[#bp + 1] = r[i + 1] + 1; bd[#bd + 1] = -delta end
+  end
+  -- merge-walk old starts and breakpoints into the new segments
+  local ns, nc = {}, {}
+  local i, k, cur, add = 1, 1, 0, 0
+  while i <= #os or k <= #bp do
+    local o = tonumber(os[i])
+    local p = o
+    if k <= #bp and (not o or bp[k] < o) then p = bp[k] end
+    if o == p then cur = oc[i]; i = i + 1 end
+    while k <= #bp and bp[k] == p do add = add + bd[k]; k = k + 1 end
+    local v = cur + add
+    if #nc == 0 or nc[#nc] ~= v then ns[#ns + 1] = p; nc[#nc + 1] = v end
+  end
+  -- write the difference
+  local old = {}
+  for j = 1, #os do old[tonumber(os[j])] = oc[j] end
+  local zadd, hset, gone = {}, {}, {}
+  for j = 1, #ns do
+    local p, v = ns[j], nc[j]
+    local was = old[p]
+    if was == nil then zadd[#zadd + 1] = p; zadd[#zadd + 1] = int(p) end
+    if was ~= v then hset[#hset + 1] = int(p); hset[#hset + 1] = int(v) end
+    old[p] = nil
+  end
+  for p in pairs(old) do gone[#gone + 1] = int(p) end
+  if #gone > 0 then
+    call_batched('ZREM', zk, gone, 512)
+    call_batched('HDEL', hk, gone, 512)
+  end
+  if #zadd > 0 then call_batched('ZADD', zk, zadd, 512) end
+  if #hset > 0 then call_batched('HSET', hk, hset, 512) end
 end
--- O(log n + segments in [f, l])
-local function avail_add(size, f, l, delta)
-  if f < 0 then f = 0 end
-  if l > size - 1 then l = size - 1 end
-  if f > l or delta == 0 then return end
-  seg_split(f)
-  if l + 1 < size then seg_split(l + 1) end
-  for _, s in ipairs(redis.call('ZRANGEBYSCORE', K_AVAIL, f, l)) do redis.call('HINCRBY', K_AVAILC, s, delta) end
-  if l + 1 < size then seg_merge(l + 1) end
-  seg_merge(f)
+local function seg_init(zk, hk)
+  redis.call('ZADD', zk, 0, '0')
+  redis.call('HSET', hk, '0', '0')
+end
+-- Copies in flight count in availability only; holdings (rs: flat, sorted, disjoint) in both.
+local function avail_add(size, f, l, delta) seg_add_ranges(K_AVAIL, K_AVAILC, size, { f, l }, delta) end
+local function holders_add(size, rs, delta)
+  seg_add_ranges(K_AVAIL, K_AVAILC, size, rs, delta)
+  seg_add_ranges(K_HELD, K_HELDC, size, rs, delta)
+end
+-- Whether a viewer that can serve holds a chunk of [f, l]. Equal neighbours
+-- merge, so zero-count segments never follow each other: O(log n), at most
+-- two segments looked at.
+local function any_held(f, l)
+  for _, s in ipairs(redis.call('ZRANGEBYSCORE', K_HELD, seg_floor(K_HELD, f), l, 'LIMIT', 0, 2)) do
+    if tonumber(redis.call('HGET', K_HELDC, s)) > 0 then return true end
+  end
+  return false
 end
 
 -- Peer records: h host, p port, r role, m mode, pos, sv served, fl failures,
@@ -162,7 +225,7 @@ local function counts(p) return p.r ~= 'seeder' and p.p > 0 and p.bn == 0 end
 local function avail_holdings(p, id, delta)
   local size = chunk_count()
   local hv = parse_ranges(redis.call('HGET', K_HAVE, id))
-  for i = 1, #hv, 2 do avail_add(size, hv[i], hv[i + 1], delta) end
+  holders_add(size, hv, delta)
 end
 
 -- Removes a transfer; returns its stored record or nil. skip: a peer whose record is going away anyway.
@@ -178,7 +241,11 @@ local function drop_transfer(id, skip)
   end
   if t.s ~= skip then
     local p = get_peer(t.s)
-    if p then p.ul = list_del(p.ul, id); put_peer(t.s, p) end
+    if p then
+      p.ul = list_del(p.ul, id)
+      put_peer(t.s, p)
+      redis.call('ZADD', K_SERVERS, 'XX', 'INCR', -1, t.s)
+    end
   end
   if t.c == '1' then avail_add(chunk_count(), tonumber(t.a), tonumber(t.b), -1) end
   bump()
@@ -202,7 +269,12 @@ local function remove_peer(id)
   redis.call('HDEL', K_PEERS, id)
   redis.call('HDEL', K_HAVE, id)
   redis.call('ZREM', K_SEEN, id)
-  if p.r == 'seeder' then redis.call('SREM', K_SEEDERS, id) else redis.call('ZREM', K_VIEWERS, id) end
+  if p.r == 'seeder' then
+    redis.call('SREM', K_SEEDERS, id)
+  else
+    redis.call('ZREM', K_SERVERS, id)
+    redis.call('ZREM', K_REACH, id)
+  end
   bump()
   return dropped, p
 end
@@ -223,8 +295,8 @@ if redis.call('EXISTS', K_META) == 0 then
   redis.call('HSET', K_META, 'streamId', ARGV[1], 'name', ARGV[2], 'size', ARGV[3], 'chunkSize', ARGV[4],
     'version', ARGV[5], 'kind', ARGV[6], 'createdMs', ARGV[7], 'chunkCount', ARGV[8], 'status', 'accepted',
     'readyMs', '0', 'epoch', '0')
-  redis.call('ZADD', K_AVAIL, 0, '0')
-  redis.call('HSET', K_AVAILC, '0', '0')
+  seg_init(K_AVAIL, K_AVAILC)
+  seg_init(K_HELD, K_HELDC)
 end
 return 1`,
 
@@ -261,9 +333,13 @@ redis.call('HSET', K_HAVE, id, format_ranges(hv))
 local now = tonumber(ARGV[7])
 local idx = needs_index(K_SEEN, now)
 redis.call('ZADD', K_SEEN, now, id)
-if p.r == 'seeder' then redis.call('SADD', K_SEEDERS, id) else redis.call('ZADD', K_VIEWERS, 0, id) end
+if p.r == 'seeder' then redis.call('SADD', K_SEEDERS, id) end
 if counts(p) then
-  for i = 1, #hv, 2 do avail_add(size, hv[i], hv[i + 1], 1) end
+  holders_add(size, hv, 1)
+  if #hv > 0 then
+    redis.call('ZADD', K_SERVERS, 0, id)
+    redis.call('ZADD', K_REACH, hv[#hv], id)
+  end
 end
 bump()
 local out = { 1, idx }
@@ -289,19 +365,28 @@ local hv = parse_ranges(redis.call('HGET', K_HAVE, id))
 local before = ranges_total(hv)
 local src = parse_ranges(ARGV[2])
 local c = counts(p)
+local gaps = {}
 for i = 1, #src, 2 do
   local f, l = src[i], math.min(src[i + 1], size - 1)
   if f <= l then
-    if c then
-      local g = ranges_gaps(hv, f, l)
-      for j = 1, #g, 2 do avail_add(size, g[j], g[j + 1], 1) end
-    end
+    local g = ranges_gaps(hv, f, l)
+    for j = 1, #g, 2 do gaps[#gaps + 1] = { g[j], g[j + 1] } end
     hv = ranges_add(hv, f, l)
   end
+end
+if c and #gaps > 0 then
+  table.sort(gaps, function(x, y) return x[1] < y[1] end)
+  local flat = {}
+  for _, g in ipairs(gaps) do flat[#flat + 1] = g[1]; flat[#flat + 1] = g[2] end
+  holders_add(size, flat, 1)
 end
 local added = ranges_total(hv) - before
 if added > 0 then
   redis.call('HSET', K_HAVE, id, format_ranges(hv))
+  if c then
+    redis.call('ZADD', K_SERVERS, 'NX', #list_items(p.ul), id)
+    redis.call('ZADD', K_REACH, 'GT', hv[#hv], id)
+  end
   bump()
 end
 return added`,
@@ -336,6 +421,8 @@ local ban = p.bd >= tonumber(ARGV[3]) or (p.r ~= 'seeder' and p.st >= tonumber(A
 if ban and p.bn == 0 then
   if counts(p) then avail_holdings(p, id, -1) end
   p.bn = 1
+  redis.call('ZREM', K_SERVERS, id)
+  redis.call('ZREM', K_REACH, id)
   bump()
 end
 put_peer(id, p)
@@ -348,7 +435,7 @@ if not cc then return {} end
 local size = tonumber(cc)
 local f, l = math.max(0, tonumber(ARGV[1])), math.min(size - 1, tonumber(ARGV[2]))
 if f > l then return {} end
-local starts = redis.call('ZRANGEBYSCORE', K_AVAIL, seg_floor(f), l)
+local starts = redis.call('ZRANGEBYSCORE', K_AVAIL, seg_floor(K_AVAIL, f), l)
 local out = {}
 -- counts by HMGET in batches (unpack has a stack limit)
 for j = 1, #starts, 512 do
@@ -366,52 +453,57 @@ for j = 1, #starts, 512 do
 end
 return out`,
 
-  // ARGV: exclude limit maxUploadsPeer maxUploadsSeeder first last
+  // ARGV: exclude limit maxUploadsPeer maxUploadsSeeder first last start (a random number in [0, 1))
   // -> flat {peerId, host, port, role, holdings, uploads, served, failures, strikes, bad} per candidate
   dsSources: `
 local cc = redis.call('HGET', K_META, 'chunkCount')
 local limit = tonumber(ARGV[2])
-if not cc or limit <= 0 then return {} end
+if not cc then return {} end
 local size = tonumber(cc)
 local f, l = math.max(0, tonumber(ARGV[5])), math.min(size - 1, tonumber(ARGV[6]))
 if f > l then return {} end
 local maxP, maxS = tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
-local function consider(id)
+local function consider(id, check_load)
   if id == ARGV[1] then return false end
+  if check_load then
+    local load = redis.call('ZSCORE', K_SERVERS, id)
+    if not load or tonumber(load) >= maxP then return false end
+  end
+  -- holdings go back as stored: the caller clips them to the window (parsing them here
+  -- would cost more than everything else in this script)
+  local held = redis.call('HGET', K_HAVE, id)
+  if not held or held == '' then return false end
   local p = get_peer(id)
   if not p or p.bn == 1 or p.p == 0 then return false end
   local ups = #list_items(p.ul)
   local max = maxP
   if p.r == 'seeder' then max = maxS end
   if ups >= max then return false end
-  local held = ranges_clip(parse_ranges(redis.call('HGET', K_HAVE, id)), f, l)
-  if #held == 0 then return false end
-  for _, v in ipairs({ id, p.h, p.p, p.r, format_ranges(held), ups, p.sv, p.fl, p.st, p.bd }) do out[#out + 1] = v end
+  for _, v in ipairs({ id, p.h, p.p, p.r, held, ups, p.sv, p.fl, p.st, p.bd }) do out[#out + 1] = v end
   return true
 end
 for _, id in ipairs(redis.call('SMEMBERS', K_SEEDERS)) do consider(id) end
-local probes = math.min(redis.call('ZCARD', K_VIEWERS), 4 * limit)
+if limit <= 0 or not any_held(f, l) then return out end
+-- Sample the smaller pool: the viewers with a free slot, ranks [0, free) of K_SERVERS (score =
+-- uploads), or those holding something at or after f, the last "ahead" ranks of K_REACH (score =
+-- highest chunk held), few when a chunk has just left the seeder or at a live edge.
+local free = redis.call('ZCOUNT', K_SERVERS, '-inf', '(' .. maxP)
+local ahead = redis.call('ZCOUNT', K_REACH, f, '+inf')
+local key, base, pool = K_SERVERS, 0, free
+if ahead < free then key, base, pool = K_REACH, redis.call('ZCARD', K_REACH) - ahead, ahead end
+local probes = math.min(pool, 4 * limit)
 if probes == 0 then return out end
-local cursor = redis.call('HGET', K_META, 'cursor')
-local ids
-if not cursor then
-  ids = redis.call('ZRANGEBYLEX', K_VIEWERS, '-', '+', 'LIMIT', 0, probes)
-else
-  ids = redis.call('ZRANGEBYLEX', K_VIEWERS, '(' .. cursor, '+', 'LIMIT', 0, probes)
-  if #ids < probes then
-    for _, id in ipairs(redis.call('ZRANGEBYLEX', K_VIEWERS, '-', '[' .. cursor, 'LIMIT', 0, probes - #ids)) do
-      ids[#ids + 1] = id
-    end
-  end
+local start = math.min(pool - 1, math.floor(tonumber(ARGV[7]) * pool))
+local ids = redis.call('ZRANGE', key, base + start, base + math.min(pool - 1, start + probes - 1))
+if #ids < probes then
+  for _, id in ipairs(redis.call('ZRANGE', key, base, base + probes - #ids - 1)) do ids[#ids + 1] = id end
 end
-local found, last = 0, nil
+local found = 0
 for _, id in ipairs(ids) do
   if found >= limit then break end
-  last = id
-  if consider(id) then found = found + 1 end
+  if consider(id, key == K_REACH) then found = found + 1 end
 end
-if last then redis.call('HSET', K_META, 'cursor', last) end
 return out`,
 
   // ARGV: id fetcher server serverRole first last startedMs expiresMs maxDownloads maxUploadsPeer maxUploadsSeeder
@@ -438,6 +530,7 @@ put_peer(fid, fp)
 sp = get_peer(sid)
 sp.ul = list_add(sp.ul, id)
 put_peer(sid, sp)
+redis.call('ZADD', K_SERVERS, 'XX', 'INCR', 1, sid)
 if c == '1' then avail_add(chunk_count(), tonumber(ARGV[5]), tonumber(ARGV[6]), 1) end
 return { 'ok', idx }`,
 

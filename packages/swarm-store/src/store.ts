@@ -155,8 +155,12 @@ export interface SwarmStore {
    * upload slot (uploads < maxUploadsSeeder for a seeder, < maxUploadsPeer
    * otherwise). Holdings are clipped to the window. Every qualifying seeder
    * (a stream has few) plus up to `limit` viewers, found by looking at no
-   * more than 4 x `limit` viewers from a start that moves between calls (so
-   * load spreads and the cost stays O(limit), whatever the swarm size).
+   * more than 4 x `limit` of the viewers that hold something, serve and have
+   * a free slot (kept in an index by upload count), from a random start: load
+   * spreads, the cost stays O(log n + limit) whatever the swarm size, and a
+   * swarm whose servers are nearly all busy still yields its free ones.
+   * No viewer is looked at when none holds a chunk of the window (a count
+   * kept like availability, without copies in flight) or when `limit` is 0.
    * Unknown stream: [].
    */
   sources(streamId: string, window: ChunkRange, query: SourceQuery): Promise<SourceCandidate[]>;

@@ -23,7 +23,7 @@ export const DEFAULT_PLANNER: PlannerOptions = {
   maxDownloads: 4,
   maxUploadsPeer: 4,
   maxUploadsSeeder: 8,
-  sourceSample: 32,
+  sourceSample: 12,
   minTransferTimeoutMs: 10_000,
   minBytesPerSecond: 512 * 1024,
   ticketMarginMs: 5_000,

@@ -64,7 +64,7 @@ export function limitsFor(
     maxRangeChunks: chunks(bytes.maxRangeBytes, 1),
     urgentChunks: Math.min(chunks(bytes.urgentBytes, 1), 64),
     lookaheadChunks: chunks(bytes.lookaheadBytes, 16),
-    bulkWindowChunks: chunks(bytes.lookaheadBytes * 4, 64),
+    bulkWindowChunks: chunks(bytes.lookaheadBytes, 64),
   };
 }
 

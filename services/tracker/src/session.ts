@@ -46,6 +46,10 @@ export interface JoinedStream {
   chunkCount: number;
   /** SwarmStore.streamEpoch when this peer was last planned in the stream (-1: never). */
   plannedEpoch: number;
+  /** When it was last planned (Date.now()). */
+  plannedMs: number;
+  /** Plans in a row that found nothing for it while it wanted more. */
+  fruitless: number;
   /** It had nothing in flight after its last plan. */
   idle: boolean;
   /**
@@ -129,13 +133,28 @@ export class Session {
   }
 
   /**
-   * Whether the schedule tick should replan this peer in a stream: the
-   * stream changed since its last plan (`epoch` is SwarmStore.streamEpoch
-   * now), or it has nothing in flight (it may be starving).
+   * Whether the schedule tick should replan this peer in a stream (`epoch`
+   * is SwarmStore.streamEpoch now). Never while all its download slots are
+   * busy: the report that frees one replans it. Otherwise when the stream
+   * changed since its last plan, but no sooner than `p.tickMs` doubled for
+   * each plan in a row that found nothing for it, up to `p.replanMs`: in a
+   * big swarm the epoch moves on every report, and replanning every hungry
+   * peer on every change would cost a plan per peer per tick, most of them
+   * finding nothing new. A peer with nothing in flight is also replanned
+   * once it may be starving (the planner then offers the seeder).
    */
-  needsPlan(streamId: string, epoch: number): boolean {
+  needsPlan(
+    streamId: string,
+    epoch: number,
+    nowMs: number,
+    p: { maxDownloads: number; starveMs: number; tickMs: number; replanMs: number },
+  ): boolean {
     const j = this.joined.get(streamId);
-    return j !== undefined && (j.idle || j.plannedEpoch !== epoch);
+    if (!j || j.inFlight.size >= p.maxDownloads) return false;
+    const since = nowMs - j.plannedMs;
+    if (j.idle && since >= p.starveMs) return true;
+    const wait = j.idle || j.fruitless > 0 ? Math.min(p.replanMs, p.tickMs * 2 ** j.fruitless) : p.replanMs;
+    return j.plannedEpoch !== epoch && since >= wait;
   }
 
   /**
@@ -292,6 +311,8 @@ export class Session {
       chunkSize: meta.chunkSize,
       chunkCount: meta.chunkCount,
       plannedEpoch: -1,
+      plannedMs: 0,
+      fruitless: 0,
       idle: true,
       inFlight: new Set(),
     });
@@ -481,8 +502,11 @@ export class Session {
     for (const streamId of streamIds) {
       const j = this.joined.get(streamId);
       if (!j) continue;
-      const plan = await this.core.planner.plan(streamId, this.peerId, Date.now());
+      const now = Date.now();
+      const plan = await this.core.planner.plan(streamId, this.peerId, now);
       j.plannedEpoch = plan.epoch;
+      j.plannedMs = now;
+      j.fruitless = plan.directives.length > 0 || plan.satisfied ? 0 : Math.min(j.fruitless + 1, 16);
       j.idle = plan.idle;
       directives.push(...plan.directives);
       for (const d of plan.directives) j.inFlight.add(d.transferId);

@@ -90,6 +90,8 @@ const NETWORK_KEY_WAIT_MS = 10_000;
 /** Ticket lifetime and deadline of a manifest computation. */
 const MANIFEST_TIMEOUT_MS = 10 * 60_000;
 const SCHEDULE_TICK_MS = 250;
+/** A hungry peer with transfers in flight is replanned by the tick at most this often. */
+const REPLAN_MS = 1_000;
 const TRANSFER_SWEEP_MS = 1_000;
 /** How often the swarm store is pinged for health, and how long a ping may take. */
 const STORE_CHECK_MS = 1_000;
@@ -438,10 +440,9 @@ export class TrackerCore {
   }
 
   /**
-   * Replans hungry peers whose streams changed since their last plan (one
-   * epoch read per stream, not per peer), and those with nothing in flight
-   * (so a starving peer gets the seeder in time). A peer's own reports, Have
-   * and Position replan it at once; this catches what other peers changed.
+   * Replans the hungry peers that Session.needsPlan picks, reading each
+   * stream's epoch once (not once per peer). A peer's own reports, Have and
+   * Position replan it at once; this catches what other peers changed.
    */
   private async scheduleTick(): Promise<void> {
     const epochs = new Map<string, number>();
@@ -450,12 +451,19 @@ export class TrackerCore {
       else for (const id of streams) epochs.set(id, 0);
     }
     for (const id of epochs.keys()) epochs.set(id, await this.store.streamEpoch(id));
+    const now = Date.now();
+    const when = {
+      maxDownloads: DEFAULT_PLANNER.maxDownloads,
+      starveMs: DEFAULT_PLANNER.starveMs,
+      tickMs: SCHEDULE_TICK_MS,
+      replanMs: REPLAN_MS,
+    };
     for (const [peerId, streams] of this.hungry) {
       const s = this.sessions.get(peerId);
       if (!s?.keepingUp) continue;
       for (const id of streams) {
         const epoch = epochs.get(id);
-        if (epoch !== undefined && s.needsPlan(id, epoch)) {
+        if (epoch !== undefined && s.needsPlan(id, epoch, now, when)) {
           s.requestPlan();
           break;
         }
