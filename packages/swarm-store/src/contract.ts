@@ -585,7 +585,7 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
         const cancel: StreamEvent = { type: "cancel", transferIds: [7, 9], fetcherIds: ["f1", "f2"] };
         await store.publishEvent("s1", cancel);
         await store.publishEvent("s2", { type: "joined", peerId: "p", role: "viewer" });
-        await store.publishEvent("s3", { type: "left", peerId: "p" });
+        await store.publishEvent("s3", { type: "left", peerIds: ["p"] });
         await eventually("both events delivered", () => got.length >= 2);
         await new Promise((r) => setTimeout(r, 100));
         const sorted = [...got].sort((x, y) => (x[0] < y[0] ? -1 : 1));
@@ -598,17 +598,17 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
         await a.unwatch("s1");
         await a.unwatch("s1");
         await b.watch("s1");
-        await store.publishEvent("s1", { type: "holdings", peerId: "q" });
+        await store.publishEvent("s1", { type: "holdings", peerIds: ["q"], chunks: 3 });
         await eventually("event delivered to the new watcher", () => got.length >= 1);
         await new Promise((r) => setTimeout(r, 100));
-        assert.deepEqual(got, [["b", "s1", { type: "holdings", peerId: "q" }]]);
+        assert.deepEqual(got, [["b", "s1", { type: "holdings", peerIds: ["q"], chunks: 3 }]]);
         assert.deepEqual([...a.watching], []);
       } finally {
         await a.close();
         await b.close();
       }
       got.length = 0;
-      await store.publishEvent("s1", { type: "left", peerId: "q" });
+      await store.publishEvent("s1", { type: "left", peerIds: ["q"] });
       await new Promise((r) => setTimeout(r, 100));
       assert.deepEqual(got, [], "a closed subscription delivers nothing");
     });

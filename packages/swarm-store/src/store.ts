@@ -370,14 +370,21 @@ export interface ExpiredPeer {
  * - cancel: these transfers were withdrawn (their source left, expired or
  *   was banned, or they expired); `fetcherIds[i]` fetches `transferIds[i]`.
  *   The replica holding a fetcher's session sends it a Cancel and replans it.
- * - joined / left: a peer entered or left the swarm.
- * - holdings: a peer holds more chunks.
+ * - joined: a peer entered the swarm (or re-joined with what it holds).
+ * - left: peers left the swarm (said so, their session ended, or they expired).
+ * - holdings: these peers hold `chunks` more chunks between them; a replica
+ *   sends at most one per stream per schedule tick, however many reports.
+ * - published: the stream is ready under `name`.
+ * - retired: the name now points at the newer stream `by`; peers already in
+ *   this one may finish it.
  */
 export type StreamEvent =
   | { type: "cancel"; transferIds: number[]; fetcherIds: string[] }
   | { type: "joined"; peerId: string; role: PeerRoleName }
-  | { type: "left"; peerId: string }
-  | { type: "holdings"; peerId: string };
+  | { type: "left"; peerIds: string[] }
+  | { type: "holdings"; peerIds: string[]; chunks: number }
+  | { type: "published"; name: string }
+  | { type: "retired"; name: string; by: string };
 
 export interface EventHandlers {
   /** An event of a watched stream. Must not throw. */
@@ -396,6 +403,8 @@ export interface EventSubscription {
   /** Ends the subscription (Redis: closes its connection). */
   close(): Promise<void>;
 }
+
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === "string");
 
 /** Parses an event off the wire; undefined when it is not one. */
 export function parseStreamEvent(text: string): StreamEvent | undefined {
@@ -425,9 +434,17 @@ export function parseStreamEvent(text: string): StreamEvent | undefined {
       if (typeof e.peerId !== "string" || (e.role !== "viewer" && e.role !== "seeder")) return undefined;
       return { type: "joined", peerId: e.peerId, role: e.role };
     case "left":
+      if (!isStrings(e.peerIds)) return undefined;
+      return { type: "left", peerIds: e.peerIds };
     case "holdings":
-      if (typeof e.peerId !== "string") return undefined;
-      return { type: e.type, peerId: e.peerId };
+      if (!isStrings(e.peerIds) || !Number.isSafeInteger(e.chunks)) return undefined;
+      return { type: "holdings", peerIds: e.peerIds, chunks: e.chunks as number };
+    case "published":
+      if (typeof e.name !== "string") return undefined;
+      return { type: "published", name: e.name };
+    case "retired":
+      if (typeof e.name !== "string" || typeof e.by !== "string") return undefined;
+      return { type: "retired", name: e.name, by: e.by };
     default:
       return undefined;
   }

@@ -17,7 +17,7 @@ import {
   type TrackerMessage,
 } from "@distribustream/pdtp";
 import { createLogger, Registry } from "@distribustream/runtime";
-import { openSwarmStore, type SwarmStore } from "@distribustream/swarm-store";
+import { openSwarmStore, type StreamEvent, type SwarmStore } from "@distribustream/swarm-store";
 import { redisForTests, type TestRedis } from "@distribustream/swarm-store/testing";
 import { connect } from "node:net";
 import { startTracker, type RunningTracker } from "./index.js";
@@ -85,6 +85,11 @@ class Peer {
 
   directives(): Directive[] {
     return this.inbox.flatMap((m) => (m.body?.$case === "directives" ? m.body.value.directives : []));
+  }
+
+  peerId(): string {
+    const w = this.inbox.find((m) => m.body?.$case === "welcome");
+    return w?.body?.$case === "welcome" ? w.body.value.peerId : "";
   }
 
   cancelled(): number[] {
@@ -197,6 +202,52 @@ describe("tracker replicas on one Redis: events between them", () => {
     const published = metrics.find((m) => m.name === "pdtp_tracker_events_published_total") as
       { values: { value: number; labels: { type?: string } }[] } | undefined;
     assert.ok((published?.values.find((v) => v.labels.type === "cancel")?.value ?? 0) >= 1, "A published a cancel");
+  });
+
+  it("replicas tell the swarm's changes on its channel: joined, holdings (one event per tick), left", async () => {
+    const a = trackers.length > 0 ? `127.0.0.1:${trackers[0]!.port}` : await replica();
+    const b = trackers.length > 1 ? `127.0.0.1:${trackers[1]!.port}` : await replica();
+    const streamId = await readyStream("movies/dashboard.mp4");
+    const seen: StreamEvent[] = [];
+    const sub = admin.subscribeEvents({ event: (_id, e) => seen.push(e), resync: () => undefined });
+    await sub.watch(streamId);
+    try {
+      const holder = new Peer(a);
+      peers.push(holder);
+      await holder.joinAs("movies/dashboard.mp4", 9904, []);
+      const watcher = new Peer(b);
+      peers.push(watcher);
+      await watcher.joinAs("movies/dashboard.mp4", 9905, []);
+      await until("joined events of both", 2000, () => seen.filter((e) => e.type === "joined").length >= 2);
+      assert.deepEqual(
+        seen
+          .filter((e) => e.type === "joined")
+          .map((e) => (e.type === "joined" ? e.peerId : ""))
+          .sort(),
+        [holder.peerId(), watcher.peerId()].sort(),
+      );
+
+      // four Have messages at once: one holdings event for the tick, with every chunk
+      for (let c = 0; c < 4; c++) holder.send({ $case: "have", value: { streamId, ranges: [{ first: c, last: c }] } });
+      await until("a holdings event", 2000, () => seen.some((e) => e.type === "holdings"));
+      await new Promise((r) => setTimeout(r, 600));
+      const holdings = seen.filter((e) => e.type === "holdings");
+      assert.ok(holdings.length <= 2, `${holdings.length} holdings events for 4 Have messages`);
+      assert.equal(
+        holdings.reduce((n, e) => n + (e.type === "holdings" ? e.chunks : 0), 0),
+        4,
+      );
+      assert.ok(holdings.every((e) => e.type === "holdings" && e.peerIds.join() === holder.peerId()));
+
+      holder.close();
+      await until("a left event", 2000, () => seen.some((e) => e.type === "left"));
+      assert.deepEqual(
+        seen.find((e) => e.type === "left"),
+        { type: "left", peerIds: [holder.peerId()] },
+      );
+    } finally {
+      await sub.close();
+    }
   });
 
   it("after its subscriber reconnects, a replica cancels the transfers the store no longer has", async () => {

@@ -333,9 +333,10 @@ export class Session {
     this.core.withdraw(dropped, this.peerId);
     if (this.closed) {
       // the cleanup may have run before the store had the peer
-      this.core.withdraw(await store.leavePeer(meta.streamId, this.peerId), this.peerId);
+      await this.core.leaveSwarm(meta.streamId, this.peerId);
       return;
     }
+    this.core.announce(meta.streamId, { type: "joined", peerId: this.peerId, role: "viewer" });
     this.inSwarm.add(meta.streamId);
     this.log.info({ streamId: meta.streamId, name: meta.name, mode: j.mode }, "joined stream");
     this.send({ body: { $case: "joined", value: joinedMessage } });
@@ -353,15 +354,18 @@ export class Session {
     this.joined.delete(meta.streamId);
     await this.core.useStream(this, meta.streamId, false);
     this.inSwarm.delete(meta.streamId);
-    const dropped = await this.core.store.leavePeer(meta.streamId, this.peerId);
-    this.core.withdraw(dropped, this.peerId);
+    await this.core.leaveSwarm(meta.streamId, this.peerId);
     this.log.info({ streamId: meta.streamId }, "left stream");
   }
 
   private async have(h: Have): Promise<void> {
     const meta = this.joinedStream(h.streamId, "Have");
     checkRanges(h.ranges, meta.chunkCount, "Have.ranges");
-    await this.core.store.addHoldings(meta.streamId, this.peerId, h.ranges);
+    this.core.holdingsAdded(
+      meta.streamId,
+      this.peerId,
+      await this.core.store.addHoldings(meta.streamId, this.peerId, h.ranges),
+    );
     // peers that may now fetch from this one are replanned by the tracker's schedule tick
     await this.plan([meta.streamId]);
   }
@@ -419,7 +423,13 @@ export class Session {
     const inRange = new RangeSet();
     const given = outcome === TransferOutcome.TRANSFER_OUTCOME_OK && verified.length === 0 ? [t.range] : verified;
     for (const v of given) for (const part of RangeSet.of(t.range.first, t.range.last).intersect(v)) inRange.add(part);
-    if (!inRange.isEmpty) await store.addHoldings(t.streamId, this.peerId, inRange.ranges());
+    if (!inRange.isEmpty) {
+      this.core.holdingsAdded(
+        t.streamId,
+        this.peerId,
+        await store.addHoldings(t.streamId, this.peerId, inRange.ranges()),
+      );
+    }
     const span = rangeSpan(t.range, meta.size, meta.chunkSize);
     const delivered = Math.min(Math.max(0, bytes), span.end - span.start);
     if (delivered > 0) {
@@ -489,8 +499,7 @@ export class Session {
     this.published.delete(name);
     await this.core.useStream(this, streamId, false);
     this.inSwarm.delete(streamId);
-    const dropped = await this.core.store.leavePeer(streamId, this.peerId);
-    this.core.withdraw(dropped, this.peerId);
+    await this.core.leaveSwarm(streamId, this.peerId);
     this.log.info({ streamId, name }, "unpublished");
   }
 

@@ -140,6 +140,8 @@ export class TrackerCore {
    */
   private readonly events: EventSubscription;
   private readonly streamUsers = new Map<string, Set<string>>();
+  /** Chunks newly held per peer per stream since the last "holdings" events. */
+  private readonly pendingHoldings = new Map<string, Map<string, number>>();
   private resyncing: Promise<void> | undefined;
 
   constructor(private readonly opts: TrackerOptions) {
@@ -314,7 +316,7 @@ export class TrackerCore {
     for (const streamId of [...s.joined.keys(), ...s.published.values()]) {
       this.useStream(s, streamId, false);
       this.planner.forget(streamId, s.peerId);
-      this.withdraw(await this.store.leavePeer(streamId, s.peerId), s.peerId);
+      await this.leaveSwarm(streamId, s.peerId);
     }
     this.log.info({ peerId: s.peerId, host: s.host, role: s.role, why }, "session ended");
   }
@@ -383,13 +385,45 @@ export class TrackerCore {
       for (const t of list) byStream.set(t.streamId, [...(byStream.get(t.streamId) ?? []), t.transferId]);
       for (const [streamId, ids] of byStream) s.cancelled(streamId, ids);
     }
-    for (const [streamId, ev] of remote) {
-      this.metrics.eventsPublished.inc({ type: "cancel" });
-      this.store.publishEvent(streamId, { type: "cancel", ...ev }).catch((err: unknown) => {
-        // the fetchers' replicas catch up when their transfers expire or they resync
-        this.log.warn({ err: (err as Error).message, streamId }, "cancel event not published");
-      });
+    // the fetchers' replicas catch up when their transfers expire or they resync, should this be lost
+    for (const [streamId, ev] of remote) this.announce(streamId, { type: "cancel", ...ev });
+  }
+
+  /** Removes a peer from a stream's swarm: its transfers are withdrawn, the other replicas told. */
+  async leaveSwarm(streamId: string, peerId: string): Promise<void> {
+    this.withdraw(await this.store.leavePeer(streamId, peerId), peerId);
+    this.announce(streamId, { type: "left", peerIds: [peerId] });
+  }
+
+  /**
+   * Publishes an event on the stream's channel, for the other replicas and
+   * for dashboards (fire and forget: a subscriber that misses it re-reads
+   * the store). Scheduling itself never waits for one: the store's epoch,
+   * read once per stream per tick, is what replans hungry peers, so a
+   * replica that misses events does not drift.
+   */
+  announce(streamId: string, e: StreamEvent): void {
+    this.metrics.eventsPublished.inc({ type: e.type });
+    this.store.publishEvent(streamId, e).catch((err: unknown) => {
+      this.log.warn({ err: (err as Error).message, streamId, type: e.type }, "stream event not published");
+    });
+  }
+
+  /** Counts chunks a peer newly holds; they go out as one "holdings" event per stream per tick. */
+  holdingsAdded(streamId: string, peerId: string, chunks: number): void {
+    if (chunks <= 0) return;
+    let m = this.pendingHoldings.get(streamId);
+    if (!m) this.pendingHoldings.set(streamId, (m = new Map()));
+    m.set(peerId, (m.get(peerId) ?? 0) + chunks);
+  }
+
+  private flushHoldings(): void {
+    for (const [streamId, m] of this.pendingHoldings) {
+      let chunks = 0;
+      for (const n of m.values()) chunks += n;
+      this.announce(streamId, { type: "holdings", peerIds: [...m.keys()], chunks });
     }
+    this.pendingHoldings.clear();
   }
 
   /** An event from a replica (or this one) about a stream some session of this replica uses. */
@@ -445,6 +479,7 @@ export class TrackerCore {
    * Position replan it at once; this catches what other peers changed.
    */
   private async scheduleTick(): Promise<void> {
+    this.flushHoldings();
     const epochs = new Map<string, number>();
     for (const [peerId, streams] of this.hungry) {
       if (!this.sessions.has(peerId)) this.hungry.delete(peerId);
@@ -575,12 +610,15 @@ export class TrackerCore {
       }
     }
     if (!this.isCleanupLeader) return;
+    const left = new Map<string, string[]>();
     for (const gone of await this.store.expirePeers(now, this.ttlMs)) {
       this.log.info({ peerId: gone.peerId, streamId: gone.streamId, role: gone.role }, "peer expired");
       this.withdraw(gone.transfers, gone.peerId);
+      left.set(gone.streamId, [...(left.get(gone.streamId) ?? []), gone.peerId]);
       const s = this.sessions.get(gone.peerId);
       if (s) void s.terminate(unavailable("session expired from the swarm; reconnect"));
     }
+    for (const [streamId, peerIds] of left) this.announce(streamId, { type: "left", peerIds });
   }
 
   // ---- streams ---------------------------------------------------------------
@@ -645,7 +683,7 @@ export class TrackerCore {
       await this.useStream(s, before, false);
       s.inSwarm.delete(before);
       this.planner.forget(before, s.peerId);
-      this.withdraw(await this.store.leavePeer(before, s.peerId), s.peerId);
+      await this.leaveSwarm(before, s.peerId);
       this.log.info(
         { peerId: s.peerId, name: p.name, old: before, streamId },
         "publish: seeder left the older version",
@@ -726,10 +764,11 @@ export class TrackerCore {
     // a seeder publishing the same stream again replaces its record: its uploads end
     this.withdraw(dropped, s.peerId);
     if (!s.closed && s.published.get(name) === meta.streamId) {
+      this.announce(meta.streamId, { type: "joined", peerId: s.peerId, role: "seeder" });
       s.inSwarm.add(meta.streamId);
       return true;
     }
-    this.withdraw(await this.store.leavePeer(meta.streamId, s.peerId), s.peerId);
+    await this.leaveSwarm(meta.streamId, s.peerId);
     return false;
   }
 
@@ -786,6 +825,8 @@ export class TrackerCore {
       }
       const { replaced } = await this.store.markReady(streamId, SignedManifest.encode(signed).finish(), Date.now());
       log.info({ size: p.size, chunks: count, replaced, root: manifest.root() }, "publish: stream ready");
+      this.announce(streamId, { type: "published", name: p.name });
+      if (replaced) this.announce(replaced, { type: "retired", name: p.name, by: streamId });
       return undefined;
     } catch (err) {
       const e = err as grpc.ServiceError;

@@ -1,0 +1,36 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { parseStreamEvent } from "./store.js";
+
+describe("parseStreamEvent", () => {
+  it("reads every event type back from its JSON", () => {
+    const events = [
+      { type: "cancel", transferIds: [1, 2], fetcherIds: ["a", "b"] },
+      { type: "joined", peerId: "p", role: "viewer" },
+      { type: "left", peerIds: ["p", "q"] },
+      { type: "holdings", peerIds: ["p"], chunks: 12 },
+      { type: "published", name: "movies/a.mp4" },
+      { type: "retired", name: "movies/a.mp4", by: "newid" },
+    ] as const;
+    for (const e of events) assert.deepEqual(parseStreamEvent(JSON.stringify(e)), e);
+  });
+
+  it("refuses what is not an event, so a stray publisher on the channel cannot confuse a replica", () => {
+    for (const text of [
+      "",
+      "not json",
+      "null",
+      "42",
+      JSON.stringify({ type: "nope" }),
+      JSON.stringify({ type: "cancel", transferIds: [1], fetcherIds: [] }),
+      JSON.stringify({ type: "cancel", transferIds: [1.5], fetcherIds: ["a"] }),
+      JSON.stringify({ type: "joined", peerId: "p", role: "admin" }),
+      JSON.stringify({ type: "left", peerIds: "p" }),
+      JSON.stringify({ type: "holdings", peerIds: ["p"], chunks: "3" }),
+      JSON.stringify({ type: "published" }),
+      JSON.stringify({ type: "retired", name: "x" }),
+    ]) {
+      assert.equal(parseStreamEvent(text), undefined, text);
+    }
+  });
+});
