@@ -274,7 +274,9 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
         [t.transferId],
       );
       assert.deepEqual(await store.transfersOf("s1", "a"), []);
-      const got = await store.takeTransfer("s1", t.transferId);
+      assert.equal(await store.takeTransfer("s1", t.transferId, "a"), undefined, "a serves it, b fetches it");
+      assert.equal((await store.getPeer("s1", "b"))?.downloads, 1, "a wrong fetcher changes nothing");
+      const got = await store.takeTransfer("s1", t.transferId, "b");
       assert.deepEqual(got, t);
       assert.equal(await store.takeTransfer("s1", t.transferId), undefined);
       assert.equal(await store.takeTransfer("nope", t.transferId), undefined);

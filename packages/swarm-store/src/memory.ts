@@ -422,10 +422,11 @@ export class MemorySwarmStore implements SwarmStore {
     return "ok";
   }
 
-  async takeTransfer(streamId: string, transferId: number): Promise<TransferRecord | undefined> {
+  async takeTransfer(streamId: string, transferId: number, fetcherId?: string): Promise<TransferRecord | undefined> {
     this.check();
     const s = this.streams.get(streamId);
-    return s && this.dropTransfer(s, transferId);
+    if (!s || (fetcherId !== undefined && s.transfers.get(transferId)?.fetcherId !== fetcherId)) return undefined;
+    return this.dropTransfer(s, transferId);
   }
 
   private dropTransfer(s: MemStream, transferId: number): TransferRecord | undefined {

@@ -455,8 +455,8 @@ export class RedisSwarmStore implements SwarmStore {
   }
 
   /** 1 script; O(log S + segments of the range). */
-  async takeTransfer(streamId: string, transferId: number): Promise<TransferRecord | undefined> {
-    const r = await this.run("dsTakeTransfer", this.keys(streamId), transferId);
+  async takeTransfer(streamId: string, transferId: number, fetcherId = ""): Promise<TransferRecord | undefined> {
+    const r = await this.run("dsTakeTransfer", this.keys(streamId), transferId, fetcherId);
     return typeof r === "string" ? parseTransfer(streamId, r) : undefined;
   }
 

@@ -535,7 +535,13 @@ if c == '1' then avail_add(chunk_count(), tonumber(ARGV[5]), tonumber(ARGV[6]), 
 return { 'ok', idx }`,
 
   // ARGV: transferId -> record or nil
-  dsTakeTransfer: `return drop_transfer(ARGV[1], nil)`,
+  // ARGV: transferId fetcherId ('' for any) -> record or nil
+  dsTakeTransfer: `
+if ARGV[2] ~= '' then
+  local s = redis.call('HGET', K_XFERS, ARGV[1])
+  if not s or cjson.decode(s).f ~= ARGV[2] then return nil end
+end
+return drop_transfer(ARGV[1], nil)`,
 
   // ARGV: fetcherId -> records
   dsTransfersOf: `

@@ -181,9 +181,11 @@ export interface SwarmStore {
   /**
    * Removes a transfer of the stream (reported, cancelled) and resolves it, or
    * undefined when it is not in flight (already reported, expired, or its
-   * peer left). Frees both slots and the availability it added.
+   * peer left). Frees both slots and the availability it added. With
+   * `fetcherId`, only a transfer that this peer fetches is taken (a report
+   * naming another peer's transfer changes nothing and resolves undefined).
    */
-  takeTransfer(streamId: string, transferId: number): Promise<TransferRecord | undefined>;
+  takeTransfer(streamId: string, transferId: number, fetcherId?: string): Promise<TransferRecord | undefined>;
 
   /** Transfers in flight that `fetcherId` fetches in the stream (at most maxDownloads). */
   transfersOf(streamId: string, fetcherId: string): Promise<TransferRecord[]>;

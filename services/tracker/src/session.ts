@@ -395,21 +395,19 @@ export class Session {
       checkRanges(rep.verified, Number.MAX_SAFE_INTEGER, "TransferReport.verified");
     }
     if (r.reports.length === 0) return;
-    for (const rep of r.reports) for (const j of this.joined.values()) j.inFlight.delete(rep.transferId);
-    // which of this peer's transfers are being reported (ids of others are ignored)
-    const mine = new Map<number, string>();
-    for (const streamId of this.joined.keys()) {
-      for (const t of await this.core.store.transfersOf(streamId, this.peerId)) mine.set(t.transferId, streamId);
-    }
     const touched = new Set<string>();
     for (const rep of r.reports) {
-      const streamId = mine.get(rep.transferId);
-      if (!streamId) continue;
-      mine.delete(rep.transferId);
-      const t = await this.core.store.takeTransfer(streamId, rep.transferId);
-      if (!t) continue;
-      touched.add(streamId);
-      await this.settle(t, rep);
+      // its stream: the one this session was directed to fetch it in, else any it joined (a
+      // directive it was sent before a resync); only this peer's own transfers are taken
+      const local = [...this.joined.values()].find((j) => j.inFlight.has(rep.transferId));
+      for (const j of this.joined.values()) j.inFlight.delete(rep.transferId);
+      for (const streamId of local ? [local.streamId] : [...this.joined.keys()]) {
+        const t = await this.core.store.takeTransfer(streamId, rep.transferId, this.peerId);
+        if (!t) continue;
+        touched.add(streamId);
+        await this.settle(t, rep);
+        break;
+      }
     }
     await this.plan([...touched]);
   }

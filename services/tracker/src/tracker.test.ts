@@ -397,6 +397,51 @@ describe("tracker over real gRPC", () => {
     await expectStatus(p, grpc.status.NOT_FOUND, 'no stream named "no/such.mp4"');
   });
 
+  it("a report of another peer's transfer changes nothing", async () => {
+    seeder.send({ $case: "publish", value: { name: "steal/test.bin", size: 8 * CHUNK, version: 1 } });
+    assert.equal((await seeder.next("publishResult")).status, PublishStatus.PUBLISH_STATUS_ACCEPTED);
+    assert.equal((await seeder.next("publishResult")).status, PublishStatus.PUBLISH_STATUS_READY);
+    const join = { name: "steal/test.bin", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 };
+    const fetcher = peer();
+    await fetcher.hello(PeerRole.PEER_ROLE_VIEWER, 9700);
+    fetcher.send({ $case: "join", value: join });
+    await fetcher.next("joined");
+    const d = (await fetcher.next("directives")).directives[0]!;
+    const thief = peer();
+    await thief.hello(PeerRole.PEER_ROLE_VIEWER, 9701);
+    thief.send({ $case: "join", value: join });
+    await thief.next("joined");
+    const badBefore = await metric(registry, "pdtp_tracker_bad_chunks_total");
+    const doneBefore = await metric(registry, "pdtp_tracker_transfers_done_total");
+    const report = (outcome: TransferOutcome) => ({
+      $case: "reports" as const,
+      value: {
+        reports: [
+          {
+            transferId: d.transferId,
+            outcome,
+            bytes: 1,
+            durationMs: 1,
+            detail: "",
+            httpStatus: 0,
+            verified: [d.range!],
+          },
+        ],
+      },
+    });
+    thief.send(report(TransferOutcome.TRANSFER_OUTCOME_BAD_DATA));
+    thief.send(report(TransferOutcome.TRANSFER_OUTCOME_OK));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await metric(registry, "pdtp_tracker_bad_chunks_total"), badBefore, "no bad report counted");
+    assert.equal(await metric(registry, "pdtp_tracker_transfers_done_total"), doneBefore, "nothing done");
+    // the fetcher's own report still settles it
+    fetcher.send(report(TransferOutcome.TRANSFER_OUTCOME_OK));
+    for (let i = 0; i < 100 && (await metric(registry, "pdtp_tracker_transfers_done_total")) === doneBefore; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(await metric(registry, "pdtp_tracker_transfers_done_total"), doneBefore + 1);
+  });
+
   it("three BAD_DATA reports ban a source; it is never used again", async () => {
     // a stream of its own: the seeder, a viewer that holds everything and serves, and a fetcher
     seeder.send({ $case: "publish", value: { name: "ban/test.bin", size: 40 * CHUNK, version: 1 } });
