@@ -274,6 +274,16 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
         [t.transferId],
       );
       assert.deepEqual(await store.transfersOf("s1", "a"), []);
+      assert.deepEqual(await store.fetcherView("s1", "b"), {
+        epoch: await store.streamEpoch("s1"),
+        peer: await store.getPeer("s1", "b"),
+        transfers: [t],
+      });
+      assert.deepEqual(await store.fetcherView("s1", "nobody"), {
+        epoch: await store.streamEpoch("s1"),
+        peer: undefined,
+        transfers: [],
+      });
       assert.equal(await store.takeTransfer("s1", t.transferId, "a"), undefined, "a serves it, b fetches it");
       assert.equal((await store.getPeer("s1", "b"))?.downloads, 1, "a wrong fetcher changes nothing");
       const got = await store.takeTransfer("s1", t.transferId, "b");

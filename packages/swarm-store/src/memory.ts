@@ -8,6 +8,7 @@ import type {
   EventHandlers,
   EventSubscription,
   ExpiredPeer,
+  FetcherSnapshot,
   JoinResult,
   NewStream,
   PeerJoin,
@@ -447,6 +448,14 @@ export class MemorySwarmStore implements SwarmStore {
     const p = s?.peers.get(fetcherId);
     if (!s || !p) return [];
     return [...p.downloads].map((id) => s.transfers.get(id)!).filter(Boolean);
+  }
+
+  async fetcherView(streamId: string, fetcherId: string): Promise<FetcherSnapshot> {
+    return {
+      epoch: await this.streamEpoch(streamId),
+      peer: await this.getPeer(streamId, fetcherId),
+      transfers: await this.transfersOf(streamId, fetcherId),
+    };
   }
 
   async expireTransfers(nowMs: number): Promise<TransferRecord[]> {

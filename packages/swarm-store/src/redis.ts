@@ -55,6 +55,7 @@ import type {
   EventHandlers,
   EventSubscription,
   ExpiredPeer,
+  FetcherSnapshot,
   JoinResult,
   NewStream,
   PeerJoin,
@@ -277,23 +278,7 @@ export class RedisSwarmStore implements SwarmStore {
   /** 1 script (3 reads); O(R). */
   async getPeer(streamId: string, peerId: string): Promise<PeerState | undefined> {
     const r = (await this.run("dsGetPeer", this.keys(streamId), peerId)) as [string, string | null, string] | null;
-    if (!r) return undefined;
-    const rec = JSON.parse(r[0]) as Record<string, string>;
-    const dl = splitIds(rec.dl);
-    const ul = splitIds(rec.ul);
-    return {
-      peerId,
-      host: rec.h!,
-      port: Number(rec.p),
-      role: rec.r as PeerRoleName,
-      mode: rec.m as WantOrder,
-      position: Number(rec.pos),
-      holdings: parseRanges(r[1]),
-      lastSeenMs: Number(r[2]),
-      downloads: dl,
-      uploads: ul,
-      ...trustOf(rec),
-    };
+    return r ? peerState(peerId, r[0], r[1], r[2]) : undefined;
   }
 
   /** 1 script; O(R + newly held ranges x log S). */
@@ -458,6 +443,18 @@ export class RedisSwarmStore implements SwarmStore {
   async takeTransfer(streamId: string, transferId: number, fetcherId = ""): Promise<TransferRecord | undefined> {
     const r = await this.run("dsTakeTransfer", this.keys(streamId), transferId, fetcherId);
     return typeof r === "string" ? parseTransfer(streamId, r) : undefined;
+  }
+
+  /** 1 script: HGET epoch, the peer's record, holdings and lastSeen, its transfers; O(R + maxDownloads). */
+  async fetcherView(streamId: string, fetcherId: string): Promise<FetcherSnapshot> {
+    const r = (await this.run("dsFetcherView", this.keys(streamId), fetcherId)) as (string | null)[];
+    const epoch = Number(r[0] ?? 0);
+    if (typeof r[1] !== "string") return { epoch, peer: undefined, transfers: [] };
+    return {
+      epoch,
+      peer: peerState(fetcherId, r[1], r[2] ?? null, r[3]!),
+      transfers: (r.slice(4) as string[]).map((s) => parseTransfer(streamId, s)),
+    };
   }
 
   /** 1 script; O(maxDownloads). */
@@ -663,6 +660,24 @@ function formatRanges(ranges: readonly ChunkRange[]): string {
     .ranges()
     .map((r) => `${r.first}-${r.last}`)
     .join(",");
+}
+
+/** A peer's state from its stored record, holdings and lastSeen. */
+function peerState(peerId: string, record: string, have: string | null, seen: string): PeerState {
+  const rec = JSON.parse(record) as Record<string, string>;
+  return {
+    peerId,
+    host: rec.h!,
+    port: Number(rec.p),
+    role: rec.r as PeerRoleName,
+    mode: rec.m as WantOrder,
+    position: Number(rec.pos),
+    holdings: parseRanges(have),
+    lastSeenMs: Number(seen),
+    downloads: splitIds(rec.dl),
+    uploads: splitIds(rec.ul),
+    ...trustOf(rec),
+  };
 }
 
 /** Parses stored holdings ("f-l,f-l", sorted), keeping only what lies in `clip` when given. */

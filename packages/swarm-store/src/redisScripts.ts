@@ -543,6 +543,19 @@ if ARGV[2] ~= '' then
 end
 return drop_transfer(ARGV[1], nil)`,
 
+  // ARGV: fetcherId -> {epoch, record, holdings, lastSeen, transfer records...} (record false when unknown)
+  dsFetcherView: `
+local epoch = redis.call('HGET', K_META, 'epoch') or '0'
+local id = ARGV[1]
+local rec = redis.call('HGET', K_PEERS, id)
+if not rec then return { epoch, false } end
+local out = { epoch, rec, redis.call('HGET', K_HAVE, id), redis.call('ZSCORE', K_SEEN, id) }
+for _, x in ipairs(list_items(cjson.decode(rec).dl)) do
+  local s = redis.call('HGET', K_XFERS, x)
+  if s then out[#out + 1] = s end
+end
+return out`,
+
   // ARGV: fetcherId -> records
   dsTransfersOf: `
 local p = get_peer(ARGV[1])

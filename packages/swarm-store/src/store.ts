@@ -190,6 +190,13 @@ export interface SwarmStore {
   /** Transfers in flight that `fetcherId` fetches in the stream (at most maxDownloads). */
   transfersOf(streamId: string, fetcherId: string): Promise<TransferRecord[]>;
 
+  /**
+   * What planning reads about one fetcher, in one call (Redis: one script):
+   * the stream's epoch, the peer (as `getPeer`) and its transfers in flight
+   * (as `transfersOf`), all as of the same instant.
+   */
+  fetcherView(streamId: string, fetcherId: string): Promise<FetcherSnapshot>;
+
   /** Removes, in every stream, the transfers with expiresMs <= nowMs and resolves them. */
   expireTransfers(nowMs: number): Promise<TransferRecord[]>;
 
@@ -233,6 +240,12 @@ export interface SwarmStore {
 
   /** Releases connections. The store is unusable afterwards. */
   close(): Promise<void>;
+}
+
+export interface FetcherSnapshot {
+  epoch: number;
+  peer: PeerState | undefined;
+  transfers: TransferRecord[];
 }
 
 export type StreamStatus = "accepted" | "ready";

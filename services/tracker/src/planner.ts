@@ -93,16 +93,15 @@ export class Planner {
   }
 
   async plan(streamId: string, fetcherId: string, nowMs: number): Promise<Plan> {
-    // read first: whatever changes from here on shows as a newer epoch
-    const epoch = await this.store.streamEpoch(streamId);
     const info = await this.streamInfo(streamId);
+    // one read: whatever changes after it shows as a newer epoch
+    const { epoch, peer, transfers } = await this.store.fetcherView(streamId, fetcherId);
     if (!info) return { directives: [], satisfied: true, epoch, idle: true };
     const meta = info;
     const { limits } = info;
-    const peer = await this.store.getPeer(streamId, fetcherId);
     if (!peer || peer.role === "seeder") return { directives: [], satisfied: true, epoch, idle: true };
     if (peer.downloads >= limits.maxDownloads) return { directives: [], satisfied: false, epoch, idle: false };
-    const inFlight = (await this.store.transfersOf(streamId, fetcherId)).map((t) => t.range);
+    const inFlight = transfers.map((t) => t.range);
     const fetcher = {
       peerId: fetcherId,
       host: peer.host,
