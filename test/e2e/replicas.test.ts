@@ -63,6 +63,10 @@ for (const [kind, open] of [
       const fromSeeder = await metric(trackerMetrics[1]!, "pdtp_tracker_delivered_bytes_total", { source: "seeder" });
       assert.ok(fromPeers > 0, "clients of replica 2 fetched from peers");
       assert.ok(fromPeers + fromSeeder >= 3 * size, "replica 2 accounted its clients' bytes");
+      for (const [i, url] of trackerMetrics.entries()) {
+        const remote = await metric(url, "pdtp_tracker_remote_peer_bytes_total");
+        assert.ok(remote > 0, `clients of replica ${i + 1} fetched from peers connected to the other replica`);
+      }
     });
 
     test("either replica describes the stream", async () => {

@@ -12,6 +12,7 @@ export class TrackerMetrics {
   readonly sourcesBanned: Counter<"reason">;
   readonly planSeconds: Histogram;
   readonly deliveredBytes: Counter<"stream" | "source">;
+  readonly remotePeerBytes: Counter;
   readonly streams: Gauge;
   readonly controlMessages: Counter<"direction">;
   readonly controlBytes: Counter<"direction">;
@@ -59,6 +60,11 @@ export class TrackerMetrics {
       name: "pdtp_tracker_delivered_bytes_total",
       help: "Payload bytes delivered to peers, by stream name and source kind",
       labelNames: ["stream", "source"],
+      registers,
+    });
+    this.remotePeerBytes = new Counter({
+      name: "pdtp_tracker_remote_peer_bytes_total",
+      help: "Payload bytes this replica's viewers got from peers whose sessions are on other tracker replicas",
       registers,
     });
     this.sourcesBanned = new Counter({

@@ -435,6 +435,7 @@ export class Session {
         { stream: meta.name, source: t.serverRole === "seeder" ? "seeder" : "peer" },
         delivered,
       );
+      if (t.serverRole !== "seeder" && !this.core.hasSession(t.serverId)) metrics.remotePeerBytes.inc(delivered);
     }
     switch (outcome) {
       case TransferOutcome.TRANSFER_OUTCOME_OK:

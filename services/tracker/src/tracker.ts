@@ -321,6 +321,11 @@ export class TrackerCore {
     this.log.info({ peerId: s.peerId, host: s.host, role: s.role, why }, "session ended");
   }
 
+  /** Whether this peer's session is on this replica. */
+  hasSession(peerId: string): boolean {
+    return this.sessions.has(peerId);
+  }
+
   setHungry(s: Session, streamId: string, hungry: boolean): void {
     let set = this.hungry.get(s.peerId);
     if (hungry && !s.closed) {
