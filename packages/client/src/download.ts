@@ -89,6 +89,8 @@ export interface DownloadResult {
   size: number;
   bytesFromPeers: number;
   bytesFromSeeders: number;
+  /** Verified bytes that arrived for chunks already held (a range fetched twice, e.g. across a tracker failover). */
+  duplicateBytes: number;
   /** From start to completion (lingering excluded). */
   durationMs: number;
   streamId: string;
@@ -157,6 +159,7 @@ class Download {
   private heldBytes = 0;
   private fromPeers = 0;
   private fromSeeders = 0;
+  private duplicates = 0;
   private lastActivity = Date.now();
   private completing = false;
   private completedMs: number | undefined;
@@ -583,7 +586,7 @@ class Download {
       this.batcher.setPosition(storage.position());
       this.progress();
       this.checkComplete();
-    }
+    } else this.duplicates += data.length;
     t.verified.add({ first: index, last: index });
     t.bytes += data.length;
   }
@@ -722,6 +725,7 @@ class Download {
       size: this.layout?.size ?? 0,
       bytesFromPeers: this.fromPeers,
       bytesFromSeeders: this.fromSeeders,
+      duplicateBytes: this.duplicates,
       durationMs: (this.completedMs ?? Date.now()) - this.started,
       streamId: this.manifest?.streamId ?? "",
       output: this.target.kind === "stdout" ? "-" : this.target.path,
