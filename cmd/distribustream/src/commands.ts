@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join, resolve } from "node:path";
 import { startChecksum } from "@distribustream/checksum";
@@ -35,9 +35,10 @@ async function metrics(ctx: ReturnType<typeof setup>, host: string, port: number
 
 export async function runTracker(flags: Flags, confFile: string | undefined): Promise<void> {
   const cfg = loadConfig(trackerSchema, { flags, env: process.env, confFile, aliases: originalAliases.tracker });
+  const tlsCa = readRedisCa(cfg.redis, cfg.redisCa);
   const ctx = setup("tracker", cfg.logLevel);
   const ticketSigner = loadOrCreateKey(cfg.ticketKey, "ticket_key", ctx.log);
-  const store = await openStore(cfg.redis, ctx.log);
+  const store = await openStore(cfg.redis, tlsCa, ctx.log);
   ctx.shutdown.add("store", () => store.close());
   let serving = false;
   await metrics(ctx, cfg.host, cfg.metricsPort, () => serving);
@@ -105,6 +106,8 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
 /** Tracker, checksum and seeder in one process on the memory store, with a demo file. */
 export async function runUp(flags: Flags, confFile: string | undefined): Promise<void> {
   const cfg = loadConfig(upSchema, { flags, env: process.env, confFile, aliases: originalAliases.up });
+  const redis = cfg.redis ?? process.env.REDIS_URL;
+  const tlsCa = readRedisCa(redis, cfg.redisCa);
   const ctx = setup("distribustream", cfg.logLevel);
   const media = checkMediaFolder(cfg.media, true);
   const demo = ensureDemoFile(media, ctx.log);
@@ -121,7 +124,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     registry: ctx.registry,
   });
   ctx.shutdown.add("checksum", () => checksum.drain());
-  const store = await openStore(cfg.redis ?? process.env.REDIS_URL, ctx.log);
+  const store = await openStore(redis, tlsCa, ctx.log);
   ctx.shutdown.add("store", () => store.close());
   const tracker = await startTracker({
     host: cfg.host,
@@ -164,14 +167,41 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   process.stdout.write(lines.join("\n") + "\n");
 }
 
-/** The swarm store: Redis when a URL is given, else memory (one tracker process only). */
-async function openStore(url: string | undefined, log: Logger) {
+/**
+ * The CA to trust for the swarm store's TLS (redis_ca), read now, so that a
+ * mismatch stops the command before it starts anything.
+ */
+function readRedisCa(url: string | undefined, caFile: string | undefined): string | undefined {
+  if (caFile === undefined) return undefined;
+  if (!url?.startsWith("rediss"))
+    throw configError(
+      "redis_ca",
+      `${caFile} is a CA for rediss:// URLs, but the swarm store is ${url ? redactUrl(url) : "memory"}`,
+    );
   try {
-    const store = await openSwarmStore(url);
-    log.info({ store: url ? redactUrl(url) : "memory" }, "swarm store opened");
+    return readFileSync(caFile, "utf8");
+  } catch (err) {
+    throw configError("redis_ca", `cannot read ${caFile}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * The swarm store: Redis when a URL is given, else memory (one tracker
+ * process only); `tlsCa` from `readRedisCa`. Connection errors (a wrong
+ * password…) are logged with the redacted URL, once each until the
+ * connection is ready again; meanwhile the tracker's health is NOT_SERVING.
+ */
+async function openStore(url: string | undefined, tlsCa: string | undefined, log: Logger) {
+  const redacted = url ? redactUrl(url) : "memory";
+  try {
+    const store = await openSwarmStore(url, {
+      tlsCa,
+      onConnectionError: (err) => log.error({ store: redacted, err: err.message }, "swarm store connection failed"),
+    });
+    log.info({ store: redacted, tls: tlsCa ? "redis_ca" : undefined }, "swarm store opened");
     return store;
   } catch (err) {
-    throw new ConfigError(`invalid setting redis: ${(err as Error).message}`);
+    throw configError("redis", (err as Error).message);
   }
 }
 

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from "@distribustream/pdtp";
 import { host, hostPort, logLevel, port, z } from "@distribustream/runtime";
 
@@ -27,9 +28,32 @@ const redis = z
   .regex(/^rediss?(\+cluster)?:\/\/./, "expected redis://, rediss://, redis+cluster:// or rediss+cluster://")
   .optional();
 
+/** PEM file of the CA that signed the Redis server certificates, for rediss:// with a private CA. */
+const redisCa = z
+  .string()
+  .min(1)
+  .superRefine((file, ctx) => {
+    const problem = pemCertificateProblem(file);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  })
+  .optional();
+
+/** Why `file` is not a readable PEM certificate file, or undefined when it is one. */
+function pemCertificateProblem(file: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    return `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+  }
+  if (!text.includes("-----BEGIN CERTIFICATE-----")) return `${file} holds no PEM certificate`;
+  return undefined;
+}
+
 export const trackerSchema = z.strictObject({
   host: host("0.0.0.0"),
   redis,
+  redisCa,
   port: port(6086),
   checksum: hostPort("127.0.0.1:6088"),
   chunkSize,
@@ -61,6 +85,7 @@ export const seederSchema = z.strictObject({
 export const upSchema = z.strictObject({
   host: host("0.0.0.0"),
   redis,
+  redisCa,
   port: port(6086),
   vhost,
   media: file("./media"),

@@ -14,6 +14,9 @@ const program = new Command()
   .version("0.1.0")
   .showHelpAfterError("(run with --help for usage)");
 
+const REDIS_CA_HELP =
+  "CA certificate(s) that signed the Redis server certificates, for rediss:// with a private CA (default: the system's, plus NODE_EXTRA_CA_CERTS)";
+
 const common = (cmd: Command) =>
   cmd
     .option("--conf <file.yml>", "YAML config file (keys as the long flags, snake_case: data_port, chunk_size, ...)")
@@ -44,7 +47,8 @@ common(
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9086)")
     .option("--chunk-size <bytes>", "chunk size of published files (default 262144)")
     .option("--data-dir <dir>", "folder for keys (default .distribustream)")
-    .option("--redis <url>", "keep swarm state in Redis (also REDIS_URL); without it, in memory"),
+    .option("--redis <url>", "keep swarm state in Redis (also REDIS_URL); without it, in memory")
+    .option("--redis-ca <file.pem>", REDIS_CA_HELP),
 ).action(run(runUp));
 
 common(
@@ -58,6 +62,7 @@ common(
       "--redis <url>",
       "redis://[:password@]host:port, rediss:// (TLS) or redis+cluster://host1:port1,host2:port2",
     )
+    .option("--redis-ca <file.pem>", REDIS_CA_HELP)
     .option("--port <n>", "PDTP port (default 6086)")
     .option("--checksum <host:port>", "checksum service (default 127.0.0.1:6088)")
     .option("--chunk-size <bytes>", "chunk size of published files (default 262144)")

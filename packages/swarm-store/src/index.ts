@@ -1,4 +1,4 @@
 export * from "./store.js";
 export { MemorySwarmStore } from "./memory.js";
 export { RedisSwarmStore, type RedisClient, type RedisSwarmStoreOptions } from "./redis.js";
-export { openSwarmStore, redisClientFor, redactUrl } from "./open.js";
+export { openSwarmStore, redisClientFor, redactUrl, type SwarmStoreOptions } from "./open.js";

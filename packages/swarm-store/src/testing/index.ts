@@ -7,3 +7,4 @@ export {
   findOnPath,
   type TestRedis,
 } from "./redisServer.js";
+export { redisTlsForTests, makeTestCertificates, type TestRedisTls } from "./redisTls.js";

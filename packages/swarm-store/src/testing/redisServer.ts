@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, constants, mkdtempSync, rmSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
@@ -14,11 +15,11 @@ export interface TestRedis {
 }
 
 const INSTALL_HINT =
-  "no Redis for the tests: set REDIS_URL, or install the Debian package redis-server (apt-get install redis-server)";
+  "no Redis for the tests: set REDIS_URL, start a container runtime, or install the Debian package redis-server (apt-get install redis-server)";
 
-/** Absolute path of an executable on PATH, or undefined. */
-export function findOnPath(bin: string): string | undefined {
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+/** Absolute path of an executable on PATH (of `env`), or undefined. */
+export function findOnPath(bin: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  for (const dir of (env.PATH ?? "").split(delimiter)) {
     if (!dir) continue;
     const p = join(dir, bin);
     try {
@@ -50,17 +51,22 @@ process.on("exit", () => {
   for (const c of started) if (c.exitCode === null && c.pid) process.kill(c.pid, "SIGKILL");
 });
 
-/** Starts redis-server with these extra arguments on a free port; resolves once it accepts connections. */
-async function startServer(
+/**
+ * Starts redis-server with these extra arguments on a free port (plain TCP,
+ * or whatever `listen(port)` makes of it, e.g. TLS only); resolves once it
+ * accepts connections. For the helpers of this folder only.
+ */
+export async function startServer(
   bin: string,
   dir: string,
   extra: string[],
   fixedPort?: number,
+  listen: (port: number) => string[] = (port) => ["--port", String(port)],
 ): Promise<{ child: ChildProcess; port: number }> {
   let lastError = "";
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = fixedPort ?? (await freePort());
-    const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
+    const args = [...listen(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
     const child = spawn(bin, [...args, ...extra], { stdio: ["ignore", "pipe", "pipe"] });
     started.add(child);
     let out = "";
@@ -96,7 +102,8 @@ async function startServer(
   throw new Error(`redis-server did not start: ${lastError}`);
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
+/** SIGTERM to the child's PID (SIGKILL after 3 s); resolves once it exited. */
+export async function stopChild(child: ChildProcess): Promise<void> {
   started.delete(child);
   if (child.exitCode !== null || child.signalCode !== null || !child.pid) return;
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
@@ -106,24 +113,45 @@ async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-function redisServerBinary(): string {
-  const bin = findOnPath("redis-server");
+/** redis-server on PATH, or an error naming the package to install. */
+export function redisServerBinary(env: NodeJS.ProcessEnv = process.env): string {
+  const bin = findOnPath("redis-server", env);
   if (!bin) throw new Error(INSTALL_HINT);
   return bin;
 }
 
 /**
- * A real Redis for tests: REDIS_URL when set (nothing to stop); else a
- * redis-server from PATH on a free port with no persistence and a temporary
- * directory; else an error naming the package to install.
+ * A real Redis for tests, the first of:
+ *
+ * 1. REDIS_URL when set: used as it is, nothing started or stopped;
+ * 2. a container `redis:7` (testcontainers, imported only here) when a
+ *    container runtime answers on DOCKER_HOST or /var/run/docker.sock; if
+ *    the container does not start, a warning and on to 3;
+ * 3. redis-server from PATH on a free port, no persistence, a temporary
+ *    directory;
+ * 4. else an error naming the Debian package to install.
+ *
+ * `env` is for tests of this order; it defaults to process.env.
  */
-export async function redisForTests(): Promise<TestRedis> {
-  const env = process.env.REDIS_URL;
-  if (env) {
-    const u = new URL(env);
-    return { url: env, nodes: [{ host: u.hostname, port: Number(u.port || 6379) }], stop: async () => {} };
+export async function redisForTests(env: NodeJS.ProcessEnv = process.env): Promise<TestRedis> {
+  if (env.REDIS_URL) {
+    const url = env.REDIS_URL;
+    const u = new URL(url);
+    return { url, nodes: [{ host: u.hostname, port: Number(u.port || 6379) }], stop: async () => {} };
   }
-  const bin = redisServerBinary();
+  const runtime = await containerRuntime(env);
+  if (runtime) {
+    try {
+      return await redisContainer();
+    } catch (e) {
+      if (!findOnPath("redis-server", env))
+        throw new Error(`container redis:7 on ${runtime} did not start (${(e as Error).message}); ${INSTALL_HINT}`);
+      process.emitWarning(
+        `container redis:7 on ${runtime} did not start (${(e as Error).message}); using redis-server`,
+      );
+    }
+  }
+  const bin = redisServerBinary(env);
   const dir = mkdtempSync(join(tmpdir(), "ds-redis-"));
   try {
     const { child, port } = await startServer(bin, dir, []);
@@ -137,6 +165,58 @@ export async function redisForTests(): Promise<TestRedis> {
     rmSync(dir, { recursive: true, force: true });
     throw e;
   }
+}
+
+/**
+ * The container runtime's endpoint when one answers a `GET /_ping` within a
+ * second: DOCKER_HOST (unix:// or tcp://; a TLS endpoint counts when it accepts
+ * a TCP connection), else the socket /var/run/docker.sock when it exists.
+ * Undefined otherwise; never throws.
+ */
+export async function containerRuntime(env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+  const host = env.DOCKER_HOST || (existsSync(DOCKER_SOCKET) ? `unix://${DOCKER_SOCKET}` : "");
+  if (!host) return undefined;
+  let target: { socketPath: string } | { host: string; port: number };
+  if (host.startsWith("unix://")) target = { socketPath: host.slice("unix://".length) };
+  else if (host.startsWith("tcp://")) {
+    const u = new URL(host.replace(/^tcp:/, "http:"));
+    target = { host: u.hostname, port: Number(u.port || 2375) };
+  } else return undefined;
+  const tlsEndpoint = !!env.DOCKER_TLS_VERIFY && "port" in target;
+  const answered = await new Promise<boolean>((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      req.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), 1000);
+    const req = httpRequest({ ...target, path: "/_ping", method: "GET" }, (res) => {
+      res.resume();
+      done(res.statusCode === 200);
+    });
+    if (tlsEndpoint) req.on("socket", (s) => s.once("connect", () => done(true)));
+    req.on("error", () => done(false));
+    req.end();
+  });
+  return answered ? host : undefined;
+}
+
+const DOCKER_SOCKET = "/var/run/docker.sock";
+
+async function redisContainer(): Promise<TestRedis> {
+  const { GenericContainer, Wait } = await import("testcontainers");
+  const c = await new GenericContainer("redis:7")
+    .withExposedPorts(6379)
+    .withWaitStrategy(Wait.forLogMessage("Ready to accept connections"))
+    .start();
+  const host = c.getHost();
+  const port = c.getMappedPort(6379);
+  let stopped: Promise<void> | undefined;
+  return {
+    url: `redis://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    nodes: [{ host, port }],
+    stop: () => (stopped ??= c.stop().then(() => undefined)),
+  };
 }
 
 /** A local redis-server that a test can stop and start again on the same port (for outage tests). */
