@@ -78,7 +78,7 @@ describe("tracker replicas on Redis over TLS with a password (rediss://)", { tim
     assert.equal(await sha256File(join(dir, "out.bin")), await sha256File(join(dir, `media/${name}`)));
   });
 
-  test("a wrong password: the log names WRONGPASS and the redacted URL, gRPC health is NOT_SERVING", async () => {
+  test("a wrong password: the log names WRONGPASS and the redacted URL, gRPC health is NOT_SERVING and /healthz 503", async () => {
     const [port, metricsPort] = await freePorts(2);
     const url = redis.url.replace(":secret@", ":not-it@");
     const p = startNode(
@@ -102,6 +102,8 @@ describe("tracker replicas on Redis over TLS with a password (rediss://)", { tim
       assert.match(line, new RegExp(redacted));
       await p.waitFor(/swarm store unreachable: health NOT_SERVING/, 10_000);
       assert.equal(await health(`127.0.0.1:${port}`), "NOT_SERVING");
+      const healthz = await fetch(`http://127.0.0.1:${metricsPort}/healthz`);
+      assert.equal(healthz.status, 503, "/healthz follows gRPC health");
       assert.doesNotMatch(p.stdout() + p.stderr(), /not-it/);
     } finally {
       await p.kill("SIGTERM");

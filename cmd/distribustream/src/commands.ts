@@ -41,8 +41,10 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
   const store = await openStore(cfg.redis, tlsCa, ctx.log);
   ctx.shutdown.add("store", () => store.close());
   let serving = false;
-  await metrics(ctx, cfg.host, cfg.metricsPort, () => serving);
-  const tracker = await startTracker({
+  // /healthz follows gRPC health: 503 while the swarm store does not answer
+  let tracker: Awaited<ReturnType<typeof startTracker>> | undefined;
+  await metrics(ctx, cfg.host, cfg.metricsPort, () => serving && tracker?.health.serving === true);
+  tracker = await startTracker({
     host: cfg.host,
     port: cfg.port,
     checksum: cfg.checksum,
@@ -56,7 +58,7 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
   serving = true;
   ctx.shutdown.add("tracker", async () => {
     serving = false;
-    await tracker.drain();
+    await tracker?.drain();
   });
 }
 

@@ -8,6 +8,7 @@ import { HealthImplementation, type ServingStatus } from "grpc-health-check";
  */
 export class Health {
   private readonly impl: HealthImplementation;
+  private state: ServingStatus = "NOT_SERVING";
 
   constructor(private readonly services: readonly string[]) {
     const map: Record<string, ServingStatus> = { "": "NOT_SERVING" };
@@ -19,7 +20,13 @@ export class Health {
     this.impl.addToServer(server);
   }
 
+  /** The overall status is SERVING (for HTTP /healthz beside gRPC health). */
+  get serving(): boolean {
+    return this.state === "SERVING";
+  }
+
   set(state: ServingStatus): void {
+    this.state = state;
     this.impl.setStatus("", state);
     for (const s of this.services) this.impl.setStatus(s, state);
   }
