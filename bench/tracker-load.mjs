@@ -229,8 +229,8 @@ class Viewer {
     this.completedOnce = false;
     this.closing = false;
     this.joinedOnce = false;
-    this.linkFreeAt = 0; // --rate: when this viewer's download link has carried what it was told to fetch
-    this.generation = 0; // joins so far: reports of an earlier join are dropped
+    this.link = []; // --rate: transfers queued on this viewer's download link, the one in progress first
+    this.linkTimer = undefined;
   }
 
   open() {
@@ -255,9 +255,28 @@ class Viewer {
     );
   }
 
+  /** Starts the next transfer on the link: it is reported after bytes / rate. */
+  nextOnLink() {
+    const head = this.link[0];
+    if (!head || this.closing) return;
+    const bytes = (rangeOf(head.d).last - rangeOf(head.d).first + 1) * DEFAULT_CHUNK_SIZE;
+    this.linkTimer = setTimeout(
+      () => {
+        this.link.shift();
+        this.linkTimer = undefined;
+        this.report([head.d], Math.round(performance.now() - head.received));
+        this.nextOnLink();
+      },
+      (bytes / RATE) * 1000,
+    );
+    this.linkTimer.unref();
+  }
+
   join() {
     this.held = 0;
-    this.generation++;
+    clearTimeout(this.linkTimer);
+    this.linkTimer = undefined;
+    this.link = [];
     const have = [];
     if (PREFILL > 0) {
       const chunks = Math.ceil((FILE_MIB * MiB) / DEFAULT_CHUNK_SIZE);
@@ -299,16 +318,10 @@ class Viewer {
           this.report(ds);
           break;
         }
-        // each transfer arrives when the link has carried it and everything queued before it
-        const gen = this.generation;
-        for (const d of ds) {
-          const bytes = (rangeOf(d).last - rangeOf(d).first + 1) * DEFAULT_CHUNK_SIZE;
-          const now = performance.now();
-          this.linkFreeAt = Math.max(now, this.linkFreeAt) + (bytes / RATE) * 1000;
-          setTimeout(() => {
-            if (gen === this.generation && !this.closing) this.report([d]);
-          }, this.linkFreeAt - now).unref();
-        }
+        // the link carries one transfer after another; each is reported when its bytes are through
+        const received = performance.now();
+        for (const d of ds) this.link.push({ d, received });
+        if (!this.linkTimer) this.nextOnLink();
         break;
       }
       case "notice":
@@ -316,13 +329,24 @@ class Viewer {
         break;
       case "cancel":
         stats.cancels++;
+        // as a real client does: cancelled transfers stop (a queued one never starts)
+        for (const id of body.value.transferIds) {
+          const i = this.link.findIndex((x) => x.d.transferId === id);
+          if (i < 0) continue;
+          this.link.splice(i, 1);
+          if (i === 0) {
+            clearTimeout(this.linkTimer);
+            this.linkTimer = undefined;
+            this.nextOnLink();
+          }
+        }
         break;
       default:
         break;
     }
   }
 
-  report(ds) {
+  report(ds, durationMs = 1) {
     const reports = ds.map((d) => {
       const { first, last } = rangeOf(d);
       const n = last - first + 1;
@@ -332,7 +356,7 @@ class Viewer {
         transferId: d.transferId,
         outcome: TransferOutcome.TRANSFER_OUTCOME_OK,
         bytes: n * DEFAULT_CHUNK_SIZE,
-        durationMs: 1,
+        durationMs,
         verified: [{ first, last }],
       };
     });

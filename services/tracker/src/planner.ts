@@ -10,12 +10,18 @@ export interface PlannerOptions {
   sourceSample: number;
   /** Floor of the transfer timeout. */
   minTransferTimeoutMs: number;
-  /** Slowest acceptable transfer rate; longer ranges get proportionally longer. */
+  /**
+   * Slowest acceptable rate of one transfer before the fetcher's own rate is
+   * measured; longer ranges get proportionally longer. A viewer on a 4 Mbit/s
+   * link with 4 transfers in flight gets 128 KiB/s on each.
+   */
   minBytesPerSecond: number;
   /** Extra ticket lifetime beyond the transfer timeout. */
   ticketMarginMs: number;
   /** A fetcher with nothing in flight for this long may take its urgent chunks from a seeder. */
   starveMs: number;
+  /** Seconds of a fetcher's measured transfer rate one directive carries (up to the byte cap of a range). */
+  directiveSeconds: number;
   random?: () => number;
 }
 
@@ -25,9 +31,10 @@ export const DEFAULT_PLANNER: PlannerOptions = {
   maxUploadsSeeder: 8,
   sourceSample: 12,
   minTransferTimeoutMs: 10_000,
-  minBytesPerSecond: 512 * 1024,
+  minBytesPerSecond: 128 * 1024,
   ticketMarginMs: 5_000,
   starveMs: 2_000,
+  directiveSeconds: 4,
 };
 
 export interface Plan {
@@ -83,8 +90,15 @@ export class Planner {
     return info;
   }
 
-  transferTimeoutMs(bytes: number): number {
-    return Math.max(this.opts.minTransferTimeoutMs, Math.ceil((bytes / this.opts.minBytesPerSecond) * 1000));
+  /**
+   * How long a transfer of `bytes` may take before it is withdrawn: at least
+   * the floor; three times what it should take at the rate the fetcher's
+   * transfers get (`rate`, bytes/s), once measured; before that, long enough
+   * at the slowest acceptable rate.
+   */
+  transferTimeoutMs(bytes: number, rate?: number): number {
+    const slowest = rate === undefined ? this.opts.minBytesPerSecond : rate / 3;
+    return Math.max(this.opts.minTransferTimeoutMs, Math.ceil((bytes / Math.max(1, slowest)) * 1000));
   }
 
   /** Forgets process-local hints about a fetcher that left. */
@@ -92,13 +106,26 @@ export class Planner {
     this.idleSince.delete(`${streamId}/${fetcherId}`);
   }
 
-  async plan(streamId: string, fetcherId: string, nowMs: number): Promise<Plan> {
+  /**
+   * Plans one fetcher. `rate`: bytes/s its transfers get (Session.transferRate),
+   * when known; a directive then carries about `directiveSeconds` of it.
+   */
+  async plan(streamId: string, fetcherId: string, nowMs: number, rate?: number): Promise<Plan> {
     const info = await this.streamInfo(streamId);
     // one read: whatever changes after it shows as a newer epoch
     const { epoch, peer, transfers } = await this.store.fetcherView(streamId, fetcherId);
     if (!info) return { directives: [], satisfied: true, epoch, idle: true };
     const meta = info;
-    const { limits } = info;
+    const limits =
+      rate === undefined
+        ? info.limits
+        : {
+            ...info.limits,
+            maxRangeChunks: Math.max(
+              1,
+              Math.min(info.limits.maxRangeChunks, Math.floor((rate * this.opts.directiveSeconds) / meta.chunkSize)),
+            ),
+          };
     if (!peer || peer.role === "seeder") return { directives: [], satisfied: true, epoch, idle: true };
     if (peer.downloads >= limits.maxDownloads) return { directives: [], satisfied: false, epoch, idle: false };
     const inFlight = transfers.map((t) => t.range);
@@ -142,7 +169,7 @@ export class Planner {
     const directives: Directive[] = [];
     for (const a of assignments) {
       const span = rangeSpan(a.range, meta.size, meta.chunkSize);
-      const timeout = this.transferTimeoutMs(span.end - span.start);
+      const timeout = this.transferTimeoutMs(span.end - span.start, rate);
       const rec: TransferRecord = {
         transferId: await this.store.nextTransferId(),
         streamId,

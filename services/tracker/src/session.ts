@@ -89,6 +89,14 @@ export class Session {
    * it) ends the session so that the peer re-joins with what it holds.
    */
   readonly inSwarm = new Set<string>();
+  /**
+   * Bytes per second one of its transfers gets (moving average over its OK
+   * reports), or undefined before the first: with several transfers in
+   * flight on one link, each gets a share. Sizes its directives and their
+   * deadlines, so a viewer on a slow link is not given ranges it cannot
+   * finish before they expire.
+   */
+  transferRate: number | undefined;
   closed = false;
   private cleaned: Promise<void> | undefined;
   private queue: Promise<void> = Promise.resolve();
@@ -440,6 +448,10 @@ export class Session {
     switch (outcome) {
       case TransferOutcome.TRANSFER_OUTCOME_OK:
         metrics.transfersDone.inc();
+        if (delivered >= meta.chunkSize && report.durationMs > 0) {
+          const rate = (delivered * 1000) / report.durationMs;
+          this.transferRate = this.transferRate === undefined ? rate : 0.7 * this.transferRate + 0.3 * rate;
+        }
         await store.recordSourceOutcome(t.streamId, t.serverId, "ok", TRUST_POLICY);
         return;
       case TransferOutcome.TRANSFER_OUTCOME_FAILED:
@@ -511,7 +523,7 @@ export class Session {
       const j = this.joined.get(streamId);
       if (!j) continue;
       const now = Date.now();
-      const plan = await this.core.planner.plan(streamId, this.peerId, now);
+      const plan = await this.core.planner.plan(streamId, this.peerId, now, this.transferRate);
       j.plannedEpoch = plan.epoch;
       j.plannedMs = now;
       j.fruitless = plan.directives.length > 0 || plan.satisfied ? 0 : Math.min(j.fruitless + 1, 16);

@@ -90,6 +90,8 @@ const NETWORK_KEY_WAIT_MS = 10_000;
 /** Ticket lifetime and deadline of a manifest computation. */
 const MANIFEST_TIMEOUT_MS = 10 * 60_000;
 const SCHEDULE_TICK_MS = 250;
+/** Manifests kept in memory for joins (encoded bytes). */
+const MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
 /** A hungry peer with transfers in flight is replanned by the tick at most this often. */
 const REPLAN_MS = 1_000;
 const TRANSFER_SWEEP_MS = 1_000;
@@ -140,6 +142,9 @@ export class TrackerCore {
    */
   private readonly events: EventSubscription;
   private readonly streamUsers = new Map<string, Set<string>>();
+  /** Decoded manifests of ready streams by id, oldest first, and their encoded size in total. */
+  private readonly manifests = new Map<string, { manifest: SignedManifest; bytes: number }>();
+  private manifestBytes = 0;
   /** Chunks newly held per peer per stream since the last "holdings" events. */
   private readonly pendingHoldings = new Map<string, Map<string, number>>();
   private resyncing: Promise<void> | undefined;
@@ -630,9 +635,30 @@ export class TrackerCore {
 
   /** The Joined answer for a ready stream (its manifest read from the store), or undefined when it has none. */
   async joinedMessage(meta: StreamMeta): Promise<Joined | undefined> {
-    const manifest = await this.store.getManifest(meta.streamId);
+    const manifest = await this.manifestOf(meta.streamId);
     if (!manifest) return undefined;
-    return { descriptor: await this.descriptor(meta), manifest: SignedManifest.decode(manifest) };
+    return { descriptor: await this.descriptor(meta), manifest };
+  }
+
+  /**
+   * A ready stream's manifest, decoded. A stream id names fixed bytes, so its
+   * manifest never changes: kept (up to MANIFEST_CACHE_BYTES) instead of
+   * being read from the store (128 KiB per GiB of file) on every join.
+   */
+  private async manifestOf(streamId: string): Promise<SignedManifest | undefined> {
+    const hit = this.manifests.get(streamId);
+    if (hit) return hit.manifest;
+    const bytes = await this.store.getManifest(streamId);
+    if (!bytes) return undefined;
+    const manifest = SignedManifest.decode(bytes);
+    this.manifests.set(streamId, { manifest, bytes: bytes.length });
+    this.manifestBytes += bytes.length;
+    for (const [id, m] of this.manifests) {
+      if (this.manifestBytes <= MANIFEST_CACHE_BYTES || id === streamId) break;
+      this.manifests.delete(id);
+      this.manifestBytes -= m.bytes;
+    }
+    return manifest;
   }
 
   private async descriptor(meta: StreamMeta): Promise<StreamDescriptor> {

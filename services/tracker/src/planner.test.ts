@@ -1,0 +1,49 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Signer } from "@distribustream/pdtp";
+import { MemorySwarmStore } from "@distribustream/swarm-store";
+import { DEFAULT_PLANNER, Planner } from "./planner.js";
+
+const KiB = 1024;
+const CHUNK = 256 * KiB;
+
+/** A ready stream of `chunks` chunks with one seeder, and an empty viewer "v". */
+async function swarm(chunks: number) {
+  const store = new MemorySwarmStore();
+  const size = chunks * CHUNK;
+  const meta = { streamId: "s", name: "s.bin", size, chunkSize: CHUNK, version: 1, kind: "on_demand" as const };
+  await store.createStream({ ...meta, createdMs: 0 });
+  await store.markReady("s", new Uint8Array([1]), 0);
+  const peer = { host: "10.0.0.1", port: 9000, mode: "bulk" as const, position: 0 };
+  await store.joinPeer("s", { ...peer, peerId: "seed", role: "seeder", have: [{ first: 0, last: chunks - 1 }] }, 0);
+  await store.joinPeer("s", { ...peer, peerId: "v", host: "10.0.0.2", role: "viewer", have: [] }, 0);
+  return store;
+}
+
+describe("Planner: directives sized to the fetcher's transfer rate", () => {
+  it("without a measured rate: ranges up to 4 MiB, deadline at 128 KiB/s", async () => {
+    const planner = new Planner(await swarm(64), Signer.generate(), { ...DEFAULT_PLANNER, maxDownloads: 1 });
+    const [d] = (await planner.plan("s", "v", 1_000)).directives;
+    assert.ok(d);
+    assert.equal(d.range!.last - d.range!.first + 1, 16, "16 chunks of 256 KiB");
+    assert.equal(planner.transferTimeoutMs(16 * CHUNK), 32_000, "4 MiB at 128 KiB/s");
+  });
+
+  it("a slow link gets about 4 s of its rate per directive, and three times its time to finish", async () => {
+    const planner = new Planner(await swarm(64), Signer.generate(), { ...DEFAULT_PLANNER, maxDownloads: 1 });
+    const rate = 128 * KiB; // bytes/s one transfer of this fetcher gets
+    const [d] = (await planner.plan("s", "v", 1_000, rate)).directives;
+    assert.ok(d);
+    const chunks = d.range!.last - d.range!.first + 1;
+    assert.equal(chunks, 2, "4 s at 128 KiB/s = 512 KiB = 2 chunks");
+    // 512 KiB at a third of 128 KiB/s: 12 s, past the 10 s floor
+    assert.equal(planner.transferTimeoutMs(chunks * CHUNK, rate), 12_000);
+  });
+
+  it("a fast link keeps the byte cap and the usual deadline", async () => {
+    const planner = new Planner(await swarm(64), Signer.generate(), { ...DEFAULT_PLANNER, maxDownloads: 1 });
+    const [d] = (await planner.plan("s", "v", 1_000, 100 * 1024 * KiB)).directives;
+    assert.equal(d!.range!.last - d!.range!.first + 1, 16);
+    assert.equal(planner.transferTimeoutMs(16 * CHUNK, 100 * 1024 * KiB), 10_000);
+  });
+});
