@@ -20,9 +20,18 @@ async function swarm(chunks: number) {
   return store;
 }
 
-describe("Planner: directives sized to the fetcher's transfer rate", () => {
+describe("Planner: directives sized to the fetcher's receive rate", () => {
+  it("slow start: one transfer until the fetcher's rate is measured, then all its slots", async () => {
+    const store = await swarm(64);
+    const planner = new Planner(store, Signer.generate(), DEFAULT_PLANNER);
+    assert.equal((await planner.plan("s", "v", 1_000)).directives.length, 1);
+    assert.equal((await planner.plan("s", "v", 1_000)).directives.length, 0, "its one slot is busy");
+    const more = await planner.plan("s", "v", 1_000, 8 * 1024 * KiB);
+    assert.equal(more.directives.length, DEFAULT_PLANNER.maxDownloads - 1);
+  });
+
   it("without a measured rate: ranges up to 4 MiB, deadline at 128 KiB/s", async () => {
-    const planner = new Planner(await swarm(64), Signer.generate(), { ...DEFAULT_PLANNER, maxDownloads: 1 });
+    const planner = new Planner(await swarm(64), Signer.generate(), DEFAULT_PLANNER);
     const [d] = (await planner.plan("s", "v", 1_000)).directives;
     assert.ok(d);
     assert.equal(d.range!.last - d.range!.first + 1, 16, "16 chunks of 256 KiB");
@@ -30,9 +39,9 @@ describe("Planner: directives sized to the fetcher's transfer rate", () => {
   });
 
   it("a slow link gets about 4 s of its rate per directive, and three times its time to finish", async () => {
-    const planner = new Planner(await swarm(64), Signer.generate(), { ...DEFAULT_PLANNER, maxDownloads: 1 });
-    const rate = 128 * KiB; // bytes/s one transfer of this fetcher gets
-    const [d] = (await planner.plan("s", "v", 1_000, rate)).directives;
+    const planner = new Planner(await swarm(64), Signer.generate(), DEFAULT_PLANNER);
+    const rate = 128 * KiB; // bytes/s one transfer of this fetcher gets: a quarter of its 512 KiB/s
+    const [d] = (await planner.plan("s", "v", 1_000, 4 * rate)).directives;
     assert.ok(d);
     const chunks = d.range!.last - d.range!.first + 1;
     assert.equal(chunks, 2, "4 s at 128 KiB/s = 512 KiB = 2 chunks");
@@ -41,8 +50,8 @@ describe("Planner: directives sized to the fetcher's transfer rate", () => {
   });
 
   it("a fast link keeps the byte cap and the usual deadline", async () => {
-    const planner = new Planner(await swarm(64), Signer.generate(), { ...DEFAULT_PLANNER, maxDownloads: 1 });
-    const [d] = (await planner.plan("s", "v", 1_000, 100 * 1024 * KiB)).directives;
+    const planner = new Planner(await swarm(64), Signer.generate(), DEFAULT_PLANNER);
+    const [d] = (await planner.plan("s", "v", 1_000, 400 * 1024 * KiB)).directives;
     assert.equal(d!.range!.last - d!.range!.first + 1, 16);
     assert.equal(planner.transferTimeoutMs(16 * CHUNK, 100 * 1024 * KiB), 10_000);
   });

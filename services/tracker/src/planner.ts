@@ -107,18 +107,22 @@ export class Planner {
   }
 
   /**
-   * Plans one fetcher. `rate`: bytes/s its transfers get (Session.transferRate),
-   * when known; a directive then carries about `directiveSeconds` of it.
+   * Plans one fetcher. `receiveRate`: the verified bytes/s it receives
+   * (Session.receiveRate), once measured. Until then it gets one transfer at
+   * a time (a slow start: a slow link is not handed four ranges at once);
+   * after, each of its `maxDownloads` transfers is expected to get an equal
+   * share of that rate and carries about `directiveSeconds` of it.
    */
-  async plan(streamId: string, fetcherId: string, nowMs: number, rate?: number): Promise<Plan> {
+  async plan(streamId: string, fetcherId: string, nowMs: number, receiveRate?: number): Promise<Plan> {
     const info = await this.streamInfo(streamId);
     // one read: whatever changes after it shows as a newer epoch
     const { epoch, peer, transfers } = await this.store.fetcherView(streamId, fetcherId);
     if (!info) return { directives: [], satisfied: true, epoch, idle: true };
     const meta = info;
+    const rate = receiveRate === undefined ? undefined : receiveRate / info.limits.maxDownloads;
     const limits =
       rate === undefined
-        ? info.limits
+        ? { ...info.limits, maxDownloads: 1 }
         : {
             ...info.limits,
             maxRangeChunks: Math.max(

@@ -27,6 +27,8 @@ import type { TrackerCore } from "./tracker.js";
 
 /** Messages queued for handling before the session stops reading from the peer. */
 const MAX_QUEUED = 64;
+/** Shortest window over which a peer's receive rate is measured. */
+const RATE_WINDOW_MS = 1_000;
 /** Outbound messages buffered before the tracker stops planning for a slow reader. */
 const MAX_UNSENT = 32;
 /**
@@ -90,13 +92,14 @@ export class Session {
    */
   readonly inSwarm = new Set<string>();
   /**
-   * Bytes per second one of its transfers gets (moving average over its OK
-   * reports), or undefined before the first: with several transfers in
-   * flight on one link, each gets a share. Sizes its directives and their
-   * deadlines, so a viewer on a slow link is not given ranges it cannot
-   * finish before they expire.
+   * Verified bytes per second this peer receives (moving average over
+   * windows of at least RATE_WINDOW_MS), or undefined before the first
+   * window closed. Sizes its directives and their deadlines, so a viewer on a
+   * slow link is not given ranges it cannot finish before they expire.
    */
-  transferRate: number | undefined;
+  receiveRate: number | undefined;
+  /** The current measuring window: since when, and the bytes reported in it. */
+  private rateWindow = { sinceMs: 0, bytes: 0 };
   closed = false;
   private cleaned: Promise<void> | undefined;
   private queue: Promise<void> = Promise.resolve();
@@ -448,10 +451,7 @@ export class Session {
     switch (outcome) {
       case TransferOutcome.TRANSFER_OUTCOME_OK:
         metrics.transfersDone.inc();
-        if (delivered >= meta.chunkSize && report.durationMs > 0) {
-          const rate = (delivered * 1000) / report.durationMs;
-          this.transferRate = this.transferRate === undefined ? rate : 0.7 * this.transferRate + 0.3 * rate;
-        }
+        this.measure(delivered);
         await store.recordSourceOutcome(t.streamId, t.serverId, "ok", TRUST_POLICY);
         return;
       case TransferOutcome.TRANSFER_OUTCOME_FAILED:
@@ -514,6 +514,18 @@ export class Session {
     this.log.info({ streamId, name }, "unpublished");
   }
 
+  /** Counts verified bytes into the receive rate; a window closes once RATE_WINDOW_MS long. */
+  private measure(bytes: number): void {
+    const w = this.rateWindow;
+    if (w.sinceMs === 0) return;
+    w.bytes += bytes;
+    const now = Date.now();
+    if (now - w.sinceMs < RATE_WINDOW_MS) return;
+    const rate = (w.bytes * 1000) / (now - w.sinceMs);
+    this.receiveRate = this.receiveRate === undefined ? rate : 0.5 * this.receiveRate + 0.5 * rate;
+    this.rateWindow = { sinceMs: now, bytes: 0 };
+  }
+
   /** Plans the given joined streams (default: all) and sends what was decided in one Directives message. */
   async plan(streamIds: readonly string[] = [...this.joined.keys()]): Promise<void> {
     if (this.role !== "viewer" || !this.keepingUp) return;
@@ -523,7 +535,8 @@ export class Session {
       const j = this.joined.get(streamId);
       if (!j) continue;
       const now = Date.now();
-      const plan = await this.core.planner.plan(streamId, this.peerId, now, this.transferRate);
+      const plan = await this.core.planner.plan(streamId, this.peerId, now, this.receiveRate);
+      if (plan.directives.length > 0 && this.rateWindow.sinceMs === 0) this.rateWindow.sinceMs = now;
       j.plannedEpoch = plan.epoch;
       j.plannedMs = now;
       j.fruitless = plan.directives.length > 0 || plan.satisfied ? 0 : Math.min(j.fruitless + 1, 16);
