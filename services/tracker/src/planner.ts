@@ -34,7 +34,7 @@ export const DEFAULT_PLANNER: PlannerOptions = {
   minBytesPerSecond: 128 * 1024,
   ticketMarginMs: 5_000,
   starveMs: 2_000,
-  directiveSeconds: 4,
+  directiveSeconds: 8,
 };
 
 export interface Plan {
@@ -107,19 +107,17 @@ export class Planner {
   }
 
   /**
-   * Plans one fetcher. `receiveRate`: the verified bytes/s it receives
-   * (Session.receiveRate), once measured. Until then it gets one transfer at
-   * a time (a slow start: a slow link is not handed four ranges at once);
-   * after, each of its `maxDownloads` transfers is expected to get an equal
-   * share of that rate and carries about `directiveSeconds` of it.
+   * Plans one fetcher. `rate`: bytes/s one of its transfers gets with all its
+   * slots busy (Session.slotRate), once measured; a directive then carries
+   * about `directiveSeconds` of it. Until then it gets one transfer at a time
+   * (a slow start: a slow link is not handed four full ranges at once).
    */
-  async plan(streamId: string, fetcherId: string, nowMs: number, receiveRate?: number): Promise<Plan> {
+  async plan(streamId: string, fetcherId: string, nowMs: number, rate?: number): Promise<Plan> {
     const info = await this.streamInfo(streamId);
     // one read: whatever changes after it shows as a newer epoch
     const { epoch, peer, transfers } = await this.store.fetcherView(streamId, fetcherId);
     if (!info) return { directives: [], satisfied: true, epoch, idle: true };
     const meta = info;
-    const rate = receiveRate === undefined ? undefined : receiveRate / info.limits.maxDownloads;
     const limits =
       rate === undefined
         ? { ...info.limits, maxDownloads: 1 }

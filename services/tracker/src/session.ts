@@ -21,14 +21,13 @@ import {
 } from "@distribustream/pdtp";
 import { invalidArgument, notFound, PublicError, toServiceError, type Logger } from "@distribustream/runtime";
 import type { PeerRoleName, SourceOutcome, TransferRecord, TrustPolicy } from "@distribustream/swarm-store";
+import { DEFAULT_PLANNER } from "./planner.js";
 import { hostFromPeer, isAdvertisableHost } from "./peerAddress.js";
 import { checkName, checkRanges, checkString, MAX_REPORTS } from "./validate.js";
 import type { TrackerCore } from "./tracker.js";
 
 /** Messages queued for handling before the session stops reading from the peer. */
 const MAX_QUEUED = 64;
-/** Shortest window over which a peer's receive rate is measured. */
-const RATE_WINDOW_MS = 1_000;
 /** Outbound messages buffered before the tracker stops planning for a slow reader. */
 const MAX_UNSENT = 32;
 /**
@@ -92,14 +91,15 @@ export class Session {
    */
   readonly inSwarm = new Set<string>();
   /**
-   * Verified bytes per second this peer receives (moving average over
-   * windows of at least RATE_WINDOW_MS), or undefined before the first
-   * window closed. Sizes its directives and their deadlines, so a viewer on a
-   * slow link is not given ranges it cannot finish before they expire.
+   * Bytes per second one of its transfers gets with all its download slots
+   * busy (moving average over its OK reports, from the durations it
+   * reports), or undefined before the first. Sizes its directives and their
+   * deadlines, so a viewer on a slow link is not given ranges it cannot
+   * finish before they expire.
    */
-  receiveRate: number | undefined;
-  /** The current measuring window: since when, and the bytes reported in it. */
-  private rateWindow = { sinceMs: 0, bytes: 0 };
+  slotRate: number | undefined;
+  /** Its transfers in flight when the reports being settled arrived (they shared its link). */
+  private sharing = 1;
   closed = false;
   private cleaned: Promise<void> | undefined;
   private queue: Promise<void> = Promise.resolve();
@@ -406,6 +406,9 @@ export class Session {
       checkRanges(rep.verified, Number.MAX_SAFE_INTEGER, "TransferReport.verified");
     }
     if (r.reports.length === 0) return;
+    let sharing = 0;
+    for (const j of this.joined.values()) sharing += j.inFlight.size;
+    this.sharing = Math.max(1, sharing);
     const touched = new Set<string>();
     for (const rep of r.reports) {
       // its stream: the one this session was directed to fetch it in, else any it joined (a
@@ -451,7 +454,7 @@ export class Session {
     switch (outcome) {
       case TransferOutcome.TRANSFER_OUTCOME_OK:
         metrics.transfersDone.inc();
-        this.measure(delivered);
+        this.measure(delivered, report.durationMs);
         await store.recordSourceOutcome(t.streamId, t.serverId, "ok", TRUST_POLICY);
         return;
       case TransferOutcome.TRANSFER_OUTCOME_FAILED:
@@ -514,16 +517,15 @@ export class Session {
     this.log.info({ streamId, name }, "unpublished");
   }
 
-  /** Counts verified bytes into the receive rate; a window closes once RATE_WINDOW_MS long. */
-  private measure(bytes: number): void {
-    const w = this.rateWindow;
-    if (w.sinceMs === 0) return;
-    w.bytes += bytes;
-    const now = Date.now();
-    if (now - w.sinceMs < RATE_WINDOW_MS) return;
-    const rate = (w.bytes * 1000) / (now - w.sinceMs);
-    this.receiveRate = this.receiveRate === undefined ? rate : 0.5 * this.receiveRate + 0.5 * rate;
-    this.rateWindow = { sinceMs: now, bytes: 0 };
+  /**
+   * Folds one OK transfer into slotRate: its rate as measured by the peer,
+   * scaled from the `sharing` transfers it shared the link with to a full
+   * set of download slots.
+   */
+  private measure(bytes: number, durationMs: number): void {
+    if (durationMs <= 0 || bytes <= 0) return;
+    const sample = ((bytes * 1000) / durationMs) * (this.sharing / DEFAULT_PLANNER.maxDownloads);
+    this.slotRate = this.slotRate === undefined ? sample : 0.7 * this.slotRate + 0.3 * sample;
   }
 
   /** Plans the given joined streams (default: all) and sends what was decided in one Directives message. */
@@ -535,8 +537,7 @@ export class Session {
       const j = this.joined.get(streamId);
       if (!j) continue;
       const now = Date.now();
-      const plan = await this.core.planner.plan(streamId, this.peerId, now, this.receiveRate);
-      if (plan.directives.length > 0 && this.rateWindow.sinceMs === 0) this.rateWindow.sinceMs = now;
+      const plan = await this.core.planner.plan(streamId, this.peerId, now, this.slotRate);
       j.plannedEpoch = plan.epoch;
       j.plannedMs = now;
       j.fruitless = plan.directives.length > 0 || plan.satisfied ? 0 : Math.min(j.fruitless + 1, 16);
