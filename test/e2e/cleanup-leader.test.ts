@@ -5,11 +5,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, test } from "node:test";
-import { credentials } from "@grpc/grpc-js";
-import { TrackerClient, type StreamDescriptor } from "@distribustream/pdtp";
 import { redisForTests, type TestRedis } from "@distribustream/swarm-store/testing";
 import { DSCLIENT, freePorts, metric, sha256File, startNode, type Proc } from "../support/procs.js";
 import { Services } from "../support/services.js";
+import { describeStream } from "../support/tracker.js";
 
 /**
  * The cleanup leader SIGKILLed: the peers of its sessions stay in Redis (nobody
@@ -31,14 +30,6 @@ const SWEEP_MS = (PEER_TTL_S * 1000) / 3;
 /** Slack for process scheduling and the 100 ms polling below. */
 const SLACK_MS = 1_500;
 const VIEWERS = 3;
-
-/** The stream as a replica describes it to anyone (peers and seeders in its swarm). */
-function describeStream(target: string, name: string): Promise<StreamDescriptor> {
-  const client = new TrackerClient(target, credentials.createInsecure());
-  return new Promise<StreamDescriptor>((resolve, reject) =>
-    client.describeStream({ name, streamId: "" }, (err, d) => (err ? reject(err) : resolve(d))),
-  ).finally(() => client.close());
-}
 
 async function isLeader(metricsUrl: string): Promise<boolean> {
   return (await metric(metricsUrl, "pdtp_tracker_cleanup_leader")) === 1;

@@ -42,9 +42,9 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
   ctx.shutdown.add("store", () => store.close());
   let serving = false;
   // /healthz follows gRPC health: 503 while the swarm store does not answer
-  let tracker: Awaited<ReturnType<typeof startTracker>> | undefined;
-  await metrics(ctx, cfg.host, cfg.metricsPort, () => serving && tracker?.health.serving === true);
-  tracker = await startTracker({
+  const grpcHealth: { serving?: boolean } = {};
+  await metrics(ctx, cfg.host, cfg.metricsPort, () => serving && grpcHealth.serving === true);
+  const tracker = await startTracker({
     host: cfg.host,
     port: cfg.port,
     checksum: cfg.checksum,
@@ -55,10 +55,11 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
     log: ctx.log,
     registry: ctx.registry,
   });
+  Object.defineProperty(grpcHealth, "serving", { get: () => tracker.health.serving });
   serving = true;
   ctx.shutdown.add("tracker", async () => {
     serving = false;
-    await tracker?.drain();
+    await tracker.drain();
   });
 }
 
