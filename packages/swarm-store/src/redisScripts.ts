@@ -109,6 +109,16 @@ local function list_del(s, id)
   return table.concat(out, ',')
 end
 
+-- The stored records of the transfers a peer fetches (its dl list); O(maxDownloads).
+local function fetching(p)
+  local out = {}
+  for _, id in ipairs(list_items(p.dl)) do
+    local s = redis.call('HGET', K_XFERS, id)
+    if s then out[#out + 1] = s end
+  end
+  return out
+end
+
 local function chunk_count() return tonumber(redis.call('HGET', K_META, 'chunkCount')) end
 local function bump() redis.call('HINCRBY', K_META, 'epoch', 1) end
 
@@ -550,22 +560,14 @@ local id = ARGV[1]
 local rec = redis.call('HGET', K_PEERS, id)
 if not rec then return { epoch, false } end
 local out = { epoch, rec, redis.call('HGET', K_HAVE, id), redis.call('ZSCORE', K_SEEN, id) }
-for _, x in ipairs(list_items(cjson.decode(rec).dl)) do
-  local s = redis.call('HGET', K_XFERS, x)
-  if s then out[#out + 1] = s end
-end
+for _, s in ipairs(fetching(cjson.decode(rec))) do out[#out + 1] = s end
 return out`,
 
   // ARGV: fetcherId -> records
   dsTransfersOf: `
 local p = get_peer(ARGV[1])
-local out = {}
-if not p then return out end
-for _, id in ipairs(list_items(p.dl)) do
-  local s = redis.call('HGET', K_XFERS, id)
-  if s then out[#out + 1] = s end
-end
-return out`,
+if not p then return {} end
+return fetching(p)`,
 
   // ARGV: nowMs -> records of the transfers due
   dsExpireTransfers: `
