@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import * as grpc from "@grpc/grpc-js";
+import { checkHealth } from "@distribustream/runtime";
 import { redisTlsForTests, type TestRedisTls } from "@distribustream/swarm-store/testing";
 import { DISTRIBUSTREAM, DSCLIENT, freePorts, sha256File, startNode } from "../support/procs.js";
 import { Services } from "../support/services.js";
@@ -65,7 +65,8 @@ describe("tracker replicas on Redis over TLS with a password (rediss://)", { tim
   });
 
   test("both replicas report SERVING and log the store without its password", async () => {
-    for (const port of ports.slice(0, 2)) assert.equal(await health(`127.0.0.1:${port}`), "SERVING", `tracker ${port}`);
+    for (const port of ports.slice(0, 2))
+      assert.equal(await checkHealth(`127.0.0.1:${port}`), "SERVING", `tracker ${port}`);
     for (const p of sys.procs.slice(1, 3)) {
       assert.match(p.stdout() + p.stderr(), /rediss:\/\/:\*\*\*@127\.0\.0\.1:\d+[^\n]*swarm store opened/);
       assert.doesNotMatch(p.stdout() + p.stderr(), /secret/);
@@ -101,7 +102,7 @@ describe("tracker replicas on Redis over TLS with a password (rediss://)", { tim
       assert.match(line, /WRONGPASS/);
       assert.match(line, new RegExp(redacted));
       await p.waitFor(/swarm store unreachable: health NOT_SERVING/, 10_000);
-      assert.equal(await health(`127.0.0.1:${port}`), "NOT_SERVING");
+      assert.equal(await checkHealth(`127.0.0.1:${port}`), "NOT_SERVING");
       const healthz = await fetch(`http://127.0.0.1:${metricsPort}/healthz`);
       assert.equal(healthz.status, 503, "/healthz follows gRPC health");
       assert.doesNotMatch(p.stdout() + p.stderr(), /not-it/);
@@ -133,27 +134,3 @@ describe("tracker replicas on Redis over TLS with a password (rediss://)", { tim
     );
   });
 });
-
-/** gRPC health Check of the whole server: "SERVING", "NOT_SERVING" or the error's message. */
-async function health(target: string): Promise<string> {
-  const client = new grpc.Client(target, grpc.credentials.createInsecure());
-  try {
-    return await new Promise<string>((resolve) =>
-      client.makeUnaryRequest(
-        "/grpc.health.v1.Health/Check",
-        () => Buffer.alloc(0), // HealthCheckRequest{service: ""}
-        (b: Buffer) => b,
-        {},
-        { deadline: Date.now() + 2000 },
-        (err, res) => {
-          if (err || !res) return resolve(err?.message ?? "no answer");
-          // HealthCheckResponse{status = 1}: field 1, varint
-          const status = res.length >= 2 && res[0] === 0x08 ? res[1] : 0;
-          resolve(status === 1 ? "SERVING" : status === 2 ? "NOT_SERVING" : `status ${status}`);
-        },
-      ),
-    );
-  } finally {
-    client.close();
-  }
-}

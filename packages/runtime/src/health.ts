@@ -1,4 +1,4 @@
-import type { Server } from "@grpc/grpc-js";
+import { Client, credentials, type Server } from "@grpc/grpc-js";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 
 /**
@@ -29,5 +29,33 @@ export class Health {
     this.state = state;
     this.impl.setStatus("", state);
     for (const s of this.services) this.impl.setStatus(s, state);
+  }
+}
+
+/**
+ * Asks a gRPC server's health service about the whole server (service ""):
+ * resolves "SERVING", "NOT_SERVING", another "status N", or the error's
+ * message when it does not answer within `timeoutMs`. For probes and tests.
+ */
+export async function checkHealth(target: string, timeoutMs = 2000): Promise<string> {
+  const client = new Client(target, credentials.createInsecure());
+  try {
+    return await new Promise<string>((resolve) =>
+      client.makeUnaryRequest(
+        "/grpc.health.v1.Health/Check",
+        () => Buffer.alloc(0), // HealthCheckRequest{service: ""}
+        (b: Buffer) => b,
+        {},
+        { deadline: Date.now() + timeoutMs },
+        (err, res) => {
+          if (err || !res) return resolve(err?.message ?? "no answer");
+          // HealthCheckResponse{status}: field 1, varint
+          const status = res.length >= 2 && res[0] === 0x08 ? res[1] : 0;
+          resolve(status === 1 ? "SERVING" : status === 2 ? "NOT_SERVING" : `status ${status}`);
+        },
+      ),
+    );
+  } finally {
+    client.close();
   }
 }

@@ -15,7 +15,7 @@ import {
   type PeerMessage,
   type TrackerMessage,
 } from "@distribustream/pdtp";
-import { createLogger, Registry } from "@distribustream/runtime";
+import { checkHealth, createLogger, Registry } from "@distribustream/runtime";
 import { openSwarmStore, type SwarmStore } from "@distribustream/swarm-store";
 import {
   redisForTests,
@@ -164,30 +164,6 @@ describe("tracker replicas on one Redis: the cleanup lease", () => {
   });
 });
 
-/** gRPC health Check of the whole server: "SERVING", "NOT_SERVING" or the error's message. */
-async function healthOf(target: string): Promise<string> {
-  const client = new grpc.Client(target, grpc.credentials.createInsecure());
-  try {
-    return await new Promise<string>((resolve) =>
-      client.makeUnaryRequest(
-        "/grpc.health.v1.Health/Check",
-        () => Buffer.alloc(0), // HealthCheckRequest{service: ""}
-        (b: Buffer) => b,
-        {},
-        { deadline: Date.now() + 2000 },
-        (err, res) => {
-          if (err || !res) return resolve(err?.message ?? "no answer");
-          // HealthCheckResponse{status = 1}: field 1, varint
-          const status = res.length >= 2 && res[0] === 0x08 ? res[1] : 0;
-          resolve(status === 1 ? "SERVING" : status === 2 ? "NOT_SERVING" : `status ${status}`);
-        },
-      ),
-    );
-  } finally {
-    client.close();
-  }
-}
-
 describe("tracker when Redis goes away and comes back empty", () => {
   let redis: RestartableRedis;
   let store: SwarmStore;
@@ -286,19 +262,19 @@ describe("tracker when Redis goes away and comes back empty", () => {
       },
     });
     await until("Joined", 5000, async () => inbox.some((m) => m.body?.$case === "joined"));
-    assert.equal(await healthOf(target), "SERVING");
+    assert.equal(await checkHealth(target), "SERVING");
 
     const pid = redis.pid();
     assert.ok(pid, "redis-server runs");
     await redis.kill(); // SIGTERM by PID
-    await until("health NOT_SERVING", 4000, async () => (await healthOf(target)) === "NOT_SERVING");
+    await until("health NOT_SERVING", 4000, async () => (await checkHealth(target)) === "NOT_SERVING");
     let endedEarly = false;
     void ended.then(() => (endedEarly = true));
     await new Promise((r) => setTimeout(r, 1000));
     assert.equal(endedEarly, false, "the session stays open while Redis is down");
 
     await redis.restart(); // same port, empty
-    await until("health SERVING again", 10_000, async () => (await healthOf(target)) === "SERVING");
+    await until("health SERVING again", 10_000, async () => (await checkHealth(target)) === "SERVING");
     const status = await Promise.race([ended, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000))]);
     assert.equal(status?.code, grpc.status.UNAVAILABLE, "the session whose swarm state was lost is told to reconnect");
     assert.match(status?.details ?? "", /reconnect and join again/);
