@@ -23,11 +23,20 @@ export class Services {
     return p;
   }
 
-  async tracker(o: { port: number; checksum: number; metricsPort: number; redis?: string; extra?: string[] }) {
+  /** `seederTokens`: credentials file (relative to the system's folder) for --seeder-tokens. */
+  async tracker(o: {
+    port: number;
+    checksum: number;
+    metricsPort: number;
+    redis?: string;
+    seederTokens?: string;
+    extra?: string[];
+  }) {
     const p = this.start(
       ["tracker", "--host", "127.0.0.1", "--port", `${o.port}`, "--checksum", `127.0.0.1:${o.checksum}`].concat(
         ["--metrics-port", `${o.metricsPort}`],
         o.redis ? ["--redis", o.redis] : [],
+        o.seederTokens ? ["--seeder-tokens", o.seederTokens] : [],
         o.extra ?? [],
       ),
     );
@@ -35,15 +44,13 @@ export class Services {
     return p;
   }
 
-  /** A seeder of dir/media; resolves once a file is ready. */
-  async seeder(o: { tracker: string; dataPort: number; metricsPort: number }): Promise<Proc> {
+  /** A seeder of dir/media (with the seeder token in `tokenFile`, if given); resolves once a file is ready. */
+  async seeder(o: { tracker: string; dataPort: number; metricsPort: number; tokenFile?: string }): Promise<Proc> {
     const p = this.start(
-      ["seeder", "--tracker", o.tracker, "--media", "media", "--data-host", "127.0.0.1"].concat([
-        "--data-port",
-        `${o.dataPort}`,
-        "--metrics-port",
-        `${o.metricsPort}`,
-      ]),
+      ["seeder", "--tracker", o.tracker, "--media", "media", "--data-host", "127.0.0.1"].concat(
+        ["--data-port", `${o.dataPort}`, "--metrics-port", `${o.metricsPort}`],
+        o.tokenFile ? ["--token-file", o.tokenFile] : [],
+      ),
     );
     await p.waitFor(/published: ready/, 30_000);
     return p;

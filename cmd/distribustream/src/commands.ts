@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { startChecksum } from "@distribustream/checksum";
 import {
   ConfigError,
@@ -11,9 +11,17 @@ import {
   startMetricsServer,
   type Logger,
 } from "@distribustream/runtime";
-import { startSeeder } from "@distribustream/seeder";
+import { startSeeder, type CredentialRefusedError } from "@distribustream/seeder";
 import { openSwarmStore, redactUrl } from "@distribustream/swarm-store";
-import { startTracker } from "@distribustream/tracker";
+import {
+  issueToken,
+  parseToken,
+  readTokenFile,
+  SeederTokens,
+  startTracker,
+  verifyToken,
+  writeTokenFile,
+} from "@distribustream/tracker";
 import { checksumSchema, originalAliases, seederSchema, trackerSchema, upSchema } from "./config.js";
 import { loadOrCreateKey } from "./keys.js";
 
@@ -38,6 +46,8 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
   const tlsCa = readRedisCa(cfg.redis, cfg.redisCa);
   const ctx = setup("tracker", cfg.logLevel);
   const ticketSigner = loadOrCreateKey(cfg.ticketKey, "ticket_key", ctx.log);
+  const seederTokens = cfg.seederTokens === undefined ? undefined : openSeederTokens(cfg.seederTokens, ctx.log);
+  if (seederTokens) ctx.shutdown.add("seeder tokens", () => seederTokens.close());
   const store = await openStore(cfg.redis, tlsCa, ctx.log);
   ctx.shutdown.add("store", () => store.close());
   let serving = false;
@@ -52,6 +62,7 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
     ticketSigner,
     chunkSize: cfg.chunkSize,
     peerTtlMs: cfg.peerTtl * 1000,
+    seederTokens,
     log: ctx.log,
     registry: ctx.registry,
   });
@@ -84,7 +95,17 @@ export async function runChecksum(flags: Flags, confFile: string | undefined): P
 }
 
 export async function runSeeder(flags: Flags, confFile: string | undefined): Promise<void> {
-  const cfg = loadConfig(seederSchema, { flags, env: process.env, confFile, aliases: originalAliases.seeder });
+  // --token and --token-file set seeder_token and seeder_token_file (DS_SEEDER_TOKEN, DS_SEEDER_TOKEN_FILE)
+  const { token, tokenFile, ...rest } = flags;
+  const cfg = withFlagNames(() =>
+    loadConfig(seederSchema, {
+      flags: { ...rest, seederToken: token, seederTokenFile: tokenFile },
+      env: process.env,
+      confFile,
+      aliases: originalAliases.seeder,
+    }),
+  );
+  const credential = seederCredential(cfg.seederToken, cfg.seederTokenFile);
   const ctx = setup("seeder", cfg.logLevel);
   const media = checkMediaFolder(cfg.media, false);
   let serving = false;
@@ -95,6 +116,8 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     dataHost: cfg.dataHost,
     dataPort: cfg.dataPort,
     advertise: cfg.advertise,
+    credential,
+    onRefused: (err) => exitRefused(ctx, err),
     log: ctx.log,
     registry: ctx.registry,
   });
@@ -116,6 +139,9 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   const demo = ensureDemoFile(media, ctx.log);
   const networkKey = loadOrCreateKey(join(cfg.dataDir, "network-key.pem"), "network_key", ctx.log);
   const ticketSigner = loadOrCreateKey(join(cfg.dataDir, "ticket-key.pem"), "ticket_key", ctx.log);
+  const upToken = upSeederToken(cfg.dataDir, ctx.log);
+  const seederTokens = openSeederTokens(upToken.tokensFile, ctx.log);
+  ctx.shutdown.add("seeder tokens", () => seederTokens.close());
   let serving = false;
   const m = await metrics(ctx, cfg.host, cfg.metricsPort, () => serving);
 
@@ -136,6 +162,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     store,
     ticketSigner,
     chunkSize: cfg.chunkSize,
+    seederTokens,
     log: ctx.log.child({ part: "tracker" }),
     registry: ctx.registry,
   });
@@ -146,6 +173,8 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     dataHost: cfg.host,
     dataPort: cfg.dataPort,
     advertise: cfg.vhost,
+    credential: upToken.token,
+    onRefused: (err) => exitRefused(ctx, err),
     log: ctx.log.child({ part: "seeder" }),
     registry: ctx.registry,
   });
@@ -168,6 +197,82 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     ),
   ];
   process.stdout.write(lines.join("\n") + "\n");
+}
+
+/** The credentials file of seeder tokens, loaded now (a bad file stops the command) and polled for changes. */
+function openSeederTokens(path: string, log: Logger): SeederTokens {
+  try {
+    return SeederTokens.open(path, log);
+  } catch (err) {
+    throw configError("seeder_tokens", (err as Error).message);
+  }
+}
+
+/** Config errors name the seeder's token flags as the user typed them. */
+function withFlagNames<T>(load: () => T): T {
+  try {
+    return load();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      err.message = err.message.replace(
+        /from --seeder-token(-file)?\b/g,
+        (_, f: string | undefined) => `from --token${f ?? ""}`,
+      );
+    }
+    throw err;
+  }
+}
+
+/** The seeder's token from seeder_token or seeder_token_file (trimmed); the secret is never part of a message. */
+function seederCredential(token: string | undefined, tokenFile: string | undefined): string | undefined {
+  if (token !== undefined && tokenFile !== undefined) {
+    throw configError("seeder_token", "give the seeder token either as seeder_token or as seeder_token_file, not both");
+  }
+  if (tokenFile === undefined) return token;
+  let text: string;
+  try {
+    text = readFileSync(tokenFile, "utf8").trim();
+  } catch (err) {
+    throw configError("seeder_token_file", `cannot read ${tokenFile}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  if (!parseToken(text)) {
+    throw configError("seeder_token_file", `${tokenFile} does not hold a seeder token (expected dss_<id>_<secret>)`);
+  }
+  return text;
+}
+
+/** Retrying cannot help a refused credential: stop everything and exit 3 with the tracker's reason. */
+function exitRefused(ctx: ReturnType<typeof setup>, err: CredentialRefusedError): void {
+  const me = basename(process.argv[1] ?? "distribustream", ".js");
+  process.stderr.write(`${me}: ${err.message}\n`);
+  setImmediate(() => void ctx.shutdown.run().then(() => process.exit(3)));
+}
+
+/**
+ * `up`'s own seeder token: kept in DATA_DIR/seeder-token (mode 0600) and
+ * registered in DATA_DIR/seeder-tokens, the credentials file its tracker
+ * reads; created on first run, and again when the saved one no longer
+ * verifies (revoked, or the file was edited). More seeders can be let in
+ * with `distribustream seeder-token create --file DATA_DIR/seeder-tokens`.
+ */
+function upSeederToken(dataDir: string, log: Logger): { tokensFile: string; token: string } {
+  const tokensFile = join(dataDir, "seeder-tokens");
+  const tokenFile = join(dataDir, "seeder-token");
+  let entries;
+  try {
+    entries = readTokenFile(tokensFile, true);
+  } catch (err) {
+    throw configError("seeder_tokens", (err as Error).message);
+  }
+  const saved = existsSync(tokenFile) ? readFileSync(tokenFile, "utf8").trim() : "";
+  const known = new Map(entries.map((e) => [e.id, e]));
+  if (saved && verifyToken(saved, known).ok) return { tokensFile, token: saved };
+  const { token, entry } = issueToken("up");
+  writeTokenFile(tokensFile, [...entries, entry]);
+  writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+  chmodSync(tokenFile, 0o600);
+  log.info({ tokenId: entry.id, tokensFile, tokenFile }, "created a seeder token for the embedded seeder");
+  return { tokensFile, token };
 }
 
 /**

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from "@distribustream/pdtp";
 import { host, hostPort, logLevel, port, z } from "@distribustream/runtime";
+import { parseToken } from "@distribustream/tracker";
 
 /**
  * Settings of each subcommand. Every key can be set by a flag (--data-port),
@@ -60,6 +61,8 @@ export const trackerSchema = z.strictObject({
   metricsPort: port(9086),
   ticketKey: file(".distribustream/ticket-key.pem"),
   peerTtl: z.coerce.number().int().min(5).max(3600).default(30),
+  /** Credentials file of seeder tokens (hashed); without it any seeder may publish. */
+  seederTokens: z.string().min(1).optional(),
   logLevel,
 });
 
@@ -79,7 +82,23 @@ export const seederSchema = z.strictObject({
   dataPort: port(8000),
   advertise: vhost,
   metricsPort: port(9087),
+  /** Seeder token (--token; a secret: never echoed in errors or logs). */
+  seederToken: z
+    .string()
+    .refine((t) => parseToken(t) !== undefined, "expected a seeder token of the form dss_<id>_<secret>")
+    .optional(),
+  /** File holding the seeder token (--token-file), e.g. a mounted Kubernetes Secret. */
+  seederTokenFile: z.string().min(1).optional(),
   logLevel,
+});
+
+/** `seeder-token create|revoke|list`: the credentials file (--file) and, for create, a label. */
+export const seederTokenSchema = z.strictObject({
+  seederTokens: file(".distribustream/seeder-tokens"),
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9._@:/-]{1,64}$/, "expected 1-64 characters of A-Z a-z 0-9 . _ @ : / -")
+    .optional(),
 });
 
 export const upSchema = z.strictObject({

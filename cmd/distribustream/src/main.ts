@@ -2,6 +2,7 @@
 import { Command, Option } from "commander";
 import { ConfigError } from "@distribustream/runtime";
 import { runChecksum, runSeeder, runTracker, runUp } from "./commands.js";
+import { createSeederToken, listSeederTokens, revokeSeederToken } from "./seederToken.js";
 
 /**
  * `distribustream`: one command line for every service. Wiring only: each
@@ -71,7 +72,11 @@ common(
       "--ticket-key <file>",
       "Ed25519 PEM key that signs tickets; created if missing (default .distribustream/ticket-key.pem)",
     )
-    .option("--peer-ttl <seconds>", "forget peers not heard from for this long (default 30)"),
+    .option("--peer-ttl <seconds>", "forget peers not heard from for this long (default 30)")
+    .option(
+      "--seeder-tokens <file>",
+      "credentials file of seeder tokens (see seeder-token); when set, a seeder must present a valid token; re-read when it changes",
+    ),
 ).action(run(runTracker));
 
 common(
@@ -96,8 +101,45 @@ common(
     .option("--data-host <addr>", "data-plane bind address (default 0.0.0.0)")
     .option("--data-port <n>", "data-plane port (default 8000; original key: listen_port)")
     .option("--advertise <host>", "address viewers use to reach the data plane, when the bind address is not reachable")
-    .option("--metrics-port <n>", "Prometheus /metrics port (default 9087)"),
+    .option("--metrics-port <n>", "Prometheus /metrics port (default 9087)")
+    .option("--token <token>", "seeder token issued by the operator (prefer --token-file or DS_SEEDER_TOKEN)")
+    .option("--token-file <file>", "file holding the seeder token, e.g. a mounted Kubernetes Secret"),
 ).action(run(runSeeder));
+
+const TOKENS_FILE_HELP = "credentials file (also DS_SEEDER_TOKENS; default .distribustream/seeder-tokens)";
+const seederToken = program
+  .command("seeder-token")
+  .description("issue, revoke and list the seeder tokens of a credentials file (the tracker's --seeder-tokens)");
+seederToken
+  .command("create")
+  .description("print a new seeder token once and add its hash to the file (created with mode 0600)")
+  .option("--file <file>", TOKENS_FILE_HELP)
+  .option("--name <label>", "label to tell the token apart in lists and logs")
+  .action(sync((opts: { file?: string; name?: string }) => createSeederToken(opts)));
+seederToken
+  .command("revoke")
+  .description("revoke a token: trackers reading the file refuse it and end its sessions within seconds")
+  .argument("<id>", "token id (the part after dss_, as listed)")
+  .option("--file <file>", TOKENS_FILE_HELP)
+  .action(sync((id: string, opts: { file?: string }) => revokeSeederToken(id, opts)));
+seederToken
+  .command("list")
+  .description("list ids, labels, creation and revocation times (never secrets)")
+  .option("--file <file>", TOKENS_FILE_HELP)
+  .action(sync((opts: { file?: string }) => listSeederTokens(opts)));
+
+/** A command that runs and returns; a ConfigError exits 2 with its message. */
+function sync<A extends unknown[]>(fn: (...args: A) => void) {
+  return (...args: A) => {
+    try {
+      fn(...args);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      process.stderr.write(`distribustream: ${err.message}\n`);
+      process.exit(2);
+    }
+  };
+}
 
 type Runner = (flags: Record<string, unknown>, confFile: string | undefined) => Promise<void>;
 

@@ -1,1 +1,1 @@
-export { startSeeder, SEEDER_AGENT, type SeederOptions, type RunningSeeder } from "./seeder.js";
+export { CredentialRefusedError, startSeeder, SEEDER_AGENT, type SeederOptions, type RunningSeeder } from "./seeder.js";

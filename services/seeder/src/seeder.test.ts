@@ -306,3 +306,63 @@ describe("seeder configuration", () => {
     );
   });
 });
+
+describe("seeder refused by the tracker", () => {
+  for (const code of [grpc.status.UNAUTHENTICATED, grpc.status.PERMISSION_DENIED]) {
+    it(`stops on ${grpc.status[code]} instead of retrying, and tells the caller once`, async () => {
+      const server = new grpc.Server();
+      let hellos = 0;
+      const impl: TrackerServer = {
+        session: (call) => {
+          call.on("data", (m: PeerMessage) => {
+            if (m.body?.$case !== "hello") return;
+            hellos++;
+            call.emit("error", { code, details: "unknown seeder token" });
+          });
+          call.on("error", () => {});
+        },
+        describeStream: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
+        listStreams: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
+      };
+      server.addService(TrackerService, impl);
+      const port = await new Promise<number>((resolve, reject) =>
+        server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) =>
+          e ? reject(e) : resolve(p),
+        ),
+      );
+      const media = await mkdtemp(join(tmpdir(), "ds-seed-refused-"));
+      await writeFile(join(media, "a.bin"), randomBytes(1000));
+      await utimes(join(media, "a.bin"), new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+      const refusals: Error[] = [];
+      const seeder = await startSeeder({
+        tracker: `127.0.0.1:${port}`,
+        media,
+        dataHost: "127.0.0.1",
+        dataPort: 0,
+        credential: "dss_wrong",
+        onRefused: (err) => refusals.push(err),
+        log,
+        registry: new Registry(),
+      });
+      try {
+        await assert.rejects(
+          seeder.whenReady("a.bin"),
+          new RegExp(
+            `^CredentialRefusedError: the tracker refused this seeder's credential \\(${grpc.status[code]}: unknown seeder token\\)$`,
+          ),
+        );
+        await new Promise((r) => setTimeout(r, 1_000)); // several backoff periods
+        assert.equal(hellos, 1, "no reconnection");
+        assert.equal(refusals.length, 1);
+        assert.equal(
+          refusals[0]!.message,
+          `the tracker refused this seeder's credential (${grpc.status[code]}: unknown seeder token)`,
+        );
+      } finally {
+        await seeder.drain();
+        server.forceShutdown();
+        await rm(media, { recursive: true, force: true });
+      }
+    });
+  }
+});

@@ -28,8 +28,15 @@ export interface SeederOptions {
   dataPort?: number;
   /** Host name or IP to give viewers instead of the connection's address. */
   advertise?: string | undefined;
-  /** Sent in Hello.credential. */
+  /** Sent in Hello.credential: the seeder token the operator issued (dss_<id>_<secret>). */
   credential?: string | undefined;
+  /**
+   * Called once when the tracker refuses the credential (UNAUTHENTICATED or
+   * PERMISSION_DENIED, at Hello or when the token is revoked later). The
+   * seeder stops reconnecting (retrying cannot help) and its whenReady
+   * promises reject with the same error; the caller decides how to exit.
+   */
+  onRefused?: (err: CredentialRefusedError) => void;
   /** Publish files added later and unpublish removed ones (default true). */
   watch?: boolean;
   /** How often the media folder is scanned (default 2 s). */
@@ -44,6 +51,17 @@ export interface RunningSeeder {
   whenReady(name: string): Promise<string>;
   /** Ends the tracker session, stops watching, lets transfers in flight finish, closes the data plane. */
   drain(): Promise<void>;
+}
+
+/** The tracker refused this seeder's credential; the message reads "the tracker refused … (CODE: reason)". */
+export class CredentialRefusedError extends Error {
+  override name = "CredentialRefusedError";
+  constructor(
+    readonly code: grpc.status,
+    readonly reason: string,
+  ) {
+    super(`the tracker refused this seeder's credential (${grpc.status[code]}: ${reason})`);
+  }
 }
 
 const BACKOFF_BASE_MS = 250;
@@ -178,7 +196,7 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
     const c = client.session();
     call = c;
     let ended = false;
-    const onEnd = (why: string, fields: object) => {
+    const onEnd = (why: string, fields: object, refused?: CredentialRefusedError) => {
       if (ended) return;
       ended = true;
       if (call === c) {
@@ -191,6 +209,15 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
       results.clear();
       updateGauge();
       if (stopped) return;
+      if (refused) {
+        stopped = true;
+        if (scanTimer) clearInterval(scanTimer);
+        log.error({ tracker: opts.tracker, code: grpc.status[refused.code], reason: refused.reason }, refused.message);
+        for (const [, list] of waiters) for (const w of list) w.reject(refused);
+        waiters.clear();
+        opts.onRefused?.(refused);
+        return;
+      }
       const delay = Math.random() * Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
       attempt = Math.min(attempt + 1, 16);
       log.warn({ ...fields, tracker: opts.tracker, retryInMs: Math.round(delay) }, why);
@@ -203,9 +230,14 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
         log.error({ err }, "cannot handle tracker message");
       }
     });
-    c.on("error", (err: grpc.ServiceError) =>
-      onEnd("tracker session failed", { code: grpc.status[err.code] ?? err.code, reason: err.details || err.message }),
-    );
+    c.on("error", (err: grpc.ServiceError) => {
+      const reason = err.details || err.message;
+      const refused =
+        err.code === grpc.status.UNAUTHENTICATED || err.code === grpc.status.PERMISSION_DENIED
+          ? new CredentialRefusedError(err.code, reason)
+          : undefined;
+      onEnd("tracker session failed", { code: grpc.status[err.code] ?? err.code, reason }, refused);
+    });
     c.on("end", () => onEnd("tracker ended the session", {}));
     c.write({
       body: {

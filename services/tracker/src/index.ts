@@ -1,2 +1,12 @@
 export { startTracker, TRACKER_SERVICE_NAME, type TrackerOptions, type RunningTracker } from "./tracker.js";
 export { schedule, wantWindow, limitsFor, DEFAULT_LIMITS, type SchedulerLimits, type Assignment } from "./scheduler.js";
+export {
+  SeederTokens,
+  TokenFileError,
+  issueToken,
+  parseToken,
+  readTokenFile,
+  verifyToken,
+  writeTokenFile,
+  type TokenEntry,
+} from "./seederAuth.js";

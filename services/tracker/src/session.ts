@@ -75,6 +75,8 @@ export class Session {
   dataHost = "";
   dataPort = 0;
   agent = "";
+  /** Id of the token a seeder authenticated with (undefined for viewers, or when seeders are not authenticated). */
+  seederTokenId: string | undefined;
   /** Streams joined as a viewer, by id. */
   readonly joined = new Map<string, JoinedStream>();
   /**
@@ -267,8 +269,14 @@ export class Session {
       }
     }
     if (!this.host) throw invalidArgument("cannot tell the peer's address from the connection");
+    const { seederAuth } = this.core;
+    const tokenId = role === "seeder" ? seederAuth.check(h.credential, this.host) : undefined;
     const networkKey = await this.core.networkKey();
     if (this.closed) return;
+    // revoked while waiting for the network key: the reload's sweep did not see this session yet
+    if (tokenId !== undefined && !seederAuth.tokens!.valid(tokenId))
+      throw seederAuth.revoked(tokenId, this.host, this.peerId);
+    this.seederTokenId = tokenId;
     this.role = role;
     this.dataHost = h.advertiseHost || this.host;
     this.dataPort = h.dataPort;

@@ -44,6 +44,7 @@ import type {
 import { TrackerMetrics } from "./metrics.js";
 import { httpBase } from "./peerAddress.js";
 import { DEFAULT_PLANNER, Planner } from "./planner.js";
+import { SeederAuth, type SeederTokens } from "./seederAuth.js";
 import { Session } from "./session.js";
 import { checkName } from "./validate.js";
 
@@ -74,6 +75,12 @@ export interface TrackerOptions {
    * another takes over within this time. Default 10 s.
    */
   cleanupLeaseMs?: number;
+  /**
+   * Seeder credentials: when given, a seeder's Hello must carry a valid,
+   * unrevoked token, and a seeder whose token is revoked later is ended.
+   * Without it any peer may publish (a warning is logged at start).
+   */
+  seederTokens?: SeederTokens | undefined;
 }
 
 export interface RunningTracker {
@@ -148,6 +155,8 @@ export class TrackerCore {
   /** Chunks newly held per peer per stream since the last "holdings" events. */
   private readonly pendingHoldings = new Map<string, Map<string, number>>();
   private resyncing: Promise<void> | undefined;
+  readonly seederAuth: SeederAuth;
+  private unwatchTokens: (() => void) | undefined;
 
   constructor(private readonly opts: TrackerOptions) {
     this.log = opts.log;
@@ -155,6 +164,7 @@ export class TrackerCore {
     this.metrics = new TrackerMetrics(opts.registry, () => opts.store.streamCount());
     this.planner = new Planner(opts.store, opts.ticketSigner, DEFAULT_PLANNER);
     this.ticketKey = opts.ticketSigner.publicKey;
+    this.seederAuth = new SeederAuth(opts.seederTokens, opts.registry, opts.log);
     this.ttlMs = opts.peerTtlMs ?? 30_000;
     this.leaseMs = opts.cleanupLeaseMs ?? 10_000;
     this.server = new grpc.Server({
@@ -205,6 +215,11 @@ export class TrackerCore {
     this.every(Math.max(50, Math.floor(this.leaseMs / 3)), () => this.renewLease());
     this.every(STORE_CHECK_MS, () => this.checkStore());
     void this.renewLease();
+    if (this.opts.seederTokens) {
+      this.unwatchTokens = this.opts.seederTokens.onChange(() => this.endRevokedSeeders());
+    } else {
+      this.log.warn("seeders are not authenticated: anyone can publish; set --seeder-tokens");
+    }
     this.health.set("SERVING");
     this.log.info({ host: this.opts.host, port, checksum: this.opts.checksum }, "tracker listening");
     return { port, health: this.health, drain: () => this.drain() };
@@ -324,6 +339,15 @@ export class TrackerCore {
       await this.leaveSwarm(streamId, s.peerId);
     }
     this.log.info({ peerId: s.peerId, host: s.host, role: s.role, why }, "session ended");
+  }
+
+  /** Ends the seeder sessions whose token the reloaded credentials file revoked or no longer has. */
+  private endRevokedSeeders(): void {
+    const tokens = this.opts.seederTokens!;
+    for (const s of this.sessions.values()) {
+      if (s.seederTokenId === undefined || tokens.valid(s.seederTokenId)) continue;
+      void s.terminate(this.seederAuth.revoked(s.seederTokenId, s.host, s.peerId));
+    }
   }
 
   /** Whether this peer's session is on this replica. */
@@ -876,6 +900,7 @@ export class TrackerCore {
     this.draining = true;
     this.health.set("NOT_SERVING");
     for (const t of this.timers) clearInterval(t);
+    this.unwatchTokens?.();
     if (this.keyRetry) clearTimeout(this.keyRetry);
     await this.renewing;
     if (this.leader) {

@@ -238,7 +238,13 @@ export interface Hello {
   dataPort: number;
   /** Free text such as "dsclient/0.1.0", for logs and the dashboard. */
   agent: string;
-  /** Seeder credential. Not checked yet; the trust work fills this seam. */
+  /**
+   * Seeder credential: the token the operator issued, "dss_<id>_<secret>".
+   * When the tracker runs with seeder tokens, a seeder without a valid one
+   * is refused (UNAUTHENTICATED; PERMISSION_DENIED when revoked) and a seeder
+   * whose token is revoked later is ended with PERMISSION_DENIED. Viewers
+   * leave it empty.
+   */
   credential: string;
   /**
    * Host name to hand to other peers instead of the connection's address

@@ -1,0 +1,70 @@
+import { ConfigError, loadConfig } from "@distribustream/runtime";
+import { issueToken, readTokenFile, writeTokenFile, type TokenEntry } from "@distribustream/tracker";
+import { seederTokenSchema } from "./config.js";
+
+/**
+ * `distribustream seeder-token create|revoke|list`: the operator's side of
+ * seeder authentication. The credentials file (--file, DS_SEEDER_TOKENS,
+ * default .distribustream/seeder-tokens) holds only hashes; a new token is
+ * printed once on stdout and never stored.
+ */
+
+type Out = { out: (s: string) => void; err: (s: string) => void };
+const std: Out = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
+
+function settings(flags: { file?: string; name?: string }) {
+  return loadConfig(seederTokenSchema, { flags: { seederTokens: flags.file, name: flags.name }, env: process.env });
+}
+
+function read(path: string, missingOk: boolean): TokenEntry[] {
+  try {
+    return readTokenFile(path, missingOk);
+  } catch (err) {
+    throw new ConfigError(`invalid setting seeder_tokens: ${(err as Error).message}`);
+  }
+}
+
+export function createSeederToken(flags: { file?: string; name?: string }, io: Out = std): void {
+  const cfg = settings(flags);
+  const entries = read(cfg.seederTokens, true);
+  const { token, entry } = issueToken(cfg.name);
+  writeTokenFile(cfg.seederTokens, [...entries, entry]);
+  io.out(`${token}\n`);
+  io.err(
+    `seeder token ${entry.id} added to ${cfg.seederTokens}; the token above is shown only once: ` +
+      `give it to the seeder (--token-file or DS_SEEDER_TOKEN)\n`,
+  );
+}
+
+export function revokeSeederToken(id: string, flags: { file?: string }, io: Out = std): void {
+  const cfg = settings(flags);
+  const entries = read(cfg.seederTokens, false);
+  const entry = entries.find((e) => e.id === id);
+  if (!entry) throw new ConfigError(`no seeder token with id "${id.slice(0, 40)}" in ${cfg.seederTokens}`);
+  if (entry.revokedMs !== undefined) {
+    io.err(`seeder token ${id} was already revoked at ${new Date(entry.revokedMs).toISOString()}\n`);
+    return;
+  }
+  entry.revokedMs = Date.now();
+  writeTokenFile(cfg.seederTokens, entries);
+  io.err(`seeder token ${id} revoked; trackers reading ${cfg.seederTokens} end its sessions within seconds\n`);
+}
+
+export function listSeederTokens(flags: { file?: string }, io: Out = std): void {
+  const cfg = settings(flags);
+  const rows = read(cfg.seederTokens, false).map((e) => [
+    e.id,
+    e.label ?? "-",
+    new Date(e.createdMs).toISOString(),
+    e.revokedMs === undefined ? "-" : new Date(e.revokedMs).toISOString(),
+  ]);
+  const all = [["ID", "LABEL", "CREATED", "REVOKED"], ...rows];
+  const widths = all[0]!.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
+  for (const r of all)
+    io.out(
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd() + "\n",
+    );
+}
