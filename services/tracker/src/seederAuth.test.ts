@@ -7,18 +7,12 @@ import { join } from "node:path";
 import { after, before, describe, it, mock } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import {
-  ChecksumService,
-  chunkCount,
   PeerRole,
   PublishStatus,
-  signManifest,
   Signer,
   TrackerClient,
-  type ComputeManifestRequest,
   type ListStreamsResponse,
   type PeerMessage,
-  type PublicKey,
-  type SignedManifest,
   type TrackerMessage,
 } from "@distribustream/pdtp";
 import { createLogger, Registry } from "@distribustream/runtime";
@@ -35,6 +29,7 @@ import {
   writeTokenFile,
   type TokenEntry,
 } from "./seederAuth.js";
+import { startChecksumDouble } from "./checksumDouble.js";
 import { startTracker, type RunningTracker } from "./tracker.js";
 
 const quiet = createLogger("seeder-auth-test", { level: "silent" });
@@ -158,27 +153,6 @@ describe("seeder tokens", () => {
   });
 });
 
-/** A real gRPC checksum stand-in: serves the network key and signs a manifest of the requested shape. */
-async function startChecksumStandIn(network: Signer) {
-  const server = new grpc.Server();
-  server.addService(ChecksumService, {
-    getNetworkKey: (_call: unknown, cb: grpc.sendUnaryData<PublicKey>) => cb(null, network.publicKey),
-    computeManifest: (
-      call: grpc.ServerUnaryCall<ComputeManifestRequest, SignedManifest>,
-      cb: grpc.sendUnaryData<SignedManifest>,
-    ) => {
-      const r = call.request;
-      const hashes = Buffer.alloc(32 * chunkCount(r.size, r.chunkSize));
-      const body = { ...r, chunkHashes: hashes, createdMs: Date.now() };
-      cb(null, signManifest(body, network));
-    },
-  });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
-  );
-  return { port, close: () => server.forceShutdown() };
-}
-
 /** One session from the peer's side: what it was sent, and how it ended. */
 function openSession(client: TrackerClient) {
   const call: grpc.ClientDuplexStream<PeerMessage, TrackerMessage> = client.session();
@@ -215,7 +189,7 @@ describe("tracker with --seeder-tokens, over real gRPC", () => {
   let dir: string;
   let path: string;
   let tokens: SeederTokens;
-  let checksum: Awaited<ReturnType<typeof startChecksumStandIn>>;
+  let checksum: Awaited<ReturnType<typeof startChecksumDouble>>;
   let tracker: RunningTracker;
   let client: TrackerClient;
   const valid = issueToken("valid");
@@ -237,7 +211,7 @@ describe("tracker with --seeder-tokens, over real gRPC", () => {
     revoked.entry.revokedMs = Date.now();
     writeTokenFile(path, [valid.entry, revoked.entry]);
     tokens = SeederTokens.open(path, quiet, 200);
-    checksum = await startChecksumStandIn(network);
+    checksum = await startChecksumDouble(network);
     tracker = await startTracker({
       host: "127.0.0.1",
       port: 0,
