@@ -120,9 +120,11 @@ describe("the cleanup leader SIGKILLed with peers in its sessions", { timeout: 9
     let peersBeforeTakeover: number | undefined;
     const deadline = tKill + LEASE_MS + LEASE_MS / 3 + SWEEP_MS + 2 * SLACK_MS;
     while (tExpired === undefined && Date.now() < deadline) {
+      // peers first, then the lease: only the lease holder expires peers, so peers seen gone
+      // are always followed by the lease seen held (the other order raced within one poll)
+      const { peers, seeders } = await describeStream(survivor.target, "stream.bin");
       const leads = await isLeader(survivor.metricsUrl);
       const now = Date.now();
-      const { peers, seeders } = await describeStream(survivor.target, "stream.bin");
       assert.equal(seeders, 1, "the live seeder never expires");
       if (leads) tTakeover ??= now;
       else peersBeforeTakeover = peers;
