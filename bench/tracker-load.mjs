@@ -18,7 +18,7 @@
 // directive, completions. Every process started here is stopped by its PID; all on 127.0.0.1.
 import { spawn, execFileSync } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
-import { randomFillSync } from "node:crypto";
+import { randomBytes, randomFillSync } from "node:crypto";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -249,7 +249,12 @@ class Viewer {
       PeerMessage.fromPartial({
         body: {
           $case: "hello",
-          value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 1 + (this.index % 65535), agent: "tracker-load/0" },
+          value: {
+            role: PeerRole.PEER_ROLE_VIEWER,
+            dataPort: 1 + (this.index % 65535),
+            agent: "tracker-load/0",
+            peerKey: randomBytes(32),
+          },
         },
       }),
     );

@@ -21,6 +21,9 @@ import {
 } from "@distribustream/pdtp";
 import { DSCLIENT, sha256File, startNode, startUp, type Proc } from "../support/procs.js";
 
+/** Session key of the test peers (Hello.peer_key); their tickets name it. */
+const TEST_PEER_KEY = Signer.generate().publicKey.ed25519;
+
 /**
  * Bad input on every public entry point of a running system: the offender is
  * refused with a clear status and everyone else keeps being served.
@@ -74,6 +77,7 @@ describe("bad input is refused and loses nothing", { timeout: 120_000 }, () => {
             agent: "x".repeat(1024 * 1024),
             credential: "",
             advertiseHost: "",
+            peerKey: TEST_PEER_KEY,
           },
         },
       }).finish(),
@@ -103,7 +107,7 @@ describe("bad input is refused and loses nothing", { timeout: 120_000 }, () => {
       call.write({
         body: {
           $case: "hello",
-          value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 0, agent: "test", credential: "", advertiseHost: "" },
+          value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 0, agent: "test", credential: "", advertiseHost: "", peerKey: TEST_PEER_KEY },
         },
       });
     });
@@ -211,7 +215,7 @@ function firstDirective(target: string, name: string): Promise<Directive> {
     call.write({
       body: {
         $case: "hello",
-        value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 1, agent: "test", credential: "", advertiseHost: "" },
+        value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 1, agent: "test", credential: "", advertiseHost: "", peerKey: TEST_PEER_KEY },
       },
     });
   });

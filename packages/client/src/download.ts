@@ -9,6 +9,7 @@ import {
   PeerRole,
   RangeSet,
   rangeWithin,
+  Signer,
   StreamKind,
   TransferOutcome,
   WantMode,
@@ -145,6 +146,8 @@ class Download {
   private generation = 0;
   private everConnected = false;
   private manifest: Manifest | undefined;
+  /** Named in this peer's tickets; it signs each data-plane request so that no one else can use them. */
+  private readonly sessionKey = Signer.generate();
   private layout: Layout | undefined;
   private storage: Storage | undefined;
   private readonly transfers = new Map<string, Transfer>();
@@ -335,6 +338,7 @@ class Download {
             agent: AGENT,
             credential: "",
             advertiseHost: "",
+            peerKey: this.sessionKey.publicKey.ed25519,
           },
           (msg) => this.enqueue(msg, generation),
           this.stop.signal,
@@ -548,6 +552,7 @@ class Download {
       streamId: m.streamId,
       range,
       ticket: d.ticket,
+      sessionKey: this.sessionKey,
       layout: { size: m.body.size, chunkSize: m.body.chunkSize },
       onChunk: (index, data) => this.onChunk(t, index, data),
       signal: t.abort.signal,

@@ -71,6 +71,11 @@ export class TrackerSession {
           resolve(session);
           return;
         }
+        if (msg.body?.$case === "keys") {
+          // a ticket key rotation: serve tickets of the new key from now on
+          session.welcome.ticketKeys = msg.body.value.ticketKeys;
+          session.welcome.networkKeys = msg.body.value.networkKeys;
+        }
         onMessage(msg);
       });
       void session.ended.then((s) => {

@@ -11,7 +11,9 @@ import {
   chunkCount,
   chunksPath,
   encodeTicket,
+  fetchProof,
   issueTicket,
+  PROOF_HEADER,
   Signer,
   TICKET_HEADER,
   type ChunkRange,
@@ -38,6 +40,9 @@ const SERVER_ID = "peer-A";
 
 const tracker = Signer.generate();
 const impostor = Signer.generate();
+/** Session keys of the fetcher the tickets name, and of another peer holding a copy of its ticket. */
+const fetcher = Signer.generate();
+const thief = Signer.generate();
 
 let dir: string;
 let file: Buffer;
@@ -55,7 +60,7 @@ function source(path: string): ChunkSource {
 }
 
 function ticket(
-  over: Partial<{ streamId: string; range: ChunkRange; serverId: string; expiresMs: number }> = {},
+  over: Partial<{ streamId: string; range: ChunkRange; serverId: string; expiresMs: number; fetcherKey: Uint8Array }> = {},
   signer = tracker,
 ): SignedTicket {
   return issueTicket(
@@ -65,9 +70,16 @@ function ticket(
       fetcherId: "peer-B",
       serverId: over.serverId ?? SERVER_ID,
       expiresMs: over.expiresMs ?? Date.now() + 60_000,
+      fetcherKey: over.fetcherKey,
     },
     signer,
   );
+}
+
+/** Headers of a request for `range` with a ticket naming `fetcher`, signed by `by` (undefined: no proof). */
+function bound(range: ChunkRange, by: Signer | undefined, ticketRange = range): Record<string, string> {
+  const t = ticket({ range: ticketRange, fetcherKey: fetcher.publicKey.ed25519 });
+  return { [TICKET_HEADER]: encodeTicket(t), ...(by ? { [PROOF_HEADER]: fetchProof(t, range, by) } : {}) };
 }
 
 function raw(
@@ -132,7 +144,26 @@ describe("data-plane server", () => {
     assert.ok(r.body.equals(slice(2, 4)));
   });
 
-  const refusals: [string, () => Record<string, string>, ChunkRange?][] = [
+  it("serves a ticket naming a fetcher key to that fetcher's proof", async () => {
+    const range = { first: 1, last: 3 };
+    const r = await raw(plane.port, chunksPath(FULL, range), bound(range, fetcher, { first: 0, last: 5 }));
+    assert.equal(r.status, 200);
+    assert.ok(r.body.equals(slice(1, 3)));
+  });
+
+  const all = { first: 0, last: COUNT - 1 };
+  const refusals: [string, () => Record<string, string>, ChunkRange?, RegExp?][] = [
+    ["a fetcher's ticket without its proof", () => bound(all, undefined), all, /request carries no fetcher proof/],
+    ["another peer's copy of a fetcher's ticket", () => bound(all, thief), all, /ticket is for another fetcher/],
+    [
+      "a fetcher's proof for another range of its ticket",
+      () => {
+        const t = ticket({ fetcherKey: fetcher.publicKey.ed25519 });
+        return { [TICKET_HEADER]: encodeTicket(t), [PROOF_HEADER]: fetchProof(t, { first: 0, last: 1 }, fetcher) };
+      },
+      all,
+      /ticket is for another fetcher/,
+    ],
     ["no ticket", () => ({})],
     ["a malformed ticket", () => ({ [TICKET_HEADER]: "not a ticket!" })],
     ["a ticket that does not decode", () => ({ [TICKET_HEADER]: "AAAA" })],
@@ -146,10 +177,11 @@ describe("data-plane server", () => {
       { first: 2, last: 3 },
     ],
   ];
-  for (const [what, headers, range] of refusals) {
+  for (const [what, headers, range, text] of refusals) {
     it(`answers 403 and no file bytes for ${what}`, async () => {
       const r = await raw(plane.port, chunksPath(FULL, range ?? { first: 0, last: COUNT - 1 }), headers());
       assert.equal(r.status, 403);
+      if (text) assert.match(r.body.toString(), text);
       assert.match(r.type, /^text\/plain/);
       assert.ok(r.body.length < 100, `body of ${r.body.length} bytes`);
       assert.ok(!file.includes(r.body.subarray(0, 8)), "body contains file bytes");

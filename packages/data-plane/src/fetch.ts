@@ -1,5 +1,14 @@
-import { chunkSpan, chunksPath, encodeTicket, joinHostPort, rangeSpan, TICKET_HEADER } from "@distribustream/pdtp";
-import type { ChunkRange, SignedTicket } from "@distribustream/pdtp";
+import {
+  chunkSpan,
+  chunksPath,
+  encodeTicket,
+  fetchProof,
+  joinHostPort,
+  PROOF_HEADER,
+  rangeSpan,
+  TICKET_HEADER,
+} from "@distribustream/pdtp";
+import type { ChunkRange, Signer, SignedTicket } from "@distribustream/pdtp";
 import { Connection, DataPlaneAgent, type ConnectionUser } from "./agent.js";
 import { parseResponseHead, ResponseHeadError } from "./responseHead.js";
 
@@ -9,6 +18,8 @@ export interface FetchOptions {
   streamId: string;
   range: ChunkRange;
   ticket: SignedTicket;
+  /** The fetcher's session key (its Hello.peer_key), to prove the ticket is its own; tickets naming a fetcher key need it. */
+  sessionKey?: Signer;
   layout: { size: number; chunkSize: number };
   /**
    * Called with each whole chunk in order; the next bytes are not read until
@@ -94,6 +105,7 @@ function requestHead(opts: FetchOptions): string {
     `GET ${chunksPath(opts.streamId, opts.range)} HTTP/1.1\r\n` +
     `Host: ${joinHostPort(opts.host, opts.port)}\r\n` +
     `${TICKET_HEADER}: ${encodeTicket(opts.ticket)}\r\n` +
+    (opts.sessionKey ? `${PROOF_HEADER}: ${fetchProof(opts.ticket, opts.range, opts.sessionKey)}\r\n` : "") +
     `Connection: keep-alive\r\n\r\n`
   );
 }

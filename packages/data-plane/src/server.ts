@@ -5,6 +5,7 @@ import {
   checkTicket,
   decodeTicket,
   parseChunksPath,
+  PROOF_HEADER,
   rangeSpan,
   rangeWithin,
   TICKET_HEADER,
@@ -50,7 +51,8 @@ const READ_HIGH_WATER_MARK = 64 * 1024;
  * Serves chunk ranges over HTTP/1.1 (see the wire format in
  * @distribustream/pdtp dataPlane.ts). Every chunk request must carry a ticket
  * signed by the tracker naming this peer, the stream and a range covering the
- * request; nothing of a stream is sent otherwise. Checks run in the order
+ * request, and the proof of the fetcher the ticket names (its session key's
+ * signature over ticket and range); nothing of a stream is sent otherwise. Checks run in the order
  * ticket (403), stream (404), range (416), so that a caller without a ticket
  * learns nothing about what this peer holds.
  */
@@ -139,8 +141,15 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: DataPlaneOption
 
   const header = req.headers[TICKET_HEADER];
   if (typeof header !== "string" || header.length === 0) return text(res, 403, "missing ticket");
+  const proof = req.headers[PROOF_HEADER];
   try {
-    checkTicket(decodeTicket(header), me.ticketKeys, { serverId: me.peerId, streamId, range, nowMs: Date.now() });
+    checkTicket(decodeTicket(header), me.ticketKeys, {
+      serverId: me.peerId,
+      streamId,
+      range,
+      nowMs: Date.now(),
+      proof: typeof proof === "string" ? proof : undefined,
+    });
   } catch (err) {
     if (err instanceof TicketError) {
       opts.log.debug({ streamId, fault: err.fault, remote: req.socket.remoteAddress }, "ticket refused");

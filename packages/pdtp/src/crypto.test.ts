@@ -4,7 +4,7 @@ import { test } from "node:test";
 import { SignedTicket } from "./gen/pdtp/v1/common.js";
 import { Signer } from "./keys.js";
 import { ManifestError, openManifest, signManifest } from "./manifest.js";
-import { checkTicket, decodeTicket, encodeTicket, issueTicket, TicketError } from "./ticket.js";
+import { checkTicket, decodeTicket, encodeTicket, fetchProof, issueTicket, TicketError } from "./ticket.js";
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest();
 
@@ -94,3 +94,34 @@ test("tickets are refused when forged, expired, or for another server, stream or
   assert.throws(() => decodeTicket("not base64!"), /base64url/);
   assert.throws(() => decodeTicket(""), TicketError);
 });
+
+test("a ticket naming a fetcher key serves only requests with that fetcher's proof for that range", () => {
+  const tracker = Signer.generate();
+  const fetcher = Signer.generate();
+  const thief = Signer.generate();
+  const range = { first: 4, last: 9 };
+  const grant = { streamId: "s1", range, fetcherId: "f", serverId: "srv", expiresMs: 2000 };
+  const t = issueTicket({ ...grant, fetcherKey: fetcher.publicKey.ed25519 }, tracker);
+  const want = { serverId: "srv", streamId: "s1", range, nowMs: 1000 };
+  const fault = (proof: string | undefined, r = range) => {
+    try {
+      checkTicket(t, [tracker.publicKey], { ...want, range: r, proof });
+      return "accepted";
+    } catch (err) {
+      assert.ok(err instanceof TicketError);
+      return `${err.fault}: ${err.message}`;
+    }
+  };
+  assert.equal(fault(fetchProof(t, range, fetcher)), "accepted");
+  assert.equal(fault(fetchProof(t, { first: 5, last: 9 }, fetcher), { first: 5, last: 9 }), "accepted");
+  assert.equal(fault(undefined), "wrong-fetcher: request carries no fetcher proof");
+  assert.equal(fault(fetchProof(t, range, thief)), "wrong-fetcher: ticket is for another fetcher");
+  // a proof for one range does not cover another inside the same ticket
+  assert.equal(fault(fetchProof(t, range, fetcher), { first: 5, last: 9 }), "wrong-fetcher: ticket is for another fetcher");
+  // nor another ticket of the same fetcher
+  const other = issueTicket({ ...grant, fetcherKey: fetcher.publicKey.ed25519 }, tracker);
+  assert.equal(fault(fetchProof(other, range, fetcher)), "wrong-fetcher: ticket is for another fetcher");
+  assert.equal(fault("x".repeat(86)), "wrong-fetcher: ticket is for another fetcher");
+  assert.equal(fault("not a proof"), "wrong-fetcher: ticket is for another fetcher");
+});
+

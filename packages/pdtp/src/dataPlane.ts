@@ -5,6 +5,7 @@ import type { ChunkRange } from "./gen/pdtp/v1/common.js";
  * The peer data plane: plain HTTP/1.1 with keep-alive.
  *   GET /pdtp/v1/streams/{streamId}/chunks/{first}-{last}
  *   x-pdtp-ticket: base64url(SignedTicket)
+ *   x-pdtp-proof: base64url(fetcher's signature; see fetchProof in ticket.ts)
  * Answers 200 with the bytes of the chunks in order, 403 for a missing or bad
  * ticket, 404 for an unknown stream, 416 for a range the peer does not hold.
  */

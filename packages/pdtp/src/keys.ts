@@ -51,6 +51,28 @@ export class Signer {
 
 const verifyKeys = new Map<string, KeyObject>();
 
+/** A KeyObject for a raw 32-byte Ed25519 public key, cached (bounded) since peers verify with the same few keys. */
+function publicKeyObject(raw: Uint8Array): KeyObject {
+  const x = Buffer.from(raw).toString("base64url");
+  let key = verifyKeys.get(x);
+  if (!key) {
+    key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x }, format: "jwk" });
+    if (verifyKeys.size >= 1024) verifyKeys.clear();
+    verifyKeys.set(x, key);
+  }
+  return key;
+}
+
+/** Verifies an Ed25519 signature with the raw 32-byte public key `raw`; false for a malformed key or signature. */
+export function verifyWithKey(raw: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean {
+  if (raw.length !== 32 || signature.length !== 64) return false;
+  try {
+    return verify(null, data, publicKeyObject(raw), signature);
+  } catch {
+    return false;
+  }
+}
+
 /** Verifies an Ed25519 signature with one of `keys` (chosen by keyId). */
 export function verifySignature(
   keys: readonly PublicKey[],
@@ -60,18 +82,5 @@ export function verifySignature(
 ): boolean {
   const pk = keys.find((k) => k.keyId === id);
   if (!pk || pk.ed25519.length !== 32 || keyId(pk.ed25519) !== id) return false;
-  let key = verifyKeys.get(id);
-  if (!key) {
-    key = createPublicKey({
-      key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(pk.ed25519).toString("base64url") },
-      format: "jwk",
-    });
-    if (verifyKeys.size > 64) verifyKeys.clear();
-    verifyKeys.set(id, key);
-  }
-  try {
-    return verify(null, data, key, signature);
-  } catch {
-    return false;
-  }
+  return verifyWithKey(pk.ed25519, data, signature);
 }

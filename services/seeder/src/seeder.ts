@@ -173,6 +173,11 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
         settle(r.name);
         break;
       }
+      case "keys":
+        // a ticket key rotation: serve tickets of the new key from now on
+        if (identity) identity = { peerId: identity.peerId, ticketKeys: body.value.ticketKeys };
+        log.info({ ticketKeys: body.value.ticketKeys.map((k) => k.keyId) }, "ticket keys changed");
+        break;
       case "notice":
         log.warn({ notice: body.value.message }, "tracker notice");
         break;
@@ -248,6 +253,8 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
           agent: SEEDER_AGENT,
           credential: opts.credential ?? "",
           advertiseHost: opts.advertise ?? "",
+          // a seeder only serves; it fetches nothing, so no ticket needs its key
+          peerKey: Buffer.alloc(0),
         },
       },
     });

@@ -22,6 +22,9 @@ import { redisForTests, type TestRedis } from "@distribustream/swarm-store/testi
 import { connect } from "node:net";
 import { startTracker, type RunningTracker } from "./index.js";
 
+/** Session key of the test peers (Hello.peer_key); their tickets name it. */
+const TEST_PEER_KEY = Signer.generate().publicKey.ed25519;
+
 async function until(what: string, timeoutMs: number, check: () => boolean | Promise<boolean>): Promise<number> {
   const start = Date.now();
   for (;;) {
@@ -77,7 +80,7 @@ class Peer {
   async joinAs(name: string, dataPort: number, have: ChunkRange[]): Promise<void> {
     this.send({
       $case: "hello",
-      value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort, agent: "t/1", credential: "", advertiseHost: "" },
+      value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort, agent: "t/1", credential: "", advertiseHost: "", peerKey: TEST_PEER_KEY },
     });
     this.send({ $case: "join", value: { name, mode: WantMode.WANT_MODE_IN_ORDER, have, position: 0 } });
     await until("Joined", 5000, () => this.inbox.some((m) => m.body?.$case === "joined"));

@@ -1,4 +1,5 @@
 export { startTracker, TRACKER_SERVICE_NAME, type TrackerOptions, type RunningTracker } from "./tracker.js";
+export { TicketKeys, TicketKeyFileError, parseTicketKeyFile, type TicketKeysOptions } from "./ticketKeys.js";
 export { schedule, wantWindow, limitsFor, DEFAULT_LIMITS, type SchedulerLimits, type Assignment } from "./scheduler.js";
 export {
   SeederTokens,

@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import { Signer } from "@distribustream/pdtp";
 import { MemorySwarmStore } from "@distribustream/swarm-store";
 import { DEFAULT_PLANNER, Planner } from "./planner.js";
+import { TicketKeys } from "./ticketKeys.js";
 
 const KiB = 1024;
 const CHUNK = 256 * KiB;
@@ -23,7 +24,7 @@ async function swarm(chunks: number) {
 describe("Planner: directives sized to the fetcher's receive rate", () => {
   it("slow start: one transfer until the fetcher's rate is measured, then all its slots", async () => {
     const store = await swarm(64);
-    const planner = new Planner(store, Signer.generate(), DEFAULT_PLANNER);
+    const planner = new Planner(store, TicketKeys.fixed(Signer.generate()), DEFAULT_PLANNER);
     assert.equal((await planner.plan("s", "v", 1_000)).directives.length, 1);
     assert.equal((await planner.plan("s", "v", 1_000)).directives.length, 0, "its one slot is busy");
     const more = await planner.plan("s", "v", 1_000, 8 * 1024 * KiB);
@@ -31,7 +32,7 @@ describe("Planner: directives sized to the fetcher's receive rate", () => {
   });
 
   it("without a measured rate: ranges up to 4 MiB, deadline at 128 KiB/s", async () => {
-    const planner = new Planner(await swarm(64), Signer.generate(), DEFAULT_PLANNER);
+    const planner = new Planner(await swarm(64), TicketKeys.fixed(Signer.generate()), DEFAULT_PLANNER);
     const [d] = (await planner.plan("s", "v", 1_000)).directives;
     assert.ok(d);
     assert.equal(d.range!.last - d.range!.first + 1, 16, "16 chunks of 256 KiB");
@@ -39,7 +40,7 @@ describe("Planner: directives sized to the fetcher's receive rate", () => {
   });
 
   it("a slow link gets about 8 s of its rate per directive, and three times its time to finish", async () => {
-    const planner = new Planner(await swarm(64), Signer.generate(), DEFAULT_PLANNER);
+    const planner = new Planner(await swarm(64), TicketKeys.fixed(Signer.generate()), DEFAULT_PLANNER);
     const rate = 128 * KiB; // bytes/s one transfer of this fetcher gets: a quarter of a 512 KiB/s link
     const [d] = (await planner.plan("s", "v", 1_000, rate)).directives;
     assert.ok(d);
@@ -50,7 +51,7 @@ describe("Planner: directives sized to the fetcher's receive rate", () => {
   });
 
   it("a fast link keeps the byte cap and the usual deadline", async () => {
-    const planner = new Planner(await swarm(64), Signer.generate(), DEFAULT_PLANNER);
+    const planner = new Planner(await swarm(64), TicketKeys.fixed(Signer.generate()), DEFAULT_PLANNER);
     const [d] = (await planner.plan("s", "v", 1_000, 100 * 1024 * KiB)).directives;
     assert.equal(d!.range!.last - d!.range!.first + 1, 16);
     assert.equal(planner.transferTimeoutMs(16 * CHUNK, 100 * 1024 * KiB), 10_000);

@@ -1,4 +1,5 @@
-import { issueTicket, rangeSpan, type Directive, type Signer } from "@distribustream/pdtp";
+import { issueTicket, rangeSpan, type Directive } from "@distribustream/pdtp";
+import type { TicketKeys } from "./ticketKeys.js";
 import type { SwarmStore, TransferRecord } from "@distribustream/swarm-store";
 import { limitsFor, schedule, wantWindow, type SchedulerLimits } from "./scheduler.js";
 
@@ -68,7 +69,7 @@ export class Planner {
 
   constructor(
     private readonly store: SwarmStore,
-    private readonly signer: Signer,
+    private readonly keys: TicketKeys,
     private readonly opts: PlannerOptions = DEFAULT_PLANNER,
   ) {}
 
@@ -111,8 +112,9 @@ export class Planner {
    * slots busy (Session.slotRate), once measured; a directive then carries
    * about `directiveSeconds` of it. Until then it gets one transfer at a time
    * (a slow start: a slow link is not handed four full ranges at once).
+   * `fetcherKey`: its session key, named in its tickets so that only it can use them.
    */
-  async plan(streamId: string, fetcherId: string, nowMs: number, rate?: number): Promise<Plan> {
+  async plan(streamId: string, fetcherId: string, nowMs: number, rate?: number, fetcherKey?: Uint8Array): Promise<Plan> {
     const info = await this.streamInfo(streamId);
     // one read: whatever changes after it shows as a newer epoch
     const { epoch, peer, transfers } = await this.store.fetcherView(streamId, fetcherId);
@@ -202,8 +204,9 @@ export class Planner {
             fetcherId,
             serverId: a.source.peerId,
             expiresMs: rec.expiresMs + this.opts.ticketMarginMs,
+            fetcherKey,
           },
-          this.signer,
+          this.keys.signer,
         ),
       });
     }

@@ -25,6 +25,9 @@ import {
 } from "@distribustream/swarm-store/testing";
 import { startTracker, type RunningTracker } from "./index.js";
 
+/** Session key of the test peers (Hello.peer_key); their tickets name it. */
+const TEST_PEER_KEY = Signer.generate().publicKey.ed25519;
+
 const PEER_TTL_MS = 600;
 const LEASE_MS = 600;
 
@@ -250,7 +253,7 @@ describe("tracker when Redis goes away and comes back empty", () => {
     const send = (body: PeerMessage["body"]) => call.write({ body });
     send({
       $case: "hello",
-      value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 9901, agent: "t/1", credential: "", advertiseHost: "" },
+      value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 9901, agent: "t/1", credential: "", advertiseHost: "", peerKey: TEST_PEER_KEY },
     });
     send({
       $case: "join",

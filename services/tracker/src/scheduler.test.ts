@@ -11,6 +11,7 @@ import {
   type SchedulerLimits,
 } from "./scheduler.js";
 import { Planner, DEFAULT_PLANNER } from "./planner.js";
+import { TicketKeys } from "./ticketKeys.js";
 
 const limits: SchedulerLimits = { ...DEFAULT_LIMITS, lookaheadChunks: 1000, bulkWindowChunks: 1000 };
 
@@ -316,7 +317,7 @@ describe("Planner with the memory store (super-seeding)", () => {
         0,
       );
     }
-    const planner = new Planner(store, Signer.generate(), DEFAULT_PLANNER);
+    const planner = new Planner(store, TicketKeys.fixed(Signer.generate()), DEFAULT_PLANNER);
     let seederChunks = 0;
     let peerChunks = 0;
     for (let round = 0; round < 200; round++) {

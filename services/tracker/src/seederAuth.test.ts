@@ -32,6 +32,9 @@ import {
 import { startChecksumDouble } from "./checksumDouble.js";
 import { startTracker, type RunningTracker } from "./tracker.js";
 
+/** Session key of the test peers (Hello.peer_key); their tickets name it. */
+const TEST_PEER_KEY = Signer.generate().publicKey.ed25519;
+
 const quiet = createLogger("seeder-auth-test", { level: "silent" });
 const byId = (entries: TokenEntry[]) => new Map(entries.map((e) => [e.id, e]));
 
@@ -164,7 +167,7 @@ function openSession(client: TrackerClient) {
   });
   const hello = (role: PeerRole, credential: string) =>
     call.write({
-      body: { $case: "hello", value: { role, dataPort: 9300, agent: "test/1", credential, advertiseHost: "" } },
+      body: { $case: "hello", value: { role, dataPort: 9300, agent: "test/1", credential, advertiseHost: "", peerKey: TEST_PEER_KEY } },
     });
   const waitFor = async (pred: (m: TrackerMessage) => boolean, what: string) => {
     for (let i = 0; i < 250; i++) {

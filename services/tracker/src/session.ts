@@ -75,6 +75,8 @@ export class Session {
   dataHost = "";
   dataPort = 0;
   agent = "";
+  /** Hello.peer_key: named in this peer's tickets (empty for a seeder, which never fetches). */
+  peerKey: Buffer = Buffer.alloc(0);
   /** Id of the token a seeder authenticated with (undefined for viewers, or when seeders are not authenticated). */
   seederTokenId: string | undefined;
   /** Streams joined as a viewer, by id. */
@@ -260,8 +262,13 @@ export class Session {
     }
     checkString(h.agent, "Hello.agent", 256);
     checkString(h.credential, "Hello.credential", 4096);
+    if (h.peerKey.length !== 0 && h.peerKey.length !== 32) {
+      throw invalidArgument(`Hello.peer_key must be a raw 32-byte Ed25519 public key, got ${h.peerKey.length} bytes`);
+    }
     const role: PeerRoleName = h.role === PeerRole.PEER_ROLE_SEEDER ? "seeder" : "viewer";
     if (role === "seeder" && h.dataPort === 0) throw invalidArgument("a seeder must give its data_port");
+    // a viewer fetches, and its tickets name its session key
+    if (role === "viewer" && h.peerKey.length === 0) throw invalidArgument("a viewer must give its peer_key");
     if (h.advertiseHost) {
       if (role !== "seeder") throw invalidArgument("Hello.advertise_host is for seeders only");
       if (!isAdvertisableHost(h.advertiseHost)) {
@@ -280,6 +287,7 @@ export class Session {
     this.role = role;
     this.dataHost = h.advertiseHost || this.host;
     this.dataPort = h.dataPort;
+    this.peerKey = Buffer.from(h.peerKey);
     this.agent = h.agent;
     this.core.sessionStarted(this);
     this.log.info({ role, dataHost: this.dataHost, dataPort: this.dataPort, agent: this.agent }, "session started");
@@ -289,7 +297,7 @@ export class Session {
         value: {
           peerId: this.peerId,
           observedHost: this.host,
-          ticketKeys: [this.core.ticketKey],
+          ticketKeys: this.core.ticketKeys.publicKeys,
           networkKeys: [networkKey],
         },
       },
@@ -545,7 +553,7 @@ export class Session {
       const j = this.joined.get(streamId);
       if (!j) continue;
       const now = Date.now();
-      const plan = await this.core.planner.plan(streamId, this.peerId, now, this.slotRate);
+      const plan = await this.core.planner.plan(streamId, this.peerId, now, this.slotRate, this.peerKey);
       j.plannedEpoch = plan.epoch;
       j.plannedMs = now;
       j.fruitless = plan.directives.length > 0 || plan.satisfied ? 0 : Math.min(j.fruitless + 1, 16);

@@ -3,6 +3,7 @@ import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import {
   checkTicket,
+  fetchProof,
   openManifest,
   PeerMessage,
   PeerRole,
@@ -18,6 +19,10 @@ import { createLogger, Registry } from "@distribustream/runtime";
 import { MemorySwarmStore } from "@distribustream/swarm-store";
 import { startChecksumDouble } from "./checksumDouble.js";
 import { startTracker, type RunningTracker } from "./index.js";
+
+/** Session key of the test peers (Hello.peer_key); their tickets name it. */
+const TEST_PEER = Signer.generate();
+const TEST_PEER_KEY = TEST_PEER.publicKey.ed25519;
 
 const CHUNK = 1024;
 
@@ -69,7 +74,7 @@ class PeerConn {
   }
 
   async hello(role: PeerRole, dataPort: number, advertiseHost = "") {
-    this.send({ $case: "hello", value: { role, dataPort, agent: "test/1", credential: "", advertiseHost } });
+    this.send({ $case: "hello", value: { role, dataPort, agent: "test/1", credential: "", advertiseHost, peerKey: TEST_PEER_KEY } });
     return this.next("welcome");
   }
 
@@ -213,8 +218,10 @@ describe("tracker over real gRPC", () => {
       streamId,
       range: d.range!,
       nowMs: Date.now(),
+      proof: fetchProof(d.ticket!, d.range!, TEST_PEER),
     });
     assert.equal(body.fetcherId, viewerId);
+    assert.deepEqual(Buffer.from(body.fetcherKey), Buffer.from(TEST_PEER_KEY), "the ticket names the viewer's session key");
     assert.ok((await metric(registry, "pdtp_tracker_transfers_started_total")) >= 1);
     // report them all done: the viewer now holds those chunks, without a separate Have
     viewer.send({
@@ -285,6 +292,7 @@ describe("tracker over real gRPC", () => {
         agent: "x".repeat(70 * 1024),
         credential: "",
         advertiseHost: "",
+        peerKey: TEST_PEER_KEY,
       },
     });
     await expectStatus(p, grpc.status.RESOURCE_EXHAUSTED);
@@ -302,7 +310,7 @@ describe("tracker over real gRPC", () => {
         [
           {
             $case: "hello",
-            value: { role: PeerRole.PEER_ROLE_UNSPECIFIED, dataPort: 1, agent: "", credential: "", advertiseHost: "" },
+            value: { role: PeerRole.PEER_ROLE_UNSPECIFIED, dataPort: 1, agent: "", credential: "", advertiseHost: "", peerKey: TEST_PEER_KEY },
           },
         ],
         /role/,
@@ -311,7 +319,7 @@ describe("tracker over real gRPC", () => {
         [
           {
             $case: "hello",
-            value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 70000, agent: "", credential: "", advertiseHost: "" },
+            value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 70000, agent: "", credential: "", advertiseHost: "", peerKey: TEST_PEER_KEY },
           },
         ],
         /data_port/,

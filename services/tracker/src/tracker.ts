@@ -44,6 +44,7 @@ import type {
 import { TrackerMetrics } from "./metrics.js";
 import { httpBase } from "./peerAddress.js";
 import { DEFAULT_PLANNER, Planner } from "./planner.js";
+import { TicketKeys } from "./ticketKeys.js";
 import { SeederAuth, type SeederTokens } from "./seederAuth.js";
 import { Session } from "./session.js";
 import { checkName } from "./validate.js";
@@ -58,8 +59,8 @@ export interface TrackerOptions {
   /** "host:port" of the checksum gRPC service. */
   checksum: string;
   store: SwarmStore;
-  /** Tracker key; signs tickets; its public key goes in Welcome.ticketKeys. */
-  ticketSigner: Signer;
+  /** Tracker key(s) that sign tickets: one fixed key, or a watched key file (TicketKeys.watch) for rotation. */
+  ticketSigner: Signer | TicketKeys;
   /** Chunk size given to newly published streams. */
   chunkSize: number;
   log: Logger;
@@ -118,7 +119,7 @@ export class TrackerCore {
   readonly store: SwarmStore;
   readonly metrics: TrackerMetrics;
   readonly planner: Planner;
-  readonly ticketKey: PublicKey;
+  readonly ticketKeys: TicketKeys;
   readonly health = new Health([TRACKER_SERVICE_NAME]);
   private readonly server: grpc.Server;
   private readonly checksum: ChecksumClient;
@@ -162,8 +163,9 @@ export class TrackerCore {
     this.log = opts.log;
     this.store = opts.store;
     this.metrics = new TrackerMetrics(opts.registry, () => opts.store.streamCount());
-    this.planner = new Planner(opts.store, opts.ticketSigner, DEFAULT_PLANNER);
-    this.ticketKey = opts.ticketSigner.publicKey;
+    this.ticketKeys = opts.ticketSigner instanceof TicketKeys ? opts.ticketSigner : TicketKeys.fixed(opts.ticketSigner);
+    this.ticketKeys.onChange(() => this.keysChanged());
+    this.planner = new Planner(opts.store, this.ticketKeys, DEFAULT_PLANNER);
     this.seederAuth = new SeederAuth(opts.seederTokens, opts.registry, opts.log);
     this.ttlMs = opts.peerTtlMs ?? 30_000;
     this.leaseMs = opts.cleanupLeaseMs ?? 10_000;
@@ -347,6 +349,19 @@ export class TrackerCore {
     for (const s of this.sessions.values()) {
       if (s.seederTokenId === undefined || tokens.valid(s.seederTokenId)) continue;
       void s.terminate(this.seederAuth.revoked(s.seederTokenId, s.host, s.peerId));
+    }
+  }
+
+  /** Sends the rotated ticket keys to every session. */
+  private keysChanged(): void {
+    const networkKey = this.networkKeyValue;
+    for (const s of this.sessions.values()) {
+      s.send({
+        body: {
+          $case: "keys",
+          value: { ticketKeys: this.ticketKeys.publicKeys, networkKeys: networkKey ? [networkKey] : [] },
+        },
+      });
     }
   }
 
@@ -845,7 +860,7 @@ export class TrackerCore {
         serverId: s.peerId,
         expiresMs: Date.now() + MANIFEST_TIMEOUT_MS,
       },
-      this.opts.ticketSigner,
+      this.ticketKeys.signer,
     );
     try {
       const signed = await new Promise<SignedManifest>((resolve, reject) =>

@@ -92,8 +92,16 @@ export interface TicketBody {
   /** Peer that may serve it; a peer refuses tickets naming another server. */
   serverId: string;
   expiresMs: number;
-  /** Unique per ticket, so that later issues can refuse replays. */
+  /** Unique per ticket. */
   nonce: Buffer;
+  /**
+   * The fetcher's session key (Hello.peer_key). When set, the serving peer
+   * serves only a request that carries the fetcher's proof: an Ed25519
+   * signature by this key over the ticket's signature and the requested
+   * range (see fetchProof in packages/pdtp). Empty only in tickets the
+   * tracker gives the checksum service over its internal connection.
+   */
+  fetcherKey: Buffer;
 }
 
 export interface SignedTicket {
@@ -481,7 +489,15 @@ export const SignedManifest: MessageFns<SignedManifest> = {
 };
 
 function createBaseTicketBody(): TicketBody {
-  return { streamId: "", range: undefined, fetcherId: "", serverId: "", expiresMs: 0, nonce: Buffer.alloc(0) };
+  return {
+    streamId: "",
+    range: undefined,
+    fetcherId: "",
+    serverId: "",
+    expiresMs: 0,
+    nonce: Buffer.alloc(0),
+    fetcherKey: Buffer.alloc(0),
+  };
 }
 
 export const TicketBody: MessageFns<TicketBody> = {
@@ -503,6 +519,9 @@ export const TicketBody: MessageFns<TicketBody> = {
     }
     if (message.nonce.length !== 0) {
       writer.uint32(50).bytes(message.nonce);
+    }
+    if (message.fetcherKey.length !== 0) {
+      writer.uint32(58).bytes(message.fetcherKey);
     }
     return writer;
   },
@@ -568,6 +587,14 @@ export const TicketBody: MessageFns<TicketBody> = {
             message.nonce = Buffer.from(reader.bytes());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.fetcherKey = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -604,6 +631,11 @@ export const TicketBody: MessageFns<TicketBody> = {
         ? globalThis.Number(object.expires_ms)
         : 0,
       nonce: isSet(object.nonce) ? Buffer.from(bytesFromBase64(object.nonce)) : Buffer.alloc(0),
+      fetcherKey: isSet(object.fetcherKey)
+        ? Buffer.from(bytesFromBase64(object.fetcherKey))
+        : isSet(object.fetcher_key)
+        ? Buffer.from(bytesFromBase64(object.fetcher_key))
+        : Buffer.alloc(0),
     };
   },
 
@@ -627,6 +659,9 @@ export const TicketBody: MessageFns<TicketBody> = {
     if (message.nonce.length !== 0) {
       obj.nonce = base64FromBytes(message.nonce);
     }
+    if (message.fetcherKey.length !== 0) {
+      obj.fetcherKey = base64FromBytes(message.fetcherKey);
+    }
     return obj;
   },
 
@@ -643,6 +678,7 @@ export const TicketBody: MessageFns<TicketBody> = {
     message.serverId = object.serverId ?? "";
     message.expiresMs = object.expiresMs ?? 0;
     message.nonce = object.nonce ?? Buffer.alloc(0);
+    message.fetcherKey = object.fetcherKey ?? Buffer.alloc(0);
     return message;
   },
 };

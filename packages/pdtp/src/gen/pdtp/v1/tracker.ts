@@ -251,6 +251,13 @@ export interface Hello {
    * (a seeder's --advertise). Viewers leave it empty.
    */
   advertiseHost: string;
+  /**
+   * The peer's session key: a raw 32-byte Ed25519 public key it made for this
+   * session. Tickets for its fetches name this key, and the peer proves it
+   * holds the private half on every data-plane request, so a ticket is no
+   * use to anyone else. Required of every peer.
+   */
+  peerKey: Buffer;
 }
 
 export interface Join {
@@ -321,6 +328,7 @@ export interface TrackerMessage {
     | { $case: "publishResult"; value: PublishResult }
     | { $case: "cancel"; value: Cancel }
     | { $case: "notice"; value: Notice }
+    | { $case: "keys"; value: Keys }
     | undefined;
 }
 
@@ -388,6 +396,17 @@ export interface PublishResult {
 /** The tracker withdrew these transfers (their source left); do not report them. */
 export interface Cancel {
   transferIds: number[];
+}
+
+/**
+ * The keys changed (a ticket key rotation): from now on these are the keys
+ * to verify with, replacing those of the Welcome. A new ticket key is sent
+ * here before any ticket is signed with it, and an old one stays until the
+ * tickets it signed have expired.
+ */
+export interface Keys {
+  ticketKeys: PublicKey[];
+  networkKeys: PublicKey[];
 }
 
 /** A problem that does not end the session. */
@@ -636,7 +655,7 @@ export const PeerMessage: MessageFns<PeerMessage> = {
 };
 
 function createBaseHello(): Hello {
-  return { role: 0, dataPort: 0, agent: "", credential: "", advertiseHost: "" };
+  return { role: 0, dataPort: 0, agent: "", credential: "", advertiseHost: "", peerKey: Buffer.alloc(0) };
 }
 
 export const Hello: MessageFns<Hello> = {
@@ -655,6 +674,9 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.advertiseHost !== "") {
       writer.uint32(42).string(message.advertiseHost);
+    }
+    if (message.peerKey.length !== 0) {
+      writer.uint32(50).bytes(message.peerKey);
     }
     return writer;
   },
@@ -712,6 +734,14 @@ export const Hello: MessageFns<Hello> = {
             message.advertiseHost = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.peerKey = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -739,6 +769,11 @@ export const Hello: MessageFns<Hello> = {
         : isSet(object.advertise_host)
         ? globalThis.String(object.advertise_host)
         : "",
+      peerKey: isSet(object.peerKey)
+        ? Buffer.from(bytesFromBase64(object.peerKey))
+        : isSet(object.peer_key)
+        ? Buffer.from(bytesFromBase64(object.peer_key))
+        : Buffer.alloc(0),
     };
   },
 
@@ -759,6 +794,9 @@ export const Hello: MessageFns<Hello> = {
     if (message.advertiseHost !== "") {
       obj.advertiseHost = message.advertiseHost;
     }
+    if (message.peerKey.length !== 0) {
+      obj.peerKey = base64FromBytes(message.peerKey);
+    }
     return obj;
   },
 
@@ -772,6 +810,7 @@ export const Hello: MessageFns<Hello> = {
     message.agent = object.agent ?? "";
     message.credential = object.credential ?? "";
     message.advertiseHost = object.advertiseHost ?? "";
+    message.peerKey = object.peerKey ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -1591,6 +1630,9 @@ export const TrackerMessage: MessageFns<TrackerMessage> = {
       case "notice":
         Notice.encode(message.body.value, writer.uint32(50).fork()).join();
         break;
+      case "keys":
+        Keys.encode(message.body.value, writer.uint32(58).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1656,6 +1698,14 @@ export const TrackerMessage: MessageFns<TrackerMessage> = {
             message.body = { $case: "notice", value: Notice.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.body = { $case: "keys", value: Keys.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1684,6 +1734,8 @@ export const TrackerMessage: MessageFns<TrackerMessage> = {
         ? { $case: "cancel", value: Cancel.fromJSON(object.cancel) }
         : isSet(object.notice)
         ? { $case: "notice", value: Notice.fromJSON(object.notice) }
+        : isSet(object.keys)
+        ? { $case: "keys", value: Keys.fromJSON(object.keys) }
         : undefined,
     };
   },
@@ -1702,6 +1754,8 @@ export const TrackerMessage: MessageFns<TrackerMessage> = {
       obj.cancel = Cancel.toJSON(message.body.value);
     } else if (message.body?.$case === "notice") {
       obj.notice = Notice.toJSON(message.body.value);
+    } else if (message.body?.$case === "keys") {
+      obj.keys = Keys.toJSON(message.body.value);
     }
     return obj;
   },
@@ -1745,6 +1799,12 @@ export const TrackerMessage: MessageFns<TrackerMessage> = {
       case "notice": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "notice", value: Notice.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "keys": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "keys", value: Keys.fromPartial(object.body.value) };
         }
         break;
       }
@@ -2751,6 +2811,99 @@ export const Cancel: MessageFns<Cancel> = {
   },
 };
 
+function createBaseKeys(): Keys {
+  return { ticketKeys: [], networkKeys: [] };
+}
+
+export const Keys: MessageFns<Keys> = {
+  encode(message: Keys, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.ticketKeys) {
+      PublicKey.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.networkKeys) {
+      PublicKey.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Keys {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeys();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ticketKeys.push(PublicKey.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.networkKeys.push(PublicKey.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Keys {
+    return {
+      ticketKeys: globalThis.Array.isArray(object?.ticketKeys)
+        ? object.ticketKeys.map((e: any) => PublicKey.fromJSON(e))
+        : globalThis.Array.isArray(object?.ticket_keys)
+        ? object.ticket_keys.map((e: any) => PublicKey.fromJSON(e))
+        : [],
+      networkKeys: globalThis.Array.isArray(object?.networkKeys)
+        ? object.networkKeys.map((e: any) => PublicKey.fromJSON(e))
+        : globalThis.Array.isArray(object?.network_keys)
+        ? object.network_keys.map((e: any) => PublicKey.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: Keys): unknown {
+    const obj: any = {};
+    if (message.ticketKeys?.length) {
+      obj.ticketKeys = message.ticketKeys.map((e) => PublicKey.toJSON(e));
+    }
+    if (message.networkKeys?.length) {
+      obj.networkKeys = message.networkKeys.map((e) => PublicKey.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Keys>): Keys {
+    return Keys.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Keys>): Keys {
+    const message = createBaseKeys();
+    message.ticketKeys = object.ticketKeys?.map((e) => PublicKey.fromPartial(e)) || [];
+    message.networkKeys = object.networkKeys?.map((e) => PublicKey.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseNotice(): Notice {
   return { message: "" };
 }
@@ -3118,6 +3271,14 @@ export const TrackerClient = makeGenericClientConstructor(TrackerService, "pdtp.
   service: typeof TrackerService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
