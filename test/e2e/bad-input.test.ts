@@ -107,7 +107,14 @@ describe("bad input is refused and loses nothing", { timeout: 120_000 }, () => {
       call.write({
         body: {
           $case: "hello",
-          value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 0, agent: "test", credential: "", advertiseHost: "", peerKey: TEST_PEER_KEY },
+          value: {
+            role: PeerRole.PEER_ROLE_VIEWER,
+            dataPort: 0,
+            agent: "test",
+            credential: "",
+            advertiseHost: "",
+            peerKey: TEST_PEER_KEY,
+          },
         },
       });
     });
@@ -215,7 +222,14 @@ function firstDirective(target: string, name: string): Promise<Directive> {
     call.write({
       body: {
         $case: "hello",
-        value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 1, agent: "test", credential: "", advertiseHost: "", peerKey: TEST_PEER_KEY },
+        value: {
+          role: PeerRole.PEER_ROLE_VIEWER,
+          dataPort: 1,
+          agent: "test",
+          credential: "",
+          advertiseHost: "",
+          peerKey: TEST_PEER_KEY,
+        },
       },
     });
   });

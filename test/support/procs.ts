@@ -158,6 +158,6 @@ export async function startUp(dir: string, name: string): Promise<Up> {
     { cwd: dir },
   );
   const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  await proc.waitFor(new RegExp(`npx dsclient pdtp://localhost:\\d+/${escaped}`), 60_000);
+  await proc.waitFor(new RegExp(`npx dsclient '?pdtp://localhost:\\d+/${escaped}`), 60_000);
   return { proc, port: port!, metricsUrl: `http://127.0.0.1:${metrics}/metrics` };
 }

@@ -19,6 +19,7 @@ import {
   readTokenFile,
   SeederTokens,
   startTracker,
+  TicketKeys,
   verifyToken,
   writeTokenFile,
 } from "@distribustream/tracker";
@@ -45,7 +46,8 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
   const cfg = loadConfig(trackerSchema, { flags, env: process.env, confFile, aliases: originalAliases.tracker });
   const tlsCa = readRedisCa(cfg.redis, cfg.redisCa);
   const ctx = setup("tracker", cfg.logLevel);
-  const ticketSigner = loadOrCreateKey(cfg.ticketKey, "ticket_key", ctx.log);
+  const ticketSigner = openTicketKeys(cfg.ticketKey, cfg.ticketKeyOverlap, ctx.log);
+  ctx.shutdown.add("ticket keys", () => ticketSigner.close());
   const seederTokens = cfg.seederTokens === undefined ? undefined : openSeederTokens(cfg.seederTokens, ctx.log);
   if (seederTokens) ctx.shutdown.add("seeder tokens", () => seederTokens.close());
   const store = await openStore(cfg.redis, tlsCa, ctx.log);
@@ -138,7 +140,8 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   const media = checkMediaFolder(cfg.media, true);
   const demo = ensureDemoFile(media, ctx.log);
   const networkKey = loadOrCreateKey(join(cfg.dataDir, "network-key.pem"), "network_key", ctx.log);
-  const ticketSigner = loadOrCreateKey(join(cfg.dataDir, "ticket-key.pem"), "ticket_key", ctx.log);
+  const ticketSigner = openTicketKeys(join(cfg.dataDir, "ticket-key.pem"), 10, ctx.log);
+  ctx.shutdown.add("ticket keys", () => ticketSigner.close());
   const upToken = upSeederToken(cfg.dataDir, ctx.log);
   const seederTokens = openSeederTokens(upToken.tokensFile, ctx.log);
   ctx.shutdown.add("seeder tokens", () => seederTokens.close());
@@ -189,14 +192,25 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   const ready = await Promise.allSettled(names.map((n) => seeder.whenReady(n)));
   const lines = [
     `DistribuStream is up: tracker pdtp://${host}:${tracker.port}, seeder data plane :${seeder.dataPort}, metrics http://${host}:${m.port}/metrics`,
+    `Network key ${networkKey.keyId} (in ${join(cfg.dataDir, "network-key.pem")}; ?key= pins it).`,
     `Publishing ${media}. Download with:`,
     ...names.map((n, i) =>
       ready[i]!.status === "fulfilled"
-        ? `  npx dsclient pdtp://${host}:${tracker.port}/${encodeURI(n)}`
+        ? `  npx dsclient 'pdtp://${host}:${tracker.port}/${encodeURI(n)}?key=${networkKey.keyId}'`
         : `  (${n} could not be published: ${(ready[i] as PromiseRejectedResult).reason})`,
     ),
   ];
   process.stdout.write(lines.join("\n") + "\n");
+}
+
+/** The ticket key file, created with one key when missing, and watched for rotations. */
+function openTicketKeys(path: string, overlapSeconds: number, log: Logger): TicketKeys {
+  if (!existsSync(path)) loadOrCreateKey(path, "ticket_key", log);
+  try {
+    return TicketKeys.watch(path, log, { overlapMs: overlapSeconds * 1000 });
+  } catch (err) {
+    throw configError("ticket_key", (err as Error).message);
+  }
 }
 
 /** The credentials file of seeder tokens, loaded now (a bad file stops the command) and polled for changes. */

@@ -60,6 +60,8 @@ export const trackerSchema = z.strictObject({
   chunkSize,
   metricsPort: port(9086),
   ticketKey: file(".distribustream/ticket-key.pem"),
+  /** Seconds a key added to the ticket key file is published before it signs. */
+  ticketKeyOverlap: z.coerce.number().int().min(1).max(3600).default(10),
   peerTtl: z.coerce.number().int().min(5).max(3600).default(30),
   /** Credentials file of seeder tokens (hashed); without it any seeder may publish. */
   seederTokens: z.string().min(1).optional(),

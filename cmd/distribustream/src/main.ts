@@ -3,6 +3,7 @@ import { Command, Option } from "commander";
 import { ConfigError } from "@distribustream/runtime";
 import { runChecksum, runSeeder, runTracker, runUp } from "./commands.js";
 import { createSeederToken, listSeederTokens, revokeSeederToken } from "./seederToken.js";
+import { listTicketKeys, rotateTicketKey, showNetworkKey } from "./keyCommands.js";
 
 /**
  * `distribustream`: one command line for every service. Wiring only: each
@@ -70,7 +71,11 @@ common(
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9086)")
     .option(
       "--ticket-key <file>",
-      "Ed25519 PEM key that signs tickets; created if missing (default .distribustream/ticket-key.pem)",
+      "Ed25519 PEM key(s) that sign tickets; created if missing, re-read when it changes (see ticket-key rotate; default .distribustream/ticket-key.pem)",
+    )
+    .option(
+      "--ticket-key-overlap <seconds>",
+      "a key added to the ticket key file signs only after this long, once every replica sent it to its peers (default 10)",
     )
     .option("--peer-ttl <seconds>", "forget peers not heard from for this long (default 30)")
     .option(
@@ -127,6 +132,28 @@ seederToken
   .description("list ids, labels, creation and revocation times (never secrets)")
   .option("--file <file>", TOKENS_FILE_HELP)
   .action(sync((opts: { file?: string }) => listSeederTokens(opts)));
+
+const TICKET_KEY_HELP = "ticket key file (also DS_TICKET_KEY; default .distribustream/ticket-key.pem)";
+const ticketKey = program
+  .command("ticket-key")
+  .description("rotate and list the tracker's ticket keys without dropping a session (the tracker's --ticket-key)");
+ticketKey
+  .command("rotate")
+  .description(
+    "add a new key (printed: its id); trackers publish it, sign with it after the overlap; keeps one old key",
+  )
+  .option("--ticket-key <file>", TICKET_KEY_HELP)
+  .action(sync((opts: { ticketKey?: string }) => rotateTicketKey(opts)));
+ticketKey
+  .command("list")
+  .description("list the key ids of the file, oldest first")
+  .option("--ticket-key <file>", TICKET_KEY_HELP)
+  .action(sync((opts: { ticketKey?: string }) => listTicketKeys(opts)));
+program
+  .command("network-key")
+  .description("print the network key's fingerprint, which viewers pin (dsclient --network-key, or ?key= in the URL)")
+  .option("--network-key <file>", "network key file (also DS_NETWORK_KEY; default .distribustream/network-key.pem)")
+  .action(sync((opts: { networkKey?: string }) => showNetworkKey(opts)));
 
 /** A command that runs and returns; a ConfigError exits 2 with its message. */
 function sync<A extends unknown[]>(fn: (...args: A) => void) {

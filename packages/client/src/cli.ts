@@ -49,6 +49,10 @@ function program(): Command {
     .option("--stall <seconds>", "give up when nothing arrives for this long (default 60)")
     .option("--max-download-rate <rate>", "download at most this many bytes/s, e.g. 8M or 500K (default: no limit)")
     .option("--max-upload-rate <rate>", "upload to other peers at most this many bytes/s (default: no limit)")
+    .option(
+      "--network-key <key>",
+      "pin the network key: its fingerprint (distribustream network-key prints it) or its PEM file; same as ?key= in the URL",
+    )
     .option("-q, --quiet", "no progress bar or summary")
     .option("--conf <file.yml>", "YAML settings file")
     .option(
@@ -95,6 +99,7 @@ async function main(argv: readonly string[]): Promise<number> {
         stall: o.stall,
         maxDownloadRate: o.maxDownloadRate,
         maxUploadRate: o.maxUploadRate,
+        networkKey: o.networkKey,
       },
       env: process.env,
       confFile: o.conf as string | undefined,
@@ -129,6 +134,7 @@ async function main(argv: readonly string[]): Promise<number> {
       stallSeconds: cfg.stall,
       maxDownloadRate: cfg.maxDownloadRate,
       maxUploadRate: cfg.maxUploadRate,
+      networkKey: cfg.networkKey,
       log,
       signal: ac.signal,
       onProgress: bar ? (p) => bar.update(p) : undefined,

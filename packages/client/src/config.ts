@@ -1,4 +1,7 @@
+import { createPublicKey } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { parseRate } from "@distribustream/data-plane";
+import { KEY_FINGERPRINT, keyId } from "@distribustream/pdtp";
 import { loadConfig, host, port, z, type ConfigSources } from "@distribustream/runtime/config";
 
 const bool = z.union([z.boolean(), z.stringbool()]);
@@ -18,10 +21,46 @@ const rate = z
   });
 
 /**
+ * The network key to pin, as its fingerprint: given as the fingerprint
+ * itself (32 hex digits, as `distribustream network-key` prints it) or as a
+ * PEM file of the key (public, or the private key file itself).
+ */
+const networkKey = z
+  .string()
+  .optional()
+  .transform((v, ctx) => {
+    if (v === undefined || v === "") return undefined;
+    if (KEY_FINGERPRINT.test(v.toLowerCase())) return v.toLowerCase();
+    let pem: string;
+    try {
+      pem = readFileSync(v, "utf8");
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      ctx.addIssue({
+        code: "custom",
+        message:
+          code === "ENOENT"
+            ? `${v} is neither a key fingerprint (32 hex digits) nor an existing file`
+            : `cannot read ${v}: ${code ?? (err as Error).message}`,
+      });
+      return z.NEVER;
+    }
+    try {
+      const key = createPublicKey(pem);
+      const x = key.asymmetricKeyType === "ed25519" ? key.export({ format: "jwk" }).x : undefined;
+      if (typeof x !== "string") throw new Error(`a ${key.asymmetricKeyType ?? "non-Ed25519"} key`);
+      return keyId(Buffer.from(x, "base64url"));
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: `${v} is not an Ed25519 PEM key (${(err as Error).message})` });
+      return z.NEVER;
+    }
+  });
+
+/**
  * dsclient settings: flags, DS_* environment variables (DS_LISTEN_PORT,
  * DS_LINGER, ...) and the YAML file given with --conf (snake_case keys:
  * listen_port, listen_host, linger, quiet, log_level, connect_attempts, stall,
- * max_download_rate, max_upload_rate).
+ * max_download_rate, max_upload_rate, network_key).
  */
 export const clientConfigSchema = z.object({
   listenPort: port(0),
@@ -33,6 +72,7 @@ export const clientConfigSchema = z.object({
   stall: z.coerce.number().min(1).max(86_400).default(60),
   maxDownloadRate: rate,
   maxUploadRate: rate,
+  networkKey,
 });
 
 export type ClientConfig = z.infer<typeof clientConfigSchema>;

@@ -8,6 +8,7 @@ import {
   parsePdtpUrl,
   PeerRole,
   RangeSet,
+  keyId,
   rangeWithin,
   Signer,
   StreamKind,
@@ -18,6 +19,7 @@ import {
   type Joined,
   type Manifest,
   type PdtpUrl,
+  type PublicKey,
   type TrackerMessage,
   type TransferReport,
 } from "@distribustream/pdtp";
@@ -83,6 +85,12 @@ export interface DownloadOptions {
   maxDownloadRate?: number;
   /** Bytes per second this peer uploads to other peers at most (default: no limit). */
   maxUploadRate?: number;
+  /**
+   * Fingerprint of the network key to trust (as ?key= in the URL): a tracker
+   * offering another key is refused (exit 6), and manifests must be signed
+   * by this one. Without it, the key the tracker names is trusted.
+   */
+  networkKey?: string;
   signal?: AbortSignal;
 }
 
@@ -320,6 +328,37 @@ class Download {
     await sleep(wait, undefined, { signal: this.stop.signal }).catch(() => {});
   }
 
+  /** The network key pinned by --network-key or the URL's ?key=; a conflict between the two is a usage error. */
+  private get pinnedKey(): string | undefined {
+    const flag = this.opts.networkKey?.toLowerCase();
+    const url = this.url.networkKey;
+    if (flag && url && flag !== url) {
+      throw new DownloadError(`--network-key ${flag} and the URL's ?key=${url} differ`, ExitCode.USAGE);
+    }
+    return flag ?? url;
+  }
+
+  /** Keys to verify manifests with: the tracker's, narrowed to the pinned one. */
+  private trustedNetworkKeys(): PublicKey[] {
+    const offered = this.session?.welcome.networkKeys ?? [];
+    const pin = this.pinnedKey;
+    return pin ? offered.filter((k) => k.keyId === pin && keyId(k.ed25519) === pin) : offered;
+  }
+
+  /** Refuses a tracker that does not offer the pinned network key (a wrong or impostor network). */
+  private checkNetworkKey(session: TrackerSession): void {
+    const pin = this.pinnedKey;
+    if (!pin) return;
+    const offered = session.welcome.networkKeys;
+    if (offered.some((k) => k.keyId === pin && keyId(k.ed25519) === pin)) return;
+    session.abort();
+    const ids = offered.map((k) => k.keyId).join(", ") || "none";
+    throw new DownloadError(
+      `tracker ${this.url.target} signs with network key ${ids}, not the pinned ${pin}: refusing it`,
+      ExitCode.INTEGRITY,
+    );
+  }
+
   /** Opens a session (Hello, Welcome, Join) with bounded retries; throws exit 4 when they run out. */
   private async connect(): Promise<TrackerSession> {
     const reconnect = this.everConnected;
@@ -347,6 +386,7 @@ class Download {
           session.abort();
           throw this.failure;
         }
+        this.checkNetworkKey(session);
         this.session = session;
         this.everConnected = true;
         this.lastActivity = Date.now();
@@ -431,7 +471,7 @@ class Download {
     if (!joined.manifest) throw new DownloadError(`tracker sent no manifest for "${name}"`, ExitCode.INTEGRITY);
     let manifest: Manifest;
     try {
-      manifest = openManifest(joined.manifest, this.session?.welcome.networkKeys ?? []);
+      manifest = openManifest(joined.manifest, this.trustedNetworkKeys());
     } catch (err) {
       throw new DownloadError(`manifest of "${name}" rejected: ${(err as Error).message}`, ExitCode.INTEGRITY);
     }

@@ -60,7 +60,13 @@ function source(path: string): ChunkSource {
 }
 
 function ticket(
-  over: Partial<{ streamId: string; range: ChunkRange; serverId: string; expiresMs: number; fetcherKey: Uint8Array }> = {},
+  over: Partial<{
+    streamId: string;
+    range: ChunkRange;
+    serverId: string;
+    expiresMs: number;
+    fetcherKey: Uint8Array;
+  }> = {},
   signer = tracker,
 ): SignedTicket {
   return issueTicket(

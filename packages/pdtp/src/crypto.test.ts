@@ -117,11 +117,13 @@ test("a ticket naming a fetcher key serves only requests with that fetcher's pro
   assert.equal(fault(undefined), "wrong-fetcher: request carries no fetcher proof");
   assert.equal(fault(fetchProof(t, range, thief)), "wrong-fetcher: ticket is for another fetcher");
   // a proof for one range does not cover another inside the same ticket
-  assert.equal(fault(fetchProof(t, range, fetcher), { first: 5, last: 9 }), "wrong-fetcher: ticket is for another fetcher");
+  assert.equal(
+    fault(fetchProof(t, range, fetcher), { first: 5, last: 9 }),
+    "wrong-fetcher: ticket is for another fetcher",
+  );
   // nor another ticket of the same fetcher
   const other = issueTicket({ ...grant, fetcherKey: fetcher.publicKey.ed25519 }, tracker);
   assert.equal(fault(fetchProof(other, range, fetcher)), "wrong-fetcher: ticket is for another fetcher");
   assert.equal(fault("x".repeat(86)), "wrong-fetcher: ticket is for another fetcher");
   assert.equal(fault("not a proof"), "wrong-fetcher: ticket is for another fetcher");
 });
-

@@ -4,13 +4,7 @@ import { verifySignature, verifyWithKey, type Signer } from "./keys.js";
 
 /** Why a ticket was refused; every value maps to HTTP 403 on the data plane. */
 export type TicketFault =
-  | "malformed"
-  | "bad-signature"
-  | "expired"
-  | "wrong-server"
-  | "wrong-stream"
-  | "wrong-range"
-  | "wrong-fetcher";
+  "malformed" | "bad-signature" | "expired" | "wrong-server" | "wrong-stream" | "wrong-range" | "wrong-fetcher";
 
 export class TicketError extends Error {
   override name = "TicketError";

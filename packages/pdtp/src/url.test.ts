@@ -14,6 +14,18 @@ test("pdtp URLs give host, port (default 6086) and the stream name", () => {
   assert.equal(parsePdtpUrl("pdtp://[::1]:7000/x").target, "[::1]:7000");
 });
 
+test("?key= pins the network key by its fingerprint", () => {
+  const fp = "0123456789abcdef0123456789ABCDEF";
+  const u = parsePdtpUrl(`pdtp://example.org/movies/a.mp4?key=${fp}`);
+  assert.equal(u.name, "movies/a.mp4");
+  assert.equal(u.networkKey, fp.toLowerCase());
+  assert.equal(parsePdtpUrl("pdtp://example.org/a%3Fb").name, "a?b");
+  assert.equal(parsePdtpUrl("pdtp://example.org/x").networkKey, undefined);
+  assert.throws(() => parsePdtpUrl("pdtp://example.org/x?key=abc"), /\?key= in .* is not a network key fingerprint/);
+  assert.throws(() => parsePdtpUrl(`pdtp://example.org/x?key=${fp}&key=${fp}`), /only one \?key=/);
+  assert.throws(() => parsePdtpUrl("pdtp://example.org/x#frag"), /fragment/);
+});
+
 test("bad pdtp URLs say what is wrong", () => {
   assert.throws(() => parsePdtpUrl("example.org/x"), /not a URL/);
   assert.throws(() => parsePdtpUrl("http://example.org/x"), /unsupported scheme "http:"/);

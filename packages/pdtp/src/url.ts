@@ -8,13 +8,18 @@ export interface PdtpUrl {
   name: string;
   /** "host:port" for a gRPC channel target. */
   target: string;
+  /** Fingerprint of the network key to pin, from `?key=` (32 lowercase hex digits), if given. */
+  networkKey?: string;
 }
+
+/** A network key fingerprint: hex of the first 16 bytes of the key's SHA-256 (see keyId). */
+export const KEY_FINGERPRINT = /^[0-9a-f]{32}$/;
 
 export class PdtpUrlError extends Error {
   override name = "PdtpUrlError";
 }
 
-/** Parses pdtp://host[:port]/name; throws PdtpUrlError saying what is wrong. */
+/** Parses pdtp://host[:port]/name[?key=FINGERPRINT]; throws PdtpUrlError saying what is wrong. */
 export function parsePdtpUrl(input: string): PdtpUrl {
   let u: URL;
   try {
@@ -26,9 +31,19 @@ export function parsePdtpUrl(input: string): PdtpUrl {
     throw new PdtpUrlError(`unsupported scheme "${u.protocol}" in "${input}" (expected pdtp://)`);
   if (!u.hostname) throw new PdtpUrlError(`no host in "${input}"`);
   if (u.username || u.password) throw new PdtpUrlError(`credentials in a pdtp:// URL are not supported`);
-  if (u.search || u.hash) throw new PdtpUrlError(`query or fragment in "${input}" is not supported`);
+  if (u.hash) throw new PdtpUrlError(`fragment in "${input}" is not supported`);
+  let networkKey: string | undefined;
+  for (const [k, v] of u.searchParams) {
+    if (k !== "key" || networkKey !== undefined) {
+      throw new PdtpUrlError(`query "${k}" in "${input}" is not supported (only one ?key=NETWORK_KEY_FINGERPRINT)`);
+    }
+    networkKey = v.toLowerCase();
+    if (!KEY_FINGERPRINT.test(networkKey)) {
+      throw new PdtpUrlError(`?key= in "${input}" is not a network key fingerprint (32 hex digits)`);
+    }
+  }
   // URL parsing silently resolves "." and ".." segments; a name must not contain them at all.
-  const rawPath = input.replace(/^[a-z]+:\/\/[^/]*/i, "");
+  const rawPath = input.replace(/^[a-z]+:\/\/[^/]*/i, "").replace(/\?.*$/, "");
   if (/(^|\/)\.\.?(\/|$)/.test(rawPath)) throw new PdtpUrlError(`stream name has a "." or ".." segment in "${input}"`);
   let name: string;
   try {
@@ -40,7 +55,7 @@ export function parsePdtpUrl(input: string): PdtpUrl {
   if (problem) throw new PdtpUrlError(`${problem} in "${input}"`);
   const port = u.port ? Number(u.port) : DEFAULT_PDTP_PORT;
   const host = u.hostname;
-  return { host, port, name, target: `${host}:${port}` };
+  return { host, port, name, target: `${host}:${port}`, ...(networkKey ? { networkKey } : {}) };
 }
 
 /**

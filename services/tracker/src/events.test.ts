@@ -80,7 +80,14 @@ class Peer {
   async joinAs(name: string, dataPort: number, have: ChunkRange[]): Promise<void> {
     this.send({
       $case: "hello",
-      value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort, agent: "t/1", credential: "", advertiseHost: "", peerKey: TEST_PEER_KEY },
+      value: {
+        role: PeerRole.PEER_ROLE_VIEWER,
+        dataPort,
+        agent: "t/1",
+        credential: "",
+        advertiseHost: "",
+        peerKey: TEST_PEER_KEY,
+      },
     });
     this.send({ $case: "join", value: { name, mode: WantMode.WANT_MODE_IN_ORDER, have, position: 0 } });
     await until("Joined", 5000, () => this.inbox.some((m) => m.body?.$case === "joined"));

@@ -114,7 +114,13 @@ export class Planner {
    * (a slow start: a slow link is not handed four full ranges at once).
    * `fetcherKey`: its session key, named in its tickets so that only it can use them.
    */
-  async plan(streamId: string, fetcherId: string, nowMs: number, rate?: number, fetcherKey?: Uint8Array): Promise<Plan> {
+  async plan(
+    streamId: string,
+    fetcherId: string,
+    nowMs: number,
+    rate?: number,
+    fetcherKey?: Uint8Array,
+  ): Promise<Plan> {
     const info = await this.streamInfo(streamId);
     // one read: whatever changes after it shows as a newer epoch
     const { epoch, peer, transfers } = await this.store.fetcherView(streamId, fetcherId);

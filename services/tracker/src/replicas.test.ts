@@ -253,7 +253,14 @@ describe("tracker when Redis goes away and comes back empty", () => {
     const send = (body: PeerMessage["body"]) => call.write({ body });
     send({
       $case: "hello",
-      value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 9901, agent: "t/1", credential: "", advertiseHost: "", peerKey: TEST_PEER_KEY },
+      value: {
+        role: PeerRole.PEER_ROLE_VIEWER,
+        dataPort: 9901,
+        agent: "t/1",
+        credential: "",
+        advertiseHost: "",
+        peerKey: TEST_PEER_KEY,
+      },
     });
     send({
       $case: "join",

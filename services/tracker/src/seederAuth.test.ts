@@ -167,7 +167,10 @@ function openSession(client: TrackerClient) {
   });
   const hello = (role: PeerRole, credential: string) =>
     call.write({
-      body: { $case: "hello", value: { role, dataPort: 9300, agent: "test/1", credential, advertiseHost: "", peerKey: TEST_PEER_KEY } },
+      body: {
+        $case: "hello",
+        value: { role, dataPort: 9300, agent: "test/1", credential, advertiseHost: "", peerKey: TEST_PEER_KEY },
+      },
     });
   const waitFor = async (pred: (m: TrackerMessage) => boolean, what: string) => {
     for (let i = 0; i < 250; i++) {

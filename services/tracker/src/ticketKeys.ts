@@ -118,7 +118,10 @@ export class TicketKeys {
     try {
       text = readText(this.file!);
     } catch (err) {
-      this.log?.warn({ file: this.file, err: (err as Error).message }, "ticket key file unreadable; keeping the keys in use");
+      this.log?.warn(
+        { file: this.file, err: (err as Error).message },
+        "ticket key file unreadable; keeping the keys in use",
+      );
     }
     if (text !== undefined && text !== this.lastText) {
       this.lastText = text;
@@ -135,7 +138,10 @@ export class TicketKeys {
           for (const l of this.listeners) l(this.publicKeys);
         }
       } catch (err) {
-        this.log?.warn({ file: this.file, err: (err as Error).message }, "ticket key file invalid; keeping the keys in use");
+        this.log?.warn(
+          { file: this.file, err: (err as Error).message },
+          "ticket key file invalid; keeping the keys in use",
+        );
       }
     }
     const signing = this.pick(now);

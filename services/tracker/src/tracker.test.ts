@@ -74,7 +74,10 @@ class PeerConn {
   }
 
   async hello(role: PeerRole, dataPort: number, advertiseHost = "") {
-    this.send({ $case: "hello", value: { role, dataPort, agent: "test/1", credential: "", advertiseHost, peerKey: TEST_PEER_KEY } });
+    this.send({
+      $case: "hello",
+      value: { role, dataPort, agent: "test/1", credential: "", advertiseHost, peerKey: TEST_PEER_KEY },
+    });
     return this.next("welcome");
   }
 
@@ -221,7 +224,11 @@ describe("tracker over real gRPC", () => {
       proof: fetchProof(d.ticket!, d.range!, TEST_PEER),
     });
     assert.equal(body.fetcherId, viewerId);
-    assert.deepEqual(Buffer.from(body.fetcherKey), Buffer.from(TEST_PEER_KEY), "the ticket names the viewer's session key");
+    assert.deepEqual(
+      Buffer.from(body.fetcherKey),
+      Buffer.from(TEST_PEER_KEY),
+      "the ticket names the viewer's session key",
+    );
     assert.ok((await metric(registry, "pdtp_tracker_transfers_started_total")) >= 1);
     // report them all done: the viewer now holds those chunks, without a separate Have
     viewer.send({
@@ -310,7 +317,14 @@ describe("tracker over real gRPC", () => {
         [
           {
             $case: "hello",
-            value: { role: PeerRole.PEER_ROLE_UNSPECIFIED, dataPort: 1, agent: "", credential: "", advertiseHost: "", peerKey: TEST_PEER_KEY },
+            value: {
+              role: PeerRole.PEER_ROLE_UNSPECIFIED,
+              dataPort: 1,
+              agent: "",
+              credential: "",
+              advertiseHost: "",
+              peerKey: TEST_PEER_KEY,
+            },
           },
         ],
         /role/,
@@ -319,7 +333,14 @@ describe("tracker over real gRPC", () => {
         [
           {
             $case: "hello",
-            value: { role: PeerRole.PEER_ROLE_VIEWER, dataPort: 70000, agent: "", credential: "", advertiseHost: "", peerKey: TEST_PEER_KEY },
+            value: {
+              role: PeerRole.PEER_ROLE_VIEWER,
+              dataPort: 70000,
+              agent: "",
+              credential: "",
+              advertiseHost: "",
+              peerKey: TEST_PEER_KEY,
+            },
           },
         ],
         /data_port/,
