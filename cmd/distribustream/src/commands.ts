@@ -2,13 +2,17 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, 
 import { randomBytes } from "node:crypto";
 import { basename, join, resolve } from "node:path";
 import { startChecksum } from "@distribustream/checksum";
+import { parseTrackerAddress } from "@distribustream/pdtp";
 import {
   ConfigError,
   createLogger,
   createRegistry,
   loadConfig,
+  readPemCertificates,
+  readServerTls,
   Shutdown,
   startMetricsServer,
+  type ClientTls,
   type Logger,
 } from "@distribustream/runtime";
 import { startSeeder, type CredentialRefusedError } from "@distribustream/seeder";
@@ -16,6 +20,7 @@ import { openSwarmStore, redactUrl } from "@distribustream/swarm-store";
 import {
   issueToken,
   parseToken,
+  peerLimits,
   readTokenFile,
   SeederTokens,
   startTracker,
@@ -45,6 +50,9 @@ async function metrics(ctx: ReturnType<typeof setup>, host: string, port: number
 export async function runTracker(flags: Flags, confFile: string | undefined): Promise<void> {
   const cfg = loadConfig(trackerSchema, { flags, env: process.env, confFile, aliases: originalAliases.tracker });
   const tlsCa = readRedisCa(cfg.redis, cfg.redisCa);
+  const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
+  const checksumTls: ClientTls | undefined =
+    cfg.checksumCa === undefined ? undefined : { ca: readPemCertificates(cfg.checksumCa, "checksum_ca") };
   const ctx = setup("tracker", cfg.logLevel);
   const ticketSigner = openTicketKeys(cfg.ticketKey, cfg.ticketKeyOverlap, ctx.log);
   ctx.shutdown.add("ticket keys", () => ticketSigner.close());
@@ -60,6 +68,9 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
     host: cfg.host,
     port: cfg.port,
     checksum: cfg.checksum,
+    checksumTls,
+    tls,
+    limits: peerLimits(cfg.maxSessionsPerIp, cfg.maxMessagesPerIp),
     store,
     ticketSigner,
     chunkSize: cfg.chunkSize,
@@ -78,6 +89,7 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
 
 export async function runChecksum(flags: Flags, confFile: string | undefined): Promise<void> {
   const cfg = loadConfig(checksumSchema, { flags, env: process.env, confFile, aliases: originalAliases.checksum });
+  const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
   const ctx = setup("checksum", cfg.logLevel);
   const signer = loadOrCreateKey(cfg.networkKey, "network_key", ctx.log);
   let serving = false;
@@ -86,6 +98,7 @@ export async function runChecksum(flags: Flags, confFile: string | undefined): P
     host: cfg.host,
     port: cfg.port,
     signer,
+    tls,
     log: ctx.log,
     registry: ctx.registry,
   });
@@ -108,12 +121,23 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     }),
   );
   const credential = seederCredential(cfg.seederToken, cfg.seederTokenFile);
+  const tracker = parseTrackerAddress(cfg.tracker);
+  if (cfg.tlsCa !== undefined && !tracker.tls) {
+    throw configError(
+      "tls_ca",
+      `${cfg.tlsCa} is a CA for a pdtps:// tracker, but the tracker ${cfg.tracker} is plaintext`,
+    );
+  }
+  const trackerTls: ClientTls | undefined = tracker.tls
+    ? { ca: cfg.tlsCa === undefined ? undefined : readPemCertificates(cfg.tlsCa, "tls_ca") }
+    : undefined;
   const ctx = setup("seeder", cfg.logLevel);
   const media = checkMediaFolder(cfg.media, false);
   let serving = false;
   await metrics(ctx, cfg.dataHost, cfg.metricsPort, () => serving);
   const seeder = await startSeeder({
-    tracker: cfg.tracker,
+    tracker: tracker.target,
+    trackerTls,
     media,
     dataHost: cfg.dataHost,
     dataPort: cfg.dataPort,
@@ -136,6 +160,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   const cfg = loadConfig(upSchema, { flags, env: process.env, confFile, aliases: originalAliases.up });
   const redis = cfg.redis ?? process.env.REDIS_URL;
   const tlsCa = readRedisCa(redis, cfg.redisCa);
+  const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
   const ctx = setup("distribustream", cfg.logLevel);
   const media = checkMediaFolder(cfg.media, true);
   const demo = ensureDemoFile(media, ctx.log);
@@ -162,6 +187,10 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     host: cfg.host,
     port: cfg.port,
     checksum: `127.0.0.1:${checksum.port}`,
+    tls,
+    // the embedded seeder's way in: the certificate need not name 127.0.0.1
+    plaintextLoopback: tls !== undefined,
+    limits: peerLimits(cfg.maxSessionsPerIp, cfg.maxMessagesPerIp),
     store,
     ticketSigner,
     chunkSize: cfg.chunkSize,
@@ -171,7 +200,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   });
   ctx.shutdown.add("tracker", () => tracker.drain());
   const seeder = await startSeeder({
-    tracker: `127.0.0.1:${tracker.port}`,
+    tracker: `127.0.0.1:${tracker.loopbackPort ?? tracker.port}`,
     media,
     dataHost: cfg.host,
     dataPort: cfg.dataPort,
@@ -189,14 +218,15 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
 
   const names = demo ? [demo] : listMedia(media).slice(0, 3);
   const host = cfg.vhost ?? "localhost";
+  const scheme = tls ? "pdtps" : "pdtp";
   const ready = await Promise.allSettled(names.map((n) => seeder.whenReady(n)));
   const lines = [
-    `DistribuStream is up: tracker pdtp://${host}:${tracker.port}, seeder data plane :${seeder.dataPort}, metrics http://${host}:${m.port}/metrics`,
+    `DistribuStream is up: tracker ${scheme}://${host}:${tracker.port}, seeder data plane :${seeder.dataPort}, metrics http://${host}:${m.port}/metrics`,
     `Network key ${networkKey.keyId} (in ${join(cfg.dataDir, "network-key.pem")}; ?key= pins it).`,
     `Publishing ${media}. Download with:`,
     ...names.map((n, i) =>
       ready[i]!.status === "fulfilled"
-        ? `  npx dsclient 'pdtp://${host}:${tracker.port}/${encodeURI(n)}?key=${networkKey.keyId}'`
+        ? `  npx dsclient '${scheme}://${host}:${tracker.port}/${encodeURI(n)}?key=${networkKey.keyId}'`
         : `  (${n} could not be published: ${(ready[i] as PromiseRejectedResult).reason})`,
     ),
   ];

@@ -91,6 +91,8 @@ export interface DownloadOptions {
    * by this one. Without it, the key the tracker names is trusted.
    */
   networkKey?: string;
+  /** PEM CA certificate(s) to trust for a pdtps:// tracker instead of the system's roots. */
+  tlsCa?: Buffer | undefined;
   signal?: AbortSignal;
 }
 
@@ -381,6 +383,7 @@ class Download {
           },
           (msg) => this.enqueue(msg, generation),
           this.stop.signal,
+          this.url.tls ? { ca: this.opts.tlsCa } : undefined,
         );
         if (this.failure) {
           session.abort();

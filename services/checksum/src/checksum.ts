@@ -20,10 +20,12 @@ import {
   Histogram,
   invalidArgument,
   PublicError,
+  serverCredentials,
   toServiceError,
   unavailable,
   type Logger,
   type Registry,
+  type ServerTls,
 } from "@distribustream/runtime";
 import { validateRequest, type ManifestJob } from "./request.js";
 import { Semaphore } from "./semaphore.js";
@@ -41,6 +43,8 @@ export interface ChecksumOptions {
   maxConcurrent?: number;
   /** Longest wait for bytes from the source (default 15 s). */
   fetchTimeoutMs?: number;
+  /** Certificate and key: the gRPC port speaks TLS. Plaintext without. */
+  tls?: ServerTls | undefined;
 }
 
 export interface RunningChecksum {
@@ -51,6 +55,8 @@ export interface RunningChecksum {
 }
 
 const DRAIN_GRACE_MS = 10_000;
+/** Largest request: a ComputeManifest request is a name (at most 1 KiB), a URL and a ticket. */
+const MAX_REQUEST_BYTES = 64 * 1024;
 
 /**
  * The checksum service: reads a published stream from a seeder's data plane
@@ -173,17 +179,23 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
     },
   };
 
-  const server = new grpc.Server({ "grpc.max_send_message_length": 8 * 1024 * 1024 });
+  const server = new grpc.Server({
+    "grpc.max_send_message_length": 8 * 1024 * 1024,
+    "grpc.max_receive_message_length": MAX_REQUEST_BYTES,
+  });
   server.addService(tolerantService(ChecksumService), impl);
   const health = new Health([CHECKSUM_SERVICE_NAME]);
   health.addTo(server);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(joinHostPort(opts.host, opts.port), grpc.ServerCredentials.createInsecure(), (err, p) =>
+    server.bindAsync(joinHostPort(opts.host, opts.port), serverCredentials(opts.tls), (err, p) =>
       err ? reject(new Error(`cannot listen on ${opts.host}:${opts.port}: ${err.message}`)) : resolve(p),
     ),
   );
   health.set("SERVING");
-  log.info({ host: opts.host, port, keyId: opts.signer.keyId }, "checksum service listening");
+  log.info(
+    { host: opts.host, port, keyId: opts.signer.keyId, tls: opts.tls ? opts.tls.certFile : false },
+    "checksum service listening",
+  );
 
   let draining: Promise<void> | undefined;
   return {

@@ -11,7 +11,7 @@ import {
   type PublishResult,
   type TrackerMessage,
 } from "@distribustream/pdtp";
-import { Gauge, type Logger, type Registry } from "@distribustream/runtime";
+import { channelCredentials, Gauge, type ClientTls, type Logger, type Registry } from "@distribustream/runtime";
 import { MediaSource } from "./fileSource.js";
 import { MediaLibrary, type MediaFile } from "./library.js";
 
@@ -20,6 +20,8 @@ export const SEEDER_AGENT = "dsseed/0.1.0";
 export interface SeederOptions {
   /** "host:port" of the tracker's PDTP port. */
   tracker: string;
+  /** Reach the tracker over TLS (pdtps://), trusting this CA or the system's roots. Plaintext without. */
+  trackerTls?: ClientTls | undefined;
   /** Folder to publish; must exist. */
   media: string;
   /** Data-plane bind address (default "0.0.0.0"). */
@@ -187,7 +189,7 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
   };
 
   // ---- tracker session, reconnected with exponential backoff and jitter ----
-  const client = new TrackerClient(opts.tracker, grpc.credentials.createInsecure(), {
+  const client = new TrackerClient(opts.tracker, channelCredentials(opts.trackerTls), {
     // keepalive so that a tracker gone silent (not just closed) is noticed
     "grpc.keepalive_time_ms": 30_000,
     "grpc.keepalive_timeout_ms": 10_000,
