@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import { Command, Option } from "commander";
-import { ConfigError } from "@distribustream/runtime";
+import { ConfigError, ignoreIpServernameWarning } from "@distribustream/runtime";
 import { runChecksum, runSeeder, runTracker, runUp } from "./commands.js";
 import { createSeederToken, listSeederTokens, revokeSeederToken } from "./seederToken.js";
 import { listTicketKeys, rotateTicketKey, showNetworkKey } from "./keyCommands.js";
+
+ignoreIpServernameWarning();
 
 /**
  * `distribustream`: one command line for every service. Wiring only: each

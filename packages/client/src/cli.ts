@@ -3,7 +3,7 @@ import { Command, CommanderError } from "commander";
 import cliProgress from "cli-progress";
 import { parsePdtpUrl } from "@distribustream/pdtp";
 import { createLogger } from "@distribustream/runtime/log";
-import { readPemCertificates } from "@distribustream/runtime/tls";
+import { ignoreIpServernameWarning, readPemCertificates } from "@distribustream/runtime/tls";
 import { loadClientConfig } from "./config.js";
 import { AGENT, download, type DownloadResult, type Progress } from "./download.js";
 import { DownloadError, ExitCode, exitCodeOf } from "./errors.js";
@@ -71,6 +71,8 @@ function program(): Command {
     .exitOverride()
     .configureOutput({ outputError: () => {} });
 }
+
+ignoreIpServernameWarning();
 
 /** Runs dsclient with `argv` (without node and script); resolves with the exit code. */
 async function main(argv: readonly string[]): Promise<number> {

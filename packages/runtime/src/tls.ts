@@ -99,3 +99,19 @@ function readSetting(file: string, setting: string): Buffer {
     throw new ConfigError(`invalid setting ${setting}: cannot read ${file}: ${code}`);
   }
 }
+
+/**
+ * grpc-js names the server of a TLS channel by the target's host, an IP
+ * literal too, and Node warns once (DEP0123) that an IP is no TLS server
+ * name: a line that tells the user of pdtps://10.0.0.5/… nothing. Command
+ * entry points call this to drop that one warning; every other one is kept.
+ */
+export function ignoreIpServernameWarning(): void {
+  const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+  process.emitWarning = ((...args: unknown[]) => {
+    const [, type, code] = args;
+    const c = typeof type === "object" && type !== null ? (type as { code?: string }).code : code;
+    if (c === "DEP0123") return;
+    emit(...args);
+  }) as typeof process.emitWarning;
+}
