@@ -79,6 +79,17 @@ describe("PeerLimits", () => {
     assert.equal(limits.size, 0);
   });
 
+  it("never holds more than maxAddresses idle addresses: the oldest without a session go first", () => {
+    const c = clock();
+    const limits = new PeerLimits({ maxSessions: 8, messagesPerSecond: 1, messageBurst: 2 }, c.now, 3);
+    const held = limits.openSession("10.0.0.1");
+    assert.ok(!refused(held));
+    for (let i = 2; i < 100; i++) limits.message(`10.0.0.${i}`);
+    assert.equal(limits.size, 3);
+    assert.equal(limits.sessionsOf("10.0.0.1"), 1, "an address with a session is never evicted");
+    held.release();
+  });
+
   it("limits of 0 are off", () => {
     const limits = new PeerLimits({ maxSessions: 0, messagesPerSecond: 0, messageBurst: 0 });
     for (let i = 0; i < 1000; i++) {

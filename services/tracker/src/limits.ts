@@ -30,6 +30,9 @@ export const DEFAULT_PEER_LIMITS: PeerLimitOptions = peerLimits(64, 1000);
 
 export type LimitName = "sessions" | "messages";
 
+/** Addresses without a session the table keeps at most (about 100 bytes each). */
+const MAX_ADDRESSES = 100_000;
+
 /** A refusal: which limit, and the message for the caller (and the log). */
 export interface Refusal {
   limit: LimitName;
@@ -49,7 +52,10 @@ interface AddressState {
  * prefix, which hands a client as many addresses as it likes). An address
  * is kept while it has sessions, or until its bucket refilled after its
  * last message: `sweep` drops the others, so the table holds only addresses
- * that are active now.
+ * that are active now. A spray of unary calls from more addresses than
+ * `maxAddresses` evicts the oldest ones without a session (they start again
+ * with a full bucket), so the table never grows past that plus the
+ * addresses with open sessions.
  */
 export class PeerLimits {
   private readonly table = new Map<string, AddressState>();
@@ -57,6 +63,7 @@ export class PeerLimits {
   constructor(
     readonly opts: PeerLimitOptions,
     private readonly now: () => number = Date.now,
+    private readonly maxAddresses = MAX_ADDRESSES,
   ) {}
 
   /** Addresses tracked. */
@@ -122,10 +129,20 @@ export class PeerLimits {
   private state(key: string): AddressState {
     let state = this.table.get(key);
     if (!state) {
+      if (this.table.size >= this.maxAddresses) this.evictIdle();
       state = { sessions: 0, tokens: this.burst, refilledMs: this.now() };
       this.table.set(key, state);
     }
     return state;
+  }
+
+  /** Drops the oldest address without a session (Map order is insertion order). */
+  private evictIdle(): void {
+    for (const [key, state] of this.table) {
+      if (state.sessions > 0) continue;
+      this.table.delete(key);
+      return;
+    }
   }
 
   private refill(state: AddressState): void {
