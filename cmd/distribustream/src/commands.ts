@@ -11,7 +11,14 @@ import {
   startMetricsServer,
   type Logger,
 } from "@distribustream/runtime";
-import { startSeeder, type CredentialRefusedError } from "@distribustream/seeder";
+import {
+  checkOriginNames,
+  parseOriginEntry,
+  parseOriginList,
+  startSeeder,
+  type CredentialRefusedError,
+  type OriginSpec,
+} from "@distribustream/seeder";
 import { openSwarmStore, redactUrl } from "@distribustream/swarm-store";
 import {
   issueToken,
@@ -106,13 +113,18 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     }),
   );
   const credential = seederCredential(cfg.seederToken, cfg.seederTokenFile);
+  const origins = originSpecs(cfg.origin, cfg.originList);
   const ctx = setup("seeder", cfg.logLevel);
-  const media = checkMediaFolder(cfg.media, false);
+  // with origins, a media folder is published only when one is set
+  const mediaDir = cfg.media ?? (origins.length > 0 ? undefined : "./media");
+  const media = mediaDir === undefined ? undefined : checkMediaFolder(mediaDir, false);
   let serving = false;
   await metrics(ctx, cfg.dataHost, cfg.metricsPort, () => serving);
   const seeder = await startSeeder({
     tracker: cfg.tracker,
     media,
+    origins,
+    originPollMs: cfg.originPoll * 1000,
     dataHost: cfg.dataHost,
     dataPort: cfg.dataPort,
     advertise: cfg.advertise,
@@ -126,7 +138,7 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     serving = false;
     await seeder.drain();
   });
-  ctx.log.info({ dataPort: seeder.dataPort, media }, "seeder serving");
+  ctx.log.info({ dataPort: seeder.dataPort, media, origins: origins.length }, "seeder serving");
 }
 
 /** Tracker, checksum and seeder in one process on the memory store, with a demo file. */
@@ -134,9 +146,10 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   const cfg = loadConfig(upSchema, { flags, env: process.env, confFile, aliases: originalAliases.up });
   const redis = cfg.redis ?? process.env.REDIS_URL;
   const tlsCa = readRedisCa(redis, cfg.redisCa);
+  const origins = originSpecs(cfg.origin, cfg.originList);
   const ctx = setup("distribustream", cfg.logLevel);
   const media = checkMediaFolder(cfg.media, true);
-  const demo = ensureDemoFile(media, ctx.log);
+  const demo = origins.length > 0 ? undefined : ensureDemoFile(media, ctx.log);
   const networkKey = loadOrCreateKey(join(cfg.dataDir, "network-key.pem"), "network_key", ctx.log);
   const ticketSigner = loadOrCreateKey(join(cfg.dataDir, "ticket-key.pem"), "ticket_key", ctx.log);
   const upToken = upSeederToken(cfg.dataDir, ctx.log);
@@ -170,6 +183,8 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   const seeder = await startSeeder({
     tracker: `127.0.0.1:${tracker.port}`,
     media,
+    origins,
+    originPollMs: cfg.originPoll * 1000,
     dataHost: cfg.host,
     dataPort: cfg.dataPort,
     advertise: cfg.vhost,
@@ -184,12 +199,12 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   });
   serving = true;
 
-  const names = demo ? [demo] : listMedia(media).slice(0, 3);
+  const names = [...origins.map((o) => o.name), ...(demo ? [demo] : listMedia(media).slice(0, 3))];
   const host = cfg.vhost ?? "localhost";
   const ready = await Promise.allSettled(names.map((n) => seeder.whenReady(n)));
   const lines = [
     `DistribuStream is up: tracker pdtp://${host}:${tracker.port}, seeder data plane :${seeder.dataPort}, metrics http://${host}:${m.port}/metrics`,
-    `Publishing ${media}. Download with:`,
+    `Publishing ${media}${origins.length > 0 ? ` and ${origins.length} origin${origins.length > 1 ? "s" : ""}` : ""}. Download with:`,
     ...names.map((n, i) =>
       ready[i]!.status === "fulfilled"
         ? `  npx dsclient pdtp://${host}:${tracker.port}/${encodeURI(n)}`
@@ -197,6 +212,35 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     ),
   ];
   process.stdout.write(lines.join("\n") + "\n");
+}
+
+/**
+ * The origins of --origin entries and an --origin-list file, parsed now so
+ * that a bad entry stops the command with a message naming it (the file's
+ * errors name FILE:LINE).
+ */
+function originSpecs(entries: readonly string[] | undefined, listFile: string | undefined): OriginSpec[] {
+  const specs = (entries ?? []).map((e) => parseOriginEntry(e, "--origin"));
+  if (listFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(listFile, "utf8");
+    } catch (err) {
+      throw configError("origin_list", `cannot read ${listFile}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+    try {
+      specs.push(...parseOriginList(text, listFile));
+    } catch (err) {
+      throw configError("origin_list", (err as Error).message);
+    }
+    if (specs.length === 0) throw configError("origin_list", `${listFile} lists no origin`);
+  }
+  try {
+    checkOriginNames(specs);
+  } catch (err) {
+    throw configError("origin", (err as Error).message);
+  }
+  return specs;
 }
 
 /** The credentials file of seeder tokens, loaded now (a bad file stops the command) and polled for changes. */

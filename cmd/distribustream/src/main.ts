@@ -18,6 +18,13 @@ const program = new Command()
 const REDIS_CA_HELP =
   "CA certificate(s) that signed the Redis server certificates, for rediss:// with a private CA (default: the system's, plus NODE_EXTRA_CA_CERTS)";
 
+/** Repeatable --origin: every occurrence is kept. */
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+const ORIGIN_HELP =
+  'HTTP(S) URL to relay, "URL [NAME]" (repeatable; the name defaults to the URL path\'s last segment); the origin must answer range requests with a length and an ETag or Last-Modified';
+const ORIGIN_LIST_HELP = 'file with one "URL [NAME]" origin per line (# comments)';
+const ORIGIN_POLL_HELP = "seconds between checks of every origin for a new version (default 30)";
+
 const common = (cmd: Command) =>
   cmd
     .option("--conf <file.yml>", "YAML config file (keys as the long flags, snake_case: data_port, chunk_size, ...)")
@@ -40,6 +47,9 @@ common(
       "run tracker, checksum and a seeder in one process on the in-memory swarm store (one tracker process only); creates a demo file if the media folder is empty",
     )
     .option("--media <dir>", "folder to publish (default ./media; original key: file_root)")
+    .option("--origin <url>", ORIGIN_HELP, collect)
+    .option("--origin-list <file>", ORIGIN_LIST_HELP)
+    .option("--origin-poll <seconds>", ORIGIN_POLL_HELP)
     .option("--host <addr>", "bind address of the PDTP port (default 0.0.0.0)")
     .option("--port <n>", "PDTP port (default 6086)")
     .option("--vhost <name>", "host name viewers use to reach this machine; handed to peers as the seeder's address")
@@ -95,9 +105,14 @@ common(
 common(
   program
     .command("seeder")
-    .description("publish the files of a folder (watched) and serve them on the data plane")
+    .description(
+      "publish the files of a folder (watched) and HTTP(S) origins (polled), and serve them on the data plane",
+    )
     .option("--tracker <host:port>", "tracker PDTP address (default 127.0.0.1:6086)")
-    .option("--media <dir>", "folder to publish (default ./media; original key: file_root)")
+    .option("--media <dir>", "folder to publish (default ./media unless origins are given; original key: file_root)")
+    .option("--origin <url>", ORIGIN_HELP, collect)
+    .option("--origin-list <file>", ORIGIN_LIST_HELP)
+    .option("--origin-poll <seconds>", ORIGIN_POLL_HELP)
     .option("--data-host <addr>", "data-plane bind address (default 0.0.0.0)")
     .option("--data-port <n>", "data-plane port (default 8000; original key: listen_port)")
     .option("--advertise <host>", "address viewers use to reach the data plane, when the bind address is not reachable")

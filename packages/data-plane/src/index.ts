@@ -3,3 +3,14 @@ export { startDataPlane, type DataPlaneOptions, type RunningDataPlane } from "./
 export { fetchChunks, FetchError, keepAliveAgent, type FetchOptions } from "./fetch.js";
 export { DataPlaneAgent, type DataPlaneAgentOptions } from "./agent.js";
 export { parseRate, RateLimiter } from "./rateLimiter.js";
+export {
+  confirmOrigin,
+  conditionalHeaders,
+  OriginError,
+  originAgents,
+  probeOrigin,
+  readOrigin,
+  type OriginAgents,
+  type OriginRequestOptions,
+  type OriginVersion,
+} from "./origin.js";
