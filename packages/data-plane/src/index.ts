@@ -1,4 +1,4 @@
-export type { ChunkSource, DataPlaneIdentity, StreamLayout } from "./source.js";
+export { refusalStatusOf, type ChunkSource, type DataPlaneIdentity, type StreamLayout } from "./source.js";
 export { startDataPlane, type DataPlaneOptions, type RunningDataPlane } from "./server.js";
 export { fetchChunks, FetchError, keepAliveAgent, type FetchOptions } from "./fetch.js";
 export { DataPlaneAgent, type DataPlaneAgentOptions } from "./agent.js";

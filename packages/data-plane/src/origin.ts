@@ -34,6 +34,11 @@ export class OriginError extends Error {
   ) {
     super(message);
   }
+
+  /** On a data plane relaying the origin: 404, the version asked for is no longer served. */
+  get refusalStatus(): number | undefined {
+    return this.kind === "changed" || this.kind === "gone" ? 404 : undefined;
+  }
 }
 
 export interface OriginRequestOptions {

@@ -87,6 +87,12 @@ export class OriginCatalog implements ChunkSource {
     f.chunkCount = chunkCount(f.size, chunkSize);
   }
 
+  /** Forgets a published version (its publish was rejected): the next check publishes the origin afresh. */
+  forget(streamId: string): void {
+    const f = this.byStream.get(streamId);
+    if (f) this.drop(f);
+  }
+
   /** Probes the origins (all, or those named) once, in parallel, and updates what is published. */
   async check(names?: ReadonlySet<string>): Promise<OriginCheck> {
     const result: OriginCheck = { added: [], removed: [], replaced: [] };

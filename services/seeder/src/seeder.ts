@@ -219,6 +219,11 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
           log.warn({ ...fields, reason: r.detail }, "publish rejected");
         }
         settle(r.name);
+        if (r.status === PublishStatus.PUBLISH_STATUS_REJECTED && "url" in current) {
+          // e.g. the origin changed while it was hashed: the next poll publishes what it serves then
+          origins?.forget(current.streamId);
+          log.info({ name: r.name, url: current.url }, "origin will be published again at the next poll");
+        }
         break;
       }
       case "notice":
