@@ -220,7 +220,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
  * errors name FILE:LINE).
  */
 function originSpecs(entries: readonly string[] | undefined, listFile: string | undefined): OriginSpec[] {
-  const specs = (entries ?? []).map((e) => parseOriginEntry(e, "--origin"));
+  const specs = (entries ?? []).map((e, i) => parseOriginEntry(e, `origin ${i + 1}`));
   if (listFile !== undefined) {
     let text: string;
     try {

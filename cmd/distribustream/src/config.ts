@@ -42,7 +42,7 @@ const origin = z
         try {
           parseOriginEntry(entry, "");
         } catch (err) {
-          ctx.addIssue({ code: "custom", message: `${entry.slice(0, 200)}: ${(err as Error).message}` });
+          ctx.addIssue({ code: "custom", message: (err as Error).message });
         }
       }),
     ),
