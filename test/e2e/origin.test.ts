@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -138,5 +138,45 @@ describe("publishing an HTTP origin", { timeout: 240_000 }, () => {
     const next = startNode(DSCLIENT, [url(), "-o", "v3.bin", "--quiet"], { cwd: dir });
     assert.equal(await next.exited, 0, next.stderr());
     assert.equal(await sha256File(join(dir, "v3.bin")), sha(v3));
+    v1 = v3;
+  });
+
+  test("a download spanning a change finishes the old version from a peer that still holds it", async () => {
+    const old = v1;
+    // a viewer that completed the current version and keeps serving it
+    const holder = startNode(DSCLIENT, [url(), "-o", "held.bin", "--quiet", "--linger", "60"], { cwd: dir });
+    await waitForFile(join(dir, "held.bin"), 30_000);
+    const c = spawn(process.execPath, [DSCLIENT, url(), "-o", "-", "--quiet", "--max-download-rate", "1M"], {
+      cwd: dir,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const h = createHash("sha256");
+    let got = 0;
+    let stderr = "";
+    let swapped = false;
+    c.stdout.on("data", (d: Buffer) => {
+      h.update(d);
+      got += d.length;
+      if (!swapped && got >= MiB) {
+        swapped = true;
+        origin.swap(randomBytes(SIZE));
+      }
+    });
+    c.stderr.on("data", (d) => (stderr += d));
+    const code = await new Promise<number | null>((r) => c.on("close", r));
+    await holder.kill("SIGTERM");
+    assert.ok(swapped, "the origin changed mid-download");
+    assert.equal(code, 0, stderr);
+    assert.equal(got, old.length);
+    assert.equal(h.digest("hex"), sha(old), "exactly the old version, finished from the peer");
+    await readyVersions(4);
   });
 });
+
+async function waitForFile(path: string, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!existsSync(path)) {
+    if (Date.now() > end) throw new Error(`${path} did not appear`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
