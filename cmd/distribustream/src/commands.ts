@@ -15,7 +15,14 @@ import {
   type ClientTls,
   type Logger,
 } from "@distribustream/runtime";
-import { startSeeder, type CredentialRefusedError } from "@distribustream/seeder";
+import {
+  checkOriginNames,
+  parseOriginEntry,
+  parseOriginList,
+  startSeeder,
+  type CredentialRefusedError,
+  type OriginSpec,
+} from "@distribustream/seeder";
 import { openSwarmStore, redactUrl } from "@distribustream/swarm-store";
 import {
   issueToken,
@@ -131,14 +138,19 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
   const trackerTls: ClientTls | undefined = tracker.tls
     ? { ca: cfg.tlsCa === undefined ? undefined : readPemCertificates(cfg.tlsCa, "tls_ca") }
     : undefined;
+  const origins = originSpecs(cfg.origin, cfg.originList);
   const ctx = setup("seeder", cfg.logLevel);
-  const media = checkMediaFolder(cfg.media, false);
+  // with origins, a media folder is published only when one is set
+  const mediaDir = cfg.media ?? (origins.length > 0 ? undefined : "./media");
+  const media = mediaDir === undefined ? undefined : checkMediaFolder(mediaDir, false);
   let serving = false;
   await metrics(ctx, cfg.dataHost, cfg.metricsPort, () => serving);
   const seeder = await startSeeder({
     tracker: tracker.target,
     trackerTls,
     media,
+    origins,
+    originPollMs: cfg.originPoll * 1000,
     dataHost: cfg.dataHost,
     dataPort: cfg.dataPort,
     advertise: cfg.advertise,
@@ -152,7 +164,7 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     serving = false;
     await seeder.drain();
   });
-  ctx.log.info({ dataPort: seeder.dataPort, media }, "seeder serving");
+  ctx.log.info({ dataPort: seeder.dataPort, media, origins: origins.length }, "seeder serving");
 }
 
 /** Tracker, checksum and seeder in one process on the memory store, with a demo file. */
@@ -161,9 +173,10 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   const redis = cfg.redis ?? process.env.REDIS_URL;
   const tlsCa = readRedisCa(redis, cfg.redisCa);
   const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
+  const origins = originSpecs(cfg.origin, cfg.originList);
   const ctx = setup("distribustream", cfg.logLevel);
   const media = checkMediaFolder(cfg.media, true);
-  const demo = ensureDemoFile(media, ctx.log);
+  const demo = origins.length > 0 ? undefined : ensureDemoFile(media, ctx.log);
   const networkKey = loadOrCreateKey(join(cfg.dataDir, "network-key.pem"), "network_key", ctx.log);
   const ticketSigner = openTicketKeys(join(cfg.dataDir, "ticket-key.pem"), 10, ctx.log);
   ctx.shutdown.add("ticket keys", () => ticketSigner.close());
@@ -202,6 +215,8 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   const seeder = await startSeeder({
     tracker: `127.0.0.1:${tracker.loopbackPort ?? tracker.port}`,
     media,
+    origins,
+    originPollMs: cfg.originPoll * 1000,
     dataHost: cfg.host,
     dataPort: cfg.dataPort,
     advertise: cfg.vhost,
@@ -216,14 +231,14 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   });
   serving = true;
 
-  const names = demo ? [demo] : listMedia(media).slice(0, 3);
+  const names = [...origins.map((o) => o.name), ...(demo ? [demo] : listMedia(media).slice(0, 3))];
   const host = cfg.vhost ?? "localhost";
   const scheme = tls ? "pdtps" : "pdtp";
   const ready = await Promise.allSettled(names.map((n) => seeder.whenReady(n)));
   const lines = [
     `DistribuStream is up: tracker ${scheme}://${host}:${tracker.port}, seeder data plane :${seeder.dataPort}, metrics http://${host}:${m.port}/metrics`,
     `Network key ${networkKey.keyId} (in ${join(cfg.dataDir, "network-key.pem")}; ?key= pins it).`,
-    `Publishing ${media}. Download with:`,
+    `Publishing ${media}${origins.length > 0 ? ` and ${origins.length} origin${origins.length > 1 ? "s" : ""}` : ""}. Download with:`,
     ...names.map((n, i) =>
       ready[i]!.status === "fulfilled"
         ? `  npx dsclient '${scheme}://${host}:${tracker.port}/${encodeURI(n)}?key=${networkKey.keyId}'`
@@ -241,6 +256,35 @@ function openTicketKeys(path: string, overlapSeconds: number, log: Logger): Tick
   } catch (err) {
     throw configError("ticket_key", (err as Error).message);
   }
+}
+
+/**
+ * The origins of --origin entries and an --origin-list file, parsed now so
+ * that a bad entry stops the command with a message naming it (the file's
+ * errors name FILE:LINE).
+ */
+function originSpecs(entries: readonly string[] | undefined, listFile: string | undefined): OriginSpec[] {
+  const specs = (entries ?? []).map((e, i) => parseOriginEntry(e, `origin ${i + 1}`));
+  if (listFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(listFile, "utf8");
+    } catch (err) {
+      throw configError("origin_list", `cannot read ${listFile}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+    try {
+      specs.push(...parseOriginList(text, listFile));
+    } catch (err) {
+      throw configError("origin_list", (err as Error).message);
+    }
+    if (specs.length === 0) throw configError("origin_list", `${listFile} lists no origin`);
+  }
+  try {
+    checkOriginNames(specs);
+  } catch (err) {
+    throw configError("origin", (err as Error).message);
+  }
+  return specs;
 }
 
 /** The credentials file of seeder tokens, loaded now (a bad file stops the command) and polled for changes. */

@@ -1,5 +1,6 @@
 import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, parseTrackerAddress } from "@distribustream/pdtp";
 import { host, hostPort, logLevel, pemFileProblem, port, z } from "@distribustream/runtime";
+import { parseOriginEntry } from "@distribustream/seeder";
 import { DEFAULT_PEER_LIMITS, parseToken } from "@distribustream/tracker";
 
 /**
@@ -21,6 +22,39 @@ const vhost = z
   .regex(/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/, "expected a host name or IP address")
   .optional();
 const file = (def: string) => z.string().min(1).default(def);
+
+/**
+ * HTTP(S) origins to relay, each "URL [NAME]": repeated --origin flags, a
+ * YAML list, or a string (DS_ORIGIN, YAML) with one entry per line.
+ */
+const origin = z
+  .preprocess(
+    (v) =>
+      typeof v === "string"
+        ? v
+            .split(/\r?\n/)
+            .map((l) => l.trim())
+            .filter((l) => l !== "")
+        : v,
+    z.array(
+      z.string().superRefine((entry, ctx) => {
+        try {
+          parseOriginEntry(entry, "");
+        } catch (err) {
+          ctx.addIssue({ code: "custom", message: (err as Error).message });
+        }
+      }),
+    ),
+  )
+  .optional();
+/** File with one origin per line ("URL [NAME]", # comments); read at start. */
+const originList = z.string().min(1).optional();
+/** Seconds between checks of every origin for a new version. */
+const originPoll = z.coerce
+  .number()
+  .min(0.2, "must be at least 0.2 seconds")
+  .max(86_400, "must be at most 86400 seconds (a day)")
+  .default(30);
 
 /** redis://, rediss:// (TLS), redis+cluster://host1:port1,host2:port2 (see README). */
 const redis = z
@@ -102,7 +136,11 @@ export const seederSchema = z.strictObject({
   tracker: trackerAddress,
   /** CA of the tracker's certificate, for a pdtps:// tracker with a private CA. */
   tlsCa: caFile,
-  media: file("./media"),
+  /** Default ./media, unless origins are given (then no folder unless set). */
+  media: z.string().min(1).optional(),
+  origin,
+  originList,
+  originPoll,
   dataHost: host("0.0.0.0"),
   dataPort: port(8000),
   advertise: vhost,
@@ -137,6 +175,9 @@ export const upSchema = z.strictObject({
   maxMessagesPerIp,
   vhost,
   media: file("./media"),
+  origin,
+  originList,
+  originPoll,
   dataPort: port(8000),
   checksumPort: port(6088),
   metricsPort: port(9086),

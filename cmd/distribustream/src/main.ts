@@ -29,6 +29,13 @@ const LIMIT_HELP = {
     "messages per second from one IP address over all its sessions and unary calls, with a burst of 10 s worth; 0 = no limit (default 1000)",
 };
 
+/** Repeatable --origin: every occurrence is kept. */
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+const ORIGIN_HELP =
+  'HTTP(S) URL to relay, "URL [NAME]" (repeatable; the name defaults to the URL path\'s last segment); the origin must answer range requests with a length and an ETag or Last-Modified';
+const ORIGIN_LIST_HELP = 'file with one "URL [NAME]" origin per line (# comments)';
+const ORIGIN_POLL_HELP = "seconds between checks of every origin for a new version (default 30)";
+
 const common = (cmd: Command) =>
   cmd
     .option("--conf <file.yml>", "YAML config file (keys as the long flags, snake_case: data_port, chunk_size, ...)")
@@ -51,6 +58,9 @@ common(
       "run tracker, checksum and a seeder in one process on the in-memory swarm store (one tracker process only); creates a demo file if the media folder is empty",
     )
     .option("--media <dir>", "folder to publish (default ./media; original key: file_root)")
+    .option("--origin <url>", ORIGIN_HELP, collect)
+    .option("--origin-list <file>", ORIGIN_LIST_HELP)
+    .option("--origin-poll <seconds>", ORIGIN_POLL_HELP)
     .option("--host <addr>", "bind address of the PDTP port (default 0.0.0.0)")
     .option("--port <n>", "PDTP port (default 6086)")
     .option("--tls-cert <file.pem>", `${TLS_CERT_HELP}; download URLs become pdtps://`)
@@ -124,13 +134,18 @@ common(
 common(
   program
     .command("seeder")
-    .description("publish the files of a folder (watched) and serve them on the data plane")
+    .description(
+      "publish the files of a folder (watched) and HTTP(S) origins (polled), and serve them on the data plane",
+    )
     .option(
       "--tracker <address>",
       "tracker PDTP address: HOST:PORT, or pdtps://HOST:PORT for TLS (default 127.0.0.1:6086)",
     )
     .option("--tls-ca <file.pem>", "CA to trust for a pdtps:// tracker (default: the system's roots)")
-    .option("--media <dir>", "folder to publish (default ./media; original key: file_root)")
+    .option("--media <dir>", "folder to publish (default ./media unless origins are given; original key: file_root)")
+    .option("--origin <url>", ORIGIN_HELP, collect)
+    .option("--origin-list <file>", ORIGIN_LIST_HELP)
+    .option("--origin-poll <seconds>", ORIGIN_POLL_HELP)
     .option("--data-host <addr>", "data-plane bind address (default 0.0.0.0)")
     .option("--data-port <n>", "data-plane port (default 8000; original key: listen_port)")
     .option("--advertise <host>", "address viewers use to reach the data plane, when the bind address is not reachable")

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
-import { fetchChunks, FetchError, keepAliveAgent } from "@distribustream/data-plane";
+import { FetchError, keepAliveAgent, originAgents } from "@distribustream/data-plane";
 import {
   ChecksumService,
   HASH_BYTES,
@@ -29,6 +29,7 @@ import {
 } from "@distribustream/runtime";
 import { validateRequest, type ManifestJob } from "./request.js";
 import { Semaphore } from "./semaphore.js";
+import { readStreamChunks } from "./source.js";
 
 export const CHECKSUM_SERVICE_NAME = "pdtp.v1.Checksum";
 
@@ -69,6 +70,7 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
   const metrics = checksumMetrics(opts.registry);
   const slots = new Semaphore(Math.max(1, opts.maxConcurrent ?? 2));
   const agent = keepAliveAgent();
+  const origins = originAgents();
   const inFlight = new Set<AbortController>();
 
   async function compute(job: ManifestJob, signal: AbortSignal): Promise<SignedManifest> {
@@ -80,16 +82,11 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
     try {
       if (job.chunkCount > 0) {
         let next = 0;
-        await fetchChunks({
-          host: job.source.host,
-          port: job.source.port,
-          streamId: job.streamId,
-          range: { first: 0, last: job.chunkCount - 1 },
-          ticket: job.ticket,
-          layout: { size: job.size, chunkSize: job.chunkSize },
+        await readStreamChunks(job, {
           signal,
           agent,
-          ...(opts.fetchTimeoutMs !== undefined ? { timeoutMs: opts.fetchTimeoutMs } : {}),
+          originAgents: origins,
+          timeoutMs: opts.fetchTimeoutMs,
           onChunk: (index, data) => {
             if (index !== next) throw new Error(`chunk ${index} arrived, expected ${next}`);
             createHash("sha256")
@@ -217,6 +214,7 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
           });
         });
         agent.destroy();
+        origins.destroy();
       })();
       return draining;
     },

@@ -950,6 +950,14 @@ export class TrackerCore {
             version: p.version,
             sourceUrl,
             ticket,
+            // an origin's bytes are hashed from the origin itself, with the seeder's validator
+            ...(p.originUrl
+              ? {
+                  originUrl: p.originUrl,
+                  originEtag: p.originEtag ?? "",
+                  originLastModified: p.originLastModified ?? "",
+                }
+              : {}),
           },
           new grpc.Metadata(),
           { deadline: Date.now() + MANIFEST_TIMEOUT_MS },
@@ -978,7 +986,7 @@ export class TrackerCore {
     } catch (err) {
       const e = err as grpc.ServiceError;
       const reason = `manifest not computed: ${e.details || e.message}`;
-      log.warn({ sourceUrl, reason }, "publish rejected");
+      log.warn({ sourceUrl, originUrl: p.originUrl || undefined, reason }, "publish rejected");
       const meta = await this.store.getStream(streamId).catch(() => undefined);
       if (meta && meta.status !== "ready") await this.store.removeStream(streamId).catch(() => undefined);
       return reason;
