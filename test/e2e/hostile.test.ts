@@ -7,6 +7,10 @@ import { after, before, describe, test } from "node:test";
 import { DSCLIENT, freePorts, metric, sha256File, startNode, type Proc } from "../support/procs.js";
 import { HostilePeer } from "../support/hostilePeer.js";
 import { Services } from "../support/services.js";
+import { startTcpProxy, type TcpProxy } from "../support/tcpProxy.js";
+
+/** The hostile peer's address: its sessions reach the tracker through a proxy connecting from it. */
+const HOSTILE_HOST = "127.0.0.2";
 
 /** The tracker's per-peer upload slots (DEFAULT_LIMITS.maxUploadsPeer): transfers it can have in flight at a ban. */
 const PEER_UPLOAD_SLOTS = 4;
@@ -23,6 +27,7 @@ describe("a hostile peer among ten honest viewers", { timeout: 180_000 }, () => 
   let sys: Services;
   let tracker: Proc;
   let hostile: HostilePeer;
+  let proxy: TcpProxy;
   let target = "";
   let trackerMetrics = "";
   const SIZE = 16 * 1024 * 1024 + 4321;
@@ -38,12 +43,14 @@ describe("a hostile peer among ten honest viewers", { timeout: 180_000 }, () => 
     await sys.checksum(checksum, m1);
     tracker = await sys.tracker({ port: pdtp, checksum, metricsPort: m2 });
     await sys.seeder({ tracker: target, dataPort: data, metricsPort: m3 });
-    hostile = new HostilePeer(target);
+    proxy = await startTcpProxy([{ host: "127.0.0.1", port: pdtp }], { localAddress: HOSTILE_HOST });
+    hostile = new HostilePeer(`127.0.0.1:${proxy.port}`, HOSTILE_HOST);
     await hostile.join("film.bin");
   });
 
   after(async () => {
     hostile.close();
+    await proxy.close();
     await sys.stop();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -60,11 +67,30 @@ describe("a hostile peer among ten honest viewers", { timeout: 180_000 }, () => 
     for (let i = 0; i < 10; i++) assert.equal(await sha256File(join(dir, `v${i}.out`)), want, `viewer ${i}`);
 
     assert.equal(await metric(trackerMetrics, "pdtp_tracker_sources_banned_total", { reason: "bad_data" }), 1);
-    await tracker.waitFor(new RegExp(`"serverId":"${hostile.peerId}"[^\\n]*"source banned"`), 5_000);
+    await tracker.waitFor(
+      new RegExp(`"serverId":"${hostile.peerId}","host":"${HOSTILE_HOST}"[^\\n]*"source banned"`),
+      5_000,
+    );
     // it was used (it claimed everything), and after the third bad transfer no new one was sent its way:
     // at most the transfers already in flight on its upload slots followed
     assert.ok(hostile.served >= BAN_AFTER_BAD, `hostile peer served ${hostile.served} requests`);
     assert.ok(hostile.served <= BAN_AFTER_BAD + PEER_UPLOAD_SLOTS, `hostile peer served ${hostile.served} requests`);
+  });
+
+  test("back in a new session from the same address, the banned peer is never sent a viewer", async () => {
+    const again = new HostilePeer(`127.0.0.1:${proxy.port}`, HOSTILE_HOST);
+    try {
+      await again.join("film.bin");
+      const viewers = Array.from({ length: 3 }, (_, i) =>
+        startNode(DSCLIENT, [`pdtp://${target}/film.bin`, "-o", `w${i}.out`, "-q"], { cwd: dir }),
+      );
+      assert.deepEqual(await Promise.all(viewers.map((v) => v.exited)), [0, 0, 0]);
+      const want = await sha256File(join(dir, "media/film.bin"));
+      for (let i = 0; i < 3; i++) assert.equal(await sha256File(join(dir, `w${i}.out`)), want);
+      assert.equal(again.served, 0, "a banned address serves nothing, whatever it claims");
+    } finally {
+      again.close();
+    }
   });
 
   test("replayed tickets are refused: without the fetcher's proof, for a wider range, seen elsewhere, expired", async () => {

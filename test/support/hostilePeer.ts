@@ -52,7 +52,14 @@ export class HostilePeer {
   private readonly client: TrackerClient;
   private call: ClientDuplexStream<PeerMessage, TrackerMessage> | undefined;
 
-  constructor(private readonly target: string) {
+  /**
+   * `target`: the tracker, or a proxy that reaches it from `host`; the data
+   * plane listens on `host`, the address the tracker sees and hands out.
+   */
+  constructor(
+    target: string,
+    private readonly host = "127.0.0.1",
+  ) {
     this.client = new TrackerClient(target, credentials.createInsecure());
     this.server = createServer((req, res) => {
       req.resume();
@@ -71,7 +78,7 @@ export class HostilePeer {
 
   /** Joins `name`, keeps the tickets of the first directives, then claims every chunk; resolves once it did. */
   async join(name: string): Promise<void> {
-    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
+    await new Promise<void>((resolve) => this.server.listen(0, this.host, resolve));
     const port = (this.server.address() as AddressInfo).port;
     const call = this.client.session();
     this.call = call;

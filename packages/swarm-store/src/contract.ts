@@ -382,6 +382,31 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       assert.deepEqual(await counts(0, 10), [[0, 10, 0]]);
     });
 
+    it("banHost: viewers joining from a banned host join banned until the ban ends; seeders and other hosts do not", async () => {
+      await store.createStream(stream());
+      await store.banHost("s1", "10.0.0.66", 5_000);
+      await store.banHost("s1", "10.0.0.66", 2_000); // an earlier end does not shorten the ban
+      await store.banHost("nosuch", "10.0.0.66", 5_000); // ignored
+      const all = [{ first: 0, last: 10 }];
+      await store.joinPeer("s1", peer("evil", { host: "10.0.0.66", have: all }), 4_000);
+      await store.joinPeer("s1", peer("fine", { host: "10.0.0.67", have: [{ first: 0, last: 4 }] }), 4_000);
+      await store.joinPeer("s1", peer("seed", { host: "10.0.0.66", role: "seeder", have: all }), 4_000);
+      assert.equal((await store.getPeer("s1", "evil"))?.banned, true);
+      assert.equal((await store.getPeer("s1", "fine"))?.banned, false);
+      assert.equal((await store.getPeer("s1", "seed"))?.banned, false);
+      // its claimed holdings count nowhere, and it is never offered as a source
+      assert.deepEqual(await counts(0, 10), [
+        [0, 4, 1],
+        [5, 10, 0],
+      ]);
+      const offered = await store.sources("s1", { first: 0, last: 10 }, { exclude: "x", limit: 10, ...limits });
+      assert.ok(!offered.some((c) => c.peerId === "evil"));
+      assert.equal(await store.addTransfer(transfer("fine", "evil", { first: 5, last: 5 }), limits), "banned");
+      // after the ban ends, a new session from the host joins like any other
+      await store.joinPeer("s1", peer("later", { host: "10.0.0.66" }), 5_001);
+      assert.equal((await store.getPeer("s1", "later"))?.banned, false);
+    });
+
     it("recordSourceOutcome bans a viewer after N failures in a row, never a seeder", async () => {
       await store.createStream(stream());
       await store.joinPeer("s1", peer("s", { role: "seeder", have: [{ first: 0, last: 10 }] }), 0);

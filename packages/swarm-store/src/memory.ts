@@ -60,6 +60,8 @@ interface MemStream {
   transfers: Map<number, TransferRecord>;
   /** Transfers whose copy counts in availability (their fetcher serves others). */
   counted: Set<number>;
+  /** Host -> until when viewers joining from it join banned (banHost). */
+  hostBans: Map<string, number>;
 }
 
 /** Whether a peer's copies count in availability: viewers that serve others do; seeders and banned peers do not. */
@@ -109,6 +111,7 @@ export class MemorySwarmStore implements SwarmStore {
       servers: new LoadIndex(),
       reach: new ReachIndex(),
       seeders: new Set(),
+      hostBans: new Map(),
       epoch: 0,
       availability: new SegmentCounts(count),
       held: new SegmentCounts(count),
@@ -175,6 +178,12 @@ export class MemorySwarmStore implements SwarmStore {
     if (this.names.get(s.meta.name) === streamId) this.names.delete(s.meta.name);
   }
 
+  async banHost(streamId: string, host: string, untilMs: number): Promise<void> {
+    this.check();
+    const s = this.streams.get(streamId);
+    if (s && untilMs > (s.hostBans.get(host) ?? 0)) s.hostBans.set(host, untilMs);
+  }
+
   async peerCounts(streamId: string): Promise<{ peers: number; seeders: number }> {
     this.check();
     const s = this.streams.get(streamId);
@@ -204,7 +213,8 @@ export class MemorySwarmStore implements SwarmStore {
       failures: 0,
       strikes: 0,
       bad: 0,
-      banned: false,
+      // a viewer from a host banned for bad data joins banned: it may fetch, never serve
+      banned: p.role === "viewer" && (s.hostBans.get(p.host) ?? 0) > nowMs,
     };
     s.peers.set(p.peerId, peer);
     if (p.role === "seeder") s.seeders.add(p.peerId);

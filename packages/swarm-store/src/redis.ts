@@ -19,6 +19,7 @@
  *   ds:{id}:held      ZSET    like avail, for the viewers holding a chunk only (no copies in flight)
  *   ds:{id}:heldc     HASH    like availc, for held
  *   ds:{id}:seeders   SET     peerIds of seeders (a stream has few)
+ *   ds:{id}:hostbans  HASH    host -> untilMs: viewers joining from it join banned (banHost)
  *   ds:{id}:avail     ZSET    availability segment starts, member=score=first chunk (always holds 0)
  *   ds:{id}:availc    HASH    segment start -> count (viewers holding + copies in flight), up to the next start
  *   ds:{id}:xfers     HASH    transferId -> JSON {id, f fetcher, s server, sr serverRole, a first, b last,
@@ -237,6 +238,11 @@ export class RedisSwarmStore implements SwarmStore {
     if (typeof name === "string") await this.run("dsUnpointName", [this.names], name, streamId);
     await this.redis.zrem(this.peerIndex, streamId);
     await this.redis.zrem(this.transferIndex, streamId);
+  }
+
+  /** 1 script; O(1). */
+  async banHost(streamId: string, host: string, untilMs: number): Promise<void> {
+    await this.run("dsBanHost", this.keys(streamId), host, untilMs);
   }
 
   /** 1 script (HLEN + SCARD); O(1). */

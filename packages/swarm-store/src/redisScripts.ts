@@ -23,12 +23,13 @@ export const STREAM_KEYS = [
   "held",
   "heldc",
   "reach",
+  "hostbans",
 ] as const;
 
 const COMMON = `
 local K_META, K_MANIFEST, K_PEERS, K_HAVE, K_SEEN, K_SERVERS, K_SEEDERS, K_AVAIL, K_AVAILC, K_XFERS, K_XFEREXP =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
-local K_HELD, K_HELDC, K_REACH = KEYS[12], KEYS[13], KEYS[14]
+local K_HELD, K_HELDC, K_REACH, K_HOSTBANS = KEYS[12], KEYS[13], KEYS[14], KEYS[15]
 
 local function int(n) return string.format('%d', n) end
 
@@ -336,11 +337,13 @@ for i = 1, #src, 2 do
   local f, l = src[i], math.min(src[i + 1], size - 1)
   if f <= l then hv[#hv + 1] = f; hv[#hv + 1] = l end
 end
+local now = tonumber(ARGV[7])
+-- a viewer from a host banned for bad data joins banned: it may fetch, never serve
+local ban = ARGV[4] == 'viewer' and tonumber(redis.call('HGET', K_HOSTBANS, ARGV[2]) or '0') > now
 local p = { h = ARGV[2], p = tonumber(ARGV[3]), r = ARGV[4], m = ARGV[5], pos = tonumber(ARGV[6]),
-  sv = 0, fl = 0, st = 0, bd = 0, bn = 0, dl = '', ul = '' }
+  sv = 0, fl = 0, st = 0, bd = 0, bn = ban and 1 or 0, dl = '', ul = '' }
 put_peer(id, p)
 redis.call('HSET', K_HAVE, id, format_ranges(hv))
-local now = tonumber(ARGV[7])
 local idx = needs_index(K_SEEN, now)
 redis.call('ZADD', K_SEEN, now, id)
 if p.r == 'seeder' then redis.call('SADD', K_SEEDERS, id) end
@@ -355,6 +358,13 @@ bump()
 local out = { 1, idx }
 for _, s in ipairs(dropped) do out[#out + 1] = s end
 return out`,
+
+  // ARGV: host untilMs; keeps the later of an existing ban and this one
+  dsBanHost: `
+if redis.call('EXISTS', K_META) == 0 then return 0 end
+local before = tonumber(redis.call('HGET', K_HOSTBANS, ARGV[1]) or '0')
+if tonumber(ARGV[2]) > before then redis.call('HSET', K_HOSTBANS, ARGV[1], ARGV[2]) end
+return 1`,
 
   // ARGV: peerId -> dropped transfer records
   dsLeavePeer: `return remove_peer(ARGV[1]) or {}`,

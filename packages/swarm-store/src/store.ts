@@ -83,6 +83,14 @@ export interface SwarmStore {
   joinPeer(streamId: string, peer: PeerJoin, nowMs: number): Promise<JoinResult>;
 
   /**
+   * Bans `host` from serving in the stream until `untilMs`: a viewer joining
+   * from it before then joins banned (it may fetch, never serve), so that a
+   * peer banned for bad data cannot come back as a fresh session. Keeps the
+   * later of two bans; an unknown stream is ignored.
+   */
+  banHost(streamId: string, host: string, untilMs: number): Promise<void>;
+
+  /**
    * Removes a peer from a stream with its holdings and every transfer it
    * fetches or serves; resolves those transfers so the caller can withdraw
    * them. Unknown peer or stream: resolves [].

@@ -39,6 +39,8 @@ const MAX_UNSENT = 32;
  * then its claimed holdings count as available and hold the seeder back.
  */
 export const TRUST_POLICY: TrustPolicy = { banAfterBad: 3, banAfterStrikes: 3 };
+/** How long the address of a peer banned for bad data may not serve in that stream (new sessions included). */
+const HOST_BAN_MS = 10 * 60_000;
 
 /** What a session keeps of a stream it joined: numbers for validation and planning, never the manifest. */
 export interface JoinedStream {
@@ -505,13 +507,18 @@ export class Session {
     if (!trust?.banned) return;
     const justNow =
       outcome === "bad_data" ? trust.bad === TRUST_POLICY.banAfterBad : trust.strikes === TRUST_POLICY.banAfterStrikes;
-    if (justNow) {
-      this.core.metrics.sourcesBanned.inc({ reason: outcome === "bad_data" ? "bad_data" : "unreachable" });
-      this.log.warn(
-        { streamId: t.streamId, serverId: t.serverId, bad: trust.bad, strikes: trust.strikes },
-        "source banned",
-      );
-    }
+    if (!justNow) return;
+    this.core.metrics.sourcesBanned.inc({ reason: outcome === "bad_data" ? "bad_data" : "unreachable" });
+    // bad data is no accident: its address stays banned, so a new session from it serves nothing either
+    const host =
+      outcome === "bad_data" && t.serverRole === "viewer"
+        ? (await this.core.store.getPeer(t.streamId, t.serverId))?.host
+        : undefined;
+    if (host) await this.core.store.banHost(t.streamId, host, Date.now() + HOST_BAN_MS);
+    this.log.warn(
+      { streamId: t.streamId, serverId: t.serverId, host, bad: trust.bad, strikes: trust.strikes },
+      "source banned",
+    );
   }
 
   private async publish(p: Publish): Promise<void> {
