@@ -1,1 +1,2 @@
 export { CredentialRefusedError, startSeeder, SEEDER_AGENT, type SeederOptions, type RunningSeeder } from "./seeder.js";
+export { parseRate } from "@distribustream/data-plane";
