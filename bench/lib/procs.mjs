@@ -44,6 +44,7 @@ export class Proc {
     if (opts.stdout === "sink") this.child.stdout.on("data", (d) => this.sinks.forEach((f) => f(d)));
     else this.child.stdout.on("data", onData);
     this.child.stderr.on("data", onData);
+    this.stdoutEnded = new Promise((r) => this.child.stdout.on("close", r));
     this.exited = new Promise((r) => this.child.on("exit", (code, sig) => r(code ?? sig)));
     this.child.on("error", (err) => {
       this.out += `\nspawn error: ${err.message}`;

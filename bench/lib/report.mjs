@@ -37,8 +37,10 @@ export function markdown(rec) {
   lines.push("");
   lines.push(`| | ${cols.join(" | ")} |`);
   lines.push(`|---|${cols.map(() => "---:").join("|")}|`);
-  for (const [sys, m] of Object.entries(rec.medians ?? {}))
+  for (const [sys, m] of Object.entries(rec.medians ?? {})) {
+    if (cols.every((c) => m[c] === undefined || m[c] === null)) continue; // skipped, or failed every run
     lines.push(`| ${sys} | ${cols.map((c) => fmt(m[c])).join(" | ")} |`);
+  }
   lines.push("");
   if (Object.keys(rec.ratios ?? {}).length) {
     lines.push("Ratios (pair by pair within each run, median over runs):");
@@ -52,7 +54,9 @@ export function markdown(rec) {
     lines.push("| goal | figure | met |");
     lines.push("|---|---:|---|");
     for (const g of rec.goals)
-      lines.push(`| ${g.goal} | ${fmt(g.value)} | ${g.met === null ? "not measured" : g.met ? "met" : "NOT met"} |`);
+      lines.push(
+        `| ${g.goal} | ${fmt(g.value)} | ${g.met === null ? `not measured${g.note ? ` (${g.note})` : ""}` : g.met ? "met" : "NOT met"} |`,
+      );
     lines.push("");
   }
   const failures = [];

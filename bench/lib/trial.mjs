@@ -43,7 +43,7 @@ export async function runViewers(sys, ctx) {
     if (ctx.stdoutSink) {
       const h = createHash("sha256");
       p.onStdout((d) => h.update(d));
-      void p.exited.then(() => (hashes[i] = h.digest("hex")));
+      void p.stdoutEnded.then(() => (hashes[i] = h.digest("hex")));
     }
     if (s.doneRe) {
       const off = p.onLine((line) => {
@@ -75,6 +75,7 @@ export async function runViewers(sys, ctx) {
   if (!failure && !timedOut) {
     if (ctx.stdoutSink) {
       for (const p of viewers) await p.stop();
+      await Promise.all(viewers.map((p) => p.stdoutEnded));
       shaOk = hashes.filter((h) => h === ctx.sha256).length;
     } else {
       for (const s of specs) if ((await sha256File(s.outputFile).catch(() => "")) === ctx.sha256) shaOk++;
