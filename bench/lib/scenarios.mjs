@@ -2,7 +2,7 @@
 // columns } for the record (report.mjs writes it). Ratios are computed pair by pair inside one run, then
 // their median is taken; every system of a run gets the same file, viewers, rate limits and start pattern.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, renameSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { stopAll } from "./procs.mjs";
@@ -33,6 +33,12 @@ function ratioMedians(runs) {
   return out;
 }
 
+/** Dates a file a minute back: the seeder publishes a settled file at once (a fresh one after a scan or two). */
+function settled(file) {
+  const past = new Date(Date.now() - 60_000);
+  utimesSync(file, past, past);
+}
+
 const goal = (id, text, value, test, note) => ({
   id,
   goal: text,
@@ -56,6 +62,7 @@ async function prepareFile(env, name, size) {
   const file = join(media, name);
   env.log(`bench: writing ${size / MiB} MiB of random bytes to ${file}`);
   randomFile(file, size);
+  settled(file);
   return { media, file, sha256: await sha256File(file) };
 }
 
@@ -224,6 +231,7 @@ export async function memory(o, env) {
     const name = `m${size}.bin`;
     env.log(`bench: writing ${size / MiB} MiB of random bytes`);
     randomFile(join(media, name), size);
+    settled(join(media, name));
     files.push({ name, size, sha256: await sha256File(join(media, name)) });
   }
   const runs = [];
@@ -490,12 +498,11 @@ export async function checksum(o, env) {
   if (env.available.ds) return { skipped: env.available.ds };
   if (env.available.sha256sum) return { skipped: env.available.sha256sum };
   const name = "checksum.bin";
-  const stash = join(env.dir, "stash");
-  mkdirSync(stash, { recursive: true });
   const f = await prepareFile(env, name, o.size);
   const runs = [];
   for (let r = 0; r < o.runs; r++) {
     const dir = mkdtempSync(join(env.dir, "ds-"));
+    const media = join(dir, "media");
     const res = {};
     try {
       // sha256sum first (also brings the file into the page cache for both)
@@ -504,31 +511,43 @@ export async function checksum(o, env) {
       const shaS = (performance.now() - t0) / 1000;
       res.sha256sum = { ok: true, seconds: round(shaS, 3), MBps: round(o.size / MiB / shaS, 1) };
       // a fresh tracker and checksum service for each run: nothing cached
-      renameSync(f.file, join(stash, name));
-      const media = join(dir, "media");
       mkdirSync(media);
-      renameSync(join(stash, name), join(media, name));
+      renameSync(f.file, join(media, name)); // same file, same (settled) mtime
       const sys = await startDistribuStream(
         { dir, mediaDir: media, name, chunkSize: o.chunkSize, originRate: 0 },
         { seederLogLevel: "info", waitReady: false },
       );
       await sys.origin.waitFor(/published: ready/, o.timeoutS * 1000);
       const s = publishToReadyS(sys.origin.out);
+      // the service's own account of the time, when it still exports it (it may change; the log figure stays)
       const csText = await metricsText(sys.checksumMetricsPort).catch(() => "");
+      const service = metricSum(csText, "pdtp_checksum_duration_seconds_sum");
       res.ds = {
         ok: s !== undefined,
         seconds: round(s, 3),
         MBps: s ? round(o.size / MiB / s, 1) : null,
-        checksumServiceDurationS: round(metricSum(csText, "pdtp_checksum_duration_seconds_sum"), 3),
+        serviceSeconds: round(service, 3),
+        serviceMBps: service ? round(o.size / MiB / service, 1) : null,
       };
-      renameSync(join(media, name), f.file);
     } catch (err) {
       res.ds = { ok: false, error: err.message.slice(0, 2000) };
     } finally {
       await stopAll();
+      try {
+        renameSync(join(media, name), f.file);
+      } catch {
+        /* never moved */
+      }
       rmSync(dir, { recursive: true, force: true });
     }
-    runs.push({ run: r + 1, systems: res, ratios: { "MBps ds/sha256sum": ratio(res.ds?.MBps, res.sha256sum?.MBps) } });
+    runs.push({
+      run: r + 1,
+      systems: res,
+      ratios: {
+        "MBps ds/sha256sum": ratio(res.ds?.MBps, res.sha256sum?.MBps),
+        "serviceMBps ds/sha256sum": ratio(res.ds?.serviceMBps, res.sha256sum?.MBps),
+      },
+    });
   }
   const rat = ratioMedians(runs);
   return {
@@ -542,8 +561,16 @@ export async function checksum(o, env) {
     runs,
     medians: medians(runs),
     ratios: rat,
-    columns: ["MBps", "seconds"],
-    goals: [goal("checksum", "checksum service hash rate ≥ 0.9× sha256sum", rat["MBps ds/sha256sum"], (v) => v >= 0.9)],
+    columns: ["MBps", "seconds", "serviceMBps", "serviceSeconds"],
+    goals: [
+      goal(
+        "checksum",
+        "checksum hash rate ≥ 0.9× sha256sum (publish to ready, end to end)",
+        rat["MBps ds/sha256sum"],
+        (v) => v >= 0.9,
+        missing(runs, "ds"),
+      ),
+    ],
   };
 }
 
