@@ -38,31 +38,38 @@ options (defaults in brackets; --smoke: tiny sizes and one run, as CI runs it):
   --no-install          never install the npm anchors on demand (a missing one is skipped)
   --no-netns            stay in this network namespace (no loopback byte counts)`;
 
-const { values: v, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    runs: { type: "string" },
-    size: { type: "string" },
-    viewers: { type: "string" },
-    rate: { type: "string" },
-    "origin-rate": { type: "string" },
-    "chunk-size": { type: "string" },
-    systems: { type: "string" },
-    sizes: { type: "string" },
-    "chunk-sizes": { type: "string" },
-    peers: { type: "string" },
-    seconds: { type: "string" },
-    modes: { type: "string" },
-    prefill: { type: "string" },
-    timeout: { type: "string" },
-    out: { type: "string" },
-    "work-dir": { type: "string" },
-    smoke: { type: "boolean", default: false },
-    "no-install": { type: "boolean", default: false },
-    "no-netns": { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-  },
-});
+let parsed;
+try {
+  parsed = parseArgs({
+    allowPositionals: true,
+    options: {
+      runs: { type: "string" },
+      size: { type: "string" },
+      viewers: { type: "string" },
+      rate: { type: "string" },
+      "origin-rate": { type: "string" },
+      "chunk-size": { type: "string" },
+      systems: { type: "string" },
+      sizes: { type: "string" },
+      "chunk-sizes": { type: "string" },
+      peers: { type: "string" },
+      seconds: { type: "string" },
+      modes: { type: "string" },
+      prefill: { type: "string" },
+      timeout: { type: "string" },
+      out: { type: "string" },
+      "work-dir": { type: "string" },
+      smoke: { type: "boolean", default: false },
+      "no-install": { type: "boolean", default: false },
+      "no-netns": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+} catch (err) {
+  console.error(`bench: ${err.message}\n${USAGE}`);
+  process.exit(2);
+}
+const { values: v, positionals } = parsed;
 const [what] = positionals;
 if (v.help || !what || (what !== "all" && what !== "setup" && !SCENARIOS[what])) {
   console.error(USAGE);
@@ -73,7 +80,7 @@ const log = (m) => console.error(m);
 if (what === "setup") {
   const problems = [installDebianPackages(log), installNpmAnchors(log)].filter(Boolean);
   for (const p of problems) log(`bench: ${p}`);
-  log(`bench: ${JSON.stringify(availability())}`);
+  for (const [k, why] of Object.entries(availability())) log(`bench: ${k}: ${why ?? "ok"}`);
   process.exit(problems.length ? 1 : 0);
 }
 
