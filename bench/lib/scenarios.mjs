@@ -12,12 +12,13 @@ import { GiB, MiB, median, randomFile, ratio, root, round, sha256File } from "./
 
 const KiB = 1024;
 
-/** Medians over the runs of every numeric figure of each system. */
+/** Medians over the runs of every numeric figure of each system (its successful trials only). */
 function medians(runs, key = "systems") {
   const out = {};
   for (const run of runs) {
     for (const [sys, r] of Object.entries(run[key] ?? {})) {
       out[sys] ??= {};
+      if (r.ok === false || r.skipped) continue; // a failed trial's figures are no measurement
       for (const [k, v] of Object.entries(r)) if (typeof v === "number") (out[sys][k] ??= []).push(v);
     }
   }

@@ -34,6 +34,7 @@ export async function runViewers(sys, ctx) {
   const doneAt = new Array(ctx.viewers).fill(undefined);
   const hashes = new Array(ctx.viewers).fill(undefined);
   let failure;
+  let stopping = false; // the harness stops them: an exit is no failure then
   const viewers = specs.map((s, i) => {
     const p = new Proc(`${sys.name}-viewer${i}`, s.cmd, s.args, {
       cwd: vdir,
@@ -54,15 +55,16 @@ export async function runViewers(sys, ctx) {
     }
     void p.exited.then((code) => {
       if (s.doneOnExit && code === 0) doneAt[i] ??= performance.now();
-      else if (doneAt[i] === undefined && !failure) failure = `${p.name} exited (${code}): ${p.out.slice(-1500)}`;
+      else if (doneAt[i] === undefined && !failure && !stopping)
+        failure = `${p.name} exited (${code}): ${p.out.slice(-1500)}`;
     });
     return p;
   });
 
   const end = Date.now() + ctx.timeoutMs;
   while (!failure && doneAt.some((d) => d === undefined) && Date.now() < end) await sleep(50);
-  const allDone = performance.now();
   const timedOut = !failure && doneAt.some((d) => d === undefined);
+  const allDone = Math.max(...doneAt.filter((d) => d !== undefined));
 
   const lo1 = ctx.isolated ? loopbackTxBytes() : undefined;
   const originNow = sampleTree(sys.origin.target());
@@ -72,7 +74,9 @@ export async function runViewers(sys, ctx) {
 
   // outputs: hashed before the viewers stop (a lingering viewer keeps its file whole)
   let shaOk = 0;
-  if (!failure && !timedOut) {
+  const failed = failure;
+  stopping = true;
+  if (!failed && !timedOut) {
     if (ctx.stdoutSink) {
       for (const p of viewers) await p.stop();
       await Promise.all(viewers.map((p) => p.stdoutEnded));
@@ -92,11 +96,11 @@ export async function runViewers(sys, ctx) {
   const cpuSeconds = Object.values(serverCpu).reduce((a, b) => a + b, 0) + viewerCpu.reduce((a, b) => a + (b ?? 0), 0);
   const deliveredGiB = (ctx.viewers * ctx.size) / GiB;
   const rss = times.map((t) => t?.maxRssMB ?? null);
-  const ok = !failure && !timedOut && shaOk === ctx.viewers;
+  const ok = !failed && !timedOut && shaOk === ctx.viewers;
   return {
     ok,
     error:
-      failure ??
+      failed ??
       (timedOut
         ? `timed out after ${ctx.timeoutMs / 1000} s`
         : shaOk < ctx.viewers
