@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync } from "node:fs"
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { stopAll } from "./procs.mjs";
-import { SYSTEMS, metricSum, metricsText, startDistribuStream } from "./systems.mjs";
+import { ANNOUNCE_INTERVAL_S, ARIA2_COMMON, SYSTEMS, metricSum, metricsText, startDistribuStream } from "./systems.mjs";
 import { runViewers } from "./trial.mjs";
 import { GiB, MiB, median, randomFile, ratio, root, round, sha256File } from "./util.mjs";
 
@@ -139,6 +139,18 @@ export async function flashCrowd(o, env) {
       chunkOrPieceBytes: o.chunkSize,
       runs: o.runs,
       systems: o.systems,
+      how: {
+        ds: "separate tracker (memory store), checksum and seeder (--max-upload-rate origin) processes; dsclient --max-download-rate/--max-upload-rate, --linger until all are done",
+        webtorrent:
+          "TCP only: dht, lsd, natUpnp, natPmp, utp, webSeeds off; uploadLimit/downloadLimit; origin added with skipVerify",
+        aria2: [
+          ...ARIA2_COMMON,
+          "origin: --bt-seed-unverified=true --max-overall-upload-limit",
+          "viewers: --max-overall-download-limit --max-overall-upload-limit",
+        ],
+        bittorrent: `bittorrent-tracker over HTTP on 127.0.0.1, announce interval ${ANNOUNCE_INTERVAL_S} s; one .torrent (create-torrent) with the chunk size as piece size`,
+        http: "nginx limit_rate per connection = min(viewer rate, origin rate / viewers); curl --limit-rate viewer rate",
+      },
     },
     runs,
     medians: med,

@@ -183,7 +183,7 @@ export async function startDistribuStream(ctx, { seederLogLevel = "warn", waitRe
 
 // ---- BitTorrent anchors ----------------------------------------------------------------
 
-const ANNOUNCE_INTERVAL_S = 5;
+export const ANNOUNCE_INTERVAL_S = 5;
 
 async function startBtTracker(ctx) {
   const port = await freePort();
@@ -231,7 +231,7 @@ export async function startWebTorrent(ctx) {
   };
 }
 
-const ARIA2_COMMON = [
+export const ARIA2_COMMON = [
   "--enable-dht=false",
   "--enable-dht6=false",
   "--bt-enable-lpd=false",
