@@ -17,7 +17,7 @@ import { MiB, machine, parseRate, parseSize, root, versions, which } from "./lib
 
 const USAGE = `usage: npm run bench -- <scenario|all|setup> [options]
 scenarios: ${Object.keys(SCENARIOS).join(", ")}
-  setup                 apt-get install what is missing (aria2 nginx-light curl time; as root) and the npm anchors
+  setup                 apt-get install what is missing (aria2 nginx-light curl time iproute2; as root) and the npm anchors
 options (defaults in brackets; --smoke: tiny sizes and one run, as CI runs it):
   --runs N              runs per scenario [3]
   --size SIZE           file size, e.g. 256M, 1G [flash-crowd 256M, single 1G, control 256M, checksum 1G, tracker-capacity 64M]
@@ -96,18 +96,27 @@ if (process.env.DS_BENCH_NETNS === undefined) {
   let reason;
   if (v["no-netns"]) reason = "--no-netns";
   else if (!which("unshare") || !which("ip")) reason = "unshare or ip not found (util-linux, iproute2)";
-  else {
-    try {
-      execFileSync("unshare", ["--net", "true"], { stdio: "ignore" });
-    } catch {
-      reason = "unshare --net not permitted here";
-    }
-  }
+  // as root a network namespace; otherwise in a user namespace of its own, where it may be allowed
+  const tries = [["--net"], ["--user", "--map-root-user", "--net"]];
+  const flags = reason
+    ? undefined
+    : tries.find((f) => {
+        try {
+          execFileSync("unshare", [...f, "sh", "-c", "ip link set lo up"], { stdio: "ignore" });
+          return true;
+        } catch {
+          return false;
+        }
+      });
+  if (!reason && !flags) reason = "unshare --net not permitted here (nor in a user namespace)";
   if (!reason) {
     const child = spawn(
       "unshare",
-      ["--net", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', process.execPath, ...process.argv.slice(1)],
-      { stdio: "inherit", env: { ...process.env, DS_BENCH_NETNS: "1" } },
+      [...flags, "sh", "-c", 'ip link set lo up && exec "$0" "$@"', process.execPath, ...process.argv.slice(1)],
+      {
+        stdio: "inherit",
+        env: { ...process.env, DS_BENCH_NETNS: "1", DS_BENCH_NETNS_VIA: `unshare ${flags.join(" ")}` },
+      },
     );
     for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => child.kill(sig));
     child.on("exit", (code, sig) => process.exit(code ?? (sig ? 1 : 0)));
@@ -217,7 +226,7 @@ for (const scenario of scenarios) {
     machine: machine(),
     versions: versions(ANCHORS_DIR),
     isolation: isolated
-      ? { netns: true }
+      ? { netns: true, via: process.env.DS_BENCH_NETNS_VIA }
       : { netns: false, reason: process.env.DS_BENCH_NETNS_REASON ?? "not started in a namespace" },
     anchors: {},
     settings: o,

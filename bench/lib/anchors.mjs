@@ -8,7 +8,13 @@ import { join } from "node:path";
 import { root, which } from "./util.mjs";
 
 export const ANCHORS_DIR = join(root, "bench/anchors/webtorrent");
-export const DEBIAN_PACKAGES = { aria2c: "aria2", nginx: "nginx-light", curl: "curl", "/usr/bin/time": "time" };
+export const DEBIAN_PACKAGES = {
+  aria2c: "aria2",
+  nginx: "nginx-light",
+  curl: "curl",
+  "/usr/bin/time": "time",
+  ip: "iproute2", // brings loopback up in the harness's own network namespace
+};
 
 const npmInstalled = () =>
   ["webtorrent", "bittorrent-tracker", "create-torrent"].every((n) =>
