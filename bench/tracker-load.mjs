@@ -438,6 +438,11 @@ try {
         `${metricsPort}`,
         "--ticket-key",
         join(dir, "ticket-key.pem"),
+        // every simulated viewer connects from 127.0.0.1: no per-address limits
+        "--max-sessions-per-ip",
+        "0",
+        "--max-messages-per-ip",
+        "0",
         "--log-level",
         "warn",
       ],

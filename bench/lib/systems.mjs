@@ -94,6 +94,11 @@ export async function startDistribuStream(ctx, { seederLogLevel = "warn", waitRe
       join(keys, "ticket-key.pem"),
       "--chunk-size",
       `${ctx.chunkSize}`,
+      // every viewer connects from 127.0.0.1 here: no per-address limits (as bench/tracker-load.mjs)
+      "--max-sessions-per-ip",
+      "0",
+      "--max-messages-per-ip",
+      "0",
       "--log-level",
       "warn",
     ],

@@ -9,10 +9,13 @@ import { credentials, Metadata, makeGenericClientConstructor, status, type Servi
 import {
   chunksPath,
   encodeTicket,
+  fetchProof,
   issueTicket,
   PeerMessage,
   PeerRole,
+  PROOF_HEADER,
   Signer,
+  TICKET_HEADER,
   TrackerClient,
   TrackerMessage,
   TrackerService,
@@ -22,7 +25,8 @@ import {
 import { DSCLIENT, sha256File, startNode, startUp, type Proc } from "../support/procs.js";
 
 /** Session key of the test peers (Hello.peer_key); their tickets name it. */
-const TEST_PEER_KEY = Signer.generate().publicKey.ed25519;
+const TEST_PEER = Signer.generate();
+const TEST_PEER_KEY = TEST_PEER.publicKey.ed25519;
 
 /**
  * Bad input on every public entry point of a running system: the offender is
@@ -126,7 +130,7 @@ describe("bad input is refused and loses nothing", { timeout: 120_000 }, () => {
     const src = directive.source!;
     const range = directive.range!;
     const path = chunksPath(directive.streamId, range);
-    const get = (p: string, ticket?: string) => httpGet(src.host, src.port, p, ticket);
+    const get = (p: string, ticket?: string, proof?: string) => httpGet(src.host, src.port, p, ticket, proof);
     const grant = {
       streamId: directive.streamId,
       range,
@@ -143,12 +147,23 @@ describe("bad input is refused and loses nothing", { timeout: 120_000 }, () => {
     assert.equal(expired.status, 403);
     const otherServer = await get(path, encodeTicket(issueTicket({ ...grant, serverId: "someone-else" }, ticketKey)));
     assert.equal(otherServer.status, 403);
+    const widerRange = { first: range.first, last: range.last + 1 };
     const wider = await get(
-      chunksPath(directive.streamId, { first: range.first, last: range.last + 1 }),
+      chunksPath(directive.streamId, widerRange),
       encodeTicket(directive.ticket!),
+      fetchProof(directive.ticket!, widerRange, TEST_PEER),
     );
     assert.equal(wider.status, 403);
-    for (const r of [none, forged, expired, otherServer, wider])
+    // the directive's own ticket, presented without its fetcher's proof or with someone else's
+    const unproven = await get(path, encodeTicket(directive.ticket!));
+    assert.equal(unproven.status, 403);
+    const stolen = await get(
+      path,
+      encodeTicket(directive.ticket!),
+      fetchProof(directive.ticket!, range, Signer.generate()),
+    );
+    assert.equal(stolen.status, 403);
+    for (const r of [none, forged, expired, otherServer, wider, unproven, stolen])
       assert.ok(r.body.length < 200, "no file bytes in a refusal");
 
     const past = { first: 1000, last: 1001 };
@@ -166,7 +181,7 @@ describe("bad input is refused and loses nothing", { timeout: 120_000 }, () => {
     assert.ok([400, 404].includes(escape.status), `.. in the path: ${escape.status}`);
     assert.doesNotMatch(escape.body.toString(), /root:/);
 
-    const good = await get(path, encodeTicket(directive.ticket!));
+    const good = await get(path, encodeTicket(directive.ticket!), fetchProof(directive.ticket!, range, TEST_PEER));
     assert.equal(good.status, 200);
     assert.ok(good.body.length > 0);
   });
@@ -235,9 +250,16 @@ function firstDirective(target: string, name: string): Promise<Directive> {
   });
 }
 
-function httpGet(host: string, port: number, path: string, ticket?: string): Promise<{ status: number; body: Buffer }> {
+function httpGet(
+  host: string,
+  port: number,
+  path: string,
+  ticket?: string,
+  proof?: string,
+): Promise<{ status: number; body: Buffer }> {
+  const headers = { ...(ticket ? { [TICKET_HEADER]: ticket } : {}), ...(proof ? { [PROOF_HEADER]: proof } : {}) };
   return new Promise((resolve, reject) => {
-    const req = request({ host, port, path, headers: ticket ? { "x-pdtp-ticket": ticket } : {} }, (res) => {
+    const req = request({ host, port, path, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (d: Buffer) => chunks.push(d));
       res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));

@@ -17,8 +17,9 @@ export class Services {
     return p;
   }
 
-  async checksum(port: number, metricsPort: number): Promise<Proc> {
-    const p = this.start(["checksum", "--port", `${port}`, "--metrics-port", `${metricsPort}`]);
+  /** `extra`: more flags, e.g. --tls-cert/--tls-key. */
+  async checksum(port: number, metricsPort: number, extra: string[] = []): Promise<Proc> {
+    const p = this.start(["checksum", "--port", `${port}`, "--metrics-port", `${metricsPort}`, ...extra]);
     await p.waitFor(/checksum service listening/);
     return p;
   }
@@ -45,11 +46,18 @@ export class Services {
   }
 
   /** A seeder of dir/media (with the seeder token in `tokenFile`, if given); resolves once a file is ready. */
-  async seeder(o: { tracker: string; dataPort: number; metricsPort: number; tokenFile?: string }): Promise<Proc> {
+  async seeder(o: {
+    tracker: string;
+    dataPort: number;
+    metricsPort: number;
+    tokenFile?: string;
+    extra?: string[];
+  }): Promise<Proc> {
     const p = this.start(
       ["seeder", "--tracker", o.tracker, "--media", "media", "--data-host", "127.0.0.1"].concat(
         ["--data-port", `${o.dataPort}`, "--metrics-port", `${o.metricsPort}`],
         o.tokenFile ? ["--token-file", o.tokenFile] : [],
+        o.extra ?? [],
       ),
     );
     await p.waitFor(/published: ready/, 30_000);

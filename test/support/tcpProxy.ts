@@ -16,8 +16,16 @@ export interface TcpProxy {
  * client socket is destroyed. When either side of a forwarded connection ends
  * or fails, both are destroyed, so a client of a backend that died sees its
  * connection drop (as it would behind a real load balancer).
+ *
+ * With `localAddress` the connections to the backends come from that
+ * address, e.g. 127.0.0.2 (Linux routes all of 127/8 to lo): a client
+ * behind the proxy looks to the backend like another machine, which
+ * grpc-js cannot do by itself.
  */
-export async function startTcpProxy(backends: { host: string; port: number }[]): Promise<TcpProxy> {
+export async function startTcpProxy(
+  backends: { host: string; port: number }[],
+  opts: { localAddress?: string } = {},
+): Promise<TcpProxy> {
   if (backends.length === 0) throw new Error("startTcpProxy: no backends");
   const open = new Set<Socket>();
   const accepted = backends.map(() => 0);
@@ -41,7 +49,10 @@ export async function startTcpProxy(backends: { host: string; port: number }[]):
       }
       const index = next;
       next = (next + 1) % backends.length;
-      const backend = connect(backends[index]!);
+      const backend = connect({
+        ...backends[index]!,
+        ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+      });
       track(backend);
       let connected = false;
       backend.once("connect", () => {

@@ -2,20 +2,32 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, 
 import { randomBytes } from "node:crypto";
 import { basename, join, resolve } from "node:path";
 import { startChecksum } from "@distribustream/checksum";
+import { parseTrackerAddress } from "@distribustream/pdtp";
 import {
   ConfigError,
   createLogger,
   createRegistry,
   loadConfig,
+  readPemCertificates,
+  readServerTls,
   Shutdown,
   startMetricsServer,
+  type ClientTls,
   type Logger,
 } from "@distribustream/runtime";
-import { startSeeder, type CredentialRefusedError } from "@distribustream/seeder";
+import {
+  checkOriginNames,
+  parseOriginEntry,
+  parseOriginList,
+  startSeeder,
+  type CredentialRefusedError,
+  type OriginSpec,
+} from "@distribustream/seeder";
 import { openSwarmStore, redactUrl } from "@distribustream/swarm-store";
 import {
   issueToken,
   parseToken,
+  peerLimits,
   readTokenFile,
   SeederTokens,
   startTracker,
@@ -45,6 +57,9 @@ async function metrics(ctx: ReturnType<typeof setup>, host: string, port: number
 export async function runTracker(flags: Flags, confFile: string | undefined): Promise<void> {
   const cfg = loadConfig(trackerSchema, { flags, env: process.env, confFile, aliases: originalAliases.tracker });
   const tlsCa = readRedisCa(cfg.redis, cfg.redisCa);
+  const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
+  const checksumTls: ClientTls | undefined =
+    cfg.checksumCa === undefined ? undefined : { ca: readPemCertificates(cfg.checksumCa, "checksum_ca") };
   const ctx = setup("tracker", cfg.logLevel);
   const ticketSigner = openTicketKeys(cfg.ticketKey, cfg.ticketKeyOverlap, ctx.log);
   ctx.shutdown.add("ticket keys", () => ticketSigner.close());
@@ -60,6 +75,9 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
     host: cfg.host,
     port: cfg.port,
     checksum: cfg.checksum,
+    checksumTls,
+    tls,
+    limits: peerLimits(cfg.maxSessionsPerIp, cfg.maxMessagesPerIp),
     store,
     ticketSigner,
     chunkSize: cfg.chunkSize,
@@ -78,6 +96,7 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
 
 export async function runChecksum(flags: Flags, confFile: string | undefined): Promise<void> {
   const cfg = loadConfig(checksumSchema, { flags, env: process.env, confFile, aliases: originalAliases.checksum });
+  const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
   const ctx = setup("checksum", cfg.logLevel);
   const signer = loadOrCreateKey(cfg.networkKey, "network_key", ctx.log);
   let serving = false;
@@ -86,6 +105,7 @@ export async function runChecksum(flags: Flags, confFile: string | undefined): P
     host: cfg.host,
     port: cfg.port,
     signer,
+    tls,
     log: ctx.log,
     registry: ctx.registry,
   });
@@ -108,13 +128,29 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     }),
   );
   const credential = seederCredential(cfg.seederToken, cfg.seederTokenFile);
+  const tracker = parseTrackerAddress(cfg.tracker);
+  if (cfg.tlsCa !== undefined && !tracker.tls) {
+    throw configError(
+      "tls_ca",
+      `${cfg.tlsCa} is a CA for a pdtps:// tracker, but the tracker ${cfg.tracker} is plaintext`,
+    );
+  }
+  const trackerTls: ClientTls | undefined = tracker.tls
+    ? { ca: cfg.tlsCa === undefined ? undefined : readPemCertificates(cfg.tlsCa, "tls_ca") }
+    : undefined;
+  const origins = originSpecs(cfg.origin, cfg.originList);
   const ctx = setup("seeder", cfg.logLevel);
-  const media = checkMediaFolder(cfg.media, false);
+  // with origins, a media folder is published only when one is set
+  const mediaDir = cfg.media ?? (origins.length > 0 ? undefined : "./media");
+  const media = mediaDir === undefined ? undefined : checkMediaFolder(mediaDir, false);
   let serving = false;
   await metrics(ctx, cfg.dataHost, cfg.metricsPort, () => serving);
   const seeder = await startSeeder({
-    tracker: cfg.tracker,
+    tracker: tracker.target,
+    trackerTls,
     media,
+    origins,
+    originPollMs: cfg.originPoll * 1000,
     dataHost: cfg.dataHost,
     dataPort: cfg.dataPort,
     advertise: cfg.advertise,
@@ -129,7 +165,7 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     serving = false;
     await seeder.drain();
   });
-  ctx.log.info({ dataPort: seeder.dataPort, media }, "seeder serving");
+  ctx.log.info({ dataPort: seeder.dataPort, media, origins: origins.length }, "seeder serving");
 }
 
 /** Tracker, checksum and seeder in one process on the memory store, with a demo file. */
@@ -137,9 +173,11 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   const cfg = loadConfig(upSchema, { flags, env: process.env, confFile, aliases: originalAliases.up });
   const redis = cfg.redis ?? process.env.REDIS_URL;
   const tlsCa = readRedisCa(redis, cfg.redisCa);
+  const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
+  const origins = originSpecs(cfg.origin, cfg.originList);
   const ctx = setup("distribustream", cfg.logLevel);
   const media = checkMediaFolder(cfg.media, true);
-  const demo = ensureDemoFile(media, ctx.log);
+  const demo = origins.length > 0 ? undefined : ensureDemoFile(media, ctx.log);
   const networkKey = loadOrCreateKey(join(cfg.dataDir, "network-key.pem"), "network_key", ctx.log);
   const ticketSigner = openTicketKeys(join(cfg.dataDir, "ticket-key.pem"), 10, ctx.log);
   ctx.shutdown.add("ticket keys", () => ticketSigner.close());
@@ -163,6 +201,10 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     host: cfg.host,
     port: cfg.port,
     checksum: `127.0.0.1:${checksum.port}`,
+    tls,
+    // the embedded seeder's way in: the certificate need not name 127.0.0.1
+    plaintextLoopback: tls !== undefined,
+    limits: peerLimits(cfg.maxSessionsPerIp, cfg.maxMessagesPerIp),
     store,
     ticketSigner,
     chunkSize: cfg.chunkSize,
@@ -172,8 +214,10 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   });
   ctx.shutdown.add("tracker", () => tracker.drain());
   const seeder = await startSeeder({
-    tracker: `127.0.0.1:${tracker.port}`,
+    tracker: `127.0.0.1:${tracker.loopbackPort ?? tracker.port}`,
     media,
+    origins,
+    originPollMs: cfg.originPoll * 1000,
     dataHost: cfg.host,
     dataPort: cfg.dataPort,
     advertise: cfg.vhost,
@@ -188,16 +232,17 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   });
   serving = true;
 
-  const names = demo ? [demo] : listMedia(media).slice(0, 3);
+  const names = [...origins.map((o) => o.name), ...(demo ? [demo] : listMedia(media).slice(0, 3))];
   const host = cfg.vhost ?? "localhost";
+  const scheme = tls ? "pdtps" : "pdtp";
   const ready = await Promise.allSettled(names.map((n) => seeder.whenReady(n)));
   const lines = [
-    `DistribuStream is up: tracker pdtp://${host}:${tracker.port}, seeder data plane :${seeder.dataPort}, metrics http://${host}:${m.port}/metrics`,
+    `DistribuStream is up: tracker ${scheme}://${host}:${tracker.port}, seeder data plane :${seeder.dataPort}, metrics http://${host}:${m.port}/metrics`,
     `Network key ${networkKey.keyId} (in ${join(cfg.dataDir, "network-key.pem")}; ?key= pins it).`,
-    `Publishing ${media}. Download with:`,
+    `Publishing ${media}${origins.length > 0 ? ` and ${origins.length} origin${origins.length > 1 ? "s" : ""}` : ""}. Download with:`,
     ...names.map((n, i) =>
       ready[i]!.status === "fulfilled"
-        ? `  npx dsclient 'pdtp://${host}:${tracker.port}/${encodeURI(n)}?key=${networkKey.keyId}'`
+        ? `  npx dsclient '${scheme}://${host}:${tracker.port}/${encodeURI(n)}?key=${networkKey.keyId}'`
         : `  (${n} could not be published: ${(ready[i] as PromiseRejectedResult).reason})`,
     ),
   ];
@@ -212,6 +257,35 @@ function openTicketKeys(path: string, overlapSeconds: number, log: Logger): Tick
   } catch (err) {
     throw configError("ticket_key", (err as Error).message);
   }
+}
+
+/**
+ * The origins of --origin entries and an --origin-list file, parsed now so
+ * that a bad entry stops the command with a message naming it (the file's
+ * errors name FILE:LINE).
+ */
+function originSpecs(entries: readonly string[] | undefined, listFile: string | undefined): OriginSpec[] {
+  const specs = (entries ?? []).map((e, i) => parseOriginEntry(e, `origin ${i + 1}`));
+  if (listFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(listFile, "utf8");
+    } catch (err) {
+      throw configError("origin_list", `cannot read ${listFile}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+    try {
+      specs.push(...parseOriginList(text, listFile));
+    } catch (err) {
+      throw configError("origin_list", (err as Error).message);
+    }
+    if (specs.length === 0) throw configError("origin_list", `${listFile} lists no origin`);
+  }
+  try {
+    checkOriginNames(specs);
+  } catch (err) {
+    throw configError("origin", (err as Error).message);
+  }
+  return specs;
 }
 
 /** The credentials file of seeder tokens, loaded now (a bad file stops the command) and polled for changes. */

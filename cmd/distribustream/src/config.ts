@@ -1,8 +1,7 @@
-import { readFileSync } from "node:fs";
-import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from "@distribustream/pdtp";
-import { host, hostPort, logLevel, port, z } from "@distribustream/runtime";
-import { parseRate } from "@distribustream/seeder";
-import { parseToken } from "@distribustream/tracker";
+import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, parseTrackerAddress } from "@distribustream/pdtp";
+import { host, hostPort, logLevel, pemFileProblem, port, z } from "@distribustream/runtime";
+import { parseOriginEntry, parseRate } from "@distribustream/seeder";
+import { DEFAULT_PEER_LIMITS, parseToken } from "@distribustream/tracker";
 
 /**
  * Settings of each subcommand. Every key can be set by a flag (--data-port),
@@ -37,33 +36,80 @@ const rate = z
   });
 const file = (def: string) => z.string().min(1).default(def);
 
+/**
+ * HTTP(S) origins to relay, each "URL [NAME]": repeated --origin flags, a
+ * YAML list, or a string (DS_ORIGIN, YAML) with one entry per line.
+ */
+const origin = z
+  .preprocess(
+    (v) =>
+      typeof v === "string"
+        ? v
+            .split(/\r?\n/)
+            .map((l) => l.trim())
+            .filter((l) => l !== "")
+        : v,
+    z.array(
+      z.string().superRefine((entry, ctx) => {
+        try {
+          parseOriginEntry(entry, "");
+        } catch (err) {
+          ctx.addIssue({ code: "custom", message: (err as Error).message });
+        }
+      }),
+    ),
+  )
+  .optional();
+/** File with one origin per line ("URL [NAME]", # comments); read at start. */
+const originList = z.string().min(1).optional();
+/** Seconds between checks of every origin for a new version. */
+const originPoll = z.coerce
+  .number()
+  .min(0.2, "must be at least 0.2 seconds")
+  .max(86_400, "must be at most 86400 seconds (a day)")
+  .default(30);
+
 /** redis://, rediss:// (TLS), redis+cluster://host1:port1,host2:port2 (see README). */
 const redis = z
   .string()
   .regex(/^rediss?(\+cluster)?:\/\/./, "expected redis://, rediss://, redis+cluster:// or rediss+cluster://")
   .optional();
 
-/** PEM file of the CA that signed the Redis server certificates, for rediss:// with a private CA. */
-const redisCa = z
-  .string()
-  .min(1)
-  .superRefine((file, ctx) => {
-    const problem = pemCertificateProblem(file);
-    if (problem) ctx.addIssue({ code: "custom", message: problem });
-  })
-  .optional();
+/** A readable PEM file holding a certificate (or a private key); whether the pair matches is checked when read. */
+const pemFile = (kind: "certificate" | "private key") =>
+  z
+    .string()
+    .min(1)
+    .superRefine((file, ctx) => {
+      const problem = pemFileProblem(file, kind);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    })
+    .optional();
 
-/** Why `file` is not a readable PEM certificate file, or undefined when it is one. */
-function pemCertificateProblem(file: string): string | undefined {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (err) {
-    return `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
-  }
-  if (!text.includes("-----BEGIN CERTIFICATE-----")) return `${file} holds no PEM certificate`;
-  return undefined;
-}
+/** PEM file of the CA that signed the Redis server certificates, for rediss:// with a private CA. */
+const redisCa = pemFile("certificate");
+/** Certificate chain and key of a TLS gRPC port (tls_cert, tls_key); both or neither. */
+const tlsCert = pemFile("certificate");
+const tlsKey = pemFile("private key");
+/** PEM CA certificate(s) to trust for a TLS peer instead of the system's roots. */
+const caFile = pemFile("certificate");
+
+/** Per-address limits of the tracker's public port (0 = off). */
+const maxSessionsPerIp = z.coerce.number().int().min(0).max(1_000_000).default(DEFAULT_PEER_LIMITS.maxSessions);
+const maxMessagesPerIp = z.coerce.number().int().min(0).max(10_000_000).default(DEFAULT_PEER_LIMITS.messagesPerSecond);
+
+/** The tracker for a seeder: HOST:PORT (plaintext) or pdtps://HOST:PORT (TLS). */
+const trackerAddress = z
+  .string()
+  .refine((v) => {
+    try {
+      parseTrackerAddress(v);
+      return true;
+    } catch {
+      return false;
+    }
+  }, "expected HOST:PORT, or pdtps://HOST:PORT for a tracker that speaks TLS")
+  .default("127.0.0.1:6086");
 
 export const trackerSchema = z.strictObject({
   host: host("0.0.0.0"),
@@ -71,6 +117,12 @@ export const trackerSchema = z.strictObject({
   redisCa,
   port: port(6086),
   checksum: hostPort("127.0.0.1:6088"),
+  /** CA of the checksum service's certificate: the tracker reaches it over TLS. */
+  checksumCa: caFile,
+  tlsCert,
+  tlsKey,
+  maxSessionsPerIp,
+  maxMessagesPerIp,
   chunkSize,
   metricsPort: port(9086),
   ticketKey: file(".distribustream/ticket-key.pem"),
@@ -88,12 +140,20 @@ export const checksumSchema = z.strictObject({
   port: port(6088),
   metricsPort: port(9088),
   networkKey: file(".distribustream/network-key.pem"),
+  tlsCert,
+  tlsKey,
   logLevel,
 });
 
 export const seederSchema = z.strictObject({
-  tracker: hostPort("127.0.0.1:6086"),
-  media: file("./media"),
+  tracker: trackerAddress,
+  /** CA of the tracker's certificate, for a pdtps:// tracker with a private CA. */
+  tlsCa: caFile,
+  /** Default ./media, unless origins are given (then no folder unless set). */
+  media: z.string().min(1).optional(),
+  origin,
+  originList,
+  originPoll,
   dataHost: host("0.0.0.0"),
   dataPort: port(8000),
   advertise: vhost,
@@ -124,8 +184,15 @@ export const upSchema = z.strictObject({
   redis,
   redisCa,
   port: port(6086),
+  tlsCert,
+  tlsKey,
+  maxSessionsPerIp,
+  maxMessagesPerIp,
   vhost,
   media: file("./media"),
+  origin,
+  originList,
+  originPoll,
   dataPort: port(8000),
   checksumPort: port(6088),
   metricsPort: port(9086),

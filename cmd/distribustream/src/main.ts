@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import { Command, Option } from "commander";
-import { ConfigError } from "@distribustream/runtime";
+import { ConfigError, ignoreIpServernameWarning } from "@distribustream/runtime";
 import { runChecksum, runSeeder, runTracker, runUp } from "./commands.js";
 import { createSeederToken, listSeederTokens, revokeSeederToken } from "./seederToken.js";
 import { listTicketKeys, rotateTicketKey, showNetworkKey } from "./keyCommands.js";
+
+ignoreIpServernameWarning();
 
 /**
  * `distribustream`: one command line for every service. Wiring only: each
@@ -18,6 +20,21 @@ const program = new Command()
 
 const REDIS_CA_HELP =
   "CA certificate(s) that signed the Redis server certificates, for rediss:// with a private CA (default: the system's, plus NODE_EXTRA_CA_CERTS)";
+
+const TLS_CERT_HELP = "PEM certificate chain: the port speaks TLS (with --tls-key)";
+const TLS_KEY_HELP = "PEM private key of --tls-cert";
+const LIMIT_HELP = {
+  sessions: "sessions open at once from one IP address (IPv6: one /64); 0 = no limit (default 64)",
+  messages:
+    "messages per second from one IP address over all its sessions and unary calls, with a burst of 10 s worth; 0 = no limit (default 1000)",
+};
+
+/** Repeatable --origin: every occurrence is kept. */
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+const ORIGIN_HELP =
+  'HTTP(S) URL to relay, "URL [NAME]" (repeatable; the name defaults to the URL path\'s last segment); the origin must answer range requests with a length and an ETag or Last-Modified';
+const ORIGIN_LIST_HELP = 'file with one "URL [NAME]" origin per line (# comments)';
+const ORIGIN_POLL_HELP = "seconds between checks of every origin for a new version (default 30)";
 
 const common = (cmd: Command) =>
   cmd
@@ -41,8 +58,15 @@ common(
       "run tracker, checksum and a seeder in one process on the in-memory swarm store (one tracker process only); creates a demo file if the media folder is empty",
     )
     .option("--media <dir>", "folder to publish (default ./media; original key: file_root)")
+    .option("--origin <url>", ORIGIN_HELP, collect)
+    .option("--origin-list <file>", ORIGIN_LIST_HELP)
+    .option("--origin-poll <seconds>", ORIGIN_POLL_HELP)
     .option("--host <addr>", "bind address of the PDTP port (default 0.0.0.0)")
     .option("--port <n>", "PDTP port (default 6086)")
+    .option("--tls-cert <file.pem>", `${TLS_CERT_HELP}; download URLs become pdtps://`)
+    .option("--tls-key <file.pem>", TLS_KEY_HELP)
+    .option("--max-sessions-per-ip <n>", LIMIT_HELP.sessions)
+    .option("--max-messages-per-ip <n>", LIMIT_HELP.messages)
     .option("--vhost <name>", "host name viewers use to reach this machine; handed to peers as the seeder's address")
     .option("--data-port <n>", "seeder data-plane port (default 8000; original key: listen_port)")
     .option("--checksum-port <n>", "checksum service port (default 6088)")
@@ -66,7 +90,15 @@ common(
     )
     .option("--redis-ca <file.pem>", REDIS_CA_HELP)
     .option("--port <n>", "PDTP port (default 6086)")
+    .option("--tls-cert <file.pem>", `${TLS_CERT_HELP}; peers then use pdtps:// URLs`)
+    .option("--tls-key <file.pem>", TLS_KEY_HELP)
+    .option("--max-sessions-per-ip <n>", LIMIT_HELP.sessions)
+    .option("--max-messages-per-ip <n>", LIMIT_HELP.messages)
     .option("--checksum <host:port>", "checksum service (default 127.0.0.1:6088)")
+    .option(
+      "--checksum-ca <file.pem>",
+      "reach the checksum service over TLS, trusting this CA (the checksum service runs with --tls-cert)",
+    )
     .option("--chunk-size <bytes>", "chunk size of published files (default 262144)")
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9086)")
     .option(
@@ -90,6 +122,8 @@ common(
     .description("run the checksum service (internal): hashes published files over the data plane and signs manifests")
     .option("--host <addr>", "bind address (default 127.0.0.1; open it only to the trackers)")
     .option("--port <n>", "gRPC port (default 6088)")
+    .option("--tls-cert <file.pem>", `${TLS_CERT_HELP}; trackers then need --checksum-ca`)
+    .option("--tls-key <file.pem>", TLS_KEY_HELP)
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9088)")
     .option(
       "--network-key <file>",
@@ -100,9 +134,18 @@ common(
 common(
   program
     .command("seeder")
-    .description("publish the files of a folder (watched) and serve them on the data plane")
-    .option("--tracker <host:port>", "tracker PDTP address (default 127.0.0.1:6086)")
-    .option("--media <dir>", "folder to publish (default ./media; original key: file_root)")
+    .description(
+      "publish the files of a folder (watched) and HTTP(S) origins (polled), and serve them on the data plane",
+    )
+    .option(
+      "--tracker <address>",
+      "tracker PDTP address: HOST:PORT, or pdtps://HOST:PORT for TLS (default 127.0.0.1:6086)",
+    )
+    .option("--tls-ca <file.pem>", "CA to trust for a pdtps:// tracker (default: the system's roots)")
+    .option("--media <dir>", "folder to publish (default ./media unless origins are given; original key: file_root)")
+    .option("--origin <url>", ORIGIN_HELP, collect)
+    .option("--origin-list <file>", ORIGIN_LIST_HELP)
+    .option("--origin-poll <seconds>", ORIGIN_POLL_HELP)
     .option("--data-host <addr>", "data-plane bind address (default 0.0.0.0)")
     .option("--data-port <n>", "data-plane port (default 8000; original key: listen_port)")
     .option("--advertise <host>", "address viewers use to reach the data plane, when the bind address is not reachable")

@@ -9,6 +9,7 @@ import { after, test } from "node:test";
 const CLI = fileURLToPath(new URL("./cli.js", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "dsclient-cli-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
+writeFileSync(join(dir, "not-a-cert.txt"), "hello\n");
 
 function run(
   args: string[],
@@ -38,7 +39,8 @@ test("--help documents usage and the exit codes", async () => {
   const r = await run(["--help"]);
   assert.equal(r.code, 0);
   assert.match(r.stdout, /Usage: dsclient \[options\] <url>/);
-  for (const code of ["0", "1", "2", "3", "4", "5", "6", "7"]) assert.match(r.stdout, new RegExp(`^  ${code}  `, "m"));
+  for (const code of ["0", "1", "2", "3", "4", "5", "6", "7", "8"])
+    assert.match(r.stdout, new RegExp(`^  ${code}  `, "m"));
 });
 
 test("usage errors exit 2 with one line naming the problem", async () => {
@@ -57,6 +59,9 @@ test("usage errors exit 2 with one line naming the problem", async () => {
       { DS_CONNECT_ATTEMPTS: "0" },
     ],
     [["pdtp://h/x", "--url", "pdtp://h/y"], /^dsclient: two different URLs/],
+    [["pdtps://h/x", "--tls-ca", "missing.pem"], /^dsclient: invalid setting tls_ca: cannot read missing.pem: ENOENT$/],
+    [["pdtps://h/x", "--tls-ca", "not-a-cert.txt"], /^dsclient: invalid setting tls_ca: not-a-cert.txt holds no PEM/],
+    [["pdtps://h/x"], /^dsclient: invalid setting tls_ca: cannot read nope.pem: ENOENT$/, { DS_TLS_CA: "nope.pem" }],
     [["pdtp://h/x", "extra"], /^dsclient: too many arguments/],
   ];
   await Promise.all(
@@ -67,6 +72,14 @@ test("usage errors exit 2 with one line naming the problem", async () => {
       assert.equal(r.stdout, "");
     }),
   );
+});
+
+test("--tls-ca with a plaintext pdtp:// URL is a usage error", async () => {
+  const ca = join(dir, "ca.pem");
+  writeFileSync(ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+  const r = await run(["pdtp://h/x", "--tls-ca", ca]);
+  assert.equal(r.code, 2);
+  assert.match(oneLine(r.stderr), /tls_ca is for pdtps:\/\/ URLs \(TLS\), but "pdtp:\/\/h\/x" is plaintext/);
 });
 
 test("a --conf file with an unknown key is a usage error naming it", async () => {

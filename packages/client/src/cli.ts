@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from "commander";
 import cliProgress from "cli-progress";
+import { parsePdtpUrl } from "@distribustream/pdtp";
 import { createLogger } from "@distribustream/runtime/log";
+import { ignoreIpServernameWarning, readPemCertificates } from "@distribustream/runtime/tls";
 import { loadClientConfig } from "./config.js";
 import { AGENT, download, type DownloadResult, type Progress } from "./download.js";
 import { DownloadError, ExitCode, exitCodeOf } from "./errors.js";
@@ -16,17 +18,21 @@ Exit codes:
   5  local I/O error, such as a full disk
   6  integrity failure: the manifest signature or contents do not verify
   7  download stalled, or ended by the tracker
+  8  TLS failure: pdtps:// to a plaintext tracker, pdtp:// to a TLS tracker,
+     or a tracker certificate that is not trusted (see --tls-ca)
   130/143  interrupted by SIGINT/SIGTERM (the partial file is removed)
 
 Settings also come from DS_* environment variables (DS_LISTEN_PORT, DS_LINGER,
 DS_QUIET, DS_LOG_LEVEL, DS_CONNECT_ATTEMPTS, DS_STALL, DS_MAX_DOWNLOAD_RATE,
-DS_MAX_UPLOAD_RATE) and from the YAML file given with --conf (keys listen_port,
-listen_host, linger, quiet, log_level, connect_attempts, stall,
-max_download_rate, max_upload_rate). Flags win over the environment, which wins
-over the file.
+DS_MAX_UPLOAD_RATE, DS_TLS_CA) and from the YAML file given with --conf (keys
+listen_port, listen_host, linger, quiet, log_level, connect_attempts, stall,
+max_download_rate, max_upload_rate, tls_ca). Flags win over the environment,
+which wins over the file.
 
 Examples:
   dsclient pdtp://tracker.example/videos/film.mp4
+  dsclient pdtps://tracker.example/videos/film.mp4          (TLS, system roots)
+  dsclient pdtps://10.0.0.5:6086/film.mp4 --tls-ca ca.pem   (TLS, private CA)
   dsclient pdtp://localhost:6086/film.mp4 -o - | mpv -
   mkfifo film.mp4; dsclient --url pdtp://localhost/film.mp4 -o film.mp4 & mpv film.mp4
 `;
@@ -36,7 +42,7 @@ function program(): Command {
     .name("dsclient")
     .description("Download a DistribuStream stream in order, verifying every chunk, and share it with other viewers.")
     .usage("[options] <url>")
-    .argument("[url]", "pdtp://HOST[:PORT]/NAME")
+    .argument("[url]", "pdtp://HOST[:PORT]/NAME, or pdtps://… for a tracker that speaks TLS")
     .option("--url <url>", "the stream URL (alternative to the argument)")
     .option(
       "-o, --output <file>",
@@ -53,6 +59,7 @@ function program(): Command {
       "--network-key <key>",
       "pin the network key: its fingerprint (distribustream network-key prints it) or its PEM file; same as ?key= in the URL",
     )
+    .option("--tls-ca <file.pem>", "CA certificate(s) to trust for a pdtps:// tracker (default: the system's roots)")
     .option("-q, --quiet", "no progress bar or summary")
     .option("--conf <file.yml>", "YAML settings file")
     .option(
@@ -64,6 +71,8 @@ function program(): Command {
     .exitOverride()
     .configureOutput({ outputError: () => {} });
 }
+
+ignoreIpServernameWarning();
 
 /** Runs dsclient with `argv` (without node and script); resolves with the exit code. */
 async function main(argv: readonly string[]): Promise<number> {
@@ -100,12 +109,22 @@ async function main(argv: readonly string[]): Promise<number> {
         maxDownloadRate: o.maxDownloadRate,
         maxUploadRate: o.maxUploadRate,
         networkKey: o.networkKey,
+        tlsCa: o.tlsCa,
       },
       env: process.env,
       confFile: o.conf as string | undefined,
     });
   } catch (err) {
     return usage((err as Error).message);
+  }
+  let tlsCa: Buffer | undefined;
+  if (cfg.tlsCa !== undefined) {
+    try {
+      tlsCa = readPemCertificates(cfg.tlsCa, "tls_ca");
+      if (!parsePdtpUrl(url).tls) return usage(`tls_ca is for pdtps:// URLs (TLS), but "${url}" is plaintext`);
+    } catch (err) {
+      return usage((err as Error).message);
+    }
   }
 
   const log = createLogger("dsclient", { level: cfg.logLevel, destination: 2 });
@@ -135,6 +154,7 @@ async function main(argv: readonly string[]): Promise<number> {
       maxDownloadRate: cfg.maxDownloadRate,
       maxUploadRate: cfg.maxUploadRate,
       networkKey: cfg.networkKey,
+      tlsCa,
       log,
       signal: ac.signal,
       onProgress: bar ? (p) => bar.update(p) : undefined,

@@ -60,7 +60,7 @@ const networkKey = z
  * dsclient settings: flags, DS_* environment variables (DS_LISTEN_PORT,
  * DS_LINGER, ...) and the YAML file given with --conf (snake_case keys:
  * listen_port, listen_host, linger, quiet, log_level, connect_attempts, stall,
- * max_download_rate, max_upload_rate, network_key).
+ * max_download_rate, max_upload_rate, network_key, tls_ca).
  */
 export const clientConfigSchema = z.object({
   listenPort: port(0),
@@ -73,6 +73,8 @@ export const clientConfigSchema = z.object({
   maxDownloadRate: rate,
   maxUploadRate: rate,
   networkKey,
+  /** PEM file of a private CA to trust for pdtps:// (read and checked by the CLI). */
+  tlsCa: z.string().min(1).optional(),
 });
 
 export type ClientConfig = z.infer<typeof clientConfigSchema>;

@@ -91,6 +91,8 @@ export interface DownloadOptions {
    * by this one. Without it, the key the tracker names is trusted.
    */
   networkKey?: string;
+  /** PEM CA certificate(s) to trust for a pdtps:// tracker instead of the system's roots. */
+  tlsCa?: Buffer | undefined;
   signal?: AbortSignal;
 }
 
@@ -381,6 +383,7 @@ class Download {
           },
           (msg) => this.enqueue(msg, generation),
           this.stop.signal,
+          this.url.tls ? { ca: this.opts.tlsCa } : undefined,
         );
         if (this.failure) {
           session.abort();
@@ -456,6 +459,15 @@ class Download {
       case "notice":
         this.log.warn({ notice: msg.body.value.message }, "tracker notice");
         return;
+      case "retired": {
+        // the stream changed and nobody can serve the rest of this version: what was written stays a prefix of it
+        const r = msg.body.value;
+        if (r.streamId !== this.manifest?.streamId || this.completing) return;
+        throw new DownloadError(
+          r.detail || `"${this.url.name}" changed during the download and this version was retired`,
+          ExitCode.STALLED,
+        );
+      }
       default:
         this.log.debug({ type: msg.body?.$case }, "ignored tracker message");
     }

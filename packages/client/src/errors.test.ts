@@ -3,7 +3,15 @@ import { test } from "node:test";
 import { status } from "@grpc/grpc-js";
 import { ConfigError } from "@distribustream/runtime";
 import { PdtpUrlError } from "@distribustream/pdtp";
-import { classifySessionEnd, connectionReason, DownloadError, exitCodeOf, ioError, OutputClosed } from "./errors.js";
+import {
+  classifySessionEnd,
+  connectionReason,
+  DownloadError,
+  exitCodeOf,
+  ioError,
+  OutputClosed,
+  tlsFailure,
+} from "./errors.js";
 
 const ctx = { name: "x.bin", target: "localhost:6086" };
 
@@ -72,4 +80,38 @@ test("connection reasons are short", () => {
     "getaddrinfo ENOTFOUND",
   );
   assert.equal(connectionReason("Connection dropped"), "Connection dropped");
+});
+
+test("TLS failures are told apart and exit 8; other connection failures are not TLS failures", () => {
+  const target = "127.0.0.1:6086";
+  const plaintext = tlsFailure(
+    "No connection established. Last error: Error: 806CA4AEF87F0000:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../deps/openssl/openssl/ssl/record/ssl3_record.c:350:\n. Resolution note: ",
+    { target, tls: true },
+  );
+  assert.equal(plaintext?.exitCode, 8);
+  assert.equal(
+    plaintext?.message,
+    "tracker 127.0.0.1:6086 does not speak TLS (wrong version number): use a pdtp:// URL for it, pdtps:// is for trackers started with --tls-cert",
+  );
+  const untrusted = tlsFailure(
+    "No connection established. Last error: Error: unable to verify the first certificate. Resolution note: ",
+    { target, tls: true },
+  );
+  assert.equal(untrusted?.exitCode, 8);
+  assert.equal(
+    untrusted?.message,
+    "TLS certificate of tracker 127.0.0.1:6086 not trusted (unable to verify the first certificate); for a private CA give it with --tls-ca FILE",
+  );
+  const tlsTracker = tlsFailure("No connection established. Last error: Failed to connect", {
+    target,
+    tls: false,
+    speaksTls: true,
+  });
+  assert.equal(
+    tlsTracker?.message,
+    "tracker 127.0.0.1:6086 speaks TLS: use a pdtps:// URL for it (pdtp:// is plaintext)",
+  );
+  const refused = "No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:6086";
+  assert.equal(tlsFailure(refused, { target, tls: true }), undefined);
+  assert.equal(tlsFailure(refused, { target, tls: false, speaksTls: false }), undefined);
 });

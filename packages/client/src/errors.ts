@@ -20,6 +20,11 @@ export const ExitCode = {
   INTEGRITY: 6,
   /** The download stalled or the tracker ended it. */
   STALLED: 7,
+  /**
+   * TLS failure: the URL's scheme does not match the tracker (pdtps:// to a
+   * plaintext tracker, pdtp:// to a TLS one) or its certificate is not trusted.
+   */
+  TLS: 8,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -66,6 +71,55 @@ export function connectionReason(details: string): string {
   if (m) return `${m[1]} ${m[2]}`;
   const short = details.replace(/^No connection established\. Last error: /, "").split("\n")[0] ?? "";
   return short.length > 120 ? `${short.slice(0, 117)}...` : short || "no connection";
+}
+
+/** What grpc-js says when a TLS client meets a plaintext server. */
+const PLAINTEXT_ANSWER =
+  /wrong version number|WRONG_VERSION_NUMBER|packet length too long|unknown protocol|http request/i;
+/** What Node's TLS says about a certificate it does not accept. */
+const CERTIFICATE_PROBLEM = /certificate|altnames|CERT_/i;
+
+/**
+ * A connection failure that retrying cannot fix, at the TLS layer: a
+ * pdtps:// URL for a plaintext tracker, a pdtp:// URL for a TLS tracker
+ * (`speaksTls`, found by a probe after a failed plaintext connection), or a
+ * certificate not trusted. Undefined for anything else. Exit code 8.
+ */
+export function tlsFailure(
+  details: string,
+  ctx: { target: string; tls: boolean; speaksTls?: boolean },
+): DownloadError | undefined {
+  if (!ctx.tls) {
+    if (!ctx.speaksTls) return undefined;
+    return new DownloadError(
+      `tracker ${ctx.target} speaks TLS: use a pdtps:// URL for it (pdtp:// is plaintext)`,
+      ExitCode.TLS,
+    );
+  }
+  const reason = tlsReason(details);
+  if (PLAINTEXT_ANSWER.test(details)) {
+    return new DownloadError(
+      `tracker ${ctx.target} does not speak TLS (${reason}): use a pdtp:// URL for it, pdtps:// is for trackers started with --tls-cert`,
+      ExitCode.TLS,
+    );
+  }
+  if (CERTIFICATE_PROBLEM.test(details)) {
+    return new DownloadError(
+      `TLS certificate of tracker ${ctx.target} not trusted (${reason}); for a private CA give it with --tls-ca FILE`,
+      ExitCode.TLS,
+    );
+  }
+  return undefined;
+}
+
+/** The TLS error out of a grpc-js "No connection established. Last error: Error: …" detail, one line. */
+function tlsReason(details: string): string {
+  const last = details
+    .replace(/^No connection established\. Last error: (Error: )?/, "")
+    .replace(/\. Resolution note:.*$/s, "");
+  const ssl = /:SSL routines:[^:]*:([^:]+):/.exec(last);
+  const line = (ssl ? ssl[1]! : last).split("\n")[0]!.trim();
+  return line.length > 120 ? `${line.slice(0, 117)}...` : line;
 }
 
 /**

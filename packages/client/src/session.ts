@@ -1,7 +1,17 @@
-import { credentials, status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { connect as tlsConnect } from "node:tls";
+import { status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import { TrackerClient, type Hello, type PeerMessage, type TrackerMessage, type Welcome } from "@distribustream/pdtp";
+import { channelCredentials, type ClientTls } from "@distribustream/runtime/tls";
+import { tlsFailure } from "./errors.js";
 
-/** Channel options: keepalive so a dead tracker is noticed, and room for big manifests. */
+/** How long the probe of a failed plaintext connection waits for a TLS handshake. */
+const TLS_PROBE_MS = 2_000;
+
+/**
+ * Channel options: keepalive so a dead tracker is noticed, and room for big
+ * manifests (Joined carries one, 32 bytes a chunk: the checksum service
+ * signs at most 120 000 chunks, under 4 MiB, well inside 64 MiB).
+ */
 export const CHANNEL_OPTIONS = {
   "grpc.max_receive_message_length": 64 * 1024 * 1024,
   "grpc.max_send_message_length": 16 * 1024 * 1024,
@@ -40,16 +50,20 @@ export class TrackerSession {
   }
 
   /**
-   * Connects, says Hello and waits for the Welcome. Rejects with the
-   * SessionStatus when the call ends first (tracker unreachable, Hello refused).
+   * Connects (over TLS when `tls` is given), says Hello and waits for the
+   * Welcome. Rejects with the SessionStatus when the call ends first (tracker
+   * unreachable, Hello refused), or with a DownloadError (exit 8) when the
+   * connection failed at the TLS layer, which retrying cannot fix (see
+   * tlsFailure).
    */
   static open(
     target: string,
     hello: Hello,
     onMessage: (msg: TrackerMessage) => void,
     signal?: AbortSignal,
+    tls?: ClientTls,
   ): Promise<TrackerSession> {
-    const client = new TrackerClient(target, credentials.createInsecure(), CHANNEL_OPTIONS);
+    const client = new TrackerClient(target, channelCredentials(tls), CHANNEL_OPTIONS);
     const call = client.session();
     const session = new TrackerSession(client, call);
     const onAbort = () => call.cancel();
@@ -78,10 +92,16 @@ export class TrackerSession {
         }
         onMessage(msg);
       });
-      void session.ended.then((s) => {
+      void session.ended.then(async (s) => {
         if (welcomed) return;
         client.close();
-        reject(unexpected ? { code: status.INTERNAL, details: unexpected } : s);
+        if (unexpected) return reject({ code: status.INTERNAL, details: unexpected });
+        if (s.code === status.UNAVAILABLE && !signal?.aborted) {
+          const speaksTls = !tls && !/\bE[A-Z]{3,}/.test(s.details) && (await speaksTlsAt(target));
+          const failure = tlsFailure(s.details, { target, tls: !!tls, speaksTls });
+          if (failure) return reject(failure);
+        }
+        reject(s);
       });
       call.write({ body: { $case: "hello", value: hello } });
     });
@@ -114,4 +134,26 @@ export class TrackerSession {
     if (!this.finished) this.call.cancel();
     this.client.close();
   }
+}
+
+/**
+ * Whether a TLS handshake succeeds at `target` ("host:port"), the server's
+ * certificate unchecked: asked after a plaintext connection failed without
+ * a socket error (the server closed it), to tell a pdtp:// URL given for a
+ * TLS tracker from a tracker that is down.
+ */
+function speaksTlsAt(target: string): Promise<boolean> {
+  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(target);
+  if (!m) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const socket = tlsConnect({ host: m[1], port: Number(m[2]), rejectUnauthorized: false, ALPNProtocols: ["h2"] });
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), TLS_PROBE_MS);
+    socket.once("secureConnect", () => done(true));
+    socket.once("error", () => done(false));
+  });
 }

@@ -1,5 +1,16 @@
-export type { ChunkSource, DataPlaneIdentity, StreamLayout } from "./source.js";
+export { refusalStatusOf, type ChunkSource, type DataPlaneIdentity, type StreamLayout } from "./source.js";
 export { startDataPlane, type DataPlaneOptions, type RunningDataPlane } from "./server.js";
 export { fetchChunks, FetchError, keepAliveAgent, type FetchOptions } from "./fetch.js";
 export { DataPlaneAgent, type DataPlaneAgentOptions } from "./agent.js";
 export { parseRate, RateLimiter } from "./rateLimiter.js";
+export {
+  confirmOrigin,
+  conditionalHeaders,
+  OriginError,
+  originAgents,
+  probeOrigin,
+  readOrigin,
+  type OriginAgents,
+  type OriginRequestOptions,
+  type OriginVersion,
+} from "./origin.js";

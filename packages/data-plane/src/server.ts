@@ -15,7 +15,7 @@ import type { Logger } from "@distribustream/runtime/log";
 import type { Registry } from "@distribustream/runtime/metrics";
 import { dataPlaneMetrics, type DataPlaneMetrics } from "./metrics.js";
 import type { RateLimiter } from "./rateLimiter.js";
-import type { ChunkSource, DataPlaneIdentity } from "./source.js";
+import { refusalStatusOf, type ChunkSource, type DataPlaneIdentity } from "./source.js";
 
 export interface DataPlaneOptions {
   /** Bind address, e.g. "0.0.0.0". */
@@ -166,23 +166,45 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: DataPlaneOption
   }
 
   const { start, end } = rangeSpan(range, layout.size, layout.chunkSize);
-  res.writeHead(200, {
-    "content-type": "application/octet-stream",
-    "content-length": String(end - start),
-    "cache-control": "no-store",
-  });
   const body = opts.source.read(streamId, start, end);
   const done = (err?: Error | null) => {
     if (err && err.name !== "AbortError" && (err as NodeJS.ErrnoException).code !== "ERR_STREAM_PREMATURE_CLOSE") {
       opts.log.warn({ err: err.message, streamId, start, end }, "data-plane read failed");
     }
   };
-  // pipeline destroys the file read when the fetcher goes away, and the
-  // response when the read fails (the fetcher then sees a short body).
-  const sent = metrics?.sentBytes.labels({ stream: streamId });
-  const limiter = opts.uploadLimiter;
-  if (!sent && !limiter) pipeline(body, res, done);
-  else pipeline(body, meter(sent, limiter), res, done);
+  // The head waits for the read's first bytes, so that a read refused before
+  // any (a relayed origin that changed) is answered with its status.
+  const refused = (err: Error) => {
+    body.off("readable", send);
+    res.off("close", gone);
+    const status = refusalStatusOf(err);
+    if (status !== undefined && !res.headersSent) {
+      // the reason stays in the log: it may name an origin URL
+      opts.log.info({ streamId, status, reason: err.message }, "data-plane read refused");
+      return text(res, status, status === 404 ? "unknown stream: no longer served here" : "range not held");
+    }
+    done(err);
+    res.destroy();
+  };
+  const gone = () => body.destroy();
+  const send = () => {
+    body.off("error", refused);
+    res.off("close", gone);
+    res.writeHead(200, {
+      "content-type": "application/octet-stream",
+      "content-length": String(end - start),
+      "cache-control": "no-store",
+    });
+    // pipeline destroys the file read when the fetcher goes away, and the
+    // response when the read fails (the fetcher then sees a short body).
+    const sent = metrics?.sentBytes.labels({ stream: streamId });
+    const limiter = opts.uploadLimiter;
+    if (!sent && !limiter) pipeline(body, res, done);
+    else pipeline(body, meter(sent, limiter), res, done);
+  };
+  body.once("error", refused);
+  body.once("readable", send);
+  res.once("close", gone);
 }
 
 /** Counts bytes sent and, with a limiter, holds each piece until the upload rate allows it. */

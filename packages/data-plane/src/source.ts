@@ -15,8 +15,23 @@ export interface ChunkSource {
   layout(streamId: string): StreamLayout | undefined;
   /** True when every chunk of `range` is held and verified; false answers 416. */
   holds(streamId: string, range: ChunkRange): boolean;
-  /** Bytes [start, end) of the stream, streamed from disk with backpressure. */
+  /**
+   * Bytes [start, end) of the stream, streamed from disk with backpressure.
+   * A read that fails before its first byte with an error carrying
+   * `refusalStatus` (see refusalStatusOf) is answered with that status
+   * instead of a cut response.
+   */
   read(streamId: string, start: number, end: number): Readable;
+}
+
+/**
+ * The data-plane status (404, 416) a failed read asks to answer with, when it
+ * failed before sending anything: e.g. 404 when a relayed origin no longer
+ * has the version the stream names. Undefined for other errors.
+ */
+export function refusalStatusOf(err: unknown): number | undefined {
+  const status = (err as { refusalStatus?: unknown } | undefined)?.refusalStatus;
+  return status === 404 || status === 416 ? status : undefined;
 }
 
 /** Who this peer is, as told by the tracker's Welcome. */

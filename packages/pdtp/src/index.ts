@@ -9,3 +9,4 @@ export * from "./ticket.js";
 export * from "./dataPlane.js";
 export * from "./url.js";
 export * from "./wire.js";
+export * from "./origin.js";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseChunksPath, streamIdFor } from "./dataPlane.js";
-import { joinHostPort, parsePdtpUrl } from "./url.js";
+import { joinHostPort, parsePdtpUrl, parseTrackerAddress } from "./url.js";
 
 test("pdtp URLs give host, port (default 6086) and the stream name", () => {
   assert.deepEqual(parsePdtpUrl("pdtp://example.org/movies/a%20b.mp4"), {
@@ -9,6 +9,7 @@ test("pdtp URLs give host, port (default 6086) and the stream name", () => {
     port: 6086,
     name: "movies/a b.mp4",
     target: "example.org:6086",
+    tls: false,
   });
   assert.equal(parsePdtpUrl("pdtp://127.0.0.1:7000/x").target, "127.0.0.1:7000");
   assert.equal(parsePdtpUrl("pdtp://[::1]:7000/x").target, "[::1]:7000");
@@ -26,9 +27,36 @@ test("?key= pins the network key by its fingerprint", () => {
   assert.throws(() => parsePdtpUrl("pdtp://example.org/x#frag"), /fragment/);
 });
 
+test("pdtps URLs mean TLS, on the same default port", () => {
+  assert.deepEqual(parsePdtpUrl("pdtps://tracker.example/film.mp4"), {
+    host: "tracker.example",
+    port: 6086,
+    name: "film.mp4",
+    target: "tracker.example:6086",
+    tls: true,
+  });
+  assert.equal(parsePdtpUrl("pdtps://127.0.0.1:7000/x").target, "127.0.0.1:7000");
+  assert.equal(parsePdtpUrl("PDTPS://127.0.0.1:7000/x").tls, true);
+  assert.equal(parsePdtpUrl("pdtp://127.0.0.1:7000/x").tls, false);
+  assert.throws(() => parsePdtpUrl("pdtps://example.org/"), /no stream name/);
+  assert.throws(() => parsePdtpUrl("pdtps://u:p@example.org/x"), /credentials in a pdtps:\/\/ URL/);
+});
+
+test("tracker addresses: HOST:PORT is plaintext, pdtps://HOST:PORT is TLS", () => {
+  assert.deepEqual(parseTrackerAddress("127.0.0.1:6086"), { target: "127.0.0.1:6086", tls: false });
+  assert.deepEqual(parseTrackerAddress("pdtps://tracker.example:443"), { target: "tracker.example:443", tls: true });
+  assert.deepEqual(parseTrackerAddress("pdtp://[::1]:6086/"), { target: "[::1]:6086", tls: false });
+  assert.throws(() => parseTrackerAddress("pdtps://tracker.example"), /expected HOST:PORT, or pdtps:\/\/HOST:PORT/);
+  assert.throws(() => parseTrackerAddress("https://tracker.example:443"), /not a tracker address/);
+  assert.throws(() => parseTrackerAddress("tracker.example:99999"), /not a tracker address/);
+});
+
 test("bad pdtp URLs say what is wrong", () => {
   assert.throws(() => parsePdtpUrl("example.org/x"), /not a URL/);
-  assert.throws(() => parsePdtpUrl("http://example.org/x"), /unsupported scheme "http:"/);
+  assert.throws(
+    () => parsePdtpUrl("http://example.org/x"),
+    /unsupported scheme "http:" .*expected pdtp:\/\/ or pdtps:\/\//,
+  );
   assert.throws(() => parsePdtpUrl("pdtp://example.org/"), /no stream name/);
   assert.throws(() => parsePdtpUrl("pdtp://example.org/a/../b"), /"\.\." segment/);
   assert.throws(() => parsePdtpUrl("pdtp://example.org/a%2F..%2Fb"), /segment/);

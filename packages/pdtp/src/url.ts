@@ -10,6 +10,8 @@ export interface PdtpUrl {
   target: string;
   /** Fingerprint of the network key to pin, from `?key=` (32 lowercase hex digits), if given. */
   networkKey?: string;
+  /** pdtps://: the tracker is reached over TLS (same default port). */
+  tls: boolean;
 }
 
 /** A network key fingerprint: hex of the first 16 bytes of the key's SHA-256 (see keyId). */
@@ -19,18 +21,18 @@ export class PdtpUrlError extends Error {
   override name = "PdtpUrlError";
 }
 
-/** Parses pdtp://host[:port]/name[?key=FINGERPRINT]; throws PdtpUrlError saying what is wrong. */
+/** Parses pdtp://host[:port]/name[?key=FINGERPRINT] (plaintext) or pdtps://… (TLS); throws PdtpUrlError saying what is wrong. */
 export function parsePdtpUrl(input: string): PdtpUrl {
   let u: URL;
   try {
     u = new URL(input);
   } catch {
-    throw new PdtpUrlError(`not a URL: "${input}" (expected pdtp://HOST[:PORT]/NAME)`);
+    throw new PdtpUrlError(`not a URL: "${input}" (expected pdtp://HOST[:PORT]/NAME or pdtps://…)`);
   }
-  if (u.protocol !== "pdtp:")
-    throw new PdtpUrlError(`unsupported scheme "${u.protocol}" in "${input}" (expected pdtp://)`);
+  if (u.protocol !== "pdtp:" && u.protocol !== "pdtps:")
+    throw new PdtpUrlError(`unsupported scheme "${u.protocol}" in "${input}" (expected pdtp:// or pdtps://)`);
   if (!u.hostname) throw new PdtpUrlError(`no host in "${input}"`);
-  if (u.username || u.password) throw new PdtpUrlError(`credentials in a pdtp:// URL are not supported`);
+  if (u.username || u.password) throw new PdtpUrlError(`credentials in a ${u.protocol}// URL are not supported`);
   if (u.hash) throw new PdtpUrlError(`fragment in "${input}" is not supported`);
   let networkKey: string | undefined;
   for (const [k, v] of u.searchParams) {
@@ -55,7 +57,14 @@ export function parsePdtpUrl(input: string): PdtpUrl {
   if (problem) throw new PdtpUrlError(`${problem} in "${input}"`);
   const port = u.port ? Number(u.port) : DEFAULT_PDTP_PORT;
   const host = u.hostname;
-  return { host, port, name, target: `${host}:${port}`, ...(networkKey ? { networkKey } : {}) };
+  return {
+    host,
+    port,
+    name,
+    target: `${host}:${port}`,
+    tls: u.protocol === "pdtps:",
+    ...(networkKey ? { networkKey } : {}),
+  };
 }
 
 /**
@@ -71,6 +80,18 @@ export function streamNameProblem(name: string): string | undefined {
     if (seg === "" || seg === "." || seg === "..") return `stream name "${name}" has an empty, "." or ".." segment`;
   }
   return undefined;
+}
+
+/**
+ * A tracker address without a stream name: "host:port" (plaintext) or
+ * "pdtps://host:port" (TLS), as the seeder's --tracker takes it.
+ */
+export function parseTrackerAddress(input: string): { target: string; tls: boolean } {
+  const m = /^(?:(pdtps?):\/\/)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})\/?$/.exec(input);
+  if (!m || Number(m[3]) > 65535) {
+    throw new PdtpUrlError(`not a tracker address: "${input}" (expected HOST:PORT, or pdtps://HOST:PORT for TLS)`);
+  }
+  return { target: `${m[2]}:${Number(m[3])}`, tls: m[1] === "pdtps" };
 }
 
 /** "host:port" for a URL authority or a gRPC target, with an IPv6 literal in brackets. */

@@ -4,3 +4,4 @@ export * from "./health.js";
 export * from "./log.js";
 export * from "./metrics.js";
 export * from "./shutdown.js";
+export * from "./tls.js";

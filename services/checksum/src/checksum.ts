@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
-import { fetchChunks, FetchError, keepAliveAgent } from "@distribustream/data-plane";
+import { FetchError, keepAliveAgent, originAgents } from "@distribustream/data-plane";
 import {
   ChecksumService,
   HASH_BYTES,
@@ -20,13 +20,16 @@ import {
   Histogram,
   invalidArgument,
   PublicError,
+  serverCredentials,
   toServiceError,
   unavailable,
   type Logger,
   type Registry,
+  type ServerTls,
 } from "@distribustream/runtime";
 import { validateRequest, type ManifestJob } from "./request.js";
 import { Semaphore } from "./semaphore.js";
+import { readStreamChunks } from "./source.js";
 
 export const CHECKSUM_SERVICE_NAME = "pdtp.v1.Checksum";
 
@@ -41,6 +44,8 @@ export interface ChecksumOptions {
   maxConcurrent?: number;
   /** Longest wait for bytes from the source (default 15 s). */
   fetchTimeoutMs?: number;
+  /** Certificate and key: the gRPC port speaks TLS. Plaintext without. */
+  tls?: ServerTls | undefined;
 }
 
 export interface RunningChecksum {
@@ -51,6 +56,8 @@ export interface RunningChecksum {
 }
 
 const DRAIN_GRACE_MS = 10_000;
+/** Largest request: a ComputeManifest request is a name (at most 1 KiB), a URL and a ticket. */
+const MAX_REQUEST_BYTES = 64 * 1024;
 
 /**
  * The checksum service: reads a published stream from a seeder's data plane
@@ -63,6 +70,7 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
   const metrics = checksumMetrics(opts.registry);
   const slots = new Semaphore(Math.max(1, opts.maxConcurrent ?? 2));
   const agent = keepAliveAgent();
+  const origins = originAgents();
   const inFlight = new Set<AbortController>();
 
   async function compute(job: ManifestJob, signal: AbortSignal): Promise<SignedManifest> {
@@ -74,16 +82,11 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
     try {
       if (job.chunkCount > 0) {
         let next = 0;
-        await fetchChunks({
-          host: job.source.host,
-          port: job.source.port,
-          streamId: job.streamId,
-          range: { first: 0, last: job.chunkCount - 1 },
-          ticket: job.ticket,
-          layout: { size: job.size, chunkSize: job.chunkSize },
+        await readStreamChunks(job, {
           signal,
           agent,
-          ...(opts.fetchTimeoutMs !== undefined ? { timeoutMs: opts.fetchTimeoutMs } : {}),
+          originAgents: origins,
+          timeoutMs: opts.fetchTimeoutMs,
           onChunk: (index, data) => {
             if (index !== next) throw new Error(`chunk ${index} arrived, expected ${next}`);
             createHash("sha256")
@@ -173,17 +176,23 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
     },
   };
 
-  const server = new grpc.Server({ "grpc.max_send_message_length": 8 * 1024 * 1024 });
+  const server = new grpc.Server({
+    "grpc.max_send_message_length": 8 * 1024 * 1024,
+    "grpc.max_receive_message_length": MAX_REQUEST_BYTES,
+  });
   server.addService(tolerantService(ChecksumService), impl);
   const health = new Health([CHECKSUM_SERVICE_NAME]);
   health.addTo(server);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(joinHostPort(opts.host, opts.port), grpc.ServerCredentials.createInsecure(), (err, p) =>
+    server.bindAsync(joinHostPort(opts.host, opts.port), serverCredentials(opts.tls), (err, p) =>
       err ? reject(new Error(`cannot listen on ${opts.host}:${opts.port}: ${err.message}`)) : resolve(p),
     ),
   );
   health.set("SERVING");
-  log.info({ host: opts.host, port, keyId: opts.signer.keyId }, "checksum service listening");
+  log.info(
+    { host: opts.host, port, keyId: opts.signer.keyId, tls: opts.tls ? opts.tls.certFile : false },
+    "checksum service listening",
+  );
 
   let draining: Promise<void> | undefined;
   return {
@@ -205,6 +214,7 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
           });
         });
         agent.destroy();
+        origins.destroy();
       })();
       return draining;
     },

@@ -3,9 +3,12 @@ import {
   MalformedMessage,
   MAX_CHUNK_SIZE,
   MIN_CHUNK_SIZE,
+  originUrlProblem,
+  originValidatorProblem,
   streamIdFor,
   streamNameProblem,
   type ComputeManifestRequest,
+  type OriginValidator,
   type SignedTicket,
 } from "@distribustream/pdtp";
 import { invalidArgument } from "@distribustream/runtime";
@@ -25,8 +28,11 @@ export interface ManifestJob {
   chunkSize: number;
   version: number;
   chunkCount: number;
+  /** Where the bytes are read from: the seeder's data plane, or the origin's host when `origin` is set. */
   source: { host: string; port: number; url: string };
   ticket: SignedTicket;
+  /** The HTTP(S) origin whose bytes are authoritative, and the validator of the published version. */
+  origin?: OriginValidator & { url: string; size: number };
 }
 
 /** Validates a request; throws INVALID_ARGUMENT naming the field that is wrong. */
@@ -52,7 +58,8 @@ export function validateRequest(req: ComputeManifestRequest | MalformedMessage):
       `stream_id "${req.streamId.slice(0, 64)}" does not match name, size and version (expected ${expected})`,
     );
   }
-  if (!req.ticket || req.ticket.body.length === 0) throw invalidArgument("ticket is missing");
+  const origin = req.originUrl ? validateOrigin(req) : undefined;
+  if (!origin && (!req.ticket || req.ticket.body.length === 0)) throw invalidArgument("ticket is missing");
   return {
     streamId: req.streamId,
     name: req.name,
@@ -60,9 +67,30 @@ export function validateRequest(req: ComputeManifestRequest | MalformedMessage):
     chunkSize: req.chunkSize,
     version: req.version,
     chunkCount: count,
-    source: parseSourceUrl(req.sourceUrl),
-    ticket: req.ticket,
+    source: origin ? originSource(origin.url) : parseSourceUrl(req.sourceUrl),
+    ticket: req.ticket ?? { body: Buffer.alloc(0), signature: Buffer.alloc(0), keyId: "" },
+    ...(origin ? { origin: { ...origin, size: req.size } } : {}),
   };
+}
+
+/**
+ * The origin of a request: an http(s) URL (nothing else is fetched, whoever
+ * asks) and exactly one validator, a strong ETag or a Last-Modified date.
+ */
+function validateOrigin(req: ComputeManifestRequest): OriginValidator & { url: string } {
+  const url = req.originUrl ?? "";
+  const problem = originUrlProblem(url);
+  if (problem) throw invalidArgument(`origin_url: ${problem}`);
+  const validator = req.originEtag ? { etag: req.originEtag } : { lastModified: req.originLastModified ?? "" };
+  const vProblem = originValidatorProblem({ etag: req.originEtag, lastModified: req.originLastModified });
+  if (vProblem) throw invalidArgument(`origin validator: ${vProblem}`);
+  return { url, ...validator };
+}
+
+function originSource(url: string): { host: string; port: number; url: string } {
+  const u = new URL(url);
+  const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
+  return { host, port: u.port ? Number(u.port) : u.protocol === "https:" ? 443 : 80, url };
 }
 
 /** Parses a data-plane base URL, http://host:port with nothing after the port. */

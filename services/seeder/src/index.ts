@@ -1,2 +1,10 @@
 export { CredentialRefusedError, startSeeder, SEEDER_AGENT, type SeederOptions, type RunningSeeder } from "./seeder.js";
 export { parseRate } from "@distribustream/data-plane";
+export {
+  checkOriginNames,
+  defaultStreamName,
+  OriginListError,
+  parseOriginEntry,
+  parseOriginList,
+  type OriginSpec,
+} from "./originList.js";

@@ -1,6 +1,13 @@
 import * as grpc from "@grpc/grpc-js";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
-import { RateLimiter, startDataPlane, type DataPlaneIdentity, type RunningDataPlane } from "@distribustream/data-plane";
+import {
+  originAgents,
+  RateLimiter,
+  startDataPlane,
+  type ChunkSource,
+  type DataPlaneIdentity,
+  type RunningDataPlane,
+} from "@distribustream/data-plane";
 import {
   MAX_CHUNK_SIZE,
   MIN_CHUNK_SIZE,
@@ -11,17 +18,27 @@ import {
   type PublishResult,
   type TrackerMessage,
 } from "@distribustream/pdtp";
-import { Gauge, type Logger, type Registry } from "@distribustream/runtime";
+import { channelCredentials, Gauge, type ClientTls, type Logger, type Registry } from "@distribustream/runtime";
 import { MediaSource } from "./fileSource.js";
 import { MediaLibrary, type MediaFile } from "./library.js";
+import type { OriginSpec } from "./originList.js";
+import { OriginCatalog, type OriginCheck, type OriginFile } from "./origins.js";
 
 export const SEEDER_AGENT = "dsseed/0.1.0";
 
 export interface SeederOptions {
   /** "host:port" of the tracker's PDTP port. */
   tracker: string;
-  /** Folder to publish; must exist. */
-  media: string;
+  /** Reach the tracker over TLS (pdtps://), trusting this CA or the system's roots. Plaintext without. */
+  trackerTls?: ClientTls | undefined;
+  /** Folder to publish; must exist. Optional when origins are given. */
+  media?: string | undefined;
+  /** HTTP(S) origins to relay (see OriginCatalog); their names hide media files of the same name. */
+  origins?: readonly OriginSpec[];
+  /** How often every origin is checked for a new version (default 30 s). */
+  originPollMs?: number;
+  /** Longest wait for an origin's next bytes (default 15 s). */
+  originTimeoutMs?: number;
   /** Data-plane bind address (default "0.0.0.0"). */
   dataHost?: string;
   /** Data-plane port (default 8000, the original's listen_port); 0 = any free port. */
@@ -70,15 +87,39 @@ const BACKOFF_BASE_MS = 250;
 const BACKOFF_MAX_MS = 10_000;
 
 type Waiter = { resolve: (streamId: string) => void; reject: (err: Error) => void };
+/** A published file of either kind. */
+type Published = MediaFile | OriginFile;
 
 /**
  * A seeder: a peer with role SEEDER that publishes every file of a media
- * folder and serves their chunks on its data plane, straight from disk.
+ * folder and serves their chunks on its data plane, straight from disk, and
+ * relays HTTP(S) origins (range requests to the origin, streamed through).
  */
 export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
   const log = opts.log;
   const scanEvery = opts.scanIntervalMs ?? 2_000;
-  const library = await MediaLibrary.open(opts.media, 2 * scanEvery, log);
+  if (opts.media === undefined && !opts.origins?.length)
+    throw new Error("nothing to publish: no media folder and no origin");
+  const library = opts.media === undefined ? undefined : await MediaLibrary.open(opts.media, 2 * scanEvery, log);
+  const agents = originAgents();
+  let checkOrigins: (names?: ReadonlySet<string>) => Promise<void> = async () => {};
+  const origins = opts.origins?.length
+    ? new OriginCatalog(opts.origins, {
+        log,
+        agents,
+        ...(opts.originTimeoutMs !== undefined ? { timeoutMs: opts.originTimeoutMs } : {}),
+        onChanged: (name) => {
+          log.info({ name }, "origin changed under a read: checking it now");
+          void checkOrigins(new Set([name]));
+        },
+      })
+    : undefined;
+  /** The published version of a name: an origin's, else the media folder's. */
+  const lookup = (name: string): Published | undefined => origins?.byNameOf(name) ?? library?.byNameOf(name);
+  const allFiles = (): Published[] => [
+    ...(origins?.files() ?? []),
+    ...(library?.files().filter((f) => !origins?.has(f.name)) ?? []),
+  ];
   const published =
     (opts.registry.getSingleMetric("pdtp_seeder_published_streams") as Gauge | undefined) ??
     new Gauge({
@@ -88,14 +129,20 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
     });
 
   // Files settled before start are published at once; later ones after settling.
-  await library.scan();
-  log.info({ media: library.root, files: library.files().length }, "media folder scanned");
+  if (library) {
+    await library.scan();
+    log.info({ media: library.root, files: library.files().length }, "media folder scanned");
+  }
+  if (origins) {
+    await origins.check();
+    log.info({ origins: opts.origins!.length, available: origins.files().length }, "origins checked");
+  }
 
   let identity: DataPlaneIdentity | undefined;
   const plane: RunningDataPlane = await startDataPlane({
     host: opts.dataHost ?? "0.0.0.0",
     port: opts.dataPort ?? 8000,
-    source: new MediaSource(library),
+    source: eitherSource([origins, library && new MediaSource(library)]),
     identity: () => identity,
     log,
     registry: opts.registry,
@@ -119,7 +166,7 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
 
   const settle = (name: string) => {
     const r = results.get(name);
-    const current = library.byNameOf(name);
+    const current = lookup(name);
     if (!r || !current || r.streamId !== current.streamId) return;
     const list = waiters.get(name);
     if (!list) return;
@@ -135,9 +182,11 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
   const send = (msg: PeerMessage) => {
     if (call && welcomed) call.write(msg);
   };
-  const publish = (f: MediaFile) => {
+  const publish = (f: Published) => {
     results.delete(f.name);
-    send({ body: { $case: "publish", value: { name: f.name, size: f.size, version: f.version } } });
+    const origin =
+      "url" in f ? { originUrl: f.url, originEtag: f.etag ?? "", originLastModified: f.lastModified ?? "" } : {};
+    send({ body: { $case: "publish", value: { name: f.name, size: f.size, version: f.version, ...origin } } });
   };
 
   const onMessage = (msg: TrackerMessage) => {
@@ -150,20 +199,22 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
         attempt = 0;
         results.clear();
         updateGauge();
-        const files = library.files();
+        const files = allFiles();
         log.info({ peerId: w.peerId, observedHost: w.observedHost, files: files.length }, "welcomed by the tracker");
         for (const f of files) publish(f);
         break;
       }
       case "publishResult": {
         const r = body.value;
-        const current = library.byNameOf(r.name);
+        const current = lookup(r.name);
         if (!current || current.streamId !== r.streamId) {
           log.debug({ name: r.name, streamId: r.streamId }, "publish result for a version no longer published");
           break;
         }
-        if (r.chunkSize >= MIN_CHUNK_SIZE && r.chunkSize <= MAX_CHUNK_SIZE)
-          library.setChunkSize(r.streamId, r.chunkSize);
+        if (r.chunkSize >= MIN_CHUNK_SIZE && r.chunkSize <= MAX_CHUNK_SIZE) {
+          library?.setChunkSize(r.streamId, r.chunkSize);
+          origins?.setChunkSize(r.streamId, r.chunkSize);
+        }
         results.set(r.name, r);
         updateGauge();
         const fields = { name: r.name, streamId: r.streamId, size: current.size };
@@ -174,6 +225,11 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
           log.warn({ ...fields, reason: r.detail }, "publish rejected");
         }
         settle(r.name);
+        if (r.status === PublishStatus.PUBLISH_STATUS_REJECTED && "url" in current) {
+          // e.g. the origin changed while it was hashed: the next poll publishes what it serves then
+          origins?.forget(current.streamId);
+          log.info({ name: r.name, url: current.url }, "origin will be published again at the next poll");
+        }
         break;
       }
       case "keys":
@@ -190,7 +246,7 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
   };
 
   // ---- tracker session, reconnected with exponential backoff and jitter ----
-  const client = new TrackerClient(opts.tracker, grpc.credentials.createInsecure(), {
+  const client = new TrackerClient(opts.tracker, channelCredentials(opts.trackerTls), {
     // keepalive so that a tracker gone silent (not just closed) is noticed
     "grpc.keepalive_time_ms": 30_000,
     "grpc.keepalive_timeout_ms": 10_000,
@@ -220,6 +276,7 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
       if (refused) {
         stopped = true;
         if (scanTimer) clearInterval(scanTimer);
+        if (pollTimer) clearInterval(pollTimer);
         log.error({ tracker: opts.tracker, code: grpc.status[refused.code], reason: refused.reason }, refused.message);
         for (const [, list] of waiters) for (const w of list) w.reject(refused);
         waiters.clear();
@@ -268,18 +325,23 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
   let scanTimer: NodeJS.Timeout | undefined;
   let scanning = false;
   const rescan = async () => {
-    if (scanning || stopped) return;
+    if (scanning || stopped || !library) return;
     scanning = true;
     try {
       const { added, removed, replaced } = await library.scan();
       for (const f of replaced)
         log.info({ name: f.name, oldStreamId: f.streamId }, "file changed, publishing new version");
       for (const f of removed) {
+        if (origins?.has(f.name)) continue; // never published: the origin of that name is
         log.info({ name: f.name, streamId: f.streamId }, "file removed, unpublishing");
         results.delete(f.name);
         send({ body: { $case: "unpublish", value: { name: f.name } } });
       }
       for (const f of added) {
+        if (origins?.has(f.name)) {
+          log.warn({ name: f.name }, "media file has the name of an origin, not published (the origin is)");
+          continue;
+        }
         log.info({ name: f.name, size: f.size, streamId: f.streamId }, "publishing");
         publish(f);
       }
@@ -290,9 +352,50 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
       scanning = false;
     }
   };
-  if (opts.watch ?? true) {
+  if ((opts.watch ?? true) && library) {
     scanTimer = setInterval(() => void rescan(), scanEvery);
     scanTimer.unref();
+  }
+
+  // ---- origin polling: a new validator or size is a new version, published like a changed file ----
+  let pollTimer: NodeJS.Timeout | undefined;
+  let polling: Promise<void> | undefined;
+  let pollAgain: Set<string> | "all" | undefined;
+  const applyOriginCheck = ({ added, removed, replaced }: OriginCheck) => {
+    for (const f of replaced)
+      log.info({ name: f.name, oldStreamId: f.streamId, url: f.url }, "origin changed, publishing new version");
+    for (const f of removed) {
+      results.delete(f.name);
+      send({ body: { $case: "unpublish", value: { name: f.name } } });
+    }
+    for (const f of added) {
+      log.info({ name: f.name, size: f.size, streamId: f.streamId, url: f.url }, "publishing origin");
+      publish(f);
+    }
+    if (removed.length > 0) updateGauge();
+  };
+  checkOrigins = (names) => {
+    if (!origins || stopped) return Promise.resolve();
+    if (polling) {
+      // one check at a time; what is asked meanwhile runs right after it
+      if (!names || pollAgain === "all") pollAgain = "all";
+      else pollAgain = new Set([...(pollAgain ?? []), ...names]);
+      return polling;
+    }
+    polling = origins
+      .check(names)
+      .then(applyOriginCheck, (err: unknown) => log.error({ err }, "origin check failed"))
+      .finally(() => {
+        polling = undefined;
+        const again = pollAgain;
+        pollAgain = undefined;
+        if (again) void checkOrigins(again === "all" ? undefined : again);
+      });
+    return polling;
+  };
+  if (origins) {
+    pollTimer = setInterval(() => void checkOrigins(), opts.originPollMs ?? 30_000);
+    pollTimer.unref();
   }
   // Files that were still settling at start are picked up by the first rescan.
 
@@ -300,7 +403,7 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
   return {
     dataPort: plane.port,
     whenReady(name) {
-      const current = library.byNameOf(name);
+      const current = lookup(name);
       const r = results.get(name);
       if (current && r && r.streamId === current.streamId) {
         if (r.status === PublishStatus.PUBLISH_STATUS_READY) return Promise.resolve(r.streamId);
@@ -319,6 +422,7 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
       draining ??= (async () => {
         stopped = true;
         if (scanTimer) clearInterval(scanTimer);
+        if (pollTimer) clearInterval(pollTimer);
         if (retryTimer) clearTimeout(retryTimer);
         const c = call;
         call = undefined;
@@ -330,10 +434,23 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
         for (const [, list] of waiters) for (const w of list) w.reject(new Error("seeder stopped"));
         waiters.clear();
         await plane.close();
+        await polling;
+        agents.destroy();
         client.close();
         published.set(0);
       })();
       return draining;
     },
+  };
+}
+
+/** One data-plane source over several: a stream is served by the part that knows it. */
+function eitherSource(parts: ReadonlyArray<ChunkSource | undefined>): ChunkSource {
+  const list = parts.filter((p): p is ChunkSource => p !== undefined);
+  const owner = (streamId: string) => list.find((p) => p.layout(streamId) !== undefined);
+  return {
+    layout: (streamId) => owner(streamId)?.layout(streamId),
+    holds: (streamId, range) => owner(streamId)?.holds(streamId, range) ?? false,
+    read: (streamId, start, end) => (owner(streamId) ?? list[0]!).read(streamId, start, end),
   };
 }

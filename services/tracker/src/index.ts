@@ -1,4 +1,11 @@
-export { startTracker, TRACKER_SERVICE_NAME, type TrackerOptions, type RunningTracker } from "./tracker.js";
+export {
+  startTracker,
+  MAX_PEER_MESSAGE_BYTES,
+  TRACKER_SERVICE_NAME,
+  type TrackerOptions,
+  type RunningTracker,
+} from "./tracker.js";
+export { DEFAULT_PEER_LIMITS, PeerLimits, limitKey, peerLimits, type PeerLimitOptions } from "./limits.js";
 export { TicketKeys, TicketKeyFileError, parseTicketKeyFile, type TicketKeysOptions } from "./ticketKeys.js";
 export { schedule, wantWindow, limitsFor, DEFAULT_LIMITS, type SchedulerLimits, type Assignment } from "./scheduler.js";
 export {

@@ -21,6 +21,7 @@ export class TrackerMetrics {
   readonly eventsPublished: Counter<"type">;
   readonly eventsReceived: Counter<"type">;
   readonly resyncs: Counter;
+  readonly limited: Counter<"limit">;
 
   /** `streamCount` answers the ready-streams gauge at each scrape (so it also goes down). */
   constructor(registry: Registry, streamCount: () => Promise<number>) {
@@ -133,6 +134,13 @@ export class TrackerMetrics {
       help: "Times the event subscription reconnected and the sessions were re-checked against the swarm store",
       registers,
     });
+    this.limited = new Counter({
+      name: "pdtp_tracker_limited_total",
+      help: "Sessions and messages refused with RESOURCE_EXHAUSTED by a per-address limit: sessions (too many open) or messages (rate)",
+      labelNames: ["limit"],
+      registers,
+    });
+    for (const limit of ["sessions", "messages"]) this.limited.inc({ limit }, 0);
     for (const direction of ["in", "out"]) {
       this.controlMessages.inc({ direction }, 0);
       this.controlBytes.inc({ direction }, 0);

@@ -3,6 +3,8 @@ import type { ServerDuplexStream } from "@grpc/grpc-js";
 import {
   isStreamId,
   MalformedMessage,
+  originUrlProblem,
+  originValidatorProblem,
   PeerRole,
   rangeSpan,
   RangeSet,
@@ -515,6 +517,13 @@ export class Session {
   private async publish(p: Publish): Promise<void> {
     if (this.role !== "seeder") throw invalidArgument("only a seeder may publish");
     checkName(p.name);
+    if (p.originUrl) {
+      // the checksum service fetches this URL: http(s) only, with one usable validator
+      const problem =
+        originUrlProblem(p.originUrl) ??
+        originValidatorProblem({ etag: p.originEtag, lastModified: p.originLastModified });
+      if (problem) throw invalidArgument(`Publish of "${p.name.slice(0, 64)}": ${problem}`);
+    }
     await this.core.publish(this, p);
   }
 
@@ -544,6 +553,32 @@ export class Session {
     this.slotRate = this.slotRate === undefined ? sample : 0.7 * this.slotRate + 0.3 * sample;
   }
 
+  /**
+   * A viewer that gets nothing in a stream whose name now points at a newer
+   * version (its file or origin changed), with no seeder left in it and a
+   * chunk that no peer holds or fetches, can never finish: it is told so
+   * (Retired) and taken out of the stream, instead of waiting for its stall
+   * timeout. It keeps what it verified, a prefix of the old version.
+   */
+  private async endIfRetired(j: JoinedStream): Promise<void> {
+    const { store } = this.core;
+    const current = await store.streamIdByName(j.name);
+    if (current === undefined || current === j.streamId) return;
+    if ((await store.peerCounts(j.streamId)).seeders > 0) return;
+    const all = { first: 0, last: j.chunkCount - 1 };
+    const hole = (await store.availability(j.streamId, all)).find((seg) => seg.count === 0);
+    if (!hole || this.closed || !this.joined.has(j.streamId)) return;
+    const detail =
+      `"${j.name}" changed during the download: the version it started (stream ${j.streamId}) was replaced by ` +
+      `stream ${current} and nobody can serve chunk ${hole.first} of it any more; download it again for the new version`;
+    this.send({
+      body: { $case: "retired", value: { streamId: j.streamId, name: j.name, byStreamId: current, detail } },
+    });
+    this.log.info({ streamId: j.streamId, by: current, missingFrom: hole.first }, "viewer left a retired stream");
+    await this.leave(j);
+    this.core.setHungry(this, j.streamId, false);
+  }
+
   /** Plans the given joined streams (default: all) and sends what was decided in one Directives message. */
   async plan(streamIds: readonly string[] = [...this.joined.keys()]): Promise<void> {
     if (this.role !== "viewer" || !this.keepingUp) return;
@@ -561,6 +596,9 @@ export class Session {
       directives.push(...plan.directives);
       for (const d of plan.directives) j.inFlight.add(d.transferId);
       this.core.setHungry(this, streamId, !plan.satisfied);
+      if (plan.directives.length === 0 && plan.idle && !plan.satisfied && j.fruitless >= 2) {
+        await this.endIfRetired(j);
+      }
     }
     if (directives.length > 0 && !this.closed) {
       this.core.metrics.transfersStarted.inc(directives.length);

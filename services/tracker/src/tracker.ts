@@ -26,13 +26,19 @@ import {
   joinHostPort,
 } from "@distribustream/pdtp";
 import {
+  channelCredentials,
   Health,
   invalidArgument,
   notFound,
+  resourceExhausted,
+  serverCredentials,
   toServiceError,
   unavailable,
+  type ClientTls,
   type Logger,
+  type PublicError,
   type Registry,
+  type ServerTls,
 } from "@distribustream/runtime";
 import type {
   EventSubscription,
@@ -41,8 +47,9 @@ import type {
   SwarmStore,
   TransferRecord,
 } from "@distribustream/swarm-store";
+import { DEFAULT_PEER_LIMITS, LogThrottle, PeerLimits, type PeerLimitOptions, type Refusal } from "./limits.js";
 import { TrackerMetrics } from "./metrics.js";
-import { httpBase } from "./peerAddress.js";
+import { hostFromPeer, httpBase } from "./peerAddress.js";
 import { DEFAULT_PLANNER, Planner } from "./planner.js";
 import { TicketKeys } from "./ticketKeys.js";
 import { SeederAuth, type SeederTokens } from "./seederAuth.js";
@@ -68,8 +75,20 @@ export interface TrackerOptions {
   registry: Registry;
   /** Peers not seen for this long leave their swarms. Default 30 s. */
   peerTtlMs?: number;
-  /** Largest inbound gRPC message; larger ones end the call with RESOURCE_EXHAUSTED. Default 64 KiB. */
+  /** Largest inbound gRPC message; larger ones end the call with RESOURCE_EXHAUSTED. Default MAX_PEER_MESSAGE_BYTES. */
   maxMessageBytes?: number;
+  /** Certificate and key: the PDTP port speaks TLS (pdtps://). Plaintext without. */
+  tls?: ServerTls | undefined;
+  /** Reach the checksum service over TLS (trusting this CA, or the system's roots). Plaintext without. */
+  checksumTls?: ClientTls | undefined;
+  /** Per-address limits of the PDTP port (default DEFAULT_PEER_LIMITS). */
+  limits?: PeerLimitOptions;
+  /**
+   * Also listen in plaintext on 127.0.0.1 (any free port, `loopbackPort`):
+   * for a seeder in the same process when the public port is TLS with a
+   * certificate that does not name 127.0.0.1.
+   */
+  plaintextLoopback?: boolean;
   /**
    * Lifetime of the cleanup lease: one replica at a time holds it (renewed
    * every third of it) and runs the expiry sweeps; when the holder dies,
@@ -87,6 +106,8 @@ export interface TrackerOptions {
 export interface RunningTracker {
   /** Bound port. */
   port: number;
+  /** The plaintext loopback port, with `plaintextLoopback`. */
+  loopbackPort?: number | undefined;
   /** SERVING once started; NOT_SERVING while draining. */
   health: Health;
   /** Stop accepting sessions, end open sessions with UNAVAILABLE "tracker shutting down", stop timers, close the checksum client. */
@@ -107,6 +128,15 @@ const TRANSFER_SWEEP_MS = 1_000;
 const STORE_CHECK_MS = 1_000;
 /** Name of the lease whose holder runs the expiry sweeps. */
 const CLEANUP_LEASE = "cleanup";
+/**
+ * Largest message a peer may send. The largest legitimate one is a Have or a
+ * Join with the most ranges validate.ts accepts (MAX_RANGES = 4096): a range
+ * of chunk numbers below 2^32 encodes in at most 14 bytes, 56 KiB in all;
+ * dsclient keeps its messages under 32 KiB. Manifests only flow outwards.
+ */
+export const MAX_PEER_MESSAGE_BYTES = 64 * 1024;
+/** How often addresses with no session and a full bucket are dropped from the limits table. */
+const LIMITS_SWEEP_MS = 5_000;
 
 export async function startTracker(opts: TrackerOptions): Promise<RunningTracker> {
   const core = new TrackerCore(opts);
@@ -158,6 +188,8 @@ export class TrackerCore {
   private resyncing: Promise<void> | undefined;
   readonly seederAuth: SeederAuth;
   private unwatchTokens: (() => void) | undefined;
+  private readonly limits: PeerLimits;
+  private readonly limitLog = new LogThrottle();
 
   constructor(private readonly opts: TrackerOptions) {
     this.log = opts.log;
@@ -169,15 +201,16 @@ export class TrackerCore {
     this.seederAuth = new SeederAuth(opts.seederTokens, opts.registry, opts.log);
     this.ttlMs = opts.peerTtlMs ?? 30_000;
     this.leaseMs = opts.cleanupLeaseMs ?? 10_000;
+    this.limits = new PeerLimits(opts.limits ?? DEFAULT_PEER_LIMITS);
     this.server = new grpc.Server({
-      "grpc.max_receive_message_length": opts.maxMessageBytes ?? 64 * 1024,
+      "grpc.max_receive_message_length": opts.maxMessageBytes ?? MAX_PEER_MESSAGE_BYTES,
       // ping idle connections so dead sessions are noticed; grpc-js servers
       // accept client pings at any rate, so clients pinging every >= 10 s are fine
       "grpc.keepalive_time_ms": 20_000,
       "grpc.keepalive_timeout_ms": 10_000,
       "grpc.keepalive_permit_without_calls": 1,
     });
-    this.checksum = new ChecksumClient(opts.checksum, grpc.credentials.createInsecure());
+    this.checksum = new ChecksumClient(opts.checksum, channelCredentials(opts.checksumTls));
     this.events = opts.store.subscribeEvents({
       event: (streamId, e) => this.onEvent(streamId, e),
       resync: () => void this.resync(),
@@ -191,31 +224,33 @@ export class TrackerCore {
       describeStream: (
         call: grpc.ServerUnaryCall<DescribeStreamRequest | MalformedMessage, StreamDescriptor>,
         cb: grpc.sendUnaryData<StreamDescriptor>,
-      ) => this.unary(cb, () => this.describeStream(call.request)),
+      ) => this.unary(call, cb, () => this.describeStream(call.request)),
       listStreams: (
         call: grpc.ServerUnaryCall<unknown, ListStreamsResponse>,
         cb: grpc.sendUnaryData<ListStreamsResponse>,
       ) =>
-        this.unary(cb, async () => {
+        this.unary(call, cb, async () => {
           if (call.request instanceof MalformedMessage)
             throw invalidArgument(`malformed request: ${call.request.reason}`);
           return this.listStreams();
         }),
     });
     this.health.addTo(this.server);
-    const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(
-        joinHostPort(this.opts.host, this.opts.port),
-        grpc.ServerCredentials.createInsecure(),
-        (err, bound) => (err ? reject(err) : resolve(bound)),
-      ),
-    );
+    const bind = (address: string, creds: grpc.ServerCredentials) =>
+      new Promise<number>((resolve, reject) =>
+        this.server.bindAsync(address, creds, (err, bound) => (err ? reject(err) : resolve(bound))),
+      );
+    const port = await bind(joinHostPort(this.opts.host, this.opts.port), serverCredentials(this.opts.tls));
+    const loopbackPort = this.opts.plaintextLoopback
+      ? await bind("127.0.0.1:0", grpc.ServerCredentials.createInsecure())
+      : undefined;
     void this.fetchNetworkKey();
     this.every(SCHEDULE_TICK_MS, () => this.scheduleTick());
     this.every(TRANSFER_SWEEP_MS, () => this.sweepTransfers());
     this.every(Math.max(100, Math.floor(this.ttlMs / 3)), () => this.refreshPeers());
     this.every(Math.max(50, Math.floor(this.leaseMs / 3)), () => this.renewLease());
     this.every(STORE_CHECK_MS, () => this.checkStore());
+    this.every(LIMITS_SWEEP_MS, async () => this.limits.sweep());
     void this.renewLease();
     if (this.opts.seederTokens) {
       this.unwatchTokens = this.opts.seederTokens.onChange(() => this.endRevokedSeeders());
@@ -223,8 +258,20 @@ export class TrackerCore {
       this.log.warn("seeders are not authenticated: anyone can publish; set --seeder-tokens");
     }
     this.health.set("SERVING");
-    this.log.info({ host: this.opts.host, port, checksum: this.opts.checksum }, "tracker listening");
-    return { port, health: this.health, drain: () => this.drain() };
+    const { maxSessions, messagesPerSecond, messageBurst } = this.limits.opts;
+    this.log.info(
+      {
+        host: this.opts.host,
+        port,
+        tls: this.opts.tls ? this.opts.tls.certFile : false,
+        loopbackPort,
+        checksum: this.opts.checksum,
+        checksumTls: !!this.opts.checksumTls,
+        limits: { maxSessions, messagesPerSecond, messageBurst },
+      },
+      "tracker listening",
+    );
+    return { port, loopbackPort, health: this.health, drain: () => this.drain() };
   }
 
   /** The service definition, decoding tolerantly and counting session traffic. */
@@ -263,7 +310,9 @@ export class TrackerCore {
     this.timers.push(t);
   }
 
-  private unary<T>(cb: grpc.sendUnaryData<T>, fn: () => Promise<T>): void {
+  private unary<T>(call: grpc.ServerUnaryCall<unknown, T>, cb: grpc.sendUnaryData<T>, fn: () => Promise<T>): void {
+    const refused = this.limits.message(hostFromPeer(call.getPeer()));
+    if (refused) return cb(toServiceError(this.refuse(refused), this.log));
     fn().then(
       (v) => cb(null, v),
       (err: unknown) => cb(toServiceError(err, this.log)),
@@ -321,9 +370,37 @@ export class TrackerCore {
 
   // ---- sessions --------------------------------------------------------------
 
+  /**
+   * A new Session call, admitted under its address's session limit (the
+   * connection's address, never a claimed one). Every message it sends
+   * takes a token of its address's bucket; one over the rate ends it with
+   * RESOURCE_EXHAUSTED before it is handled.
+   */
   private openSession(call: grpc.ServerDuplexStream<PeerMessage | MalformedMessage, TrackerMessage>): void {
+    const ip = hostFromPeer(call.getPeer());
+    const admitted = this.limits.openSession(ip);
+    if ("limit" in admitted) {
+      call.emit("error", toServiceError(this.refuse(admitted), this.log));
+      return;
+    }
+    for (const event of ["cancelled", "close", "finish"]) call.once(event, admitted.release);
     const session = new Session(this, call);
+    // after the session's own listener: it queues the message, this ends the session before it runs
+    call.on("data", () => {
+      const refused = session.closed ? undefined : this.limits.message(ip);
+      if (refused) void session.terminate(this.refuse(refused));
+    });
     if (this.draining) void session.terminate(unavailable("tracker shutting down"));
+  }
+
+  /** Counts and (a line per limit per 10 s) logs a refusal; the error to answer with. */
+  private refuse(r: Refusal): PublicError {
+    this.metrics.limited.inc({ limit: r.limit });
+    const heldBack = this.limitLog.allow(r.limit);
+    if (heldBack !== undefined) {
+      this.log.warn({ limit: r.limit, alsoRefusedSinceLastLine: heldBack }, `refused: ${r.message}`);
+    }
+    return resourceExhausted(r.message);
   }
 
   sessionStarted(s: Session): void {
@@ -873,6 +950,14 @@ export class TrackerCore {
             version: p.version,
             sourceUrl,
             ticket,
+            // an origin's bytes are hashed from the origin itself, with the seeder's validator
+            ...(p.originUrl
+              ? {
+                  originUrl: p.originUrl,
+                  originEtag: p.originEtag ?? "",
+                  originLastModified: p.originLastModified ?? "",
+                }
+              : {}),
           },
           new grpc.Metadata(),
           { deadline: Date.now() + MANIFEST_TIMEOUT_MS },
@@ -901,7 +986,7 @@ export class TrackerCore {
     } catch (err) {
       const e = err as grpc.ServiceError;
       const reason = `manifest not computed: ${e.details || e.message}`;
-      log.warn({ sourceUrl, reason }, "publish rejected");
+      log.warn({ sourceUrl, originUrl: p.originUrl || undefined, reason }, "publish rejected");
       const meta = await this.store.getStream(streamId).catch(() => undefined);
       if (meta && meta.status !== "ready") await this.store.removeStream(streamId).catch(() => undefined);
       return reason;

@@ -25,15 +25,47 @@ export interface ComputeManifestRequest {
   version: number;
   /** Data-plane base URL of a seeder holding the stream, e.g. http://10.0.0.5:8000. */
   sourceUrl: string;
-  /** Ticket for the whole stream, issued by the tracker to fetcher "checksum". */
-  ticket: SignedTicket | undefined;
+  /**
+   * Ticket for the whole stream, issued by the tracker to fetcher "checksum".
+   * Unused (may be empty) when origin_url is set.
+   */
+  ticket:
+    | SignedTicket
+    | undefined;
+  /**
+   * When set, the bytes are read from this http(s) origin URL instead of the
+   * seeder, with range requests conditional on the validator below (exactly
+   * one of origin_etag and origin_last_modified is set). An origin that no
+   * longer matches the validator (its content changed) fails the call with
+   * FAILED_PRECONDITION.
+   */
+  originUrl?:
+    | string
+    | undefined;
+  /** Strong entity tag, as the origin sent it (with its quotes). */
+  originEtag?:
+    | string
+    | undefined;
+  /** Last-Modified date, as the origin sent it (used only without an ETag). */
+  originLastModified?: string | undefined;
 }
 
 export interface GetNetworkKeyRequest {
 }
 
 function createBaseComputeManifestRequest(): ComputeManifestRequest {
-  return { streamId: "", name: "", size: 0, chunkSize: 0, version: 0, sourceUrl: "", ticket: undefined };
+  return {
+    streamId: "",
+    name: "",
+    size: 0,
+    chunkSize: 0,
+    version: 0,
+    sourceUrl: "",
+    ticket: undefined,
+    originUrl: undefined,
+    originEtag: undefined,
+    originLastModified: undefined,
+  };
 }
 
 export const ComputeManifestRequest: MessageFns<ComputeManifestRequest> = {
@@ -58,6 +90,15 @@ export const ComputeManifestRequest: MessageFns<ComputeManifestRequest> = {
     }
     if (message.ticket !== undefined) {
       SignedTicket.encode(message.ticket, writer.uint32(58).fork()).join();
+    }
+    if (message.originUrl !== undefined) {
+      writer.uint32(66).string(message.originUrl);
+    }
+    if (message.originEtag !== undefined) {
+      writer.uint32(74).string(message.originEtag);
+    }
+    if (message.originLastModified !== undefined) {
+      writer.uint32(82).string(message.originLastModified);
     }
     return writer;
   },
@@ -131,6 +172,30 @@ export const ComputeManifestRequest: MessageFns<ComputeManifestRequest> = {
             message.ticket = SignedTicket.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.originUrl = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.originEtag = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.originLastModified = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -164,6 +229,21 @@ export const ComputeManifestRequest: MessageFns<ComputeManifestRequest> = {
         ? globalThis.String(object.source_url)
         : "",
       ticket: isSet(object.ticket) ? SignedTicket.fromJSON(object.ticket) : undefined,
+      originUrl: isSet(object.originUrl)
+        ? globalThis.String(object.originUrl)
+        : isSet(object.origin_url)
+        ? globalThis.String(object.origin_url)
+        : undefined,
+      originEtag: isSet(object.originEtag)
+        ? globalThis.String(object.originEtag)
+        : isSet(object.origin_etag)
+        ? globalThis.String(object.origin_etag)
+        : undefined,
+      originLastModified: isSet(object.originLastModified)
+        ? globalThis.String(object.originLastModified)
+        : isSet(object.origin_last_modified)
+        ? globalThis.String(object.origin_last_modified)
+        : undefined,
     };
   },
 
@@ -190,6 +270,15 @@ export const ComputeManifestRequest: MessageFns<ComputeManifestRequest> = {
     if (message.ticket !== undefined) {
       obj.ticket = SignedTicket.toJSON(message.ticket);
     }
+    if (message.originUrl !== undefined) {
+      obj.originUrl = message.originUrl;
+    }
+    if (message.originEtag !== undefined) {
+      obj.originEtag = message.originEtag;
+    }
+    if (message.originLastModified !== undefined) {
+      obj.originLastModified = message.originLastModified;
+    }
     return obj;
   },
 
@@ -207,6 +296,9 @@ export const ComputeManifestRequest: MessageFns<ComputeManifestRequest> = {
     message.ticket = (object.ticket !== undefined && object.ticket !== null)
       ? SignedTicket.fromPartial(object.ticket)
       : undefined;
+    message.originUrl = object.originUrl ?? undefined;
+    message.originEtag = object.originEtag ?? undefined;
+    message.originLastModified = object.originLastModified ?? undefined;
     return message;
   },
 };

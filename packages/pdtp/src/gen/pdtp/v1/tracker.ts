@@ -314,6 +314,15 @@ export interface Publish {
   size: number;
   /** Modification time or other version hint; a change means new content. */
   version: number;
+  /**
+   * Set when the file is an HTTP(S) origin URL the seeder relays: the checksum
+   * service then hashes what the origin serves (not the seeder's copy), with
+   * range requests conditional on the validator (origin_etag, or
+   * origin_last_modified when the origin gives no strong ETag).
+   */
+  originUrl?: string | undefined;
+  originEtag?: string | undefined;
+  originLastModified?: string | undefined;
 }
 
 export interface Unpublish {
@@ -329,6 +338,7 @@ export interface TrackerMessage {
     | { $case: "cancel"; value: Cancel }
     | { $case: "notice"; value: Notice }
     | { $case: "keys"; value: Keys }
+    | { $case: "retired"; value: Retired }
     | undefined;
 }
 
@@ -412,6 +422,21 @@ export interface Keys {
 /** A problem that does not end the session. */
 export interface Notice {
   message: string;
+}
+
+/**
+ * The tracker left this peer out of a stream it joined: the stream was
+ * retired (its name now points at a newer version, e.g. the file or origin
+ * changed) and no peer or seeder can serve the chunks this peer still lacks.
+ * The peer stops the download (what it verified is a prefix of the old
+ * version); joining the name again gets the new version.
+ */
+export interface Retired {
+  streamId: string;
+  name: string;
+  /** Id of the stream the name points at now. */
+  byStreamId: string;
+  detail: string;
 }
 
 export interface DescribeStreamRequest {
@@ -1438,7 +1463,7 @@ export const Position: MessageFns<Position> = {
 };
 
 function createBasePublish(): Publish {
-  return { name: "", size: 0, version: 0 };
+  return { name: "", size: 0, version: 0, originUrl: undefined, originEtag: undefined, originLastModified: undefined };
 }
 
 export const Publish: MessageFns<Publish> = {
@@ -1451,6 +1476,15 @@ export const Publish: MessageFns<Publish> = {
     }
     if (message.version !== 0) {
       writer.uint32(24).uint64(message.version);
+    }
+    if (message.originUrl !== undefined) {
+      writer.uint32(34).string(message.originUrl);
+    }
+    if (message.originEtag !== undefined) {
+      writer.uint32(42).string(message.originEtag);
+    }
+    if (message.originLastModified !== undefined) {
+      writer.uint32(50).string(message.originLastModified);
     }
     return writer;
   },
@@ -1492,6 +1526,30 @@ export const Publish: MessageFns<Publish> = {
             message.version = longToNumber(reader.uint64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.originUrl = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.originEtag = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.originLastModified = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1509,6 +1567,21 @@ export const Publish: MessageFns<Publish> = {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       size: isSet(object.size) ? globalThis.Number(object.size) : 0,
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      originUrl: isSet(object.originUrl)
+        ? globalThis.String(object.originUrl)
+        : isSet(object.origin_url)
+        ? globalThis.String(object.origin_url)
+        : undefined,
+      originEtag: isSet(object.originEtag)
+        ? globalThis.String(object.originEtag)
+        : isSet(object.origin_etag)
+        ? globalThis.String(object.origin_etag)
+        : undefined,
+      originLastModified: isSet(object.originLastModified)
+        ? globalThis.String(object.originLastModified)
+        : isSet(object.origin_last_modified)
+        ? globalThis.String(object.origin_last_modified)
+        : undefined,
     };
   },
 
@@ -1523,6 +1596,15 @@ export const Publish: MessageFns<Publish> = {
     if (message.version !== 0) {
       obj.version = Math.round(message.version);
     }
+    if (message.originUrl !== undefined) {
+      obj.originUrl = message.originUrl;
+    }
+    if (message.originEtag !== undefined) {
+      obj.originEtag = message.originEtag;
+    }
+    if (message.originLastModified !== undefined) {
+      obj.originLastModified = message.originLastModified;
+    }
     return obj;
   },
 
@@ -1534,6 +1616,9 @@ export const Publish: MessageFns<Publish> = {
     message.name = object.name ?? "";
     message.size = object.size ?? 0;
     message.version = object.version ?? 0;
+    message.originUrl = object.originUrl ?? undefined;
+    message.originEtag = object.originEtag ?? undefined;
+    message.originLastModified = object.originLastModified ?? undefined;
     return message;
   },
 };
@@ -1633,6 +1718,9 @@ export const TrackerMessage: MessageFns<TrackerMessage> = {
       case "keys":
         Keys.encode(message.body.value, writer.uint32(58).fork()).join();
         break;
+      case "retired":
+        Retired.encode(message.body.value, writer.uint32(66).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1706,6 +1794,14 @@ export const TrackerMessage: MessageFns<TrackerMessage> = {
             message.body = { $case: "keys", value: Keys.decode(reader, reader.uint32()) };
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.body = { $case: "retired", value: Retired.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1736,6 +1832,8 @@ export const TrackerMessage: MessageFns<TrackerMessage> = {
         ? { $case: "notice", value: Notice.fromJSON(object.notice) }
         : isSet(object.keys)
         ? { $case: "keys", value: Keys.fromJSON(object.keys) }
+        : isSet(object.retired)
+        ? { $case: "retired", value: Retired.fromJSON(object.retired) }
         : undefined,
     };
   },
@@ -1756,6 +1854,8 @@ export const TrackerMessage: MessageFns<TrackerMessage> = {
       obj.notice = Notice.toJSON(message.body.value);
     } else if (message.body?.$case === "keys") {
       obj.keys = Keys.toJSON(message.body.value);
+    } else if (message.body?.$case === "retired") {
+      obj.retired = Retired.toJSON(message.body.value);
     }
     return obj;
   },
@@ -1805,6 +1905,12 @@ export const TrackerMessage: MessageFns<TrackerMessage> = {
       case "keys": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "keys", value: Keys.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "retired": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "retired", value: Retired.fromPartial(object.body.value) };
         }
         break;
       }
@@ -2967,6 +3073,131 @@ export const Notice: MessageFns<Notice> = {
   fromPartial(object: DeepPartial<Notice>): Notice {
     const message = createBaseNotice();
     message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseRetired(): Retired {
+  return { streamId: "", name: "", byStreamId: "", detail: "" };
+}
+
+export const Retired: MessageFns<Retired> = {
+  encode(message: Retired, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== "") {
+      writer.uint32(10).string(message.streamId);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.byStreamId !== "") {
+      writer.uint32(26).string(message.byStreamId);
+    }
+    if (message.detail !== "") {
+      writer.uint32(34).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Retired {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetired();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.streamId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.byStreamId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Retired {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.String(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.String(object.stream_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      byStreamId: isSet(object.byStreamId)
+        ? globalThis.String(object.byStreamId)
+        : isSet(object.by_stream_id)
+        ? globalThis.String(object.by_stream_id)
+        : "",
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: Retired): unknown {
+    const obj: any = {};
+    if (message.streamId !== "") {
+      obj.streamId = message.streamId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.byStreamId !== "") {
+      obj.byStreamId = message.byStreamId;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Retired>): Retired {
+    return Retired.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Retired>): Retired {
+    const message = createBaseRetired();
+    message.streamId = object.streamId ?? "";
+    message.name = object.name ?? "";
+    message.byStreamId = object.byStreamId ?? "";
+    message.detail = object.detail ?? "";
     return message;
   },
 };

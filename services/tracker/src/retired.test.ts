@@ -1,0 +1,199 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import {
+  PeerRole,
+  PublishStatus,
+  Signer,
+  TrackerClient,
+  WantMode,
+  type PeerMessage,
+  type Publish,
+  type TrackerMessage,
+} from "@distribustream/pdtp";
+import { createLogger, Registry } from "@distribustream/runtime";
+import { MemorySwarmStore } from "@distribustream/swarm-store";
+import { startChecksumDouble } from "./checksumDouble.js";
+import { startTracker, type RunningTracker } from "./index.js";
+
+const CHUNK = 1024;
+const SIZE = 10 * CHUNK;
+type Body = NonNullable<TrackerMessage["body"]>;
+
+/** One peer session from the peer's side: sends bodies, waits for messages of a kind. */
+class Peer {
+  readonly call: grpc.ClientDuplexStream<PeerMessage, TrackerMessage>;
+  readonly inbox: Body[] = [];
+  readonly ended: Promise<grpc.StatusObject>;
+  private wake: (() => void) | undefined;
+
+  constructor(client: TrackerClient) {
+    this.call = client.session();
+    this.call.on("data", (m: TrackerMessage) => {
+      if (m.body) this.inbox.push(m.body);
+      this.wake?.();
+    });
+    this.ended = new Promise((resolve) => {
+      this.call.on("error", (e: grpc.ServiceError) => resolve(e));
+      this.call.on("status", (s: grpc.StatusObject) => resolve(s));
+    });
+  }
+
+  send(body: PeerMessage["body"]): void {
+    this.call.write({ body });
+  }
+
+  async next<K extends Body["$case"]>(kind: K, timeoutMs = 5_000): Promise<Extract<Body, { $case: K }>["value"]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.inbox.findIndex((b) => b.$case === kind);
+      if (i >= 0) return this.inbox.splice(i, 1)[0]!.value as never;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no ${kind} within ${timeoutMs} ms (got ${this.inbox.map((b) => b.$case)})`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  }
+
+  async hello(role: PeerRole, dataPort: number) {
+    const peerKey = Signer.generate().publicKey.ed25519;
+    this.send({
+      $case: "hello",
+      value: { role, dataPort, agent: "test/1", credential: "", advertiseHost: "", peerKey },
+    });
+    return this.next("welcome");
+  }
+
+  /** Publishes and resolves with the READY (or REJECTED) result. */
+  async publish(p: Publish) {
+    this.send({ $case: "publish", value: p });
+    for (;;) {
+      const r = await this.next("publishResult");
+      if (r.status !== PublishStatus.PUBLISH_STATUS_ACCEPTED) return r;
+    }
+  }
+}
+
+/**
+ * Versions of an origin on a real tracker (memory store, checksum double):
+ * the origin reaches the checksum service, a viewer of a replaced version
+ * finishes it from peers while they hold it, and is told the stream was
+ * retired (and taken out of it) once nobody can serve the rest.
+ */
+describe("tracker: origins and retired versions", { timeout: 60_000 }, () => {
+  const network = Signer.generate();
+  let checksum: Awaited<ReturnType<typeof startChecksumDouble>>;
+  let tracker: RunningTracker;
+  let client: TrackerClient;
+  const peers: Peer[] = [];
+  const peer = () => {
+    const p = new Peer(client);
+    peers.push(p);
+    return p;
+  };
+  const origin = (etag: string, version: number): Publish => ({
+    name: "films/a.bin",
+    size: SIZE,
+    version,
+    originUrl: "http://origin.example/films/a.bin",
+    originEtag: etag,
+    originLastModified: "",
+  });
+
+  before(async () => {
+    checksum = await startChecksumDouble(network);
+    tracker = await startTracker({
+      host: "127.0.0.1",
+      port: 0,
+      checksum: `127.0.0.1:${checksum.port}`,
+      store: new MemorySwarmStore(),
+      ticketSigner: Signer.generate(),
+      chunkSize: CHUNK,
+      log: createLogger("tracker-test", { level: "silent" }),
+      registry: new Registry(),
+    });
+    client = new TrackerClient(`127.0.0.1:${tracker.port}`, grpc.credentials.createInsecure());
+  });
+
+  after(async () => {
+    for (const p of peers) p.call.cancel();
+    await tracker.drain();
+    client.close();
+    checksum.close();
+  });
+
+  it("refuses a publish whose origin is not http(s) or has no strong validator", async () => {
+    for (const bad of [{ ...origin('"v1"', 1), originUrl: "file:///etc/passwd" }, { ...origin('W/"v1"', 1) }]) {
+      const s = peer();
+      await s.hello(PeerRole.PEER_ROLE_SEEDER, 9100);
+      s.send({ $case: "publish", value: bad });
+      const end = await s.ended;
+      assert.equal(end.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(end.details, /must use http:\/\/ or https:\/\/|not a strong entity tag/);
+    }
+  });
+
+  it("a viewer of a replaced version finishes it from peers, and is told it was retired when nobody can serve it", async () => {
+    const seeder = peer();
+    await seeder.hello(PeerRole.PEER_ROLE_SEEDER, 9100);
+    const v1 = await seeder.publish(origin('"v1"', 1));
+    assert.equal(v1.status, PublishStatus.PUBLISH_STATUS_READY, v1.detail);
+    const req = checksum.requests.at(-1)!;
+    assert.equal(req.originUrl, "http://origin.example/films/a.bin");
+    assert.equal(req.originEtag, '"v1"');
+
+    // a viewer holding all of v1, and one holding nothing
+    const holder = peer();
+    await holder.hello(PeerRole.PEER_ROLE_VIEWER, 9200);
+    holder.send({
+      $case: "join",
+      value: { name: "films/a.bin", mode: WantMode.WANT_MODE_BULK, have: [{ first: 0, last: 9 }], position: 10 },
+    });
+    assert.equal((await holder.next("joined")).descriptor!.streamId, v1.streamId);
+    const late = peer();
+    await late.hello(PeerRole.PEER_ROLE_VIEWER, 9300);
+    late.send({
+      $case: "join",
+      value: { name: "films/a.bin", mode: WantMode.WANT_MODE_IN_ORDER, have: [], position: 0 },
+    });
+    assert.equal((await late.next("joined")).descriptor!.streamId, v1.streamId);
+
+    // the origin changes: v2 takes the name, the seeder leaves v1
+    const v2 = await seeder.publish(origin('"v2"', 2));
+    assert.equal(v2.status, PublishStatus.PUBLISH_STATUS_READY, v2.detail);
+    assert.notEqual(v2.streamId, v1.streamId);
+
+    // v1 can still be finished from the holder: directives, no Retired
+    await new Promise((r) => setTimeout(r, 3_000));
+    assert.equal(late.inbox.filter((b) => b.$case === "retired").length, 0, "not retired while a peer holds v1");
+    const fromHolder = late.inbox
+      .filter((b): b is Extract<Body, { $case: "directives" }> => b.$case === "directives")
+      .flatMap((b) => b.value.directives);
+    assert.ok(fromHolder.length > 0, "directed to fetch v1");
+    assert.ok(
+      fromHolder.every((d) => d.streamId === v1.streamId && (d.source?.port === 9200 || d.source?.port === 9100)),
+      JSON.stringify(fromHolder.map((d) => [d.streamId, d.source?.port])),
+    );
+    assert.ok(
+      fromHolder.some((d) => d.source?.port === 9200),
+      "from the holder",
+    );
+
+    // the holder leaves: nobody can serve v1 any more
+    holder.call.end();
+    const retired = await late.next("retired", 15_000);
+    assert.equal(retired.streamId, v1.streamId);
+    assert.equal(retired.byStreamId, v2.streamId);
+    assert.match(retired.detail, /^"films\/a\.bin" changed during the download: .*nobody can serve chunk \d+ of it/);
+    // it left the stream: a report for v1 is now refused as not joined
+    late.send({ $case: "leave", value: { streamId: v1.streamId } });
+    const end = await late.ended;
+    assert.equal(end.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(end.details, /has not joined stream/);
+  });
+});
