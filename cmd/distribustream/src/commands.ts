@@ -154,6 +154,7 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     dataHost: cfg.dataHost,
     dataPort: cfg.dataPort,
     advertise: cfg.advertise,
+    maxUploadRate: cfg.maxUploadRate,
     credential,
     onRefused: (err) => exitRefused(ctx, err),
     log: ctx.log,

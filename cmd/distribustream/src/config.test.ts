@@ -38,3 +38,16 @@ describe("seeder origin settings", () => {
     );
   });
 });
+
+describe("seeder upload cap", () => {
+  it("takes max_upload_rate from a flag or DS_MAX_UPLOAD_RATE; none by default, 0 for none", () => {
+    assert.equal(seeder({}).maxUploadRate, undefined);
+    assert.equal(seeder({ maxUploadRate: "16M" }).maxUploadRate, 16 * 1024 * 1024);
+    assert.equal(seeder({}, { DS_MAX_UPLOAD_RATE: "500K" }).maxUploadRate, 512_000);
+    assert.equal(seeder({ maxUploadRate: "0" }).maxUploadRate, undefined);
+    assert.throws(
+      () => seeder({ maxUploadRate: "fast" }),
+      (e: unknown) => e instanceof ConfigError && /max.upload.rate/i.test(e.message),
+    );
+  });
+});

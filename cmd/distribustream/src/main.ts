@@ -150,6 +150,10 @@ common(
     .option("--data-port <n>", "data-plane port (default 8000; original key: listen_port)")
     .option("--advertise <host>", "address viewers use to reach the data plane, when the bind address is not reachable")
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9087)")
+    .option(
+      "--max-upload-rate <rate>",
+      "cap the data plane's upload over all fetchers, e.g. 16M (bytes/s; default: none)",
+    )
     .option("--token <token>", "seeder token issued by the operator (prefer --token-file or DS_SEEDER_TOKEN)")
     .option("--token-file <file>", "file holding the seeder token, e.g. a mounted Kubernetes Secret"),
 ).action(run(runSeeder));

@@ -2,6 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import {
   originAgents,
+  RateLimiter,
   startDataPlane,
   type ChunkSource,
   type DataPlaneIdentity,
@@ -44,6 +45,8 @@ export interface SeederOptions {
   dataPort?: number;
   /** Host name or IP to give viewers instead of the connection's address. */
   advertise?: string | undefined;
+  /** Caps the bytes per second the data plane uploads, over all fetchers (undefined: no cap). */
+  maxUploadRate?: number | undefined;
   /** Sent in Hello.credential: the seeder token the operator issued (dss_<id>_<secret>). */
   credential?: string | undefined;
   /**
@@ -143,6 +146,7 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
     identity: () => identity,
     log,
     registry: opts.registry,
+    uploadLimiter: opts.maxUploadRate ? new RateLimiter(opts.maxUploadRate) : undefined,
   });
 
   /** Tracker's answer per name, for the version currently published. */

@@ -1,0 +1,597 @@
+// The scenarios of `npm run bench -- <scenario>`. Each returns { settings, runs, medians, ratios, goals,
+// columns } for the record (report.mjs writes it). Ratios are computed pair by pair inside one run, then
+// their median is taken; every system of a run gets the same file, viewers, rate limits and start pattern.
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync } from "node:fs";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { stopAll } from "./procs.mjs";
+import { ANNOUNCE_INTERVAL_S, ARIA2_COMMON, SYSTEMS, metricSum, metricsText, startDistribuStream } from "./systems.mjs";
+import { runViewers } from "./trial.mjs";
+import { GiB, MiB, median, randomFile, ratio, root, round, sha256File } from "./util.mjs";
+
+const KiB = 1024;
+
+/** Medians over the runs of every numeric figure of each system (its successful trials only). */
+function medians(runs, key = "systems") {
+  const out = {};
+  for (const run of runs) {
+    for (const [sys, r] of Object.entries(run[key] ?? {})) {
+      out[sys] ??= {};
+      if (r.ok === false || r.skipped) continue; // a failed trial's figures are no measurement
+      for (const [k, v] of Object.entries(r)) if (typeof v === "number") (out[sys][k] ??= []).push(v);
+    }
+  }
+  for (const sys of Object.keys(out))
+    for (const k of Object.keys(out[sys])) out[sys][k] = round(median(out[sys][k]), 3);
+  return out;
+}
+
+function ratioMedians(runs) {
+  const out = {};
+  for (const run of runs) for (const [k, v] of Object.entries(run.ratios ?? {})) (out[k] ??= []).push(v);
+  for (const k of Object.keys(out)) out[k] = round(median(out[k]), 3);
+  return out;
+}
+
+/** Dates a file a minute back: the seeder publishes a settled file at once (a fresh one after a scan or two). */
+function settled(file) {
+  const past = new Date(Date.now() - 60_000);
+  utimesSync(file, past, past);
+}
+
+const goal = (id, text, value, test, note) => ({
+  id,
+  goal: text,
+  value: value ?? null,
+  met: typeof value === "number" ? test(value) : null,
+  ...(typeof value === "number" || !note ? {} : { note }),
+});
+
+/** Why a system has no figure: skipped (the reason) or failed in every run. */
+function missing(runs, sys) {
+  const rs = runs.map((r) => r.systems?.[sys]).filter(Boolean);
+  if (rs.length === 0) return `${sys} not in this run`;
+  if (rs[0].skipped) return `${sys} skipped: ${rs[0].skipped}`;
+  if (rs.every((r) => !r.ok)) return `${sys} failed in every run`;
+  return undefined;
+}
+
+async function prepareFile(env, name, size) {
+  const media = join(env.dir, "media");
+  mkdirSync(media, { recursive: true });
+  const file = join(media, name);
+  env.log(`bench: writing ${size / MiB} MiB of random bytes to ${file}`);
+  randomFile(file, size);
+  settled(file);
+  return { media, file, sha256: await sha256File(file) };
+}
+
+/** One system's trial in a fresh folder; every process it started is stopped before it returns. */
+async function trial(env, sysName, base, viewerOpts) {
+  const why = env.available[sysName];
+  if (why) return { skipped: why };
+  const dir = mkdtempSync(join(env.dir, `${sysName}-`));
+  try {
+    env.log(`bench: ${sysName}: starting`);
+    const ctx = { ...base, dir };
+    const sys = await SYSTEMS[sysName](ctx, viewerOpts.viewers);
+    env.log(`bench: ${sysName}: ${viewerOpts.viewers} viewer(s) start`);
+    const r = await runViewers(sys, {
+      ...viewerOpts,
+      dir,
+      size: base.size,
+      sha256: base.sha256,
+      isolated: env.isolated,
+    });
+    if (sys.limitRatePerConnection !== undefined) r.limitRatePerConnection = sys.limitRatePerConnection;
+    env.log(`bench: ${sysName}: ${r.ok ? `all done in ${r.allDoneS} s` : `failed: ${r.error?.slice(0, 300)}`}`);
+    return r;
+  } catch (err) {
+    env.log(`bench: ${sysName}: failed: ${err.message.slice(0, 500)}`);
+    return { ok: false, error: err.message.slice(0, 2000) };
+  } finally {
+    await stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const rotate = (xs, n) => xs.map((_, i) => xs[(i + n) % xs.length]);
+
+// ---- 1. flash-crowd ----------------------------------------------------------------------
+
+export async function flashCrowd(o, env) {
+  const name = "crowd.bin";
+  const f = await prepareFile(env, name, o.size);
+  const base = { name, mediaDir: f.media, file: f.file, size: o.size, sha256: f.sha256, chunkSize: o.chunkSize };
+  base.viewerRate = o.rate;
+  base.originRate = o.originRate;
+  const runs = [];
+  for (let r = 0; r < o.runs; r++) {
+    const systems = {};
+    // the order rotates from run to run, so no system always goes first (cold caches) or last
+    for (const s of rotate(o.systems, r)) {
+      systems[s] = await trial(env, s, base, {
+        viewers: o.viewers,
+        rates: { up: o.rate, down: o.rate },
+        timeoutMs: o.timeoutS * 1000,
+      });
+    }
+    const ds = systems.ds;
+    const ratios = {};
+    for (const a of o.systems.filter((s) => s !== "ds")) {
+      if (!ds?.ok || !systems[a]?.ok) continue;
+      ratios[`allDone ds/${a}`] = ratio(ds.allDoneS, systems[a].allDoneS);
+      ratios[`cpuPerGiB ds/${a}`] = ratio(ds.cpuSecondsPerGiB, systems[a].cpuSecondsPerGiB);
+      ratios[`originEgress ds/${a}`] = ratio(ds.originEgressBytes, systems[a].originEgressBytes);
+      if (ds.wireBytes && systems[a].wireBytes) ratios[`wire ds/${a}`] = ratio(ds.wireBytes, systems[a].wireBytes);
+    }
+    runs.push({ run: r + 1, order: rotate(o.systems, r), systems, ratios });
+  }
+  const med = medians(runs);
+  const rat = ratioMedians(runs);
+  return {
+    settings: {
+      fileBytes: o.size,
+      viewers: o.viewers,
+      viewerRateBytesPerS: o.rate,
+      originRateBytesPerS: o.originRate,
+      chunkOrPieceBytes: o.chunkSize,
+      runs: o.runs,
+      systems: o.systems,
+      how: {
+        ds: "separate tracker (memory store), checksum and seeder (--max-upload-rate origin) processes; dsclient --max-download-rate/--max-upload-rate, --linger until all are done",
+        webtorrent:
+          "TCP only: dht, lsd, natUpnp, natPmp, utp, webSeeds off; uploadLimit/downloadLimit; origin added with skipVerify",
+        aria2: [
+          ...ARIA2_COMMON,
+          "origin: --bt-seed-unverified=true --max-overall-upload-limit",
+          "viewers: --max-overall-download-limit --max-overall-upload-limit",
+        ],
+        bittorrent: `bittorrent-tracker over HTTP on 127.0.0.1, announce interval ${ANNOUNCE_INTERVAL_S} s; one .torrent (create-torrent) with the chunk size as piece size`,
+        http: "nginx limit_rate per connection = min(viewer rate, origin rate / viewers); curl --limit-rate viewer rate",
+      },
+    },
+    runs,
+    medians: med,
+    ratios: rat,
+    columns: [
+      "allDoneS",
+      "viewerMedianS",
+      "viewerP95S",
+      "originEgressOverFile",
+      "wireOverDelivered",
+      "viewerPeakRssMaxMB",
+      "cpuSecondsPerGiB",
+    ],
+    goals: [
+      goal(
+        "origin-egress",
+        "flash-crowd origin egress ≤ 1.2× the file",
+        med.ds?.originEgressOverFile,
+        (v) => v <= 1.2,
+        missing(runs, "ds"),
+      ),
+      goal(
+        "vs-aria2",
+        "all-done time ≤ 0.8× aria2's (same run)",
+        rat["allDone ds/aria2"],
+        (v) => v <= 0.8,
+        missing(runs, "ds") ?? missing(runs, "aria2"),
+      ),
+      goal(
+        "vs-webtorrent",
+        "all-done time ≤ 0.4× WebTorrent's (same run)",
+        rat["allDone ds/webtorrent"],
+        (v) => v <= 0.4,
+        missing(runs, "ds") ?? missing(runs, "webtorrent"),
+      ),
+      goal(
+        "cpu",
+        "CPU s/GiB ≤ aria2's (same run)",
+        rat["cpuPerGiB ds/aria2"],
+        (v) => v <= 1,
+        missing(runs, "ds") ?? missing(runs, "aria2"),
+      ),
+    ],
+  };
+}
+
+// ---- 2. single ---------------------------------------------------------------------------
+
+export async function single(o, env) {
+  const name = "single.bin";
+  const f = await prepareFile(env, name, o.size);
+  const base = { name, mediaDir: f.media, file: f.file, size: o.size, sha256: f.sha256, chunkSize: o.chunkSize };
+  base.viewerRate = 0;
+  base.originRate = 0;
+  const runs = [];
+  const systems = ["ds", "http"];
+  for (let r = 0; r < o.runs; r++) {
+    const res = {};
+    for (const s of rotate(systems, r)) {
+      res[s] = await trial(env, s, base, { viewers: 1, rates: { up: 0, down: 0 }, timeoutMs: o.timeoutS * 1000 });
+      if (res[s].ok) res[s].MBps = round(o.size / MiB / res[s].allDoneS, 1);
+    }
+    runs.push({ run: r + 1, systems: res, ratios: { "MBps ds/http": ratio(res.ds?.MBps, res.http?.MBps) } });
+  }
+  const rat = ratioMedians(runs);
+  return {
+    settings: { fileBytes: o.size, viewers: 1, limits: "none", runs: o.runs, chunkBytes: o.chunkSize },
+    runs,
+    medians: medians(runs),
+    ratios: rat,
+    columns: ["MBps", "allDoneS", "cpuSecondsPerGiB", "viewerPeakRssMaxMB"],
+    goals: [
+      goal(
+        "single",
+        "dsclient ≥ 0.6× curl from nginx (MB/s)",
+        rat["MBps ds/http"],
+        (v) => v >= 0.6,
+        missing(runs, "ds") ?? missing(runs, "http"),
+      ),
+    ],
+  };
+}
+
+// ---- 3. memory ---------------------------------------------------------------------------
+
+export async function memory(o, env) {
+  const media = join(env.dir, "media");
+  mkdirSync(media, { recursive: true });
+  const files = [];
+  for (const size of o.sizes) {
+    const name = `m${size}.bin`;
+    env.log(`bench: writing ${size / MiB} MiB of random bytes`);
+    randomFile(join(media, name), size);
+    settled(join(media, name));
+    files.push({ name, size, sha256: await sha256File(join(media, name)) });
+  }
+  const runs = [];
+  if (env.available.ds) return { skipped: env.available.ds };
+  const dir = mkdtempSync(join(env.dir, "ds-"));
+  try {
+    env.log("bench: ds: starting (both files published)");
+    const sys = await startDistribuStream({
+      dir,
+      mediaDir: media,
+      name: files[0].name,
+      chunkSize: o.chunkSize,
+      originRate: 0,
+    });
+    // every published file: wait until the seeder has them all
+    for (let end = Date.now() + 30 * 60_000; ;) {
+      const n = metricSum(await metricsText(sys.seederMetricsPort), "pdtp_seeder_published_streams") ?? 0;
+      if (n >= files.length) break;
+      if (Date.now() > end) throw new Error("the seeder did not publish every file");
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    for (let r = 0; r < o.runs; r++) {
+      const res = {};
+      for (const f of files) {
+        const t = await runViewers(sys, {
+          stream: f.name,
+          dir,
+          viewers: 1,
+          rates: { up: 0, down: 0 },
+          timeoutMs: o.timeoutS * 1000,
+          size: f.size,
+          sha256: f.sha256,
+          isolated: env.isolated,
+          stdoutSink: true,
+        });
+        env.log(
+          `bench: dsclient ${f.size / MiB} MiB to a pipe: ${t.ok ? `peak RSS ${t.viewerPeakRssMaxMB} MB` : t.error}`,
+        );
+        res[`${f.size / MiB}MiB`] = {
+          ok: t.ok,
+          error: t.error,
+          peakRssMB: t.viewerPeakRssMaxMB,
+          allDoneS: t.allDoneS,
+          sha256Ok: t.sha256Ok,
+        };
+      }
+      const keys = Object.keys(res);
+      runs.push({
+        run: r + 1,
+        systems: res,
+        ratios: { [`peakRss ${keys.at(-1)}/${keys[0]}`]: ratio(res[keys.at(-1)].peakRssMB, res[keys[0]].peakRssMB) },
+      });
+    }
+  } finally {
+    await stopAll();
+  }
+  const med = medians(runs);
+  const rat = ratioMedians(runs);
+  const peak = Math.max(...Object.values(med).map((m) => m.peakRssMB ?? Infinity));
+  return {
+    settings: { fileBytes: o.sizes, output: "standard output, a pipe the harness reads and hashes", runs: o.runs },
+    runs,
+    medians: med,
+    ratios: rat,
+    columns: ["peakRssMB", "allDoneS"],
+    goals: [
+      goal("memory", "dsclient peak RSS ≤ 100 MB at every size", Number.isFinite(peak) ? peak : null, (v) => v <= 100),
+      goal("memory-ratio", "peak RSS largest/smallest file ≤ 1.1", Object.values(rat)[0], (v) => v <= 1.1),
+    ],
+  };
+}
+
+// ---- 4. control --------------------------------------------------------------------------
+
+export async function control(o, env) {
+  const name = "control.bin";
+  const f = await prepareFile(env, name, o.size);
+  const runs = [];
+  for (let r = 0; r < o.runs; r++) {
+    const res = {};
+    for (const cs of o.chunkSizes) {
+      const base = { name, mediaDir: f.media, file: f.file, size: o.size, sha256: f.sha256, chunkSize: cs };
+      base.viewerRate = o.rate;
+      base.originRate = o.originRate;
+      const t = await trial(env, "ds", base, {
+        viewers: o.viewers,
+        rates: { up: o.rate, down: o.rate },
+        timeoutMs: o.timeoutS * 1000,
+      });
+      const tr = t.tracker ?? {};
+      res[`${cs / KiB}KiB`] = {
+        ok: t.ok,
+        error: t.error,
+        allDoneS: t.allDoneS,
+        controlBytes: tr.controlBytes,
+        deliveredBytes: tr.deliveredBytes,
+        controlOverDataPercent: tr.deliveredBytes ? round((100 * tr.controlBytes) / tr.deliveredBytes, 4) : null,
+        trackerCpuSeconds: t.serverCpuSeconds?.tracker ?? null,
+        trackerCpuSecondsPerGiB:
+          tr.deliveredBytes && t.serverCpuSeconds
+            ? round(t.serverCpuSeconds.tracker / (tr.deliveredBytes / GiB), 3)
+            : null,
+        originEgressOverFile: t.originEgressOverFile,
+      };
+    }
+    runs.push({ run: r + 1, systems: res });
+  }
+  const med = medians(runs);
+  return {
+    settings: {
+      fileBytes: o.size,
+      viewers: o.viewers,
+      chunkBytes: o.chunkSizes,
+      viewerRateBytesPerS: o.rate,
+      originRateBytesPerS: o.originRate,
+      runs: o.runs,
+    },
+    runs,
+    medians: med,
+    ratios: {},
+    columns: ["controlOverDataPercent", "trackerCpuSecondsPerGiB", "allDoneS", "originEgressOverFile"],
+    goals: [
+      goal(
+        "control",
+        "control bytes ≤ 0.5% of data bytes at 256 KiB chunks",
+        med["256KiB"]?.controlOverDataPercent,
+        (v) => v <= 0.5,
+      ),
+    ],
+  };
+}
+
+// ---- 5. tracker-capacity -----------------------------------------------------------------
+
+function trackerLoad(args, env) {
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, [join(root, "bench/tracker-load.mjs"), ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    let out = "";
+    let err = "";
+    c.stdout.on("data", (d) => (out += d));
+    c.stderr.on("data", (d) => (err = (err + d).slice(-4000)));
+    env.children.add(c.pid);
+    c.on("exit", (code) => {
+      env.children.delete(c.pid);
+      try {
+        resolve({ ok: code === 0, ...JSON.parse(out) });
+      } catch {
+        resolve({ ok: false, error: `tracker-load exited ${code}: ${err.slice(-2000)}` });
+      }
+    });
+  });
+}
+
+export async function trackerCapacity(o, env) {
+  if (env.available.redis) return { skipped: env.available.redis };
+  const runs = [];
+  for (let r = 0; r < o.runs; r++) {
+    const res = {};
+    for (const mode of o.modes) {
+      for (const replicas of [1, 2]) {
+        const args = [
+          "--peers",
+          `${o.peers}`,
+          "--replicas",
+          `${replicas}`,
+          "--seconds",
+          `${o.seconds}`,
+          "--mib",
+          `${o.size / MiB}`,
+        ];
+        if (mode === "swarm") args.push("--rate", `${o.rate / MiB}`, "--prefill", `${o.prefill}`);
+        env.log(`bench: tracker-load ${args.join(" ")}`);
+        const t = await trackerLoad(args, env);
+        res[`${mode} x${replicas}`] = {
+          ok: t.ok,
+          error: t.error,
+          sessionsHeld: t.sessionsHeld,
+          directivesPerSecond: t.directivesPerSecond,
+          trackerCpuCoresMax: t.trackerCpuCores ? Math.max(...t.trackerCpuCores) : null,
+          trackerCpuCoresTotal: t.trackerCpuCores
+            ? round(
+                t.trackerCpuCores.reduce((a, b) => a + b, 0),
+                2,
+              )
+            : null,
+          redisOpsPerDirective: t.redisOpsPerDirective,
+          redisCpuCores: t.redisCpuCores,
+          loadGeneratorCpuCores: t.loadGeneratorCpuCores,
+          linkUtilisation: t.linkUtilisation,
+          detail: t,
+        };
+      }
+    }
+    const ratios = {};
+    for (const mode of o.modes) {
+      ratios[`directives/s ${mode} x2/x1`] = ratio(
+        res[`${mode} x2`]?.directivesPerSecond,
+        res[`${mode} x1`]?.directivesPerSecond,
+      );
+    }
+    runs.push({ run: r + 1, systems: res, ratios });
+  }
+  const med = medians(runs);
+  const rat = ratioMedians(runs);
+  const one = med[`swarm x1`] ?? med[`stress x1`];
+  return {
+    settings: {
+      peers: o.peers,
+      seconds: o.seconds,
+      fileBytes: o.size,
+      modes: o.modes,
+      swarmRateBytesPerS: o.rate,
+      swarmPrefill: o.prefill,
+      runs: o.runs,
+      note: "stress: reports answered at once (the tracker's ceiling); swarm: each viewer's link carries the rate, viewers join holding a prefill fraction",
+    },
+    runs,
+    medians: med,
+    ratios: rat,
+    columns: ["sessionsHeld", "directivesPerSecond", "trackerCpuCoresMax", "redisOpsPerDirective", "redisCpuCores"],
+    goals: [
+      goal(
+        "tracker-sessions",
+        `≥ 5,000 sessions held on one replica (${med["swarm x1"] ? "swarm" : "stress"} mode)`,
+        one?.sessionsHeld,
+        (v) => v >= 5000,
+      ),
+      goal("tracker-cpu", "…at under one core", one?.trackerCpuCoresMax, (v) => v < 1),
+      goal(
+        "tracker-scaling",
+        "two replicas ≥ 1.8× one (directives/s, stress mode)",
+        rat["directives/s stress x2/x1"],
+        (v) => v >= 1.8,
+      ),
+    ],
+  };
+}
+
+// ---- 6. checksum -------------------------------------------------------------------------
+
+/** Seconds from the seeder's Welcome (it publishes right then) to its "published: ready", from its JSON log. */
+function publishToReadyS(log) {
+  let welcomed;
+  let ready;
+  for (const line of log.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      const j = JSON.parse(line);
+      const t = typeof j.time === "number" ? j.time : Date.parse(j.time); // epoch ms or ISO time
+      if (/welcomed by the tracker/.test(j.msg)) welcomed ??= t;
+      if (/published: ready/.test(j.msg)) ready ??= t;
+    } catch {
+      /* not a log line */
+    }
+  }
+  const s = (ready - welcomed) / 1000;
+  return Number.isFinite(s) ? s : undefined;
+}
+
+export async function checksum(o, env) {
+  if (env.available.ds) return { skipped: env.available.ds };
+  if (env.available.sha256sum) return { skipped: env.available.sha256sum };
+  const name = "checksum.bin";
+  const f = await prepareFile(env, name, o.size);
+  const runs = [];
+  for (let r = 0; r < o.runs; r++) {
+    const dir = mkdtempSync(join(env.dir, "ds-"));
+    const media = join(dir, "media");
+    const res = {};
+    try {
+      // sha256sum first (also brings the file into the page cache for both)
+      const t0 = performance.now();
+      execFileSync("sha256sum", [f.file], { stdio: ["ignore", "ignore", "inherit"] });
+      const shaS = (performance.now() - t0) / 1000;
+      res.sha256sum = { ok: true, seconds: round(shaS, 3), MBps: round(o.size / MiB / shaS, 1) };
+      // a fresh tracker and checksum service for each run: nothing cached
+      mkdirSync(media);
+      renameSync(f.file, join(media, name)); // same file, same (settled) mtime
+      const sys = await startDistribuStream(
+        { dir, mediaDir: media, name, chunkSize: o.chunkSize, originRate: 0 },
+        { seederLogLevel: "info", waitReady: false },
+      );
+      await sys.origin.waitFor(/published: ready/, o.timeoutS * 1000);
+      const s = publishToReadyS(sys.origin.out);
+      // the service's own account of the time, when it still exports it (it may change; the log figure stays)
+      const csText = await metricsText(sys.checksumMetricsPort).catch(() => "");
+      const service = metricSum(csText, "pdtp_checksum_duration_seconds_sum");
+      res.ds = {
+        ok: s !== undefined,
+        seconds: round(s, 3),
+        MBps: s ? round(o.size / MiB / s, 1) : null,
+        serviceSeconds: round(service, 3),
+        serviceMBps: service ? round(o.size / MiB / service, 1) : null,
+      };
+    } catch (err) {
+      res.ds = { ok: false, error: err.message.slice(0, 2000) };
+    } finally {
+      await stopAll();
+      try {
+        renameSync(join(media, name), f.file);
+      } catch {
+        /* never moved */
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+    runs.push({
+      run: r + 1,
+      systems: res,
+      ratios: {
+        "MBps ds/sha256sum": ratio(res.ds?.MBps, res.sha256sum?.MBps),
+        "serviceMBps ds/sha256sum": ratio(res.ds?.serviceMBps, res.sha256sum?.MBps),
+      },
+    });
+  }
+  const rat = ratioMedians(runs);
+  return {
+    settings: {
+      fileBytes: o.size,
+      chunkBytes: o.chunkSize,
+      runs: o.runs,
+      measure:
+        "ds: seconds from the seeder's Welcome (when it publishes) to its 'published: ready' log line: the checksum service reads the file from the seeder's data plane, hashes and signs it",
+    },
+    runs,
+    medians: medians(runs),
+    ratios: rat,
+    columns: ["MBps", "seconds", "serviceMBps", "serviceSeconds"],
+    goals: [
+      goal(
+        "checksum",
+        "checksum hash rate ≥ 0.9× sha256sum (publish to ready, end to end)",
+        rat["MBps ds/sha256sum"],
+        (v) => v >= 0.9,
+        missing(runs, "ds"),
+      ),
+    ],
+  };
+}
+
+export const SCENARIOS = {
+  "flash-crowd": flashCrowd,
+  single,
+  memory,
+  control,
+  "tracker-capacity": trackerCapacity,
+  checksum,
+};
