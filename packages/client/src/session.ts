@@ -1,7 +1,14 @@
-import { credentials, status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
-import { TrackerClient, type Hello, type PeerMessage, type TrackerMessage, type Welcome } from "@distribustream/pdtp";
+import { credentials, Metadata, status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import {
+  TrackerClient,
+  type Hello,
+  type PeerMessage,
+  type SignedHashPiece,
+  type TrackerMessage,
+  type Welcome,
+} from "@distribustream/pdtp";
 
-/** Channel options: keepalive so a dead tracker is noticed, and room for big manifests. */
+/** Channel options: keepalive so a dead tracker is noticed, and room for big answers. */
 export const CHANNEL_OPTIONS = {
   "grpc.max_receive_message_length": 64 * 1024 * 1024,
   "grpc.max_send_message_length": 16 * 1024 * 1024,
@@ -80,6 +87,22 @@ export class TrackerSession {
       });
       call.write({ body: { $case: "hello", value: hello } });
     });
+  }
+
+  /**
+   * Signed hash pieces of a stream from the tracker (GetHashPieces, a unary
+   * call on the session's channel; any replica answers it). Rejects with the
+   * ServiceError when the call fails.
+   */
+  hashPieces(streamId: string, firstPiece: number, count: number, timeoutMs = 15_000): Promise<SignedHashPiece[]> {
+    return new Promise((resolve, reject) =>
+      this.client.getHashPieces(
+        { streamId, firstPiece, count },
+        new Metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (err, res) => (err ? reject(err) : resolve(res.pieces)),
+      ),
+    );
   }
 
   send(msg: PeerMessage): void {

@@ -1,6 +1,8 @@
 import {
   chunkCount,
+  DEFAULT_PIECE_CHUNKS,
   MalformedMessage,
+  MAX_PIECE_CHUNKS,
   MAX_CHUNK_SIZE,
   MIN_CHUNK_SIZE,
   streamIdFor,
@@ -10,13 +12,6 @@ import {
 } from "@distribustream/pdtp";
 import { invalidArgument } from "@distribustream/runtime";
 
-/**
- * Most chunks one manifest may describe. Its hashes must fit a gRPC message
- * (4 MiB by default) with room to spare: 120 000 x 32 bytes = 3.84 MB, i.e.
- * 29 GiB at the default 256 KiB chunk size. Larger files need larger chunks.
- */
-export const MAX_MANIFEST_CHUNKS = 120_000;
-
 /** A ComputeManifest request that passed validation. */
 export interface ManifestJob {
   streamId: string;
@@ -25,6 +20,8 @@ export interface ManifestJob {
   chunkSize: number;
   version: number;
   chunkCount: number;
+  /** Chunks per hash piece. */
+  pieceChunks: number;
   source: { host: string; port: number; url: string };
   ticket: SignedTicket;
 }
@@ -41,10 +38,9 @@ export function validateRequest(req: ComputeManifestRequest | MalformedMessage):
   }
   if (!Number.isSafeInteger(req.version) || req.version < 0) throw invalidArgument(`version ${req.version} is invalid`);
   const count = chunkCount(req.size, req.chunkSize);
-  if (count > MAX_MANIFEST_CHUNKS) {
-    throw invalidArgument(
-      `${req.size} bytes at chunk_size ${req.chunkSize} is ${count} chunks, more than the ${MAX_MANIFEST_CHUNKS} a manifest may hold; use a larger chunk size`,
-    );
+  const pieceChunks = req.pieceChunks || DEFAULT_PIECE_CHUNKS;
+  if (!Number.isInteger(pieceChunks) || pieceChunks > MAX_PIECE_CHUNKS) {
+    throw invalidArgument(`piece_chunks ${req.pieceChunks} is outside [1, ${MAX_PIECE_CHUNKS}]`);
   }
   const expected = streamIdFor(req.name, req.size, req.version);
   if (req.streamId !== expected) {
@@ -60,6 +56,7 @@ export function validateRequest(req: ComputeManifestRequest | MalformedMessage):
     chunkSize: req.chunkSize,
     version: req.version,
     chunkCount: count,
+    pieceChunks,
     source: parseSourceUrl(req.sourceUrl),
     ticket: req.ticket,
   };
