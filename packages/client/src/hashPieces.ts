@@ -2,7 +2,7 @@ import type { HashPiece, Manifest, PublicKey, SignedHashPiece } from "@distribus
 
 /** Most pieces asked for in one GetHashPieces call (the tracker's limit). */
 export const MAX_PIECES_PER_CALL = 64;
-/** Default bound on the verified hashes kept: 128 pieces of 32 KiB, 32 GiB of file at 256 KiB chunks. */
+/** Default bound on the verified hashes kept: 512 pieces of 8 KiB, 32 GiB of file at 256 KiB chunks. */
 export const DEFAULT_PIECE_CACHE_BYTES = 4 * 1024 * 1024;
 
 /** A piece the tracker could not give now (not hashed yet, tracker unreachable); the transfer can be retried. */

@@ -10,8 +10,12 @@ import { chunkCount, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from "./chunks.js";
 import { verifySignature, type Signer } from "./keys.js";
 
 export const HASH_BYTES = 32;
-/** Chunks per hash piece by default: 32 KiB of hashes, 256 MiB of file at 256 KiB chunks. */
-export const DEFAULT_PIECE_CHUNKS = 1024;
+/**
+ * Chunks per hash piece by default: 8 KiB of hashes, 64 MiB of file at 256 KiB
+ * chunks. A stream is joinable once its first piece is hashed, so this is what
+ * a viewer waits for at most before its first byte; 100 GiB make 1600 pieces.
+ */
+export const DEFAULT_PIECE_CHUNKS = 256;
 /** Most chunks per hash piece: 512 KiB of hashes, well inside a gRPC message. */
 export const MAX_PIECE_CHUNKS = 16_384;
 

@@ -11,7 +11,7 @@ import type { ChunkRange, RangeSet } from "@distribustream/pdtp";
  * involved); none reads a whole swarm. The periodic sweeps (`expirePeers`,
  * `expireTransfers`) and `listStreams` are the only calls that may scan, and
  * only over an index sorted by time. Stream metas are small and fixed-size;
- * the manifest header is read only by `getManifest`, the hash pieces (32 KiB
+ * the manifest header is read only by `getManifest`, the hash pieces (8 KiB
  * each by default, any number) only by `getHashPieces`.
  *
  * Chunk numbers are plain numbers (safe integers); ranges are inclusive.

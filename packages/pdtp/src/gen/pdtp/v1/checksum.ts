@@ -31,7 +31,7 @@ export interface ComputeManifestRequest {
   ticket:
     | SignedTicket
     | undefined;
-  /** Chunks per hash piece, in [1, 16384]; 0 means the default (1024). */
+  /** Chunks per hash piece, in [1, 16384]; 0 means the default (256). */
   pieceChunks: number;
 }
 
