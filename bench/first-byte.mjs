@@ -5,8 +5,8 @@
 // checkout, so that another build can be measured the same way); the file is sparse (hashing and
 // serving it cost what a real one costs once it is in the page cache, without the disk). The
 // viewer is the client library in this process: it joins as soon as the name is known and stops at
-// its first verified byte. t0 is the seeder's "publishing" log line; ready is its "published: ready";
-// hashed is the checksum service's "manifest signed" (the whole file hashed).
+// its first verified byte. t0 is the seeder's "publishing" log line; ready is the tracker's
+// "publish: stream ready"; hashed is the checksum service's "manifest signed" (the whole file hashed).
 // Every process started here is stopped by its PID; the files are deleted at the end.
 import { spawn } from "node:child_process";
 import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
@@ -133,7 +133,7 @@ for (const mib of sizes) {
     procs.push(seeder);
     const viewer = firstByte(pdtp, "f.bin", dir);
     const t0 = await seeder.when(/"msg":"publishing"/);
-    const ready = await seeder.when(/published: ready/);
+    const ready = await tracker.when(/publish: stream ready/);
     const first = await viewer;
     const hashed = await checksum.when(/manifest signed/);
     rows.push({

@@ -166,10 +166,10 @@ export class TrackerCore {
    */
   private readonly events: EventSubscription;
   private readonly streamUsers = new Map<string, Set<string>>();
-  /** Decoded manifests of ready streams by id, oldest first, and their encoded size in total. */
+  /** Decoded manifest headers of ready streams by cacheKey, oldest first, and their encoded size in total. */
   private readonly manifests = new Map<string, { manifest: SignedManifest; bytes: number }>();
   private manifestBytes = 0;
-  /** Signed hash pieces by "streamId/index", least recently used first, and their encoded size in total. */
+  /** Signed hash pieces by "cacheKey/index", least recently used first, and their encoded size in total. */
   private readonly pieces = new Map<string, { piece: SignedHashPiece; bytes: number }>();
   private pieceBytes = 0;
   /** Store reads of hash pieces in progress, so that viewers asking at once cause one read. */
@@ -685,7 +685,7 @@ export class TrackerCore {
 
   /** The Joined answer for a ready stream (its manifest read from the store), or undefined when it has none. */
   async joinedMessage(meta: StreamMeta): Promise<Joined | undefined> {
-    const manifest = await this.manifestOf(meta.streamId);
+    const manifest = await this.manifestOf(meta);
     if (!manifest) return undefined;
     return { descriptor: await this.descriptor(meta), manifest };
   }
@@ -693,18 +693,21 @@ export class TrackerCore {
   /**
    * A ready stream's manifest header, decoded. A stream id names fixed bytes,
    * so its manifest never changes: kept (up to MANIFEST_CACHE_BYTES) instead
-   * of being read from the store on every join.
+   * of being read from the store on every join. Cached under the stream's
+   * creation time too: a stream whose hashing failed and that is published
+   * again gets a new header, which no replica may confuse with the old one.
    */
-  private async manifestOf(streamId: string): Promise<SignedManifest | undefined> {
-    const hit = this.manifests.get(streamId);
+  private async manifestOf(meta: StreamMeta): Promise<SignedManifest | undefined> {
+    const key = cacheKey(meta);
+    const hit = this.manifests.get(key);
     if (hit) return hit.manifest;
-    const bytes = await this.store.getManifest(streamId);
+    const bytes = await this.store.getManifest(meta.streamId);
     if (!bytes) return undefined;
     const manifest = SignedManifest.decode(bytes);
-    this.manifests.set(streamId, { manifest, bytes: bytes.length });
+    this.manifests.set(key, { manifest, bytes: bytes.length });
     this.manifestBytes += bytes.length;
     for (const [id, m] of this.manifests) {
-      if (this.manifestBytes <= MANIFEST_CACHE_BYTES || id === streamId) break;
+      if (this.manifestBytes <= MANIFEST_CACHE_BYTES || id === key) break;
       this.manifests.delete(id);
       this.manifestBytes -= m.bytes;
     }
@@ -713,9 +716,11 @@ export class TrackerCore {
 
   /**
    * GetHashPieces: consecutive signed hash pieces of a ready stream, from
-   * the cache (pieces never change for a stream id), else from the store in
-   * one read shared by the viewers that ask at the same time. The answer
-   * stops at the first piece not hashed yet and stays under MAX_PIECES_BYTES.
+   * the cache (pieces never change for a stream id and creation time), else
+   * from the store in one read shared by the viewers that ask at the same
+   * time. The answer stops at the first piece not hashed yet and stays under
+   * MAX_PIECES_BYTES. One meta read per call (O(1)) tells a failed or
+   * republished stream apart.
    */
   private async hashPieces(req: GetHashPiecesRequest | MalformedMessage): Promise<GetHashPiecesResponse> {
     if (req instanceof MalformedMessage) throw invalidArgument(`malformed request: ${req.reason}`);
@@ -723,26 +728,25 @@ export class TrackerCore {
     if (!Number.isSafeInteger(req.firstPiece) || req.count < 1 || req.count > MAX_PIECES_PER_CALL) {
       throw invalidArgument(`GetHashPieces wants first_piece >= 0 and count in [1, ${MAX_PIECES_PER_CALL}]`);
     }
+    const meta = await this.store.getStream(req.streamId);
+    if (meta?.status === "failed") throw failedPrecondition(`hashing of "${meta.name}" failed: ${meta.failure}`);
+    if (!meta || meta.status !== "ready") throw notFound(`no stream with id "${req.streamId}"`);
+    const gen = cacheKey(meta);
     const pieces: SignedHashPiece[] = [];
     let bytes = 0;
     const end = req.firstPiece + req.count;
     for (let i = req.firstPiece; i < end; i++) {
-      let hit = this.cachedPiece(req.streamId, i);
-      if (!hit && (await this.loadPieces(req.streamId, i, end - i)) > 0) hit = this.cachedPiece(req.streamId, i);
+      let hit = this.cachedPiece(gen, i);
+      if (!hit && (await this.loadPieces(gen, meta.streamId, i, end - i)) > 0) hit = this.cachedPiece(gen, i);
       if (!hit || (pieces.length > 0 && bytes + hit.bytes > MAX_PIECES_BYTES)) break;
       pieces.push(hit.piece);
       bytes += hit.bytes;
     }
-    if (pieces.length === 0) {
-      const meta = await this.store.getStream(req.streamId);
-      if (meta?.status === "failed") throw failedPrecondition(`hashing of "${meta.name}" failed: ${meta.failure}`);
-      if (!meta || meta.status !== "ready") throw notFound(`no stream with id "${req.streamId}"`);
-    }
     return { pieces };
   }
 
-  private cachedPiece(streamId: string, index: number): { piece: SignedHashPiece; bytes: number } | undefined {
-    const key = `${streamId}/${index}`;
+  private cachedPiece(gen: string, index: number): { piece: SignedHashPiece; bytes: number } | undefined {
+    const key = `${gen}/${index}`;
     const hit = this.pieces.get(key);
     if (hit) {
       // least recently used first: a hit moves to the end
@@ -753,14 +757,14 @@ export class TrackerCore {
   }
 
   /** Reads pieces [first, first + count) from the store into the cache; resolves how many it found. */
-  private loadPieces(streamId: string, first: number, count: number): Promise<number> {
-    const key = `${streamId}/${first}/${count}`;
+  private loadPieces(gen: string, streamId: string, first: number, count: number): Promise<number> {
+    const key = `${gen}/${first}/${count}`;
     let load = this.pieceLoads.get(key);
     if (!load) {
       load = (async () => {
         const found = await this.store.getHashPieces(streamId, first, count);
         found.forEach((bytes, i) => {
-          const k = `${streamId}/${first + i}`;
+          const k = `${gen}/${first + i}`;
           if (this.pieces.has(k)) return;
           this.pieces.set(k, { piece: SignedHashPiece.decode(bytes), bytes: bytes.length });
           this.pieceBytes += bytes.length;
@@ -777,15 +781,15 @@ export class TrackerCore {
     return load;
   }
 
-  /** Drops what this replica cached of a stream (its hashing failed). */
+  /** Drops what this replica cached of a stream (its hashing failed); other replicas' entries are never read again. */
   private forgetStream(streamId: string): void {
-    const m = this.manifests.get(streamId);
-    if (m) {
-      this.manifests.delete(streamId);
+    for (const [k, m] of this.manifests) {
+      if (!k.startsWith(`${streamId}@`)) continue;
+      this.manifests.delete(k);
       this.manifestBytes -= m.bytes;
     }
     for (const [k, p] of this.pieces) {
-      if (!k.startsWith(`${streamId}/`)) continue;
+      if (!k.startsWith(`${streamId}@`)) continue;
       this.pieces.delete(k);
       this.pieceBytes -= p.bytes;
     }
@@ -1129,6 +1133,11 @@ export class TrackerCore {
     this.checksum.close();
     this.log.info("tracker drained");
   }
+}
+
+/** Cache key of what a stream's publish produced: the id, and the creation time that tells a republish apart. */
+function cacheKey(meta: StreamMeta): string {
+  return `${meta.streamId}@${meta.createdMs}`;
 }
 
 function publishResult(
