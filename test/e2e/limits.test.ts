@@ -176,20 +176,21 @@ describe("per-IP limits on the tracker", { timeout: 120_000 }, () => {
   test("the checksum service refuses an oversized request with RESOURCE_EXHAUSTED and keeps answering", async () => {
     const client = new ChecksumClient(checksumTarget, credentials.createInsecure());
     try {
-      const err = await new Promise<ServiceError | null>((resolve) =>
-        client.computeManifest(
-          {
-            streamId: "x",
-            name: "n".repeat(100 * 1024),
-            size: 1,
-            chunkSize: 1024,
-            version: 1,
-            sourceUrl: "http://127.0.0.1:1",
-            ticket: undefined,
-          },
-          (e) => resolve(e),
-        ),
-      );
+      const err = await new Promise<ServiceError | null>((resolve) => {
+        const call = client.computeManifest({
+          streamId: "x",
+          name: "n".repeat(100 * 1024),
+          size: 1,
+          chunkSize: 1024,
+          version: 1,
+          sourceUrl: "http://127.0.0.1:1",
+          ticket: undefined,
+          pieceChunks: 0,
+        });
+        call.on("data", () => {});
+        call.on("error", (e: ServiceError) => resolve(e));
+        call.on("end", () => resolve(null));
+      });
       assert.equal(err?.code, status.RESOURCE_EXHAUSTED, err?.details);
       const key = await new Promise<unknown>((resolve, reject) =>
         client.getNetworkKey({}, (e, k) => (e ? reject(e) : resolve(k))),

@@ -16,7 +16,7 @@ Exit codes:
   3  unknown stream name
   4  tracker unreachable after the connection attempts
   5  local I/O error, such as a full disk
-  6  integrity failure: the manifest signature or contents do not verify
+  6  integrity failure: the manifest or a hash piece does not verify
   7  download stalled, or ended by the tracker
   8  TLS failure: pdtps:// to a plaintext tracker, pdtp:// to a TLS tracker,
      or a tracker certificate that is not trusted (see --tls-ca)

@@ -7,12 +7,22 @@ import { Readable } from "node:stream";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
-import { Server, ServerCredentials, status, type ServerDuplexStream } from "@grpc/grpc-js";
+import {
+  Server,
+  ServerCredentials,
+  status,
+  type sendUnaryData,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+} from "@grpc/grpc-js";
 import {
   chunkCount,
   chunkSpan,
+  HashPieceBody,
   issueTicket,
+  signHashPiece,
   signManifest,
+  signPieces,
   Signer,
   StreamKind,
   streamIdFor,
@@ -20,8 +30,11 @@ import {
   TransferOutcome,
   type ChunkRange,
   type Directive,
+  type GetHashPiecesRequest,
+  type GetHashPiecesResponse,
   type Join,
   type PeerMessage,
+  type SignedHashPiece,
   type TrackerMessage,
   type TransferReport,
 } from "@distribustream/pdtp";
@@ -47,25 +60,26 @@ const content = randomBytes(size);
 const network = Signer.generate();
 const ticketKey = Signer.generate();
 
+/** Chunks per hash piece: the 51 chunks make 7 pieces. */
+const pieceChunks = 8;
+const chunkHashes = Buffer.concat(
+  Array.from({ length: count }, (_, i) => {
+    const { start, end } = chunkSpan(i, size, chunkSize);
+    return createHash("sha256").update(content.subarray(start, end)).digest();
+  }),
+);
+
+/** The manifest header of version `v` (deterministic: Ed25519 signatures are, and createdMs is fixed). */
 function manifestSignedBy(signer: Signer, v = version) {
-  const hashes = Buffer.concat(
-    Array.from({ length: count }, (_, i) => {
-      const { start, end } = chunkSpan(i, size, chunkSize);
-      return createHash("sha256").update(content.subarray(start, end)).digest();
-    }),
-  );
   return signManifest(
-    {
-      streamId: streamIdFor(name, size, v),
-      name,
-      size,
-      chunkSize,
-      chunkHashes: hashes,
-      createdMs: Date.now(),
-      version: v,
-    },
+    { streamId: streamIdFor(name, size, v), name, size, chunkSize, createdMs: 1, version: v, pieceChunks },
     signer,
   );
+}
+
+/** The signed hash pieces of version `v`'s manifest. */
+function piecesSignedBy(signer: Signer, v = version) {
+  return signPieces(manifestSignedBy(signer, v), chunkHashes, signer);
 }
 const descriptor = {
   streamId,
@@ -159,11 +173,14 @@ interface SessionScript {
   /** Called with the Join; the peer id is the one given in the Welcome. */
   onJoin(call: Call, join: Join, peerId: string, session: number): void;
   onReports?(call: Call, reports: TransferReport[], peerId: string, session: number): void;
+  /** Answers GetHashPieces; default: the network's pieces of the version the stream id names. */
+  pieces?(req: GetHashPiecesRequest): SignedHashPiece[];
 }
 
 /** A gRPC Tracker that follows a script; records every message it receives. */
 async function scriptedTracker(script: SessionScript) {
   const received: PeerMessage[][] = [];
+  const pieceRequests: GetHashPiecesRequest[] = [];
   const server = new Server();
   server.addService(TrackerService, {
     session: (call: Call) => {
@@ -194,13 +211,24 @@ async function scriptedTracker(script: SessionScript) {
     },
     describeStream: (_c: unknown, cb: (e: { code: status }) => void) => cb({ code: status.UNIMPLEMENTED }),
     listStreams: (_c: unknown, cb: (e: { code: status }) => void) => cb({ code: status.UNIMPLEMENTED }),
+    getHashPieces: (
+      call: ServerUnaryCall<GetHashPiecesRequest, GetHashPiecesResponse>,
+      cb: sendUnaryData<GetHashPiecesResponse>,
+    ) => {
+      const r = call.request;
+      pieceRequests.push(r);
+      const all =
+        script.pieces?.(r) ??
+        piecesSignedBy(network, r.streamId === streamIdFor(name, size, 2) ? 2 : version).slice(r.firstPiece);
+      cb(null, { pieces: all.slice(0, r.count) });
+    },
   });
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
   const all = () => received.flat();
   const reports = () => all().flatMap((m) => (m.body?.$case === "reports" ? m.body.value.reports : []));
-  return { port, received, all, reports, close: () => server.forceShutdown() };
+  return { port, received, pieceRequests, all, reports, close: () => server.forceShutdown() };
 }
 
 const dir = mkdtempSync(join(tmpdir(), "dsclient-dl-"));
@@ -344,6 +372,141 @@ describe("download() with a scripted tracker", () => {
     );
     tracker.close();
     assert.ok(!existsSync(out) && !existsSync(out + ".dspart"));
+  });
+
+  test("hash pieces are fetched as transfers need them, a few per call", async () => {
+    const tracker = await scriptedTracker({
+      onJoin: (call, _join, peerId) => {
+        call.write(joined());
+        call.write({
+          body: {
+            $case: "directives",
+            value: { directives: ranges(0, count - 1, 16).map((r) => directive(seeder, peerId, r)) },
+          },
+        });
+      },
+    });
+    const out = join(dir, "pieces.bin");
+    await download({ url: `pdtp://127.0.0.1:${tracker.port}/${name}`, output: out, log, listenHost: "127.0.0.1" });
+    tracker.close();
+    assert.ok(readFileSync(out).equals(content));
+    const asked = tracker.pieceRequests.map((r) => [r.firstPiece, r.count]);
+    assert.ok(asked.length >= 1 && asked.length <= 7, `GetHashPieces calls: ${JSON.stringify(asked)}`);
+    assert.ok(
+      tracker.pieceRequests.every((r) => r.streamId === streamId && r.count <= 2),
+      "a 16-chunk range needs at most 2 pieces of 8",
+    );
+  });
+
+  /** Downloads with the pieces `pieces` answers; resolves the error it ends with. */
+  async function refusal(pieces: (req: GetHashPiecesRequest) => SignedHashPiece[]) {
+    const tracker = await scriptedTracker({
+      onJoin: (call, _join, peerId) => {
+        call.write(joined());
+        call.write({
+          body: {
+            $case: "directives",
+            value: { directives: [directive(seeder, peerId, { first: 0, last: count - 1 })] },
+          },
+        });
+      },
+      pieces,
+    });
+    const out = join(dir, "refused.bin");
+    const err = await download({
+      url: `pdtp://127.0.0.1:${tracker.port}/${name}`,
+      output: out,
+      log,
+      listenHost: "127.0.0.1",
+    }).then(
+      () => assert.fail("the download should fail"),
+      (e: unknown) => e,
+    );
+    tracker.close();
+    assert.ok(!existsSync(out) && !existsSync(out + ".dspart"), "nothing unverified is left behind");
+    assert.ok(err instanceof DownloadError);
+    return err;
+  }
+
+  test("a hash piece that is forged, tampered, moved or of another version is exit 6 naming the piece", async () => {
+    const good = piecesSignedBy(network);
+    const forged = piecesSignedBy(Signer.generate());
+    const other = piecesSignedBy(network, 2);
+    const tampered = good.map((p, i) => {
+      if (i !== 3) return p;
+      const body = HashPieceBody.decode(p.body);
+      body.chunkHashes[0]! ^= 1;
+      return { ...p, body: Buffer.from(HashPieceBody.encode(body).finish()) };
+    });
+    /** Answers with `alt(i)` in place of piece i from piece 3 on. */
+    const from3 =
+      (alt: (i: number) => SignedHashPiece | undefined) =>
+      (r: GetHashPiecesRequest): SignedHashPiece[] =>
+        Array.from({ length: good.length - r.firstPiece }, (_, k) => r.firstPiece + k)
+          .map((i) => (i >= 3 ? alt(i) : good[i]))
+          .filter((p): p is SignedHashPiece => p !== undefined);
+    const cases: [(r: GetHashPiecesRequest) => SignedHashPiece[], RegExp][] = [
+      [from3((i) => forged[i]), /hash piece 3 signed by unknown key/],
+      [from3((i) => tampered[i]), /hash piece 3 signature does not verify/],
+      [from3((i) => good[i + 1]), /hash piece 3 is piece 4 of the stream/],
+      [from3((i) => other[i]), /hash piece 3 belongs to stream .* version 2/],
+      [
+        from3((i) => ({
+          ...signHashPiece(HashPieceBody.decode(good[i]!.body), Signer.generate()),
+          keyId: network.keyId,
+        })),
+        /hash piece 3 signature does not verify/,
+      ],
+    ];
+    for (const [pieces, why] of cases) {
+      const err = await refusal(pieces);
+      assert.equal(err.exitCode, 6, err.message);
+      assert.match(err.message, /^hash piece of "videos\/clip.bin" rejected: /);
+      assert.match(err.message, why);
+    }
+  });
+
+  test("a piece not hashed yet only cancels the transfer; the tracker plans it again", async () => {
+    let withheld = 0;
+    const tracker = await scriptedTracker({
+      onJoin: (call, _join, peerId) => {
+        call.write(joined());
+        call.write({
+          body: { $case: "directives", value: { directives: [directive(seeder, peerId, { first: 0, last: 20 })] } },
+        });
+      },
+      onReports: (call, reports, peerId) => {
+        const cancelled = reports.find((r) => r.outcome === TransferOutcome.TRANSFER_OUTCOME_CANCELLED);
+        if (cancelled) {
+          const first = cancelled.verified.at(-1)!.last + 1;
+          call.write({
+            body: {
+              $case: "directives",
+              value: { directives: [directive(seeder, peerId, { first, last: count - 1 })] },
+            },
+          });
+        }
+      },
+      pieces: (r) => {
+        // piece 2 (chunks 16-23) is "not hashed yet" the first two times it is asked for
+        // (the prefetch of the directive, then its first chunk)
+        const all = piecesSignedBy(network).slice(r.firstPiece);
+        const stop = 2 - r.firstPiece;
+        if (withheld < 2 && stop >= 0 && stop < r.count) {
+          withheld++;
+          return all.slice(0, stop);
+        }
+        return all;
+      },
+    });
+    const out = join(dir, "unhashed.bin");
+    await download({ url: `pdtp://127.0.0.1:${tracker.port}/${name}`, output: out, log, listenHost: "127.0.0.1" });
+    tracker.close();
+    assert.ok(readFileSync(out).equals(content));
+    const cancelled = tracker.reports().find((r) => r.outcome === TransferOutcome.TRANSFER_OUTCOME_CANCELLED);
+    assert.ok(cancelled, "the transfer that met the missing piece is CANCELLED, not FAILED (no strike)");
+    assert.match(cancelled.detail, /not verifiable: hash piece 2 is not available yet/);
+    assert.deepEqual(cancelled.verified, [{ first: 0, last: 15 }]);
   });
 
   test("an unknown name (NOT_FOUND) is exit 3 with the tracker address", async () => {

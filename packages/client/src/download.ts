@@ -4,6 +4,7 @@ import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { status } from "@grpc/grpc-js";
 import {
+  ManifestError,
   openManifest,
   parsePdtpUrl,
   PeerRole,
@@ -16,6 +17,7 @@ import {
   WantMode,
   type ChunkRange,
   type Directive,
+  type HashPiece,
   type Joined,
   type Manifest,
   type PdtpUrl,
@@ -37,6 +39,7 @@ import {
 import type { Layout } from "./bufferFile.js";
 import { ControlBatcher, MAX_RANGES } from "./control.js";
 import { classifySessionEnd, DownloadError, ExitCode } from "./errors.js";
+import { HashPieceCache, PieceUnavailable } from "./hashPieces.js";
 import { resolveOutput, type OutputTarget } from "./outputTarget.js";
 import { TrackerSession, type SessionStatus } from "./session.js";
 import { openStorage, type Storage } from "./storage.js";
@@ -138,6 +141,8 @@ interface Transfer {
   /** We gave up on it (download complete or failed). */
   dropped: boolean;
   badChunk: number | undefined;
+  /** Its chunks could not be verified yet (their hash piece was not available): why. */
+  unverifiable: string | undefined;
 }
 
 const FETCH_TIMEOUT_MS = 30_000;
@@ -158,6 +163,8 @@ class Download {
   private manifest: Manifest | undefined;
   /** Named in this peer's tickets; it signs each data-plane request so that no one else can use them. */
   private readonly sessionKey = Signer.generate();
+  /** The verified chunk hashes, fetched piece by piece from the tracker as transfers need them. */
+  private hashes: HashPieceCache | undefined;
   private layout: Layout | undefined;
   private storage: Storage | undefined;
   private readonly transfers = new Map<string, Transfer>();
@@ -480,6 +487,7 @@ class Download {
     if (desc.kind === StreamKind.STREAM_KIND_LIVE) {
       throw new DownloadError(`"${name}" is a live stream; this client downloads on-demand streams`, ExitCode.USAGE);
     }
+    // the signed header; the chunk hashes come in signed pieces (fetchPieces)
     if (!joined.manifest) throw new DownloadError(`tracker sent no manifest for "${name}"`, ExitCode.INTEGRITY);
     let manifest: Manifest;
     try {
@@ -527,6 +535,11 @@ class Download {
     this.storage = storage;
     this.storage.failed.catch((err: unknown) => this.fail(err));
     this.manifest = manifest;
+    this.hashes = new HashPieceCache(
+      manifest,
+      () => this.trustedNetworkKeys(),
+      (first, count) => this.fetchPieces(manifest.streamId, first, count),
+    );
     this.layout = layout;
     this.joinedGeneration = this.generation;
     const inFlight = this.opts.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES;
@@ -569,8 +582,10 @@ class Download {
       this.log.warn({ transferId: d.transferId }, "duplicate directive ignored");
       return;
     }
-    // Fetch only from the first to the last chunk not yet held.
-    const gaps = [...storage.held.gaps(d.range)];
+    // Fetch only from the first to the last chunk not yet held, nor on its way in a transfer
+    // of a lost session (the new session's tracker does not know of those; should one fail,
+    // its chunks are missing from this transfer's report, and so planned again).
+    const gaps = [...this.heldOrComing().gaps(d.range)];
     if (gaps.length === 0) {
       // The tracker credits `verified` on CANCELLED: it learns we hold the range and plans it no more.
       report(TransferOutcome.TRANSFER_OUTCOME_CANCELLED, "already held");
@@ -596,8 +611,11 @@ class Download {
       cancelled: false,
       dropped: false,
       badChunk: undefined,
+      unverifiable: undefined,
     };
     this.transfers.set(key, t);
+    // the hashes of the range are fetched while its first bytes are on their way
+    this.hashes!.prefetch(range.first, range.last).catch((err: unknown) => this.pieceFailed(err));
     fetchChunks({
       host: d.source.host,
       port: d.source.port,
@@ -619,9 +637,17 @@ class Download {
   private async onChunk(t: Transfer, index: number, data: Buffer): Promise<void> {
     // Waiting here keeps the socket paused: the limit reaches the sender as TCP backpressure.
     if (this.downloadLimiter) await this.downloadLimiter.take(data.length);
-    const m = this.manifest!;
     const storage = this.storage!;
-    if (!m.matches(index, createHash("sha256").update(data).digest())) {
+    let piece: HashPiece;
+    try {
+      piece = await this.hashes!.pieceFor(index, t.range.last);
+    } catch (err) {
+      this.pieceFailed(err);
+      t.unverifiable = (err as Error).message;
+      t.abort.abort();
+      throw err;
+    }
+    if (!piece.matches(index, createHash("sha256").update(data).digest())) {
       t.badChunk = index;
       t.abort.abort();
       throw new Error(`chunk ${index} failed verification`);
@@ -648,7 +674,32 @@ class Download {
     t.bytes += data.length;
   }
 
+  /**
+   * A hash piece could not be had. A refused one (bad signature, another
+   * stream's, version's or place's) ends the download as an integrity
+   * failure; one not available now only ends the transfer (reported
+   * CANCELLED: the source did nothing wrong) and the tracker plans it again.
+   */
+  private pieceFailed(err: unknown): void {
+    if (err instanceof ManifestError) {
+      this.fail(new DownloadError(`hash piece of "${this.url.name}" rejected: ${err.message}`, ExitCode.INTEGRITY));
+    } else if (!(err instanceof PieceUnavailable)) {
+      const e = err as { code?: number; details?: string; message?: string };
+      this.log.info({ code: e.code, detail: e.details ?? e.message }, "hash pieces not fetched");
+    }
+  }
+
+  /** GetHashPieces on the current session's tracker. */
+  private async fetchPieces(streamId: string, first: number, count: number) {
+    const session = this.session;
+    if (!session) throw new PieceUnavailable("not connected to the tracker");
+    return session.hashPieces(streamId, first, count);
+  }
+
   private transferFailed(t: Transfer, err: unknown): void {
+    if (t.unverifiable !== undefined && !t.verified.hasRange(t.range)) {
+      return this.endTransfer(t, TransferOutcome.TRANSFER_OUTCOME_CANCELLED, `not verifiable: ${t.unverifiable}`);
+    }
     if (t.badChunk !== undefined) {
       this.log.warn({ transferId: t.directive.transferId, source: t.directive.source, chunk: t.badChunk }, "bad chunk");
       return this.endTransfer(t, TransferOutcome.TRANSFER_OUTCOME_BAD_DATA, `chunk ${t.badChunk} failed verification`);
@@ -708,6 +759,18 @@ class Download {
   }
 
   /** The chunks of a directive's range that are already held. */
+  /** Chunks held, plus those still coming in transfers of a lost session. */
+  private heldOrComing(): RangeSet {
+    const held = this.storage!.held;
+    let covered: RangeSet | undefined;
+    for (const t of this.transfers.values()) {
+      if (t.generation === this.generation) continue;
+      covered ??= new RangeSet(held.ranges());
+      covered.add(t.range);
+    }
+    return covered ?? held;
+  }
+
   private heldOf(d: Directive): ChunkRange[] {
     const m = this.manifest;
     if (!this.storage || !m || !d.range || d.streamId !== m.streamId || !rangeWithin(d.range, m.chunkCount)) return [];

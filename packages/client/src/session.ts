@@ -1,17 +1,20 @@
 import { connect as tlsConnect } from "node:tls";
-import { status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
-import { TrackerClient, type Hello, type PeerMessage, type TrackerMessage, type Welcome } from "@distribustream/pdtp";
+import { Metadata, status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import {
+  TrackerClient,
+  type Hello,
+  type PeerMessage,
+  type SignedHashPiece,
+  type TrackerMessage,
+  type Welcome,
+} from "@distribustream/pdtp";
 import { channelCredentials, type ClientTls } from "@distribustream/runtime/tls";
 import { tlsFailure } from "./errors.js";
 
 /** How long the probe of a failed plaintext connection waits for a TLS handshake. */
 const TLS_PROBE_MS = 2_000;
 
-/**
- * Channel options: keepalive so a dead tracker is noticed, and room for big
- * manifests (Joined carries one, 32 bytes a chunk: the checksum service
- * signs at most 120 000 chunks, under 4 MiB, well inside 64 MiB).
- */
+/** Channel options: keepalive so a dead tracker is noticed, and room for big answers (GetHashPieces, about 2 MiB). */
 export const CHANNEL_OPTIONS = {
   "grpc.max_receive_message_length": 64 * 1024 * 1024,
   "grpc.max_send_message_length": 16 * 1024 * 1024,
@@ -105,6 +108,22 @@ export class TrackerSession {
       });
       call.write({ body: { $case: "hello", value: hello } });
     });
+  }
+
+  /**
+   * Signed hash pieces of a stream from the tracker (GetHashPieces, a unary
+   * call on the session's channel; any replica answers it). Rejects with the
+   * ServiceError when the call fails.
+   */
+  hashPieces(streamId: string, firstPiece: number, count: number, timeoutMs = 15_000): Promise<SignedHashPiece[]> {
+    return new Promise((resolve, reject) =>
+      this.client.getHashPieces(
+        { streamId, firstPiece, count },
+        new Metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (err, res) => (err ? reject(err) : resolve(res.pieces)),
+      ),
+    );
   }
 
   send(msg: PeerMessage): void {

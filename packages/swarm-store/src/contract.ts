@@ -101,9 +101,61 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       await assert.rejects(store.markReady("nope", Uint8Array.of(1), 0));
     });
 
+    it("stores hash pieces as they come, raising the hashed frontier and the epoch", async () => {
+      await store.createStream(stream());
+      assert.equal((await store.getStream("s1"))?.hashedChunks, 0);
+      assert.equal((await store.getStream("s1"))?.failure, "");
+      const epoch = await store.streamEpoch("s1");
+      assert.equal(await store.putHashPiece("s1", 0, Uint8Array.of(0, 0xff), 4), true);
+      await store.markReady("s1", Uint8Array.of(1), 1);
+      assert.ok((await store.streamEpoch("s1")) > epoch, "fetchers waiting for hashes are replanned");
+      assert.equal((await store.getStream("s1"))?.hashedChunks, 4);
+      assert.equal((await store.fetcherView("s1", "nobody")).hashedChunks, 4);
+      const big = new Uint8Array(64 * 1024).map((_, i) => i % 251);
+      assert.equal(await store.putHashPiece("s1", 1, big, 8), true);
+      assert.equal(await store.putHashPiece("s1", 0, Uint8Array.of(0, 0xff), 4), true, "a piece stored again");
+      assert.equal((await store.getStream("s1"))?.hashedChunks, 8, "the frontier never goes back");
+      assert.equal(await store.putHashPiece("s1", 3, Uint8Array.of(3), 11), true);
+      const pieces = await store.getHashPieces("s1", 0, 10);
+      assert.equal(pieces.length, 2, "consecutive pieces only: piece 2 is missing");
+      assert.deepEqual([...pieces[0]!], [0, 0xff]);
+      assert.ok(Buffer.from(pieces[1]!).equals(Buffer.from(big)), "bytes come back intact");
+      assert.deepEqual(
+        (await store.getHashPieces("s1", 3, 1)).map((p) => [...p]),
+        [[3]],
+      );
+      assert.deepEqual(await store.getHashPieces("s1", 2, 2), []);
+      assert.deepEqual(await store.getHashPieces("nope", 0, 2), []);
+      assert.equal(await store.putHashPiece("nope", 0, Uint8Array.of(1), 1), false);
+    });
+
+    it("failStream keeps a failed stream with its reason, drops its pieces and its name", async () => {
+      await store.createStream(stream());
+      await store.putHashPiece("s1", 0, Uint8Array.of(1), 4);
+      await store.markReady("s1", Uint8Array.of(1), 1);
+      await store.joinPeer("s1", peer("a"), 0);
+      const epoch = await store.streamEpoch("s1");
+      await store.failStream("s1", "source went away");
+      await store.failStream("nope", "x");
+      const m = await store.getStream("s1");
+      assert.equal(m?.status, "failed");
+      assert.equal(m?.failure, "source went away");
+      const view = await store.fetcherView("s1", "a");
+      assert.equal(view.failure, "source went away");
+      assert.ok(view.epoch > epoch);
+      assert.ok(view.peer, "its peers stay until they leave");
+      assert.deepEqual(await store.getHashPieces("s1", 0, 1), []);
+      assert.equal(await store.putHashPiece("s1", 1, Uint8Array.of(1), 8), false, "nothing more is stored");
+      assert.equal(await store.streamIdByName("movies/a.mp4"), undefined);
+      assert.deepEqual(await store.listStreams(), []);
+      await store.removeStream("s1");
+      assert.equal(await store.getStream("s1"), undefined);
+    });
+
     it("removeStream forgets the stream and its name", async () => {
       await store.createStream(stream());
       await store.markReady("s1", Uint8Array.of(1), 1);
+      await store.putHashPiece("s1", 0, Uint8Array.of(1), 4);
       await store.joinPeer("s1", peer("a"), 0);
       await store.removeStream("s1");
       await store.removeStream("s1");
@@ -113,6 +165,7 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       assert.deepEqual(await store.listStreams(), []);
       assert.equal(await store.streamCount(), 0);
       assert.equal(await store.getManifest("s1"), undefined);
+      assert.deepEqual(await store.getHashPieces("s1", 0, 1), []);
     });
 
     it("joins peers, counts viewers and seeders, and ignores unknown streams", async () => {
@@ -276,11 +329,15 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       assert.deepEqual(await store.transfersOf("s1", "a"), []);
       assert.deepEqual(await store.fetcherView("s1", "b"), {
         epoch: await store.streamEpoch("s1"),
+        hashedChunks: 0,
+        failure: "",
         peer: await store.getPeer("s1", "b"),
         transfers: [t],
       });
       assert.deepEqual(await store.fetcherView("s1", "nobody"), {
         epoch: await store.streamEpoch("s1"),
+        hashedChunks: 0,
+        failure: "",
         peer: undefined,
         transfers: [],
       });

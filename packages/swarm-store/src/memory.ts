@@ -47,6 +47,7 @@ interface MemPeer {
 interface MemStream {
   meta: StreamMeta;
   manifest: Uint8Array | undefined;
+  pieces: Map<number, Uint8Array>;
   peers: Map<string, MemPeer>;
   /** Viewers that can serve, by uploads: `sources` samples those with a free slot. */
   servers: LoadIndex;
@@ -103,10 +104,11 @@ export class MemorySwarmStore implements SwarmStore {
     const existing = this.streams.get(s.streamId);
     if (existing) return copyMeta(existing.meta);
     const count = chunkCount(s.size, s.chunkSize);
-    const meta: StreamMeta = { ...s, chunkCount: count, status: "accepted", readyMs: 0 };
+    const meta: StreamMeta = { ...s, chunkCount: count, status: "accepted", readyMs: 0, hashedChunks: 0, failure: "" };
     this.streams.set(s.streamId, {
       meta,
       manifest: undefined,
+      pieces: new Map(),
       peers: new Map(),
       servers: new LoadIndex(),
       reach: new ReachIndex(),
@@ -131,6 +133,39 @@ export class MemorySwarmStore implements SwarmStore {
     this.check();
     const m = this.streams.get(streamId)?.manifest;
     return m && Uint8Array.from(m);
+  }
+
+  async putHashPiece(streamId: string, index: number, piece: Uint8Array, hashedChunks: number): Promise<boolean> {
+    this.check();
+    const s = this.streams.get(streamId);
+    if (!s || s.meta.status === "failed") return false;
+    s.pieces.set(index, Uint8Array.from(piece));
+    s.meta.hashedChunks = Math.max(s.meta.hashedChunks, hashedChunks);
+    s.epoch++;
+    return true;
+  }
+
+  async getHashPieces(streamId: string, first: number, count: number): Promise<Uint8Array[]> {
+    this.check();
+    const s = this.streams.get(streamId);
+    const out: Uint8Array[] = [];
+    for (let i = first; s && i < first + count; i++) {
+      const p = s.pieces.get(i);
+      if (!p) break;
+      out.push(Uint8Array.from(p));
+    }
+    return out;
+  }
+
+  async failStream(streamId: string, reason: string): Promise<void> {
+    this.check();
+    const s = this.streams.get(streamId);
+    if (!s) return;
+    s.meta.status = "failed";
+    s.meta.failure = reason;
+    s.pieces.clear();
+    s.epoch++;
+    if (this.names.get(s.meta.name) === streamId) this.names.delete(s.meta.name);
   }
 
   async markReady(streamId: string, manifest: Uint8Array, nowMs: number): Promise<{ replaced: string | undefined }> {
@@ -461,8 +496,11 @@ export class MemorySwarmStore implements SwarmStore {
   }
 
   async fetcherView(streamId: string, fetcherId: string): Promise<FetcherSnapshot> {
+    const meta = this.streams.get(streamId)?.meta;
     return {
       epoch: await this.streamEpoch(streamId),
+      hashedChunks: meta?.hashedChunks ?? 0,
+      failure: meta?.failure ?? "",
       peer: await this.getPeer(streamId, fetcherId),
       transfers: await this.transfersOf(streamId, fetcherId),
     };

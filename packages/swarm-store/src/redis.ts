@@ -4,8 +4,11 @@
  * one slot and every script below touches that slot only:
  *
  *   ds:{id}:meta      HASH    streamId name size chunkSize version kind createdMs chunkCount status readyMs,
- *                             epoch (HINCRBY)
- *   ds:{id}:manifest  STRING  encoded SignedManifest (set by markReady)
+ *                             hashed (chunks whose hashes are stored: the hashed frontier), failure (why
+ *                             hashing failed, status "failed"), epoch (HINCRBY)
+ *   ds:{id}:manifest  STRING  encoded SignedManifest: the small signed header (set by markReady)
+ *   ds:{id}:pieces    HASH    piece index -> encoded SignedHashPiece (putHashPiece, in order as hashed;
+ *                             getHashPieces is one HMGET of consecutive indexes; dropped by failStream)
  *   ds:{id}:peers     HASH    peerId -> JSON {h host, p port, r role, m mode, pos, sv served, fl failures,
  *                             st strikes, bd bad, bn banned, dl/ul ids of the transfers it fetches/serves}
  *   ds:{id}:have      HASH    peerId -> holdings "f-l,f-l" (sorted, disjoint), clipped to the stream
@@ -96,6 +99,8 @@ const META_FIELDS = [
   "chunkCount",
   "status",
   "readyMs",
+  "hashed",
+  "failure",
 ] as const;
 
 /** How many streams a sweep works on at once. */
@@ -194,6 +199,31 @@ export class RedisSwarmStore implements SwarmStore {
     this.check();
     const b = await this.redis.getBuffer(this.key(streamId, "manifest"));
     return b ? new Uint8Array(b) : undefined;
+  }
+
+  /** 1 script; O(1) plus the piece's size. */
+  async putHashPiece(streamId: string, index: number, piece: Uint8Array, hashedChunks: number): Promise<boolean> {
+    return (await this.run("dsPutHashPiece", this.keys(streamId), index, Buffer.from(piece), hashedChunks)) === 1;
+  }
+
+  /** 1 HMGET; O(count) plus the pieces' size. */
+  async getHashPieces(streamId: string, first: number, count: number): Promise<Uint8Array[]> {
+    this.check();
+    if (count <= 0) return [];
+    const fields = Array.from({ length: count }, (_, i) => String(first + i));
+    const got = await this.redis.hmgetBuffer(this.key(streamId, "pieces"), ...fields);
+    const out: Uint8Array[] = [];
+    for (const b of got) {
+      if (!b) break;
+      out.push(new Uint8Array(b));
+    }
+    return out;
+  }
+
+  /** 1 stream script + 1 name-index script; O(pieces) for dropping them. */
+  async failStream(streamId: string, reason: string): Promise<void> {
+    const name = await this.run("dsFailStream", this.keys(streamId), reason);
+    if (typeof name === "string") await this.run("dsUnpointName", [this.names], name, streamId);
   }
 
   /** 1 stream script + 1 name-index script; O(1). */
@@ -455,11 +485,15 @@ export class RedisSwarmStore implements SwarmStore {
   async fetcherView(streamId: string, fetcherId: string): Promise<FetcherSnapshot> {
     const r = (await this.run("dsFetcherView", this.keys(streamId), fetcherId)) as (string | null)[];
     const epoch = Number(r[0] ?? 0);
-    if (typeof r[1] !== "string") return { epoch, peer: undefined, transfers: [] };
+    const hashedChunks = Number(r[1] ?? 0);
+    const failure = r[2] ?? "";
+    if (typeof r[3] !== "string") return { epoch, hashedChunks, failure, peer: undefined, transfers: [] };
     return {
       epoch,
-      peer: peerState(fetcherId, r[1], r[2] ?? null, r[3]!),
-      transfers: (r.slice(4) as string[]).map((s) => parseTransfer(streamId, s)),
+      hashedChunks,
+      failure,
+      peer: peerState(fetcherId, r[3], r[4] ?? null, r[5]!),
+      transfers: (r.slice(6) as string[]).map((s) => parseTransfer(streamId, s)),
     };
   }
 
@@ -639,7 +673,7 @@ async function inBatches(ids: string[], work: (id: string) => Promise<void>): Pr
 }
 
 function parseMeta(v: (string | null)[]): StreamMeta | undefined {
-  const [streamId, name, size, chunkSize, version, kind, createdMs, count, status, readyMs] = v;
+  const [streamId, name, size, chunkSize, version, kind, createdMs, count, status, readyMs, hashed, failure] = v;
   if (streamId == null || name == null) return undefined;
   return {
     streamId,
@@ -652,6 +686,8 @@ function parseMeta(v: (string | null)[]): StreamMeta | undefined {
     chunkCount: Number(count),
     status: status as StreamStatus,
     readyMs: Number(readyMs),
+    hashedChunks: Number(hashed ?? 0),
+    failure: failure ?? "",
   };
 }
 

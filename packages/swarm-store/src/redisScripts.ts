@@ -24,12 +24,13 @@ export const STREAM_KEYS = [
   "heldc",
   "reach",
   "hostbans",
+  "pieces",
 ] as const;
 
 const COMMON = `
 local K_META, K_MANIFEST, K_PEERS, K_HAVE, K_SEEN, K_SERVERS, K_SEEDERS, K_AVAIL, K_AVAILC, K_XFERS, K_XFEREXP =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
-local K_HELD, K_HELDC, K_REACH, K_HOSTBANS = KEYS[12], KEYS[13], KEYS[14], KEYS[15]
+local K_HELD, K_HELDC, K_REACH, K_HOSTBANS, K_PIECES = KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]
 
 local function int(n) return string.format('%d', n) end
 
@@ -305,7 +306,7 @@ const BODIES = {
 if redis.call('EXISTS', K_META) == 0 then
   redis.call('HSET', K_META, 'streamId', ARGV[1], 'name', ARGV[2], 'size', ARGV[3], 'chunkSize', ARGV[4],
     'version', ARGV[5], 'kind', ARGV[6], 'createdMs', ARGV[7], 'chunkCount', ARGV[8], 'status', 'accepted',
-    'readyMs', '0', 'epoch', '0')
+    'readyMs', '0', 'epoch', '0', 'hashed', '0', 'failure', '')
   seg_init(K_AVAIL, K_AVAILC)
   seg_init(K_HELD, K_HELDC)
 end
@@ -316,6 +317,24 @@ return 1`,
 if redis.call('EXISTS', K_META) == 0 then return 0 end
 redis.call('HSET', K_META, 'status', 'ready', 'readyMs', ARGV[2])
 redis.call('SET', K_MANIFEST, ARGV[1])
+return redis.call('HGET', K_META, 'name')`,
+
+  // ARGV: index piece hashedChunks -> 1 when stored, 0 when the stream is unknown or failed
+  dsPutHashPiece: `
+if redis.call('EXISTS', K_META) == 0 or redis.call('HGET', K_META, 'status') == 'failed' then return 0 end
+redis.call('HSET', K_PIECES, ARGV[1], ARGV[2])
+if tonumber(ARGV[3]) > tonumber(redis.call('HGET', K_META, 'hashed') or '0') then
+  redis.call('HSET', K_META, 'hashed', ARGV[3])
+end
+bump()
+return 1`,
+
+  // ARGV: reason -> the stream's name, or nil when unknown
+  dsFailStream: `
+if redis.call('EXISTS', K_META) == 0 then return false end
+redis.call('HSET', K_META, 'status', 'failed', 'failure', ARGV[1])
+redis.call('DEL', K_PIECES)
+bump()
 return redis.call('HGET', K_META, 'name')`,
 
   // -> the stream's name or nil
@@ -565,11 +584,12 @@ return drop_transfer(ARGV[1], nil)`,
 
   // ARGV: fetcherId -> {epoch, record, holdings, lastSeen, transfer records...} (record false when unknown)
   dsFetcherView: `
-local epoch = redis.call('HGET', K_META, 'epoch') or '0'
+local m = redis.call('HMGET', K_META, 'epoch', 'hashed', 'failure')
+local epoch, hashed, failure = m[1] or '0', m[2] or '0', m[3] or ''
 local id = ARGV[1]
 local rec = redis.call('HGET', K_PEERS, id)
-if not rec then return { epoch, false } end
-local out = { epoch, rec, redis.call('HGET', K_HAVE, id), redis.call('ZSCORE', K_SEEN, id) }
+if not rec then return { epoch, hashed, failure, false } end
+local out = { epoch, hashed, failure, rec, redis.call('HGET', K_HAVE, id), redis.call('ZSCORE', K_SEEN, id) }
 for _, s in ipairs(fetching(cjson.decode(rec))) do out[#out + 1] = s end
 return out`,
 

@@ -11,7 +11,8 @@ import type { ChunkRange, RangeSet } from "@distribustream/pdtp";
  * involved); none reads a whole swarm. The periodic sweeps (`expirePeers`,
  * `expireTransfers`) and `listStreams` are the only calls that may scan, and
  * only over an index sorted by time. Stream metas are small and fixed-size;
- * the manifest (up to megabytes) is read only by `getManifest`.
+ * the manifest header is read only by `getManifest`, the hash pieces (8 KiB
+ * each by default, any number) only by `getHashPieces`.
  *
  * Chunk numbers are plain numbers (safe integers); ranges are inclusive.
  * Callers validate ranges against the stream's chunk count before calling.
@@ -29,11 +30,36 @@ export interface SwarmStore {
   /** The stream's meta (without its manifest), or undefined when unknown. */
   getStream(streamId: string): Promise<StreamMeta | undefined>;
 
-  /** The encoded SignedManifest of a ready stream, or undefined (unknown or not ready). */
+  /** The encoded SignedManifest (the header) of a ready stream, or undefined (unknown or not ready). */
   getManifest(streamId: string): Promise<Uint8Array | undefined>;
 
   /**
-   * Stores the signed manifest (encoded SignedManifest bytes), marks the
+   * Stores hash piece `index` (encoded SignedHashPiece bytes; replaces one
+   * stored before) and raises the stream's `hashedChunks` to `hashedChunks`
+   * if that is more; bumps the epoch, so fetchers waiting for hashes are
+   * replanned. Pieces are stored in order, so `hashedChunks` is a frontier:
+   * every chunk below it has its hash stored. Resolves false (nothing stored)
+   * when the stream is unknown or failed. O(1) plus the piece's size.
+   */
+  putHashPiece(streamId: string, index: number, piece: Uint8Array, hashedChunks: number): Promise<boolean>;
+
+  /**
+   * Stored hash pieces `first`, `first + 1`, ... (at most `count`), stopping
+   * before the first one not stored. [] for an unknown stream. O(count).
+   */
+  getHashPieces(streamId: string, first: number, count: number): Promise<Uint8Array[]>;
+
+  /**
+   * Marks a stream "failed" (its hashing failed midway) with a reason that
+   * joins and plans report: its hash pieces are dropped, the name stops
+   * pointing at it if it did, the epoch is bumped so that its fetchers are
+   * replanned (and learn it). Peers stay until they leave. Idempotent; no-op
+   * for an unknown stream.
+   */
+  failStream(streamId: string, reason: string): Promise<void>;
+
+  /**
+   * Stores the signed manifest header (encoded SignedManifest bytes), marks the
    * stream "ready", points its name at it (a newer version replaces the older
    * one for new joins; peers already in the older stream stay) and lists it
    * among the ready streams in place of the one the name pointed to before.
@@ -61,9 +87,9 @@ export interface SwarmStore {
   streamEpoch(streamId: string): Promise<number>;
 
   /**
-   * Forgets a stream and everything about it (peers, holdings, transfers);
-   * the name stops pointing at it if it did. Used for a publish whose manifest
-   * was rejected. Idempotent.
+   * Forgets a stream and everything about it (peers, holdings, transfers,
+   * manifest, hash pieces); the name stops pointing at it if it did. Used
+   * for a publish whose manifest was rejected. Idempotent.
    */
   removeStream(streamId: string): Promise<void>;
 
@@ -252,11 +278,16 @@ export interface SwarmStore {
 
 export interface FetcherSnapshot {
   epoch: number;
+  /** The stream's StreamMeta.hashedChunks: chunks below it can be verified, so transferred. */
+  hashedChunks: number;
+  /** The stream's StreamMeta.failure ("" unless its hashing failed). */
+  failure: string;
   peer: PeerState | undefined;
   transfers: TransferRecord[];
 }
 
-export type StreamStatus = "accepted" | "ready";
+/** accepted: being hashed, not joinable; ready: joinable (hashing may go on); failed: hashing failed midway. */
+export type StreamStatus = "accepted" | "ready" | "failed";
 export type StreamKindName = "on_demand" | "live";
 export type PeerRoleName = "viewer" | "seeder";
 /** in_order: deadline-first from the position; bulk: rarest-first everywhere. */
@@ -294,6 +325,10 @@ export interface StreamMeta extends NewStream {
   status: StreamStatus;
   /** When it became ready, 0 before. */
   readyMs: number;
+  /** Chunks whose hashes are stored, from chunk 0 (the hashed frontier); chunkCount once fully hashed. */
+  hashedChunks: number;
+  /** Why its hashing failed (status "failed"), "" otherwise. */
+  failure: string;
 }
 
 export interface PeerJoin {

@@ -17,10 +17,10 @@ import {
   streamIdFor,
   type ComputeManifestRequest,
   type PublicKey,
-  type SignedManifest,
 } from "@distribustream/pdtp";
 import { createLogger, Registry } from "@distribustream/runtime";
 import { startChecksum, type RunningChecksum } from "./index.js";
+import { readManifest } from "./readManifest.js";
 
 const log = createLogger("test", { level: "silent" });
 const CHUNK = 4096;
@@ -30,6 +30,8 @@ const NAME = "films/clip.bin";
 const VERSION = 1700000000123;
 const STREAM = streamIdFor(NAME, SIZE, VERSION);
 const SEEDER_ID = "seeder-1";
+/** Chunks per hash piece: 8 chunks make 3 pieces, the last one shorter. */
+const PIECE = 3;
 
 const trackerKey = Signer.generate();
 const networkKey = Signer.generate();
@@ -49,6 +51,7 @@ function request(over: Partial<ComputeManifestRequest> = {}, signer = trackerKey
     chunkSize: CHUNK,
     version: VERSION,
     sourceUrl: `http://127.0.0.1:${plane.port}`,
+    pieceChunks: PIECE,
     ticket: issueTicket(
       {
         streamId: STREAM,
@@ -63,11 +66,8 @@ function request(over: Partial<ComputeManifestRequest> = {}, signer = trackerKey
   };
 }
 
-function compute(req: ComputeManifestRequest): Promise<SignedManifest> {
-  return new Promise((resolve, reject) =>
-    client.computeManifest(req, (err, res) => (err ? reject(err) : resolve(res))),
-  );
-}
+/** Reads a whole ComputeManifest stream: the header, then the pieces in order. */
+const compute = (req: ComputeManifestRequest) => readManifest(client, req);
 
 function rejectsWith(p: Promise<unknown>, code: grpc.status, pattern: RegExp) {
   return assert.rejects(p, (e: grpc.ServiceError) => {
@@ -113,8 +113,8 @@ describe("checksum service", () => {
     assert.ok(Buffer.from(key.ed25519).equals(networkKey.publicKey.ed25519));
   });
 
-  it("computes a signed manifest whose hashes are the SHA-256 of each chunk", async () => {
-    const signed = await compute(request());
+  it("streams a signed header, then signed pieces whose hashes are the SHA-256 of each chunk", async () => {
+    const { header: signed, pieces } = await compute(request());
     const manifest = openManifest(signed, [networkKey.publicKey]);
     assert.equal(manifest.streamId, STREAM);
     assert.equal(manifest.body.name, NAME);
@@ -123,16 +123,22 @@ describe("checksum service", () => {
     assert.equal(manifest.body.version, VERSION);
     assert.equal(manifest.chunkCount, COUNT);
     assert.ok(Math.abs(manifest.body.createdMs - Date.now()) < 60_000);
+    assert.equal(manifest.pieceChunks, PIECE);
+    assert.equal(pieces.length, 3);
     for (let i = 0; i < COUNT; i++) {
+      const piece = manifest.openPiece(pieces[manifest.pieceOf(i)]!, [networkKey.publicKey], manifest.pieceOf(i));
       const chunk = file.subarray(i * CHUNK, Math.min((i + 1) * CHUNK, SIZE));
-      assert.ok(manifest.matches(i, createHash("sha256").update(chunk).digest()), `chunk ${i}`);
+      assert.ok(piece.matches(i, createHash("sha256").update(chunk).digest()), `chunk ${i}`);
     }
     assert.throws(() => openManifest(signed, [trackerKey.publicKey]), /unknown key/);
   });
 
   it("computes several manifests queued behind maxConcurrent", async () => {
     const all = await Promise.all([compute(request()), compute(request()), compute(request())]);
-    for (const m of all) assert.equal(openManifest(m, [networkKey.publicKey]).chunkCount, COUNT);
+    for (const m of all) {
+      assert.equal(openManifest(m.header, [networkKey.publicKey]).chunkCount, COUNT);
+      assert.equal(m.pieces.length, 3);
+    }
   });
 
   it("answers INVALID_ARGUMENT for a bad request, naming what is wrong", async () => {
@@ -142,6 +148,7 @@ describe("checksum service", () => {
     await rejectsWith(compute(request({ sourceUrl: "ftp://x:1" })), grpc.status.INVALID_ARGUMENT, /source_url/);
     await rejectsWith(compute(request({ sourceUrl: "not a url" })), grpc.status.INVALID_ARGUMENT, /source_url/);
     await rejectsWith(compute(request({ ticket: undefined })), grpc.status.INVALID_ARGUMENT, /ticket/);
+    await rejectsWith(compute(request({ pieceChunks: 20_000 })), grpc.status.INVALID_ARGUMENT, /piece_chunks/);
   });
 
   it("answers INVALID_ARGUMENT for bytes that are not a request", async () => {
@@ -149,13 +156,16 @@ describe("checksum service", () => {
     try {
       await rejectsWith(
         new Promise((resolve, reject) =>
-          raw.makeUnaryRequest(
-            "/pdtp.v1.Checksum/ComputeManifest",
-            (b: Buffer) => b,
-            (b: Buffer) => b,
-            Buffer.from([0xff, 0xff, 0xff]),
-            (err, res) => (err ? reject(err) : resolve(res)),
-          ),
+          raw
+            .makeServerStreamRequest(
+              "/pdtp.v1.Checksum/ComputeManifest",
+              (b: Buffer) => b,
+              (b: Buffer) => b,
+              Buffer.from([0xff, 0xff, 0xff]),
+            )
+            .on("data", () => {})
+            .on("error", reject)
+            .on("end", resolve),
         ),
         grpc.status.INVALID_ARGUMENT,
         /malformed/,
@@ -189,5 +199,6 @@ describe("checksum service", () => {
     assert.ok(Number(bad?.[1]) >= 8);
     assert.match(text, new RegExp(`pdtp_checksum_bytes_hashed_total ${SIZE * 4}\\b`));
     assert.match(text, /pdtp_checksum_duration_seconds_count 4/);
+    assert.match(text, /pdtp_checksum_hash_pieces_total 12\b/);
   });
 });

@@ -4,11 +4,13 @@ import { FetchError, keepAliveAgent, originAgents } from "@distribustream/data-p
 import {
   ChecksumService,
   HASH_BYTES,
+  headerDigest,
   MalformedMessage,
+  signHashPiece,
   signManifest,
   type ChecksumServer,
   type ComputeManifestRequest,
-  type SignedManifest,
+  type ManifestPart,
   type Signer,
   tolerantService,
   joinHostPort,
@@ -62,8 +64,10 @@ const MAX_REQUEST_BYTES = 64 * 1024;
 /**
  * The checksum service: reads a published stream from a seeder's data plane
  * with the tracker's ticket, hashes each chunk once as it arrives (nothing is
- * written to disk, at most one chunk per computation is in memory) and signs
- * the manifest with the network key.
+ * written to disk; one chunk and one piece of hashes per computation are in
+ * memory) and streams the signed manifest header, then each signed hash
+ * piece as soon as it is complete, so the stream is joinable long before a
+ * big file is fully hashed.
  */
 export async function startChecksum(opts: ChecksumOptions): Promise<RunningChecksum> {
   const log = opts.log;
@@ -73,12 +77,32 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
   const origins = originAgents();
   const inFlight = new Set<AbortController>();
 
-  async function compute(job: ManifestJob, signal: AbortSignal): Promise<SignedManifest> {
+  /**
+   * Signs the header, then reads the stream in order and hands each signed
+   * hash piece to `emit` as soon as its last chunk is hashed.
+   */
+  async function compute(job: ManifestJob, signal: AbortSignal, emit: (part: ManifestPart) => void): Promise<void> {
     const release = await slots.acquire(signal).catch(() => {
       throw new PublicError(grpc.status.CANCELLED, "cancelled while queued");
     });
     const started = process.hrtime.bigint();
-    const hashes = Buffer.alloc(job.chunkCount * HASH_BYTES);
+    const header = signManifest(
+      {
+        streamId: job.streamId,
+        name: job.name,
+        size: job.size,
+        chunkSize: job.chunkSize,
+        createdMs: Date.now(),
+        version: job.version,
+        pieceChunks: job.pieceChunks,
+      },
+      opts.signer,
+    );
+    emit({ part: { $case: "header", value: header } });
+    const digest = headerDigest(header);
+    // one piece of hashes in memory at a time, whatever the file size
+    let piece = Buffer.alloc(Math.min(job.pieceChunks, job.chunkCount) * HASH_BYTES);
+    let pieceIndex = 0;
     try {
       if (job.chunkCount > 0) {
         let next = 0;
@@ -89,12 +113,33 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
           timeoutMs: opts.fetchTimeoutMs,
           onChunk: (index, data) => {
             if (index !== next) throw new Error(`chunk ${index} arrived, expected ${next}`);
+            const slot = index - pieceIndex * job.pieceChunks;
             createHash("sha256")
               .update(data)
               .digest()
-              .copy(hashes, index * HASH_BYTES);
+              .copy(piece, slot * HASH_BYTES);
             metrics.bytes.inc(data.length);
             next++;
+            if (slot + 1 === piece.length / HASH_BYTES) {
+              emit({
+                part: {
+                  $case: "piece",
+                  value: signHashPiece(
+                    {
+                      streamId: job.streamId,
+                      version: job.version,
+                      index: pieceIndex,
+                      headerSha256: digest,
+                      chunkHashes: piece,
+                    },
+                    opts.signer,
+                  ),
+                },
+              });
+              metrics.pieces.inc();
+              pieceIndex++;
+              piece = Buffer.alloc(Math.min(job.pieceChunks, job.chunkCount - next) * HASH_BYTES);
+            }
           },
         });
       }
@@ -109,18 +154,6 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
     } finally {
       release();
     }
-    const manifest = signManifest(
-      {
-        streamId: job.streamId,
-        name: job.name,
-        size: job.size,
-        chunkSize: job.chunkSize,
-        chunkHashes: hashes,
-        createdMs: Date.now(),
-        version: job.version,
-      },
-      opts.signer,
-    );
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     metrics.duration.observe(seconds);
     log.info(
@@ -129,16 +162,16 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
         name: job.name,
         size: job.size,
         chunks: job.chunkCount,
+        pieces: pieceIndex,
         seconds,
         source: job.source.url,
       },
       "manifest signed",
     );
-    return manifest;
   }
 
   const impl: ChecksumServer = {
-    computeManifest(call, callback) {
+    computeManifest(call) {
       const req = call.request as ComputeManifestRequest | MalformedMessage;
       const ac = new AbortController();
       call.on("cancelled", () => ac.abort());
@@ -150,20 +183,21 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
         inFlight.delete(ac);
         metrics.manifests.inc({ result: "error" });
         log.info({ err: (err as Error).message }, "ComputeManifest refused");
-        return callback(toServiceError(err, log));
+        call.emit("error", toServiceError(err, log));
+        return;
       }
-      compute(job, ac.signal)
+      compute(job, ac.signal, (part) => call.write(part))
         .then(
-          (m) => {
+          () => {
             metrics.manifests.inc({ result: "ok" });
-            callback(null, m);
+            call.end();
           },
           (err: unknown) => {
             metrics.manifests.inc({ result: "error" });
             if (err instanceof PublicError) {
               log.warn({ streamId: job.streamId, name: job.name, reason: err.message }, "manifest not computed");
             }
-            callback(toServiceError(err, log));
+            call.emit("error", toServiceError(err, log));
           },
         )
         .finally(() => inFlight.delete(ac));
@@ -229,6 +263,11 @@ function checksumMetrics(registry: Registry) {
       labelNames: ["result"] as const,
       registers: [registry],
     }),
+    pieces: new Counter({
+      name: "pdtp_checksum_hash_pieces_total",
+      help: "Hash pieces signed and sent.",
+      registers: [registry],
+    }),
     bytes: new Counter({
       name: "pdtp_checksum_bytes_hashed_total",
       help: "Stream bytes read from sources and hashed.",
@@ -236,7 +275,7 @@ function checksumMetrics(registry: Registry) {
     }),
     duration: new Histogram({
       name: "pdtp_checksum_duration_seconds",
-      help: "Time to read, hash and sign one manifest (after queueing).",
+      help: "Time to read, hash and sign one manifest and all its pieces (after queueing).",
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
       registers: [registry],
     }),

@@ -1,2 +1,1 @@
 export { startChecksum, CHECKSUM_SERVICE_NAME, type ChecksumOptions, type RunningChecksum } from "./checksum.js";
-export { MAX_MANIFEST_CHUNKS } from "./request.js";

@@ -1,6 +1,8 @@
 import {
   chunkCount,
+  DEFAULT_PIECE_CHUNKS,
   MalformedMessage,
+  MAX_PIECE_CHUNKS,
   MAX_CHUNK_SIZE,
   MIN_CHUNK_SIZE,
   originUrlProblem,
@@ -13,13 +15,6 @@ import {
 } from "@distribustream/pdtp";
 import { invalidArgument } from "@distribustream/runtime";
 
-/**
- * Most chunks one manifest may describe. Its hashes must fit a gRPC message
- * (4 MiB by default) with room to spare: 120 000 x 32 bytes = 3.84 MB, i.e.
- * 29 GiB at the default 256 KiB chunk size. Larger files need larger chunks.
- */
-export const MAX_MANIFEST_CHUNKS = 120_000;
-
 /** A ComputeManifest request that passed validation. */
 export interface ManifestJob {
   streamId: string;
@@ -28,6 +23,8 @@ export interface ManifestJob {
   chunkSize: number;
   version: number;
   chunkCount: number;
+  /** Chunks per hash piece. */
+  pieceChunks: number;
   /** Where the bytes are read from: the seeder's data plane, or the origin's host when `origin` is set. */
   source: { host: string; port: number; url: string };
   ticket: SignedTicket;
@@ -47,10 +44,9 @@ export function validateRequest(req: ComputeManifestRequest | MalformedMessage):
   }
   if (!Number.isSafeInteger(req.version) || req.version < 0) throw invalidArgument(`version ${req.version} is invalid`);
   const count = chunkCount(req.size, req.chunkSize);
-  if (count > MAX_MANIFEST_CHUNKS) {
-    throw invalidArgument(
-      `${req.size} bytes at chunk_size ${req.chunkSize} is ${count} chunks, more than the ${MAX_MANIFEST_CHUNKS} a manifest may hold; use a larger chunk size`,
-    );
+  const pieceChunks = req.pieceChunks || DEFAULT_PIECE_CHUNKS;
+  if (!Number.isInteger(pieceChunks) || pieceChunks > MAX_PIECE_CHUNKS) {
+    throw invalidArgument(`piece_chunks ${req.pieceChunks} is outside [1, ${MAX_PIECE_CHUNKS}]`);
   }
   const expected = streamIdFor(req.name, req.size, req.version);
   if (req.streamId !== expected) {
@@ -67,6 +63,7 @@ export function validateRequest(req: ComputeManifestRequest | MalformedMessage):
     chunkSize: req.chunkSize,
     version: req.version,
     chunkCount: count,
+    pieceChunks,
     source: origin ? originSource(origin.url) : parseSourceUrl(req.sourceUrl),
     ticket: req.ticket ?? { body: Buffer.alloc(0), signature: Buffer.alloc(0), keyId: "" },
     ...(origin ? { origin: { ...origin, size: req.size } } : {}),

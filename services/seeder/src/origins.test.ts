@@ -113,6 +113,7 @@ class Tracker {
       },
       describeStream: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
       listStreams: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
+      getHashPieces: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
     };
     this.server.addService(TrackerService, impl);
     this.port = await new Promise((resolve, reject) =>

@@ -54,6 +54,7 @@ class TestTracker {
       },
       describeStream: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
       listStreams: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
+      getHashPieces: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
     };
     this.server.addService(TrackerService, impl);
     this.port = await new Promise((resolve, reject) =>
@@ -323,6 +324,7 @@ describe("seeder refused by the tracker", () => {
         },
         describeStream: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
         listStreams: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
+        getHashPieces: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
       };
       server.addService(TrackerService, impl);
       const port = await new Promise<number>((resolve, reject) =>

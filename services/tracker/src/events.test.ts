@@ -5,8 +5,10 @@ import * as grpc from "@grpc/grpc-js";
 import {
   ChecksumService,
   PeerRole,
+  SignedHashPiece,
   SignedManifest,
   signManifest,
+  signPieces,
   Signer,
   TrackerClient,
   WantMode,
@@ -148,7 +150,10 @@ describe("tracker replicas on one Redis: events between them", () => {
     const streamId = createHash("sha256").update(name).digest("hex");
     const meta = { streamId, name, size: 4096, chunkSize: 1024, version: 1, kind: "on_demand" as const, createdMs: 1 };
     await admin.createStream(meta);
-    const signed = signManifest({ ...meta, chunkHashes: Buffer.alloc(4 * 32) }, Signer.generate());
+    const key = Signer.generate();
+    const signed = signManifest({ ...meta, pieceChunks: 1024 }, key);
+    const [piece] = signPieces(signed, Buffer.alloc(4 * 32), key);
+    await admin.putHashPiece(streamId, 0, SignedHashPiece.encode(piece!).finish(), 4);
     await admin.markReady(streamId, SignedManifest.encode(signed).finish(), Date.now());
     return streamId;
   }

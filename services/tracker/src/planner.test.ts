@@ -8,12 +8,13 @@ import { TicketKeys } from "./ticketKeys.js";
 const KiB = 1024;
 const CHUNK = 256 * KiB;
 
-/** A ready stream of `chunks` chunks with one seeder, and an empty viewer "v". */
-async function swarm(chunks: number) {
+/** A ready stream of `chunks` chunks (`hashed` of them hashed) with one seeder, and an empty viewer "v". */
+async function swarm(chunks: number, hashed = chunks) {
   const store = new MemorySwarmStore();
   const size = chunks * CHUNK;
   const meta = { streamId: "s", name: "s.bin", size, chunkSize: CHUNK, version: 1, kind: "on_demand" as const };
   await store.createStream({ ...meta, createdMs: 0 });
+  await store.putHashPiece("s", 0, new Uint8Array([1]), hashed);
   await store.markReady("s", new Uint8Array([1]), 0);
   const peer = { host: "10.0.0.1", port: 9000, mode: "bulk" as const, position: 0 };
   await store.joinPeer("s", { ...peer, peerId: "seed", role: "seeder", have: [{ first: 0, last: chunks - 1 }] }, 0);
@@ -55,5 +56,39 @@ describe("Planner: directives sized to the fetcher's receive rate", () => {
     const [d] = (await planner.plan("s", "v", 1_000, 100 * 1024 * KiB)).directives;
     assert.equal(d!.range!.last - d!.range!.first + 1, 16);
     assert.equal(planner.transferTimeoutMs(16 * CHUNK, 100 * 1024 * KiB), 10_000);
+  });
+});
+
+describe("Planner: the hashed frontier", () => {
+  it("directs only chunks whose hashes are stored, and more once the frontier grows", async () => {
+    const store = await swarm(64, 8);
+    const planner = new Planner(store, TicketKeys.fixed(Signer.generate()), DEFAULT_PLANNER);
+    const fast = 100 * 1024 * KiB;
+    const first = await planner.plan("s", "v", 1_000, fast);
+    assert.deepEqual(
+      first.directives.map((d) => [d.range!.first, d.range!.last]),
+      [[0, 7]],
+      "chunks 8 and beyond could not be verified yet",
+    );
+    assert.equal(first.satisfied, false);
+    const waiting = await planner.plan("s", "v", 1_000, fast);
+    assert.deepEqual(waiting.directives, []);
+    assert.equal(waiting.satisfied, false, "a fetcher waiting for hashes stays hungry");
+    const epoch = waiting.epoch;
+    await store.putHashPiece("s", 1, new Uint8Array([1]), 40);
+    const more = await planner.plan("s", "v", 1_000, fast);
+    assert.ok(more.epoch > epoch, "a stored piece bumps the epoch, so the tick replans");
+    const last = Math.max(...more.directives.map((d) => d.range!.last));
+    assert.equal(Math.min(...more.directives.map((d) => d.range!.first)), 8);
+    assert.ok(last <= 39 && last >= 8, `last directed chunk ${last}`);
+  });
+
+  it("reports the failure of a stream whose hashing failed", async () => {
+    const store = await swarm(64, 8);
+    const planner = new Planner(store, TicketKeys.fixed(Signer.generate()), DEFAULT_PLANNER);
+    await store.failStream("s", "manifest not computed: source went away");
+    const plan = await planner.plan("s", "v", 1_000);
+    assert.equal(plan.failure, "manifest not computed: source went away");
+    assert.deepEqual(plan.directives, []);
   });
 });

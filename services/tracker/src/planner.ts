@@ -46,6 +46,8 @@ export interface Plan {
   epoch: number;
   /** The fetcher has nothing in flight in the stream after this plan. */
   idle: boolean;
+  /** Why the stream cannot be fetched any more (its hashing failed), if so. */
+  failure?: string;
 }
 
 /** What planning needs of a ready stream: numbers only (never the manifest). */
@@ -73,7 +75,7 @@ export class Planner {
     private readonly opts: PlannerOptions = DEFAULT_PLANNER,
   ) {}
 
-  /** Ready-stream meta never changes, so it is cached (bounded). */
+  /** Ready-stream sizes never change, so they are cached (bounded); the hashed frontier comes with fetcherView. */
   private async streamInfo(streamId: string): Promise<StreamInfo | undefined> {
     const hit = this.info.get(streamId);
     if (hit) return hit;
@@ -121,9 +123,10 @@ export class Planner {
     rate?: number,
     fetcherKey?: Uint8Array,
   ): Promise<Plan> {
-    const info = await this.streamInfo(streamId);
     // one read: whatever changes after it shows as a newer epoch
-    const { epoch, peer, transfers } = await this.store.fetcherView(streamId, fetcherId);
+    const { epoch, peer, transfers, hashedChunks, failure } = await this.store.fetcherView(streamId, fetcherId);
+    if (failure) return { directives: [], satisfied: true, epoch, idle: true, failure };
+    const info = await this.streamInfo(streamId);
     if (!info) return { directives: [], satisfied: true, epoch, idle: true };
     const meta = info;
     const limits =
@@ -148,10 +151,17 @@ export class Planner {
       inFlight,
       downloads: peer.downloads,
     };
-    const window = wantWindow(fetcher, meta.chunkCount, limits);
+    // only chunks whose hashes are stored: the fetcher could not verify the others
+    const hashed = Math.min(meta.chunkCount, hashedChunks);
+    const window = wantWindow(fetcher, hashed, limits);
     const key = `${streamId}/${fetcherId}`;
     if (!window || peer.downloads > 0) this.idleSince.delete(key);
-    if (!window) return { directives: [], satisfied: inFlight.length === 0, epoch, idle: inFlight.length === 0 };
+    if (!window) {
+      // waiting at the hashed frontier is not satisfied: a stored piece bumps the epoch and replans it
+      const waiting = hashed < meta.chunkCount && wantWindow(fetcher, meta.chunkCount, limits) !== undefined;
+      const done = inFlight.length === 0 && !waiting;
+      return { directives: [], satisfied: done, epoch, idle: inFlight.length === 0 };
+    }
     let since = this.idleSince.get(key);
     if (peer.downloads === 0 && since === undefined) {
       if (this.idleSince.size >= 100_000) this.idleSince.clear();
@@ -169,7 +179,7 @@ export class Planner {
     ]);
     const assignments = schedule({
       fetcher,
-      chunkCount: meta.chunkCount,
+      chunkCount: hashed,
       limits,
       availability,
       sources,

@@ -7,8 +7,10 @@ import {
   ChecksumService,
   PeerRole,
   type PublicKey,
+  SignedHashPiece,
   SignedManifest,
   signManifest,
+  signPieces,
   Signer,
   TrackerClient,
   WantMode,
@@ -224,18 +226,13 @@ describe("tracker when Redis goes away and comes back empty", () => {
       kind: "on_demand",
       createdMs: 1,
     });
+    const key = Signer.generate();
     const signed = signManifest(
-      {
-        streamId,
-        name,
-        size: 4096,
-        chunkSize: 1024,
-        chunkHashes: Buffer.alloc(4 * 32),
-        createdMs: 1,
-        version: 1,
-      },
-      Signer.generate(),
+      { streamId, name, size: 4096, chunkSize: 1024, createdMs: 1, version: 1, pieceChunks: 1024 },
+      key,
     );
+    const [piece] = signPieces(signed, Buffer.alloc(4 * 32), key);
+    await store.putHashPiece(streamId, 0, SignedHashPiece.encode(piece!).finish(), 4);
     await store.markReady(streamId, SignedManifest.encode(signed).finish(), Date.now());
     return streamId;
   }

@@ -287,6 +287,7 @@ describe("Planner with the memory store (super-seeding)", () => {
       kind: "on_demand",
       createdMs: 0,
     });
+    await store.putHashPiece("s", 0, Uint8Array.of(1), chunks);
     await store.markReady("s", Uint8Array.of(1), 0);
     await store.joinPeer(
       "s",

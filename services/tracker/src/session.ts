@@ -21,7 +21,14 @@ import {
   type TransferReport,
   type TransferReports,
 } from "@distribustream/pdtp";
-import { invalidArgument, notFound, PublicError, toServiceError, type Logger } from "@distribustream/runtime";
+import {
+  failedPrecondition,
+  invalidArgument,
+  notFound,
+  PublicError,
+  toServiceError,
+  type Logger,
+} from "@distribustream/runtime";
 import type { PeerRoleName, SourceOutcome, TransferRecord, TrustPolicy } from "@distribustream/swarm-store";
 import { DEFAULT_PLANNER } from "./planner.js";
 import { hostFromPeer, isAdvertisableHost } from "./peerAddress.js";
@@ -321,6 +328,7 @@ export class Session {
     const { store } = this.core;
     const streamId = await store.streamIdByName(j.name);
     const meta = streamId ? await store.getStream(streamId) : undefined;
+    if (meta?.status === "failed") throw failedPrecondition(`"${j.name}" cannot be downloaded: ${meta.failure}`);
     if (!meta || meta.status !== "ready") throw notFound(`no stream named "${j.name}"`);
     if (this.joined.has(meta.streamId)) {
       throw invalidArgument(
@@ -596,6 +604,8 @@ export class Session {
       if (!j) continue;
       const now = Date.now();
       const plan = await this.core.planner.plan(streamId, this.peerId, now, this.slotRate, this.peerKey);
+      // its hashing failed midway: the chunks beyond the hashed ones can never be verified
+      if (plan.failure !== undefined) throw failedPrecondition(`"${j.name}" cannot be downloaded: ${plan.failure}`);
       j.plannedEpoch = plan.epoch;
       j.plannedMs = now;
       j.fruitless = plan.directives.length > 0 || plan.satisfied ? 0 : Math.min(j.fruitless + 1, 16);

@@ -14,10 +14,11 @@ import {
   TransferOutcome,
   WantMode,
   type Directive,
+  type GetHashPiecesResponse,
 } from "@distribustream/pdtp";
 import { createLogger, Registry } from "@distribustream/runtime";
 import { MemorySwarmStore } from "@distribustream/swarm-store";
-import { startChecksumDouble } from "./checksumDouble.js";
+import { doubleChunkHash, startChecksumDouble } from "./checksumDouble.js";
 import { startTracker, type RunningTracker } from "./index.js";
 
 /** Session key of the test peers (Hello.peer_key); their tickets name it. */
@@ -666,5 +667,151 @@ describe("tracker over real gRPC", () => {
     await p.hello(PeerRole.PEER_ROLE_VIEWER, 9900);
     await tracker.drain();
     await expectStatus(p, grpc.status.UNAVAILABLE, "tracker shutting down");
+  });
+});
+
+describe("tracker: a stream joinable while it is hashed, piece by piece", () => {
+  const network = Signer.generate();
+  const store = new MemorySwarmStore();
+  let checksum: Awaited<ReturnType<typeof startChecksumDouble>>;
+  let tracker: RunningTracker;
+  let client: TrackerClient;
+  const open: PeerConn[] = [];
+  const peer = () => {
+    const p = new PeerConn(client);
+    open.push(p);
+    return p;
+  };
+  const hashPieces = (streamId: string, firstPiece: number, count: number) =>
+    new Promise<GetHashPiecesResponse>((resolve, reject) =>
+      client.getHashPieces({ streamId, firstPiece, count }, (e, r) => (e ? reject(e) : resolve(r))),
+    );
+
+  before(async () => {
+    checksum = await startChecksumDouble(network);
+    tracker = await startTracker({
+      host: "127.0.0.1",
+      port: 0,
+      checksum: `127.0.0.1:${checksum.port}`,
+      store,
+      ticketSigner: Signer.generate(),
+      chunkSize: CHUNK,
+      pieceChunks: 4,
+      log: createLogger("tracker-test", { level: "silent" }),
+      registry: new Registry(),
+    });
+    client = new TrackerClient(`127.0.0.1:${tracker.port}`, grpc.credentials.createInsecure());
+  });
+
+  after(async () => {
+    for (const p of open) p.call.cancel();
+    await tracker.drain();
+    client.close();
+    checksum.close();
+  });
+
+  /** A seeder publishing NAME (12 chunks: 3 pieces of 4); resolves once it is READY. */
+  async function publish(name: string) {
+    const seeder = peer();
+    await seeder.hello(PeerRole.PEER_ROLE_SEEDER, 9100);
+    seeder.send({ $case: "publish", value: { name, size: 12 * CHUNK, version: 1 } });
+    const accepted = await seeder.next("publishResult");
+    assert.equal(accepted.status, PublishStatus.PUBLISH_STATUS_ACCEPTED);
+    const ready = await seeder.next("publishResult");
+    assert.equal(ready.status, PublishStatus.PUBLISH_STATUS_READY, ready.detail);
+    return { seeder, streamId: ready.streamId };
+  }
+
+  /** A bulk viewer joined to NAME; resolves with its verified manifest header. */
+  async function viewer(name: string) {
+    const v = peer();
+    const welcome = await v.hello(PeerRole.PEER_ROLE_VIEWER, 9300);
+    v.send({ $case: "join", value: { name, mode: WantMode.WANT_MODE_BULK, have: [], position: 0 } });
+    const joined = await v.next("joined");
+    return { v, welcome, manifest: openManifest(joined.manifest!, welcome.networkKeys) };
+  }
+
+  const reportAll = (v: PeerConn, directives: Directive[]) =>
+    v.send({
+      $case: "reports",
+      value: {
+        reports: directives.map((d) => ({
+          transferId: d.transferId,
+          outcome: TransferOutcome.TRANSFER_OUTCOME_OK,
+          bytes: (d.range!.last - d.range!.first + 1) * CHUNK,
+          durationMs: 5,
+          detail: "",
+          httpStatus: 0,
+          verified: [d.range!],
+        })),
+      },
+    });
+
+  it("READY with the first piece; transfers stop at the hashed frontier and go on as pieces arrive", async () => {
+    const { streamId } = await publish("hold/film.bin");
+    // READY came while the checksum service holds pieces 1 and 2 back: only piece 0 is stored
+    assert.equal((await store.getStream(streamId))?.hashedChunks, 4);
+    const { v, welcome, manifest } = await viewer("hold/film.bin");
+    assert.equal(manifest.pieceCount, 3);
+    assert.ok(manifest.signed.body.length < 100, "Joined carries a small header, not the hashes");
+    const early = await hashPieces(streamId, 0, 3);
+    assert.equal(early.pieces.length, 1, "pieces not hashed yet are not given");
+    const p0 = manifest.openPiece(early.pieces[0]!, welcome.networkKeys, 0);
+    assert.ok(p0.matches(3, doubleChunkHash("hold/film.bin", 3)));
+    const first = await v.next("directives");
+    const before = first.directives.map((d) => d.range!);
+    assert.ok(
+      before.every((r) => r.last <= 3),
+      `only chunks with stored hashes are directed: ${JSON.stringify(before)}`,
+    );
+    reportAll(v, first.directives);
+    checksum.release("hold/film.bin");
+    const later: Directive[] = [];
+    while (!later.some((d) => d.range!.last === 11)) {
+      const { directives } = await v.next("directives");
+      later.push(...directives);
+      reportAll(v, directives);
+    }
+    assert.ok(later.every((d) => d.range!.first >= 4));
+    const all = await hashPieces(streamId, 0, 64);
+    assert.equal(all.pieces.length, 3);
+    all.pieces.forEach((p, i) => manifest.openPiece(p, welcome.networkKeys, i));
+    assert.equal((await store.getStream(streamId))?.hashedChunks, 12);
+  });
+
+  it("a hashing failure midway ends its viewers with FAILED_PRECONDITION and the reason", async () => {
+    const { streamId } = await publish("fail-midway/film.bin");
+    const { v } = await viewer("fail-midway/film.bin");
+    reportAll(v, (await v.next("directives")).directives);
+    checksum.release("fail-midway/film.bin");
+    const st = await v.ended;
+    assert.equal(st.code, grpc.status.FAILED_PRECONDITION, st.details);
+    assert.equal(st.details, '"fail-midway/film.bin" cannot be downloaded: manifest not computed: source went away');
+    const meta = await store.getStream(streamId);
+    assert.equal(meta?.status, "failed");
+    const err = await hashPieces(streamId, 0, 1).then(
+      () => assert.fail("pieces of a failed stream"),
+      (e: grpc.ServiceError) => e,
+    );
+    assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
+    const late = peer();
+    await late.hello(PeerRole.PEER_ROLE_VIEWER, 9301);
+    late.send({
+      $case: "join",
+      value: { name: "fail-midway/film.bin", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 },
+    });
+    assert.equal((await late.ended).code, grpc.status.NOT_FOUND, "its name no longer leads to it");
+  });
+
+  it("GetHashPieces refuses bad arguments and unknown streams", async () => {
+    const code = (streamId: string, first: number, count: number) =>
+      hashPieces(streamId, first, count).then(
+        () => grpc.status.OK,
+        (e: grpc.ServiceError) => e.code,
+      );
+    assert.equal(await code("not an id", 0, 1), grpc.status.INVALID_ARGUMENT);
+    assert.equal(await code("AAAAAAAAAAAAAAAAAAAAAA", 0, 0), grpc.status.INVALID_ARGUMENT);
+    assert.equal(await code("AAAAAAAAAAAAAAAAAAAAAA", 0, 65), grpc.status.INVALID_ARGUMENT);
+    assert.equal(await code("AAAAAAAAAAAAAAAAAAAAAA", 0, 1), grpc.status.NOT_FOUND);
   });
 });

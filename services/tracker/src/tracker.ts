@@ -4,18 +4,25 @@ import * as grpc from "@grpc/grpc-js";
 import {
   ChecksumClient,
   chunkCount,
+  DEFAULT_PIECE_CHUNKS,
+  isStreamId,
   issueTicket,
   keyId,
   MalformedMessage,
   openManifest,
   PublishStatus,
+  SignedHashPiece,
   SignedManifest,
   StreamKind,
   streamIdFor,
   tolerantService,
   TrackerService,
   type DescribeStreamRequest,
+  type GetHashPiecesRequest,
+  type GetHashPiecesResponse,
   type Joined,
+  type Manifest,
+  type ManifestPart,
   type ListStreamsResponse,
   type PeerMessage,
   type PublicKey,
@@ -27,6 +34,7 @@ import {
 } from "@distribustream/pdtp";
 import {
   channelCredentials,
+  failedPrecondition,
   Health,
   invalidArgument,
   notFound,
@@ -70,6 +78,8 @@ export interface TrackerOptions {
   ticketSigner: Signer | TicketKeys;
   /** Chunk size given to newly published streams. */
   chunkSize: number;
+  /** Chunks per hash piece of newly published streams (default DEFAULT_PIECE_CHUNKS: 1024). */
+  pieceChunks?: number;
   log: Logger;
   /** prom-client registry to register tracker metrics in. */
   registry: Registry;
@@ -116,10 +126,17 @@ export interface RunningTracker {
 
 /** How long Hello waits for the network key before giving up on the session. */
 const NETWORK_KEY_WAIT_MS = 10_000;
-/** Ticket lifetime and deadline of a manifest computation. */
+/** Ticket lifetime of a manifest computation, and the least time it may take. */
 const MANIFEST_TIMEOUT_MS = 10 * 60_000;
+/** Slowest hashing rate waited for: a computation's deadline grows with the file (10 GiB: +21 min). */
+const MIN_HASH_BYTES_PER_SECOND = 8 * 1024 * 1024;
+/** Hash pieces kept in memory for GetHashPieces (encoded bytes): many viewers ask for the same ones. */
+const PIECE_CACHE_BYTES = 64 * 1024 * 1024;
+/** Most hash pieces one GetHashPieces answer carries, and most bytes (it stays well under 4 MiB). */
+const MAX_PIECES_PER_CALL = 64;
+const MAX_PIECES_BYTES = 2 * 1024 * 1024;
 const SCHEDULE_TICK_MS = 250;
-/** Manifests kept in memory for joins (encoded bytes). */
+/** Manifest headers kept in memory for joins (encoded bytes). */
 const MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
 /** A hungry peer with transfers in flight is replanned by the tick at most this often. */
 const REPLAN_MS = 1_000;
@@ -180,9 +197,14 @@ export class TrackerCore {
    */
   private readonly events: EventSubscription;
   private readonly streamUsers = new Map<string, Set<string>>();
-  /** Decoded manifests of ready streams by id, oldest first, and their encoded size in total. */
+  /** Decoded manifest headers of ready streams by cacheKey, oldest first, and their encoded size in total. */
   private readonly manifests = new Map<string, { manifest: SignedManifest; bytes: number }>();
   private manifestBytes = 0;
+  /** Signed hash pieces by "cacheKey/index", least recently used first, and their encoded size in total. */
+  private readonly pieces = new Map<string, { piece: SignedHashPiece; bytes: number }>();
+  private pieceBytes = 0;
+  /** Store reads of hash pieces in progress, so that viewers asking at once cause one read. */
+  private readonly pieceLoads = new Map<string, Promise<number>>();
   /** Chunks newly held per peer per stream since the last "holdings" events. */
   private readonly pendingHoldings = new Map<string, Map<string, number>>();
   private resyncing: Promise<void> | undefined;
@@ -234,6 +256,10 @@ export class TrackerCore {
             throw invalidArgument(`malformed request: ${call.request.reason}`);
           return this.listStreams();
         }),
+      getHashPieces: (
+        call: grpc.ServerUnaryCall<GetHashPiecesRequest | MalformedMessage, GetHashPiecesResponse>,
+        cb: grpc.sendUnaryData<GetHashPiecesResponse>,
+      ) => this.unary(call, cb, () => this.hashPieces(call.request)),
     });
     this.health.addTo(this.server);
     const bind = (address: string, creds: grpc.ServerCredentials) =>
@@ -751,30 +777,114 @@ export class TrackerCore {
 
   /** The Joined answer for a ready stream (its manifest read from the store), or undefined when it has none. */
   async joinedMessage(meta: StreamMeta): Promise<Joined | undefined> {
-    const manifest = await this.manifestOf(meta.streamId);
+    const manifest = await this.manifestOf(meta);
     if (!manifest) return undefined;
     return { descriptor: await this.descriptor(meta), manifest };
   }
 
   /**
-   * A ready stream's manifest, decoded. A stream id names fixed bytes, so its
-   * manifest never changes: kept (up to MANIFEST_CACHE_BYTES) instead of
-   * being read from the store (128 KiB per GiB of file) on every join.
+   * A ready stream's manifest header, decoded. A stream id names fixed bytes,
+   * so its manifest never changes: kept (up to MANIFEST_CACHE_BYTES) instead
+   * of being read from the store on every join. Cached under the stream's
+   * creation time too: a stream whose hashing failed and that is published
+   * again gets a new header, which no replica may confuse with the old one.
    */
-  private async manifestOf(streamId: string): Promise<SignedManifest | undefined> {
-    const hit = this.manifests.get(streamId);
+  private async manifestOf(meta: StreamMeta): Promise<SignedManifest | undefined> {
+    const key = cacheKey(meta);
+    const hit = this.manifests.get(key);
     if (hit) return hit.manifest;
-    const bytes = await this.store.getManifest(streamId);
+    const bytes = await this.store.getManifest(meta.streamId);
     if (!bytes) return undefined;
     const manifest = SignedManifest.decode(bytes);
-    this.manifests.set(streamId, { manifest, bytes: bytes.length });
+    this.manifests.set(key, { manifest, bytes: bytes.length });
     this.manifestBytes += bytes.length;
     for (const [id, m] of this.manifests) {
-      if (this.manifestBytes <= MANIFEST_CACHE_BYTES || id === streamId) break;
+      if (this.manifestBytes <= MANIFEST_CACHE_BYTES || id === key) break;
       this.manifests.delete(id);
       this.manifestBytes -= m.bytes;
     }
     return manifest;
+  }
+
+  /**
+   * GetHashPieces: consecutive signed hash pieces of a ready stream, from
+   * the cache (pieces never change for a stream id and creation time), else
+   * from the store in one read shared by the viewers that ask at the same
+   * time. The answer stops at the first piece not hashed yet and stays under
+   * MAX_PIECES_BYTES. One meta read per call (O(1)) tells a failed or
+   * republished stream apart.
+   */
+  private async hashPieces(req: GetHashPiecesRequest | MalformedMessage): Promise<GetHashPiecesResponse> {
+    if (req instanceof MalformedMessage) throw invalidArgument(`malformed request: ${req.reason}`);
+    if (!isStreamId(req.streamId)) throw invalidArgument(`"${req.streamId.slice(0, 64)}" is not a stream id`);
+    if (!Number.isSafeInteger(req.firstPiece) || req.count < 1 || req.count > MAX_PIECES_PER_CALL) {
+      throw invalidArgument(`GetHashPieces wants first_piece >= 0 and count in [1, ${MAX_PIECES_PER_CALL}]`);
+    }
+    const meta = await this.store.getStream(req.streamId);
+    if (meta?.status === "failed") throw failedPrecondition(`hashing of "${meta.name}" failed: ${meta.failure}`);
+    if (!meta || meta.status !== "ready") throw notFound(`no stream with id "${req.streamId}"`);
+    const gen = cacheKey(meta);
+    const pieces: SignedHashPiece[] = [];
+    let bytes = 0;
+    const end = req.firstPiece + req.count;
+    for (let i = req.firstPiece; i < end; i++) {
+      let hit = this.cachedPiece(gen, i);
+      if (!hit && (await this.loadPieces(gen, meta.streamId, i, end - i)) > 0) hit = this.cachedPiece(gen, i);
+      if (!hit || (pieces.length > 0 && bytes + hit.bytes > MAX_PIECES_BYTES)) break;
+      pieces.push(hit.piece);
+      bytes += hit.bytes;
+    }
+    return { pieces };
+  }
+
+  private cachedPiece(gen: string, index: number): { piece: SignedHashPiece; bytes: number } | undefined {
+    const key = `${gen}/${index}`;
+    const hit = this.pieces.get(key);
+    if (hit) {
+      // least recently used first: a hit moves to the end
+      this.pieces.delete(key);
+      this.pieces.set(key, hit);
+    }
+    return hit;
+  }
+
+  /** Reads pieces [first, first + count) from the store into the cache; resolves how many it found. */
+  private loadPieces(gen: string, streamId: string, first: number, count: number): Promise<number> {
+    const key = `${gen}/${first}/${count}`;
+    let load = this.pieceLoads.get(key);
+    if (!load) {
+      load = (async () => {
+        const found = await this.store.getHashPieces(streamId, first, count);
+        found.forEach((bytes, i) => {
+          const k = `${gen}/${first + i}`;
+          if (this.pieces.has(k)) return;
+          this.pieces.set(k, { piece: SignedHashPiece.decode(bytes), bytes: bytes.length });
+          this.pieceBytes += bytes.length;
+        });
+        for (const [k, p] of this.pieces) {
+          if (this.pieceBytes <= PIECE_CACHE_BYTES) break;
+          this.pieces.delete(k);
+          this.pieceBytes -= p.bytes;
+        }
+        return found.length;
+      })().finally(() => this.pieceLoads.delete(key));
+      this.pieceLoads.set(key, load);
+    }
+    return load;
+  }
+
+  /** Drops what this replica cached of a stream (its hashing failed); other replicas' entries are never read again. */
+  private forgetStream(streamId: string): void {
+    for (const [k, m] of this.manifests) {
+      if (!k.startsWith(`${streamId}@`)) continue;
+      this.manifests.delete(k);
+      this.manifestBytes -= m.bytes;
+    }
+    for (const [k, p] of this.pieces) {
+      if (!k.startsWith(`${streamId}@`)) continue;
+      this.pieces.delete(k);
+      this.pieceBytes -= p.bytes;
+    }
   }
 
   private async descriptor(meta: StreamMeta): Promise<StreamDescriptor> {
@@ -817,7 +927,8 @@ export class TrackerCore {
   /**
    * A seeder offers a file. When the stream is ready already, the seeder joins
    * its swarm at once (READY); otherwise the tracker answers ACCEPTED and
-   * finishes in the background (READY or REJECTED). A seeder that published
+   * finishes in the background: READY as soon as the first hash piece is
+   * stored (the rest is hashed while viewers download), or REJECTED. A seeder that published
    * another version of the name in this session leaves that version's swarm
    * (its file changed, it can no longer serve the old bytes).
    */
@@ -836,7 +947,13 @@ export class TrackerCore {
         "publish: seeder left the older version",
       );
     }
-    const existing = await this.store.getStream(streamId);
+    let existing = await this.store.getStream(streamId);
+    if (existing?.status === "failed" && !this.pendingPublish.has(streamId)) {
+      // its hashing failed midway: published again, it is hashed afresh
+      await this.store.removeStream(streamId);
+      this.forgetStream(streamId);
+      existing = undefined;
+    }
     const chunkSize = existing?.chunkSize ?? this.opts.chunkSize;
     const result = (status: PublishStatus, detail = "") => publishResult(p.name, streamId, status, detail, chunkSize);
     if (existing?.status === "ready") {
@@ -919,16 +1036,58 @@ export class TrackerCore {
     return false;
   }
 
-  /** Asks the checksum service for the signed manifest; resolves undefined on success or the reason it failed. */
-  private async computeManifest(
+  /**
+   * Asks the checksum service for the signed manifest and stores its hash
+   * pieces as they arrive. Resolves once the stream is joinable (its first
+   * piece stored: undefined) or could not be made so (the reason). Hashing
+   * goes on in the background; should it fail after that, the stream fails
+   * (see failHashing).
+   */
+  private computeManifest(s: Session, p: Publish, streamId: string, chunkSize: number): Promise<string | undefined> {
+    const log = this.log.child({ peerId: s.peerId, name: p.name, streamId });
+    const sourceUrl = httpBase(s.dataHost, s.dataPort);
+    return new Promise<string | undefined>((settle) => {
+      let ready = false;
+      const onReady = () => {
+        ready = true;
+        settle(undefined);
+      };
+      this.hashStream(s, p, streamId, chunkSize, log, onReady).then(
+        () => {
+          if (!ready) settle("manifest not computed: the checksum service sent no manifest");
+        },
+        async (err: unknown) => {
+          const e = err as grpc.ServiceError;
+          const reason = `manifest not computed: ${e.details || e.message}`;
+          log.warn(
+            { sourceUrl, originUrl: p.originUrl || undefined, reason, ready },
+            ready ? "hashing failed after the stream was joinable" : "publish rejected",
+          );
+          if (ready) return this.failHashing(streamId, p.name, reason);
+          const meta = await this.store.getStream(streamId).catch(() => undefined);
+          if (meta && meta.status !== "ready") await this.store.removeStream(streamId).catch(() => undefined);
+          settle(reason);
+        },
+      );
+    });
+  }
+
+  /**
+   * Reads one ComputeManifest stream: checks the header against the published
+   * file and each piece's signature and place, stores each piece (raising the
+   * stream's hashed frontier, which replans the fetchers waiting for it) and
+   * marks the stream ready with its first piece (or at once for an empty file).
+   */
+  private async hashStream(
     s: Session,
     p: Publish,
     streamId: string,
     chunkSize: number,
-  ): Promise<string | undefined> {
+    log: Logger,
+    onReady: () => void,
+  ): Promise<void> {
     const count = chunkCount(p.size, chunkSize);
-    const log = this.log.child({ peerId: s.peerId, name: p.name, streamId });
-    const sourceUrl = httpBase(s.dataHost, s.dataPort);
+    const timeoutMs = MANIFEST_TIMEOUT_MS + Math.ceil((p.size / MIN_HASH_BYTES_PER_SECOND) * 1000);
     const ticket = issueTicket(
       {
         streamId,
@@ -939,57 +1098,104 @@ export class TrackerCore {
       },
       this.ticketKeys.signer,
     );
-    try {
-      const signed = await new Promise<SignedManifest>((resolve, reject) =>
-        this.checksum.computeManifest(
-          {
-            streamId,
-            name: p.name,
-            size: p.size,
-            chunkSize,
-            version: p.version,
-            sourceUrl,
-            ticket,
-            // an origin's bytes are hashed from the origin itself, with the seeder's validator
-            ...(p.originUrl
-              ? {
-                  originUrl: p.originUrl,
-                  originEtag: p.originEtag ?? "",
-                  originLastModified: p.originLastModified ?? "",
-                }
-              : {}),
-          },
-          new grpc.Metadata(),
-          { deadline: Date.now() + MANIFEST_TIMEOUT_MS },
-          (err, res) => (err ? reject(err) : resolve(res)),
-        ),
+    const key = await this.networkKey();
+    const call = this.checksum.computeManifest(
+      {
+        streamId,
+        name: p.name,
+        size: p.size,
+        chunkSize,
+        version: p.version,
+        sourceUrl: httpBase(s.dataHost, s.dataPort),
+        ticket,
+        pieceChunks: this.opts.pieceChunks ?? DEFAULT_PIECE_CHUNKS,
+        // an origin's bytes are hashed from the origin itself, with the seeder's validator
+        ...(p.originUrl
+          ? {
+              originUrl: p.originUrl,
+              originEtag: p.originEtag ?? "",
+              originLastModified: p.originLastModified ?? "",
+            }
+          : {}),
+      },
+      new grpc.Metadata(),
+      { deadline: Date.now() + timeoutMs },
+    );
+    const started = Date.now();
+    let manifest: Manifest | undefined;
+    let header: SignedManifest | undefined;
+    let next = 0;
+    const becomeReady = async () => {
+      const { replaced } = await this.store.markReady(streamId, SignedManifest.encode(header!).finish(), Date.now());
+      log.info(
+        { size: p.size, chunks: count, pieces: manifest!.pieceCount, replaced, ms: Date.now() - started },
+        "publish: stream ready (first hash piece stored)",
       );
-      const key = await this.networkKey();
-      const manifest = openManifest(signed, [key]);
-      const b = manifest.body;
-      if (
-        b.streamId !== streamId ||
-        b.name !== p.name ||
-        b.size !== p.size ||
-        b.chunkSize !== chunkSize ||
-        b.version !== p.version
-      ) {
-        throw new Error(
-          `manifest does not describe the published file (got ${b.name} size ${b.size} chunk ${b.chunkSize} v${b.version})`,
-        );
-      }
-      const { replaced } = await this.store.markReady(streamId, SignedManifest.encode(signed).finish(), Date.now());
-      log.info({ size: p.size, chunks: count, replaced, root: manifest.root() }, "publish: stream ready");
       this.announce(streamId, { type: "published", name: p.name });
       if (replaced) this.announce(replaced, { type: "retired", name: p.name, by: streamId });
-      return undefined;
+      onReady();
+    };
+    try {
+      for await (const part of call as AsyncIterable<ManifestPart>) {
+        if (part.part?.$case === "header") {
+          if (manifest) throw new Error("the checksum service sent two manifest headers");
+          header = part.part.value;
+          manifest = openManifest(header, [key]);
+          const b = manifest.body;
+          if (
+            b.streamId !== streamId ||
+            b.name !== p.name ||
+            b.size !== p.size ||
+            b.chunkSize !== chunkSize ||
+            b.version !== p.version
+          ) {
+            throw new Error(
+              `manifest does not describe the published file (got ${b.name} size ${b.size} chunk ${b.chunkSize} v${b.version})`,
+            );
+          }
+        } else if (part.part?.$case === "piece") {
+          if (!manifest) throw new Error("the checksum service sent a hash piece before the manifest header");
+          const piece = manifest.openPiece(part.part.value, [key], next);
+          const stored = await this.store.putHashPiece(
+            streamId,
+            next,
+            SignedHashPiece.encode(part.part.value).finish(),
+            piece.last + 1,
+          );
+          if (!stored) throw new Error("the stream was removed while it was being hashed");
+          if (next === 0) await becomeReady();
+          next++;
+        }
+      }
+    } finally {
+      call.cancel();
+    }
+    if (!manifest) throw new Error("the checksum service sent no manifest header");
+    if (next !== manifest.pieceCount) {
+      throw new Error(`the checksum service sent ${next} of ${manifest.pieceCount} hash pieces`);
+    }
+    if (manifest.pieceCount === 0) await becomeReady();
+    log.info({ pieces: next, ms: Date.now() - started }, "publish: stream fully hashed");
+  }
+
+  /**
+   * The hashing of a joinable stream failed midway: the stream fails in the
+   * store (its name is freed, its epoch bumped), so that every replica's plan
+   * of its viewers ends their sessions with the reason (FAILED_PRECONDITION)
+   * instead of leaving them waiting for hashes that will not come.
+   */
+  private async failHashing(streamId: string, name: string, reason: string): Promise<void> {
+    try {
+      await this.store.failStream(streamId, reason);
     } catch (err) {
-      const e = err as grpc.ServiceError;
-      const reason = `manifest not computed: ${e.details || e.message}`;
-      log.warn({ sourceUrl, originUrl: p.originUrl || undefined, reason }, "publish rejected");
-      const meta = await this.store.getStream(streamId).catch(() => undefined);
-      if (meta && meta.status !== "ready") await this.store.removeStream(streamId).catch(() => undefined);
-      return reason;
+      this.log.error({ err, streamId }, "marking the stream failed");
+    }
+    this.forgetStream(streamId);
+    for (const s of this.sessions.values()) {
+      if (s.joined.has(streamId)) s.requestPlan();
+      else if (s.published.get(name) === streamId) {
+        s.send({ body: { $case: "notice", value: { message: `"${name}" failed: ${reason}` } } });
+      }
     }
   }
 
@@ -1027,6 +1233,11 @@ export class TrackerCore {
     this.checksum.close();
     this.log.info("tracker drained");
   }
+}
+
+/** Cache key of what a stream's publish produced: the id, and the creation time that tells a republish apart. */
+function cacheKey(meta: StreamMeta): string {
+  return `${meta.streamId}@${meta.createdMs}`;
 }
 
 function publishResult(

@@ -8,14 +8,16 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { PublicKey, SignedManifest, SignedTicket } from "./common.js";
+import { PublicKey, SignedHashPiece, SignedManifest, SignedTicket } from "./common.js";
 
 export interface ComputeManifestRequest {
   streamId: string;
@@ -47,7 +49,15 @@ export interface ComputeManifestRequest {
     | string
     | undefined;
   /** Last-Modified date, as the origin sent it (used only without an ETag). */
-  originLastModified?: string | undefined;
+  originLastModified?:
+    | string
+    | undefined;
+  /** Chunks per hash piece, in [1, 16384]; 0 means the default (256). */
+  pieceChunks: number;
+}
+
+export interface ManifestPart {
+  part: { $case: "header"; value: SignedManifest } | { $case: "piece"; value: SignedHashPiece } | undefined;
 }
 
 export interface GetNetworkKeyRequest {
@@ -65,6 +75,7 @@ function createBaseComputeManifestRequest(): ComputeManifestRequest {
     originUrl: undefined,
     originEtag: undefined,
     originLastModified: undefined,
+    pieceChunks: 0,
   };
 }
 
@@ -99,6 +110,9 @@ export const ComputeManifestRequest: MessageFns<ComputeManifestRequest> = {
     }
     if (message.originLastModified !== undefined) {
       writer.uint32(82).string(message.originLastModified);
+    }
+    if (message.pieceChunks !== 0) {
+      writer.uint32(88).uint32(message.pieceChunks);
     }
     return writer;
   },
@@ -196,6 +210,14 @@ export const ComputeManifestRequest: MessageFns<ComputeManifestRequest> = {
             message.originLastModified = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.pieceChunks = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -244,6 +266,11 @@ export const ComputeManifestRequest: MessageFns<ComputeManifestRequest> = {
         : isSet(object.origin_last_modified)
         ? globalThis.String(object.origin_last_modified)
         : undefined,
+      pieceChunks: isSet(object.pieceChunks)
+        ? globalThis.Number(object.pieceChunks)
+        : isSet(object.piece_chunks)
+        ? globalThis.Number(object.piece_chunks)
+        : 0,
     };
   },
 
@@ -279,6 +306,9 @@ export const ComputeManifestRequest: MessageFns<ComputeManifestRequest> = {
     if (message.originLastModified !== undefined) {
       obj.originLastModified = message.originLastModified;
     }
+    if (message.pieceChunks !== 0) {
+      obj.pieceChunks = Math.round(message.pieceChunks);
+    }
     return obj;
   },
 
@@ -299,6 +329,108 @@ export const ComputeManifestRequest: MessageFns<ComputeManifestRequest> = {
     message.originUrl = object.originUrl ?? undefined;
     message.originEtag = object.originEtag ?? undefined;
     message.originLastModified = object.originLastModified ?? undefined;
+    message.pieceChunks = object.pieceChunks ?? 0;
+    return message;
+  },
+};
+
+function createBaseManifestPart(): ManifestPart {
+  return { part: undefined };
+}
+
+export const ManifestPart: MessageFns<ManifestPart> = {
+  encode(message: ManifestPart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.part?.$case) {
+      case "header":
+        SignedManifest.encode(message.part.value, writer.uint32(10).fork()).join();
+        break;
+      case "piece":
+        SignedHashPiece.encode(message.part.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ManifestPart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseManifestPart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.part = { $case: "header", value: SignedManifest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.part = { $case: "piece", value: SignedHashPiece.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ManifestPart {
+    return {
+      part: isSet(object.header)
+        ? { $case: "header", value: SignedManifest.fromJSON(object.header) }
+        : isSet(object.piece)
+        ? { $case: "piece", value: SignedHashPiece.fromJSON(object.piece) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: ManifestPart): unknown {
+    const obj: any = {};
+    if (message.part?.$case === "header") {
+      obj.header = SignedManifest.toJSON(message.part.value);
+    } else if (message.part?.$case === "piece") {
+      obj.piece = SignedHashPiece.toJSON(message.part.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ManifestPart>): ManifestPart {
+    return ManifestPart.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ManifestPart>): ManifestPart {
+    const message = createBaseManifestPart();
+    switch (object.part?.$case) {
+      case "header": {
+        if (object.part?.value !== undefined && object.part?.value !== null) {
+          message.part = { $case: "header", value: SignedManifest.fromPartial(object.part.value) };
+        }
+        break;
+      }
+      case "piece": {
+        if (object.part?.value !== undefined && object.part?.value !== null) {
+          message.part = { $case: "piece", value: SignedHashPiece.fromPartial(object.part.value) };
+        }
+        break;
+      }
+    }
     return message;
   },
 };
@@ -357,15 +489,21 @@ export const GetNetworkKeyRequest: MessageFns<GetNetworkKeyRequest> = {
 
 export type ChecksumService = typeof ChecksumService;
 export const ChecksumService = {
+  /**
+   * Streams the signed manifest header first (before any byte is read), then
+   * each signed hash piece, in piece order, as soon as its chunks are hashed;
+   * ends OK after the last piece. A failure midway ends the call with a
+   * status (the pieces sent before it stay valid).
+   */
   computeManifest: {
     path: "/pdtp.v1.Checksum/ComputeManifest" as const,
     requestStream: false as const,
-    responseStream: false as const,
+    responseStream: true as const,
     requestSerialize: (value: ComputeManifestRequest): Buffer =>
       Buffer.from(ComputeManifestRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): ComputeManifestRequest => ComputeManifestRequest.decode(value),
-    responseSerialize: (value: SignedManifest): Buffer => Buffer.from(SignedManifest.encode(value).finish()),
-    responseDeserialize: (value: Buffer): SignedManifest => SignedManifest.decode(value),
+    responseSerialize: (value: ManifestPart): Buffer => Buffer.from(ManifestPart.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ManifestPart => ManifestPart.decode(value),
   },
   getNetworkKey: {
     path: "/pdtp.v1.Checksum/GetNetworkKey" as const,
@@ -379,26 +517,29 @@ export const ChecksumService = {
 } as const;
 
 export interface ChecksumServer extends UntypedServiceImplementation {
-  computeManifest: handleUnaryCall<ComputeManifestRequest, SignedManifest>;
+  /**
+   * Streams the signed manifest header first (before any byte is read), then
+   * each signed hash piece, in piece order, as soon as its chunks are hashed;
+   * ends OK after the last piece. A failure midway ends the call with a
+   * status (the pieces sent before it stay valid).
+   */
+  computeManifest: handleServerStreamingCall<ComputeManifestRequest, ManifestPart>;
   getNetworkKey: handleUnaryCall<GetNetworkKeyRequest, PublicKey>;
 }
 
 export interface ChecksumClient extends Client {
+  /**
+   * Streams the signed manifest header first (before any byte is read), then
+   * each signed hash piece, in piece order, as soon as its chunks are hashed;
+   * ends OK after the last piece. A failure midway ends the call with a
+   * status (the pieces sent before it stay valid).
+   */
+  computeManifest(request: ComputeManifestRequest, options?: Partial<CallOptions>): ClientReadableStream<ManifestPart>;
   computeManifest(
     request: ComputeManifestRequest,
-    callback: (error: ServiceError | null, response: SignedManifest) => void,
-  ): ClientUnaryCall;
-  computeManifest(
-    request: ComputeManifestRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: SignedManifest) => void,
-  ): ClientUnaryCall;
-  computeManifest(
-    request: ComputeManifestRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: SignedManifest) => void,
-  ): ClientUnaryCall;
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ManifestPart>;
   getNetworkKey(
     request: GetNetworkKeyRequest,
     callback: (error: ServiceError | null, response: PublicKey) => void,

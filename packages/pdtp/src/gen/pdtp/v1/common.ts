@@ -52,21 +52,27 @@ export interface ChunkRange {
 }
 
 /**
- * What the checksum service signs for an on-demand stream. Clients verify the
- * signature over the exact encoded bytes of this message (SignedManifest.body),
- * never over a re-encoding.
+ * What the checksum service signs for an on-demand stream: a small header,
+ * whatever the file size. The chunk hashes travel apart, in hash pieces of
+ * `piece_chunks` chunks each (HashPieceBody), each signed on its own, so that a
+ * viewer can start as soon as the first piece is signed and keeps only the
+ * pieces it needs. Clients verify the signature over the exact encoded bytes
+ * of this message (SignedManifest.body), never over a re-encoding.
  */
 export interface ManifestBody {
   streamId: string;
   name: string;
   size: number;
   chunkSize: number;
-  /** SHA-256 of every chunk, 32 bytes each, concatenated in chunk order. */
-  chunkHashes: Buffer;
   /** Milliseconds since the Unix epoch at which the manifest was made. */
   createdMs: number;
   /** Identifies the content version; a publish with other bytes gets a new one. */
   version: number;
+  /**
+   * Chunks per hash piece (the last piece may have fewer): piece p covers
+   * chunks [p * piece_chunks, min((p + 1) * piece_chunks, chunk count)).
+   */
+  pieceChunks: number;
 }
 
 export interface SignedManifest {
@@ -75,6 +81,31 @@ export interface SignedManifest {
   /** Ed25519 signature over body by the network key. */
   signature: Buffer;
   /** Fingerprint of the signing key (hex SHA-256 of its raw public key, first 16 bytes). */
+  keyId: string;
+}
+
+/**
+ * The SHA-256 of the chunks of one hash piece, signed on its own by the
+ * network key. stream_id, version and index bind it to its place; header_sha256
+ * binds it to the exact manifest header it was made with (a piece of another
+ * computation of the same stream, e.g. with another chunk size, is refused).
+ */
+export interface HashPieceBody {
+  streamId: string;
+  version: number;
+  /** Piece number, from 0. */
+  index: number;
+  /** SHA-256 of the encoded ManifestBody (SignedManifest.body) of the stream. */
+  headerSha256: Buffer;
+  /** SHA-256 of each chunk of the piece, 32 bytes each, in chunk order. */
+  chunkHashes: Buffer;
+}
+
+export interface SignedHashPiece {
+  /** The encoded HashPieceBody. */
+  body: Buffer;
+  /** Ed25519 signature over body by the network key. */
+  signature: Buffer;
   keyId: string;
 }
 
@@ -203,7 +234,7 @@ export const ChunkRange: MessageFns<ChunkRange> = {
 };
 
 function createBaseManifestBody(): ManifestBody {
-  return { streamId: "", name: "", size: 0, chunkSize: 0, chunkHashes: Buffer.alloc(0), createdMs: 0, version: 0 };
+  return { streamId: "", name: "", size: 0, chunkSize: 0, createdMs: 0, version: 0, pieceChunks: 0 };
 }
 
 export const ManifestBody: MessageFns<ManifestBody> = {
@@ -220,14 +251,14 @@ export const ManifestBody: MessageFns<ManifestBody> = {
     if (message.chunkSize !== 0) {
       writer.uint32(32).uint32(message.chunkSize);
     }
-    if (message.chunkHashes.length !== 0) {
-      writer.uint32(42).bytes(message.chunkHashes);
-    }
     if (message.createdMs !== 0) {
       writer.uint32(48).uint64(message.createdMs);
     }
     if (message.version !== 0) {
       writer.uint32(56).uint64(message.version);
+    }
+    if (message.pieceChunks !== 0) {
+      writer.uint32(64).uint32(message.pieceChunks);
     }
     return writer;
   },
@@ -277,14 +308,6 @@ export const ManifestBody: MessageFns<ManifestBody> = {
             message.chunkSize = reader.uint32();
             continue;
           }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.chunkHashes = Buffer.from(reader.bytes());
-            continue;
-          }
           case 6: {
             if (tag !== 48) {
               break;
@@ -299,6 +322,14 @@ export const ManifestBody: MessageFns<ManifestBody> = {
             }
 
             message.version = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.pieceChunks = reader.uint32();
             continue;
           }
         }
@@ -327,17 +358,17 @@ export const ManifestBody: MessageFns<ManifestBody> = {
         : isSet(object.chunk_size)
         ? globalThis.Number(object.chunk_size)
         : 0,
-      chunkHashes: isSet(object.chunkHashes)
-        ? Buffer.from(bytesFromBase64(object.chunkHashes))
-        : isSet(object.chunk_hashes)
-        ? Buffer.from(bytesFromBase64(object.chunk_hashes))
-        : Buffer.alloc(0),
       createdMs: isSet(object.createdMs)
         ? globalThis.Number(object.createdMs)
         : isSet(object.created_ms)
         ? globalThis.Number(object.created_ms)
         : 0,
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      pieceChunks: isSet(object.pieceChunks)
+        ? globalThis.Number(object.pieceChunks)
+        : isSet(object.piece_chunks)
+        ? globalThis.Number(object.piece_chunks)
+        : 0,
     };
   },
 
@@ -355,14 +386,14 @@ export const ManifestBody: MessageFns<ManifestBody> = {
     if (message.chunkSize !== 0) {
       obj.chunkSize = Math.round(message.chunkSize);
     }
-    if (message.chunkHashes.length !== 0) {
-      obj.chunkHashes = base64FromBytes(message.chunkHashes);
-    }
     if (message.createdMs !== 0) {
       obj.createdMs = Math.round(message.createdMs);
     }
     if (message.version !== 0) {
       obj.version = Math.round(message.version);
+    }
+    if (message.pieceChunks !== 0) {
+      obj.pieceChunks = Math.round(message.pieceChunks);
     }
     return obj;
   },
@@ -376,9 +407,9 @@ export const ManifestBody: MessageFns<ManifestBody> = {
     message.name = object.name ?? "";
     message.size = object.size ?? 0;
     message.chunkSize = object.chunkSize ?? 0;
-    message.chunkHashes = object.chunkHashes ?? Buffer.alloc(0);
     message.createdMs = object.createdMs ?? 0;
     message.version = object.version ?? 0;
+    message.pieceChunks = object.pieceChunks ?? 0;
     return message;
   },
 };
@@ -481,6 +512,256 @@ export const SignedManifest: MessageFns<SignedManifest> = {
   },
   fromPartial(object: DeepPartial<SignedManifest>): SignedManifest {
     const message = createBaseSignedManifest();
+    message.body = object.body ?? Buffer.alloc(0);
+    message.signature = object.signature ?? Buffer.alloc(0);
+    message.keyId = object.keyId ?? "";
+    return message;
+  },
+};
+
+function createBaseHashPieceBody(): HashPieceBody {
+  return { streamId: "", version: 0, index: 0, headerSha256: Buffer.alloc(0), chunkHashes: Buffer.alloc(0) };
+}
+
+export const HashPieceBody: MessageFns<HashPieceBody> = {
+  encode(message: HashPieceBody, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== "") {
+      writer.uint32(10).string(message.streamId);
+    }
+    if (message.version !== 0) {
+      writer.uint32(16).uint64(message.version);
+    }
+    if (message.index !== 0) {
+      writer.uint32(24).uint64(message.index);
+    }
+    if (message.headerSha256.length !== 0) {
+      writer.uint32(34).bytes(message.headerSha256);
+    }
+    if (message.chunkHashes.length !== 0) {
+      writer.uint32(42).bytes(message.chunkHashes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HashPieceBody {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHashPieceBody();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.streamId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.index = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.headerSha256 = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.chunkHashes = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HashPieceBody {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.String(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.String(object.stream_id)
+        : "",
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      headerSha256: isSet(object.headerSha256)
+        ? Buffer.from(bytesFromBase64(object.headerSha256))
+        : isSet(object.header_sha256)
+        ? Buffer.from(bytesFromBase64(object.header_sha256))
+        : Buffer.alloc(0),
+      chunkHashes: isSet(object.chunkHashes)
+        ? Buffer.from(bytesFromBase64(object.chunkHashes))
+        : isSet(object.chunk_hashes)
+        ? Buffer.from(bytesFromBase64(object.chunk_hashes))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: HashPieceBody): unknown {
+    const obj: any = {};
+    if (message.streamId !== "") {
+      obj.streamId = message.streamId;
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.headerSha256.length !== 0) {
+      obj.headerSha256 = base64FromBytes(message.headerSha256);
+    }
+    if (message.chunkHashes.length !== 0) {
+      obj.chunkHashes = base64FromBytes(message.chunkHashes);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HashPieceBody>): HashPieceBody {
+    return HashPieceBody.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HashPieceBody>): HashPieceBody {
+    const message = createBaseHashPieceBody();
+    message.streamId = object.streamId ?? "";
+    message.version = object.version ?? 0;
+    message.index = object.index ?? 0;
+    message.headerSha256 = object.headerSha256 ?? Buffer.alloc(0);
+    message.chunkHashes = object.chunkHashes ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseSignedHashPiece(): SignedHashPiece {
+  return { body: Buffer.alloc(0), signature: Buffer.alloc(0), keyId: "" };
+}
+
+export const SignedHashPiece: MessageFns<SignedHashPiece> = {
+  encode(message: SignedHashPiece, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.body.length !== 0) {
+      writer.uint32(10).bytes(message.body);
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(18).bytes(message.signature);
+    }
+    if (message.keyId !== "") {
+      writer.uint32(26).string(message.keyId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignedHashPiece {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignedHashPiece();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.body = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignedHashPiece {
+    return {
+      body: isSet(object.body) ? Buffer.from(bytesFromBase64(object.body)) : Buffer.alloc(0),
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+    };
+  },
+
+  toJSON(message: SignedHashPiece): unknown {
+    const obj: any = {};
+    if (message.body.length !== 0) {
+      obj.body = base64FromBytes(message.body);
+    }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SignedHashPiece>): SignedHashPiece {
+    return SignedHashPiece.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SignedHashPiece>): SignedHashPiece {
+    const message = createBaseSignedHashPiece();
     message.body = object.body ?? Buffer.alloc(0);
     message.signature = object.signature ?? Buffer.alloc(0);
     message.keyId = object.keyId ?? "";

@@ -20,6 +20,7 @@ import {
 import {
   ChunkRange,
   PublicKey,
+  SignedHashPiece,
   SignedManifest,
   SignedTicket,
   StreamKind,
@@ -172,7 +173,10 @@ export enum PublishStatus {
   PUBLISH_STATUS_UNSPECIFIED = 0,
   /** PUBLISH_STATUS_ACCEPTED - The stream is known and its manifest is being computed. */
   PUBLISH_STATUS_ACCEPTED = 1,
-  /** PUBLISH_STATUS_READY - The manifest is signed; viewers can join. */
+  /**
+   * PUBLISH_STATUS_READY - The first hash piece is signed; viewers can join (the rest is hashed
+   * while they download).
+   */
   PUBLISH_STATUS_READY = 2,
   PUBLISH_STATUS_REJECTED = 3,
   UNRECOGNIZED = -1,
@@ -367,7 +371,10 @@ export interface StreamDescriptor {
 }
 
 export interface Joined {
-  descriptor: StreamDescriptor | undefined;
+  descriptor:
+    | StreamDescriptor
+    | undefined;
+  /** The signed manifest header; the chunk hashes come with GetHashPieces. */
   manifest: SignedManifest | undefined;
 }
 
@@ -450,6 +457,17 @@ export interface ListStreamsRequest {
 
 export interface ListStreamsResponse {
   streams: StreamDescriptor[];
+}
+
+export interface GetHashPiecesRequest {
+  streamId: string;
+  firstPiece: number;
+  /** At most 64. */
+  count: number;
+}
+
+export interface GetHashPiecesResponse {
+  pieces: SignedHashPiece[];
 }
 
 function createBasePeerMessage(): PeerMessage {
@@ -3414,6 +3432,186 @@ export const ListStreamsResponse: MessageFns<ListStreamsResponse> = {
   },
 };
 
+function createBaseGetHashPiecesRequest(): GetHashPiecesRequest {
+  return { streamId: "", firstPiece: 0, count: 0 };
+}
+
+export const GetHashPiecesRequest: MessageFns<GetHashPiecesRequest> = {
+  encode(message: GetHashPiecesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== "") {
+      writer.uint32(10).string(message.streamId);
+    }
+    if (message.firstPiece !== 0) {
+      writer.uint32(16).uint64(message.firstPiece);
+    }
+    if (message.count !== 0) {
+      writer.uint32(24).uint32(message.count);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetHashPiecesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetHashPiecesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.streamId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.firstPiece = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.count = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetHashPiecesRequest {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.String(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.String(object.stream_id)
+        : "",
+      firstPiece: isSet(object.firstPiece)
+        ? globalThis.Number(object.firstPiece)
+        : isSet(object.first_piece)
+        ? globalThis.Number(object.first_piece)
+        : 0,
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+    };
+  },
+
+  toJSON(message: GetHashPiecesRequest): unknown {
+    const obj: any = {};
+    if (message.streamId !== "") {
+      obj.streamId = message.streamId;
+    }
+    if (message.firstPiece !== 0) {
+      obj.firstPiece = Math.round(message.firstPiece);
+    }
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetHashPiecesRequest>): GetHashPiecesRequest {
+    return GetHashPiecesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetHashPiecesRequest>): GetHashPiecesRequest {
+    const message = createBaseGetHashPiecesRequest();
+    message.streamId = object.streamId ?? "";
+    message.firstPiece = object.firstPiece ?? 0;
+    message.count = object.count ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetHashPiecesResponse(): GetHashPiecesResponse {
+  return { pieces: [] };
+}
+
+export const GetHashPiecesResponse: MessageFns<GetHashPiecesResponse> = {
+  encode(message: GetHashPiecesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.pieces) {
+      SignedHashPiece.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetHashPiecesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetHashPiecesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.pieces.push(SignedHashPiece.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetHashPiecesResponse {
+    return {
+      pieces: globalThis.Array.isArray(object?.pieces)
+        ? object.pieces.map((e: any) => SignedHashPiece.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetHashPiecesResponse): unknown {
+    const obj: any = {};
+    if (message.pieces?.length) {
+      obj.pieces = message.pieces.map((e) => SignedHashPiece.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetHashPiecesResponse>): GetHashPiecesResponse {
+    return GetHashPiecesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetHashPiecesResponse>): GetHashPiecesResponse {
+    const message = createBaseGetHashPiecesResponse();
+    message.pieces = object.pieces?.map((e) => SignedHashPiece.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type TrackerService = typeof TrackerService;
 export const TrackerService = {
   /** One per peer for its whole life. Ends with a gRPC status that says why. */
@@ -3447,6 +3645,22 @@ export const TrackerService = {
     responseSerialize: (value: ListStreamsResponse): Buffer => Buffer.from(ListStreamsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListStreamsResponse => ListStreamsResponse.decode(value),
   },
+  /**
+   * Signed hash pieces of a joined stream (see ManifestBody.piece_chunks),
+   * consecutive from first_piece: fewer than asked when the rest is not
+   * hashed yet or would make the answer too big. NOT_FOUND for a stream that
+   * is unknown or not ready; FAILED_PRECONDITION when its hashing failed.
+   */
+  getHashPieces: {
+    path: "/pdtp.v1.Tracker/GetHashPieces" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetHashPiecesRequest): Buffer => Buffer.from(GetHashPiecesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetHashPiecesRequest => GetHashPiecesRequest.decode(value),
+    responseSerialize: (value: GetHashPiecesResponse): Buffer =>
+      Buffer.from(GetHashPiecesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetHashPiecesResponse => GetHashPiecesResponse.decode(value),
+  },
 } as const;
 
 export interface TrackerServer extends UntypedServiceImplementation {
@@ -3456,6 +3670,13 @@ export interface TrackerServer extends UntypedServiceImplementation {
   describeStream: handleUnaryCall<DescribeStreamRequest, StreamDescriptor>;
   /** Streams that can be joined now. */
   listStreams: handleUnaryCall<ListStreamsRequest, ListStreamsResponse>;
+  /**
+   * Signed hash pieces of a joined stream (see ManifestBody.piece_chunks),
+   * consecutive from first_piece: fewer than asked when the rest is not
+   * hashed yet or would make the answer too big. NOT_FOUND for a stream that
+   * is unknown or not ready; FAILED_PRECONDITION when its hashing failed.
+   */
+  getHashPieces: handleUnaryCall<GetHashPiecesRequest, GetHashPiecesResponse>;
 }
 
 export interface TrackerClient extends Client {
@@ -3494,6 +3715,27 @@ export interface TrackerClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListStreamsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Signed hash pieces of a joined stream (see ManifestBody.piece_chunks),
+   * consecutive from first_piece: fewer than asked when the rest is not
+   * hashed yet or would make the answer too big. NOT_FOUND for a stream that
+   * is unknown or not ready; FAILED_PRECONDITION when its hashing failed.
+   */
+  getHashPieces(
+    request: GetHashPiecesRequest,
+    callback: (error: ServiceError | null, response: GetHashPiecesResponse) => void,
+  ): ClientUnaryCall;
+  getHashPieces(
+    request: GetHashPiecesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetHashPiecesResponse) => void,
+  ): ClientUnaryCall;
+  getHashPieces(
+    request: GetHashPiecesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetHashPiecesResponse) => void,
   ): ClientUnaryCall;
 }
 
