@@ -3,24 +3,18 @@ import { createHash, randomBytes } from "node:crypto";
 import { createServer, get, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
-import * as grpc from "@grpc/grpc-js";
 import {
   chunkCount,
   chunksPath,
   encodeTicket,
   issueTicket,
-  PublishStatus,
   Signer,
   streamIdFor,
   TICKET_HEADER,
-  TrackerService,
-  type PeerMessage,
-  type Publish,
-  type TrackerMessage,
-  type TrackerServer,
 } from "@distribustream/pdtp";
 import { createLogger, Registry } from "@distribustream/runtime";
 import { startSeeder, type RunningSeeder } from "./index.js";
+import { TestTracker } from "./testTracker.js";
 
 const log = createLogger("test", { level: "silent" });
 const trackerKey = Signer.generate();
@@ -72,61 +66,6 @@ class Origin {
   }
 }
 
-/** A minimal real tracker: Welcome, then ACCEPTED and READY (chunk size CHUNK) for every Publish. */
-class Tracker {
-  publishes: Publish[] = [];
-  port = 0;
-  private readonly server = new grpc.Server();
-  async start(): Promise<void> {
-    const impl: TrackerServer = {
-      session: (call) => {
-        call.on("data", (m: PeerMessage) => {
-          const b = m.body;
-          if (b?.$case === "hello") {
-            call.write({
-              body: {
-                $case: "welcome",
-                value: {
-                  peerId: "seeder-1",
-                  observedHost: "127.0.0.1",
-                  ticketKeys: [trackerKey.publicKey],
-                  networkKeys: [],
-                },
-              },
-            } satisfies TrackerMessage);
-          } else if (b?.$case === "publish") {
-            const p = b.value;
-            this.publishes.push(p);
-            const streamId = streamIdFor(p.name, p.size, p.version);
-            for (const status of [PublishStatus.PUBLISH_STATUS_ACCEPTED, PublishStatus.PUBLISH_STATUS_READY]) {
-              call.write({
-                body: {
-                  $case: "publishResult",
-                  value: { name: p.name, streamId, status, detail: "", chunkSize: CHUNK },
-                },
-              });
-            }
-          }
-        });
-        call.on("end", () => call.end());
-        call.on("error", () => {});
-      },
-      describeStream: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
-      listStreams: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
-      getHashPieces: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
-    };
-    this.server.addService(TrackerService, impl);
-    this.port = await new Promise((resolve, reject) =>
-      this.server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) =>
-        e ? reject(e) : resolve(p),
-      ),
-    );
-  }
-  stop(): void {
-    this.server.forceShutdown();
-  }
-}
-
 /** GETs every chunk of a stream from the seeder's data plane with a valid ticket. */
 function fetchAll(port: number, streamId: string) {
   const count = chunkCount(SIZE, CHUNK);
@@ -159,7 +98,7 @@ function fetchAll(port: number, streamId: string) {
 
 describe("seeder relaying HTTP origins", () => {
   const origin = new Origin();
-  const tracker = new Tracker();
+  const tracker = new TestTracker(trackerKey, CHUNK);
   let seeder: RunningSeeder;
 
   before(async () => {

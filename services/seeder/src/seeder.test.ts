@@ -13,113 +13,19 @@ import {
   encodeTicket,
   issueTicket,
   PeerRole,
-  PublishStatus,
   Signer,
   streamIdFor,
   TICKET_HEADER,
   TrackerService,
-  type Hello,
   type PeerMessage,
-  type Publish,
-  type TrackerMessage,
   type TrackerServer,
 } from "@distribustream/pdtp";
 import { createLogger, Registry } from "@distribustream/runtime";
 import { startSeeder, type RunningSeeder } from "./index.js";
+import { TestTracker } from "./testTracker.js";
 
 const log = createLogger("test", { level: "silent" });
 const trackerKey = Signer.generate();
-
-/**
- * A minimal real Tracker: records Hello, Publish and Unpublish, answers
- * Welcome and ACCEPTED then READY (REJECTED for names starting "reject").
- */
-class TestTracker {
-  hellos: Hello[] = [];
-  publishes: Publish[] = [];
-  unpublishes: string[] = [];
-  sessions: grpc.ServerDuplexStream<PeerMessage, TrackerMessage>[] = [];
-  peerIds: string[] = [];
-  port = 0;
-  private readonly server = new grpc.Server();
-  private changed: (() => void)[] = [];
-
-  async start(): Promise<void> {
-    const impl: TrackerServer = {
-      session: (call) => {
-        this.sessions.push(call);
-        call.on("data", (m: PeerMessage) => this.onMessage(call, m));
-        call.on("end", () => call.end());
-        call.on("error", () => {});
-      },
-      describeStream: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
-      listStreams: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
-      getHashPieces: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
-    };
-    this.server.addService(TrackerService, impl);
-    this.port = await new Promise((resolve, reject) =>
-      this.server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) =>
-        e ? reject(e) : resolve(p),
-      ),
-    );
-  }
-
-  private onMessage(call: grpc.ServerDuplexStream<PeerMessage, TrackerMessage>, m: PeerMessage): void {
-    const b = m.body;
-    if (b?.$case === "hello") {
-      this.hellos.push(b.value);
-      const peerId = `seeder-${this.hellos.length}`;
-      this.peerIds.push(peerId);
-      call.write({
-        body: {
-          $case: "welcome",
-          value: { peerId, observedHost: "127.0.0.1", ticketKeys: [trackerKey.publicKey], networkKeys: [] },
-        },
-      });
-    } else if (b?.$case === "publish") {
-      const p = b.value;
-      this.publishes.push(p);
-      const streamId = streamIdFor(p.name, p.size, p.version);
-      const result = (status: PublishStatus, detail = "") =>
-        call.write({
-          body: {
-            $case: "publishResult",
-            value: { name: p.name, streamId, status, detail, chunkSize: DEFAULT_CHUNK_SIZE },
-          },
-        });
-      result(PublishStatus.PUBLISH_STATUS_ACCEPTED);
-      setTimeout(() => {
-        if (p.name.startsWith("reject"))
-          result(PublishStatus.PUBLISH_STATUS_REJECTED, "manifest not computed: test says no");
-        else result(PublishStatus.PUBLISH_STATUS_READY);
-      }, 20);
-    } else if (b?.$case === "unpublish") {
-      this.unpublishes.push(b.value.name);
-    }
-    for (const f of this.changed.splice(0)) f();
-  }
-
-  /** Resolves once `pred` holds (checked after every message), or fails after 5 s. */
-  async until(pred: () => boolean, what: string): Promise<void> {
-    const deadline = Date.now() + 5_000;
-    while (!pred()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise<void>((r) => {
-        this.changed.push(r);
-        setTimeout(r, 100);
-      });
-    }
-  }
-
-  kickAll(): void {
-    for (const s of this.sessions) s.emit("error", { code: grpc.status.UNAVAILABLE, details: "tracker going away" });
-    this.sessions = [];
-  }
-
-  stop(): void {
-    this.server.forceShutdown();
-  }
-}
 
 function fetchRaw(port: number, streamId: string, count: number, serverId: string) {
   const ticket = issueTicket(
@@ -173,7 +79,7 @@ describe("seeder", () => {
     await old(join(root, "secret.bin"));
     await symlink(join(root, "secret.bin"), join(media, "escape.bin"));
     await symlink(join(media, "a.bin"), join(media, "inside-link.bin"));
-    tracker = new TestTracker();
+    tracker = new TestTracker(trackerKey);
     await tracker.start();
     seeder = await startSeeder({
       tracker: `127.0.0.1:${tracker.port}`,

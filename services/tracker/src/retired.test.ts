@@ -7,7 +7,6 @@ import {
   Signer,
   TrackerClient,
   WantMode,
-  type PeerMessage,
   type Publish,
   type TrackerMessage,
 } from "@distribustream/pdtp";
@@ -15,69 +14,11 @@ import { createLogger, Registry } from "@distribustream/runtime";
 import { MemorySwarmStore } from "@distribustream/swarm-store";
 import { startChecksumDouble } from "./checksumDouble.js";
 import { startTracker, type RunningTracker } from "./index.js";
+import { TestPeer } from "./testPeer.js";
 
 const CHUNK = 1024;
 const SIZE = 10 * CHUNK;
 type Body = NonNullable<TrackerMessage["body"]>;
-
-/** One peer session from the peer's side: sends bodies, waits for messages of a kind. */
-class Peer {
-  readonly call: grpc.ClientDuplexStream<PeerMessage, TrackerMessage>;
-  readonly inbox: Body[] = [];
-  readonly ended: Promise<grpc.StatusObject>;
-  private wake: (() => void) | undefined;
-
-  constructor(client: TrackerClient) {
-    this.call = client.session();
-    this.call.on("data", (m: TrackerMessage) => {
-      if (m.body) this.inbox.push(m.body);
-      this.wake?.();
-    });
-    this.ended = new Promise((resolve) => {
-      this.call.on("error", (e: grpc.ServiceError) => resolve(e));
-      this.call.on("status", (s: grpc.StatusObject) => resolve(s));
-    });
-  }
-
-  send(body: PeerMessage["body"]): void {
-    this.call.write({ body });
-  }
-
-  async next<K extends Body["$case"]>(kind: K, timeoutMs = 5_000): Promise<Extract<Body, { $case: K }>["value"]> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.inbox.findIndex((b) => b.$case === kind);
-      if (i >= 0) return this.inbox.splice(i, 1)[0]!.value as never;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no ${kind} within ${timeoutMs} ms (got ${this.inbox.map((b) => b.$case)})`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-    }
-  }
-
-  async hello(role: PeerRole, dataPort: number) {
-    const peerKey = Signer.generate().publicKey.ed25519;
-    this.send({
-      $case: "hello",
-      value: { role, dataPort, agent: "test/1", credential: "", advertiseHost: "", peerKey },
-    });
-    return this.next("welcome");
-  }
-
-  /** Publishes and resolves with the READY (or REJECTED) result. */
-  async publish(p: Publish) {
-    this.send({ $case: "publish", value: p });
-    for (;;) {
-      const r = await this.next("publishResult");
-      if (r.status !== PublishStatus.PUBLISH_STATUS_ACCEPTED) return r;
-    }
-  }
-}
 
 /**
  * Versions of an origin on a real tracker (memory store, checksum double):
@@ -90,9 +31,9 @@ describe("tracker: origins and retired versions", { timeout: 60_000 }, () => {
   let checksum: Awaited<ReturnType<typeof startChecksumDouble>>;
   let tracker: RunningTracker;
   let client: TrackerClient;
-  const peers: Peer[] = [];
+  const peers: TestPeer[] = [];
   const peer = () => {
-    const p = new Peer(client);
+    const p = new TestPeer(client);
     peers.push(p);
     return p;
   };

@@ -20,72 +20,13 @@ import { createLogger, Registry } from "@distribustream/runtime";
 import { MemorySwarmStore } from "@distribustream/swarm-store";
 import { doubleChunkHash, startChecksumDouble } from "./checksumDouble.js";
 import { startTracker, type RunningTracker } from "./index.js";
+import { TestPeer } from "./testPeer.js";
 
 /** Session key of the test peers (Hello.peer_key); their tickets name it. */
 const TEST_PEER = Signer.generate();
 const TEST_PEER_KEY = TEST_PEER.publicKey.ed25519;
 
 const CHUNK = 1024;
-
-/** One peer session seen from the peer's side. */
-class PeerConn {
-  readonly call: grpc.ClientDuplexStream<PeerMessage, TrackerMessage>;
-  private readonly inbox: TrackerMessage[] = [];
-  private wake: (() => void) | undefined;
-  readonly ended: Promise<grpc.StatusObject>;
-
-  constructor(client: TrackerClient) {
-    this.call = client.session();
-    this.call.on("data", (m: TrackerMessage) => {
-      this.inbox.push(m);
-      this.wake?.();
-    });
-    this.ended = new Promise((resolve) => {
-      this.call.on("error", (e: grpc.ServiceError) => resolve(e));
-      this.call.on("status", (s: grpc.StatusObject) => resolve(s));
-    });
-  }
-
-  send(body: PeerMessage["body"]): void {
-    this.call.write({ body });
-  }
-
-  /** Next message of the given kind (others are skipped). */
-  async next<K extends NonNullable<TrackerMessage["body"]>["$case"]>(
-    kind: K,
-    timeoutMs = 5000,
-  ): Promise<Extract<NonNullable<TrackerMessage["body"]>, { $case: K }>["value"]> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.inbox.findIndex((m) => m.body?.$case === kind);
-      if (i >= 0) {
-        const [m] = this.inbox.splice(i, 1);
-        return m!.body!.value as never;
-      }
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no ${kind} message within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-    }
-  }
-
-  async hello(role: PeerRole, dataPort: number, advertiseHost = "") {
-    this.send({
-      $case: "hello",
-      value: { role, dataPort, agent: "test/1", credential: "", advertiseHost, peerKey: TEST_PEER_KEY },
-    });
-    return this.next("welcome");
-  }
-
-  close(): void {
-    this.call.end();
-  }
-}
 
 async function metric(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
   const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name);
@@ -103,9 +44,9 @@ describe("tracker over real gRPC", () => {
   let tracker: RunningTracker;
   let client: TrackerClient;
   let target: string;
-  const open: PeerConn[] = [];
+  const open: TestPeer[] = [];
   const peer = () => {
-    const p = new PeerConn(client);
+    const p = new TestPeer(client, TEST_PEER);
     open.push(p);
     return p;
   };
@@ -134,7 +75,7 @@ describe("tracker over real gRPC", () => {
     checksum.close();
   });
 
-  let seeder: PeerConn;
+  let seeder: TestPeer;
   let seederId = "";
   let streamId = "";
 
@@ -195,7 +136,7 @@ describe("tracker over real gRPC", () => {
     assert.equal(err.details, 'no stream named "nope"');
   });
 
-  let viewer: PeerConn;
+  let viewer: TestPeer;
   let viewerId = "";
 
   it("a viewer joins and gets the manifest and directives naming the seeder with a valid ticket", async () => {
@@ -260,7 +201,7 @@ describe("tracker over real gRPC", () => {
     assert.equal(await metric(registry, "pdtp_tracker_sessions", { role: "viewer" }), 1);
   });
 
-  async function expectStatus(p: PeerConn, code: grpc.status, details?: RegExp | string) {
+  async function expectStatus(p: TestPeer, code: grpc.status, details?: RegExp | string) {
     const st = await p.ended;
     assert.equal(st.code, code, `got ${grpc.status[st.code]}: ${st.details}`);
     if (typeof details === "string") assert.equal(st.details, details);
@@ -549,7 +490,7 @@ describe("tracker over real gRPC", () => {
     return { p, id };
   }
 
-  function report(p: PeerConn, ds: readonly Directive[], outcome: TransferOutcome, httpStatus = 0) {
+  function report(p: TestPeer, ds: readonly Directive[], outcome: TransferOutcome, httpStatus = 0) {
     p.send({
       $case: "reports",
       value: {
@@ -676,9 +617,9 @@ describe("tracker: a stream joinable while it is hashed, piece by piece", () => 
   let checksum: Awaited<ReturnType<typeof startChecksumDouble>>;
   let tracker: RunningTracker;
   let client: TrackerClient;
-  const open: PeerConn[] = [];
+  const open: TestPeer[] = [];
   const peer = () => {
-    const p = new PeerConn(client);
+    const p = new TestPeer(client, TEST_PEER);
     open.push(p);
     return p;
   };
@@ -731,7 +672,7 @@ describe("tracker: a stream joinable while it is hashed, piece by piece", () => 
     return { v, welcome, manifest: openManifest(joined.manifest!, welcome.networkKeys) };
   }
 
-  const reportAll = (v: PeerConn, directives: Directive[]) =>
+  const reportAll = (v: TestPeer, directives: Directive[]) =>
     v.send({
       $case: "reports",
       value: {
