@@ -1,6 +1,6 @@
 import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, parseTrackerAddress } from "@distribustream/pdtp";
 import { host, hostPort, logLevel, pemFileProblem, port, z } from "@distribustream/runtime";
-import { parseOriginEntry, parseRate } from "@distribustream/seeder";
+import { parseOriginEntry, rateSetting } from "@distribustream/seeder";
 import { DEFAULT_PEER_LIMITS, parseToken } from "@distribustream/tracker";
 
 /**
@@ -21,19 +21,6 @@ const vhost = z
   .string()
   .regex(/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/, "expected a host name or IP address")
   .optional();
-/** "16M", "500K", "1048576" (bytes/s); "0" or unset: no limit. */
-const rate = z
-  .union([z.string(), z.number()])
-  .optional()
-  .transform((v, ctx) => {
-    if (v === undefined) return undefined;
-    try {
-      return parseRate(String(v));
-    } catch (err) {
-      ctx.addIssue({ code: "custom", message: (err as Error).message });
-      return z.NEVER;
-    }
-  });
 const file = (def: string) => z.string().min(1).default(def);
 
 /**
@@ -159,7 +146,7 @@ export const seederSchema = z.strictObject({
   advertise: vhost,
   metricsPort: port(9087),
   /** Upload cap of the data plane over all fetchers, e.g. "16M" (bytes/s). */
-  maxUploadRate: rate,
+  maxUploadRate: rateSetting,
   /** Seeder token (--token; a secret: never echoed in errors or logs). */
   seederToken: z
     .string()

@@ -1,24 +1,10 @@
 import { createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { parseRate } from "@distribustream/data-plane";
+import { rateSetting } from "@distribustream/data-plane";
 import { KEY_FINGERPRINT, keyId } from "@distribustream/pdtp";
 import { loadConfig, host, port, z, type ConfigSources } from "@distribustream/runtime/config";
 
 const bool = z.union([z.boolean(), z.stringbool()]);
-
-/** "8M", "500K", "1048576" (bytes/s); "0" or unset: no limit. */
-const rate = z
-  .union([z.string(), z.number()])
-  .optional()
-  .transform((v, ctx) => {
-    if (v === undefined) return undefined;
-    try {
-      return parseRate(String(v));
-    } catch (err) {
-      ctx.addIssue({ code: "custom", message: (err as Error).message });
-      return z.NEVER;
-    }
-  });
 
 /**
  * The network key to pin, as its fingerprint: given as the fingerprint
@@ -70,8 +56,8 @@ export const clientConfigSchema = z.object({
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("warn"),
   connectAttempts: z.coerce.number().int().min(1).max(100).default(5),
   stall: z.coerce.number().min(1).max(86_400).default(60),
-  maxDownloadRate: rate,
-  maxUploadRate: rate,
+  maxDownloadRate: rateSetting,
+  maxUploadRate: rateSetting,
   networkKey,
   /** PEM file of a private CA to trust for pdtps:// (read and checked by the CLI). */
   tlsCa: z.string().min(1).optional(),

@@ -2,7 +2,7 @@ export { refusalStatusOf, type ChunkSource, type DataPlaneIdentity, type StreamL
 export { startDataPlane, type DataPlaneOptions, type RunningDataPlane } from "./server.js";
 export { fetchChunks, FetchError, keepAliveAgent, type FetchOptions } from "./fetch.js";
 export { DataPlaneAgent, type DataPlaneAgentOptions } from "./agent.js";
-export { parseRate, RateLimiter } from "./rateLimiter.js";
+export { parseRate, RateLimiter, rateSetting } from "./rateLimiter.js";
 export {
   confirmOrigin,
   conditionalHeaders,

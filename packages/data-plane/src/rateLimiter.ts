@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { z } from "@distribustream/runtime/config";
 
 /**
  * A token bucket shared by every transfer of one direction of a peer. `take`
@@ -38,3 +39,17 @@ export function parseRate(text: string): number | undefined {
   const rate = Math.round(Number(m[1]) * scale);
   return rate === 0 ? undefined : rate;
 }
+
+/** A rate setting: "8M", "500K", "1048576" (bytes/s); "0" or unset: no limit (undefined). */
+export const rateSetting = z
+  .union([z.string(), z.number()])
+  .optional()
+  .transform((v, ctx) => {
+    if (v === undefined) return undefined;
+    try {
+      return parseRate(String(v));
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+      return z.NEVER;
+    }
+  });

@@ -1,5 +1,5 @@
 export { CredentialRefusedError, startSeeder, SEEDER_AGENT, type SeederOptions, type RunningSeeder } from "./seeder.js";
-export { parseRate } from "@distribustream/data-plane";
+export { parseRate, rateSetting } from "@distribustream/data-plane";
 export {
   checkOriginNames,
   defaultStreamName,
