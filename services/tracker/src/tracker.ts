@@ -56,6 +56,7 @@ import type {
   TransferRecord,
 } from "@distribustream/swarm-store";
 import { DEFAULT_PEER_LIMITS, LogThrottle, PeerLimits, type PeerLimitOptions, type Refusal } from "./limits.js";
+import { ByteCache } from "./byteCache.js";
 import { TrackerMetrics } from "./metrics.js";
 import { hostFromPeer, httpBase } from "./peerAddress.js";
 import { DEFAULT_PLANNER, Planner } from "./planner.js";
@@ -78,7 +79,7 @@ export interface TrackerOptions {
   ticketSigner: Signer | TicketKeys;
   /** Chunk size given to newly published streams. */
   chunkSize: number;
-  /** Chunks per hash piece of newly published streams (default DEFAULT_PIECE_CHUNKS: 1024). */
+  /** Chunks per hash piece of newly published streams (default DEFAULT_PIECE_CHUNKS: 256). */
   pieceChunks?: number;
   log: Logger;
   /** prom-client registry to register tracker metrics in. */
@@ -197,12 +198,10 @@ export class TrackerCore {
    */
   private readonly events: EventSubscription;
   private readonly streamUsers = new Map<string, Set<string>>();
-  /** Decoded manifest headers of ready streams by cacheKey, oldest first, and their encoded size in total. */
-  private readonly manifests = new Map<string, { manifest: SignedManifest; bytes: number }>();
-  private manifestBytes = 0;
-  /** Signed hash pieces by "cacheKey/index", least recently used first, and their encoded size in total. */
-  private readonly pieces = new Map<string, { piece: SignedHashPiece; bytes: number }>();
-  private pieceBytes = 0;
+  /** Decoded manifest headers of ready streams by cacheKey. */
+  private readonly manifests = new ByteCache<SignedManifest>(MANIFEST_CACHE_BYTES);
+  /** Signed hash pieces by "cacheKey/index". */
+  private readonly pieces = new ByteCache<SignedHashPiece>(PIECE_CACHE_BYTES);
   /** Store reads of hash pieces in progress, so that viewers asking at once cause one read. */
   private readonly pieceLoads = new Map<string, Promise<number>>();
   /** Chunks newly held per peer per stream since the last "holdings" events. */
@@ -792,17 +791,11 @@ export class TrackerCore {
   private async manifestOf(meta: StreamMeta): Promise<SignedManifest | undefined> {
     const key = cacheKey(meta);
     const hit = this.manifests.get(key);
-    if (hit) return hit.manifest;
+    if (hit) return hit;
     const bytes = await this.store.getManifest(meta.streamId);
     if (!bytes) return undefined;
     const manifest = SignedManifest.decode(bytes);
-    this.manifests.set(key, { manifest, bytes: bytes.length });
-    this.manifestBytes += bytes.length;
-    for (const [id, m] of this.manifests) {
-      if (this.manifestBytes <= MANIFEST_CACHE_BYTES || id === key) break;
-      this.manifests.delete(id);
-      this.manifestBytes -= m.bytes;
-    }
+    this.manifests.set(key, manifest, bytes.length);
     return manifest;
   }
 
@@ -828,24 +821,15 @@ export class TrackerCore {
     let bytes = 0;
     const end = req.firstPiece + req.count;
     for (let i = req.firstPiece; i < end; i++) {
-      let hit = this.cachedPiece(gen, i);
-      if (!hit && (await this.loadPieces(gen, meta.streamId, i, end - i)) > 0) hit = this.cachedPiece(gen, i);
-      if (!hit || (pieces.length > 0 && bytes + hit.bytes > MAX_PIECES_BYTES)) break;
-      pieces.push(hit.piece);
-      bytes += hit.bytes;
+      const key = `${gen}/${i}`;
+      let hit = this.pieces.get(key);
+      if (!hit && (await this.loadPieces(gen, meta.streamId, i, end - i)) > 0) hit = this.pieces.get(key);
+      const size = this.pieces.bytesOf(key);
+      if (!hit || (pieces.length > 0 && bytes + size > MAX_PIECES_BYTES)) break;
+      pieces.push(hit);
+      bytes += size;
     }
     return { pieces };
-  }
-
-  private cachedPiece(gen: string, index: number): { piece: SignedHashPiece; bytes: number } | undefined {
-    const key = `${gen}/${index}`;
-    const hit = this.pieces.get(key);
-    if (hit) {
-      // least recently used first: a hit moves to the end
-      this.pieces.delete(key);
-      this.pieces.set(key, hit);
-    }
-    return hit;
   }
 
   /** Reads pieces [first, first + count) from the store into the cache; resolves how many it found. */
@@ -857,15 +841,8 @@ export class TrackerCore {
         const found = await this.store.getHashPieces(streamId, first, count);
         found.forEach((bytes, i) => {
           const k = `${gen}/${first + i}`;
-          if (this.pieces.has(k)) return;
-          this.pieces.set(k, { piece: SignedHashPiece.decode(bytes), bytes: bytes.length });
-          this.pieceBytes += bytes.length;
+          if (!this.pieces.has(k)) this.pieces.set(k, SignedHashPiece.decode(bytes), bytes.length);
         });
-        for (const [k, p] of this.pieces) {
-          if (this.pieceBytes <= PIECE_CACHE_BYTES) break;
-          this.pieces.delete(k);
-          this.pieceBytes -= p.bytes;
-        }
         return found.length;
       })().finally(() => this.pieceLoads.delete(key));
       this.pieceLoads.set(key, load);
@@ -875,16 +852,8 @@ export class TrackerCore {
 
   /** Drops what this replica cached of a stream (its hashing failed); other replicas' entries are never read again. */
   private forgetStream(streamId: string): void {
-    for (const [k, m] of this.manifests) {
-      if (!k.startsWith(`${streamId}@`)) continue;
-      this.manifests.delete(k);
-      this.manifestBytes -= m.bytes;
-    }
-    for (const [k, p] of this.pieces) {
-      if (!k.startsWith(`${streamId}@`)) continue;
-      this.pieces.delete(k);
-      this.pieceBytes -= p.bytes;
-    }
+    this.manifests.deletePrefix(`${streamId}@`);
+    this.pieces.deletePrefix(`${streamId}@`);
   }
 
   private async descriptor(meta: StreamMeta): Promise<StreamDescriptor> {
@@ -1052,7 +1021,7 @@ export class TrackerCore {
         ready = true;
         settle(undefined);
       };
-      this.hashStream(s, p, streamId, chunkSize, log, onReady).then(
+      this.hashStream(s, p, streamId, chunkSize, sourceUrl, log, onReady).then(
         () => {
           if (!ready) settle("manifest not computed: the checksum service sent no manifest");
         },
@@ -1083,6 +1052,7 @@ export class TrackerCore {
     p: Publish,
     streamId: string,
     chunkSize: number,
+    sourceUrl: string,
     log: Logger,
     onReady: () => void,
   ): Promise<void> {
@@ -1106,7 +1076,7 @@ export class TrackerCore {
         size: p.size,
         chunkSize,
         version: p.version,
-        sourceUrl: httpBase(s.dataHost, s.dataPort),
+        sourceUrl,
         ticket,
         pieceChunks: this.opts.pieceChunks ?? DEFAULT_PIECE_CHUNKS,
         // an origin's bytes are hashed from the origin itself, with the seeder's validator
