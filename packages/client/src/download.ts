@@ -347,9 +347,9 @@ class Download {
     return flag ?? url;
   }
 
-  /** Keys to verify manifests with: the tracker's, narrowed to the pinned one. */
-  private trustedNetworkKeys(): PublicKey[] {
-    const offered = this.session?.welcome.networkKeys ?? [];
+  /** Keys to verify manifests with: those `session`'s tracker offers, narrowed to the pinned one. */
+  private trustedNetworkKeys(session = this.session): PublicKey[] {
+    const offered = session?.welcome.networkKeys ?? [];
     const pin = this.pinnedKey;
     return pin ? offered.filter((k) => k.keyId === pin && keyId(k.ed25519) === pin) : offered;
   }
@@ -357,9 +357,8 @@ class Download {
   /** Refuses a tracker that does not offer the pinned network key (a wrong or impostor network). */
   private checkNetworkKey(session: TrackerSession): void {
     const pin = this.pinnedKey;
-    if (!pin) return;
+    if (!pin || this.trustedNetworkKeys(session).length > 0) return;
     const offered = session.welcome.networkKeys;
-    if (offered.some((k) => k.keyId === pin && keyId(k.ed25519) === pin)) return;
     session.abort();
     const ids = offered.map((k) => k.keyId).join(", ") || "none";
     throw new DownloadError(

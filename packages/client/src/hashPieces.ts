@@ -1,4 +1,5 @@
 import type { HashPiece, Manifest, PublicKey, SignedHashPiece } from "@distribustream/pdtp";
+import { ByteCache } from "@distribustream/runtime/byteCache";
 
 /** Most pieces asked for in one GetHashPieces call (the tracker's limit). */
 export const MAX_PIECES_PER_CALL = 64;
@@ -22,16 +23,17 @@ export type PieceFetcher = (first: number, count: number) => Promise<SignedHashP
  * one call.
  */
 export class HashPieceCache {
-  private readonly pieces = new Map<number, HashPiece>();
-  private bytes = 0;
+  private readonly pieces: ByteCache<number, HashPiece>;
   private readonly loading = new Map<number, Promise<void>>();
 
   constructor(
     private readonly manifest: Manifest,
     private readonly keys: () => readonly PublicKey[],
     private readonly fetch: PieceFetcher,
-    private readonly maxBytes = DEFAULT_PIECE_CACHE_BYTES,
-  ) {}
+    maxBytes = DEFAULT_PIECE_CACHE_BYTES,
+  ) {
+    this.pieces = new ByteCache(maxBytes);
+  }
 
   /** Number of pieces held now. */
   get size(): number {
@@ -42,11 +44,7 @@ export class HashPieceCache {
   async pieceFor(index: number, upTo = index): Promise<HashPiece> {
     const p = this.manifest.pieceOf(index);
     const hit = this.pieces.get(p);
-    if (hit) {
-      this.pieces.delete(p);
-      this.pieces.set(p, hit);
-      return hit;
-    }
+    if (hit) return hit;
     await this.load(p, Math.min(this.manifest.pieceCount - 1, this.manifest.pieceOf(upTo)));
     const got = this.pieces.get(p);
     if (!got) throw new PieceUnavailable(`hash piece ${p} is not available yet`);
@@ -66,25 +64,10 @@ export class HashPieceCache {
       const got = await this.fetch(first, count);
       got.slice(0, count).forEach((signed, i) => {
         const piece = this.manifest.openPiece(signed, this.keys(), first + i);
-        this.keep(piece);
+        this.pieces.set(piece.index, piece, piece.bytes);
       });
     })().finally(() => this.loading.delete(first));
     this.loading.set(first, load);
     return load;
-  }
-
-  private keep(piece: HashPiece): void {
-    const old = this.pieces.get(piece.index);
-    if (old) {
-      this.pieces.delete(piece.index);
-      this.bytes -= old.bytes;
-    }
-    this.pieces.set(piece.index, piece);
-    this.bytes += piece.bytes;
-    for (const [i, p] of this.pieces) {
-      if (this.bytes <= this.maxBytes || i === piece.index) break;
-      this.pieces.delete(i);
-      this.bytes -= p.bytes;
-    }
   }
 }

@@ -33,6 +33,7 @@ import {
   joinHostPort,
 } from "@distribustream/pdtp";
 import {
+  ByteCache,
   channelCredentials,
   failedPrecondition,
   Health,
@@ -56,7 +57,6 @@ import type {
   TransferRecord,
 } from "@distribustream/swarm-store";
 import { DEFAULT_PEER_LIMITS, LogThrottle, PeerLimits, type PeerLimitOptions, type Refusal } from "./limits.js";
-import { ByteCache } from "./byteCache.js";
 import { TrackerMetrics } from "./metrics.js";
 import { hostFromPeer, httpBase } from "./peerAddress.js";
 import { DEFAULT_PLANNER, Planner } from "./planner.js";
@@ -199,9 +199,9 @@ export class TrackerCore {
   private readonly events: EventSubscription;
   private readonly streamUsers = new Map<string, Set<string>>();
   /** Decoded manifest headers of ready streams by cacheKey. */
-  private readonly manifests = new ByteCache<SignedManifest>(MANIFEST_CACHE_BYTES);
+  private readonly manifests = new ByteCache<string, SignedManifest>(MANIFEST_CACHE_BYTES);
   /** Signed hash pieces by "cacheKey/index". */
-  private readonly pieces = new ByteCache<SignedHashPiece>(PIECE_CACHE_BYTES);
+  private readonly pieces = new ByteCache<string, SignedHashPiece>(PIECE_CACHE_BYTES);
   /** Store reads of hash pieces in progress, so that viewers asking at once cause one read. */
   private readonly pieceLoads = new Map<string, Promise<number>>();
   /** Chunks newly held per peer per stream since the last "holdings" events. */
@@ -852,8 +852,9 @@ export class TrackerCore {
 
   /** Drops what this replica cached of a stream (its hashing failed); other replicas' entries are never read again. */
   private forgetStream(streamId: string): void {
-    this.manifests.deletePrefix(`${streamId}@`);
-    this.pieces.deletePrefix(`${streamId}@`);
+    const ofStream = (key: string) => key.startsWith(`${streamId}@`);
+    this.manifests.deleteWhere(ofStream);
+    this.pieces.deleteWhere(ofStream);
   }
 
   private async descriptor(meta: StreamMeta): Promise<StreamDescriptor> {

@@ -3,13 +3,18 @@
  * the back, and setting past the budget drops the least recently used
  * entries (never the one just set).
  */
-export class ByteCache<V> {
-  private readonly entries = new Map<string, { value: V; bytes: number }>();
+export class ByteCache<K, V> {
+  private readonly entries = new Map<K, { value: V; bytes: number }>();
   private total = 0;
 
   constructor(private readonly budget: number) {}
 
-  get(key: string): V | undefined {
+  /** Number of entries held. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(key: K): V | undefined {
     const hit = this.entries.get(key);
     if (!hit) return undefined;
     this.entries.delete(key);
@@ -17,16 +22,16 @@ export class ByteCache<V> {
     return hit.value;
   }
 
-  has(key: string): boolean {
+  has(key: K): boolean {
     return this.entries.has(key);
   }
 
   /** The entry's size in bytes, or 0 when absent. */
-  bytesOf(key: string): number {
+  bytesOf(key: K): number {
     return this.entries.get(key)?.bytes ?? 0;
   }
 
-  set(key: string, value: V, bytes: number): void {
+  set(key: K, value: V, bytes: number): void {
     this.delete(key);
     this.entries.set(key, { value, bytes });
     this.total += bytes;
@@ -37,12 +42,12 @@ export class ByteCache<V> {
     }
   }
 
-  /** Drops every entry whose key starts with `prefix`. */
-  deletePrefix(prefix: string): void {
-    for (const k of this.entries.keys()) if (k.startsWith(prefix)) this.delete(k);
+  /** Drops every entry whose key `drop` picks. */
+  deleteWhere(drop: (key: K) => boolean): void {
+    for (const k of this.entries.keys()) if (drop(k)) this.delete(k);
   }
 
-  private delete(key: string): void {
+  private delete(key: K): void {
     const e = this.entries.get(key);
     if (!e) return;
     this.entries.delete(key);
