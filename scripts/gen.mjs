@@ -1,28 +1,34 @@
 #!/usr/bin/env node
 // Generates TypeScript for proto/pdtp/v1 into packages/pdtp/src/gen with ts-proto.
-// Output is byte-identical on every run for the pinned compiler and plugin.
+// The compiler is buf (@bufbuild/buf, its binary comes in a platform package with npm ci), so
+// nothing outside node_modules is needed. Output is byte-identical on every run for the pinned
+// buf and ts-proto (root devDependencies).
 //   node scripts/gen.mjs           regenerate
 //   node scripts/gen.mjs --check   regenerate into a temp folder; exit 1 if the committed files differ
 import { execFileSync } from "node:child_process";
+import { createRequire } from "node:module";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync, cpSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const PROTOC_VERSION = "libprotoc 3.21.12"; // Debian 12's protobuf-compiler
 const root = fileURLToPath(new URL("..", import.meta.url));
 const target = join(root, "packages/pdtp/src/gen");
 const check = process.argv.includes("--check");
+const require = createRequire(join(root, "package.json"));
 
+const pinned = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).devDependencies["@bufbuild/buf"];
+let buf;
 let version;
 try {
-  version = execFileSync("protoc", ["--version"], { encoding: "utf8" }).trim();
-} catch {
-  console.error("gen: protoc not found; install it with: apt-get install -y protobuf-compiler");
+  buf = join(dirname(require.resolve("@bufbuild/buf/package.json")), "bin/buf");
+  version = execFileSync(process.execPath, [buf, "--version"], { encoding: "utf8" }).trim();
+} catch (err) {
+  console.error(`gen: buf from @bufbuild/buf not usable (${err.message.split("\n")[0]}); run npm ci`);
   process.exit(2);
 }
-if (version !== PROTOC_VERSION) {
-  console.error(`gen: protoc is "${version}", generated code is pinned to "${PROTOC_VERSION}"`);
+if (version !== pinned) {
+  console.error(`gen: buf is "${version}", generated code is pinned to "${pinned}"; run npm ci`);
   process.exit(2);
 }
 
@@ -30,30 +36,48 @@ const protos = readdirSync(join(root, "proto/pdtp/v1"))
   .filter((f) => f.endsWith(".proto"))
   .sort()
   .map((f) => `pdtp/v1/${f}`);
-const out = mkdtempSync(join(tmpdir(), "pdtp-gen-"));
-const opts = [
-  "outputServices=grpc-js",
-  "esModuleInterop=true",
-  "env=node",
-  "forceLong=number",
-  "useOptionals=none",
-  "oneof=unions-value",
-  "importSuffix=.js",
-  "annotateFilesWithVersion=false",
-  "useExactTypes=false",
-  "exportCommonSymbols=false",
-].join(",");
-execFileSync(
-  "protoc",
-  [
-    `--plugin=protoc-gen-ts_proto=${join(root, "node_modules/.bin/protoc-gen-ts_proto")}`,
-    `--ts_proto_out=${out}`,
-    `--ts_proto_opt=${opts}`,
-    `-I${join(root, "proto")}`,
-    ...protos,
+const work = mkdtempSync(join(tmpdir(), "pdtp-gen-"));
+const out = join(work, "out");
+const template = {
+  version: "v2",
+  plugins: [
+    {
+      local: join(root, "node_modules/.bin/protoc-gen-ts_proto"),
+      out,
+      strategy: "all", // one plugin run over every file, as protoc did
+      opt: [
+        "outputServices=grpc-js",
+        "esModuleInterop=true",
+        "env=node",
+        "forceLong=number",
+        "useOptionals=none",
+        "oneof=unions-value",
+        "importSuffix=.js",
+        "annotateFilesWithVersion=false",
+        "useExactTypes=false",
+        "exportCommonSymbols=false",
+      ],
+    },
   ],
-  { stdio: "inherit" },
-);
+};
+try {
+  execFileSync(
+    process.execPath,
+    [
+      buf,
+      "generate",
+      join(root, "proto"),
+      "--template",
+      JSON.stringify(template),
+      ...protos.flatMap((p) => ["--path", join(root, "proto", p)]),
+    ],
+    { stdio: "inherit", env: { ...process.env, BUF_CACHE_DIR: join(work, "cache") } },
+  );
+} catch {
+  rmSync(work, { recursive: true, force: true });
+  console.error("gen: buf generate failed (see above)");
+  process.exit(1);
+}
 
 function files(dir) {
   if (!existsSync(dir)) return [];
@@ -73,7 +97,7 @@ if (check) {
   const stale = [...new Set([...want, ...have])].filter(
     (f) => !want.includes(f) || !have.includes(f) || !readFileSync(join(out, f)).equals(readFileSync(join(target, f))),
   );
-  rmSync(out, { recursive: true });
+  rmSync(work, { recursive: true });
   if (stale.length > 0) {
     console.error(`gen:check: generated code is stale (${stale.join(", ")}); run npm run gen and commit`);
     process.exit(1);
@@ -82,6 +106,6 @@ if (check) {
 } else {
   rmSync(target, { recursive: true, force: true });
   cpSync(out, target, { recursive: true });
-  rmSync(out, { recursive: true });
+  rmSync(work, { recursive: true });
   console.log(`gen: wrote ${relative(root, target)}`);
 }

@@ -20,7 +20,7 @@ import {
 } from "@distribustream/pdtp";
 import { createLogger, Registry } from "@distribustream/runtime";
 import { startChecksum, type RunningChecksum } from "./index.js";
-import { readManifest } from "./readManifest.js";
+import { readManifest } from "./testing/index.js";
 
 const log = createLogger("test", { level: "silent" });
 const CHUNK = 4096;

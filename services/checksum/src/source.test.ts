@@ -13,7 +13,7 @@ import {
   type ComputeManifestRequest,
 } from "@distribustream/pdtp";
 import { createLogger, Registry } from "@distribustream/runtime";
-import { readManifest } from "./readManifest.js";
+import { readManifest } from "./testing/index.js";
 import { startChecksum, type RunningChecksum } from "./index.js";
 
 const log = createLogger("test", { level: "silent" });

@@ -9,7 +9,7 @@ import type {
 /**
  * Reads a whole ComputeManifest stream: the header, then the hash pieces in
  * order. Rejects with the call's error, or when the header is missing or not
- * first (for tools and tests; the tracker reads the stream piece by piece).
+ * first (for tests; the tracker reads the stream piece by piece).
  */
 export function readManifest(
   client: ChecksumClient,
