@@ -12,9 +12,8 @@ import {
 } from "@distribustream/pdtp";
 import { createLogger, Registry } from "@distribustream/runtime";
 import { MemorySwarmStore } from "@distribustream/swarm-store";
-import { startChecksumDouble } from "./checksumDouble.js";
 import { startTracker, type RunningTracker } from "./index.js";
-import { TestPeer } from "./testPeer.js";
+import { startChecksumDouble, TestPeer } from "./testing/index.js";
 
 const CHUNK = 1024;
 const SIZE = 10 * CHUNK;

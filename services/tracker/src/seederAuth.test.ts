@@ -29,7 +29,7 @@ import {
   writeTokenFile,
   type TokenEntry,
 } from "./seederAuth.js";
-import { startChecksumDouble } from "./checksumDouble.js";
+import { startChecksumDouble } from "./testing/index.js";
 import { startTracker, type RunningTracker } from "./tracker.js";
 
 /** Session key of the test peers (Hello.peer_key); their tickets name it. */

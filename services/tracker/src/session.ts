@@ -14,26 +14,31 @@ import {
   type Have,
   type Hello,
   type Join,
+  type Joined,
   type PeerMessage,
   type Position,
+  type PublicKey,
   type Publish,
   type TrackerMessage,
   type TransferReport,
   type TransferReports,
 } from "@distribustream/pdtp";
-import {
-  failedPrecondition,
-  invalidArgument,
-  notFound,
-  PublicError,
-  toServiceError,
-  type Logger,
-} from "@distribustream/runtime";
-import type { PeerRoleName, SourceOutcome, TransferRecord, TrustPolicy } from "@distribustream/swarm-store";
-import { DEFAULT_PLANNER } from "./planner.js";
+import { failedPrecondition, invalidArgument, notFound, PublicError, type Logger } from "@distribustream/runtime";
+import type {
+  PeerRoleName,
+  SourceOutcome,
+  StreamEvent,
+  StreamMeta,
+  SwarmStore,
+  TransferRecord,
+  TrustPolicy,
+} from "@distribustream/swarm-store";
+import type { TrackerMetrics } from "./metrics.js";
 import { hostFromPeer, isAdvertisableHost } from "./peerAddress.js";
+import { toPeerStatus } from "./peerErrors.js";
+import { DEFAULT_PLANNER, type Planner } from "./planner.js";
+import type { SeederAuth } from "./seederAuth.js";
 import { checkName, checkRanges, checkString, MAX_REPORTS } from "./validate.js";
-import type { TrackerCore } from "./tracker.js";
 
 /** Messages queued for handling before the session stops reading from the peer. */
 const MAX_QUEUED = 64;
@@ -73,6 +78,48 @@ export interface JoinedStream {
 }
 
 /**
+ * What a session needs of the tracker: given to it (the wiring in tracker.ts
+ * implements it), so that a session never reaches the rest of the tracker.
+ */
+export interface SessionHost {
+  /** Parent of each session's logger. */
+  readonly log: Logger;
+  /** Swarm state: the session's messages read and change it. */
+  readonly store: SwarmStore;
+  readonly metrics: TrackerMetrics;
+  /** Decides a viewer's transfers in a stream. */
+  readonly planner: Pick<Planner, "plan">;
+  /** Checks a seeder's credential at Hello. */
+  readonly seederAuth: SeederAuth;
+  /** The public keys that verify tickets, for Welcome. */
+  ticketKeys(): PublicKey[];
+  /** The network key, for Welcome; waits for it (bounded) while the checksum service is unreachable. */
+  networkKey(): Promise<PublicKey>;
+  /** The session passed Hello: it is one of this replica's. */
+  sessionStarted(s: Session): void;
+  /** The session ended: it leaves every stream it joined or published. */
+  sessionEnded(s: Session, why: string): Promise<void>;
+  /** Whether this peer's session is on this replica. */
+  isLocal(peerId: string): boolean;
+  /** Whether the schedule tick should consider replanning the session in this stream. */
+  setHungry(s: Session, streamId: string, hungry: boolean): void;
+  /** Counts the session in (or out of) the stream's users; resolves once its events are heard. */
+  useStream(s: Session, streamId: string, using: boolean): Promise<void>;
+  /** Tells the fetchers of these ended transfers (but `except`) to stop, here or on other replicas. */
+  withdraw(transfers: readonly TransferRecord[], except: string): void;
+  /** Takes a peer out of a stream's swarm, withdrawing its transfers and telling the other replicas. */
+  leaveSwarm(streamId: string, peerId: string): Promise<void>;
+  /** Publishes an event on the stream's channel (fire and forget). */
+  announce(streamId: string, e: StreamEvent): void;
+  /** Counts chunks a peer newly holds, for the next "holdings" event. */
+  holdingsAdded(streamId: string, peerId: string, chunks: number): void;
+  /** The Joined answer for a ready stream, or undefined when it has no manifest. */
+  joinedMessage(meta: StreamMeta): Promise<Joined | undefined>;
+  /** A seeder's Publish (validated): the publish flow of its stream kind. */
+  publish(s: Session, p: Publish): Promise<void>;
+}
+
+/**
  * One peer's bidirectional session. Messages are handled one at a time in
  * arrival order; the only process-local state is what the connection itself
  * owns (which streams this session joined or published). Swarm state lives
@@ -91,20 +138,20 @@ export class Session {
   /** Id of the token a seeder authenticated with (undefined for viewers, or when seeders are not authenticated). */
   seederTokenId: string | undefined;
   /** Streams joined as a viewer, by id. */
-  readonly joined = new Map<string, JoinedStream>();
+  private readonly joinedById = new Map<string, JoinedStream>();
   /**
    * Files published as a seeder: name -> id of the stream of its latest
    * Publish. The seeder is in that stream's swarm once it is ready; an older
    * version's swarm is left when a newer version is published.
    */
-  readonly published = new Map<string, string>();
+  private readonly published = new Map<string, string>();
   /**
    * Streams whose swarm the store confirmed this peer in (joined, or added
    * as a seeder once ready). A periodic touch that finds the peer missing
    * from one of them (the store lost its data, or another replica expired
    * it) ends the session so that the peer re-joins with what it holds.
    */
-  readonly inSwarm = new Set<string>();
+  private readonly swarms = new Set<string>();
   /**
    * Bytes per second one of its transfers gets with all its download slots
    * busy (moving average over its OK reports, from the durations it
@@ -123,11 +170,11 @@ export class Session {
   private readonly log: Logger;
 
   constructor(
-    private readonly core: TrackerCore,
+    private readonly tracker: SessionHost,
     private readonly call: ServerDuplexStream<PeerMessage | MalformedMessage, TrackerMessage>,
   ) {
     this.host = hostFromPeer(call.getPeer());
-    this.log = core.log.child({ peerId: this.peerId, host: this.host });
+    this.log = tracker.log.child({ peerId: this.peerId, host: this.host });
     call.on("data", (msg: PeerMessage | MalformedMessage) => this.enqueue(() => this.handle(msg)));
     call.on("end", () => this.enqueue(() => this.finish()));
     call.on("cancelled", () => void this.close("cancelled"));
@@ -135,10 +182,52 @@ export class Session {
     call.on("close", () => void this.close("closed"));
   }
 
+  /** Streams joined as a viewer, by id. */
+  get joined(): ReadonlyMap<string, JoinedStream> {
+    return this.joinedById;
+  }
+
+  /** Streams whose swarm the store confirmed this peer in. */
+  get inSwarm(): ReadonlySet<string> {
+    return this.swarms;
+  }
+
+  /** The store has this peer in the stream's swarm now. */
+  enteredSwarm(streamId: string): void {
+    this.swarms.add(streamId);
+  }
+
+  /** The peer left the stream's swarm (or is leaving it). */
+  leftSwarm(streamId: string): void {
+    this.swarms.delete(streamId);
+  }
+
+  /** Id of the stream of the latest Publish of `name` in this session, if any. */
+  publishedStream(name: string): string | undefined {
+    return this.published.get(name);
+  }
+
+  /** Records a Publish of `name` as `streamId`; returns the id it replaces, if any. */
+  publishing(name: string, streamId: string): string | undefined {
+    const before = this.published.get(name);
+    this.published.set(name, streamId);
+    return before;
+  }
+
+  /** Forgets the Publish of `name` (rejected, or unpublished). */
+  unpublishing(name: string): void {
+    this.published.delete(name);
+  }
+
+  /** Every stream this session joined or published: those it leaves when it ends. */
+  streams(): string[] {
+    return [...this.joinedById.keys(), ...this.published.values()];
+  }
+
   /** Ends the session with a status (after what was already written). */
   terminate(err: unknown): Promise<void> {
     if (!this.closed) {
-      const status = toServiceError(err, this.log);
+      const status = toPeerStatus(err, this.log);
       if (err instanceof PublicError) {
         this.log.info({ code: err.code, reason: err.message, role: this.role }, "session refused");
       }
@@ -191,7 +280,7 @@ export class Session {
     const j = this.joined.get(streamId);
     if (j) for (const id of transferIds) j.inFlight.delete(id);
     this.send({ body: { $case: "cancel", value: { transferIds: [...transferIds] } } });
-    this.core.setHungry(this, streamId, true);
+    this.tracker.setHungry(this, streamId, true);
     this.requestPlan();
   }
 
@@ -230,7 +319,7 @@ export class Session {
     this.closed = true;
     this.cleaned ??= (async () => {
       try {
-        await this.core.sessionEnded(this, why);
+        await this.tracker.sessionEnded(this, why);
       } catch (err) {
         this.log.error({ err }, "session cleanup failed");
       }
@@ -287,9 +376,9 @@ export class Session {
       }
     }
     if (!this.host) throw invalidArgument("cannot tell the peer's address from the connection");
-    const { seederAuth } = this.core;
+    const { seederAuth } = this.tracker;
     const tokenId = role === "seeder" ? seederAuth.check(h.credential, this.host) : undefined;
-    const networkKey = await this.core.networkKey();
+    const networkKey = await this.tracker.networkKey();
     if (this.closed) return;
     // revoked while waiting for the network key: the reload's sweep did not see this session yet
     if (tokenId !== undefined && !seederAuth.tokens!.valid(tokenId))
@@ -300,7 +389,7 @@ export class Session {
     this.dataPort = h.dataPort;
     this.peerKey = Buffer.from(h.peerKey);
     this.agent = h.agent;
-    this.core.sessionStarted(this);
+    this.tracker.sessionStarted(this);
     this.log.info({ role, dataHost: this.dataHost, dataPort: this.dataPort, agent: this.agent }, "session started");
     this.send({
       body: {
@@ -308,7 +397,7 @@ export class Session {
         value: {
           peerId: this.peerId,
           observedHost: this.host,
-          ticketKeys: this.core.ticketKeys.publicKeys,
+          ticketKeys: this.tracker.ticketKeys(),
           networkKeys: [networkKey],
         },
       },
@@ -325,7 +414,7 @@ export class Session {
     ) {
       throw invalidArgument(`Join.mode ${j.mode} is unknown`);
     }
-    const { store } = this.core;
+    const { store } = this.tracker;
     const streamId = await store.streamIdByName(j.name);
     const meta = streamId ? await store.getStream(streamId) : undefined;
     if (meta?.status === "failed") throw failedPrecondition(`"${j.name}" cannot be downloaded: ${meta.failure}`);
@@ -339,11 +428,11 @@ export class Session {
     if (j.position > meta.chunkCount) {
       throw invalidArgument(`Join.position ${j.position} is beyond the stream's ${meta.chunkCount} chunks`);
     }
-    const joinedMessage = await this.core.joinedMessage(meta);
+    const joinedMessage = await this.tracker.joinedMessage(meta);
     if (!joinedMessage) throw notFound(`no stream named "${j.name}"`);
     if (this.closed) return;
     // recorded before the store call, so that a session closing meanwhile leaves the stream
-    this.joined.set(meta.streamId, {
+    this.joinedById.set(meta.streamId, {
       streamId: meta.streamId,
       name: meta.name,
       size: meta.size,
@@ -355,7 +444,7 @@ export class Session {
       idle: true,
       inFlight: new Set(),
     });
-    await this.core.useStream(this, meta.streamId, true);
+    await this.tracker.useStream(this, meta.streamId, true);
     const { dropped } = await store.joinPeer(
       meta.streamId,
       {
@@ -369,14 +458,14 @@ export class Session {
       },
       Date.now(),
     );
-    this.core.withdraw(dropped, this.peerId);
+    this.tracker.withdraw(dropped, this.peerId);
     if (this.closed) {
       // the cleanup may have run before the store had the peer
-      await this.core.leaveSwarm(meta.streamId, this.peerId);
+      await this.tracker.leaveSwarm(meta.streamId, this.peerId);
       return;
     }
-    this.core.announce(meta.streamId, { type: "joined", peerId: this.peerId, role: "viewer" });
-    this.inSwarm.add(meta.streamId);
+    this.tracker.announce(meta.streamId, { type: "joined", peerId: this.peerId, role: "viewer" });
+    this.enteredSwarm(meta.streamId);
     this.log.info({ streamId: meta.streamId, name: meta.name, mode: j.mode }, "joined stream");
     this.send({ body: { $case: "joined", value: joinedMessage } });
     await this.plan([meta.streamId]);
@@ -390,20 +479,20 @@ export class Session {
   }
 
   private async leave(meta: JoinedStream): Promise<void> {
-    this.joined.delete(meta.streamId);
-    await this.core.useStream(this, meta.streamId, false);
-    this.inSwarm.delete(meta.streamId);
-    await this.core.leaveSwarm(meta.streamId, this.peerId);
+    this.joinedById.delete(meta.streamId);
+    await this.tracker.useStream(this, meta.streamId, false);
+    this.leftSwarm(meta.streamId);
+    await this.tracker.leaveSwarm(meta.streamId, this.peerId);
     this.log.info({ streamId: meta.streamId }, "left stream");
   }
 
   private async have(h: Have): Promise<void> {
     const meta = this.joinedStream(h.streamId, "Have");
     checkRanges(h.ranges, meta.chunkCount, "Have.ranges");
-    this.core.holdingsAdded(
+    this.tracker.holdingsAdded(
       meta.streamId,
       this.peerId,
-      await this.core.store.addHoldings(meta.streamId, this.peerId, h.ranges),
+      await this.tracker.store.addHoldings(meta.streamId, this.peerId, h.ranges),
     );
     // peers that may now fetch from this one are replanned by the tracker's schedule tick
     await this.plan([meta.streamId]);
@@ -414,7 +503,7 @@ export class Session {
     if (p.nextChunk > meta.chunkCount) {
       throw invalidArgument(`Position.next_chunk ${p.nextChunk} is beyond the stream's ${meta.chunkCount} chunks`);
     }
-    await this.core.store.setPosition(meta.streamId, this.peerId, p.nextChunk);
+    await this.tracker.store.setPosition(meta.streamId, this.peerId, p.nextChunk);
     await this.plan([meta.streamId]);
   }
 
@@ -444,7 +533,7 @@ export class Session {
       const local = [...this.joined.values()].find((j) => j.inFlight.has(rep.transferId));
       for (const j of this.joined.values()) j.inFlight.delete(rep.transferId);
       for (const streamId of local ? [local.streamId] : [...this.joined.keys()]) {
-        const t = await this.core.store.takeTransfer(streamId, rep.transferId, this.peerId);
+        const t = await this.tracker.store.takeTransfer(streamId, rep.transferId, this.peerId);
         if (!t) continue;
         touched.add(streamId);
         await this.settle(t, rep);
@@ -458,13 +547,13 @@ export class Session {
   private async settle(t: TransferRecord, report: TransferReport): Promise<void> {
     const { outcome, bytes, verified, detail, httpStatus } = report;
     const meta = this.joined.get(t.streamId)!;
-    const { store, metrics } = this.core;
+    const { store, metrics } = this.tracker;
     // only chunks of the directive count
     const inRange = new RangeSet();
     const given = outcome === TransferOutcome.TRANSFER_OUTCOME_OK && verified.length === 0 ? [t.range] : verified;
     for (const v of given) for (const part of RangeSet.of(t.range.first, t.range.last).intersect(v)) inRange.add(part);
     if (!inRange.isEmpty) {
-      this.core.holdingsAdded(
+      this.tracker.holdingsAdded(
         t.streamId,
         this.peerId,
         await store.addHoldings(t.streamId, this.peerId, inRange.ranges()),
@@ -477,7 +566,7 @@ export class Session {
         { stream: meta.name, source: t.serverRole === "seeder" ? "seeder" : "peer" },
         delivered,
       );
-      if (t.serverRole !== "seeder" && !this.core.hasSession(t.serverId)) metrics.remotePeerBytes.inc(delivered);
+      if (t.serverRole !== "seeder" && !this.tracker.isLocal(t.serverId)) metrics.remotePeerBytes.inc(delivered);
     }
     switch (outcome) {
       case TransferOutcome.TRANSFER_OUTCOME_OK:
@@ -511,18 +600,18 @@ export class Session {
 
   /** Records a failed transfer against its source; logs the ban it causes. */
   private async judge(t: TransferRecord, outcome: Exclude<SourceOutcome, "ok">): Promise<void> {
-    const trust = await this.core.store.recordSourceOutcome(t.streamId, t.serverId, outcome, TRUST_POLICY);
+    const trust = await this.tracker.store.recordSourceOutcome(t.streamId, t.serverId, outcome, TRUST_POLICY);
     if (!trust?.banned) return;
     const justNow =
       outcome === "bad_data" ? trust.bad === TRUST_POLICY.banAfterBad : trust.strikes === TRUST_POLICY.banAfterStrikes;
     if (!justNow) return;
-    this.core.metrics.sourcesBanned.inc({ reason: outcome === "bad_data" ? "bad_data" : "unreachable" });
+    this.tracker.metrics.sourcesBanned.inc({ reason: outcome === "bad_data" ? "bad_data" : "unreachable" });
     // bad data is no accident: its address stays banned, so a new session from it serves nothing either
     const host =
       outcome === "bad_data" && t.serverRole === "viewer"
-        ? (await this.core.store.getPeer(t.streamId, t.serverId))?.host
+        ? (await this.tracker.store.getPeer(t.streamId, t.serverId))?.host
         : undefined;
-    if (host) await this.core.store.banHost(t.streamId, host, Date.now() + HOST_BAN_MS);
+    if (host) await this.tracker.store.banHost(t.streamId, host, Date.now() + HOST_BAN_MS);
     this.log.warn(
       { streamId: t.streamId, serverId: t.serverId, host, bad: trust.bad, strikes: trust.strikes },
       "source banned",
@@ -539,7 +628,7 @@ export class Session {
         originValidatorProblem({ etag: p.originEtag, lastModified: p.originLastModified });
       if (problem) throw invalidArgument(`Publish of "${p.name.slice(0, 64)}": ${problem}`);
     }
-    await this.core.publish(this, p);
+    await this.tracker.publish(this, p);
   }
 
   private async unpublish(name: string): Promise<void> {
@@ -550,10 +639,10 @@ export class Session {
       this.send({ body: { $case: "notice", value: { message: `"${name}" is not published by this session` } } });
       return;
     }
-    this.published.delete(name);
-    await this.core.useStream(this, streamId, false);
-    this.inSwarm.delete(streamId);
-    await this.core.leaveSwarm(streamId, this.peerId);
+    this.unpublishing(name);
+    await this.tracker.useStream(this, streamId, false);
+    this.leftSwarm(streamId);
+    await this.tracker.leaveSwarm(streamId, this.peerId);
     this.log.info({ streamId, name }, "unpublished");
   }
 
@@ -576,7 +665,7 @@ export class Session {
    * timeout. It keeps what it verified, a prefix of the old version.
    */
   private async endIfRetired(j: JoinedStream): Promise<void> {
-    const { store } = this.core;
+    const { store } = this.tracker;
     const current = await store.streamIdByName(j.name);
     if (current === undefined || current === j.streamId) return;
     if ((await store.peerCounts(j.streamId)).seeders > 0) return;
@@ -591,7 +680,7 @@ export class Session {
     });
     this.log.info({ streamId: j.streamId, by: current, missingFrom: hole.first }, "viewer left a retired stream");
     await this.leave(j);
-    this.core.setHungry(this, j.streamId, false);
+    this.tracker.setHungry(this, j.streamId, false);
   }
 
   /** Plans the given joined streams (default: all) and sends what was decided in one Directives message. */
@@ -603,7 +692,7 @@ export class Session {
       const j = this.joined.get(streamId);
       if (!j) continue;
       const now = Date.now();
-      const plan = await this.core.planner.plan(streamId, this.peerId, now, this.slotRate, this.peerKey);
+      const plan = await this.tracker.planner.plan(streamId, this.peerId, now, this.slotRate, this.peerKey);
       // its hashing failed midway: the chunks beyond the hashed ones can never be verified
       if (plan.failure !== undefined) throw failedPrecondition(`"${j.name}" cannot be downloaded: ${plan.failure}`);
       j.plannedEpoch = plan.epoch;
@@ -612,15 +701,15 @@ export class Session {
       j.idle = plan.idle;
       directives.push(...plan.directives);
       for (const d of plan.directives) j.inFlight.add(d.transferId);
-      this.core.setHungry(this, streamId, !plan.satisfied);
+      this.tracker.setHungry(this, streamId, !plan.satisfied);
       if (plan.directives.length === 0 && plan.idle && !plan.satisfied && j.fruitless >= 2) {
         await this.endIfRetired(j);
       }
     }
     if (directives.length > 0 && !this.closed) {
-      this.core.metrics.transfersStarted.inc(directives.length);
+      this.tracker.metrics.transfersStarted.inc(directives.length);
       this.send({ body: { $case: "directives", value: { directives } } });
     }
-    this.core.metrics.planSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    this.tracker.metrics.planSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
   }
 }

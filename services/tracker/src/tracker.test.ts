@@ -18,9 +18,8 @@ import {
 } from "@distribustream/pdtp";
 import { createLogger, Registry } from "@distribustream/runtime";
 import { MemorySwarmStore } from "@distribustream/swarm-store";
-import { doubleChunkHash, startChecksumDouble } from "./checksumDouble.js";
+import { doubleChunkHash, startChecksumDouble, TestPeer } from "./testing/index.js";
 import { startTracker, type RunningTracker } from "./index.js";
-import { TestPeer } from "./testPeer.js";
 
 /** Session key of the test peers (Hello.peer_key); their tickets name it. */
 const TEST_PEER = Signer.generate();
