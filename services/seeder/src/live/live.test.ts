@@ -9,7 +9,9 @@ import { PassThrough } from "node:stream";
 import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { cutChunks, type CutChunk } from "./chunker.js";
+import { SequenceState, SequenceStateError } from "./sequenceState.js";
 import { httpStream, LiveSourceError, pacedFile } from "./sources.js";
+import { LiveWindow } from "./window.js";
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
@@ -127,5 +129,49 @@ describe("live sources", () => {
     assert.equal(text, "part one|part two|part three|");
     assert.ok(retries.includes("HTTP 503"), retries.join("; "));
     assert.ok(retries.length >= 3, retries.join("; "));
+  });
+});
+
+async function readAll(r: NodeJS.ReadableStream): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const p of r) parts.push(p as Buffer);
+  return Buffer.concat(parts);
+}
+
+describe("the live window a seeder serves from", () => {
+  test("keeps the last windowChunks chunks and maps a range onto their bytes, across 2^32", async () => {
+    const w = new LiveWindow(4);
+    const first = 2 ** 32 - 3;
+    const data = [10, 20, 30, 40, 50, 60].map((n, i) => Buffer.alloc(n, i + 1));
+    data.forEach((d, i) => w.push(first + i, d, 1000 + i));
+    assert.equal(w.low, first + 2);
+    assert.equal(w.edge, first + 5);
+    assert.equal(w.bytes, 30 + 40 + 50 + 60);
+    assert.equal(w.holds({ first: first + 1, last: first + 3 }), false, "chunk first + 1 was dropped");
+    assert.equal(w.span({ first: first + 1, last: first + 2 }), undefined);
+    const span = w.span({ first: first + 3, last: first + 4 })!;
+    assert.deepEqual(await readAll(w.read(span.start, span.end)), Buffer.concat([data[3]!, data[4]!]));
+    assert.throws(() => w.push(first + 7, Buffer.alloc(1), 0), /does not follow/);
+    // a read of bytes dropped meanwhile fails before its first byte, with 416
+    const old = { start: 0, end: 10 };
+    await assert.rejects(readAll(w.read(old.start, old.end)), (e: Error & { refusalStatus?: number }) => {
+      assert.equal(e.refusalStatus, 416);
+      return true;
+    });
+  });
+
+  test("a restarted broadcast continues its sequence numbers from the saved state", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ds-live-state-"));
+    try {
+      const a = new SequenceState(dir, "cams/front door");
+      assert.equal(a.load(0), 0, "nothing saved: the fallback");
+      a.save(2 ** 32 + 5);
+      assert.equal(new SequenceState(dir, "cams/front door").load(0), 2 ** 32 + 5);
+      assert.equal(new SequenceState(dir, "other").load(7), 7, "each name has its own");
+      writeFileSync(join(dir, `live-${encodeURIComponent("broken")}.json`), "{not json");
+      assert.throws(() => new SequenceState(dir, "broken").load(0), SequenceStateError);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
