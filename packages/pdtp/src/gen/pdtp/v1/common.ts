@@ -217,6 +217,17 @@ export interface SignedLiveAttestation {
   keyId: string;
 }
 
+/**
+ * What the seeder says of one live chunk it cut; the checksum service checks
+ * the bytes itself and the timestamp against its own clock.
+ */
+export interface LiveChunkClaim {
+  seq: number;
+  length: number;
+  /** When the source cut the chunk, milliseconds since the Unix epoch. */
+  timestampMs: number;
+}
+
 function createBaseChunkRange(): ChunkRange {
   return { first: 0, last: 0 };
 }
@@ -1826,6 +1837,111 @@ export const SignedLiveAttestation: MessageFns<SignedLiveAttestation> = {
     message.body = object.body ?? Buffer.alloc(0);
     message.signature = object.signature ?? Buffer.alloc(0);
     message.keyId = object.keyId ?? "";
+    return message;
+  },
+};
+
+function createBaseLiveChunkClaim(): LiveChunkClaim {
+  return { seq: 0, length: 0, timestampMs: 0 };
+}
+
+export const LiveChunkClaim: MessageFns<LiveChunkClaim> = {
+  encode(message: LiveChunkClaim, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0) {
+      writer.uint32(8).uint64(message.seq);
+    }
+    if (message.length !== 0) {
+      writer.uint32(16).uint32(message.length);
+    }
+    if (message.timestampMs !== 0) {
+      writer.uint32(24).uint64(message.timestampMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LiveChunkClaim {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLiveChunkClaim();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.length = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.timestampMs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LiveChunkClaim {
+    return {
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      length: isSet(object.length) ? globalThis.Number(object.length) : 0,
+      timestampMs: isSet(object.timestampMs)
+        ? globalThis.Number(object.timestampMs)
+        : isSet(object.timestamp_ms)
+        ? globalThis.Number(object.timestamp_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: LiveChunkClaim): unknown {
+    const obj: any = {};
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    if (message.length !== 0) {
+      obj.length = Math.round(message.length);
+    }
+    if (message.timestampMs !== 0) {
+      obj.timestampMs = Math.round(message.timestampMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LiveChunkClaim>): LiveChunkClaim {
+    return LiveChunkClaim.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LiveChunkClaim>): LiveChunkClaim {
+    const message = createBaseLiveChunkClaim();
+    message.seq = object.seq ?? 0;
+    message.length = object.length ?? 0;
+    message.timestampMs = object.timestampMs ?? 0;
     return message;
   },
 };
