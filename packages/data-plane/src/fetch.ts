@@ -20,7 +20,11 @@ export interface FetchOptions {
   ticket: SignedTicket;
   /** The fetcher's session key (its Hello.peer_key), to prove the ticket is its own; tickets naming a fetcher key need it. */
   sessionKey?: Signer;
-  layout: { size: number; chunkSize: number };
+  /**
+   * How the range's chunks map onto bytes: a file's size and chunk size, or
+   * for a live stream the attested length of each chunk of the range, in order.
+   */
+  layout: { size: number; chunkSize: number } | { lengths: readonly number[] };
   /**
    * Called with each whole chunk in order; the next bytes are not read until
    * it resolves (backpressure). `data` is reused for the next chunk once the
@@ -76,16 +80,14 @@ const MAX_ERROR_BODY_BYTES = 64 * 1024;
  * chunk buffer: in the steady state nothing is allocated per read or chunk.
  */
 export async function fetchChunks(opts: FetchOptions): Promise<{ bytes: number }> {
-  const { start, end } = rangeSpan(opts.range, opts.layout.size, opts.layout.chunkSize);
-  if (!(opts.range.first <= opts.range.last) || end <= start) {
-    throw new FetchError(
-      "failed",
-      `range ${opts.range.first}-${opts.range.last} is empty for a ${opts.layout.size}-byte stream`,
-    );
+  const bytes = rangeBytes(opts);
+  if (!(opts.range.first <= opts.range.last) || bytes <= 0) {
+    const what = "lengths" in opts.layout ? `does not fit its ${opts.layout.lengths.length} chunk lengths` : "is empty";
+    throw new FetchError("failed", `range ${opts.range.first}-${opts.range.last} ${what}`);
   }
   if (opts.signal?.aborted) throw new FetchError("failed", "aborted");
   const request = requestHead(opts);
-  const sink = new ChunkSink(opts, end - start);
+  const sink = new ChunkSink(opts, bytes);
   try {
     return { bytes: await new Exchange(opts, connection(opts, false), request, sink).run() };
   } catch (err) {
@@ -93,6 +95,22 @@ export async function fetchChunks(opts: FetchOptions): Promise<{ bytes: number }
     // A keep-alive connection the peer closed just as we reused it: once more on a fresh one.
     return { bytes: await new Exchange(opts, connection(opts, true), request, sink).run() };
   }
+}
+
+/** Payload bytes of the whole range; -1 when the live lengths do not match the range. */
+function rangeBytes(opts: FetchOptions): number {
+  const layout = opts.layout;
+  if (!("lengths" in layout)) {
+    const { start, end } = rangeSpan(opts.range, layout.size, layout.chunkSize);
+    return end - start;
+  }
+  if (layout.lengths.length !== opts.range.last - opts.range.first + 1) return -1;
+  let sum = 0;
+  for (const n of layout.lengths) {
+    if (!(Number.isSafeInteger(n) && n > 0)) return -1;
+    sum += n;
+  }
+  return sum;
 }
 
 function connection(opts: FetchOptions, fresh: boolean): Connection {
@@ -131,8 +149,12 @@ class ChunkSink {
   /** The chunk being filled; allocates the transfer's buffer on first use. */
   get view(): Buffer {
     if (!this.current) {
-      const { size, chunkSize } = this.opts.layout;
-      this.whole = Buffer.allocUnsafe(Math.min(chunkSize, size - this.opts.range.first * chunkSize));
+      const layout = this.opts.layout;
+      this.whole = Buffer.allocUnsafe(
+        "lengths" in layout
+          ? layout.lengths.reduce((a, b) => Math.max(a, b), 0)
+          : Math.min(layout.chunkSize, layout.size - this.opts.range.first * layout.chunkSize),
+      );
       this.current = this.viewOf(this.index);
     }
     return this.current;
@@ -151,8 +173,14 @@ class ChunkSink {
   }
 
   private viewOf(index: number): Buffer {
-    const { start, end } = chunkSpan(index, this.opts.layout.size, this.opts.layout.chunkSize);
+    const layout = this.opts.layout;
     const whole = this.whole!;
+    if ("lengths" in layout) {
+      // Live chunks have their own lengths: a view of the one buffer each.
+      const n = layout.lengths[index - this.opts.range.first]!;
+      return n === whole.length ? whole : whole.subarray(0, n);
+    }
+    const { start, end } = chunkSpan(index, layout.size, layout.chunkSize);
     if (end - start === whole.length) return whole;
     // Only the stream's last chunk is shorter: one view, made once.
     this.short ??= whole.subarray(0, end - start);

@@ -160,12 +160,18 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: DataPlaneOption
 
   const layout = opts.source.layout(streamId);
   if (!layout) return text(res, 404, "unknown stream");
-  if (!rangeWithin(range, layout.chunkCount) || !opts.source.holds(streamId, range)) {
-    res.setHeader("content-range", `chunks */${layout.chunkCount}`);
-    return text(res, 416, "range not held");
+  let span: { start: number; end: number } | undefined;
+  if (layout.kind === "live") {
+    span = opts.source.holds(streamId, range) ? layout.span(range) : undefined;
+    if (!span) return text(res, 416, "range not held");
+  } else {
+    if (!rangeWithin(range, layout.chunkCount) || !opts.source.holds(streamId, range)) {
+      res.setHeader("content-range", `chunks */${layout.chunkCount}`);
+      return text(res, 416, "range not held");
+    }
+    span = rangeSpan(range, layout.size, layout.chunkSize);
   }
-
-  const { start, end } = rangeSpan(range, layout.size, layout.chunkSize);
+  const { start, end } = span;
   const body = opts.source.read(streamId, start, end);
   const done = (err?: Error | null) => {
     if (err && err.name !== "AbortError" && (err as NodeJS.ErrnoException).code !== "ERR_STREAM_PREMATURE_CLOSE") {

@@ -1,18 +1,31 @@
 import type { Readable } from "node:stream";
 import type { ChunkRange, PublicKey } from "@distribustream/pdtp";
 
-/** Shape of one stream as the serving peer knows it. */
+/** Shape of one on-demand stream (a file) as the serving peer knows it. */
 export interface StreamLayout {
+  kind?: "file";
   size: number;
   chunkSize: number;
   chunkCount: number;
   name: string;
 }
 
+/**
+ * A live stream as the serving peer knows it: chunks have the lengths their
+ * source cut them at, so only the peer maps a range of sequence numbers onto
+ * bytes, in its own numbering of the bytes it holds.
+ */
+export interface LiveStreamLayout {
+  kind: "live";
+  name: string;
+  /** Bytes [start, end) that chunks `range` occupy for `read`, or undefined when not every chunk is held (416). */
+  span(range: ChunkRange): { start: number; end: number } | undefined;
+}
+
 /** What a peer (client or seeder) can serve. */
 export interface ChunkSource {
   /** Layout of a stream this peer knows; undefined answers 404. */
-  layout(streamId: string): StreamLayout | undefined;
+  layout(streamId: string): StreamLayout | LiveStreamLayout | undefined;
   /** True when every chunk of `range` is held and verified; false answers 416. */
   holds(streamId: string, range: ChunkRange): boolean;
   /**

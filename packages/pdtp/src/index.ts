@@ -10,3 +10,4 @@ export * from "./dataPlane.js";
 export * from "./url.js";
 export * from "./wire.js";
 export * from "./origin.js";
+export * from "./live.js";

@@ -9,7 +9,9 @@ import {
   signHashPiece,
   signManifest,
   type ChecksumServer,
+  type AttestLiveChunksRequest,
   type ComputeManifestRequest,
+  type LiveDescriptorBody,
   type ManifestPart,
   type Signer,
   tolerantService,
@@ -29,6 +31,7 @@ import {
   type Registry,
   type ServerTls,
 } from "@distribustream/runtime";
+import { attestChunks, signDescriptor, validateAttest } from "./live.js";
 import { validateRequest, type ManifestJob } from "./request.js";
 import { Semaphore } from "./semaphore.js";
 import { readStreamChunks } from "./source.js";
@@ -202,6 +205,49 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
         )
         .finally(() => inFlight.delete(ac));
     },
+    signLiveDescriptor(call, callback) {
+      try {
+        const signed = signDescriptor(call.request as LiveDescriptorBody | MalformedMessage, opts.signer);
+        metrics.liveDescriptors.inc();
+        callback(null, signed);
+      } catch (err) {
+        log.info({ err: (err as Error).message }, "SignLiveDescriptor refused");
+        callback(toServiceError(err, log));
+      }
+    },
+    attestLiveChunks(call, callback) {
+      const ac = new AbortController();
+      call.on("cancelled", () => ac.abort());
+      let job;
+      try {
+        job = validateAttest(call.request as AttestLiveChunksRequest | MalformedMessage, Date.now());
+      } catch (err) {
+        metrics.liveRefused.inc();
+        log.info({ err: (err as Error).message }, "AttestLiveChunks refused");
+        return callback(toServiceError(err, log));
+      }
+      inFlight.add(ac);
+      attestChunks(job, {
+        signer: opts.signer,
+        agent,
+        signal: ac.signal,
+        timeoutMs: opts.fetchTimeoutMs,
+        onBytes: (n) => metrics.bytes.inc(n),
+      })
+        .then(
+          (attestations) => {
+            metrics.liveAttested.inc(attestations.length);
+            callback(null, { attestations });
+          },
+          (err: unknown) => {
+            metrics.liveRefused.inc();
+            if (err instanceof PublicError)
+              log.warn({ streamId: job.streamId, reason: err.message }, "live chunks not attested");
+            callback(toServiceError(err, log));
+          },
+        )
+        .finally(() => inFlight.delete(ac));
+    },
     getNetworkKey(call, callback) {
       if (call.request instanceof MalformedMessage) {
         return callback(toServiceError(invalidArgument(`malformed request: ${call.request.reason}`), log));
@@ -271,6 +317,21 @@ function checksumMetrics(registry: Registry) {
     bytes: new Counter({
       name: "pdtp_checksum_bytes_hashed_total",
       help: "Stream bytes read from sources and hashed.",
+      registers: [registry],
+    }),
+    liveDescriptors: new Counter({
+      name: "pdtp_checksum_live_descriptors_total",
+      help: "Live stream descriptors signed.",
+      registers: [registry],
+    }),
+    liveAttested: new Counter({
+      name: "pdtp_checksum_live_chunks_attested_total",
+      help: "Live chunks read from seeders, hashed and attested.",
+      registers: [registry],
+    }),
+    liveRefused: new Counter({
+      name: "pdtp_checksum_live_attest_failures_total",
+      help: "AttestLiveChunks calls refused or failed (bad claims, unreachable or lying seeders).",
       registers: [registry],
     }),
     duration: new Histogram({

@@ -17,7 +17,16 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { PublicKey, SignedHashPiece, SignedManifest, SignedTicket } from "./common.js";
+import {
+  LiveChunkClaim,
+  LiveDescriptorBody,
+  PublicKey,
+  SignedHashPiece,
+  SignedLiveAttestation,
+  SignedLiveDescriptor,
+  SignedManifest,
+  SignedTicket,
+} from "./common.js";
 
 export interface ComputeManifestRequest {
   streamId: string;
@@ -61,6 +70,25 @@ export interface ManifestPart {
 }
 
 export interface GetNetworkKeyRequest {
+}
+
+export interface AttestLiveChunksRequest {
+  streamId: string;
+  /** Data-plane base URL of the seeder, e.g. http://10.0.0.5:8000. */
+  sourceUrl: string;
+  /** Ticket for exactly the claimed chunks, issued by the tracker to fetcher "checksum". */
+  ticket:
+    | SignedTicket
+    | undefined;
+  /** Consecutive chunks, in sequence order (at most 256). */
+  chunks: LiveChunkClaim[];
+  /** The stream's chunk policy bound: a longer chunk is refused. */
+  maxChunkBytes: number;
+}
+
+export interface AttestLiveChunksResponse {
+  /** One per claimed chunk, in the same order. */
+  attestations: SignedLiveAttestation[];
 }
 
 function createBaseComputeManifestRequest(): ComputeManifestRequest {
@@ -487,6 +515,224 @@ export const GetNetworkKeyRequest: MessageFns<GetNetworkKeyRequest> = {
   },
 };
 
+function createBaseAttestLiveChunksRequest(): AttestLiveChunksRequest {
+  return { streamId: "", sourceUrl: "", ticket: undefined, chunks: [], maxChunkBytes: 0 };
+}
+
+export const AttestLiveChunksRequest: MessageFns<AttestLiveChunksRequest> = {
+  encode(message: AttestLiveChunksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== "") {
+      writer.uint32(10).string(message.streamId);
+    }
+    if (message.sourceUrl !== "") {
+      writer.uint32(18).string(message.sourceUrl);
+    }
+    if (message.ticket !== undefined) {
+      SignedTicket.encode(message.ticket, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.chunks) {
+      LiveChunkClaim.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.maxChunkBytes !== 0) {
+      writer.uint32(40).uint32(message.maxChunkBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttestLiveChunksRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttestLiveChunksRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.streamId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sourceUrl = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ticket = SignedTicket.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.chunks.push(LiveChunkClaim.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxChunkBytes = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttestLiveChunksRequest {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.String(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.String(object.stream_id)
+        : "",
+      sourceUrl: isSet(object.sourceUrl)
+        ? globalThis.String(object.sourceUrl)
+        : isSet(object.source_url)
+        ? globalThis.String(object.source_url)
+        : "",
+      ticket: isSet(object.ticket) ? SignedTicket.fromJSON(object.ticket) : undefined,
+      chunks: globalThis.Array.isArray(object?.chunks) ? object.chunks.map((e: any) => LiveChunkClaim.fromJSON(e)) : [],
+      maxChunkBytes: isSet(object.maxChunkBytes)
+        ? globalThis.Number(object.maxChunkBytes)
+        : isSet(object.max_chunk_bytes)
+        ? globalThis.Number(object.max_chunk_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: AttestLiveChunksRequest): unknown {
+    const obj: any = {};
+    if (message.streamId !== "") {
+      obj.streamId = message.streamId;
+    }
+    if (message.sourceUrl !== "") {
+      obj.sourceUrl = message.sourceUrl;
+    }
+    if (message.ticket !== undefined) {
+      obj.ticket = SignedTicket.toJSON(message.ticket);
+    }
+    if (message.chunks?.length) {
+      obj.chunks = message.chunks.map((e) => LiveChunkClaim.toJSON(e));
+    }
+    if (message.maxChunkBytes !== 0) {
+      obj.maxChunkBytes = Math.round(message.maxChunkBytes);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AttestLiveChunksRequest>): AttestLiveChunksRequest {
+    return AttestLiveChunksRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AttestLiveChunksRequest>): AttestLiveChunksRequest {
+    const message = createBaseAttestLiveChunksRequest();
+    message.streamId = object.streamId ?? "";
+    message.sourceUrl = object.sourceUrl ?? "";
+    message.ticket = (object.ticket !== undefined && object.ticket !== null)
+      ? SignedTicket.fromPartial(object.ticket)
+      : undefined;
+    message.chunks = object.chunks?.map((e) => LiveChunkClaim.fromPartial(e)) || [];
+    message.maxChunkBytes = object.maxChunkBytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseAttestLiveChunksResponse(): AttestLiveChunksResponse {
+  return { attestations: [] };
+}
+
+export const AttestLiveChunksResponse: MessageFns<AttestLiveChunksResponse> = {
+  encode(message: AttestLiveChunksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.attestations) {
+      SignedLiveAttestation.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AttestLiveChunksResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttestLiveChunksResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.attestations.push(SignedLiveAttestation.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AttestLiveChunksResponse {
+    return {
+      attestations: globalThis.Array.isArray(object?.attestations)
+        ? object.attestations.map((e: any) => SignedLiveAttestation.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: AttestLiveChunksResponse): unknown {
+    const obj: any = {};
+    if (message.attestations?.length) {
+      obj.attestations = message.attestations.map((e) => SignedLiveAttestation.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AttestLiveChunksResponse>): AttestLiveChunksResponse {
+    return AttestLiveChunksResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AttestLiveChunksResponse>): AttestLiveChunksResponse {
+    const message = createBaseAttestLiveChunksResponse();
+    message.attestations = object.attestations?.map((e) => SignedLiveAttestation.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type ChecksumService = typeof ChecksumService;
 export const ChecksumService = {
   /**
@@ -514,6 +760,37 @@ export const ChecksumService = {
     responseSerialize: (value: PublicKey): Buffer => Buffer.from(PublicKey.encode(value).finish()),
     responseDeserialize: (value: Buffer): PublicKey => PublicKey.decode(value),
   },
+  /**
+   * Signs a live stream's descriptor with the network key, which also attests
+   * the stream's chunks (the descriptor's attestation_key_id is set to it).
+   */
+  signLiveDescriptor: {
+    path: "/pdtp.v1.Checksum/SignLiveDescriptor" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LiveDescriptorBody): Buffer => Buffer.from(LiveDescriptorBody.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LiveDescriptorBody => LiveDescriptorBody.decode(value),
+    responseSerialize: (value: SignedLiveDescriptor): Buffer =>
+      Buffer.from(SignedLiveDescriptor.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SignedLiveDescriptor => SignedLiveDescriptor.decode(value),
+  },
+  /**
+   * Reads live chunks from a seeder's data plane with the tracker's ticket,
+   * hashes the bytes it read itself and signs an attestation of each chunk.
+   * Refuses (INVALID_ARGUMENT) claims it cannot vouch for: lengths that do
+   * not fit, timestamps out of order, in the future or too old.
+   */
+  attestLiveChunks: {
+    path: "/pdtp.v1.Checksum/AttestLiveChunks" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AttestLiveChunksRequest): Buffer =>
+      Buffer.from(AttestLiveChunksRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AttestLiveChunksRequest => AttestLiveChunksRequest.decode(value),
+    responseSerialize: (value: AttestLiveChunksResponse): Buffer =>
+      Buffer.from(AttestLiveChunksResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AttestLiveChunksResponse => AttestLiveChunksResponse.decode(value),
+  },
 } as const;
 
 export interface ChecksumServer extends UntypedServiceImplementation {
@@ -525,6 +802,18 @@ export interface ChecksumServer extends UntypedServiceImplementation {
    */
   computeManifest: handleServerStreamingCall<ComputeManifestRequest, ManifestPart>;
   getNetworkKey: handleUnaryCall<GetNetworkKeyRequest, PublicKey>;
+  /**
+   * Signs a live stream's descriptor with the network key, which also attests
+   * the stream's chunks (the descriptor's attestation_key_id is set to it).
+   */
+  signLiveDescriptor: handleUnaryCall<LiveDescriptorBody, SignedLiveDescriptor>;
+  /**
+   * Reads live chunks from a seeder's data plane with the tracker's ticket,
+   * hashes the bytes it read itself and signs an attestation of each chunk.
+   * Refuses (INVALID_ARGUMENT) claims it cannot vouch for: lengths that do
+   * not fit, timestamps out of order, in the future or too old.
+   */
+  attestLiveChunks: handleUnaryCall<AttestLiveChunksRequest, AttestLiveChunksResponse>;
 }
 
 export interface ChecksumClient extends Client {
@@ -554,6 +843,46 @@ export interface ChecksumClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PublicKey) => void,
+  ): ClientUnaryCall;
+  /**
+   * Signs a live stream's descriptor with the network key, which also attests
+   * the stream's chunks (the descriptor's attestation_key_id is set to it).
+   */
+  signLiveDescriptor(
+    request: LiveDescriptorBody,
+    callback: (error: ServiceError | null, response: SignedLiveDescriptor) => void,
+  ): ClientUnaryCall;
+  signLiveDescriptor(
+    request: LiveDescriptorBody,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SignedLiveDescriptor) => void,
+  ): ClientUnaryCall;
+  signLiveDescriptor(
+    request: LiveDescriptorBody,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SignedLiveDescriptor) => void,
+  ): ClientUnaryCall;
+  /**
+   * Reads live chunks from a seeder's data plane with the tracker's ticket,
+   * hashes the bytes it read itself and signs an attestation of each chunk.
+   * Refuses (INVALID_ARGUMENT) claims it cannot vouch for: lengths that do
+   * not fit, timestamps out of order, in the future or too old.
+   */
+  attestLiveChunks(
+    request: AttestLiveChunksRequest,
+    callback: (error: ServiceError | null, response: AttestLiveChunksResponse) => void,
+  ): ClientUnaryCall;
+  attestLiveChunks(
+    request: AttestLiveChunksRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AttestLiveChunksResponse) => void,
+  ): ClientUnaryCall;
+  attestLiveChunks(
+    request: AttestLiveChunksRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AttestLiveChunksResponse) => void,
   ): ClientUnaryCall;
 }
 

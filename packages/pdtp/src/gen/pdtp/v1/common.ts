@@ -148,6 +148,86 @@ export interface PublicKey {
   ed25519: Buffer;
 }
 
+/**
+ * What the checksum service signs for a live stream, like a manifest header
+ * for a file (Tribler's .tstream): how the source cuts chunks, its bitrate,
+ * the window peers keep, which sequence number the broadcast starts at and
+ * which key attests its chunks. Clients verify the signature over the exact
+ * encoded bytes (SignedLiveDescriptor.body).
+ */
+export interface LiveDescriptorBody {
+  streamId: string;
+  name: string;
+  /**
+   * Chunk policy: the source cuts a chunk when it holds max_chunk_bytes or
+   * when max_chunk_ms have passed since the chunk's first byte, whichever
+   * comes first, so a low bitrate never waits long for a full chunk.
+   */
+  maxChunkBytes: number;
+  maxChunkMs: number;
+  /** Nominal bitrate of the source in bits per second; 0 when unknown (a pipe). */
+  bitrate: number;
+  /**
+   * Chunks the swarm keeps behind the live edge: the window is
+   * [edge - window_chunks + 1, edge]; everything below is dropped.
+   */
+  windowChunks: number;
+  /**
+   * Sequence number of the broadcast's first chunk. Sequence numbers are
+   * 64-bit and never wrap; a restarted source continues where it stopped.
+   */
+  firstSeq: number;
+  /** Milliseconds since the Unix epoch at which the broadcast started. */
+  startMs: number;
+  /** Fingerprint of the key that signs the stream's chunk attestations. */
+  attestationKeyId: string;
+  /** Identifies this descriptor among the stream's (a restart makes a new one). */
+  version: number;
+}
+
+export interface SignedLiveDescriptor {
+  /** The encoded LiveDescriptorBody. */
+  body: Buffer;
+  /** Ed25519 signature over body by the network key. */
+  signature: Buffer;
+  keyId: string;
+}
+
+/**
+ * One live chunk, attested by the checksum service after it read the chunk
+ * itself from the seeder's data plane or the origin: the seeder is
+ * credentialed but not trusted.
+ */
+export interface LiveAttestationBody {
+  streamId: string;
+  /** The chunk's sequence number. */
+  seq: number;
+  /** When the source cut the chunk, milliseconds since the Unix epoch. */
+  timestampMs: number;
+  length: number;
+  /** SHA-256 of the chunk's bytes. */
+  sha256: Buffer;
+}
+
+export interface SignedLiveAttestation {
+  /** The encoded LiveAttestationBody. */
+  body: Buffer;
+  /** Ed25519 signature over body by the attestation key. */
+  signature: Buffer;
+  keyId: string;
+}
+
+/**
+ * What the seeder says of one live chunk it cut; the checksum service checks
+ * the bytes itself and the timestamp against its own clock.
+ */
+export interface LiveChunkClaim {
+  seq: number;
+  length: number;
+  /** When the source cut the chunk, milliseconds since the Unix epoch. */
+  timestampMs: number;
+}
+
 function createBaseChunkRange(): ChunkRange {
   return { first: 0, last: 0 };
 }
@@ -1154,6 +1234,714 @@ export const PublicKey: MessageFns<PublicKey> = {
     const message = createBasePublicKey();
     message.keyId = object.keyId ?? "";
     message.ed25519 = object.ed25519 ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseLiveDescriptorBody(): LiveDescriptorBody {
+  return {
+    streamId: "",
+    name: "",
+    maxChunkBytes: 0,
+    maxChunkMs: 0,
+    bitrate: 0,
+    windowChunks: 0,
+    firstSeq: 0,
+    startMs: 0,
+    attestationKeyId: "",
+    version: 0,
+  };
+}
+
+export const LiveDescriptorBody: MessageFns<LiveDescriptorBody> = {
+  encode(message: LiveDescriptorBody, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== "") {
+      writer.uint32(10).string(message.streamId);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.maxChunkBytes !== 0) {
+      writer.uint32(24).uint32(message.maxChunkBytes);
+    }
+    if (message.maxChunkMs !== 0) {
+      writer.uint32(32).uint32(message.maxChunkMs);
+    }
+    if (message.bitrate !== 0) {
+      writer.uint32(40).uint64(message.bitrate);
+    }
+    if (message.windowChunks !== 0) {
+      writer.uint32(48).uint32(message.windowChunks);
+    }
+    if (message.firstSeq !== 0) {
+      writer.uint32(56).uint64(message.firstSeq);
+    }
+    if (message.startMs !== 0) {
+      writer.uint32(64).uint64(message.startMs);
+    }
+    if (message.attestationKeyId !== "") {
+      writer.uint32(74).string(message.attestationKeyId);
+    }
+    if (message.version !== 0) {
+      writer.uint32(80).uint64(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LiveDescriptorBody {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLiveDescriptorBody();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.streamId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxChunkBytes = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.maxChunkMs = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.bitrate = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.windowChunks = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.firstSeq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.startMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.attestationKeyId = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LiveDescriptorBody {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.String(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.String(object.stream_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      maxChunkBytes: isSet(object.maxChunkBytes)
+        ? globalThis.Number(object.maxChunkBytes)
+        : isSet(object.max_chunk_bytes)
+        ? globalThis.Number(object.max_chunk_bytes)
+        : 0,
+      maxChunkMs: isSet(object.maxChunkMs)
+        ? globalThis.Number(object.maxChunkMs)
+        : isSet(object.max_chunk_ms)
+        ? globalThis.Number(object.max_chunk_ms)
+        : 0,
+      bitrate: isSet(object.bitrate) ? globalThis.Number(object.bitrate) : 0,
+      windowChunks: isSet(object.windowChunks)
+        ? globalThis.Number(object.windowChunks)
+        : isSet(object.window_chunks)
+        ? globalThis.Number(object.window_chunks)
+        : 0,
+      firstSeq: isSet(object.firstSeq)
+        ? globalThis.Number(object.firstSeq)
+        : isSet(object.first_seq)
+        ? globalThis.Number(object.first_seq)
+        : 0,
+      startMs: isSet(object.startMs)
+        ? globalThis.Number(object.startMs)
+        : isSet(object.start_ms)
+        ? globalThis.Number(object.start_ms)
+        : 0,
+      attestationKeyId: isSet(object.attestationKeyId)
+        ? globalThis.String(object.attestationKeyId)
+        : isSet(object.attestation_key_id)
+        ? globalThis.String(object.attestation_key_id)
+        : "",
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+    };
+  },
+
+  toJSON(message: LiveDescriptorBody): unknown {
+    const obj: any = {};
+    if (message.streamId !== "") {
+      obj.streamId = message.streamId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.maxChunkBytes !== 0) {
+      obj.maxChunkBytes = Math.round(message.maxChunkBytes);
+    }
+    if (message.maxChunkMs !== 0) {
+      obj.maxChunkMs = Math.round(message.maxChunkMs);
+    }
+    if (message.bitrate !== 0) {
+      obj.bitrate = Math.round(message.bitrate);
+    }
+    if (message.windowChunks !== 0) {
+      obj.windowChunks = Math.round(message.windowChunks);
+    }
+    if (message.firstSeq !== 0) {
+      obj.firstSeq = Math.round(message.firstSeq);
+    }
+    if (message.startMs !== 0) {
+      obj.startMs = Math.round(message.startMs);
+    }
+    if (message.attestationKeyId !== "") {
+      obj.attestationKeyId = message.attestationKeyId;
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LiveDescriptorBody>): LiveDescriptorBody {
+    return LiveDescriptorBody.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LiveDescriptorBody>): LiveDescriptorBody {
+    const message = createBaseLiveDescriptorBody();
+    message.streamId = object.streamId ?? "";
+    message.name = object.name ?? "";
+    message.maxChunkBytes = object.maxChunkBytes ?? 0;
+    message.maxChunkMs = object.maxChunkMs ?? 0;
+    message.bitrate = object.bitrate ?? 0;
+    message.windowChunks = object.windowChunks ?? 0;
+    message.firstSeq = object.firstSeq ?? 0;
+    message.startMs = object.startMs ?? 0;
+    message.attestationKeyId = object.attestationKeyId ?? "";
+    message.version = object.version ?? 0;
+    return message;
+  },
+};
+
+function createBaseSignedLiveDescriptor(): SignedLiveDescriptor {
+  return { body: Buffer.alloc(0), signature: Buffer.alloc(0), keyId: "" };
+}
+
+export const SignedLiveDescriptor: MessageFns<SignedLiveDescriptor> = {
+  encode(message: SignedLiveDescriptor, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.body.length !== 0) {
+      writer.uint32(10).bytes(message.body);
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(18).bytes(message.signature);
+    }
+    if (message.keyId !== "") {
+      writer.uint32(26).string(message.keyId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignedLiveDescriptor {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignedLiveDescriptor();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.body = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignedLiveDescriptor {
+    return {
+      body: isSet(object.body) ? Buffer.from(bytesFromBase64(object.body)) : Buffer.alloc(0),
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+    };
+  },
+
+  toJSON(message: SignedLiveDescriptor): unknown {
+    const obj: any = {};
+    if (message.body.length !== 0) {
+      obj.body = base64FromBytes(message.body);
+    }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SignedLiveDescriptor>): SignedLiveDescriptor {
+    return SignedLiveDescriptor.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SignedLiveDescriptor>): SignedLiveDescriptor {
+    const message = createBaseSignedLiveDescriptor();
+    message.body = object.body ?? Buffer.alloc(0);
+    message.signature = object.signature ?? Buffer.alloc(0);
+    message.keyId = object.keyId ?? "";
+    return message;
+  },
+};
+
+function createBaseLiveAttestationBody(): LiveAttestationBody {
+  return { streamId: "", seq: 0, timestampMs: 0, length: 0, sha256: Buffer.alloc(0) };
+}
+
+export const LiveAttestationBody: MessageFns<LiveAttestationBody> = {
+  encode(message: LiveAttestationBody, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== "") {
+      writer.uint32(10).string(message.streamId);
+    }
+    if (message.seq !== 0) {
+      writer.uint32(16).uint64(message.seq);
+    }
+    if (message.timestampMs !== 0) {
+      writer.uint32(24).uint64(message.timestampMs);
+    }
+    if (message.length !== 0) {
+      writer.uint32(32).uint32(message.length);
+    }
+    if (message.sha256.length !== 0) {
+      writer.uint32(42).bytes(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LiveAttestationBody {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLiveAttestationBody();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.streamId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.timestampMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.length = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.sha256 = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LiveAttestationBody {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.String(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.String(object.stream_id)
+        : "",
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      timestampMs: isSet(object.timestampMs)
+        ? globalThis.Number(object.timestampMs)
+        : isSet(object.timestamp_ms)
+        ? globalThis.Number(object.timestamp_ms)
+        : 0,
+      length: isSet(object.length) ? globalThis.Number(object.length) : 0,
+      sha256: isSet(object.sha256) ? Buffer.from(bytesFromBase64(object.sha256)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: LiveAttestationBody): unknown {
+    const obj: any = {};
+    if (message.streamId !== "") {
+      obj.streamId = message.streamId;
+    }
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    if (message.timestampMs !== 0) {
+      obj.timestampMs = Math.round(message.timestampMs);
+    }
+    if (message.length !== 0) {
+      obj.length = Math.round(message.length);
+    }
+    if (message.sha256.length !== 0) {
+      obj.sha256 = base64FromBytes(message.sha256);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LiveAttestationBody>): LiveAttestationBody {
+    return LiveAttestationBody.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LiveAttestationBody>): LiveAttestationBody {
+    const message = createBaseLiveAttestationBody();
+    message.streamId = object.streamId ?? "";
+    message.seq = object.seq ?? 0;
+    message.timestampMs = object.timestampMs ?? 0;
+    message.length = object.length ?? 0;
+    message.sha256 = object.sha256 ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseSignedLiveAttestation(): SignedLiveAttestation {
+  return { body: Buffer.alloc(0), signature: Buffer.alloc(0), keyId: "" };
+}
+
+export const SignedLiveAttestation: MessageFns<SignedLiveAttestation> = {
+  encode(message: SignedLiveAttestation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.body.length !== 0) {
+      writer.uint32(10).bytes(message.body);
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(18).bytes(message.signature);
+    }
+    if (message.keyId !== "") {
+      writer.uint32(26).string(message.keyId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignedLiveAttestation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignedLiveAttestation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.body = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignedLiveAttestation {
+    return {
+      body: isSet(object.body) ? Buffer.from(bytesFromBase64(object.body)) : Buffer.alloc(0),
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+    };
+  },
+
+  toJSON(message: SignedLiveAttestation): unknown {
+    const obj: any = {};
+    if (message.body.length !== 0) {
+      obj.body = base64FromBytes(message.body);
+    }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SignedLiveAttestation>): SignedLiveAttestation {
+    return SignedLiveAttestation.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SignedLiveAttestation>): SignedLiveAttestation {
+    const message = createBaseSignedLiveAttestation();
+    message.body = object.body ?? Buffer.alloc(0);
+    message.signature = object.signature ?? Buffer.alloc(0);
+    message.keyId = object.keyId ?? "";
+    return message;
+  },
+};
+
+function createBaseLiveChunkClaim(): LiveChunkClaim {
+  return { seq: 0, length: 0, timestampMs: 0 };
+}
+
+export const LiveChunkClaim: MessageFns<LiveChunkClaim> = {
+  encode(message: LiveChunkClaim, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0) {
+      writer.uint32(8).uint64(message.seq);
+    }
+    if (message.length !== 0) {
+      writer.uint32(16).uint32(message.length);
+    }
+    if (message.timestampMs !== 0) {
+      writer.uint32(24).uint64(message.timestampMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LiveChunkClaim {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLiveChunkClaim();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.length = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.timestampMs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LiveChunkClaim {
+    return {
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      length: isSet(object.length) ? globalThis.Number(object.length) : 0,
+      timestampMs: isSet(object.timestampMs)
+        ? globalThis.Number(object.timestampMs)
+        : isSet(object.timestamp_ms)
+        ? globalThis.Number(object.timestamp_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: LiveChunkClaim): unknown {
+    const obj: any = {};
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    if (message.length !== 0) {
+      obj.length = Math.round(message.length);
+    }
+    if (message.timestampMs !== 0) {
+      obj.timestampMs = Math.round(message.timestampMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LiveChunkClaim>): LiveChunkClaim {
+    return LiveChunkClaim.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LiveChunkClaim>): LiveChunkClaim {
+    const message = createBaseLiveChunkClaim();
+    message.seq = object.seq ?? 0;
+    message.length = object.length ?? 0;
+    message.timestampMs = object.timestampMs ?? 0;
     return message;
   },
 };

@@ -1,0 +1,215 @@
+/**
+ * When a live viewer writes each chunk out: where it tunes in, when a missing
+ * chunk is given up (skipped), when it re-tunes. Pure logic over a clock: the
+ * download feeds it what the tracker announced and what arrived verified, and
+ * writes what `step` says, in order.
+ *
+ * The playback clock: the first chunk written at time t with source time ts
+ * sets the viewer's delay D = t - ts; chunk s is due at ts(s) + D + grace. A
+ * chunk still missing when due is skipped, but only when a later chunk is
+ * here to write instead: while nothing later has arrived (the source or the
+ * swarm stalled) the viewer waits and discards nothing. A viewer whose delay
+ * grew past `retuneAfterMs` (a long stall) jumps back to the live edge minus
+ * the prebuffer, never backwards.
+ */
+export interface PlayoutOptions {
+  /** Media behind the live edge to start at (default 500 ms). */
+  prebufferMs?: number;
+  /** Slack past a chunk's due time before it is skipped (default 300 ms). */
+  graceMs?: number;
+  /** Re-tune when the delay has grown past this (default 5 s beyond the prebuffer). */
+  retuneAfterMs?: number;
+  /** Start at the window's low end instead of the edge (--from-start); no re-tuning then. */
+  fromStart?: boolean;
+}
+
+export interface PlayoutStep {
+  /** Chunks to write now, in order (each one arrived). */
+  write: number[];
+  /** Chunks given up, in order (counted; never written). */
+  skipped: number[];
+  /** True when this step re-tuned to the edge. */
+  retuned: boolean;
+  /** The broadcast ended and its last chunk was written or skipped. */
+  done: boolean;
+  /** When to call step again if nothing else happens (a deadline), or undefined. */
+  wakeAt: number | undefined;
+}
+
+export class LivePlayout {
+  private readonly prebufferMs: number;
+  private readonly graceMs: number;
+  private readonly retuneAfterMs: number;
+  private readonly fromStart: boolean;
+  /** Source timestamps of announced (attested) chunks, by sequence number. */
+  private readonly announced = new Map<number, number>();
+  private readonly here = new Set<number>();
+  private low = 0;
+  private edge = -1;
+  private last: number | undefined;
+  /** Next chunk to write; undefined until tuned in. */
+  private pos: number | undefined;
+  /**
+   * The viewer's delay (write time minus source time). At a tune-in it is
+   * provisional (the first chunk is due a prebuffer from now); the first
+   * write measures it.
+   */
+  private delay: number | undefined;
+  private measured = false;
+
+  constructor(opts: PlayoutOptions = {}) {
+    this.prebufferMs = opts.prebufferMs ?? 500;
+    this.graceMs = opts.graceMs ?? 300;
+    this.retuneAfterMs = opts.retuneAfterMs ?? this.prebufferMs + 5_000;
+    this.fromStart = opts.fromStart ?? false;
+  }
+
+  /** The next chunk to write (undefined before tune-in): what the tracker schedules by. */
+  get position(): number | undefined {
+    return this.pos;
+  }
+
+  /** The viewer's delay in ms as measured at its first write since tuning in (undefined before). */
+  get delayMs(): number | undefined {
+    return this.measured ? this.delay : undefined;
+  }
+
+  /** An attested chunk the swarm has: `seq` with source time `timestampMs`. */
+  announce(seq: number, timestampMs: number): void {
+    if (seq < this.low || (this.pos !== undefined && seq < this.pos)) return;
+    this.announced.set(seq, timestampMs);
+    if (seq > this.edge) this.edge = seq;
+  }
+
+  /** The swarm's window starts at `low`: nothing below it can still arrive. */
+  setLow(low: number): void {
+    if (low <= this.low) return;
+    this.low = low;
+    for (const seq of this.announced.keys())
+      if (seq < low && (this.pos === undefined || seq < this.pos)) this.forget(seq);
+  }
+
+  /** The broadcast ended with chunk `last`. */
+  end(last: number): void {
+    this.last = last;
+  }
+
+  /** Chunk `seq` arrived and verified. False when it is no longer wanted (already past). */
+  arrived(seq: number): boolean {
+    if (this.pos !== undefined && seq < this.pos) return false;
+    this.here.add(seq);
+    return true;
+  }
+
+  /** Whether chunk `seq` is still wanted (not written, skipped or behind the position). */
+  wants(seq: number): boolean {
+    return !this.here.has(seq) && (this.pos === undefined || seq >= this.pos) && seq >= this.low;
+  }
+
+  /** Decides what to write and skip at time `now`. Call after each change and at `wakeAt`. */
+  step(now: number): PlayoutStep {
+    const out: PlayoutStep = { write: [], skipped: [], retuned: false, done: false, wakeAt: undefined };
+    if (this.pos === undefined) {
+      if (this.edge < 0) return out;
+      this.tuneIn(this.tuneInPoint(), now);
+    }
+    if (this.pos! < this.low) {
+      this.retune(out, Math.max(this.low, this.tuneInPoint()), now);
+    } else if (!this.fromStart && this.measured && this.behind(now) > this.retuneAfterMs) {
+      this.retune(out, this.tuneInPoint(), now);
+    }
+    for (;;) {
+      const seq = this.pos!;
+      if (this.last !== undefined && seq > this.last) {
+        out.done = true;
+        return out;
+      }
+      if (this.here.has(seq)) {
+        const ts = this.announced.get(seq);
+        if (!this.measured && ts !== undefined) {
+          this.delay = Math.max(0, now - ts);
+          this.measured = true;
+        }
+        out.write.push(seq);
+        this.forget(seq);
+        this.pos = seq + 1;
+        continue;
+      }
+      const due = this.dueAt(seq);
+      if (due !== undefined && now >= due && this.laterHere(seq)) {
+        out.skipped.push(seq);
+        this.forget(seq);
+        this.pos = seq + 1;
+        continue;
+      }
+      out.wakeAt = due !== undefined && this.laterHere(seq) ? due : undefined;
+      return out;
+    }
+  }
+
+  /** How far behind the live edge the position is, in source time. */
+  private behind(now: number): number {
+    const edgeTs = this.announced.get(this.edge);
+    const posTs = this.announced.get(this.pos!);
+    if (edgeTs !== undefined && posTs !== undefined) return edgeTs - posTs;
+    return this.delay !== undefined && posTs !== undefined ? now - posTs - this.delay : 0;
+  }
+
+  /** The chunk to start at: the oldest announced one within the prebuffer of the edge's source time. */
+  private tuneInPoint(): number {
+    const floor = Math.max(this.low, this.pos ?? 0);
+    if (this.fromStart) return floor;
+    const edgeTs = this.announced.get(this.edge);
+    let start = this.edge;
+    if (edgeTs !== undefined) {
+      for (let s = this.edge - 1; s >= floor; s--) {
+        const ts = this.announced.get(s);
+        if (ts === undefined || ts < edgeTs - this.prebufferMs) break;
+        start = s;
+      }
+    }
+    return Math.max(floor, start);
+  }
+
+  private tuneIn(to: number, now: number): void {
+    this.pos = to;
+    const ts = this.announced.get(to) ?? this.estimate(to);
+    this.delay = ts === undefined ? undefined : now - ts + this.prebufferMs;
+    this.measured = false;
+  }
+
+  private retune(out: PlayoutStep, to: number, now: number): void {
+    for (let s = this.pos!; s < to; s++) {
+      out.skipped.push(s);
+      this.forget(s);
+    }
+    this.tuneIn(to, now);
+    out.retuned = true;
+  }
+
+  /** When chunk `seq` is due: its source time plus the viewer's delay and the grace. */
+  private dueAt(seq: number): number | undefined {
+    if (this.delay === undefined) return undefined;
+    const ts = this.announced.get(seq) ?? this.estimate(seq);
+    return ts === undefined ? undefined : ts + this.delay + this.graceMs;
+  }
+
+  /** Source time of an unannounced chunk, from the next announced one after it (a lower bound). */
+  private estimate(seq: number): number | undefined {
+    for (let s = seq + 1; s <= this.edge; s++) {
+      const ts = this.announced.get(s);
+      if (ts !== undefined) return ts;
+    }
+    return undefined;
+  }
+
+  private laterHere(seq: number): boolean {
+    for (const s of this.here) if (s > seq) return true;
+    return false;
+  }
+
+  private forget(seq: number): void {
+    this.announced.delete(seq);
+    this.here.delete(seq);
+  }
+}

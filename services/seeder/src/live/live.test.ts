@@ -1,0 +1,177 @@
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { after, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { cutChunks, type CutChunk } from "./chunker.js";
+import { SequenceState, SequenceStateError } from "./sequenceState.js";
+import { httpStream, LiveSourceError, pacedFile } from "./sources.js";
+import { LiveWindow } from "./window.js";
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+async function collect(it: AsyncIterable<CutChunk>): Promise<CutChunk[]> {
+  const out: CutChunk[] = [];
+  for await (const c of it) out.push(c);
+  return out;
+}
+
+describe("cutting a live input into chunks", () => {
+  test("by size: full chunks of maxChunkBytes, a shorter last one, the bytes unchanged", async () => {
+    const input = new PassThrough();
+    const data = randomBytes(10_000);
+    const chunks = collect(cutChunks(input, { maxChunkBytes: 3000, maxChunkMs: 60_000 }));
+    for (let o = 0; o < data.length; o += 777) input.write(data.subarray(o, o + 777));
+    input.end();
+    const got = await chunks;
+    assert.deepEqual(
+      got.map((c) => c.data.length),
+      [3000, 3000, 3000, 1000],
+    );
+    assert.equal(sha(Buffer.concat(got.map((c) => c.data))), sha(data));
+  });
+
+  test("by time: a slow input is cut when its first byte has waited maxChunkMs, without waiting for more", async () => {
+    const input = new PassThrough();
+    const it = cutChunks(input, { maxChunkBytes: 1 << 20, maxChunkMs: 100 })[Symbol.asyncIterator]();
+    const t0 = Date.now();
+    input.write(Buffer.from("first"));
+    const first = await it.next();
+    assert.equal(first.done, false);
+    assert.equal(first.value!.data.toString(), "first");
+    assert.ok(Date.now() - t0 >= 90, "not cut before maxChunkMs");
+    assert.ok(first.value!.timestampMs >= t0 && first.value!.timestampMs <= t0 + 50, "timestamped at its first byte");
+    // Nothing arrives for a while: no empty chunk is cut.
+    await sleep(250);
+    input.write(Buffer.from("second"));
+    input.end();
+    const second = await it.next();
+    assert.equal(second.value!.data.toString(), "second");
+    assert.equal((await it.next()).done, true);
+  });
+
+  test("an input that fails ends the chunks with its error", async () => {
+    const input = new PassThrough();
+    const chunks = collect(cutChunks(input, { maxChunkBytes: 1024, maxChunkMs: 50 }));
+    input.write(Buffer.alloc(10));
+    input.destroy(new Error("camera unplugged"));
+    await assert.rejects(chunks, /camera unplugged/);
+  });
+});
+
+describe("live sources", () => {
+  const dir = mkdtempSync(join(tmpdir(), "ds-live-src-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("a file played at a bitrate is never ahead of the clock; looped, it starts over", async () => {
+    const file = join(dir, "clip.ts");
+    const data = randomBytes(40_000);
+    writeFileSync(file, data);
+    const t0 = Date.now();
+    const parts: Buffer[] = [];
+    for await (const b of pacedFile(file, 8 * 200_000, { loop: false })) parts.push(b);
+    assert.equal(sha(Buffer.concat(parts)), sha(data));
+    // 40 kB at 200 kB/s is 200 ms of media: it cannot arrive sooner (a bound that holds on a slow machine).
+    assert.ok(Date.now() - t0 >= 180, `played in ${Date.now() - t0} ms`);
+    const looped: Buffer[] = [];
+    let n = 0;
+    for await (const b of pacedFile(file, 8 * 10_000_000, { loop: true })) {
+      looped.push(b);
+      if ((n += b.length) >= 100_000) break;
+    }
+    const all = Buffer.concat(looped);
+    assert.ok(all.subarray(40_000, 80_000).equals(data), "the second pass is the file again");
+    const empty = join(dir, "empty.ts");
+    writeFileSync(empty, "");
+    await assert.rejects(async () => {
+      for await (const _ of pacedFile(empty, 1000, { loop: true })) void _;
+    }, LiveSourceError);
+  });
+
+  test("an HTTP stream that drops is reconnected, and its bytes continue in order", async () => {
+    const parts = [Buffer.from("part one|"), Buffer.from("part two|"), Buffer.from("part three|")];
+    let requests = 0;
+    const server: Server = createServer((req, res) => {
+      const i = requests++;
+      if (i === 1) {
+        res.writeHead(503).end();
+        return;
+      }
+      const part = parts[i === 0 ? 0 : i - 1];
+      if (!part) {
+        res.writeHead(200);
+        return; // a stream that stays open
+      }
+      res.writeHead(200, { "content-type": "video/mp2t" });
+      // i = 0: sends then drops the connection mid-stream; later: sends and ends
+      res.write(part, () => (i === 0 ? res.destroy() : res.end()));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/live.ts`;
+    const retries: string[] = [];
+    const ac = new AbortController();
+    let text = "";
+    for await (const b of httpStream(url, {
+      signal: ac.signal,
+      backoffMinMs: 10,
+      backoffMaxMs: 20,
+      onRetry: (why) => retries.push(why),
+    })) {
+      text += b.toString();
+      if (text.endsWith("part three|")) ac.abort();
+    }
+    server.close();
+    assert.equal(text, "part one|part two|part three|");
+    assert.ok(retries.includes("HTTP 503"), retries.join("; "));
+    assert.ok(retries.length >= 3, retries.join("; "));
+  });
+});
+
+async function readAll(r: NodeJS.ReadableStream): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const p of r) parts.push(p as Buffer);
+  return Buffer.concat(parts);
+}
+
+describe("the live window a seeder serves from", () => {
+  test("keeps the last windowChunks chunks and maps a range onto their bytes, across 2^32", async () => {
+    const w = new LiveWindow(4);
+    const first = 2 ** 32 - 3;
+    const data = [10, 20, 30, 40, 50, 60].map((n, i) => Buffer.alloc(n, i + 1));
+    data.forEach((d, i) => w.push(first + i, d, 1000 + i));
+    assert.equal(w.low, first + 2);
+    assert.equal(w.edge, first + 5);
+    assert.equal(w.bytes, 30 + 40 + 50 + 60);
+    assert.equal(w.holds({ first: first + 1, last: first + 3 }), false, "chunk first + 1 was dropped");
+    assert.equal(w.span({ first: first + 1, last: first + 2 }), undefined);
+    const span = w.span({ first: first + 3, last: first + 4 })!;
+    assert.deepEqual(await readAll(w.read(span.start, span.end)), Buffer.concat([data[3]!, data[4]!]));
+    assert.throws(() => w.push(first + 7, Buffer.alloc(1), 0), /does not follow/);
+    // a read of bytes dropped meanwhile fails before its first byte, with 416
+    const old = { start: 0, end: 10 };
+    await assert.rejects(readAll(w.read(old.start, old.end)), (e: Error & { refusalStatus?: number }) => {
+      assert.equal(e.refusalStatus, 416);
+      return true;
+    });
+  });
+
+  test("a restarted broadcast continues its sequence numbers from the saved state", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ds-live-state-"));
+    try {
+      const a = new SequenceState(dir, "cams/front door");
+      assert.equal(a.load(0), 0, "nothing saved: the fallback");
+      a.save(2 ** 32 + 5);
+      assert.equal(new SequenceState(dir, "cams/front door").load(0), 2 ** 32 + 5);
+      assert.equal(new SequenceState(dir, "other").load(7), 7, "each name has its own");
+      writeFileSync(join(dir, `live-${encodeURIComponent("broken")}.json`), "{not json");
+      assert.throws(() => new SequenceState(dir, "broken").load(0), SequenceStateError);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

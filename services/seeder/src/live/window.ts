@@ -1,0 +1,120 @@
+import { Readable } from "node:stream";
+import type { ChunkRange } from "@distribustream/pdtp";
+
+interface Held {
+  seq: number;
+  /** Offset of the chunk's first byte in this window's numbering of the broadcast's bytes. */
+  offset: number;
+  data: Buffer;
+  timestampMs: number;
+}
+
+/**
+ * The last `windowChunks` chunks of a live broadcast, in memory, as a source
+ * serves them on the data plane: a range of sequence numbers maps onto bytes
+ * numbered from the first chunk this window ever held, so a read is a slice
+ * of the held buffers (no copy). Memory is bounded by the window.
+ */
+export class LiveWindow {
+  private readonly held: Held[] = [];
+  private nextOffset = 0;
+
+  constructor(readonly windowChunks: number) {
+    if (!(Number.isInteger(windowChunks) && windowChunks >= 1)) throw new Error(`window of ${windowChunks} chunks`);
+  }
+
+  /** Lowest sequence number held, or undefined when empty. */
+  get low(): number | undefined {
+    return this.held[0]?.seq;
+  }
+
+  /** Highest sequence number held (the live edge here), or undefined when empty. */
+  get edge(): number | undefined {
+    return this.held[this.held.length - 1]?.seq;
+  }
+
+  /** Bytes held. */
+  get bytes(): number {
+    return this.held.length === 0 ? 0 : this.nextOffset - this.held[0]!.offset;
+  }
+
+  /**
+   * Adds the next chunk: `seq` must follow the edge (any number when empty).
+   * Drops the oldest chunk when the window is full.
+   */
+  push(seq: number, data: Buffer, timestampMs: number): void {
+    const edge = this.edge;
+    if (edge !== undefined && seq !== edge + 1) throw new Error(`chunk ${seq} does not follow ${edge}`);
+    this.held.push({ seq, offset: this.nextOffset, data, timestampMs });
+    this.nextOffset += data.length;
+    if (this.held.length > this.windowChunks) this.held.shift();
+  }
+
+  /** Chunk `seq`, or undefined when not held. */
+  chunk(seq: number): { data: Buffer; timestampMs: number } | undefined {
+    const h = this.find(seq);
+    return h && { data: h.data, timestampMs: h.timestampMs };
+  }
+
+  holds(range: ChunkRange): boolean {
+    const low = this.low;
+    const edge = this.edge;
+    return (
+      low !== undefined && edge !== undefined && range.first >= low && range.last <= edge && range.first <= range.last
+    );
+  }
+
+  /** Bytes [start, end) of `range` for `read`, or undefined when not every chunk is held. */
+  span(range: ChunkRange): { start: number; end: number } | undefined {
+    if (!this.holds(range)) return undefined;
+    const first = this.find(range.first)!;
+    const last = this.find(range.last)!;
+    return { start: first.offset, end: last.offset + last.data.length };
+  }
+
+  /**
+   * Bytes [start, end) as a stream of slices of the held chunks. A chunk
+   * dropped from the window meanwhile is still sent (the slices hold it).
+   */
+  read(start: number, end: number): Readable {
+    const base = this.held[0]?.offset ?? 0;
+    if (start < base || end > this.nextOffset || start > end) return failing(start, end);
+    const parts: Buffer[] = [];
+    let i = this.indexAt(start);
+    for (let at = start; at < end; i++) {
+      const h = this.held[i]!;
+      const from = at - h.offset;
+      const to = Math.min(h.data.length, end - h.offset);
+      parts.push(h.data.subarray(from, to));
+      at += to - from;
+    }
+    return Readable.from(parts, { objectMode: false });
+  }
+
+  private find(seq: number): Held | undefined {
+    const low = this.low;
+    return low === undefined ? undefined : this.held[seq - low];
+  }
+
+  /** Index of the held chunk holding byte `offset` (binary search: offsets grow). */
+  private indexAt(offset: number): number {
+    let lo = 0;
+    let hi = this.held.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.held[mid]!.offset <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+}
+
+/** A read of bytes no longer (or not yet) held: fails before its first byte with 416, as the data plane expects. */
+function failing(start: number, end: number): Readable {
+  const err = Object.assign(new Error(`bytes ${start}-${end} are no longer held`), { refusalStatus: 416 });
+  return new Readable({
+    read() {
+      this.destroy(err);
+    },
+  });
+}
