@@ -238,4 +238,4 @@ function run(runner: Runner) {
   };
 }
 
-program.parseAsync(process.argv);
+await program.parseAsync(process.argv);

@@ -170,6 +170,8 @@ export function classifySessionEnd(code: status, details: string, ctx: SessionCo
         retry: false,
         error: new DownloadError(`tracker ${ctx.target} rejected the request: ${details}`, ExitCode.UNEXPECTED),
       };
+    default:
+      break; // every other status ends the download, below
   }
   return {
     retry: false,

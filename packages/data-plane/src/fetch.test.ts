@@ -323,7 +323,7 @@ describe("fetchChunks over keep-alive connections", () => {
       const o = options(peer.port, { agent });
       const sync = o.onChunk;
       o.onChunk = async (i, d) => {
-        sync(i, d);
+        await sync(i, d);
         if (i === 1) agent.destroy();
         await sleep(5);
       };
@@ -376,7 +376,7 @@ describe("fetchChunks parsing", () => {
         if (onChunk) {
           const sync = o.onChunk;
           o.onChunk = async (i, d) => {
-            sync(i, d);
+            await sync(i, d);
             await onChunk();
           };
         }
@@ -396,7 +396,7 @@ describe("fetchChunks parsing", () => {
       const o = options(peer.port);
       const sync = o.onChunk;
       o.onChunk = async (i, d) => {
-        sync(i, d);
+        await sync(i, d);
         await sleep(1);
       };
       await fetchChunks(o);
@@ -471,7 +471,7 @@ describe("fetchChunks parsing", () => {
       const o = options(peer.port, { timeoutMs: 100 });
       const sync = o.onChunk;
       o.onChunk = async (i, d) => {
-        sync(i, d);
+        await sync(i, d);
         await sleep(150);
       };
       await assert.rejects(fetchChunks(o), failed(/^no data for 100 ms$/, 2 * CHUNK));
@@ -491,7 +491,7 @@ describe("fetchChunks parsing", () => {
       const sync = o.onChunk;
       o.onChunk = async (i, d) => {
         running = true;
-        sync(i, d);
+        await sync(i, d);
         if (i === 3) ac.abort();
         await sleep(20);
         running = false;

@@ -41,38 +41,41 @@ export async function startChecksumDouble(network: Signer) {
   };
   server.addService(ChecksumService, {
     getNetworkKey: (_call: unknown, cb: grpc.sendUnaryData<PublicKey>) => cb(null, network.publicKey),
-    computeManifest: async (call: grpc.ServerWritableStream<ComputeManifestRequest, ManifestPart>) => {
-      const r = call.request;
-      requests.push(r);
-      if (r.name.startsWith("reject/")) {
-        call.emit("error", { code: grpc.status.FAILED_PRECONDITION, details: "source answered 404" });
-        return;
-      }
-      const n = chunkCount(r.size, r.chunkSize);
-      const hashes = Buffer.concat(Array.from({ length: n }, (_, i) => doubleChunkHash(r.name, i)));
-      const body: ManifestBody = {
-        streamId: r.streamId,
-        name: r.name,
-        size: r.size,
-        chunkSize: r.chunkSize,
-        createdMs: Date.now(),
-        version: r.version,
-        pieceChunks: r.pieceChunks || DEFAULT_PIECE_CHUNKS,
-      };
-      const header = signManifest(body, network);
-      call.write({ part: { $case: "header", value: header } });
-      const pieces = signPieces(header, hashes, network);
-      for (const [i, piece] of pieces.entries()) {
-        if (i === 1 && (r.name.startsWith("hold/") || r.name.startsWith("fail-midway/"))) {
-          await gate(r.name).open;
-          if (r.name.startsWith("fail-midway/")) {
-            call.emit("error", { code: grpc.status.UNAVAILABLE, details: "source went away" });
-            return;
-          }
+    computeManifest: (call: grpc.ServerWritableStream<ComputeManifestRequest, ManifestPart>) => {
+      // grpc-js ignores a handler's promise: run the async part on its own
+      void (async () => {
+        const r = call.request;
+        requests.push(r);
+        if (r.name.startsWith("reject/")) {
+          call.emit("error", { code: grpc.status.FAILED_PRECONDITION, details: "source answered 404" });
+          return;
         }
-        call.write({ part: { $case: "piece", value: piece } });
-      }
-      call.end();
+        const n = chunkCount(r.size, r.chunkSize);
+        const hashes = Buffer.concat(Array.from({ length: n }, (_, i) => doubleChunkHash(r.name, i)));
+        const body: ManifestBody = {
+          streamId: r.streamId,
+          name: r.name,
+          size: r.size,
+          chunkSize: r.chunkSize,
+          createdMs: Date.now(),
+          version: r.version,
+          pieceChunks: r.pieceChunks || DEFAULT_PIECE_CHUNKS,
+        };
+        const header = signManifest(body, network);
+        call.write({ part: { $case: "header", value: header } });
+        const pieces = signPieces(header, hashes, network);
+        for (const [i, piece] of pieces.entries()) {
+          if (i === 1 && (r.name.startsWith("hold/") || r.name.startsWith("fail-midway/"))) {
+            await gate(r.name).open;
+            if (r.name.startsWith("fail-midway/")) {
+              call.emit("error", { code: grpc.status.UNAVAILABLE, details: "source went away" });
+              return;
+            }
+          }
+          call.write({ part: { $case: "piece", value: piece } });
+        }
+        call.end();
+      })();
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
