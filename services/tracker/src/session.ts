@@ -349,6 +349,8 @@ export class Session {
         return this.publish(body.value);
       case "unpublish":
         return this.unpublish(body.value.name);
+      case "liveChunks":
+        throw invalidArgument("LiveChunks for a stream this session does not broadcast");
     }
   }
 
@@ -621,6 +623,8 @@ export class Session {
   private async publish(p: Publish): Promise<void> {
     if (this.role !== "seeder") throw invalidArgument("only a seeder may publish");
     checkName(p.name);
+    if (p.live)
+      throw invalidArgument(`Publish of "${p.name.slice(0, 64)}": this tracker does not take live broadcasts`);
     if (p.originUrl) {
       // the checksum service fetches this URL: http(s) only, with one usable validator
       const problem =

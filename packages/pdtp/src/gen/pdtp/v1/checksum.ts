@@ -40,7 +40,7 @@ export interface ComputeManifestRequest {
    * Ticket for the whole stream, issued by the tracker to fetcher "checksum".
    * Unused (may be empty) when origin_url is set.
    */
-  ticket:
+  ticket?:
     | SignedTicket
     | undefined;
   /**
@@ -66,7 +66,7 @@ export interface ComputeManifestRequest {
 }
 
 export interface ManifestPart {
-  part: { $case: "header"; value: SignedManifest } | { $case: "piece"; value: SignedHashPiece } | undefined;
+  part?: { $case: "header"; value: SignedManifest } | { $case: "piece"; value: SignedHashPiece } | undefined;
 }
 
 export interface GetNetworkKeyRequest {
@@ -77,7 +77,7 @@ export interface AttestLiveChunksRequest {
   /** Data-plane base URL of the seeder, e.g. http://10.0.0.5:8000. */
   sourceUrl: string;
   /** Ticket for exactly the claimed chunks, issued by the tracker to fetcher "checksum". */
-  ticket:
+  ticket?:
     | SignedTicket
     | undefined;
   /** Consecutive chunks, in sequence order (at most 256). */

@@ -115,7 +115,7 @@ export interface SignedHashPiece {
  */
 export interface TicketBody {
   streamId: string;
-  range:
+  range?:
     | ChunkRange
     | undefined;
   /** Peer that may fetch with this ticket. */

@@ -19,8 +19,11 @@ import {
 } from "@grpc/grpc-js";
 import {
   ChunkRange,
+  LiveChunkClaim,
   PublicKey,
   SignedHashPiece,
+  SignedLiveAttestation,
+  SignedLiveDescriptor,
   SignedManifest,
   SignedTicket,
   StreamKind,
@@ -220,7 +223,7 @@ export function publishStatusToJSON(object: PublishStatus): string {
 }
 
 export interface PeerMessage {
-  body:
+  body?:
     | { $case: "hello"; value: Hello }
     | { $case: "join"; value: Join }
     | { $case: "leave"; value: Leave }
@@ -229,6 +232,7 @@ export interface PeerMessage {
     | { $case: "position"; value: Position }
     | { $case: "publish"; value: Publish }
     | { $case: "unpublish"; value: Unpublish }
+    | { $case: "liveChunks"; value: LiveChunks }
     | undefined;
 }
 
@@ -310,6 +314,18 @@ export interface TransferReports {
 export interface Position {
   streamId: string;
   nextChunk: number;
+  /** Live: what the viewer saw since its last Position. */
+  live?: LivePlayback | undefined;
+}
+
+export interface LivePlayback {
+  /**
+   * Source-to-viewer delay of each chunk written (source timestamp to the
+   * viewer's write), for the operators' delay histogram.
+   */
+  delaysMs: number[];
+  /** Chunks given up (missed their deadline, or passed over by a re-tune). */
+  skipped: number;
 }
 
 /** A seeder offers a file. The tracker answers with a PublishResult. */
@@ -326,7 +342,37 @@ export interface Publish {
    */
   originUrl?: string | undefined;
   originEtag?: string | undefined;
-  originLastModified?: string | undefined;
+  originLastModified?:
+    | string
+    | undefined;
+  /**
+   * Set for a live broadcast (size and version are then 0): the tracker has
+   * the checksum service sign its descriptor and answers READY with it.
+   */
+  live?: LivePublish | undefined;
+}
+
+export interface LivePublish {
+  /** Chunk policy (see LiveDescriptorBody). */
+  maxChunkBytes: number;
+  maxChunkMs: number;
+  /** Nominal bitrate in bits per second, 0 when unknown. */
+  bitrate: number;
+  windowChunks: number;
+  /**
+   * Sequence number of the next chunk: where a restarted broadcast continues
+   * (the tracker continues from the stream's own edge when that is higher).
+   */
+  nextSeq: number;
+}
+
+/**
+ * A live seeder's new chunks, in sequence order, as it cut them. The tracker
+ * has the checksum service read and attest them, and answers LiveAttested.
+ */
+export interface LiveChunks {
+  streamId: string;
+  chunks: LiveChunkClaim[];
 }
 
 export interface Unpublish {
@@ -334,7 +380,7 @@ export interface Unpublish {
 }
 
 export interface TrackerMessage {
-  body:
+  body?:
     | { $case: "welcome"; value: Welcome }
     | { $case: "joined"; value: Joined }
     | { $case: "directives"; value: Directives }
@@ -343,6 +389,8 @@ export interface TrackerMessage {
     | { $case: "notice"; value: Notice }
     | { $case: "keys"; value: Keys }
     | { $case: "retired"; value: Retired }
+    | { $case: "liveEdge"; value: LiveEdge }
+    | { $case: "liveAttested"; value: LiveAttested }
     | undefined;
 }
 
@@ -368,14 +416,42 @@ export interface StreamDescriptor {
   /** Peers and seeders currently in the swarm (informational). */
   peers: number;
   seeders: number;
+  /** Set for a live stream: its window. */
+  live?: LiveWindow | undefined;
+}
+
+/**
+ * A live stream's window: the chunks [low, edge] the swarm keeps (edge: the
+ * newest attested chunk), with the source time of the edge chunk and the
+ * media time a chunk covers on average, so that a viewer can pick where to
+ * tune in before it holds any chunk.
+ */
+export interface LiveWindow {
+  low: number;
+  edge: number;
+  /** False until the first chunk is attested (low and edge are then unset). */
+  started: boolean;
+  edgeTimestampMs: number;
+  chunkMs: number;
+  windowChunks: number;
+  bitrate: number;
+  /** The broadcast ended: edge is its last chunk. */
+  ended: boolean;
 }
 
 export interface Joined {
-  descriptor:
+  descriptor?:
     | StreamDescriptor
     | undefined;
-  /** The signed manifest header; the chunk hashes come with GetHashPieces. */
-  manifest: SignedManifest | undefined;
+  /**
+   * The signed manifest header; the chunk hashes come with GetHashPieces.
+   * Unset for a live stream.
+   */
+  manifest?:
+    | SignedManifest
+    | undefined;
+  /** For a live stream: its signed descriptor (the window is in descriptor.live). */
+  live?: SignedLiveDescriptor | undefined;
 }
 
 export interface Endpoint {
@@ -389,9 +465,9 @@ export interface Endpoint {
 export interface Directive {
   transferId: number;
   streamId: string;
-  range: ChunkRange | undefined;
-  source: Endpoint | undefined;
-  ticket: SignedTicket | undefined;
+  range?: ChunkRange | undefined;
+  source?: Endpoint | undefined;
+  ticket?: SignedTicket | undefined;
 }
 
 export interface Directives {
@@ -444,6 +520,24 @@ export interface Retired {
   /** Id of the stream the name points at now. */
   byStreamId: string;
   detail: string;
+}
+
+/**
+ * A live stream's window moved (new chunks attested, the low end dropped, or
+ * the broadcast ended): sent to its viewers, at most a few times a second.
+ */
+export interface LiveEdge {
+  streamId: string;
+  window?: LiveWindow | undefined;
+}
+
+/**
+ * To a live seeder: the attestations of the chunks it claimed, in order, to
+ * serve with them. Chunks claimed but never attested are not listed.
+ */
+export interface LiveAttested {
+  streamId: string;
+  attestations: SignedLiveAttestation[];
 }
 
 export interface DescribeStreamRequest {
@@ -500,6 +594,9 @@ export const PeerMessage: MessageFns<PeerMessage> = {
         break;
       case "unpublish":
         Unpublish.encode(message.body.value, writer.uint32(66).fork()).join();
+        break;
+      case "liveChunks":
+        LiveChunks.encode(message.body.value, writer.uint32(74).fork()).join();
         break;
     }
     return writer;
@@ -582,6 +679,14 @@ export const PeerMessage: MessageFns<PeerMessage> = {
             message.body = { $case: "unpublish", value: Unpublish.decode(reader, reader.uint32()) };
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.body = { $case: "liveChunks", value: LiveChunks.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -612,6 +717,10 @@ export const PeerMessage: MessageFns<PeerMessage> = {
         ? { $case: "publish", value: Publish.fromJSON(object.publish) }
         : isSet(object.unpublish)
         ? { $case: "unpublish", value: Unpublish.fromJSON(object.unpublish) }
+        : isSet(object.liveChunks)
+        ? { $case: "liveChunks", value: LiveChunks.fromJSON(object.liveChunks) }
+        : isSet(object.live_chunks)
+        ? { $case: "liveChunks", value: LiveChunks.fromJSON(object.live_chunks) }
         : undefined,
     };
   },
@@ -634,6 +743,8 @@ export const PeerMessage: MessageFns<PeerMessage> = {
       obj.publish = Publish.toJSON(message.body.value);
     } else if (message.body?.$case === "unpublish") {
       obj.unpublish = Unpublish.toJSON(message.body.value);
+    } else if (message.body?.$case === "liveChunks") {
+      obj.liveChunks = LiveChunks.toJSON(message.body.value);
     }
     return obj;
   },
@@ -689,6 +800,12 @@ export const PeerMessage: MessageFns<PeerMessage> = {
       case "unpublish": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "unpublish", value: Unpublish.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "liveChunks": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "liveChunks", value: LiveChunks.fromPartial(object.body.value) };
         }
         break;
       }
@@ -1388,7 +1505,7 @@ export const TransferReports: MessageFns<TransferReports> = {
 };
 
 function createBasePosition(): Position {
-  return { streamId: "", nextChunk: 0 };
+  return { streamId: "", nextChunk: 0, live: undefined };
 }
 
 export const Position: MessageFns<Position> = {
@@ -1398,6 +1515,9 @@ export const Position: MessageFns<Position> = {
     }
     if (message.nextChunk !== 0) {
       writer.uint32(16).uint64(message.nextChunk);
+    }
+    if (message.live !== undefined) {
+      LivePlayback.encode(message.live, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -1431,6 +1551,14 @@ export const Position: MessageFns<Position> = {
             message.nextChunk = longToNumber(reader.uint64());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.live = LivePlayback.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1455,6 +1583,7 @@ export const Position: MessageFns<Position> = {
         : isSet(object.next_chunk)
         ? globalThis.Number(object.next_chunk)
         : 0,
+      live: isSet(object.live) ? LivePlayback.fromJSON(object.live) : undefined,
     };
   },
 
@@ -1466,6 +1595,9 @@ export const Position: MessageFns<Position> = {
     if (message.nextChunk !== 0) {
       obj.nextChunk = Math.round(message.nextChunk);
     }
+    if (message.live !== undefined) {
+      obj.live = LivePlayback.toJSON(message.live);
+    }
     return obj;
   },
 
@@ -1476,12 +1608,126 @@ export const Position: MessageFns<Position> = {
     const message = createBasePosition();
     message.streamId = object.streamId ?? "";
     message.nextChunk = object.nextChunk ?? 0;
+    message.live = (object.live !== undefined && object.live !== null)
+      ? LivePlayback.fromPartial(object.live)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseLivePlayback(): LivePlayback {
+  return { delaysMs: [], skipped: 0 };
+}
+
+export const LivePlayback: MessageFns<LivePlayback> = {
+  encode(message: LivePlayback, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.delaysMs.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.delaysMs) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.skipped !== 0) {
+      writer.uint32(16).uint32(message.skipped);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LivePlayback {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLivePlayback();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.delaysMs.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.delaysMs.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.skipped = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LivePlayback {
+    return {
+      delaysMs: globalThis.Array.isArray(object?.delaysMs)
+        ? object.delaysMs.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.delays_ms)
+        ? object.delays_ms.map((e: any) => globalThis.Number(e))
+        : [],
+      skipped: isSet(object.skipped) ? globalThis.Number(object.skipped) : 0,
+    };
+  },
+
+  toJSON(message: LivePlayback): unknown {
+    const obj: any = {};
+    if (message.delaysMs?.length) {
+      obj.delaysMs = message.delaysMs.map((e) => Math.round(e));
+    }
+    if (message.skipped !== 0) {
+      obj.skipped = Math.round(message.skipped);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LivePlayback>): LivePlayback {
+    return LivePlayback.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LivePlayback>): LivePlayback {
+    const message = createBaseLivePlayback();
+    message.delaysMs = object.delaysMs?.map((e) => e) || [];
+    message.skipped = object.skipped ?? 0;
     return message;
   },
 };
 
 function createBasePublish(): Publish {
-  return { name: "", size: 0, version: 0, originUrl: undefined, originEtag: undefined, originLastModified: undefined };
+  return {
+    name: "",
+    size: 0,
+    version: 0,
+    originUrl: undefined,
+    originEtag: undefined,
+    originLastModified: undefined,
+    live: undefined,
+  };
 }
 
 export const Publish: MessageFns<Publish> = {
@@ -1503,6 +1749,9 @@ export const Publish: MessageFns<Publish> = {
     }
     if (message.originLastModified !== undefined) {
       writer.uint32(50).string(message.originLastModified);
+    }
+    if (message.live !== undefined) {
+      LivePublish.encode(message.live, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1568,6 +1817,14 @@ export const Publish: MessageFns<Publish> = {
             message.originLastModified = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.live = LivePublish.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1600,6 +1857,7 @@ export const Publish: MessageFns<Publish> = {
         : isSet(object.origin_last_modified)
         ? globalThis.String(object.origin_last_modified)
         : undefined,
+      live: isSet(object.live) ? LivePublish.fromJSON(object.live) : undefined,
     };
   },
 
@@ -1623,6 +1881,9 @@ export const Publish: MessageFns<Publish> = {
     if (message.originLastModified !== undefined) {
       obj.originLastModified = message.originLastModified;
     }
+    if (message.live !== undefined) {
+      obj.live = LivePublish.toJSON(message.live);
+    }
     return obj;
   },
 
@@ -1637,6 +1898,247 @@ export const Publish: MessageFns<Publish> = {
     message.originUrl = object.originUrl ?? undefined;
     message.originEtag = object.originEtag ?? undefined;
     message.originLastModified = object.originLastModified ?? undefined;
+    message.live = (object.live !== undefined && object.live !== null)
+      ? LivePublish.fromPartial(object.live)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseLivePublish(): LivePublish {
+  return { maxChunkBytes: 0, maxChunkMs: 0, bitrate: 0, windowChunks: 0, nextSeq: 0 };
+}
+
+export const LivePublish: MessageFns<LivePublish> = {
+  encode(message: LivePublish, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxChunkBytes !== 0) {
+      writer.uint32(8).uint32(message.maxChunkBytes);
+    }
+    if (message.maxChunkMs !== 0) {
+      writer.uint32(16).uint32(message.maxChunkMs);
+    }
+    if (message.bitrate !== 0) {
+      writer.uint32(24).uint64(message.bitrate);
+    }
+    if (message.windowChunks !== 0) {
+      writer.uint32(32).uint32(message.windowChunks);
+    }
+    if (message.nextSeq !== 0) {
+      writer.uint32(40).uint64(message.nextSeq);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LivePublish {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLivePublish();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.maxChunkBytes = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.maxChunkMs = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.bitrate = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.windowChunks = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.nextSeq = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LivePublish {
+    return {
+      maxChunkBytes: isSet(object.maxChunkBytes)
+        ? globalThis.Number(object.maxChunkBytes)
+        : isSet(object.max_chunk_bytes)
+        ? globalThis.Number(object.max_chunk_bytes)
+        : 0,
+      maxChunkMs: isSet(object.maxChunkMs)
+        ? globalThis.Number(object.maxChunkMs)
+        : isSet(object.max_chunk_ms)
+        ? globalThis.Number(object.max_chunk_ms)
+        : 0,
+      bitrate: isSet(object.bitrate) ? globalThis.Number(object.bitrate) : 0,
+      windowChunks: isSet(object.windowChunks)
+        ? globalThis.Number(object.windowChunks)
+        : isSet(object.window_chunks)
+        ? globalThis.Number(object.window_chunks)
+        : 0,
+      nextSeq: isSet(object.nextSeq)
+        ? globalThis.Number(object.nextSeq)
+        : isSet(object.next_seq)
+        ? globalThis.Number(object.next_seq)
+        : 0,
+    };
+  },
+
+  toJSON(message: LivePublish): unknown {
+    const obj: any = {};
+    if (message.maxChunkBytes !== 0) {
+      obj.maxChunkBytes = Math.round(message.maxChunkBytes);
+    }
+    if (message.maxChunkMs !== 0) {
+      obj.maxChunkMs = Math.round(message.maxChunkMs);
+    }
+    if (message.bitrate !== 0) {
+      obj.bitrate = Math.round(message.bitrate);
+    }
+    if (message.windowChunks !== 0) {
+      obj.windowChunks = Math.round(message.windowChunks);
+    }
+    if (message.nextSeq !== 0) {
+      obj.nextSeq = Math.round(message.nextSeq);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LivePublish>): LivePublish {
+    return LivePublish.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LivePublish>): LivePublish {
+    const message = createBaseLivePublish();
+    message.maxChunkBytes = object.maxChunkBytes ?? 0;
+    message.maxChunkMs = object.maxChunkMs ?? 0;
+    message.bitrate = object.bitrate ?? 0;
+    message.windowChunks = object.windowChunks ?? 0;
+    message.nextSeq = object.nextSeq ?? 0;
+    return message;
+  },
+};
+
+function createBaseLiveChunks(): LiveChunks {
+  return { streamId: "", chunks: [] };
+}
+
+export const LiveChunks: MessageFns<LiveChunks> = {
+  encode(message: LiveChunks, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== "") {
+      writer.uint32(10).string(message.streamId);
+    }
+    for (const v of message.chunks) {
+      LiveChunkClaim.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LiveChunks {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLiveChunks();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.streamId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.chunks.push(LiveChunkClaim.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LiveChunks {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.String(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.String(object.stream_id)
+        : "",
+      chunks: globalThis.Array.isArray(object?.chunks) ? object.chunks.map((e: any) => LiveChunkClaim.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: LiveChunks): unknown {
+    const obj: any = {};
+    if (message.streamId !== "") {
+      obj.streamId = message.streamId;
+    }
+    if (message.chunks?.length) {
+      obj.chunks = message.chunks.map((e) => LiveChunkClaim.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LiveChunks>): LiveChunks {
+    return LiveChunks.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LiveChunks>): LiveChunks {
+    const message = createBaseLiveChunks();
+    message.streamId = object.streamId ?? "";
+    message.chunks = object.chunks?.map((e) => LiveChunkClaim.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1739,6 +2241,12 @@ export const TrackerMessage: MessageFns<TrackerMessage> = {
       case "retired":
         Retired.encode(message.body.value, writer.uint32(66).fork()).join();
         break;
+      case "liveEdge":
+        LiveEdge.encode(message.body.value, writer.uint32(74).fork()).join();
+        break;
+      case "liveAttested":
+        LiveAttested.encode(message.body.value, writer.uint32(82).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1820,6 +2328,22 @@ export const TrackerMessage: MessageFns<TrackerMessage> = {
             message.body = { $case: "retired", value: Retired.decode(reader, reader.uint32()) };
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.body = { $case: "liveEdge", value: LiveEdge.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.body = { $case: "liveAttested", value: LiveAttested.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1852,6 +2376,14 @@ export const TrackerMessage: MessageFns<TrackerMessage> = {
         ? { $case: "keys", value: Keys.fromJSON(object.keys) }
         : isSet(object.retired)
         ? { $case: "retired", value: Retired.fromJSON(object.retired) }
+        : isSet(object.liveEdge)
+        ? { $case: "liveEdge", value: LiveEdge.fromJSON(object.liveEdge) }
+        : isSet(object.live_edge)
+        ? { $case: "liveEdge", value: LiveEdge.fromJSON(object.live_edge) }
+        : isSet(object.liveAttested)
+        ? { $case: "liveAttested", value: LiveAttested.fromJSON(object.liveAttested) }
+        : isSet(object.live_attested)
+        ? { $case: "liveAttested", value: LiveAttested.fromJSON(object.live_attested) }
         : undefined,
     };
   },
@@ -1874,6 +2406,10 @@ export const TrackerMessage: MessageFns<TrackerMessage> = {
       obj.keys = Keys.toJSON(message.body.value);
     } else if (message.body?.$case === "retired") {
       obj.retired = Retired.toJSON(message.body.value);
+    } else if (message.body?.$case === "liveEdge") {
+      obj.liveEdge = LiveEdge.toJSON(message.body.value);
+    } else if (message.body?.$case === "liveAttested") {
+      obj.liveAttested = LiveAttested.toJSON(message.body.value);
     }
     return obj;
   },
@@ -1929,6 +2465,18 @@ export const TrackerMessage: MessageFns<TrackerMessage> = {
       case "retired": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "retired", value: Retired.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "liveEdge": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "liveEdge", value: LiveEdge.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "liveAttested": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "liveAttested", value: LiveAttested.fromPartial(object.body.value) };
         }
         break;
       }
@@ -2071,7 +2619,18 @@ export const Welcome: MessageFns<Welcome> = {
 };
 
 function createBaseStreamDescriptor(): StreamDescriptor {
-  return { streamId: "", name: "", kind: 0, size: 0, chunkSize: 0, chunkCount: 0, version: 0, peers: 0, seeders: 0 };
+  return {
+    streamId: "",
+    name: "",
+    kind: 0,
+    size: 0,
+    chunkSize: 0,
+    chunkCount: 0,
+    version: 0,
+    peers: 0,
+    seeders: 0,
+    live: undefined,
+  };
 }
 
 export const StreamDescriptor: MessageFns<StreamDescriptor> = {
@@ -2102,6 +2661,9 @@ export const StreamDescriptor: MessageFns<StreamDescriptor> = {
     }
     if (message.seeders !== 0) {
       writer.uint32(72).uint32(message.seeders);
+    }
+    if (message.live !== undefined) {
+      LiveWindow.encode(message.live, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -2191,6 +2753,14 @@ export const StreamDescriptor: MessageFns<StreamDescriptor> = {
             message.seeders = reader.uint32();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.live = LiveWindow.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2226,6 +2796,7 @@ export const StreamDescriptor: MessageFns<StreamDescriptor> = {
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
       peers: isSet(object.peers) ? globalThis.Number(object.peers) : 0,
       seeders: isSet(object.seeders) ? globalThis.Number(object.seeders) : 0,
+      live: isSet(object.live) ? LiveWindow.fromJSON(object.live) : undefined,
     };
   },
 
@@ -2258,6 +2829,9 @@ export const StreamDescriptor: MessageFns<StreamDescriptor> = {
     if (message.seeders !== 0) {
       obj.seeders = Math.round(message.seeders);
     }
+    if (message.live !== undefined) {
+      obj.live = LiveWindow.toJSON(message.live);
+    }
     return obj;
   },
 
@@ -2275,12 +2849,208 @@ export const StreamDescriptor: MessageFns<StreamDescriptor> = {
     message.version = object.version ?? 0;
     message.peers = object.peers ?? 0;
     message.seeders = object.seeders ?? 0;
+    message.live = (object.live !== undefined && object.live !== null)
+      ? LiveWindow.fromPartial(object.live)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseLiveWindow(): LiveWindow {
+  return { low: 0, edge: 0, started: false, edgeTimestampMs: 0, chunkMs: 0, windowChunks: 0, bitrate: 0, ended: false };
+}
+
+export const LiveWindow: MessageFns<LiveWindow> = {
+  encode(message: LiveWindow, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.low !== 0) {
+      writer.uint32(8).uint64(message.low);
+    }
+    if (message.edge !== 0) {
+      writer.uint32(16).uint64(message.edge);
+    }
+    if (message.started !== false) {
+      writer.uint32(24).bool(message.started);
+    }
+    if (message.edgeTimestampMs !== 0) {
+      writer.uint32(32).uint64(message.edgeTimestampMs);
+    }
+    if (message.chunkMs !== 0) {
+      writer.uint32(40).uint32(message.chunkMs);
+    }
+    if (message.windowChunks !== 0) {
+      writer.uint32(48).uint32(message.windowChunks);
+    }
+    if (message.bitrate !== 0) {
+      writer.uint32(56).uint64(message.bitrate);
+    }
+    if (message.ended !== false) {
+      writer.uint32(64).bool(message.ended);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LiveWindow {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLiveWindow();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.low = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.edge = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.started = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.edgeTimestampMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.chunkMs = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.windowChunks = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.bitrate = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.ended = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LiveWindow {
+    return {
+      low: isSet(object.low) ? globalThis.Number(object.low) : 0,
+      edge: isSet(object.edge) ? globalThis.Number(object.edge) : 0,
+      started: isSet(object.started) ? globalThis.Boolean(object.started) : false,
+      edgeTimestampMs: isSet(object.edgeTimestampMs)
+        ? globalThis.Number(object.edgeTimestampMs)
+        : isSet(object.edge_timestamp_ms)
+        ? globalThis.Number(object.edge_timestamp_ms)
+        : 0,
+      chunkMs: isSet(object.chunkMs)
+        ? globalThis.Number(object.chunkMs)
+        : isSet(object.chunk_ms)
+        ? globalThis.Number(object.chunk_ms)
+        : 0,
+      windowChunks: isSet(object.windowChunks)
+        ? globalThis.Number(object.windowChunks)
+        : isSet(object.window_chunks)
+        ? globalThis.Number(object.window_chunks)
+        : 0,
+      bitrate: isSet(object.bitrate) ? globalThis.Number(object.bitrate) : 0,
+      ended: isSet(object.ended) ? globalThis.Boolean(object.ended) : false,
+    };
+  },
+
+  toJSON(message: LiveWindow): unknown {
+    const obj: any = {};
+    if (message.low !== 0) {
+      obj.low = Math.round(message.low);
+    }
+    if (message.edge !== 0) {
+      obj.edge = Math.round(message.edge);
+    }
+    if (message.started !== false) {
+      obj.started = message.started;
+    }
+    if (message.edgeTimestampMs !== 0) {
+      obj.edgeTimestampMs = Math.round(message.edgeTimestampMs);
+    }
+    if (message.chunkMs !== 0) {
+      obj.chunkMs = Math.round(message.chunkMs);
+    }
+    if (message.windowChunks !== 0) {
+      obj.windowChunks = Math.round(message.windowChunks);
+    }
+    if (message.bitrate !== 0) {
+      obj.bitrate = Math.round(message.bitrate);
+    }
+    if (message.ended !== false) {
+      obj.ended = message.ended;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LiveWindow>): LiveWindow {
+    return LiveWindow.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LiveWindow>): LiveWindow {
+    const message = createBaseLiveWindow();
+    message.low = object.low ?? 0;
+    message.edge = object.edge ?? 0;
+    message.started = object.started ?? false;
+    message.edgeTimestampMs = object.edgeTimestampMs ?? 0;
+    message.chunkMs = object.chunkMs ?? 0;
+    message.windowChunks = object.windowChunks ?? 0;
+    message.bitrate = object.bitrate ?? 0;
+    message.ended = object.ended ?? false;
     return message;
   },
 };
 
 function createBaseJoined(): Joined {
-  return { descriptor: undefined, manifest: undefined };
+  return { descriptor: undefined, manifest: undefined, live: undefined };
 }
 
 export const Joined: MessageFns<Joined> = {
@@ -2290,6 +3060,9 @@ export const Joined: MessageFns<Joined> = {
     }
     if (message.manifest !== undefined) {
       SignedManifest.encode(message.manifest, writer.uint32(18).fork()).join();
+    }
+    if (message.live !== undefined) {
+      SignedLiveDescriptor.encode(message.live, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -2323,6 +3096,14 @@ export const Joined: MessageFns<Joined> = {
             message.manifest = SignedManifest.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.live = SignedLiveDescriptor.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2339,6 +3120,7 @@ export const Joined: MessageFns<Joined> = {
     return {
       descriptor: isSet(object.descriptor) ? StreamDescriptor.fromJSON(object.descriptor) : undefined,
       manifest: isSet(object.manifest) ? SignedManifest.fromJSON(object.manifest) : undefined,
+      live: isSet(object.live) ? SignedLiveDescriptor.fromJSON(object.live) : undefined,
     };
   },
 
@@ -2349,6 +3131,9 @@ export const Joined: MessageFns<Joined> = {
     }
     if (message.manifest !== undefined) {
       obj.manifest = SignedManifest.toJSON(message.manifest);
+    }
+    if (message.live !== undefined) {
+      obj.live = SignedLiveDescriptor.toJSON(message.live);
     }
     return obj;
   },
@@ -2363,6 +3148,9 @@ export const Joined: MessageFns<Joined> = {
       : undefined;
     message.manifest = (object.manifest !== undefined && object.manifest !== null)
       ? SignedManifest.fromPartial(object.manifest)
+      : undefined;
+    message.live = (object.live !== undefined && object.live !== null)
+      ? SignedLiveDescriptor.fromPartial(object.live)
       : undefined;
     return message;
   },
@@ -3216,6 +4004,188 @@ export const Retired: MessageFns<Retired> = {
     message.name = object.name ?? "";
     message.byStreamId = object.byStreamId ?? "";
     message.detail = object.detail ?? "";
+    return message;
+  },
+};
+
+function createBaseLiveEdge(): LiveEdge {
+  return { streamId: "", window: undefined };
+}
+
+export const LiveEdge: MessageFns<LiveEdge> = {
+  encode(message: LiveEdge, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== "") {
+      writer.uint32(10).string(message.streamId);
+    }
+    if (message.window !== undefined) {
+      LiveWindow.encode(message.window, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LiveEdge {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLiveEdge();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.streamId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.window = LiveWindow.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LiveEdge {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.String(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.String(object.stream_id)
+        : "",
+      window: isSet(object.window) ? LiveWindow.fromJSON(object.window) : undefined,
+    };
+  },
+
+  toJSON(message: LiveEdge): unknown {
+    const obj: any = {};
+    if (message.streamId !== "") {
+      obj.streamId = message.streamId;
+    }
+    if (message.window !== undefined) {
+      obj.window = LiveWindow.toJSON(message.window);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LiveEdge>): LiveEdge {
+    return LiveEdge.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LiveEdge>): LiveEdge {
+    const message = createBaseLiveEdge();
+    message.streamId = object.streamId ?? "";
+    message.window = (object.window !== undefined && object.window !== null)
+      ? LiveWindow.fromPartial(object.window)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseLiveAttested(): LiveAttested {
+  return { streamId: "", attestations: [] };
+}
+
+export const LiveAttested: MessageFns<LiveAttested> = {
+  encode(message: LiveAttested, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== "") {
+      writer.uint32(10).string(message.streamId);
+    }
+    for (const v of message.attestations) {
+      SignedLiveAttestation.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LiveAttested {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLiveAttested();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.streamId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.attestations.push(SignedLiveAttestation.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LiveAttested {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.String(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.String(object.stream_id)
+        : "",
+      attestations: globalThis.Array.isArray(object?.attestations)
+        ? object.attestations.map((e: any) => SignedLiveAttestation.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: LiveAttested): unknown {
+    const obj: any = {};
+    if (message.streamId !== "") {
+      obj.streamId = message.streamId;
+    }
+    if (message.attestations?.length) {
+      obj.attestations = message.attestations.map((e) => SignedLiveAttestation.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LiveAttested>): LiveAttested {
+    return LiveAttested.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LiveAttested>): LiveAttested {
+    const message = createBaseLiveAttested();
+    message.streamId = object.streamId ?? "";
+    message.attestations = object.attestations?.map((e) => SignedLiveAttestation.fromPartial(e)) || [];
     return message;
   },
 };
