@@ -484,6 +484,11 @@ export interface PublishResult {
    * numbers with it (the checksum service fetches right after ACCEPTED).
    */
   chunkSize: number;
+  /**
+   * For a live broadcast (READY): its window as the swarm knows it. The
+   * seeder's next chunk is edge + 1 when started, else its own next_seq.
+   */
+  live?: LiveWindow | undefined;
 }
 
 /** The tracker withdrew these transfers (their source left); do not report them. */
@@ -3496,7 +3501,7 @@ export const Directives: MessageFns<Directives> = {
 };
 
 function createBasePublishResult(): PublishResult {
-  return { name: "", streamId: "", status: 0, detail: "", chunkSize: 0 };
+  return { name: "", streamId: "", status: 0, detail: "", chunkSize: 0, live: undefined };
 }
 
 export const PublishResult: MessageFns<PublishResult> = {
@@ -3515,6 +3520,9 @@ export const PublishResult: MessageFns<PublishResult> = {
     }
     if (message.chunkSize !== 0) {
       writer.uint32(40).uint32(message.chunkSize);
+    }
+    if (message.live !== undefined) {
+      LiveWindow.encode(message.live, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -3572,6 +3580,14 @@ export const PublishResult: MessageFns<PublishResult> = {
             message.chunkSize = reader.uint32();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.live = LiveWindow.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3599,6 +3615,7 @@ export const PublishResult: MessageFns<PublishResult> = {
         : isSet(object.chunk_size)
         ? globalThis.Number(object.chunk_size)
         : 0,
+      live: isSet(object.live) ? LiveWindow.fromJSON(object.live) : undefined,
     };
   },
 
@@ -3619,6 +3636,9 @@ export const PublishResult: MessageFns<PublishResult> = {
     if (message.chunkSize !== 0) {
       obj.chunkSize = Math.round(message.chunkSize);
     }
+    if (message.live !== undefined) {
+      obj.live = LiveWindow.toJSON(message.live);
+    }
     return obj;
   },
 
@@ -3632,6 +3652,9 @@ export const PublishResult: MessageFns<PublishResult> = {
     message.status = object.status ?? 0;
     message.detail = object.detail ?? "";
     message.chunkSize = object.chunkSize ?? 0;
+    message.live = (object.live !== undefined && object.live !== null)
+      ? LiveWindow.fromPartial(object.live)
+      : undefined;
     return message;
   },
 };
