@@ -4,15 +4,22 @@ import {
   encodeTicket,
   fetchProof,
   joinHostPort,
+  LIVE_FRAME_PREFIX_BYTES,
+  LiveChunkError,
+  liveChunksPath,
+  MAX_ATTESTATION_BYTES,
+  MAX_CHUNK_SIZE,
   PROOF_HEADER,
   rangeSpan,
+  SignedLiveAttestation,
   TICKET_HEADER,
 } from "@distribustream/pdtp";
 import type { ChunkRange, Signer, SignedTicket } from "@distribustream/pdtp";
 import { Connection, DataPlaneAgent, type ConnectionUser } from "./agent.js";
 import { parseResponseHead, ResponseHeadError } from "./responseHead.js";
 
-export interface FetchOptions {
+/** What every fetch names: the peer, the stream and range, the ticket, and how long to wait. */
+export interface FetchRequestOptions {
   host: string;
   port: number;
   streamId: string;
@@ -20,6 +27,14 @@ export interface FetchOptions {
   ticket: SignedTicket;
   /** The fetcher's session key (its Hello.peer_key), to prove the ticket is its own; tickets naming a fetcher key need it. */
   sessionKey?: Signer;
+  signal?: AbortSignal;
+  /** Keep-alive pool shared per process (see keepAliveAgent); without one, each fetch uses its own connection. */
+  agent?: DataPlaneAgent;
+  /** Longest wait for the next bytes (connect, headers, body); default 15 s. Time spent in onChunk does not count. */
+  timeoutMs?: number;
+}
+
+export interface FetchOptions extends FetchRequestOptions {
   /**
    * How the range's chunks map onto bytes: a file's size and chunk size, or
    * for a live stream the attested length of each chunk of the range, in order.
@@ -31,11 +46,25 @@ export interface FetchOptions {
    * returned promise settles: copy it to keep it. If it throws, the transfer stops and fetchChunks rejects with that same error.
    */
   onChunk: (index: number, data: Buffer) => Promise<void> | void;
-  signal?: AbortSignal;
-  /** Keep-alive pool shared per process (see keepAliveAgent); without one, each fetch uses its own connection. */
-  agent?: DataPlaneAgent;
-  /** Longest wait for the next bytes (connect, headers, body); default 15 s. Time spent in onChunk does not count. */
-  timeoutMs?: number;
+}
+
+export interface LiveFetchOptions extends FetchRequestOptions {
+  /** Longest chunk taken (the live descriptor's maxChunkBytes): bounds the one chunk buffer and each frame. */
+  maxChunkBytes: number;
+  /**
+   * Called with the attestation framed with chunk `seq` (seqs come in order,
+   * range.first to range.last) before its bytes are read: returns the chunk's
+   * length, e.g. `verifier.open(signed, seq).length`, or throws (e.g.
+   * LiveChunkError), and then the transfer stops and fetchLiveChunks rejects
+   * with that same error.
+   */
+  onAttestation: (seq: number, signed: SignedLiveAttestation) => number;
+  /**
+   * Called with each whole chunk in order, of the length onAttestation gave;
+   * as FetchOptions.onChunk (backpressure, `data` reused, a throw stops the
+   * transfer with that error). Hash here, once: `verifier.accept(att, data)`.
+   */
+  onChunk: (seq: number, data: Buffer) => Promise<void> | void;
 }
 
 /**
@@ -86,14 +115,46 @@ export async function fetchChunks(opts: FetchOptions): Promise<{ bytes: number }
     throw new FetchError("failed", `range ${opts.range.first}-${opts.range.last} ${what}`);
   }
   if (opts.signal?.aborted) throw new FetchError("failed", "aborted");
-  const request = requestHead(opts);
-  const sink = new ChunkSink(opts, bytes);
+  const request = requestHead(opts, chunksPath(opts.streamId, opts.range));
+  return { bytes: await exchange(opts, request, new ChunkSink(opts, bytes)) };
+}
+
+/**
+ * GETs `range` of a live stream from a peer's data plane as frames (see
+ * @distribustream/pdtp dataPlane.ts): for each chunk in order, hands its
+ * attestation to onAttestation, which gives the chunk's length, then the
+ * chunk's bytes to onChunk. At most one chunk is buffered, in one buffer of
+ * at most maxChunkBytes. Resolves with the payload bytes (the chunks', not the
+ * frames') when every chunk of the range was delivered. Otherwise throws
+ * onAttestation's or onChunk's error; a LiveChunkError("bad-signature") for an
+ * attestation that does not decode (the peer sent something no attestation
+ * key signed: count it as the verifier's rejections are counted); or a
+ * FetchError, "failed" for a bad frame (an attestation prefix of 0 or over
+ * MAX_ATTESTATION_BYTES, a chunk over maxChunkBytes, a body that ends inside a
+ * frame or goes on after the last) as for any other bad body. The chunks
+ * delivered before stay delivered.
+ */
+export async function fetchLiveChunks(opts: LiveFetchOptions): Promise<{ bytes: number }> {
+  const { first, last } = opts.range;
+  if (!(Number.isSafeInteger(first) && Number.isSafeInteger(last) && first >= 0 && first <= last)) {
+    throw new FetchError("failed", `range ${first}-${last} is not a range of sequence numbers`);
+  }
+  const max = opts.maxChunkBytes;
+  if (!(Number.isSafeInteger(max) && max >= 1 && max <= MAX_CHUNK_SIZE)) {
+    throw new FetchError("failed", `maxChunkBytes ${max} is not between 1 and ${MAX_CHUNK_SIZE}`);
+  }
+  if (opts.signal?.aborted) throw new FetchError("failed", "aborted");
+  const request = requestHead(opts, liveChunksPath(opts.streamId, opts.range));
+  return { bytes: await exchange(opts, request, new FrameSink(opts)) };
+}
+
+/** Runs one request; a keep-alive connection the peer closed just as we reused it gets one more try on a fresh one. */
+async function exchange(opts: FetchRequestOptions, request: string, sink: BodySink): Promise<number> {
   try {
-    return { bytes: await new Exchange(opts, connection(opts, false), request, sink).run() };
+    return await new Exchange(opts, connection(opts, false), request, sink).run();
   } catch (err) {
     if (!(err instanceof StaleConnection)) throw err;
-    // A keep-alive connection the peer closed just as we reused it: once more on a fresh one.
-    return { bytes: await new Exchange(opts, connection(opts, true), request, sink).run() };
+    return await new Exchange(opts, connection(opts, true), request, sink).run();
   }
 }
 
@@ -113,14 +174,14 @@ function rangeBytes(opts: FetchOptions): number {
   return sum;
 }
 
-function connection(opts: FetchOptions, fresh: boolean): Connection {
+function connection(opts: FetchRequestOptions, fresh: boolean): Connection {
   if (opts.agent) return opts.agent.acquire(opts.host, opts.port, fresh);
   return new Connection(`${opts.host}:${opts.port}`, opts.host, opts.port, () => {});
 }
 
-function requestHead(opts: FetchOptions): string {
+function requestHead(opts: FetchRequestOptions, path: string): string {
   return (
-    `GET ${chunksPath(opts.streamId, opts.range)} HTTP/1.1\r\n` +
+    `GET ${path} HTTP/1.1\r\n` +
     `Host: ${joinHostPort(opts.host, opts.port)}\r\n` +
     `${TICKET_HEADER}: ${encodeTicket(opts.ticket)}\r\n` +
     (opts.sessionKey ? `${PROOF_HEADER}: ${fetchProof(opts.ticket, opts.range, opts.sessionKey)}\r\n` : "") +
@@ -128,10 +189,33 @@ function requestHead(opts: FetchOptions): string {
   );
 }
 
-/** Where body bytes go: one buffer per transfer, handed to onChunk once per whole chunk. */
-class ChunkSink {
-  index: number;
+/**
+ * Where a 200's body goes, one part at a time. The exchange copies body bytes
+ * into `view` from `filled` on; when the view is full, `step` says whether a
+ * whole chunk is there (the exchange stops reading, awaits `deliver`, then
+ * calls `advance`) or the sink moved on to its next part. `begin`, `step` and
+ * `advance` throw (a FetchError, or the caller's error) to stop the transfer.
+ */
+interface BodySink {
+  /** The chunk being read. */
+  readonly index: number;
   /** Payload bytes of the chunks onChunk has taken. */
+  readonly delivered: number;
+  readonly view: Buffer;
+  filled: number;
+  readonly done: boolean;
+  /** A 200 with this content-length came: throws when it cannot carry the range. */
+  begin(contentLength: number): void;
+  step(): boolean;
+  /** Hands the whole chunk in `view` to onChunk. */
+  deliver(): Promise<void> | void;
+  /** The chunk was delivered: move on to the next. */
+  advance(): void;
+}
+
+/** Raw chunks, back to back: one buffer per transfer, handed to onChunk once per whole chunk. */
+class ChunkSink implements BodySink {
+  index: number;
   delivered = 0;
   filled = 0;
   private whole: Buffer | undefined;
@@ -141,9 +225,24 @@ class ChunkSink {
   constructor(
     private readonly opts: FetchOptions,
     /** Bytes of the whole range. */
-    readonly expected: number,
+    private readonly expected: number,
   ) {
     this.index = opts.range.first;
+  }
+
+  begin(contentLength: number): void {
+    if (contentLength !== this.expected) {
+      throw new FetchError("failed", `peer sent content-length ${contentLength}, expected ${this.expected}`, 200);
+    }
+  }
+
+  /** The view is always a whole chunk. */
+  step(): boolean {
+    return true;
+  }
+
+  deliver(): Promise<void> | void {
+    return this.opts.onChunk(this.index, this.view);
   }
 
   /** The chunk being filled; allocates the transfer's buffer on first use. */
@@ -188,6 +287,129 @@ class ChunkSink {
   }
 }
 
+const enum FramePart {
+  Prefix,
+  Attestation,
+  Data,
+}
+
+/**
+ * Live frames: each chunk's attestation prefix, its attestation, then its
+ * bytes. The prefix and attestation land in one small buffer, the bytes in
+ * one chunk buffer, grown (up to maxChunkBytes) only when a longer chunk
+ * comes. Nothing is read past what the content-length announced.
+ */
+class FrameSink implements BodySink {
+  index: number;
+  delivered = 0;
+  filled = 0;
+  view: Buffer;
+  private part = FramePart.Prefix;
+  /** Body bytes the content-length leaves after the current view. */
+  private left = 0;
+  private readonly head = Buffer.allocUnsafe(LIVE_FRAME_PREFIX_BYTES + MAX_ATTESTATION_BYTES);
+  private readonly prefix: Buffer;
+  private chunk: Buffer | undefined;
+
+  constructor(private readonly opts: LiveFetchOptions) {
+    this.index = opts.range.first;
+    this.prefix = this.head.subarray(0, LIVE_FRAME_PREFIX_BYTES);
+    this.view = this.prefix;
+  }
+
+  get done(): boolean {
+    return this.index > this.opts.range.last;
+  }
+
+  begin(contentLength: number): void {
+    const count = this.opts.range.last - this.opts.range.first + 1;
+    const most = count * (LIVE_FRAME_PREFIX_BYTES + MAX_ATTESTATION_BYTES + this.opts.maxChunkBytes);
+    if (contentLength > most) {
+      throw new FetchError(
+        "failed",
+        `peer sent content-length ${contentLength}, over the ${most} bytes ${count} live frames may take`,
+        200,
+      );
+    }
+    this.left = contentLength;
+    this.next(FramePart.Prefix, this.prefix);
+  }
+
+  step(): boolean {
+    switch (this.part) {
+      case FramePart.Prefix: {
+        const n = this.prefix.readUInt16BE(0);
+        if (n < 1 || n > MAX_ATTESTATION_BYTES) {
+          throw new FetchError(
+            "failed",
+            `frame of chunk ${this.index} announces an attestation of ${n} bytes, expected 1 to ${MAX_ATTESTATION_BYTES}`,
+            200,
+          );
+        }
+        this.next(FramePart.Attestation, this.head.subarray(LIVE_FRAME_PREFIX_BYTES, LIVE_FRAME_PREFIX_BYTES + n));
+        return false;
+      }
+      case FramePart.Attestation: {
+        let signed: SignedLiveAttestation;
+        try {
+          signed = SignedLiveAttestation.decode(this.view);
+        } catch (err) {
+          throw new LiveChunkError(
+            "bad-signature",
+            `attestation of chunk ${this.index} does not decode: ${(err as Error).message}`,
+          );
+        }
+        const length = this.opts.onAttestation(this.index, signed);
+        const max = this.opts.maxChunkBytes;
+        if (!(Number.isSafeInteger(length) && length >= 1 && length <= max)) {
+          throw new FetchError(
+            "failed",
+            `frame of chunk ${this.index} announces ${length} bytes, expected 1 to maxChunkBytes ${max}`,
+            200,
+          );
+        }
+        let chunk = this.chunk;
+        if (!chunk || chunk.length < length) {
+          // Chunks are delivered and released before the next one is read: the old buffer is free.
+          chunk = this.chunk = Buffer.allocUnsafe(Math.min(max, Math.max(length, (chunk?.length ?? 0) * 2)));
+        }
+        this.next(FramePart.Data, length === chunk.length ? chunk : chunk.subarray(0, length));
+        return false;
+      }
+      case FramePart.Data:
+        return true;
+    }
+  }
+
+  deliver(): Promise<void> | void {
+    return this.opts.onChunk(this.index, this.view);
+  }
+
+  advance(): void {
+    this.delivered += this.view.length;
+    this.index++;
+    if (!this.done) return this.next(FramePart.Prefix, this.prefix);
+    if (this.left > 0) {
+      throw new FetchError("failed", `peer sent content-length for ${this.left} bytes after the last frame`, 200);
+    }
+  }
+
+  /** Reads `view` next: throws when the content-length leaves less than it. */
+  private next(part: FramePart, view: Buffer): void {
+    if (view.length > this.left) {
+      throw new FetchError(
+        "failed",
+        `short body: it ends inside the frame of chunk ${this.index} of ${this.opts.range.first}-${this.opts.range.last}`,
+        200,
+      );
+    }
+    this.left -= view.length;
+    this.part = part;
+    this.view = view;
+    this.filled = 0;
+  }
+}
+
 /** A reused connection failed before any answer: fetchChunks retries once on a fresh one. */
 class StaleConnection extends Error {}
 
@@ -219,10 +441,10 @@ class Exchange implements ConnectionUser {
   private readonly peer: string;
 
   constructor(
-    private readonly opts: FetchOptions,
+    private readonly opts: FetchRequestOptions,
     private readonly conn: Connection,
     private readonly request: string,
-    private readonly sink: ChunkSink,
+    private readonly sink: BodySink,
   ) {
     this.peer = `${opts.host}:${opts.port}`;
   }
@@ -354,18 +576,19 @@ class Exchange implements ConnectionUser {
       }
       return bodyStart;
     }
-    const expected = this.sink.expected;
     if (parsed.chunked) {
       this.fail(new FetchError("failed", `${this.peer} sent a chunked body; the data plane sends content-length`, 200));
     } else if (parsed.contentLength === undefined) {
       this.fail(new FetchError("failed", `${this.peer} sent no content-length`, 200));
-    } else if (parsed.contentLength !== expected) {
-      this.fail(
-        new FetchError("failed", `peer sent content-length ${parsed.contentLength}, expected ${expected}`, 200),
-      );
     } else {
+      try {
+        this.sink.begin(parsed.contentLength);
+      } catch (err) {
+        this.fail(err);
+        return -1;
+      }
       this.phase = Phase.Body;
-      this.bodyLength = expected;
+      this.bodyLength = parsed.contentLength;
       return bodyStart;
     }
     return -1;
@@ -401,8 +624,8 @@ class Exchange implements ConnectionUser {
   }
 
   /**
-   * Copies body bytes into the current chunk. Returns true when the chunk is
-   * full; the bytes after it are then kept in scratch (from `carryStart`).
+   * Copies body bytes into the sink. Returns true when a chunk is whole; the
+   * bytes after it are then kept in scratch (from `carryStart`).
    */
   private fill(src: Buffer, off: number, end: number): boolean {
     const sink = this.sink;
@@ -417,6 +640,14 @@ class Exchange implements ConnectionUser {
       sink.filled += n;
       off += n;
       if (sink.filled === view.length) {
+        let whole: boolean;
+        try {
+          whole = sink.step();
+        } catch (err) {
+          this.fail(err);
+          return false;
+        }
+        if (!whole) continue; // a live frame's prefix or attestation: read on
         const scratch = this.conn.scratch;
         if (src === scratch) {
           this.carryStart = off;
@@ -448,7 +679,7 @@ class Exchange implements ConnectionUser {
     const sink = this.sink;
     const scratch = this.conn.scratch;
     for (;;) {
-      const pending = this.opts.onChunk(sink.index, sink.view);
+      const pending = sink.deliver();
       if (pending) await pending;
       sink.advance();
       if (this.failure === undefined && this.opts.signal?.aborted) this.onAbort();
@@ -470,6 +701,7 @@ class Exchange implements ConnectionUser {
       if (!(from < to && this.fill(scratch, from, to))) break;
     }
     this.delivering = false;
+    if (this.failure !== undefined) return this.settle(this.failure); // a bad frame in the bytes kept
     this.timer?.refresh();
     this.conn.socket.resume();
   }

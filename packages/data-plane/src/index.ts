@@ -1,6 +1,20 @@
-export { refusalStatusOf, type ChunkSource, type DataPlaneIdentity, type StreamLayout } from "./source.js";
+export {
+  refusalStatusOf,
+  type ChunkSource,
+  type DataPlaneIdentity,
+  type LiveStreamLayout,
+  type StreamLayout,
+} from "./source.js";
 export { startDataPlane, type DataPlaneOptions, type RunningDataPlane } from "./server.js";
-export { fetchChunks, FetchError, keepAliveAgent, type FetchOptions } from "./fetch.js";
+export {
+  fetchChunks,
+  FetchError,
+  fetchLiveChunks,
+  keepAliveAgent,
+  type FetchOptions,
+  type FetchRequestOptions,
+  type LiveFetchOptions,
+} from "./fetch.js";
 export { DataPlaneAgent, type DataPlaneAgentOptions } from "./agent.js";
 export { parseRate, RateLimiter, rateSetting } from "./rateLimiter.js";
 export {

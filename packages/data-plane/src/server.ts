@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
-import { pipeline, Transform, type TransformCallback } from "node:stream";
+import { pipeline, Readable, Transform, type TransformCallback } from "node:stream";
 import {
   checkTicket,
   decodeTicket,
@@ -54,7 +54,11 @@ const READ_HIGH_WATER_MARK = 64 * 1024;
  * request, and the proof of the fetcher the ticket names (its session key's
  * signature over ticket and range); nothing of a stream is sent otherwise. Checks run in the order
  * ticket (403), stream (404), range (416), so that a caller without a ticket
- * learns nothing about what this peer holds.
+ * learns nothing about what this peer holds. /chunks/ serves the bytes of
+ * any stream (for a live one, what its layout's `span` maps the range onto:
+ * the checksum service reads chunks so before they are attested); /live/
+ * serves a live stream's chunks framed with their attestations (404 for a
+ * file stream).
  */
 export async function startDataPlane(opts: DataPlaneOptions): Promise<RunningDataPlane> {
   const metrics = opts.registry ? await dataPlaneMetrics(opts.registry) : undefined;
@@ -160,6 +164,13 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: DataPlaneOption
 
   const layout = opts.source.layout(streamId);
   if (!layout) return text(res, 404, "unknown stream");
+  if (parsed.kind === "live") {
+    // Framed live chunks exist only for live streams; a file stream has no /live/ resource.
+    if (layout.kind !== "live") return text(res, 404, "not a live stream");
+    const frames = opts.source.holds(streamId, range) ? layout.attested?.(range) : undefined;
+    if (!frames) return text(res, 416, "range not held");
+    return sendFrames(res, frames, streamId, opts, metrics);
+  }
   let span: { start: number; end: number } | undefined;
   if (layout.kind === "live") {
     span = opts.source.holds(streamId, range) ? layout.span(range) : undefined;
@@ -203,14 +214,49 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: DataPlaneOption
     });
     // pipeline destroys the file read when the fetcher goes away, and the
     // response when the read fails (the fetcher then sees a short body).
-    const sent = metrics?.sentBytes.labels({ stream: streamId });
-    const limiter = opts.uploadLimiter;
-    if (!sent && !limiter) pipeline(body, res, done);
-    else pipeline(body, meter(sent, limiter), res, done);
+    sendBody(body, res, streamId, opts, metrics, done);
   };
   body.once("error", refused);
   body.once("readable", send);
   res.once("close", gone);
+}
+
+/** Answers a /live/ request with the frames the live layout holds, in memory: nothing to wait for. */
+function sendFrames(
+  res: ServerResponse,
+  frames: readonly Buffer[],
+  streamId: string,
+  opts: DataPlaneOptions,
+  metrics: DataPlaneMetrics | undefined,
+): void {
+  let length = 0;
+  for (const f of frames) length += f.length;
+  res.writeHead(200, {
+    "content-type": "application/octet-stream",
+    "content-length": String(length),
+    "cache-control": "no-store",
+  });
+  const done = (err?: Error | null) => {
+    if (err && err.name !== "AbortError" && (err as NodeJS.ErrnoException).code !== "ERR_STREAM_PREMATURE_CLOSE") {
+      opts.log.warn({ err: err.message, streamId }, "data-plane live send failed");
+    }
+  };
+  sendBody(Readable.from(frames, { objectMode: false }), res, streamId, opts, metrics, done);
+}
+
+/** Streams a 200's body with backpressure, counted and held to the upload rate. */
+function sendBody(
+  body: Readable,
+  res: ServerResponse,
+  streamId: string,
+  opts: DataPlaneOptions,
+  metrics: DataPlaneMetrics | undefined,
+  done: (err?: Error | null) => void,
+): void {
+  const sent = metrics?.sentBytes.labels({ stream: streamId });
+  const limiter = opts.uploadLimiter;
+  if (!sent && !limiter) pipeline(body, res, done);
+  else pipeline(body, meter(sent, limiter), res, done);
 }
 
 /** Counts bytes sent and, with a limiter, holds each piece until the upload rate allows it. */

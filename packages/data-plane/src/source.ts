@@ -20,6 +20,15 @@ export interface LiveStreamLayout {
   name: string;
   /** Bytes [start, end) that chunks `range` occupy for `read`, or undefined when not every chunk is held (416). */
   span(range: ChunkRange): { start: number; end: number } | undefined;
+  /**
+   * The frames of chunks `range` for a /live/ request (see @distribustream/pdtp
+   * dataPlane.ts): buffers whose concatenation is, for each chunk in order,
+   * its liveFrameHead and its bytes (views of what is held are fine; they are
+   * sent as they are and must not change until sent). Undefined when a chunk
+   * of the range is not held with its attestation (416). A peer without it
+   * (one that holds no attestations) answers every /live/ request 416.
+   */
+  attested?(range: ChunkRange): readonly Buffer[] | undefined;
 }
 
 /** What a peer (client or seeder) can serve. */

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseChunksPath, streamIdFor } from "./dataPlane.js";
 import { joinHostPort, parsePdtpUrl, parseTrackerAddress } from "./url.js";
 
 test("pdtp URLs give host, port (default 6086) and the stream name", () => {
@@ -62,27 +61,6 @@ test("bad pdtp URLs say what is wrong", () => {
   assert.throws(() => parsePdtpUrl("pdtp://example.org/a%2F..%2Fb"), /segment/);
   assert.throws(() => parsePdtpUrl("pdtp://example.org/x?y=1"), /query/);
   assert.throws(() => parsePdtpUrl("pdtp://example.org:99999/x"), /not a URL/);
-});
-
-test("data-plane paths parse strictly", () => {
-  assert.deepEqual(parseChunksPath("/pdtp/v1/streams/abc_-1/chunks/3-7"), {
-    ok: true,
-    streamId: "abc_-1",
-    range: { first: 3, last: 7 },
-  });
-  assert.equal(parseChunksPath("/pdtp/v1/streams/abc/chunks/7-3").ok, false);
-  assert.equal(parseChunksPath("/pdtp/v1/streams/../chunks/1-2").ok, false);
-  assert.equal(parseChunksPath("/pdtp/v1/streams/a/chunks/1-2/x").ok, false);
-  assert.equal(parseChunksPath("/pdtp/v1/streams/a/chunks/-1-2").ok, false);
-  assert.equal(parseChunksPath("/etc/passwd").ok, false);
-});
-
-test("stream ids are stable per (name, size, version) and differ otherwise", () => {
-  const id = streamIdFor("a.bin", 10, 5);
-  assert.equal(id, streamIdFor("a.bin", 10, 5));
-  assert.match(id, /^[A-Za-z0-9_-]{22}$/);
-  assert.notEqual(id, streamIdFor("a.bin", 10, 6));
-  assert.notEqual(id, streamIdFor("a.bin", 11, 5));
 });
 
 test("host:port brackets IPv6 literals once", () => {
