@@ -7,6 +7,8 @@ interface Held {
   offset: number;
   data: Buffer;
   timestampMs: number;
+  /** The chunk's frame head on the data plane (length prefix and signed attestation), once attested. */
+  head?: Buffer;
 }
 
 /**
@@ -54,6 +56,30 @@ export class LiveWindow {
   chunk(seq: number): { data: Buffer; timestampMs: number } | undefined {
     const h = this.find(seq);
     return h && { data: h.data, timestampMs: h.timestampMs };
+  }
+
+  /** Attaches chunk `seq`'s attestation frame head; false when the chunk is no longer held. */
+  attest(seq: number, head: Buffer): boolean {
+    const h = this.find(seq);
+    if (!h) return false;
+    h.head = head;
+    return true;
+  }
+
+  /**
+   * The frames of `range` for a /live/ request, head and bytes of each chunk
+   * in order (slices, no copy), or undefined when a chunk of it is not held
+   * with its attestation.
+   */
+  attested(range: ChunkRange): Buffer[] | undefined {
+    if (!this.holds(range)) return undefined;
+    const out: Buffer[] = [];
+    for (let seq = range.first; seq <= range.last; seq++) {
+      const h = this.find(seq)!;
+      if (!h.head) return undefined;
+      out.push(h.head, h.data);
+    }
+    return out;
   }
 
   holds(range: ChunkRange): boolean {

@@ -1,0 +1,110 @@
+import {
+  LiveAttestationBody,
+  liveFrameHead,
+  MAX_LIVE_SEQ,
+  type ChunkRange,
+  type LiveChunkClaim,
+  type SignedLiveAttestation,
+} from "@distribustream/pdtp";
+import type { LiveStreamLayout } from "@distribustream/data-plane";
+import type { Logger } from "@distribustream/runtime";
+import type { Readable } from "node:stream";
+import { cutChunks, type ChunkPolicy } from "./chunker.js";
+import type { SequenceState } from "./sequenceState.js";
+import { LiveWindow } from "./window.js";
+
+export interface LiveBroadcastOptions {
+  name: string;
+  /** The live input (see sources.ts). */
+  input: AsyncIterable<Uint8Array>;
+  policy: ChunkPolicy;
+  /** Chunks kept for peers (and the checksum service) to fetch. */
+  windowChunks: number;
+  /** Where the sequence numbers continue after a restart. */
+  state: SequenceState;
+  /** New chunks to claim to the tracker (in order, batched as they are cut). */
+  onChunks: (claims: LiveChunkClaim[]) => void;
+  /** The input ended (`last`: the broadcast's last chunk, undefined when it had none) or failed (`err`). */
+  onEnd: (last: number | undefined, err?: Error) => void;
+  log: Logger;
+}
+
+/**
+ * One live broadcast at its seeder: cuts the input into chunks from the
+ * sequence number where the broadcast continues, keeps the last window of
+ * them to serve, claims each to the tracker and attaches its attestation
+ * when the tracker sends it back, so that peers get every chunk with its
+ * signature. The sequence state is saved before a chunk is claimed, so a
+ * restart never reuses a number.
+ */
+export class LiveBroadcast {
+  readonly window: LiveWindow;
+  private nextSeq: number | undefined;
+  private started = false;
+  private stopped = false;
+
+  constructor(private readonly o: LiveBroadcastOptions) {
+    this.window = new LiveWindow(o.windowChunks);
+  }
+
+  /** The sequence number this broadcast's next chunk gets when it starts: the saved one, or 0. */
+  savedNextSeq(): number {
+    return this.o.state.load(0);
+  }
+
+  /** Starts reading the input; the first chunk gets `firstSeq`. Only once. */
+  start(firstSeq: number): void {
+    if (this.started) return;
+    this.started = true;
+    this.nextSeq = firstSeq;
+    this.run().then(
+      (last) => this.o.onEnd(last),
+      (err: unknown) => this.o.onEnd(this.window.edge, err as Error),
+    );
+  }
+
+  /** Stops reading the input (the seeder is draining). */
+  stop(): void {
+    this.stopped = true;
+    const input = this.o.input as Partial<Readable>;
+    input.destroy?.();
+  }
+
+  /** Attestations of claimed chunks, from the tracker: served with the chunks from now on. */
+  attested(attestations: readonly SignedLiveAttestation[]): void {
+    for (const signed of attestations) {
+      let seq: number;
+      try {
+        seq = LiveAttestationBody.decode(signed.body).seq;
+      } catch {
+        this.o.log.warn({ name: this.o.name }, "an attestation from the tracker does not decode");
+        continue;
+      }
+      this.window.attest(seq, liveFrameHead(signed));
+    }
+  }
+
+  /** The stream as the data plane serves it: raw for the checksum service, framed for peers. */
+  layout(): LiveStreamLayout {
+    return {
+      kind: "live",
+      name: this.o.name,
+      span: (range: ChunkRange) => this.window.span(range),
+      attested: (range: ChunkRange) => this.window.attested(range),
+    };
+  }
+
+  private async run(): Promise<number | undefined> {
+    for await (const chunk of cutChunks(this.o.input, this.o.policy)) {
+      if (this.stopped) break;
+      const seq = this.nextSeq!;
+      if (seq > MAX_LIVE_SEQ)
+        throw new Error(`sequence numbers of "${this.o.name}" reached 2^53 - 1: the broadcast ends`);
+      this.o.state.save(seq + 1);
+      this.nextSeq = seq + 1;
+      this.window.push(seq, chunk.data, chunk.timestampMs);
+      this.o.onChunks([{ seq, length: chunk.data.length, timestampMs: chunk.timestampMs }]);
+    }
+    return this.window.edge;
+  }
+}
