@@ -87,6 +87,14 @@ class Tracker {
   stop(): void {
     this.server?.forceShutdown();
   }
+
+  /** Shuts down as the tracker drains: sessions end with UNAVAILABLE, GOAWAY, the port closes. */
+  async shutdown(): Promise<void> {
+    const server = this.server!;
+    const done = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    this.drain();
+    await done;
+  }
 }
 
 const fast = { baseMs: 20, maxMs: 100, jitter: "full" } as const;
@@ -184,6 +192,13 @@ describe("tracker link", () => {
     t.calls.splice(0).forEach((c) => c.end());
     await t.until(() => t.count("have") === 3, "the resync after a clean end");
     assert.equal(ends[1]!.code, grpc.status.OK);
+    // a tracker that drains and goes away (GOAWAY), then one on the same port: the link finds it
+    await t.shutdown();
+    const next = await new Tracker(t.port).start();
+    cleanup.push(() => next.stop());
+    await next.until(() => next.count("have") === 1, "the resync with the next tracker");
+    assert.equal(ends[2]!.code, grpc.status.UNAVAILABLE);
+    assert.equal(resyncs.length, 4);
     await l.close();
   });
 
