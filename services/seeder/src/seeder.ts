@@ -1,13 +1,13 @@
 import { originAgents } from "@distribustream/data-plane";
 import type { ClientTls, Logger, Registry } from "@distribustream/runtime";
 import { FolderWatch } from "./folderWatch.js";
-import { CredentialRefusedError, SeederLink } from "./link.js";
+import { CredentialRefusedError, SeederLink } from "./trackerLink.js";
 import type { OriginSpec } from "./originList.js";
 import { OriginPoll } from "./originPoll.js";
 import { Publishing } from "./publishing.js";
 import { startServing } from "./serving.js";
 
-export { CredentialRefusedError, SEEDER_AGENT } from "./link.js";
+export { CredentialRefusedError, SEEDER_AGENT } from "./trackerLink.js";
 
 export interface SeederOptions {
   /** "host:port" of the tracker's PDTP port. */
