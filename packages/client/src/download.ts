@@ -27,6 +27,13 @@ import {
 } from "@distribustream/pdtp";
 import type { Logger } from "@distribustream/runtime/log";
 import {
+  TrackerLink,
+  type LinkPolicy,
+  type SessionEnd,
+  type TrackerSession,
+  type Verdict,
+} from "@distribustream/tracker-link";
+import {
   fetchChunks,
   FetchError,
   keepAliveAgent,
@@ -38,10 +45,9 @@ import {
 } from "@distribustream/data-plane";
 import type { Layout } from "./bufferFile.js";
 import { ControlBatcher, MAX_RANGES } from "./control.js";
-import { classifySessionEnd, DownloadError, ExitCode } from "./errors.js";
+import { classifySessionEnd, DownloadError, ExitCode, tlsError } from "./errors.js";
 import { HashPieceCache, PieceUnavailable } from "./hashPieces.js";
 import { resolveOutput, type OutputTarget } from "./outputTarget.js";
-import { TrackerSession, type SessionStatus } from "./session.js";
 import { openStorage, type Storage } from "./storage.js";
 
 export const AGENT = "dsclient/0.1.0";
@@ -146,8 +152,14 @@ interface Transfer {
 }
 
 const FETCH_TIMEOUT_MS = 30_000;
+const BACKOFF_BASE_MS = 500;
 const MAX_BACKOFF_MS = 4000;
 const MIN_RECONNECT_ATTEMPTS = 8;
+/** Room for big answers from the tracker (GetHashPieces, about 2 MiB). */
+const CHANNEL_OPTIONS = {
+  "grpc.max_receive_message_length": 64 * 1024 * 1024,
+  "grpc.max_send_message_length": 16 * 1024 * 1024,
+} as const;
 const DEFAULT_MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024;
 
 const transferKey = (generation: number, transferId: number) => `${generation}:${transferId}`;
@@ -157,9 +169,13 @@ class Download {
   private readonly started = Date.now();
   private dataPlane: RunningDataPlane | undefined;
   private readonly agent: DataPlaneAgent = keepAliveAgent();
+  private link: TrackerLink | undefined;
+  /** The welcomed session of the link, while there is one. */
   private session: TrackerSession | undefined;
+  /** Generation of the welcomed session: directives and transfers of an older one are told apart by it. */
   private generation = 0;
-  private everConnected = false;
+  /** Resolves the resync of the current session once the tracker answered its Join. */
+  private joinAnswered: (() => void) | undefined;
   private manifest: Manifest | undefined;
   /** Named in this peer's tickets; it signs each data-plane request so that no one else can use them. */
   private readonly sessionKey = Signer.generate();
@@ -171,8 +187,6 @@ class Download {
   /** Directives over the cap on concurrent transfers: reported CANCELLED once a transfer ends. */
   private deferred: { directive: Directive; generation: number }[] = [];
   private maxTransfers = 1;
-  /** Generation of the last session whose Join the tracker answered. */
-  private joinedGeneration = 0;
   private readonly writing = new Set<number>();
   private readonly batcher: ControlBatcher;
   private queue: Promise<void> = Promise.resolve();
@@ -270,51 +284,75 @@ class Download {
   // ---- tracker session -----------------------------------------------------
 
   /**
-   * Keeps a session up until the download completes; reconnects after a
-   * retryable end (see classifySessionEnd). Sessions that end before the
-   * tracker answers the Join count as failed attempts: after as many in a
-   * row as a reconnection allows, the download ends.
+   * Keeps a session up until the download completes, through the tracker
+   * link: it reconnects after a retryable end (see classifySessionEnd) and
+   * re-joins on every Welcome. Sessions that end before the tracker answers
+   * the Join count as failed attempts: after `connectAttempts` in a row (at
+   * least MIN_RECONNECT_ATTEMPTS once joined), the download ends (exit 4).
    */
   private async sessionLoop(): Promise<void> {
-    const max = this.maxAttempts(true);
-    let failures = 0;
-    for (;;) {
-      if (failures > 0) {
-        await this.backoff(failures + 1, true);
-        if (this.failure) throw this.failure;
-      }
-      const session = await this.connect();
-      const generation = this.generation;
-      const ended = await Promise.race([session.ended, this.completed.then(() => undefined)]);
-      if (ended === undefined) return;
-      this.onSessionLost(session);
-      // We cancelled it (CANCELLED "Cancelled on client"): the download failed or was interrupted.
-      if (this.failure) throw this.failure;
-      if (this.completing) {
-        await this.completed;
-        return;
-      }
-      const what = classifySessionEnd(ended.code, ended.details, {
-        name: this.url.name,
-        target: this.url.target,
-        joined: this.manifest !== undefined,
-      });
-      if (!what.retry) throw what.error;
-      failures = this.joinedGeneration === generation ? 0 : failures + 1;
-      if (failures >= max) {
-        throw (
-          what.giveUp ??
-          new DownloadError(
-            `tracker ${this.url.target} ended ${failures} sessions in a row before answering the join (${what.reason})`,
-            ExitCode.UNREACHABLE,
-          )
-        );
-      }
-      this.log.warn(
-        { code: status[ended.code], details: ended.details, reason: what.reason, failures },
-        "tracker session lost, reconnecting",
-      );
-    }
+    const link = new TrackerLink({
+      target: this.url.target,
+      tls: this.url.tls ? { ca: this.opts.tlsCa } : undefined,
+      channelOptions: CHANNEL_OPTIONS,
+      hello: () => ({
+        role: PeerRole.PEER_ROLE_VIEWER,
+        dataPort: this.dataPlane!.port,
+        agent: AGENT,
+        credential: "",
+        advertiseHost: "",
+        peerKey: this.sessionKey.publicKey.ed25519,
+      }),
+      policy: this.linkPolicy(),
+      resync: (session) => this.join(session),
+      onMessage: (msg, session) => this.enqueue(msg, session.generation),
+      onSessionEnd: (session) => this.onSessionLost(session),
+      onRetry: ({ end, reason, failures }) => {
+        if (end.welcomed) {
+          this.log.warn(
+            { code: status[end.code], details: end.details, reason, failures },
+            "tracker session lost, reconnecting",
+          );
+        } else this.log.info({ attempt: failures, reason }, "tracker connection failed");
+      },
+      signal: this.stop.signal,
+    });
+    this.link = link;
+    await Promise.race([link.done, this.completed]);
+    // The link ended quietly: the download failed or was interrupted, or it is completing.
+    if (this.failure) throw this.failure;
+    await this.completed;
+  }
+
+  /** Attempts: `connectAttempts`, backoff 0.5, 1, 2, 4, 4 s; once joined at least 8, jittered. */
+  private linkPolicy(): LinkPolicy {
+    const attempts = Math.max(1, this.opts.connectAttempts ?? 5);
+    const backoff = { baseMs: BACKOFF_BASE_MS, maxMs: MAX_BACKOFF_MS };
+    return {
+      connect: { attempts, backoff: { ...backoff, jitter: "none" } },
+      reconnect: { attempts: Math.max(attempts, MIN_RECONNECT_ATTEMPTS), backoff: { ...backoff, jitter: "spread" } },
+      retryable: (end) => this.verdict(end),
+      exhausted: (failures, { end, reason }) =>
+        new DownloadError(
+          end.welcomed
+            ? `tracker ${this.url.target} ended ${failures} sessions in a row before answering the join (${reason})`
+            : `tracker ${this.url.target} unreachable after ${failures} attempt${failures === 1 ? "" : "s"} (${reason})`,
+          ExitCode.UNREACHABLE,
+        ),
+    };
+  }
+
+  /** What a session's end means for the download; a TLS failure is never retried (exit 8). */
+  private verdict(end: SessionEnd): Verdict {
+    // We cancelled it (CANCELLED "Cancelled on client"): the download failed or was interrupted.
+    if (this.failure || this.completing) return { retry: false };
+    if (end.tls) return { retry: false, error: tlsError(end.tls, this.url.target) };
+    const what = classifySessionEnd(end.code, end.details, {
+      name: this.url.name,
+      target: this.url.target,
+      joined: this.manifest !== undefined,
+    });
+    return what.retry ? { retry: true, reason: what.reason, giveUp: what.giveUp } : { retry: false, error: what.error };
   }
 
   private onSessionLost(session: TrackerSession): void {
@@ -322,19 +360,6 @@ class Download {
     this.batcher.reset();
     // The new session's tracker no longer knows the deferred transfers.
     this.deferred = [];
-    session.abort();
-  }
-
-  private maxAttempts(reconnect: boolean): number {
-    const attempts = Math.max(1, this.opts.connectAttempts ?? 5);
-    return reconnect ? Math.max(attempts, MIN_RECONNECT_ATTEMPTS) : attempts;
-  }
-
-  /** Waits before attempt `attempt` (2, 3, ...): 0.5, 1, 2, 4, 4 s; jittered when reconnecting. */
-  private async backoff(attempt: number, reconnect: boolean): Promise<void> {
-    const base = Math.min(MAX_BACKOFF_MS, 500 * 2 ** (attempt - 2));
-    const wait = reconnect ? base / 2 + Math.random() * base : base;
-    await sleep(wait, undefined, { signal: this.stop.signal }).catch(() => {});
   }
 
   /** The network key pinned by --network-key or the URL's ?key=; a conflict between the two is a usage error. */
@@ -359,7 +384,6 @@ class Download {
     const pin = this.pinnedKey;
     if (!pin || this.trustedNetworkKeys(session).length > 0) return;
     const offered = session.welcome.networkKeys;
-    session.abort();
     const ids = offered.map((k) => k.keyId).join(", ") || "none";
     throw new DownloadError(
       `tracker ${this.url.target} signs with network key ${ids}, not the pinned ${pin}: refusing it`,
@@ -367,74 +391,34 @@ class Download {
     );
   }
 
-  /** Opens a session (Hello, Welcome, Join) with bounded retries; throws exit 4 when they run out. */
-  private async connect(): Promise<TrackerSession> {
-    const reconnect = this.everConnected;
-    const max = this.maxAttempts(reconnect);
-    let reason = "no attempt";
-    for (let attempt = 1; attempt <= max; attempt++) {
-      if (attempt > 1) await this.backoff(attempt, reconnect);
-      if (this.failure) throw this.failure;
-      const generation = ++this.generation;
-      try {
-        const session = await TrackerSession.open(
-          this.url.target,
-          {
-            role: PeerRole.PEER_ROLE_VIEWER,
-            dataPort: this.dataPlane!.port,
-            agent: AGENT,
-            credential: "",
-            advertiseHost: "",
-            peerKey: this.sessionKey.publicKey.ed25519,
-          },
-          (msg) => this.enqueue(msg, generation),
-          this.stop.signal,
-          this.url.tls ? { ca: this.opts.tlsCa } : undefined,
-        );
-        if (this.failure) {
-          session.abort();
-          throw this.failure;
-        }
-        this.checkNetworkKey(session);
-        this.session = session;
-        this.everConnected = true;
-        this.lastActivity = Date.now();
-        this.log.info({ peerId: session.welcome.peerId, observedHost: session.welcome.observedHost }, "welcomed");
-        const position = this.storage?.position() ?? 0;
-        // A fragmented holding goes partly in the Join, the rest in Have messages (each within the size bound).
-        const held = this.storage?.held.ranges() ?? [];
-        session.send({
-          body: {
-            $case: "join",
-            value: {
-              name: this.url.name,
-              mode: WantMode.WANT_MODE_IN_ORDER,
-              have: held.slice(0, MAX_RANGES),
-              position,
-            },
-          },
-        });
-        this.batcher.positionKnown(position);
-        if (held.length > MAX_RANGES) this.batcher.held(held.slice(MAX_RANGES));
-        return session;
-      } catch (err) {
-        if (this.failure) throw this.failure;
-        if (err instanceof DownloadError) throw err;
-        const s = err as SessionStatus;
-        const what = classifySessionEnd(s.code, s.details, {
+  /**
+   * The resync of a welcomed session: joins the stream with what is held.
+   * Resolves when the tracker answered the Join (the attempt succeeded).
+   */
+  private join(session: TrackerSession): Promise<void> {
+    if (this.failure) throw this.failure;
+    this.checkNetworkKey(session);
+    this.session = session;
+    this.generation = session.generation;
+    this.lastActivity = Date.now();
+    this.log.info({ peerId: session.welcome.peerId, observedHost: session.welcome.observedHost }, "welcomed");
+    const position = this.storage?.position() ?? 0;
+    // A fragmented holding goes partly in the Join, the rest in Have messages (each within the size bound).
+    const held = this.storage?.held.ranges() ?? [];
+    session.send({
+      body: {
+        $case: "join",
+        value: {
           name: this.url.name,
-          target: this.url.target,
-          joined: this.manifest !== undefined,
-        });
-        if (!what.retry) throw what.error;
-        reason = what.reason;
-        this.log.info({ attempt, of: max, reason }, "tracker connection failed");
-      }
-    }
-    throw new DownloadError(
-      `tracker ${this.url.target} unreachable after ${max} attempt${max === 1 ? "" : "s"} (${reason})`,
-      ExitCode.UNREACHABLE,
-    );
+          mode: WantMode.WANT_MODE_IN_ORDER,
+          have: held.slice(0, MAX_RANGES),
+          position,
+        },
+      },
+    });
+    this.batcher.positionKnown(position);
+    if (held.length > MAX_RANGES) this.batcher.held(held.slice(MAX_RANGES));
+    return new Promise((resolve) => (this.joinAnswered = resolve));
   }
 
   /** Tracker messages are handled one at a time, in order. */
@@ -514,7 +498,7 @@ class Download {
       if (this.manifest.streamId !== manifest.streamId) {
         throw new DownloadError(`"${name}" changed on the tracker during the download`, ExitCode.STALLED);
       }
-      this.joinedGeneration = this.generation;
+      this.joinAnswered?.();
       this.log.info({ held: this.storage?.held.toString() }, "re-joined");
       return;
     }
@@ -540,7 +524,7 @@ class Download {
       (first, count) => this.fetchPieces(manifest.streamId, first, count),
     );
     this.layout = layout;
-    this.joinedGeneration = this.generation;
+    this.joinAnswered?.();
     const inFlight = this.opts.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES;
     this.maxTransfers = Math.max(1, Math.floor(inFlight / b.chunkSize));
     this.log.info(
@@ -881,12 +865,10 @@ class Download {
     const session = this.session;
     if (session) this.batcher.flush();
     this.session = undefined;
-    if (session) {
-      const streamId = this.manifest?.streamId;
-      if (ok && streamId) session.send({ body: { $case: "leave", value: { streamId } } });
-      if (ok) await session.close();
-      else session.abort();
-    }
+    const streamId = this.manifest?.streamId;
+    if (session && ok && streamId) session.send({ body: { $case: "leave", value: { streamId } } });
+    if (ok) await this.link?.close();
+    else this.link?.abort();
     this.batcher.close();
     await this.dataPlane?.close().catch((err: unknown) => this.log.warn({ err }, "closing the data plane"));
     this.agent.destroy();

@@ -1,4 +1,5 @@
 import { status } from "@grpc/grpc-js";
+import { tlsProblem, type TlsProblem } from "@distribustream/tracker-link";
 
 /**
  * Exit codes of `dsclient`, also carried by every DownloadError so that the
@@ -73,12 +74,6 @@ export function connectionReason(details: string): string {
   return short.length > 120 ? `${short.slice(0, 117)}...` : short || "no connection";
 }
 
-/** What grpc-js says when a TLS client meets a plaintext server. */
-const PLAINTEXT_ANSWER =
-  /wrong version number|WRONG_VERSION_NUMBER|packet length too long|unknown protocol|http request/i;
-/** What Node's TLS says about a certificate it does not accept. */
-const CERTIFICATE_PROBLEM = /certificate|altnames|CERT_/i;
-
 /**
  * A connection failure that retrying cannot fix, at the TLS layer: a
  * pdtps:// URL for a plaintext tracker, a pdtp:// URL for a TLS tracker
@@ -89,37 +84,29 @@ export function tlsFailure(
   details: string,
   ctx: { target: string; tls: boolean; speaksTls?: boolean },
 ): DownloadError | undefined {
-  if (!ctx.tls) {
-    if (!ctx.speaksTls) return undefined;
-    return new DownloadError(
-      `tracker ${ctx.target} speaks TLS: use a pdtps:// URL for it (pdtp:// is plaintext)`,
-      ExitCode.TLS,
-    );
-  }
-  const reason = tlsReason(details);
-  if (PLAINTEXT_ANSWER.test(details)) {
-    return new DownloadError(
-      `tracker ${ctx.target} does not speak TLS (${reason}): use a pdtp:// URL for it, pdtps:// is for trackers started with --tls-cert`,
-      ExitCode.TLS,
-    );
-  }
-  if (CERTIFICATE_PROBLEM.test(details)) {
-    return new DownloadError(
-      `TLS certificate of tracker ${ctx.target} not trusted (${reason}); for a private CA give it with --tls-ca FILE`,
-      ExitCode.TLS,
-    );
-  }
-  return undefined;
+  const problem = tlsProblem(details, ctx);
+  return problem && tlsError(problem, ctx.target);
 }
 
-/** The TLS error out of a grpc-js "No connection established. Last error: Error: …" detail, one line. */
-function tlsReason(details: string): string {
-  const last = details
-    .replace(/^No connection established\. Last error: (Error: )?/, "")
-    .replace(/\. Resolution note:.*$/s, "");
-  const ssl = /:SSL routines:[^:]*:([^:]+):/.exec(last);
-  const line = (ssl ? ssl[1]! : last).split("\n")[0]!.trim();
-  return line.length > 120 ? `${line.slice(0, 117)}...` : line;
+/** The message and exit code (8) of a TLS problem the tracker link found at `target`. */
+export function tlsError(problem: TlsProblem, target: string): DownloadError {
+  switch (problem.kind) {
+    case "tls-tracker":
+      return new DownloadError(
+        `tracker ${target} speaks TLS: use a pdtps:// URL for it (pdtp:// is plaintext)`,
+        ExitCode.TLS,
+      );
+    case "plaintext-tracker":
+      return new DownloadError(
+        `tracker ${target} does not speak TLS (${problem.reason}): use a pdtp:// URL for it, pdtps:// is for trackers started with --tls-cert`,
+        ExitCode.TLS,
+      );
+    case "untrusted-certificate":
+      return new DownloadError(
+        `TLS certificate of tracker ${target} not trusted (${problem.reason}); for a private CA give it with --tls-ca FILE`,
+        ExitCode.TLS,
+      );
+  }
 }
 
 /**

@@ -22,7 +22,7 @@ import {
 } from "@distribustream/pdtp";
 import { createLogger, Registry } from "@distribustream/runtime";
 import { startSeeder, type RunningSeeder } from "./index.js";
-import { TestTracker } from "./testTracker.js";
+import { TestTracker } from "./testing/index.js";
 
 const log = createLogger("test", { level: "silent" });
 const trackerKey = Signer.generate();

@@ -1,5 +1,4 @@
-import { connect as tlsConnect } from "node:tls";
-import { Metadata, status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { Metadata, status, type ChannelOptions, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import {
   TrackerClient,
   type Hello,
@@ -9,23 +8,40 @@ import {
   type Welcome,
 } from "@distribustream/pdtp";
 import { channelCredentials, type ClientTls } from "@distribustream/runtime/tls";
-import { tlsFailure } from "./errors.js";
+import { speaksTlsAt, tlsProblem, worthTlsProbe, type TlsProblem } from "./tlsProblem.js";
 
-/** How long the probe of a failed plaintext connection waits for a TLS handshake. */
-const TLS_PROBE_MS = 2_000;
-
-/** Channel options: keepalive so a dead tracker is noticed, and room for big answers (GetHashPieces, about 2 MiB). */
-export const CHANNEL_OPTIONS = {
-  "grpc.max_receive_message_length": 64 * 1024 * 1024,
-  "grpc.max_send_message_length": 16 * 1024 * 1024,
+/** Channel options every link uses: keepalive, so that a tracker gone silent (not just closed) is noticed. */
+export const KEEPALIVE_OPTIONS = {
   "grpc.keepalive_time_ms": 30_000,
   "grpc.keepalive_timeout_ms": 10_000,
   "grpc.keepalive_permit_without_calls": 1,
 } as const;
 
-export interface SessionStatus {
+/** How a Session call (or the attempt to open one) ended. */
+export interface SessionEnd {
   code: status;
   details: string;
+  /** The tracker had welcomed it. */
+  welcomed: boolean;
+  /** Set when the connection failed at the TLS layer: retrying cannot fix it. */
+  tls?: TlsProblem;
+}
+
+export interface OpenSession {
+  /** "host:port" of the tracker's PDTP port. */
+  target: string;
+  /** Over TLS, trusting this CA or the system's roots; plaintext without. */
+  tls?: ClientTls | undefined;
+  hello: Hello;
+  channelOptions?: ChannelOptions | undefined;
+  /** Numbers the attempts of a link; see TrackerSession.generation. */
+  generation: number;
+  /** Called at the Welcome, before any later message reaches onMessage. */
+  onWelcome(session: TrackerSession): void;
+  /** The messages after the Welcome, in arrival order. */
+  onMessage(msg: TrackerMessage, session: TrackerSession): void;
+  /** Cancels the attempt while it waits for the Welcome. */
+  signal?: AbortSignal | undefined;
 }
 
 /**
@@ -33,19 +49,21 @@ export interface SessionStatus {
  * the Welcome arrived; later messages go to `onMessage` in arrival order.
  */
 export class TrackerSession {
-  /** Settles with the status the call ended with (never rejects). */
-  readonly ended: Promise<SessionStatus>;
+  /** Settles with how the call ended (never rejects). */
+  readonly ended: Promise<SessionEnd>;
   welcome!: Welcome;
   private finished = false;
 
   private constructor(
     private readonly client: TrackerClient,
     private readonly call: ClientDuplexStream<PeerMessage, TrackerMessage>,
+    /** The attempt of the link that opened it: messages of an older session are told apart by it. */
+    readonly generation: number,
   ) {
     this.ended = new Promise((resolve) => {
       call.on("status", (s: { code: status; details: string }) => {
         this.finished = true;
-        resolve({ code: s.code, details: s.details });
+        resolve({ code: s.code, details: s.details, welcomed: this.welcome !== undefined });
       });
     });
     // Failures also arrive as 'status'; the listener keeps them from being thrown.
@@ -53,24 +71,22 @@ export class TrackerSession {
   }
 
   /**
-   * Connects (over TLS when `tls` is given), says Hello and waits for the
-   * Welcome. Rejects with the SessionStatus when the call ends first (tracker
-   * unreachable, Hello refused), or with a DownloadError (exit 8) when the
-   * connection failed at the TLS layer, which retrying cannot fix (see
-   * tlsFailure).
+   * Connects, says Hello and waits for the Welcome. Rejects with the
+   * SessionEnd when the call ends first (tracker unreachable, Hello refused,
+   * an answer that is not a Welcome: INTERNAL), its `tls` set when the
+   * connection failed at the TLS layer.
    */
-  static open(
-    target: string,
-    hello: Hello,
-    onMessage: (msg: TrackerMessage) => void,
-    signal?: AbortSignal,
-    tls?: ClientTls,
-  ): Promise<TrackerSession> {
-    const client = new TrackerClient(target, channelCredentials(tls), CHANNEL_OPTIONS);
+  static open(o: OpenSession): Promise<TrackerSession> {
+    const client = new TrackerClient(o.target, channelCredentials(o.tls), {
+      ...KEEPALIVE_OPTIONS,
+      ...o.channelOptions,
+    });
     const call = client.session();
-    const session = new TrackerSession(client, call);
+    const session = new TrackerSession(client, call, o.generation);
+    const signal = o.signal;
     const onAbort = () => call.cancel();
     signal?.addEventListener("abort", onAbort, { once: true });
+    if (signal?.aborted) onAbort();
     void session.ended.then(() => signal?.removeEventListener("abort", onAbort));
     return new Promise((resolve, reject) => {
       let welcomed = false;
@@ -85,6 +101,7 @@ export class TrackerSession {
           welcomed = true;
           signal?.removeEventListener("abort", onAbort);
           session.welcome = msg.body.value;
+          o.onWelcome(session);
           resolve(session);
           return;
         }
@@ -93,20 +110,20 @@ export class TrackerSession {
           session.welcome.ticketKeys = msg.body.value.ticketKeys;
           session.welcome.networkKeys = msg.body.value.networkKeys;
         }
-        onMessage(msg);
+        o.onMessage(msg, session);
       });
       void session.ended.then(async (s) => {
         if (welcomed) return;
         client.close();
-        if (unexpected) return reject({ code: status.INTERNAL, details: unexpected });
+        if (unexpected) return reject({ code: status.INTERNAL, details: unexpected, welcomed: false });
         if (s.code === status.UNAVAILABLE && !signal?.aborted) {
-          const speaksTls = !tls && !/\bE[A-Z]{3,}/.test(s.details) && (await speaksTlsAt(target));
-          const failure = tlsFailure(s.details, { target, tls: !!tls, speaksTls });
-          if (failure) return reject(failure);
+          const speaksTls = !o.tls && worthTlsProbe(s.details) && (await speaksTlsAt(o.target));
+          const tls = tlsProblem(s.details, { tls: !!o.tls, speaksTls });
+          if (tls) return reject({ ...s, tls });
         }
         reject(s);
       });
-      call.write({ body: { $case: "hello", value: hello } });
+      call.write({ body: { $case: "hello", value: o.hello } });
     });
   }
 
@@ -126,6 +143,7 @@ export class TrackerSession {
     );
   }
 
+  /** Writes to the tracker; nothing once the call ended. */
   send(msg: PeerMessage): void {
     if (this.finished) return;
     this.call.write(msg);
@@ -153,26 +171,4 @@ export class TrackerSession {
     if (!this.finished) this.call.cancel();
     this.client.close();
   }
-}
-
-/**
- * Whether a TLS handshake succeeds at `target` ("host:port"), the server's
- * certificate unchecked: asked after a plaintext connection failed without
- * a socket error (the server closed it), to tell a pdtp:// URL given for a
- * TLS tracker from a tracker that is down.
- */
-function speaksTlsAt(target: string): Promise<boolean> {
-  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(target);
-  if (!m) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const socket = tlsConnect({ host: m[1], port: Number(m[2]), rejectUnauthorized: false, ALPNProtocols: ["h2"] });
-    const done = (ok: boolean) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(ok);
-    };
-    const timer = setTimeout(() => done(false), TLS_PROBE_MS);
-    socket.once("secureConnect", () => done(true));
-    socket.once("error", () => done(false));
-  });
 }

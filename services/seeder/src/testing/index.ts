@@ -1,0 +1,1 @@
+export { TestTracker } from "./testTracker.js";
