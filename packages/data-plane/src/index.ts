@@ -28,3 +28,4 @@ export {
   type OriginRequestOptions,
   type OriginVersion,
 } from "./origin.js";
+export { LiveWindow } from "./liveWindow.js";

@@ -6,12 +6,11 @@ import {
   type LiveChunkClaim,
   type SignedLiveAttestation,
 } from "@distribustream/pdtp";
-import type { LiveStreamLayout } from "@distribustream/data-plane";
+import { LiveWindow, type LiveStreamLayout } from "@distribustream/data-plane";
 import type { Logger } from "@distribustream/runtime";
 import type { Readable } from "node:stream";
 import { cutChunks, type ChunkPolicy } from "./chunker.js";
 import type { SequenceState } from "./sequenceState.js";
-import { LiveWindow } from "./window.js";
 
 export interface LiveBroadcastOptions {
   name: string;

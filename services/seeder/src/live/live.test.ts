@@ -8,10 +8,10 @@ import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { LiveWindow } from "@distribustream/data-plane";
 import { cutChunks, type CutChunk } from "./chunker.js";
 import { SequenceState, SequenceStateError } from "./sequenceState.js";
 import { httpStream, LiveSourceError, pacedFile } from "./sources.js";
-import { LiveWindow } from "./window.js";
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 

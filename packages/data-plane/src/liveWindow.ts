@@ -12,8 +12,8 @@ interface Held {
 }
 
 /**
- * The last `windowChunks` chunks of a live broadcast, in memory, as a source
- * serves them on the data plane: a range of sequence numbers maps onto bytes
+ * The last `windowChunks` chunks of a live stream, in memory, as a peer (the
+ * seeder, or a viewer serving on) holds them for the data plane: a range of sequence numbers maps onto bytes
  * numbered from the first chunk this window ever held, so a read is a slice
  * of the held buffers (no copy). Memory is bounded by the window.
  */
