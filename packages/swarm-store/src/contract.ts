@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
 import { describe, it, beforeEach, afterEach } from "node:test";
 import type { ChunkRange } from "@distribustream/pdtp";
-import type { NewStream, PeerJoin, SlotLimits, StreamEvent, SwarmStore, TransferRecord, TrustPolicy } from "./store.js";
+import type {
+  NewFileStream,
+  NewLiveStream,
+  PeerJoin,
+  SlotLimits,
+  StreamEvent,
+  SwarmStore,
+  TransferRecord,
+  TrustPolicy,
+} from "./store.js";
 
 /**
  * The SwarmStore conformance suite (chihaya's storage tests): every
@@ -20,13 +29,13 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       await store.close();
     });
 
-    const stream = (over: Partial<NewStream> = {}): NewStream => ({
+    const stream = (over: Partial<NewFileStream> = {}): NewFileStream => ({
       streamId: "s1",
       name: "movies/a.mp4",
       size: 10 * 1024 + 5,
       chunkSize: 1024,
       version: 1,
-      kind: "on_demand",
+      kind: "file",
       createdMs: 1000,
       ...over,
     });
@@ -60,6 +69,7 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
     it("creates a stream once, accepted, with its chunk count", async () => {
       const m = await store.createStream(stream());
       assert.equal(m.status, "accepted");
+      assert.ok(m.kind === "file");
       assert.equal(m.chunkCount, 11);
       assert.equal(await store.getManifest("s1"), undefined);
       const again = await store.createStream(stream({ name: "other" }));
@@ -73,6 +83,7 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
 
     it("an empty file has no chunks", async () => {
       const m = await store.createStream(stream({ size: 0 }));
+      assert.ok(m.kind === "file");
       assert.equal(m.chunkCount, 0);
       assert.deepEqual(await store.availability("s1", { first: 0, last: 10 }), []);
     });
@@ -329,6 +340,8 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       assert.deepEqual(await store.transfersOf("s1", "a"), []);
       assert.deepEqual(await store.fetcherView("s1", "b"), {
         epoch: await store.streamEpoch("s1"),
+        low: 0,
+        high: 10,
         hashedChunks: 0,
         failure: "",
         peer: await store.getPeer("s1", "b"),
@@ -336,6 +349,8 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       });
       assert.deepEqual(await store.fetcherView("s1", "nobody"), {
         epoch: await store.streamEpoch("s1"),
+        low: 0,
+        high: 10,
         hashedChunks: 0,
         failure: "",
         peer: undefined,

@@ -40,7 +40,7 @@ describe("RedisSwarmStore", () => {
     size: 100 * 1024,
     chunkSize: 1024,
     version: 1,
-    kind: "on_demand" as const,
+    kind: "file" as const,
     createdMs: 0,
   });
   const viewer = (peerId: string, have = [{ first: 0, last: 99 }]) => ({
