@@ -12,7 +12,7 @@ const CHUNK = 256 * KiB;
 async function swarm(chunks: number, hashed = chunks) {
   const store = new MemorySwarmStore();
   const size = chunks * CHUNK;
-  const meta = { streamId: "s", name: "s.bin", size, chunkSize: CHUNK, version: 1, kind: "on_demand" as const };
+  const meta = { streamId: "s", name: "s.bin", size, chunkSize: CHUNK, version: 1, kind: "file" as const };
   await store.createStream({ ...meta, createdMs: 0 });
   await store.putHashPiece("s", 0, new Uint8Array([1]), hashed);
   await store.markReady("s", new Uint8Array([1]), 0);

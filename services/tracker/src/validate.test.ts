@@ -6,7 +6,7 @@ import { checkRanges } from "./validate.js";
 describe("checkRanges", () => {
   const problem = (ranges: { first: number; last: number }[]) => {
     try {
-      checkRanges(ranges, 10, "Have.ranges");
+      checkRanges(ranges, { low: 0, high: 9 }, "Have.ranges");
       return undefined;
     } catch (err) {
       assert.ok(err instanceof PublicError);
