@@ -265,6 +265,23 @@ describe("schedule", () => {
     assert.equal(wantWindow(fetcher(), { low: 0, high: -1 }, limits), undefined, "an empty stream needs nothing");
   });
 
+  it("keeps to the bounds: a window that starts past chunk 0 and ends at the edge", () => {
+    const bounds = { low: 20, high: 40 };
+    const f = fetcher({ mode: "in_order", position: 5 });
+    assert.deepEqual(wantWindow(f, bounds, limits), { first: 20, last: 40 }, "a position below low starts at low");
+    assert.deepEqual(wantWindow({ ...f, mode: "bulk" }, bounds, limits), { first: 20, last: 40 });
+    assert.equal(wantWindow({ ...f, holdings: RangeSet.of(20, 40) }, bounds, limits), undefined);
+    const got = schedule({
+      fetcher: f,
+      bounds,
+      limits: { ...limits, maxDownloads: 4, maxRangeChunks: 8 },
+      availability: [{ first: 20, last: 40, count: 0 }],
+      sources: [seeder(100)],
+      random: fixed,
+    });
+    assert.deepEqual(show(got), ["20-27@seed", "28-35@seed", "36-40@seed"]);
+  });
+
   it("sameNetwork compares IPv4 /24 and IPv6 /64", () => {
     assert.equal(sameNetwork("10.0.0.1", "10.0.0.200"), true);
     assert.equal(sameNetwork("10.0.1.1", "10.0.0.1"), false);

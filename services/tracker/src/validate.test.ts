@@ -34,4 +34,11 @@ describe("checkRanges", () => {
     assert.equal(problem([{ first: 0.5, last: 3 }]), "Have.ranges: range 0.5-3 is not a range of chunk numbers");
     assert.equal(problem([{ first: -1, last: 3 }]), "Have.ranges: range -1-3 is not a range of chunk numbers");
   });
+
+  it("names the bounds of a window that does not start at chunk 0", () => {
+    assert.throws(() => checkRanges([{ first: 5, last: 25 }], { low: 10, high: 30 }, "Have.ranges"), {
+      message: "Have.ranges: range 5-25 is outside the stream's chunks 10-30",
+    });
+    assert.doesNotThrow(() => checkRanges([{ first: 10, last: 30 }], { low: 10, high: 30 }, "Have.ranges"));
+  });
 });
