@@ -91,7 +91,9 @@ describe("Planner: the hashed frontier", () => {
     assert.equal(plan.failure, "manifest not computed: source went away");
     assert.deepEqual(plan.directives, []);
   });
+});
 
+describe("Planner: a live stream's moving bounds", () => {
   it("plans a live stream within its moving bounds, and a fetcher at the edge waits for it", async () => {
     const store = new MemorySwarmStore();
     await store.createStream({
