@@ -243,6 +243,7 @@ export class MemorySwarmStore implements SwarmStore {
 
   async raiseLow(streamId: string, newLow: number): Promise<{ raised: boolean; dropped: TransferRecord[] }> {
     this.check();
+    if (!Number.isSafeInteger(newLow)) throw new RangeError(`raiseLow: ${newLow} is not a chunk number`);
     const s = this.streams.get(streamId);
     if (!s || s.meta.kind !== "live" || newLow <= s.meta.low) return { raised: false, dropped: [] };
     // transfers wholly below: withdrawn as by takeTransfer, while their availability still counts
@@ -270,6 +271,7 @@ export class MemorySwarmStore implements SwarmStore {
 
   async raiseHigh(streamId: string, high: number, ended = false): Promise<boolean> {
     this.check();
+    if (!Number.isSafeInteger(high)) throw new RangeError(`raiseHigh: ${high} is not a chunk number`);
     const m = this.streams.get(streamId)?.meta;
     if (!m || m.kind !== "live" || (high <= m.high && (!ended || m.ended))) return false;
     const s = this.streams.get(streamId)!;

@@ -13,7 +13,8 @@
  *   ds:{id}:pieces    HASH    piece index -> encoded SignedHashPiece (putHashPiece, in order as hashed;
  *                             getHashPieces is one HMGET of consecutive indexes; dropped by failStream)
  *   ds:{id}:peers     HASH    peerId -> JSON {h host, p port, r role, m mode, pos, sv served, fl failures,
- *                             st strikes, bd bad, bn banned, dl/ul ids of the transfers it fetches/serves}
+ *                             st strikes, bd bad, bn banned, dl/ul ids of the transfers it fetches/serves,
+ *                             lv "1" in a live stream (in floor while it holds something)}
  *   ds:{id}:have      HASH    peerId -> holdings "f-l,f-l" (sorted, disjoint), clipped to the bounds
  *   ds:{id}:seen      ZSET    member=peerId score=lastSeenMs
  *   ds:{id}:servers   ZSET    member=peerId score=transfers it serves now, for the viewers that can serve

@@ -260,7 +260,8 @@ local function any_held(f, l)
 end
 
 -- Peer records: h host, p port, r role, m mode, pos, sv served, fl failures,
--- st strikes, bd bad, bn banned (0/1), dl/ul transfer ids it fetches/serves.
+-- st strikes, bd bad, bn banned (0/1), dl/ul transfer ids it fetches/serves,
+-- lv '1' in a live stream (it is in K_FLOOR while it holds something).
 local PNUM = { 'p', 'pos', 'sv', 'fl', 'st', 'bd', 'bn' }
 local function get_peer(id)
   local s = redis.call('HGET', K_PEERS, id)
@@ -329,8 +330,7 @@ local function remove_peer(id)
     redis.call('ZREM', K_SERVERS, id)
     redis.call('ZREM', K_REACH, id)
   end
-  local m = meta()
-  if m and m.live then redis.call('ZREM', K_FLOOR, id) end
+  if p.lv == '1' then redis.call('ZREM', K_FLOOR, id) end
   bump()
   return dropped, p
 end
@@ -447,6 +447,7 @@ local now = tonumber(ARGV[7])
 local ban = ARGV[4] == 'viewer' and tonumber(redis.call('HGET', K_HOSTBANS, ARGV[2]) or '0') > now
 local p = { h = ARGV[2], p = tonumber(ARGV[3]), r = ARGV[4], m = ARGV[5], pos = tonumber(ARGV[6]),
   sv = 0, fl = 0, st = 0, bd = 0, bn = ban and 1 or 0, dl = '', ul = '' }
+if m.live then p.lv = '1' end
 put_peer(id, p)
 redis.call('HSET', K_HAVE, id, format_ranges(hv))
 local idx = needs_index(K_SEEN, now)
