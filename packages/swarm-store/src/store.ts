@@ -411,11 +411,6 @@ export interface LiveStreamMeta extends NewLiveStream, StreamState {
 /** A stream's meta: a union on `kind`. */
 export type StreamMeta = FileStreamMeta | LiveStreamMeta;
 
-/** Whether the stream has chunk n now. */
-export function inBounds(b: ChunkBounds, n: number): boolean {
-  return n >= b.low && n <= b.high;
-}
-
 /** The stream's chunks as a range (first > last when it has none). */
 export function boundsRange(b: ChunkBounds): ChunkRange {
   return { first: b.low, last: b.high };
