@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
 import { describe, it, beforeEach, afterEach } from "node:test";
 import type { ChunkRange } from "@distribustream/pdtp";
-import type { NewStream, PeerJoin, SlotLimits, StreamEvent, SwarmStore, TransferRecord, TrustPolicy } from "./store.js";
+import type {
+  NewFileStream,
+  NewLiveStream,
+  PeerJoin,
+  SlotLimits,
+  StreamEvent,
+  SwarmStore,
+  TransferRecord,
+  TrustPolicy,
+} from "./store.js";
 
 /**
  * The SwarmStore conformance suite (chihaya's storage tests): every
@@ -20,13 +29,13 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       await store.close();
     });
 
-    const stream = (over: Partial<NewStream> = {}): NewStream => ({
+    const stream = (over: Partial<NewFileStream> = {}): NewFileStream => ({
       streamId: "s1",
       name: "movies/a.mp4",
       size: 10 * 1024 + 5,
       chunkSize: 1024,
       version: 1,
-      kind: "on_demand",
+      kind: "file",
       createdMs: 1000,
       ...over,
     });
@@ -60,6 +69,7 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
     it("creates a stream once, accepted, with its chunk count", async () => {
       const m = await store.createStream(stream());
       assert.equal(m.status, "accepted");
+      assert.ok(m.kind === "file");
       assert.equal(m.chunkCount, 11);
       assert.equal(await store.getManifest("s1"), undefined);
       const again = await store.createStream(stream({ name: "other" }));
@@ -73,6 +83,7 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
 
     it("an empty file has no chunks", async () => {
       const m = await store.createStream(stream({ size: 0 }));
+      assert.ok(m.kind === "file");
       assert.equal(m.chunkCount, 0);
       assert.deepEqual(await store.availability("s1", { first: 0, last: 10 }), []);
     });
@@ -329,6 +340,8 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       assert.deepEqual(await store.transfersOf("s1", "a"), []);
       assert.deepEqual(await store.fetcherView("s1", "b"), {
         epoch: await store.streamEpoch("s1"),
+        low: 0,
+        high: 10,
         hashedChunks: 0,
         failure: "",
         peer: await store.getPeer("s1", "b"),
@@ -336,6 +349,8 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       });
       assert.deepEqual(await store.fetcherView("s1", "nobody"), {
         epoch: await store.streamEpoch("s1"),
+        low: 0,
+        high: 10,
         hashedChunks: 0,
         failure: "",
         peer: undefined,
@@ -705,6 +720,212 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       await store.publishEvent("s1", { type: "left", peerIds: ["q"] });
       await new Promise((r) => setTimeout(r, 100));
       assert.deepEqual(got, [], "a closed subscription delivers nothing");
+    });
+
+    // ---- chunk bounds: a live stream's moving window ---------------------------
+
+    const live = (over: Partial<NewLiveStream> = {}): NewLiveStream => ({
+      streamId: "s1",
+      name: "live/a",
+      chunkSize: 1024,
+      version: 1,
+      kind: "live",
+      windowChunks: 50,
+      createdMs: 1000,
+      ...over,
+    });
+    const held = async (peerId: string, streamId = "s1") =>
+      (await store.getPeer(streamId, peerId))?.holdings.ranges().map((r) => [r.first, r.last]);
+    const anyone = { exclude: "", limit: 10, maxUploadsPeer: 2, maxUploadsSeeder: 3 };
+
+    it("a file's bounds are 0 to its last chunk; an empty file's are 0 and -1", async () => {
+      assert.deepEqual(
+        [await store.createStream(stream()), await store.createStream(stream({ streamId: "e", size: 0 }))].map((m) => [
+          m.kind,
+          m.low,
+          m.high,
+        ]),
+        [
+          ["file", 0, 10],
+          ["file", 0, -1],
+        ],
+      );
+      await store.joinPeer("s1", peer("a", { have: [{ first: 5, last: 99 }] }), 0);
+      assert.deepEqual(await held("a"), [[5, 10]], "holdings clipped to the bounds");
+      assert.equal(await store.addTransfer(transfer("a", "a", { first: 9, last: 11 }), limits), "out-of-bounds");
+    });
+
+    it("a live stream starts with no chunks; raiseHigh moves its edge, marks it ended, bumps the epoch", async () => {
+      const m = await store.createStream(live());
+      assert.ok(m.kind === "live");
+      assert.deepEqual([m.low, m.high, m.ended, m.windowChunks], [0, -1, false, 50]);
+      await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 5 }] }), 0);
+      assert.deepEqual(await held("a"), [], "nothing to hold before the edge moves");
+      assert.deepEqual(await counts(0, 10), []);
+      const e0 = await store.streamEpoch("s1");
+      assert.equal(await store.raiseHigh("s1", 9), true);
+      assert.ok((await store.streamEpoch("s1")) > e0, "fetchers are replanned");
+      assert.deepEqual(await counts(0, 20), [[0, 9, 0]]);
+      assert.equal(await store.addHoldings("s1", "a", [{ first: 0, last: 20 }]), 10);
+      assert.deepEqual(await counts(0, 20), [[0, 9, 1]]);
+      assert.equal(await store.raiseHigh("s1", 19), true);
+      assert.deepEqual(
+        await counts(0, 30),
+        [
+          [0, 9, 1],
+          [10, 19, 0],
+        ],
+        "new chunks count 0",
+      );
+      const e1 = await store.streamEpoch("s1");
+      assert.equal(await store.raiseHigh("s1", 5), false, "high never goes down");
+      assert.equal(await store.raiseHigh("s1", 19), false);
+      assert.equal(await store.streamEpoch("s1"), e1);
+      assert.equal(await store.raiseHigh("s1", 19, true), true);
+      assert.equal(await store.raiseHigh("s1", 19, true), false);
+      const after = await store.getStream("s1");
+      assert.ok(after?.kind === "live");
+      assert.deepEqual([after.low, after.high, after.ended], [0, 19, true]);
+      assert.deepEqual([(await store.fetcherView("s1", "a")).low, (await store.fetcherView("s1", "a")).high], [0, 19]);
+      assert.equal(await store.raiseHigh("nope", 5), false);
+    });
+
+    it("raiseLow drops holdings, availability and transfers below the new low and leaves the rest", async () => {
+      await store.createStream(live());
+      await store.raiseHigh("s1", 99);
+      await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 29 }] }), 0);
+      await store.joinPeer("s1", peer("b", { have: [{ first: 10, last: 59 }] }), 0);
+      await store.joinPeer("s1", peer("c", { have: [{ first: 50, last: 99 }] }), 0);
+      await store.joinPeer("s1", peer("d", { have: [{ first: 0, last: 5 }] }), 0);
+      await store.joinPeer("s1", peer("sd", { role: "seeder", have: [{ first: 0, last: 99 }] }), 0);
+      await store.joinPeer("s1", peer("f1"), 0);
+      await store.joinPeer("s1", peer("f2"), 0);
+      const below = transfer("f1", "a", { first: 0, last: 4 });
+      const straddling = transfer("f2", "b", { first: 15, last: 24 });
+      const above = transfer("f1", "c", { first: 60, last: 64 });
+      for (const t of [below, straddling, above]) assert.equal(await store.addTransfer(t, limits), "ok");
+      const e0 = await store.streamEpoch("s1");
+
+      assert.deepEqual(await store.raiseLow("s1", 20), { raised: true, dropped: [below] });
+      assert.ok((await store.streamEpoch("s1")) > e0);
+      const m = await store.getStream("s1");
+      assert.deepEqual([m?.low, m?.high], [20, 99]);
+      assert.deepEqual(await held("a"), [[20, 29]]);
+      assert.deepEqual(await held("b"), [[20, 59]]);
+      assert.deepEqual(await held("c"), [[50, 99]], "above the bound: untouched");
+      assert.deepEqual(await held("d"), []);
+      assert.deepEqual(await held("sd"), [[20, 99]]);
+      assert.deepEqual(
+        await counts(0, 99),
+        [
+          [20, 24, 3],
+          [25, 29, 2],
+          [30, 49, 1],
+          [50, 64, 2],
+          [65, 99, 1],
+        ],
+        "counts start at the new low; the straddling transfer counts from it on",
+      );
+      assert.deepEqual(
+        (await store.transfersOf("s1", "f1")).map((t) => t.transferId),
+        [above.transferId],
+      );
+      assert.equal((await store.getPeer("s1", "a"))?.uploads, 0, "the dropped transfer's slot is free");
+      assert.equal(await store.takeTransfer("s1", below.transferId), undefined);
+      assert.deepEqual(await store.takeTransfer("s1", straddling.transferId), straddling);
+      assert.deepEqual(await counts(0, 29), [[20, 29, 2]], "taking it frees exactly what it counted");
+      assert.deepEqual(await store.sources("s1", { first: 0, last: 19 }, anyone), [], "nothing below the bounds");
+      assert.deepEqual(
+        (await store.sources("s1", { first: 0, last: 25 }, anyone))
+          .map((c) => [c.peerId, c.holdings.ranges().map((r) => [r.first, r.last])])
+          .sort(),
+        [
+          ["a", [[20, 25]]],
+          ["b", [[20, 25]]],
+          ["sd", [[20, 25]]],
+        ],
+      );
+    });
+
+    it("raiseLow never lowers low, is idempotent, and leaves unknown streams and files alone", async () => {
+      await store.createStream(live());
+      await store.raiseHigh("s1", 30);
+      await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 30 }] }), 0);
+      assert.equal((await store.raiseLow("s1", 10)).raised, true);
+      const e = await store.streamEpoch("s1");
+      assert.deepEqual(await store.raiseLow("s1", 10), { raised: false, dropped: [] });
+      assert.deepEqual(await store.raiseLow("s1", 5), { raised: false, dropped: [] });
+      assert.equal((await store.getStream("s1"))?.low, 10);
+      assert.equal(await store.streamEpoch("s1"), e, "a no-op does not bump the epoch");
+      assert.deepEqual(await held("a"), [[10, 30]]);
+      assert.deepEqual(await store.raiseLow("nope", 5), { raised: false, dropped: [] });
+      assert.equal(await store.getStream("nope"), undefined);
+
+      await store.createStream(stream({ streamId: "f" }));
+      await store.joinPeer("f", peer("a", { have: [{ first: 0, last: 10 }] }), 0);
+      assert.deepEqual(await store.raiseLow("f", 5), { raised: false, dropped: [] });
+      assert.equal(await store.raiseHigh("f", 20), false);
+      const f = await store.getStream("f");
+      assert.deepEqual([f?.low, f?.high], [0, 10], "a file's bounds are fixed");
+      assert.deepEqual(await held("a", "f"), [[0, 10]]);
+      assert.deepEqual(
+        (await store.availability("f", { first: 0, last: 10 })).map((s) => [s.first, s.last, s.count]),
+        [[0, 10, 1]],
+      );
+    });
+
+    it("after raiseLow, joins, holdings and transfers are clipped to (or refused outside) the new bounds", async () => {
+      await store.createStream(live());
+      await store.raiseHigh("s1", 99);
+      await store.raiseLow("s1", 20);
+      await store.joinPeer("s1", peer("g", { have: [{ first: 0, last: 30 }] }), 0);
+      await store.joinPeer("s1", peer("f"), 0);
+      assert.deepEqual(await held("g"), [[20, 30]]);
+      assert.equal(
+        await store.addHoldings("s1", "g", [
+          { first: 0, last: 25 },
+          { first: 40, last: 45 },
+        ]),
+        6,
+      );
+      for (const range of [
+        { first: 10, last: 15 },
+        { first: 15, last: 25 },
+        { first: 95, last: 100 },
+      ]) {
+        assert.equal(
+          await store.addTransfer(transfer("f", "g", range), limits),
+          "out-of-bounds",
+          JSON.stringify(range),
+        );
+      }
+      assert.equal(await store.addTransfer(transfer("f", "g", { first: 20, last: 25 }), limits), "ok");
+      assert.deepEqual(await counts(0, 99), [
+        [20, 25, 2],
+        [26, 30, 1],
+        [31, 39, 0],
+        [40, 45, 1],
+        [46, 99, 0],
+      ]);
+    });
+
+    it("raiseLow past the edge empties the window until high catches up", async () => {
+      await store.createStream(live());
+      await store.raiseHigh("s1", 9);
+      await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 9 }] }), 0);
+      assert.equal((await store.raiseLow("s1", 15)).raised, true);
+      assert.deepEqual(await held("a"), []);
+      assert.deepEqual(await counts(0, 30), []);
+      assert.deepEqual(await store.sources("s1", { first: 0, last: 30 }, anyone), []);
+      assert.equal(await store.raiseHigh("s1", 20), true);
+      assert.deepEqual(await counts(0, 30), [[15, 20, 0]]);
+      assert.equal(await store.addHoldings("s1", "a", [{ first: 0, last: 17 }]), 3);
+      assert.deepEqual(await counts(0, 30), [
+        [15, 17, 1],
+        [18, 20, 0],
+      ]);
+      const m = await store.getStream("s1");
+      assert.deepEqual([m?.low, m?.high], [15, 20]);
     });
   });
 }

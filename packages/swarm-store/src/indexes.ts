@@ -68,34 +68,49 @@ export class LoadIndex {
 }
 
 /**
- * The same viewers ordered by the highest chunk each holds: the memory
- * store's counterpart of the Redis store's `reach` sorted set. Those holding
- * something at or after chunk f are the last countFrom(f) ranks, so when few
- * peers are ahead of a fetcher (a new chunk that has just left the seeder, a
- * live edge), `sources` samples them instead of every free peer. Updates are
- * O(log n) searches plus an array move (memmove-fast at swarm sizes).
+ * Members ordered by a score, ties by member: the memory store's counterpart
+ * of a Redis sorted set. Three of them per stream: `reach` (viewers that can
+ * serve, by the highest chunk each holds: those holding something at or
+ * after chunk f are the last countFrom(f) ranks, so when few peers are ahead
+ * of a fetcher, `sources` samples them instead of every free peer), `floor`
+ * (every peer holding something, by the lowest chunk it holds) and
+ * `transfers` (by the last chunk of their range): `raiseLow` visits only the
+ * peers and transfers below the new bound. Updates are O(log n) searches
+ * plus an array move (memmove-fast at swarm sizes).
  */
-export class ReachIndex {
-  private readonly ids: string[] = [];
+export class ScoreIndex<K extends string | number> {
+  private readonly ids: K[] = [];
   private readonly scores: number[] = [];
-  private readonly score = new Map<string, number>();
+  private readonly score = new Map<K, number>();
 
   get size(): number {
     return this.ids.length;
   }
 
-  /** Sets a peer's highest chunk; only ever raises it (ZADD GT). */
-  raise(id: string, highest: number): void {
+  /** Sets a member's score (ZADD). */
+  set(id: K, score: number): void {
     const cur = this.score.get(id);
-    if (cur !== undefined && cur >= highest) return;
+    if (cur === score) return;
     if (cur !== undefined) this.remove(id);
-    const i = this.lowerBound(highest, id);
+    const i = this.lowerBound(score, id);
     this.ids.splice(i, 0, id);
-    this.scores.splice(i, 0, highest);
-    this.score.set(id, highest);
+    this.scores.splice(i, 0, score);
+    this.score.set(id, score);
   }
 
-  remove(id: string): void {
+  /** Sets a member's score only when that raises it, or adds it (ZADD GT). */
+  raise(id: K, score: number): void {
+    const cur = this.score.get(id);
+    if (cur === undefined || score > cur) this.set(id, score);
+  }
+
+  /** Sets a member's score only when that lowers it, or adds it (ZADD LT). */
+  lower(id: K, score: number): void {
+    const cur = this.score.get(id);
+    if (cur === undefined || score < cur) this.set(id, score);
+  }
+
+  remove(id: K): void {
     const cur = this.score.get(id);
     if (cur === undefined) return;
     const i = this.lowerBound(cur, id);
@@ -104,23 +119,28 @@ export class ReachIndex {
     this.score.delete(id);
   }
 
-  /** Number of peers whose highest chunk is >= first. */
+  /** Number of members whose score is >= first. */
   countFrom(first: number): number {
-    return this.ids.length - this.lowerBound(first, "");
+    return this.ids.length - this.lowerBound(first);
   }
 
-  at(rank: number): string | undefined {
+  /** Members whose score is < end, in order (ZRANGEBYSCORE -inf (end). */
+  below(end: number): K[] {
+    return this.ids.slice(0, this.lowerBound(end));
+  }
+
+  at(rank: number): K | undefined {
     return this.ids[rank];
   }
 
-  /** First index whose (score, id) is >= (score, id). */
-  private lowerBound(score: number, id: string): number {
+  /** First index whose (score, id) is >= (score, id); without id, the first whose score is >= score. */
+  private lowerBound(score: number, id?: K): number {
     let lo = 0;
     let hi = this.ids.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
       const s = this.scores[mid]!;
-      if (s < score || (s === score && this.ids[mid]! < id)) lo = mid + 1;
+      if (s < score || (s === score && id !== undefined && this.ids[mid]! < id)) lo = mid + 1;
       else hi = mid;
     }
     return lo;

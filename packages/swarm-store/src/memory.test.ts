@@ -8,7 +8,7 @@ swarmStoreContract("memory", async () => new MemorySwarmStore());
 
 describe("SegmentCounts", () => {
   it("merges segments back when counts return to equal", () => {
-    const c = new SegmentCounts(100);
+    const c = new SegmentCounts(0, 99);
     c.add({ first: 10, last: 19 }, 1);
     c.add({ first: 15, last: 29 }, 1);
     assert.deepEqual(
@@ -33,7 +33,7 @@ describe("SegmentCounts", () => {
 
   it("matches a per-chunk model under random updates", () => {
     const size = 64;
-    const c = new SegmentCounts(size);
+    const c = new SegmentCounts(0, size - 1);
     const model = new Array<number>(size).fill(0);
     let seed = 7;
     const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;

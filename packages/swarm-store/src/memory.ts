@@ -1,10 +1,11 @@
 import { EventEmitter } from "node:events";
 import { chunkCount, RangeSet, type ChunkRange } from "@distribustream/pdtp";
-import { LoadIndex, ReachIndex } from "./indexes.js";
+import { LoadIndex, ScoreIndex } from "./indexes.js";
 import { SegmentCounts } from "./segments.js";
 import type {
   AddTransferResult,
   AvailabilitySegment,
+  ChunkBounds,
   EventHandlers,
   EventSubscription,
   ExpiredPeer,
@@ -52,13 +53,17 @@ interface MemStream {
   /** Viewers that can serve, by uploads: `sources` samples those with a free slot. */
   servers: LoadIndex;
   /** The same viewers by the highest chunk they hold. */
-  reach: ReachIndex;
+  reach: ScoreIndex<string>;
+  /** Every peer holding something, by the lowest chunk it holds: raiseLow visits those below the new bound. */
+  floor: ScoreIndex<string>;
   seeders: Set<string>;
   epoch: number;
   availability: SegmentCounts;
   /** Viewers holding each chunk (availability without copies in flight). */
   held: SegmentCounts;
   transfers: Map<number, TransferRecord>;
+  /** The same transfers by the last chunk of their range: raiseLow finds those wholly below the new bound. */
+  transferEnds: ScoreIndex<number>;
   /** Transfers whose copy counts in availability (their fetcher serves others). */
   counted: Set<number>;
   /** Host -> until when viewers joining from it join banned (banHost). */
@@ -74,10 +79,21 @@ function highest(h: RangeSet): number {
   return r[r.length - 1]!.last;
 }
 
+/** The lowest chunk of non-empty holdings. */
+function lowest(h: RangeSet): number {
+  return h.ranges()[0]!.first;
+}
+
+/** The part of r within the stream's bounds (first > last when none). */
+function clip(r: ChunkRange, b: ChunkBounds): ChunkRange {
+  return { first: Math.max(b.low, r.first), last: Math.min(b.high, r.last) };
+}
+
 /** A viewer's holdings count in availability and in `held`; copies in flight only in availability. */
 function holdersAdd(s: MemStream, r: ChunkRange, delta: number): void {
-  s.availability.add(r, delta);
-  s.held.add(r, delta);
+  const c = clip(r, s.meta);
+  s.availability.add(c, delta);
+  s.held.add(c, delta);
 }
 
 /**
@@ -103,21 +119,27 @@ export class MemorySwarmStore implements SwarmStore {
     this.check();
     const existing = this.streams.get(s.streamId);
     if (existing) return copyMeta(existing.meta);
-    const count = chunkCount(s.size, s.chunkSize);
-    const meta: StreamMeta = { ...s, chunkCount: count, status: "accepted", readyMs: 0, hashedChunks: 0, failure: "" };
+    const state = { status: "accepted", readyMs: 0, hashedChunks: 0, failure: "" } as const;
+    let meta: StreamMeta;
+    if (s.kind === "file") {
+      const count = chunkCount(s.size, s.chunkSize);
+      meta = { ...s, chunkCount: count, low: 0, high: count - 1, ...state };
+    } else meta = { ...s, low: 0, high: -1, ended: false, ...state };
     this.streams.set(s.streamId, {
       meta,
       manifest: undefined,
       pieces: new Map(),
       peers: new Map(),
       servers: new LoadIndex(),
-      reach: new ReachIndex(),
+      reach: new ScoreIndex(),
+      floor: new ScoreIndex(),
       seeders: new Set(),
       hostBans: new Map(),
       epoch: 0,
-      availability: new SegmentCounts(count),
-      held: new SegmentCounts(count),
+      availability: new SegmentCounts(meta.low, meta.high),
+      held: new SegmentCounts(meta.low, meta.high),
       transfers: new Map(),
+      transferEnds: new ScoreIndex(),
       counted: new Set(),
     });
     return copyMeta(meta);
@@ -219,6 +241,50 @@ export class MemorySwarmStore implements SwarmStore {
     if (s && untilMs > (s.hostBans.get(host) ?? 0)) s.hostBans.set(host, untilMs);
   }
 
+  async raiseLow(streamId: string, newLow: number): Promise<{ raised: boolean; dropped: TransferRecord[] }> {
+    this.check();
+    if (!Number.isSafeInteger(newLow)) throw new RangeError(`raiseLow: ${newLow} is not a chunk number`);
+    const s = this.streams.get(streamId);
+    if (!s || s.meta.kind !== "live" || newLow <= s.meta.low) return { raised: false, dropped: [] };
+    // transfers wholly below: withdrawn as by takeTransfer, while their availability still counts
+    const dropped: TransferRecord[] = [];
+    for (const id of s.transferEnds.below(newLow)) {
+      const t = this.dropTransfer(s, id);
+      if (t) dropped.push(t);
+    }
+    s.meta.low = newLow;
+    // counts below go wholesale; holdings from newLow on stay, so do their counts and reach
+    s.availability.dropBelow(newLow);
+    s.held.dropBelow(newLow);
+    for (const id of s.floor.below(newLow)) {
+      const p = s.peers.get(id)!;
+      p.holdings = new RangeSet(p.holdings.intersect({ first: newLow, last: Number.MAX_SAFE_INTEGER }));
+      if (p.holdings.isEmpty) {
+        s.floor.remove(id);
+        s.servers.remove(id);
+        s.reach.remove(id);
+      } else s.floor.set(id, lowest(p.holdings));
+    }
+    s.epoch++;
+    return { raised: true, dropped };
+  }
+
+  async raiseHigh(streamId: string, high: number, ended = false): Promise<boolean> {
+    this.check();
+    if (!Number.isSafeInteger(high)) throw new RangeError(`raiseHigh: ${high} is not a chunk number`);
+    const m = this.streams.get(streamId)?.meta;
+    if (!m || m.kind !== "live" || (high <= m.high && (!ended || m.ended))) return false;
+    const s = this.streams.get(streamId)!;
+    if (high > m.high) {
+      m.high = high;
+      s.availability.grow(high);
+      s.held.grow(high);
+    }
+    m.ended ||= ended;
+    s.epoch++;
+    return true;
+  }
+
   async peerCounts(streamId: string): Promise<{ peers: number; seeders: number }> {
     this.check();
     const s = this.streams.get(streamId);
@@ -232,7 +298,7 @@ export class MemorySwarmStore implements SwarmStore {
     if (!s) return { joined: false, dropped: [] };
     const dropped = s.peers.has(p.peerId) ? this.removePeer(s, p.peerId) : [];
     const holdings = new RangeSet();
-    for (const r of p.have) holdings.add(clip(r, s.meta.chunkCount));
+    for (const r of p.have) holdings.add(clip(r, s.meta));
     const peer: MemPeer = {
       peerId: p.peerId,
       host: p.host,
@@ -253,6 +319,7 @@ export class MemorySwarmStore implements SwarmStore {
     };
     s.peers.set(p.peerId, peer);
     if (p.role === "seeder") s.seeders.add(p.peerId);
+    if (!holdings.isEmpty) s.floor.set(p.peerId, lowest(holdings));
     if (counts(peer)) {
       for (const r of holdings.ranges()) holdersAdd(s, r, 1);
       if (!holdings.isEmpty) {
@@ -284,6 +351,7 @@ export class MemorySwarmStore implements SwarmStore {
     s.seeders.delete(peerId);
     s.servers.remove(peerId);
     s.reach.remove(peerId);
+    s.floor.remove(peerId);
     s.epoch++;
     return dropped;
   }
@@ -318,13 +386,14 @@ export class MemorySwarmStore implements SwarmStore {
     if (!s || !p) return 0;
     let added = 0;
     for (const raw of ranges) {
-      const r = clip(raw, s.meta.chunkCount);
+      const r = clip(raw, s.meta);
       if (r.first > r.last) continue;
       if (counts(p)) for (const gap of [...p.holdings.gaps(r)]) holdersAdd(s, gap, 1);
       added += p.holdings.add(r);
     }
     if (added > 0) {
       s.epoch++;
+      s.floor.lower(p.peerId, lowest(p.holdings));
       if (counts(p)) {
         s.servers.add(p.peerId, p.uploads.size);
         s.reach.raise(p.peerId, highest(p.holdings));
@@ -395,14 +464,15 @@ export class MemorySwarmStore implements SwarmStore {
 
   async availability(streamId: string, window: ChunkRange): Promise<AvailabilitySegment[]> {
     this.check();
-    return this.streams.get(streamId)?.availability.slice(window) ?? [];
+    const s = this.streams.get(streamId);
+    return s ? s.availability.slice(clip(window, s.meta)) : [];
   }
 
   async sources(streamId: string, window: ChunkRange, q: SourceQuery): Promise<SourceCandidate[]> {
     this.check();
     const s = this.streams.get(streamId);
     if (!s) return [];
-    const w = clip(window, s.meta.chunkCount);
+    const w = clip(window, s.meta);
     if (w.first > w.last) return [];
     const out: SourceCandidate[] = [];
     const consider = (p: MemPeer) => {
@@ -451,6 +521,7 @@ export class MemorySwarmStore implements SwarmStore {
     const fetcher = s?.peers.get(t.fetcherId);
     const server = s?.peers.get(t.serverId);
     if (!s || !fetcher || !server) return "unknown-peer";
+    if (t.range.first < s.meta.low || t.range.last > s.meta.high) return "out-of-bounds";
     if (server.banned) return "banned";
     if (fetcher.downloads.size >= limits.maxDownloads) return "fetcher-busy";
     if (server.uploads.size >= (server.role === "seeder" ? limits.maxUploadsSeeder : limits.maxUploadsPeer)) {
@@ -458,12 +529,13 @@ export class MemorySwarmStore implements SwarmStore {
     }
     const rec: TransferRecord = { ...t, range: { first: t.range.first, last: t.range.last } };
     s.transfers.set(t.transferId, rec);
+    s.transferEnds.set(t.transferId, rec.range.last);
     fetcher.downloads.add(t.transferId);
     server.uploads.add(t.transferId);
     s.servers.shift(t.serverId, 1);
     if (counts(fetcher)) {
       s.counted.add(t.transferId);
-      s.availability.add(rec.range, 1);
+      s.availability.add(clip(rec.range, s.meta), 1);
     }
     return "ok";
   }
@@ -479,10 +551,12 @@ export class MemorySwarmStore implements SwarmStore {
     const t = s.transfers.get(transferId);
     if (!t) return undefined;
     s.transfers.delete(transferId);
+    s.transferEnds.remove(transferId);
     s.peers.get(t.fetcherId)?.downloads.delete(transferId);
     s.peers.get(t.serverId)?.uploads.delete(transferId);
     s.servers.shift(t.serverId, -1);
-    if (s.counted.delete(transferId)) s.availability.add(t.range, -1);
+    // clipped: a transfer straddling a raised low counts only from it on
+    if (s.counted.delete(transferId)) s.availability.add(clip(t.range, s.meta), -1);
     s.epoch++;
     return t;
   }
@@ -499,6 +573,8 @@ export class MemorySwarmStore implements SwarmStore {
     const meta = this.streams.get(streamId)?.meta;
     return {
       epoch: await this.streamEpoch(streamId),
+      low: meta?.low ?? 0,
+      high: meta?.high ?? -1,
       hashedChunks: meta?.hashedChunks ?? 0,
       failure: meta?.failure ?? "",
       peer: await this.getPeer(streamId, fetcherId),
@@ -557,10 +633,6 @@ export class MemorySwarmStore implements SwarmStore {
     this.streams.clear();
     this.names.clear();
   }
-}
-
-function clip(r: ChunkRange, count: number): ChunkRange {
-  return { first: Math.max(0, r.first), last: Math.min(count - 1, r.last) };
 }
 
 function copyMeta(m: StreamMeta): StreamMeta {

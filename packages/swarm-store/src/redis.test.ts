@@ -40,7 +40,7 @@ describe("RedisSwarmStore", () => {
     size: 100 * 1024,
     chunkSize: 1024,
     version: 1,
-    kind: "on_demand" as const,
+    kind: "file" as const,
     createdMs: 0,
   });
   const viewer = (peerId: string, have = [{ first: 0, last: 99 }]) => ({
@@ -182,6 +182,70 @@ describe("RedisSwarmStore", () => {
         } else await both((s) => s.leavePeer("r", peer).then((d) => d.length));
         await both((s) => s.availability("r", { first: 0, last: 63 }));
       }
+    } finally {
+      await redis.close();
+      await memory.close();
+    }
+  });
+
+  it("moves a live window exactly like the memory store under random holdings, transfers and bounds", async () => {
+    const redis = new RedisSwarmStore(new Redis(server.url), { prefix: freshPrefix() });
+    const memory = new MemorySwarmStore();
+    try {
+      let seed = 23;
+      const rnd = (k: number) => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return Math.floor((seed / 2 ** 31) * k);
+      };
+      const stream = { streamId: "w", name: "live", chunkSize: 1024, version: 1, kind: "live", windowChunks: 24 };
+      for (const s of [redis, memory]) await s.createStream({ ...stream, kind: "live", createdMs: 0 });
+      const inFlight: number[] = [];
+      let id = 0;
+      let edge = -1;
+      let dropped = 0;
+      let low = 0;
+      for (let step = 0; step < 300; step++) {
+        const both = async <T>(f: (s: RedisSwarmStore | MemorySwarmStore) => Promise<T>) => {
+          const [x, y] = await Promise.all([f(redis), f(memory)]);
+          assert.deepEqual(x, y, `step ${step}`);
+          return x;
+        };
+        const peer = `p${rnd(8)}`;
+        const roll = rnd(12);
+        const first = Math.max(0, low - 3 + rnd(Math.max(1, edge - low + 8)));
+        const range = { first, last: first + rnd(8) };
+        if (roll < 2) await both((s) => s.joinPeer("w", viewer(peer, [range]), step).then((j) => j.joined));
+        else if (roll < 5) await both((s) => s.addHoldings("w", peer, [range]));
+        else if (roll < 7) {
+          const t = {
+            transferId: ++id,
+            streamId: "w",
+            fetcherId: peer,
+            serverId: `p${rnd(8)}`,
+            serverRole: "viewer" as const,
+            range: { first, last: Math.min(range.last, edge) },
+            startedMs: 0,
+            expiresMs: 1e12,
+          };
+          if ((await both((s) => s.addTransfer(t, limits))) === "ok") inFlight.push(t.transferId);
+        } else if (roll < 8 && inFlight.length > 0) {
+          const tid = inFlight.splice(rnd(inFlight.length), 1)[0]!;
+          await both((s) => s.takeTransfer("w", tid).then((t) => t?.transferId));
+        } else if (roll < 10) {
+          edge += 1 + rnd(6);
+          await both((s) => s.raiseHigh("w", edge));
+        } else if (roll < 11) {
+          const to = Math.max(low + rnd(8), edge + 1 - stream.windowChunks);
+          const r = await both((s) => s.raiseLow("w", to));
+          low = Math.max(low, to);
+          dropped += r.dropped.length;
+        } else await both((s) => s.leavePeer("w", peer).then((d) => d.length));
+        await both((s) => s.getStream("w").then((m) => [m?.low, m?.high]));
+        await both((s) => s.availability("w", { first: 0, last: edge + 10 }));
+        await both((s) => s.getPeer("w", peer).then((p) => p && [p.holdings.ranges(), p.uploads, p.downloads]));
+        await both((s) => s.fetcherView("w", peer).then((v) => [v.low, v.high, v.epoch > 0, v.transfers]));
+      }
+      assert.ok(edge > 100 && dropped > 0, `the window moved (edge ${edge}) and dropped transfers (${dropped})`);
     } finally {
       await redis.close();
       await memory.close();

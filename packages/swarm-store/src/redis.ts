@@ -3,15 +3,19 @@
  * stream share the hash tag {id}, so on a Redis Cluster a stream lives on
  * one slot and every script below touches that slot only:
  *
- *   ds:{id}:meta      HASH    streamId name size chunkSize version kind createdMs chunkCount status readyMs,
- *                             hashed (chunks whose hashes are stored: the hashed frontier), failure (why
- *                             hashing failed, status "failed"), epoch (HINCRBY)
+ *   ds:{id}:meta      HASH    streamId name chunkSize version kind createdMs status readyMs, low high (the
+ *                             chunk bounds, inclusive), hashed (chunks whose hashes are stored: the hashed
+ *                             frontier), failure (why hashing failed, status "failed"), epoch (HINCRBY);
+ *                             kind "file": size chunkCount (low 0, high chunkCount - 1; a file stored before
+ *                             low and high has chunkCount only, and kind "on_demand"); kind "live":
+ *                             windowChunks ended (0/1)
  *   ds:{id}:manifest  STRING  encoded SignedManifest: the small signed header (set by markReady)
  *   ds:{id}:pieces    HASH    piece index -> encoded SignedHashPiece (putHashPiece, in order as hashed;
  *                             getHashPieces is one HMGET of consecutive indexes; dropped by failStream)
  *   ds:{id}:peers     HASH    peerId -> JSON {h host, p port, r role, m mode, pos, sv served, fl failures,
- *                             st strikes, bd bad, bn banned, dl/ul ids of the transfers it fetches/serves}
- *   ds:{id}:have      HASH    peerId -> holdings "f-l,f-l" (sorted, disjoint), clipped to the stream
+ *                             st strikes, bd bad, bn banned, dl/ul ids of the transfers it fetches/serves,
+ *                             lv "1" in a live stream (in floor while it holds something)}
+ *   ds:{id}:have      HASH    peerId -> holdings "f-l,f-l" (sorted, disjoint), clipped to the bounds
  *   ds:{id}:seen      ZSET    member=peerId score=lastSeenMs
  *   ds:{id}:servers   ZSET    member=peerId score=transfers it serves now, for the viewers that can serve
  *                             (hold a chunk, have a data port, not banned): those with a free upload slot
@@ -23,11 +27,16 @@
  *   ds:{id}:heldc     HASH    like availc, for held
  *   ds:{id}:seeders   SET     peerIds of seeders (a stream has few)
  *   ds:{id}:hostbans  HASH    host -> untilMs: viewers joining from it join banned (banHost)
- *   ds:{id}:avail     ZSET    availability segment starts, member=score=first chunk (always holds 0)
+ *   ds:{id}:avail     ZSET    availability segment starts, member=score=first chunk, over [low, high] (always
+ *                             holds low; raiseLow drops those below the new low)
  *   ds:{id}:availc    HASH    segment start -> count (viewers holding + copies in flight), up to the next start
  *   ds:{id}:xfers     HASH    transferId -> JSON {id, f fetcher, s server, sr serverRole, a first, b last,
- *                             t0 startedMs, te expiresMs, c counted in availability}
+ *                             t0 startedMs, te expiresMs, c counted in availability, e "1" when in xferend}
  *   ds:{id}:xferexp   ZSET    member=transferId score=expiresMs
+ *   ds:{id}:floor     ZSET    live streams only: member=peerId score=lowest chunk held, for every peer holding
+ *                             something, so raiseLow visits only the peers holding a chunk below the new low
+ *   ds:{id}:xferend   ZSET    live streams only: member=transferId score=last chunk of its range, so raiseLow
+ *                             finds the transfers wholly below the new low
  *   ds:{id}:events    CHANNEL the stream's events between replicas (JSON StreamEvent): PUBLISH/SUBSCRIBE on
  *                             standalone, SPUBLISH/SSUBSCRIBE on a Cluster created with shardedSubscribers: true
  *                             (the channel then lives on the stream's slot, so events stay on its shard)
@@ -71,7 +80,6 @@ import type {
   SourceQuery,
   SourceTrust,
   StreamEvent,
-  StreamKindName,
   StreamMeta,
   StreamStatus,
   SwarmStore,
@@ -91,16 +99,20 @@ export interface RedisSwarmStoreOptions {
 const META_FIELDS = [
   "streamId",
   "name",
-  "size",
   "chunkSize",
   "version",
   "kind",
   "createdMs",
-  "chunkCount",
   "status",
   "readyMs",
   "hashed",
   "failure",
+  "low",
+  "high",
+  "size",
+  "chunkCount",
+  "windowChunks",
+  "ended",
 ] as const;
 
 /** How many streams a sweep works on at once. */
@@ -169,19 +181,20 @@ export class RedisSwarmStore implements SwarmStore {
 
   /** 1 script + 1 HMGET; O(1). */
   async createStream(s: NewStream): Promise<StreamMeta> {
-    const count = chunkCount(s.size, s.chunkSize);
-    await this.run(
-      "dsCreateStream",
-      this.keys(s.streamId),
-      s.streamId,
-      s.name,
-      s.size,
-      s.chunkSize,
-      s.version,
-      s.kind,
-      s.createdMs,
-      count,
-    );
+    const fields: Record<string, string | number> = {
+      streamId: s.streamId,
+      name: s.name,
+      chunkSize: s.chunkSize,
+      version: s.version,
+      kind: s.kind,
+      createdMs: s.createdMs,
+      low: 0,
+    };
+    if (s.kind === "file") {
+      const count = chunkCount(s.size, s.chunkSize);
+      Object.assign(fields, { size: s.size, chunkCount: count, high: count - 1 });
+    } else Object.assign(fields, { windowChunks: s.windowChunks, ended: 0, high: -1 });
+    await this.run("dsCreateStream", this.keys(s.streamId), ...Object.entries(fields).flat());
     const m = await this.getStream(s.streamId);
     if (!m) throw new Error(`stream ${s.streamId} vanished while being created`);
     return m;
@@ -268,6 +281,23 @@ export class RedisSwarmStore implements SwarmStore {
     if (typeof name === "string") await this.run("dsUnpointName", [this.names], name, streamId);
     await this.redis.zrem(this.peerIndex, streamId);
     await this.redis.zrem(this.transferIndex, streamId);
+  }
+
+  /**
+   * 1 script: ZRANGEBYSCORE of the transfers and of the peers below the new
+   * low (the xferend and floor indexes), the segments below it dropped;
+   * O(log n + those x (R + log S) + segments dropped).
+   */
+  async raiseLow(streamId: string, newLow: number): Promise<{ raised: boolean; dropped: TransferRecord[] }> {
+    if (!Number.isSafeInteger(newLow)) throw new RangeError(`raiseLow: ${newLow} is not a chunk number`);
+    const r = (await this.run("dsRaiseLow", this.keys(streamId), newLow)) as Reply[];
+    return { raised: r[0] === 1, dropped: (r.slice(1) as string[]).map((s) => parseTransfer(streamId, s)) };
+  }
+
+  /** 1 script; O(1). */
+  async raiseHigh(streamId: string, high: number, ended = false): Promise<boolean> {
+    if (!Number.isSafeInteger(high)) throw new RangeError(`raiseHigh: ${high} is not a chunk number`);
+    return (await this.run("dsRaiseHigh", this.keys(streamId), high, ended ? 1 : 0)) === 1;
   }
 
   /** 1 script; O(1). */
@@ -481,19 +511,23 @@ export class RedisSwarmStore implements SwarmStore {
     return typeof r === "string" ? parseTransfer(streamId, r) : undefined;
   }
 
-  /** 1 script: HGET epoch, the peer's record, holdings and lastSeen, its transfers; O(R + maxDownloads). */
+  /** 1 script: HMGET epoch, hashed, failure, bounds, the peer's record, holdings and lastSeen, its transfers; O(R + maxDownloads). */
   async fetcherView(streamId: string, fetcherId: string): Promise<FetcherSnapshot> {
     const r = (await this.run("dsFetcherView", this.keys(streamId), fetcherId)) as (string | null)[];
     const epoch = Number(r[0] ?? 0);
     const hashedChunks = Number(r[1] ?? 0);
     const failure = r[2] ?? "";
-    if (typeof r[3] !== "string") return { epoch, hashedChunks, failure, peer: undefined, transfers: [] };
+    const low = Number(r[3]);
+    const high = Number(r[4]);
+    if (typeof r[5] !== "string") return { epoch, low, high, hashedChunks, failure, peer: undefined, transfers: [] };
     return {
       epoch,
+      low,
+      high,
       hashedChunks,
       failure,
-      peer: peerState(fetcherId, r[3], r[4] ?? null, r[5]!),
-      transfers: (r.slice(6) as string[]).map((s) => parseTransfer(streamId, s)),
+      peer: peerState(fetcherId, r[5], r[6] ?? null, r[7]!),
+      transfers: (r.slice(8) as string[]).map((s) => parseTransfer(streamId, s)),
     };
   }
 
@@ -673,22 +707,33 @@ async function inBatches(ids: string[], work: (id: string) => Promise<void>): Pr
 }
 
 function parseMeta(v: (string | null)[]): StreamMeta | undefined {
-  const [streamId, name, size, chunkSize, version, kind, createdMs, count, status, readyMs, hashed, failure] = v;
+  const [streamId, name, chunkSize, version, kind, createdMs, status, readyMs, hashed, failure, low, high, ...rest] = v;
+  const [size, count, windowChunks, ended] = rest;
   if (streamId == null || name == null) return undefined;
-  return {
+  const common = {
     streamId,
     name,
-    size: Number(size),
     chunkSize: Number(chunkSize),
     version: Number(version),
-    kind: kind as StreamKindName,
     createdMs: Number(createdMs),
-    chunkCount: Number(count),
     status: status as StreamStatus,
     readyMs: Number(readyMs),
     hashedChunks: Number(hashed ?? 0),
     failure: failure ?? "",
+    low: Number(low ?? 0),
   };
+  if (kind === "live") {
+    return {
+      ...common,
+      kind,
+      high: Number(high),
+      windowChunks: Number(windowChunks),
+      ended: ended === "1",
+    };
+  }
+  // a file ("on_demand" when stored before kinds were a union, without low and high)
+  const chunkCount = Number(count);
+  return { ...common, kind: "file", size: Number(size), chunkCount, high: Number(high ?? chunkCount - 1) };
 }
 
 /** Normalised ranges (sorted, merged, first >= 0) as "f-l,f-l"; the scripts clip them to the stream. */

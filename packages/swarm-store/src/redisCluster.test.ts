@@ -27,7 +27,7 @@ describe("RedisSwarmStore on a cluster", () => {
           size: 4096,
           chunkSize: 1024,
           version: 1,
-          kind: "on_demand",
+          kind: "file",
           createdMs: 0,
         });
         await store.markReady(id, Uint8Array.of(1), 1);

@@ -25,12 +25,15 @@ export const STREAM_KEYS = [
   "reach",
   "hostbans",
   "pieces",
+  "floor",
+  "xferend",
 ] as const;
 
 const COMMON = `
 local K_META, K_MANIFEST, K_PEERS, K_HAVE, K_SEEN, K_SERVERS, K_SEEDERS, K_AVAIL, K_AVAILC, K_XFERS, K_XFEREXP =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local K_HELD, K_HELDC, K_REACH, K_HOSTBANS, K_PIECES = KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]
+local K_FLOOR, K_XFEREND = KEYS[17], KEYS[18]
 
 local function int(n) return string.format('%d', n) end
 
@@ -121,12 +124,29 @@ local function fetching(p)
   return out
 end
 
-local function chunk_count() return tonumber(redis.call('HGET', K_META, 'chunkCount')) end
+-- What the scripts read of the stream's meta, once per script (a script is atomic, so it cannot go
+-- stale; the scripts that move the bounds update it): false for an unknown stream, else its chunk
+-- bounds low and high (inclusive; no chunks when high < low), whether it is live (its bounds move;
+-- the floor and xferend indexes are kept for it only) and whether it ended. A file stored before
+-- bounds were kept has chunkCount only: low 0, high chunkCount - 1.
+local META
+local function meta()
+  if META == nil then
+    local m = redis.call('HMGET', K_META, 'kind', 'low', 'high', 'chunkCount', 'ended')
+    if not m[1] then
+      META = false
+    else
+      META = { live = m[1] == 'live', low = tonumber(m[2] or '0'),
+        high = tonumber(m[3] or (tonumber(m[4] or '0') - 1)), ended = m[5] == '1' }
+    end
+  end
+  return META
+end
 local function bump() redis.call('HINCRBY', K_META, 'epoch', 1) end
 
--- Piecewise-constant counts over chunks: segment starts in a ZSET zk
--- (member = score = first chunk, always holding 0), each segment's count in
--- the HASH hk; a segment lasts up to the next start. Two of them: K_AVAIL
+-- Piecewise-constant counts over the stream's chunks [low, high]: segment starts in a ZSET zk
+-- (member = score = first chunk, always holding low, none past high), each segment's count in
+-- the HASH hk; a segment lasts up to the next start (the last one up to high). Two of them: K_AVAIL
 -- (availability: viewers holding + copies in flight) and K_HELD (viewers
 -- holding only, so the sources script knows when no viewer can serve a window).
 local function seg_floor(zk, n)
@@ -139,22 +159,23 @@ local function call_batched(cmd, key, args, step)
   end
 end
 -- Adds delta to every chunk of rs (flat, sorted, disjoint ranges), clipped to
--- [0, size). Reads the segments over their span once, computes the new ones
+-- the stream's bounds. Reads the segments over their span once, computes the new ones
 -- (equal neighbours merged) and writes only the difference in a few variadic
 -- calls: O(log n + segments in the span + ranges), whatever the fragmentation.
-local function seg_add_ranges(zk, hk, size, rs, delta)
+local function seg_add_ranges(zk, hk, rs, delta)
   if delta == 0 then return end
+  local b = meta()
   local r = {}
   for i = 1, #rs, 2 do
-    local f, l = math.max(0, rs[i]), math.min(size - 1, rs[i + 1])
+    local f, l = math.max(b.low, rs[i]), math.min(b.high, rs[i + 1])
     if f <= l then r[#r + 1] = f; r[#r + 1] = l end
   end
   if #r == 0 then return end
   local lo, hi = r[1], r[#r]
   -- from the segment holding lo - 1 (its count and its start stay) to the one holding hi + 1
-  local a = 0
-  if lo > 0 then a = seg_floor(zk, lo - 1) end
-  local os = redis.call('ZRANGEBYSCORE', zk, a, math.min(hi + 1, size - 1))
+  local a = b.low
+  if lo > b.low then a = seg_floor(zk, lo - 1) end
+  local os = redis.call('ZRANGEBYSCORE', zk, a, math.min(hi + 1, b.high))
   local oc = {}
   for j = 1, #os, 512 do
     for _, c in ipairs(redis.call('HMGET', hk, unpack(os, j, math.min(j + 511, #os)))) do oc[#oc + 1] = tonumber(c) end
@@ -163,7 +184,7 @@ local function seg_add_ranges(zk, hk, size, rs, delta)
   local bp, bd = {}, {}
   for i = 1, #r, 2 do
     bp[#bp + 1] = r[i]; bd[#bd + 1] = delta
-    if r[i + 1] + 1 < size then bp[#bp + 1] = r[i + 1] + 1; bd[#bd + 1] = -delta end
+    if r[i + 1] < b.high then bp[#bp + 1] = r[i + 1] + 1; bd[#bd + 1] = -delta end
   end
   -- merge-walk old starts and breakpoints into the new segments
   local ns, nc = {}, {}
@@ -200,11 +221,33 @@ local function seg_init(zk, hk)
   redis.call('ZADD', zk, 0, '0')
   redis.call('HSET', hk, '0', '0')
 end
+-- The bounds became [low, n] from [low, high] (n > high): the new chunks count 0.
+local function seg_grow(zk, hk, low, high)
+  local last = redis.call('ZREVRANGE', zk, 0, 0)[1]
+  if tonumber(redis.call('HGET', hk, last)) ~= 0 then
+    local from = int(math.max(low, high + 1))
+    redis.call('ZADD', zk, from, from)
+    redis.call('HSET', hk, from, '0')
+  end
+end
+-- Low rises to n (up to high + 1 and beyond): forgets the segments below n; the one holding n starts
+-- at n. O(log S + segments dropped).
+local function seg_drop_below(zk, hk, n, high)
+  local c = '0'
+  if n <= high then c = redis.call('HGET', hk, int(seg_floor(zk, n))) end
+  local gone = redis.call('ZRANGEBYSCORE', zk, '-inf', '(' .. int(n))
+  if #gone > 0 then
+    call_batched('ZREM', zk, gone, 512)
+    call_batched('HDEL', hk, gone, 512)
+  end
+  redis.call('ZADD', zk, n, int(n))
+  redis.call('HSET', hk, int(n), c)
+end
 -- Copies in flight count in availability only; holdings (rs: flat, sorted, disjoint) in both.
-local function avail_add(size, f, l, delta) seg_add_ranges(K_AVAIL, K_AVAILC, size, { f, l }, delta) end
-local function holders_add(size, rs, delta)
-  seg_add_ranges(K_AVAIL, K_AVAILC, size, rs, delta)
-  seg_add_ranges(K_HELD, K_HELDC, size, rs, delta)
+local function avail_add(f, l, delta) seg_add_ranges(K_AVAIL, K_AVAILC, { f, l }, delta) end
+local function holders_add(rs, delta)
+  seg_add_ranges(K_AVAIL, K_AVAILC, rs, delta)
+  seg_add_ranges(K_HELD, K_HELDC, rs, delta)
 end
 -- Whether a viewer that can serve holds a chunk of [f, l]. Equal neighbours
 -- merge, so zero-count segments never follow each other: O(log n), at most
@@ -217,7 +260,8 @@ local function any_held(f, l)
 end
 
 -- Peer records: h host, p port, r role, m mode, pos, sv served, fl failures,
--- st strikes, bd bad, bn banned (0/1), dl/ul transfer ids it fetches/serves.
+-- st strikes, bd bad, bn banned (0/1), dl/ul transfer ids it fetches/serves,
+-- lv '1' in a live stream (it is in K_FLOOR while it holds something).
 local PNUM = { 'p', 'pos', 'sv', 'fl', 'st', 'bd', 'bn' }
 local function get_peer(id)
   local s = redis.call('HGET', K_PEERS, id)
@@ -235,9 +279,7 @@ local function put_peer(id, t)
 end
 local function counts(p) return p.r ~= 'seeder' and p.p > 0 and p.bn == 0 end
 local function avail_holdings(p, id, delta)
-  local size = chunk_count()
-  local hv = parse_ranges(redis.call('HGET', K_HAVE, id))
-  holders_add(size, hv, delta)
+  holders_add(parse_ranges(redis.call('HGET', K_HAVE, id)), delta)
 end
 
 -- Removes a transfer; returns its stored record or nil. skip: a peer whose record is going away anyway.
@@ -247,6 +289,7 @@ local function drop_transfer(id, skip)
   local t = cjson.decode(s)
   redis.call('HDEL', K_XFERS, id)
   redis.call('ZREM', K_XFEREXP, id)
+  if t.e == '1' then redis.call('ZREM', K_XFEREND, id) end
   if t.f ~= skip then
     local p = get_peer(t.f)
     if p then p.dl = list_del(p.dl, id); put_peer(t.f, p) end
@@ -259,7 +302,7 @@ local function drop_transfer(id, skip)
       redis.call('ZADD', K_SERVERS, 'XX', 'INCR', -1, t.s)
     end
   end
-  if t.c == '1' then avail_add(chunk_count(), tonumber(t.a), tonumber(t.b), -1) end
+  if t.c == '1' then avail_add(tonumber(t.a), tonumber(t.b), -1) end
   bump()
   return s
 end
@@ -287,6 +330,7 @@ local function remove_peer(id)
     redis.call('ZREM', K_SERVERS, id)
     redis.call('ZREM', K_REACH, id)
   end
+  if p.lv == '1' then redis.call('ZREM', K_FLOOR, id) end
   bump()
   return dropped, p
 end
@@ -301,15 +345,57 @@ end
 
 /** Script bodies by command name; each runs with COMMON in front. */
 const BODIES = {
-  // ARGV: streamId name size chunkSize version kind createdMs chunkCount
+  // ARGV: field value ... (what the stream was created with, its kind's fields and bounds, low 0)
   dsCreateStream: `
 if redis.call('EXISTS', K_META) == 0 then
-  redis.call('HSET', K_META, 'streamId', ARGV[1], 'name', ARGV[2], 'size', ARGV[3], 'chunkSize', ARGV[4],
-    'version', ARGV[5], 'kind', ARGV[6], 'createdMs', ARGV[7], 'chunkCount', ARGV[8], 'status', 'accepted',
-    'readyMs', '0', 'epoch', '0', 'hashed', '0', 'failure', '')
+  redis.call('HSET', K_META, 'status', 'accepted', 'readyMs', '0', 'epoch', '0', 'hashed', '0', 'failure', '',
+    unpack(ARGV))
   seg_init(K_AVAIL, K_AVAILC)
   seg_init(K_HELD, K_HELDC)
 end
+return 1`,
+
+  // ARGV: newLow -> {raised (0/1), dropped transfer records...}
+  dsRaiseLow: `
+local m, n = meta(), tonumber(ARGV[1])
+if not m or not m.live or n <= m.low then return { 0 } end
+local out = { 1 }
+-- transfers wholly below, as by takeTransfer (their counts go before the segments do)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_XFEREND, '-inf', '(' .. int(n))) do
+  local s = drop_transfer(id, nil)
+  if s then out[#out + 1] = s end
+end
+redis.call('HSET', K_META, 'low', int(n))
+m.low = n
+seg_drop_below(K_AVAIL, K_AVAILC, n, m.high)
+seg_drop_below(K_HELD, K_HELDC, n, m.high)
+-- holdings: only the peers holding something below n; what they hold from n on (and its counts,
+-- and their highest chunk) stays
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_FLOOR, '-inf', '(' .. int(n))) do
+  local hv = ranges_clip(parse_ranges(redis.call('HGET', K_HAVE, id)), n, m.high)
+  redis.call('HSET', K_HAVE, id, format_ranges(hv))
+  if #hv == 0 then
+    redis.call('ZREM', K_FLOOR, id)
+    redis.call('ZREM', K_SERVERS, id)
+    redis.call('ZREM', K_REACH, id)
+  else
+    redis.call('ZADD', K_FLOOR, hv[1], id)
+  end
+end
+bump()
+return out`,
+
+  // ARGV: high ended (0/1) -> 1 when something changed
+  dsRaiseHigh: `
+local m, h, e = meta(), tonumber(ARGV[1]), ARGV[2] == '1'
+if not m or not m.live or (h <= m.high and (not e or m.ended)) then return 0 end
+if h > m.high then
+  seg_grow(K_AVAIL, K_AVAILC, m.low, m.high)
+  seg_grow(K_HELD, K_HELDC, m.low, m.high)
+  redis.call('HSET', K_META, 'high', int(h))
+end
+if e then redis.call('HSET', K_META, 'ended', '1') end
+bump()
 return 1`,
 
   // ARGV: manifest nowMs -> the stream's name, or 0 when unknown
@@ -347,13 +433,13 @@ return name`,
 
   // ARGV: peerId host port role mode position nowMs have -> {joined, needsIndex, dropped...}
   dsJoinPeer: `
-if redis.call('EXISTS', K_META) == 0 then return { 0, 0 } end
+local m = meta()
+if not m then return { 0, 0 } end
 local id = ARGV[1]
 local dropped = remove_peer(id) or {}
-local size = chunk_count()
 local src, hv = parse_ranges(ARGV[8]), {}
 for i = 1, #src, 2 do
-  local f, l = src[i], math.min(src[i + 1], size - 1)
+  local f, l = math.max(src[i], m.low), math.min(src[i + 1], m.high)
   if f <= l then hv[#hv + 1] = f; hv[#hv + 1] = l end
 end
 local now = tonumber(ARGV[7])
@@ -361,13 +447,15 @@ local now = tonumber(ARGV[7])
 local ban = ARGV[4] == 'viewer' and tonumber(redis.call('HGET', K_HOSTBANS, ARGV[2]) or '0') > now
 local p = { h = ARGV[2], p = tonumber(ARGV[3]), r = ARGV[4], m = ARGV[5], pos = tonumber(ARGV[6]),
   sv = 0, fl = 0, st = 0, bd = 0, bn = ban and 1 or 0, dl = '', ul = '' }
+if m.live then p.lv = '1' end
 put_peer(id, p)
 redis.call('HSET', K_HAVE, id, format_ranges(hv))
 local idx = needs_index(K_SEEN, now)
 redis.call('ZADD', K_SEEN, now, id)
 if p.r == 'seeder' then redis.call('SADD', K_SEEDERS, id) end
+if m.live and #hv > 0 then redis.call('ZADD', K_FLOOR, hv[1], id) end
 if counts(p) then
-  holders_add(size, hv, 1)
+  holders_add(hv, 1)
   if #hv > 0 then
     redis.call('ZADD', K_SERVERS, 0, id)
     redis.call('ZADD', K_REACH, hv[#hv], id)
@@ -399,14 +487,14 @@ return { rec, redis.call('HGET', K_HAVE, ARGV[1]), redis.call('ZSCORE', K_SEEN, 
 local id = ARGV[1]
 local p = get_peer(id)
 if not p then return 0 end
-local size = chunk_count()
+local m = meta()
 local hv = parse_ranges(redis.call('HGET', K_HAVE, id))
 local before = ranges_total(hv)
 local src = parse_ranges(ARGV[2])
 local c = counts(p)
 local gaps = {}
 for i = 1, #src, 2 do
-  local f, l = src[i], math.min(src[i + 1], size - 1)
+  local f, l = math.max(src[i], m.low), math.min(src[i + 1], m.high)
   if f <= l then
     local g = ranges_gaps(hv, f, l)
     for j = 1, #g, 2 do gaps[#gaps + 1] = { g[j], g[j + 1] } end
@@ -417,11 +505,12 @@ if c and #gaps > 0 then
   table.sort(gaps, function(x, y) return x[1] < y[1] end)
   local flat = {}
   for _, g in ipairs(gaps) do flat[#flat + 1] = g[1]; flat[#flat + 1] = g[2] end
-  holders_add(size, flat, 1)
+  holders_add(flat, 1)
 end
 local added = ranges_total(hv) - before
 if added > 0 then
   redis.call('HSET', K_HAVE, id, format_ranges(hv))
+  if m.live then redis.call('ZADD', K_FLOOR, 'LT', hv[1], id) end
   if c then
     redis.call('ZADD', K_SERVERS, 'NX', #list_items(p.ul), id)
     redis.call('ZADD', K_REACH, 'GT', hv[#hv], id)
@@ -469,10 +558,9 @@ return { p.sv, p.fl, p.st, p.bd, p.bn }`,
 
   // ARGV: first last -> flat {first, last, count, ...}
   dsAvailability: `
-local cc = redis.call('HGET', K_META, 'chunkCount')
-if not cc then return {} end
-local size = tonumber(cc)
-local f, l = math.max(0, tonumber(ARGV[1])), math.min(size - 1, tonumber(ARGV[2]))
+local m = meta()
+if not m then return {} end
+local f, l = math.max(m.low, tonumber(ARGV[1])), math.min(m.high, tonumber(ARGV[2]))
 if f > l then return {} end
 local starts = redis.call('ZRANGEBYSCORE', K_AVAIL, seg_floor(K_AVAIL, f), l)
 local out = {}
@@ -495,11 +583,10 @@ return out`,
   // ARGV: exclude limit maxUploadsPeer maxUploadsSeeder first last start (a random number in [0, 1))
   // -> flat {peerId, host, port, role, holdings, uploads, served, failures, strikes, bad} per candidate
   dsSources: `
-local cc = redis.call('HGET', K_META, 'chunkCount')
+local m = meta()
 local limit = tonumber(ARGV[2])
-if not cc then return {} end
-local size = tonumber(cc)
-local f, l = math.max(0, tonumber(ARGV[5])), math.min(size - 1, tonumber(ARGV[6]))
+if not m then return {} end
+local f, l = math.max(m.low, tonumber(ARGV[5])), math.min(m.high, tonumber(ARGV[6]))
 if f > l then return {} end
 local maxP, maxS = tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
@@ -548,10 +635,13 @@ return out`,
   // ARGV: id fetcher server serverRole first last startedMs expiresMs maxDownloads maxUploadsPeer maxUploadsSeeder
   // -> {result, needsIndex}
   dsAddTransfer: `
-if redis.call('EXISTS', K_META) == 0 then return { 'unknown-peer', 0 } end
+local m = meta()
+if not m then return { 'unknown-peer', 0 } end
 local id, fid, sid = ARGV[1], ARGV[2], ARGV[3]
 local fp, sp = get_peer(fid), get_peer(sid)
 if not fp or not sp then return { 'unknown-peer', 0 } end
+local a, b = tonumber(ARGV[5]), tonumber(ARGV[6])
+if a < m.low or b > m.high then return { 'out-of-bounds', 0 } end
 if sp.bn == 1 then return { 'banned', 0 } end
 if #list_items(fp.dl) >= tonumber(ARGV[9]) then return { 'fetcher-busy', 0 } end
 local max = tonumber(ARGV[10])
@@ -559,8 +649,11 @@ if sp.r == 'seeder' then max = tonumber(ARGV[11]) end
 if #list_items(sp.ul) >= max then return { 'server-busy', 0 } end
 local c = '0'
 if counts(fp) then c = '1' end
+-- e: indexed by its last chunk in K_XFEREND (a live stream's, for raiseLow)
+local e
+if m.live then e = '1'; redis.call('ZADD', K_XFEREND, b, id) end
 redis.call('HSET', K_XFERS, id, cjson.encode({ id = id, f = fid, s = sid, sr = ARGV[4], a = ARGV[5], b = ARGV[6],
-  t0 = ARGV[7], te = ARGV[8], c = c }))
+  t0 = ARGV[7], te = ARGV[8], c = c, e = e }))
 local te = tonumber(ARGV[8])
 local idx = needs_index(K_XFEREXP, te)
 redis.call('ZADD', K_XFEREXP, te, id)
@@ -570,7 +663,7 @@ sp = get_peer(sid)
 sp.ul = list_add(sp.ul, id)
 put_peer(sid, sp)
 redis.call('ZADD', K_SERVERS, 'XX', 'INCR', 1, sid)
-if c == '1' then avail_add(chunk_count(), tonumber(ARGV[5]), tonumber(ARGV[6]), 1) end
+if c == '1' then avail_add(a, b, 1) end
 return { 'ok', idx }`,
 
   // ARGV: transferId -> record or nil
@@ -582,14 +675,17 @@ if ARGV[2] ~= '' then
 end
 return drop_transfer(ARGV[1], nil)`,
 
-  // ARGV: fetcherId -> {epoch, record, holdings, lastSeen, transfer records...} (record false when unknown)
+  // ARGV: fetcherId -> {epoch, hashed, failure, low, high, record, holdings, lastSeen, transfer records...}
+  // (record false when unknown)
   dsFetcherView: `
-local m = redis.call('HMGET', K_META, 'epoch', 'hashed', 'failure')
+local m = redis.call('HMGET', K_META, 'epoch', 'hashed', 'failure', 'low', 'high', 'chunkCount')
 local epoch, hashed, failure = m[1] or '0', m[2] or '0', m[3] or ''
+-- bounds as meta() reads them; none for an unknown stream
+local low, high = m[4] or '0', m[5] or int(tonumber(m[6] or '0') - 1)
 local id = ARGV[1]
 local rec = redis.call('HGET', K_PEERS, id)
-if not rec then return { epoch, hashed, failure, false } end
-local out = { epoch, hashed, failure, rec, redis.call('HGET', K_HAVE, id), redis.call('ZSCORE', K_SEEN, id) }
+if not rec then return { epoch, hashed, failure, low, high, false } end
+local out = { epoch, hashed, failure, low, high, rec, redis.call('HGET', K_HAVE, id), redis.call('ZSCORE', K_SEEN, id) }
 for _, s in ipairs(fetching(cjson.decode(rec))) do out[#out + 1] = s end
 return out`,
 

@@ -96,7 +96,7 @@ describe("openSwarmStore on a Redis Cluster over TLS", () => {
           size: 4096,
           chunkSize: 1024,
           version: 1,
-          kind: "on_demand",
+          kind: "file",
           createdMs: 0,
         });
       }

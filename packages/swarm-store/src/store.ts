@@ -15,7 +15,10 @@ import type { ChunkRange, RangeSet } from "@distribustream/pdtp";
  * each by default, any number) only by `getHashPieces`.
  *
  * Chunk numbers are plain numbers (safe integers); ranges are inclusive.
- * Callers validate ranges against the stream's chunk count before calling.
+ * Every stream has chunk bounds `[low, high]` (`ChunkBounds`, inclusive,
+ * part of its meta): holdings, availability and sources are clipped to them
+ * and a transfer outside them is refused, so nothing here assumes "chunks 0
+ * to chunkCount - 1". Callers validate ranges against the bounds first.
  */
 export interface SwarmStore {
   // ---- streams -------------------------------------------------------------
@@ -93,6 +96,35 @@ export interface SwarmStore {
    */
   removeStream(streamId: string): Promise<void>;
 
+  /**
+   * Raises a live stream's low bound to `newLow` and drops everything below
+   * it, atomically: the holdings below it of every peer (a peer left holding
+   * nothing leaves the source indexes), the availability counts, and the
+   * transfers in flight wholly below it, which are removed as by
+   * `takeTransfer` (slots freed) and resolved in `dropped` so the caller can
+   * withdraw them. A transfer that straddles `newLow` stays; only its part
+   * from `newLow` on counts in availability. Later joins, holdings and
+   * transfers are clipped to (or refused outside) the new bounds. `newLow`
+   * may pass `high + 1` (the window then holds nothing until high catches
+   * up). Idempotent; never lowers low (`raised` false and nothing changes
+   * when `newLow` <= low); no-op for an unknown stream and for a file (its
+   * bounds are fixed). Bumps the epoch when it raises. Cost O(log n + what is
+   * dropped: peers holding a chunk below `newLow` x R + transfers ending
+   * below it + availability segments below it), never the whole swarm; Redis:
+   * 1 script.
+   */
+  raiseLow(streamId: string, newLow: number): Promise<{ raised: boolean; dropped: TransferRecord[] }>;
+
+  /**
+   * Raises a live stream's high bound (its live edge, the last chunk
+   * attested) to `high`, and marks it ended when `ended` (sticky: a stream
+   * never un-ends). Bumps the epoch when anything changed, so its fetchers
+   * are replanned. Resolves whether anything changed: false for a lower or
+   * equal `high` without news, an unknown stream or a file (its bounds are
+   * fixed). O(1); Redis: 1 script.
+   */
+  raiseHigh(streamId: string, high: number, ended?: boolean): Promise<boolean>;
+
   /** Number of viewers and seeders in the stream (0s for an unknown stream). */
   peerCounts(streamId: string): Promise<{ peers: number; seeders: number }>;
 
@@ -102,7 +134,7 @@ export interface SwarmStore {
    * Adds a peer to a stream, or replaces its record (holdings and trust
    * included) when it is already there; lastSeen = nowMs. Seeder holdings do
    * not count in availability (see `availability`). Holdings are clipped to
-   * the stream. A replaced record's transfers (fetched or served) are removed
+   * the stream's bounds. A replaced record's transfers (fetched or served) are removed
    * as by `leavePeer` and resolved in `dropped`, so the caller can withdraw
    * them. `joined` is false (and nothing changes) when the stream is unknown.
    */
@@ -127,9 +159,9 @@ export interface SwarmStore {
   getPeer(streamId: string, peerId: string): Promise<PeerState | undefined>;
 
   /**
-   * Adds ranges to a peer's holdings; resolves the number of chunks that were
-   * not held before (0 for an unknown peer). Availability grows by one on
-   * each newly held chunk of a viewer.
+   * Adds ranges to a peer's holdings, clipped to the stream's bounds; resolves
+   * the number of chunks that were not held before (0 for an unknown peer).
+   * Availability grows by one on each newly held chunk of a viewer.
    */
   addHoldings(streamId: string, peerId: string, ranges: readonly ChunkRange[]): Promise<number>;
 
@@ -172,7 +204,7 @@ export interface SwarmStore {
   // ---- scheduling reads ----------------------------------------------------
 
   /**
-   * Availability of every chunk of `window` (clipped to the stream) as
+   * Availability of every chunk of `window` (clipped to the stream's bounds) as
    * consecutive segments covering it, each with one count: the number of
    * viewers holding the chunk plus the number of transfers of it in flight.
    * Only copies that can be served on count: seeders (they hold everything),
@@ -187,7 +219,8 @@ export interface SwarmStore {
    * Peers that could serve part of `window` now: holding at least one chunk
    * of it, with a data port (not 0), not banned, not `exclude`, with a free
    * upload slot (uploads < maxUploadsSeeder for a seeder, < maxUploadsPeer
-   * otherwise). Holdings are clipped to the window. Every qualifying seeder
+   * otherwise). The window is clipped to the stream's bounds, holdings to the
+   * window. Every qualifying seeder
    * (a stream has few) plus up to `limit` viewers, found by looking at no
    * more than 4 x `limit` of the viewers that hold something, serve and have
    * a free slot (kept in an index by upload count), from a random start: load
@@ -206,9 +239,11 @@ export interface SwarmStore {
 
   /**
    * Records a transfer in flight, atomically checking that both peers are in
-   * the stream, the server is not banned, the fetcher has fewer than
-   * maxDownloads transfers and the server fewer than its upload limit. On "ok"
-   * the counts of both peers and the availability of the range grow by one.
+   * the stream, the range lies within the stream's bounds (a plan made
+   * before `raiseLow` moved them is refused), the server is not banned, the
+   * fetcher has fewer than maxDownloads transfers and the server fewer than
+   * its upload limit. On "ok" the counts of both peers and the availability
+   * of the range grow by one.
    */
   addTransfer(transfer: TransferRecord, limits: SlotLimits): Promise<AddTransferResult>;
 
@@ -226,8 +261,9 @@ export interface SwarmStore {
 
   /**
    * What planning reads about one fetcher, in one call (Redis: one script):
-   * the stream's epoch, the peer (as `getPeer`) and its transfers in flight
-   * (as `transfersOf`), all as of the same instant.
+   * the stream's epoch and bounds, the peer (as `getPeer`) and its transfers
+   * in flight (as `transfersOf`), all as of the same instant. An unknown
+   * stream has epoch 0 and no chunks (low 0, high -1).
    */
   fetcherView(streamId: string, fetcherId: string): Promise<FetcherSnapshot>;
 
@@ -276,7 +312,7 @@ export interface SwarmStore {
   close(): Promise<void>;
 }
 
-export interface FetcherSnapshot {
+export interface FetcherSnapshot extends ChunkBounds {
   epoch: number;
   /** The stream's StreamMeta.hashedChunks: chunks below it can be verified, so transferred. */
   hashedChunks: number;
@@ -288,7 +324,7 @@ export interface FetcherSnapshot {
 
 /** accepted: being hashed, not joinable; ready: joinable (hashing may go on); failed: hashing failed midway. */
 export type StreamStatus = "accepted" | "ready" | "failed";
-export type StreamKindName = "on_demand" | "live";
+export type StreamKindName = StreamMeta["kind"];
 export type PeerRoleName = "viewer" | "seeder";
 /** in_order: deadline-first from the position; bulk: rarest-first everywhere. */
 export type WantOrder = "in_order" | "bulk";
@@ -309,26 +345,75 @@ export interface JoinResult {
   dropped: TransferRecord[];
 }
 
-export interface NewStream {
+/**
+ * The chunks a stream has now: `low` to `high`, both inclusive (the same
+ * convention as ChunkRange); none when high < low (an empty file: low 0,
+ * high -1). A file's are fixed: low 0, high its last chunk. A live stream's
+ * high grows with its edge and its low is raised (`raiseLow`) as its window
+ * moves; low never goes down.
+ */
+export interface ChunkBounds {
+  low: number;
+  high: number;
+}
+
+/** What every kind of stream has. */
+interface NewStreamBase {
   streamId: string;
   name: string;
-  size: number;
+  /** Bytes of a chunk (a file's last one may be shorter; a live stream's at most this). */
   chunkSize: number;
   version: number;
-  kind: StreamKindName;
   createdMs: number;
 }
 
-export interface StreamMeta extends NewStream {
-  /** ceil(size / chunkSize). */
-  chunkCount: number;
+/** An on-demand file: bounds 0 to chunkCount - 1, fixed. */
+export interface NewFileStream extends NewStreamBase {
+  kind: "file";
+  size: number;
+}
+
+/**
+ * A live stream: no size; its bounds start empty (low 0, high -1), high
+ * grows with the live edge (`raiseHigh`) and low is raised (`raiseLow`) as
+ * its window moves. Only its shape and bounds so far: live ingest creates it.
+ */
+export interface NewLiveStream extends NewStreamBase {
+  kind: "live";
+  /** Chunks kept up to the live edge: the window's length (low = high + 1 - windowChunks once it is full). */
+  windowChunks: number;
+}
+
+export type NewStream = NewFileStream | NewLiveStream;
+
+/** What the store keeps about any stream beside what it was created with. */
+interface StreamState extends ChunkBounds {
   status: StreamStatus;
   /** When it became ready, 0 before. */
   readyMs: number;
-  /** Chunks whose hashes are stored, from chunk 0 (the hashed frontier); chunkCount once fully hashed. */
+  /** Chunks whose hashes are stored, from chunk 0 (the hashed frontier); chunkCount once a file is fully hashed. */
   hashedChunks: number;
   /** Why its hashing failed (status "failed"), "" otherwise. */
   failure: string;
+}
+
+export interface FileStreamMeta extends NewFileStream, StreamState {
+  /** ceil(size / chunkSize); the bounds are 0 to chunkCount - 1. */
+  chunkCount: number;
+}
+
+/** A live stream's meta: its live edge is `high`. */
+export interface LiveStreamMeta extends NewLiveStream, StreamState {
+  /** The broadcast ended: high will not grow any more. */
+  ended: boolean;
+}
+
+/** A stream's meta: a union on `kind`. */
+export type StreamMeta = FileStreamMeta | LiveStreamMeta;
+
+/** The stream's chunks as a range (first > last when it has none). */
+export function boundsRange(b: ChunkBounds): ChunkRange {
+  return { first: b.low, last: b.high };
 }
 
 export interface PeerJoin {
@@ -412,7 +497,7 @@ export interface SlotLimits {
   maxUploadsSeeder: number;
 }
 
-export type AddTransferResult = "ok" | "unknown-peer" | "banned" | "fetcher-busy" | "server-busy";
+export type AddTransferResult = "ok" | "unknown-peer" | "out-of-bounds" | "banned" | "fetcher-busy" | "server-busy";
 
 export interface ExpiredPeer {
   streamId: string;

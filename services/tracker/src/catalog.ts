@@ -150,10 +150,11 @@ export class Catalog {
     return {
       streamId: meta.streamId,
       name: meta.name,
-      kind: meta.kind === "live" ? StreamKind.STREAM_KIND_LIVE : StreamKind.STREAM_KIND_ON_DEMAND,
-      size: meta.size,
+      // a live stream has no size, and its chunks are its moving bounds (told by its live descriptor)
+      ...(meta.kind === "file"
+        ? { kind: StreamKind.STREAM_KIND_ON_DEMAND, size: meta.size, chunkCount: meta.chunkCount }
+        : { kind: StreamKind.STREAM_KIND_LIVE, size: 0, chunkCount: 0 }),
       chunkSize: meta.chunkSize,
-      chunkCount: meta.chunkCount,
       version: meta.version,
       peers: counts.peers,
       seeders: counts.seeders,

@@ -148,7 +148,7 @@ describe("tracker replicas on one Redis: events between them", () => {
   /** A ready stream of 4 chunks written straight into the store (as a replica that finished a publish would). */
   async function readyStream(name: string): Promise<string> {
     const streamId = createHash("sha256").update(name).digest("hex");
-    const meta = { streamId, name, size: 4096, chunkSize: 1024, version: 1, kind: "on_demand" as const, createdMs: 1 };
+    const meta = { streamId, name, size: 4096, chunkSize: 1024, version: 1, kind: "file" as const, createdMs: 1 };
     await admin.createStream(meta);
     const key = Signer.generate();
     const signed = signManifest({ ...meta, pieceChunks: 1024 }, key);

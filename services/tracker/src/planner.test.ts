@@ -12,7 +12,7 @@ const CHUNK = 256 * KiB;
 async function swarm(chunks: number, hashed = chunks) {
   const store = new MemorySwarmStore();
   const size = chunks * CHUNK;
-  const meta = { streamId: "s", name: "s.bin", size, chunkSize: CHUNK, version: 1, kind: "on_demand" as const };
+  const meta = { streamId: "s", name: "s.bin", size, chunkSize: CHUNK, version: 1, kind: "file" as const };
   await store.createStream({ ...meta, createdMs: 0 });
   await store.putHashPiece("s", 0, new Uint8Array([1]), hashed);
   await store.markReady("s", new Uint8Array([1]), 0);
@@ -90,5 +90,58 @@ describe("Planner: the hashed frontier", () => {
     const plan = await planner.plan("s", "v", 1_000);
     assert.equal(plan.failure, "manifest not computed: source went away");
     assert.deepEqual(plan.directives, []);
+  });
+});
+
+describe("Planner: a live stream's moving bounds", () => {
+  it("plans a live stream within its moving bounds, and a fetcher at the edge waits for it", async () => {
+    const store = new MemorySwarmStore();
+    await store.createStream({
+      streamId: "s",
+      name: "live",
+      chunkSize: CHUNK,
+      version: 1,
+      kind: "live",
+      windowChunks: 40,
+      createdMs: 0,
+    });
+    await store.markReady("s", new Uint8Array([1]), 0);
+    await store.raiseHigh("s", 49);
+    await store.raiseLow("s", 10);
+    const peer = { host: "10.0.0.1", port: 9000, position: 0 };
+    await store.joinPeer(
+      "s",
+      { ...peer, peerId: "seed", role: "seeder", mode: "bulk", have: [{ first: 0, last: 49 }] },
+      0,
+    );
+    await store.joinPeer(
+      "s",
+      { ...peer, peerId: "v", host: "10.0.0.2", role: "viewer", mode: "in_order", have: [] },
+      0,
+    );
+    const planner = new Planner(store, TicketKeys.fixed(Signer.generate()), DEFAULT_PLANNER);
+    const fast = 100 * 1024 * KiB;
+    const got: number[][] = [];
+    for (let i = 0; i < 10; i++) {
+      const plan = await planner.plan("s", "v", 1_000, fast);
+      for (const d of plan.directives) {
+        got.push([d.range!.first, d.range!.last]);
+        await store.takeTransfer("s", d.transferId);
+        await store.addHoldings("s", "v", [d.range!]);
+      }
+    }
+    assert.equal(Math.min(...got.map((r) => r[0]!)), 10, "nothing below the low bound, from the low bound on");
+    assert.equal(Math.max(...got.map((r) => r[1]!)), 49, "nothing past the edge");
+    const atEdge = await planner.plan("s", "v", 1_000, fast);
+    assert.deepEqual(atEdge.directives, []);
+    assert.equal(atEdge.satisfied, false, "a fetcher at the live edge stays hungry");
+    await store.raiseHigh("s", 59);
+    await store.addHoldings("s", "seed", [{ first: 50, last: 59 }]);
+    assert.ok((await planner.plan("s", "v", 1_000, fast)).epoch > atEdge.epoch, "the edge moving replans it");
+    const next = await store.transfersOf("s", "v");
+    assert.deepEqual(
+      next.map((t) => [t.range.first, t.range.last]),
+      [[50, 59]],
+    );
   });
 });

@@ -1,7 +1,8 @@
-import { issueTicket, rangeSpan, type Directive } from "@distribustream/pdtp";
+import { issueTicket, type Directive } from "@distribustream/pdtp";
 import type { TicketKeys } from "./ticketKeys.js";
 import type { SwarmStore, TransferRecord } from "@distribustream/swarm-store";
 import { limitsFor, schedule, wantWindow, type SchedulerLimits } from "./scheduler.js";
+import { plannableBounds, rangeBytes, shapeOf, type StreamShape } from "./streamKinds.js";
 
 export interface PlannerOptions {
   maxDownloads: number;
@@ -50,11 +51,13 @@ export interface Plan {
   failure?: string;
 }
 
-/** What planning needs of a ready stream: numbers only (never the manifest). */
+/**
+ * What planning needs of a ready stream that never changes: numbers only
+ * (never the manifest). Its bounds may move (a live stream's): they come
+ * with each fetcherView.
+ */
 interface StreamInfo {
-  size: number;
-  chunkSize: number;
-  chunkCount: number;
+  shape: StreamShape;
   limits: SchedulerLimits;
 }
 
@@ -75,7 +78,7 @@ export class Planner {
     private readonly opts: PlannerOptions = DEFAULT_PLANNER,
   ) {}
 
-  /** Ready-stream sizes never change, so they are cached (bounded); the hashed frontier comes with fetcherView. */
+  /** What never changes of a ready stream is cached (bounded); its bounds and hashed frontier come with fetcherView. */
   private async streamInfo(streamId: string): Promise<StreamInfo | undefined> {
     const hit = this.info.get(streamId);
     if (hit) return hit;
@@ -83,9 +86,7 @@ export class Planner {
     if (!meta || meta.status !== "ready") return undefined;
     const { maxDownloads, maxUploadsPeer, maxUploadsSeeder } = this.opts;
     const info: StreamInfo = {
-      size: meta.size,
-      chunkSize: meta.chunkSize,
-      chunkCount: meta.chunkCount,
+      shape: shapeOf(meta),
       limits: limitsFor(meta.chunkSize, { maxDownloads, maxUploadsPeer, maxUploadsSeeder }),
     };
     if (this.info.size >= 1024) this.info.clear();
@@ -124,11 +125,14 @@ export class Planner {
     fetcherKey?: Uint8Array,
   ): Promise<Plan> {
     // one read: whatever changes after it shows as a newer epoch
-    const { epoch, peer, transfers, hashedChunks, failure } = await this.store.fetcherView(streamId, fetcherId);
+    const { epoch, low, high, peer, transfers, hashedChunks, failure } = await this.store.fetcherView(
+      streamId,
+      fetcherId,
+    );
     if (failure) return { directives: [], satisfied: true, epoch, idle: true, failure };
     const info = await this.streamInfo(streamId);
     if (!info) return { directives: [], satisfied: true, epoch, idle: true };
-    const meta = info;
+    const { shape } = info;
     const limits =
       rate === undefined
         ? { ...info.limits, maxDownloads: 1 }
@@ -136,7 +140,7 @@ export class Planner {
             ...info.limits,
             maxRangeChunks: Math.max(
               1,
-              Math.min(info.limits.maxRangeChunks, Math.floor((rate * this.opts.directiveSeconds) / meta.chunkSize)),
+              Math.min(info.limits.maxRangeChunks, Math.floor((rate * this.opts.directiveSeconds) / shape.chunkSize)),
             ),
           };
     if (!peer || peer.role === "seeder") return { directives: [], satisfied: true, epoch, idle: true };
@@ -151,14 +155,16 @@ export class Planner {
       inFlight,
       downloads: peer.downloads,
     };
-    // only chunks whose hashes are stored: the fetcher could not verify the others
-    const hashed = Math.min(meta.chunkCount, hashedChunks);
-    const window = wantWindow(fetcher, hashed, limits);
+    const bounds = { low, high };
+    const verifiable = plannableBounds(shape.kind, bounds, hashedChunks);
+    const window = wantWindow(fetcher, verifiable, limits);
     const key = `${streamId}/${fetcherId}`;
     if (!window || peer.downloads > 0) this.idleSince.delete(key);
     if (!window) {
-      // waiting at the hashed frontier is not satisfied: a stored piece bumps the epoch and replans it
-      const waiting = hashed < meta.chunkCount && wantWindow(fetcher, meta.chunkCount, limits) !== undefined;
+      // waiting at the hashed frontier is not satisfied: a stored piece bumps the epoch and replans it;
+      // nor is waiting at a live edge: raiseHigh bumps it
+      const waiting =
+        shape.kind === "live" || (verifiable.high < high && wantWindow(fetcher, bounds, limits) !== undefined);
       const done = inFlight.length === 0 && !waiting;
       return { directives: [], satisfied: done, epoch, idle: inFlight.length === 0 };
     }
@@ -179,7 +185,7 @@ export class Planner {
     ]);
     const assignments = schedule({
       fetcher,
-      chunkCount: hashed,
+      bounds: verifiable,
       limits,
       availability,
       sources,
@@ -188,8 +194,7 @@ export class Planner {
     });
     const directives: Directive[] = [];
     for (const a of assignments) {
-      const span = rangeSpan(a.range, meta.size, meta.chunkSize);
-      const timeout = this.transferTimeoutMs(span.end - span.start, rate);
+      const timeout = this.transferTimeoutMs(rangeBytes(shape, a.range), rate);
       const rec: TransferRecord = {
         transferId: await this.store.nextTransferId(),
         streamId,

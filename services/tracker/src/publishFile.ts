@@ -14,7 +14,7 @@ import {
   type TrackerMessage,
 } from "@distribustream/pdtp";
 import { failedPrecondition, PublicError, type Logger } from "@distribustream/runtime";
-import type { StreamMeta, SwarmStore } from "@distribustream/swarm-store";
+import { boundsRange, type StreamMeta, type SwarmStore } from "@distribustream/swarm-store";
 import type { Catalog } from "./catalog.js";
 import type { NetworkKey } from "./networkKey.js";
 import { httpBase } from "./peerAddress.js";
@@ -106,7 +106,7 @@ export class PublishFile {
         size: p.size,
         chunkSize,
         version: p.version,
-        kind: "on_demand",
+        kind: "file",
         createdMs: Date.now(),
       });
     }
@@ -157,7 +157,7 @@ export class PublishFile {
         role: "seeder",
         mode: "bulk",
         position: 0,
-        have: meta.chunkCount > 0 ? [{ first: 0, last: meta.chunkCount - 1 }] : [],
+        have: meta.low <= meta.high ? [boundsRange(meta)] : [],
       },
       Date.now(),
     );

@@ -87,7 +87,7 @@ describe("tracker replicas on one Redis: the cleanup lease", () => {
       size: 4096,
       chunkSize: 1024,
       version: 1,
-      kind: "on_demand",
+      kind: "file",
       createdMs: 0,
     });
     const { joined } = await admin.joinPeer(
@@ -223,7 +223,7 @@ describe("tracker when Redis goes away and comes back empty", () => {
       size: 4096,
       chunkSize: 1024,
       version: 1,
-      kind: "on_demand",
+      kind: "file",
       createdMs: 1,
     });
     const key = Signer.generate();

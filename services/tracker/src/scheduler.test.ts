@@ -55,7 +55,7 @@ describe("schedule", () => {
   it("fetches the rarest chunks first", () => {
     const got = schedule({
       fetcher: fetcher(),
-      chunkCount: 30,
+      bounds: { low: 0, high: 29 },
       limits: { ...limits, maxDownloads: 2 },
       availability: [
         { first: 0, last: 9, count: 3 },
@@ -72,7 +72,7 @@ describe("schedule", () => {
   it("fetches deadline-first inside the urgent window of an in-order peer", () => {
     const got = schedule({
       fetcher: fetcher({ mode: "in_order", position: 20, holdings: RangeSet.of(0, 19) }),
-      chunkCount: 100,
+      bounds: { low: 0, high: 99 },
       limits: { ...limits, maxDownloads: 2, urgentChunks: 8, maxRangeChunks: 4 },
       availability: [
         { first: 0, last: 49, count: 5 },
@@ -88,7 +88,7 @@ describe("schedule", () => {
   it("goes rarest-first beyond the urgent window", () => {
     const got = schedule({
       fetcher: fetcher({ mode: "in_order", position: 0, holdings: RangeSet.of(0, 7) }),
-      chunkCount: 100,
+      bounds: { low: 0, high: 99 },
       limits: { ...limits, maxDownloads: 1, urgentChunks: 8, maxRangeChunks: 4 },
       availability: [
         { first: 0, last: 59, count: 5 },
@@ -102,7 +102,7 @@ describe("schedule", () => {
 
   it("never exceeds the fetcher's download slots", () => {
     const input = {
-      chunkCount: 200,
+      bounds: { low: 0, high: 199 },
       limits: { ...limits, maxRangeChunks: 10 },
       availability: flat(200, 1),
       sources: [source("a", [{ first: 0, last: 199 }]), source("b", [{ first: 0, last: 199 }])],
@@ -116,7 +116,7 @@ describe("schedule", () => {
   it("never exceeds a serving peer's upload slots", () => {
     const got = schedule({
       fetcher: fetcher(),
-      chunkCount: 200,
+      bounds: { low: 0, high: 199 },
       limits: { ...limits, maxRangeChunks: 10 },
       availability: flat(200, 2),
       sources: [
@@ -134,7 +134,7 @@ describe("schedule", () => {
   it("never exceeds a seeder's upload slots", () => {
     const got = schedule({
       fetcher: fetcher(),
-      chunkCount: 200,
+      bounds: { low: 0, high: 199 },
       limits: { ...limits, maxRangeChunks: 10 },
       availability: flat(200, 0),
       sources: [seeder(200, { uploads: 7 })],
@@ -147,7 +147,7 @@ describe("schedule", () => {
   it("uses a seeder only for chunks no peer holds or fetches", () => {
     const got = schedule({
       fetcher: fetcher({ mode: "in_order" }),
-      chunkCount: 48,
+      bounds: { low: 0, high: 47 },
       limits: { ...limits, maxRangeChunks: 16, urgentChunks: 8 },
       availability: [
         { first: 0, last: 15, count: 1 }, // a holds it
@@ -163,7 +163,7 @@ describe("schedule", () => {
   it("prefers a peer over the seeder even when the seeder is idle", () => {
     const got = schedule({
       fetcher: fetcher(),
-      chunkCount: 10,
+      bounds: { low: 0, high: 9 },
       limits,
       availability: flat(10, 1),
       sources: [seeder(10), source("a", [{ first: 0, last: 9 }], { uploads: 3 })],
@@ -174,7 +174,7 @@ describe("schedule", () => {
 
   it("lets a starving in-order peer take its urgent chunks from the seeder", () => {
     const base = {
-      chunkCount: 32,
+      bounds: { low: 0, high: 31 },
       limits: { ...limits, urgentChunks: 8, maxRangeChunks: 16 },
       availability: flat(32, 1), // everything in flight elsewhere, nobody can serve yet
       sources: [seeder(32)],
@@ -193,7 +193,7 @@ describe("schedule", () => {
   it("never chooses a banned source", () => {
     const got = schedule({
       fetcher: fetcher(),
-      chunkCount: 10,
+      bounds: { low: 0, high: 9 },
       limits,
       availability: flat(10, 1),
       sources: [source("evil", [{ first: 0, last: 9 }], { banned: true, bad: 3 })],
@@ -205,7 +205,7 @@ describe("schedule", () => {
   it("batches consecutive chunks into ranges of at most maxRangeChunks", () => {
     const got = schedule({
       fetcher: fetcher(),
-      chunkCount: 40,
+      bounds: { low: 0, high: 39 },
       limits: { ...limits, maxRangeChunks: 16 },
       availability: [
         { first: 0, last: 4, count: 1 },
@@ -225,7 +225,7 @@ describe("schedule", () => {
   it("cuts a range where the source's holdings end and skips what it has or fetches", () => {
     const got = schedule({
       fetcher: fetcher({ holdings: RangeSet.of(0, 2), inFlight: [{ first: 6, last: 7 }] }),
-      chunkCount: 12,
+      bounds: { low: 0, high: 11 },
       limits: { ...limits, maxDownloads: 4 },
       availability: flat(12, 1),
       sources: [source("a", [{ first: 0, last: 4 }]), source("b", [{ first: 8, last: 11 }])],
@@ -237,7 +237,7 @@ describe("schedule", () => {
   it("prefers trusted sources, then the same /24", () => {
     const base = {
       fetcher: fetcher(),
-      chunkCount: 4,
+      bounds: { low: 0, high: 3 },
       limits: { ...limits, maxDownloads: 1 },
       availability: flat(4, 2),
       random: fixed,
@@ -260,9 +260,26 @@ describe("schedule", () => {
       holdings: RangeSet.of(5, 8),
       inFlight: [{ first: 9, last: 9 }],
     });
-    assert.equal(wantWindow(f, 10, limits), undefined);
-    assert.deepEqual(wantWindow({ ...f, mode: "bulk" }, 10, limits), { first: 0, last: 9 });
-    assert.equal(wantWindow(fetcher(), 0, limits), undefined, "an empty stream needs nothing");
+    assert.equal(wantWindow(f, { low: 0, high: 9 }, limits), undefined);
+    assert.deepEqual(wantWindow({ ...f, mode: "bulk" }, { low: 0, high: 9 }, limits), { first: 0, last: 9 });
+    assert.equal(wantWindow(fetcher(), { low: 0, high: -1 }, limits), undefined, "an empty stream needs nothing");
+  });
+
+  it("keeps to the bounds: a window that starts past chunk 0 and ends at the edge", () => {
+    const bounds = { low: 20, high: 40 };
+    const f = fetcher({ mode: "in_order", position: 5 });
+    assert.deepEqual(wantWindow(f, bounds, limits), { first: 20, last: 40 }, "a position below low starts at low");
+    assert.deepEqual(wantWindow({ ...f, mode: "bulk" }, bounds, limits), { first: 20, last: 40 });
+    assert.equal(wantWindow({ ...f, holdings: RangeSet.of(20, 40) }, bounds, limits), undefined);
+    const got = schedule({
+      fetcher: f,
+      bounds,
+      limits: { ...limits, maxDownloads: 4, maxRangeChunks: 8 },
+      availability: [{ first: 20, last: 40, count: 0 }],
+      sources: [seeder(100)],
+      random: fixed,
+    });
+    assert.deepEqual(show(got), ["20-27@seed", "28-35@seed", "36-40@seed"]);
   });
 
   it("sameNetwork compares IPv4 /24 and IPv6 /64", () => {
@@ -284,7 +301,7 @@ describe("Planner with the memory store (super-seeding)", () => {
       size: chunks * 1024,
       chunkSize: 1024,
       version: 1,
-      kind: "on_demand",
+      kind: "file",
       createdMs: 0,
     });
     await store.putHashPiece("s", 0, Uint8Array.of(1), chunks);

@@ -1,5 +1,5 @@
 import { RangeSet, type ChunkRange } from "@distribustream/pdtp";
-import type { AvailabilitySegment, SourceCandidate, WantOrder } from "@distribustream/swarm-store";
+import type { AvailabilitySegment, ChunkBounds, SourceCandidate, WantOrder } from "@distribustream/swarm-store";
 
 /**
  * The tracker's brain, as a pure function: given what one fetcher holds and
@@ -83,7 +83,8 @@ export interface FetcherView {
 
 export interface ScheduleInput {
   fetcher: FetcherView;
-  chunkCount: number;
+  /** The chunks it may be given (inclusive; none when high < low): the stream's bounds, or fewer. */
+  bounds: ChunkBounds;
   limits: SchedulerLimits;
   /** Availability segments covering `window` (see SwarmStore.availability). */
   availability: readonly AvailabilitySegment[];
@@ -105,20 +106,21 @@ export interface Assignment {
 }
 
 /**
- * The chunks a fetcher considers now, or undefined when it wants nothing
- * more (it holds or fetches everything from its position on).
+ * The chunks of `bounds` a fetcher considers now, or undefined when it wants
+ * nothing more there (it holds or fetches everything from its position, or
+ * from the low bound, up to the high one).
  */
 export function wantWindow(
   fetcher: Pick<FetcherView, "mode" | "position" | "holdings" | "inFlight">,
-  chunkCount: number,
+  bounds: ChunkBounds,
   limits: SchedulerLimits,
 ): ChunkRange | undefined {
   const busy = busySet(fetcher);
-  const start = fetcher.mode === "in_order" ? Math.max(0, fetcher.position) : 0;
+  const start = fetcher.mode === "in_order" ? Math.max(bounds.low, fetcher.position) : bounds.low;
   const first = busy.firstMissing(start);
-  if (first >= chunkCount) return undefined;
+  if (first > bounds.high) return undefined;
   const span = fetcher.mode === "in_order" ? limits.lookaheadChunks : limits.bulkWindowChunks;
-  return { first, last: Math.min(chunkCount - 1, first + Math.max(1, span) - 1) };
+  return { first, last: Math.min(bounds.high, first + Math.max(1, span) - 1) };
 }
 
 function busySet(f: Pick<FetcherView, "holdings" | "inFlight">): RangeSet {
@@ -137,11 +139,11 @@ interface Piece {
 
 /** Decides the fetcher's next directives; [] when it has no free slot or nothing can be served. */
 export function schedule(input: ScheduleInput): Assignment[] {
-  const { fetcher, limits, chunkCount } = input;
+  const { fetcher, limits, bounds } = input;
   const random = input.random ?? Math.random;
   let free = limits.maxDownloads - fetcher.downloads;
   if (free <= 0) return [];
-  const window = wantWindow(fetcher, chunkCount, limits);
+  const window = wantWindow(fetcher, bounds, limits);
   if (!window) return [];
 
   // what it needs: the window minus what it holds or fetches
@@ -150,7 +152,7 @@ export function schedule(input: ScheduleInput): Assignment[] {
   if (need.isEmpty) return [];
 
   const urgentEnd =
-    fetcher.mode === "in_order" ? Math.max(0, fetcher.position) + Math.max(0, limits.urgentChunks) - 1 : -1;
+    fetcher.mode === "in_order" ? Math.max(bounds.low, fetcher.position) + Math.max(0, limits.urgentChunks) - 1 : -1;
 
   // pieces: need split by availability segments (uniform count each)
   const pieces: Piece[] = [];
@@ -219,7 +221,7 @@ export function schedule(input: ScheduleInput): Assignment[] {
           if (!canServe(s)) continue;
           const isSeeder = s.role === "seeder";
           if (isSeeder && !seederOk) continue;
-          const held = firstIntersect(s.holdings, { first: cursor, last: chunkCount - 1 });
+          const held = firstIntersect(s.holdings, { first: cursor, last: bounds.high });
           if (!held || held.first > piece.last) continue;
           if (held.first > cursor) {
             next = Math.min(next, held.first);

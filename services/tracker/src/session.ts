@@ -6,7 +6,6 @@ import {
   originUrlProblem,
   originValidatorProblem,
   PeerRole,
-  rangeSpan,
   RangeSet,
   TransferOutcome,
   WantMode,
@@ -25,6 +24,7 @@ import {
 } from "@distribustream/pdtp";
 import { failedPrecondition, invalidArgument, notFound, PublicError, type Logger } from "@distribustream/runtime";
 import type {
+  ChunkBounds,
   PeerRoleName,
   SourceOutcome,
   StreamEvent,
@@ -38,7 +38,8 @@ import { hostFromPeer, isAdvertisableHost } from "./peerAddress.js";
 import { toPeerStatus } from "./peerErrors.js";
 import { DEFAULT_PLANNER, type Planner } from "./planner.js";
 import type { SeederAuth } from "./seederAuth.js";
-import { checkName, checkRanges, checkString, MAX_REPORTS } from "./validate.js";
+import { ANY_CHUNK, messageBounds, rangeBytes, shapeOf, type StreamShape } from "./streamKinds.js";
+import { checkName, checkRanges, checkString, MAX_REPORTS, outside } from "./validate.js";
 
 /** Messages queued for handling before the session stops reading from the peer. */
 const MAX_QUEUED = 64;
@@ -58,9 +59,9 @@ const HOST_BAN_MS = 10 * 60_000;
 export interface JoinedStream {
   streamId: string;
   name: string;
-  size: number;
-  chunkSize: number;
-  chunkCount: number;
+  shape: StreamShape;
+  /** The chunks its messages may name (see messageBounds). */
+  bounds: ChunkBounds;
   /** SwarmStore.streamEpoch when this peer was last planned in the stream (-1: never). */
   plannedEpoch: number;
   /** When it was last planned (Date.now()). */
@@ -426,10 +427,9 @@ export class Session {
         `Join: this session already joined "${j.name}" (stream ${meta.streamId}); join a stream once per session`,
       );
     }
-    checkRanges(j.have, meta.chunkCount, "Join.have");
-    if (j.position > meta.chunkCount) {
-      throw invalidArgument(`Join.position ${j.position} is beyond the stream's ${meta.chunkCount} chunks`);
-    }
+    const bounds = messageBounds(meta);
+    checkRanges(j.have, bounds, "Join.have");
+    if (j.position > bounds.high + 1) throw invalidArgument(`Join.position ${j.position} ${outside(bounds)}`);
     const joinedMessage = await this.tracker.joinedMessage(meta);
     if (!joinedMessage) throw notFound(`no stream named "${j.name}"`);
     if (this.closed) return;
@@ -437,9 +437,8 @@ export class Session {
     this.joinedById.set(meta.streamId, {
       streamId: meta.streamId,
       name: meta.name,
-      size: meta.size,
-      chunkSize: meta.chunkSize,
-      chunkCount: meta.chunkCount,
+      shape: shapeOf(meta),
+      bounds,
       plannedEpoch: -1,
       plannedMs: 0,
       fruitless: 0,
@@ -490,7 +489,7 @@ export class Session {
 
   private async have(h: Have): Promise<void> {
     const meta = this.joinedStream(h.streamId, "Have");
-    checkRanges(h.ranges, meta.chunkCount, "Have.ranges");
+    checkRanges(h.ranges, meta.bounds, "Have.ranges");
     this.tracker.holdingsAdded(
       meta.streamId,
       this.peerId,
@@ -502,8 +501,8 @@ export class Session {
 
   private async position(p: Position): Promise<void> {
     const meta = this.joinedStream(p.streamId, "Position");
-    if (p.nextChunk > meta.chunkCount) {
-      throw invalidArgument(`Position.next_chunk ${p.nextChunk} is beyond the stream's ${meta.chunkCount} chunks`);
+    if (p.nextChunk > meta.bounds.high + 1) {
+      throw invalidArgument(`Position.next_chunk ${p.nextChunk} ${outside(meta.bounds)}`);
     }
     await this.tracker.store.setPosition(meta.streamId, this.peerId, p.nextChunk);
     await this.plan([meta.streamId]);
@@ -522,7 +521,7 @@ export class Session {
         throw invalidArgument(`report of transfer ${rep.transferId} has no known outcome (${rep.outcome})`);
       }
       checkString(rep.detail, "TransferReport.detail", 1024);
-      checkRanges(rep.verified, Number.MAX_SAFE_INTEGER, "TransferReport.verified");
+      checkRanges(rep.verified, ANY_CHUNK, "TransferReport.verified");
     }
     if (r.reports.length === 0) return;
     let sharing = 0;
@@ -561,8 +560,7 @@ export class Session {
         await store.addHoldings(t.streamId, this.peerId, inRange.ranges()),
       );
     }
-    const span = rangeSpan(t.range, meta.size, meta.chunkSize);
-    const delivered = Math.min(Math.max(0, bytes), span.end - span.start);
+    const delivered = Math.min(Math.max(0, bytes), rangeBytes(meta.shape, t.range));
     if (delivered > 0) {
       metrics.deliveredBytes.inc(
         { stream: meta.name, source: t.serverRole === "seeder" ? "seeder" : "peer" },
@@ -673,7 +671,7 @@ export class Session {
     const current = await store.streamIdByName(j.name);
     if (current === undefined || current === j.streamId) return;
     if ((await store.peerCounts(j.streamId)).seeders > 0) return;
-    const all = { first: 0, last: j.chunkCount - 1 };
+    const all = { first: j.bounds.low, last: j.bounds.high };
     const hole = (await store.availability(j.streamId, all)).find((seg) => seg.count === 0);
     if (!hole || this.closed || !this.joined.has(j.streamId)) return;
     const detail =
