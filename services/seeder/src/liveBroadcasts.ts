@@ -105,20 +105,21 @@ export class LiveBroadcasts implements PublishSource {
         log.warn({ name: spec.name, input: describeInput(spec.input), why, retryInMs }, "live input dropped"),
     });
     const state = new SequenceState(this.o.stateDir, spec.name);
-    let e: Entry;
+    // the entry is in this.entries before its input is read
+    const entry = () => this.entries.get(spec.name)!;
     const broadcast = new LiveBroadcast({
       name: spec.name,
       input,
       policy,
       windowChunks,
       state,
-      onChunks: (claims) => this.cut(e, claims),
-      onEnd: (last, err) => this.inputEnded(e, last, err),
+      onChunks: (claims) => this.cut(entry(), claims),
+      onEnd: (last, err) => this.inputEnded(entry(), last, err),
       log,
     });
     const savedNextSeq = broadcast.savedNextSeq();
     const bitrate = spec.input.kind === "file" ? spec.input.bitrate : (spec.bitrate ?? 0);
-    e = {
+    return {
       spec,
       broadcast,
       abort,
@@ -140,7 +141,6 @@ export class LiveBroadcasts implements PublishSource {
         },
       },
     };
-    return e;
   }
 
   /** Hands the end of each broadcast (an Unpublish) to `sink` from now on. */
