@@ -236,7 +236,6 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     registry: ctx.registry,
   });
   ctx.shutdown.add("tracker", () => tracker.drain());
-  // stopped after the seeder (steps run in reverse), which then no longer reads it
   const liveDemo = userLive.length > 0 ? undefined : startLiveDemo(ctx, demo ?? listMedia(media)[0], media);
   const live = liveDemo ? [liveDemo] : userLive;
   const seeder = await startSeeder({
@@ -258,6 +257,8 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     serving = false;
     await seeder.drain();
   });
+  // before the seeder drains (steps run in reverse): the demo's end is the broadcast's end, unpublished
+  if (liveDemo?.stop) ctx.shutdown.add("live demo", liveDemo.stop);
   serving = true;
 
   const liveNames = new Set(live.map((l) => l.name));
@@ -299,10 +300,14 @@ const LIVE_DEMO = "demo-live";
 /**
  * `up`'s live demo: an MPEG-TS test pattern with a tone (640x360, 25 fps,
  * H.264 at 1.5 Mbit/s and AAC, a key frame a second) from ffmpeg when it is
- * on the PATH (a child process, killed at shutdown), else `file` looped at
+ * on the PATH (a child process; `stop` kills it), else `file` looped at
  * 2 Mbit/s; undefined with neither.
  */
-function startLiveDemo(ctx: ReturnType<typeof setup>, file: string | undefined, media: string): LiveSpec | undefined {
+function startLiveDemo(
+  ctx: ReturnType<typeof setup>,
+  file: string | undefined,
+  media: string,
+): (LiveSpec & { stop?: () => Promise<void> }) | undefined {
   const log = ctx.log.child({ part: "live demo" });
   const ffmpeg = onPath("ffmpeg");
   if (!ffmpeg) {
@@ -320,27 +325,32 @@ function startLiveDemo(ctx: ReturnType<typeof setup>, file: string | undefined, 
     "-c:a", "aac", "-b:a", "96k",
     "-f", "mpegts", "-",
   ];
-  const child = spawn(ffmpeg, args, { stdio: ["ignore", "pipe", "pipe"] });
+  // its own process group: a Ctrl-C in the terminal stops `up`, which then stops it
+  const child = spawn(ffmpeg, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
   let stopping = false;
   child.stderr.setEncoding("utf8").on("data", (text: string) => {
+    if (stopping) return; // what it says of its pipe closing
     for (const line of text.split("\n")) if (line.trim()) log.warn({ ffmpeg: line.trim() }, "live demo encoder says");
   });
   child.on("error", (err) => log.warn({ err: err.message }, "live demo: ffmpeg did not start"));
   child.on("exit", (code, signal) => {
     if (!stopping) log.warn({ code, signal }, "live demo: ffmpeg exited, the live demo ends");
   });
-  ctx.shutdown.add("live demo", async () => {
-    stopping = true;
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGTERM");
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
-  });
   log.info({ pid: child.pid }, "live demo: ffmpeg test pattern");
   return {
     name: LIVE_DEMO,
     input: { kind: "stream", stream: child.stdout, label: "ffmpeg test pattern" },
     bitrate: 1_600_000,
+    async stop() {
+      stopping = true;
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      child.stdout.destroy(); // a write blocked on a full pipe fails now
+      const timer = setTimeout(() => child.kill("SIGKILL"), 2000);
+      await exited;
+      clearTimeout(timer);
+    },
   };
 }
 
