@@ -345,11 +345,13 @@ function startLiveDemo(
       stopping = true;
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      child.stdout.destroy(); // a write blocked on a full pipe fails now
-      const timer = setTimeout(() => child.kill("SIGKILL"), 2000);
+      child.kill("SIGTERM"); // it ends its output: the broadcast's end
+      // not read (the tracker refused the broadcast), it waits on a full pipe: closing it ends the wait
+      const unblock = setTimeout(() => child.stdout.destroy(), 500);
+      const kill = setTimeout(() => child.kill("SIGKILL"), 3000);
       await exited;
-      clearTimeout(timer);
+      clearTimeout(unblock);
+      clearTimeout(kill);
     },
   };
 }
