@@ -4,7 +4,7 @@ import { originAgents } from "@distribustream/data-plane";
 import type { ClientTls, Logger, Registry } from "@distribustream/runtime";
 import { FolderWatch } from "./folderWatch.js";
 import { LiveBroadcasts } from "./liveBroadcasts.js";
-import type { LiveSpec } from "./liveSpec.js";
+import { checkLiveSpecs, type LiveSpec } from "./liveSpec.js";
 import { CredentialRefusedError, SeederLink } from "./trackerLink.js";
 import type { OriginSpec } from "./originList.js";
 import { OriginPoll } from "./originPoll.js";
@@ -25,8 +25,9 @@ export interface SeederOptions {
   /** How often every origin is checked for a new version (default 30 s). */
   originPollMs?: number;
   /**
-   * Live broadcasts (see LiveSpec; checked with checkLiveSpecs); their names
-   * hide origins and media files of the same name.
+   * Live broadcasts (see LiveSpec), checked at start with checkLiveSpecs (a
+   * name also given to an origin is refused); their names hide media files
+   * of the same name.
    */
   live?: readonly LiveSpec[];
   /**
@@ -92,6 +93,8 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
   if (opts.media === undefined && !opts.origins?.length && !opts.live?.length)
     throw new Error("nothing to publish: no media folder, no origin and no live input");
 
+  // throws LiveSpecError: two broadcasts of one name, or of an origin's name, a file that is not there…
+  checkLiveSpecs(opts.live ?? [], new Set(opts.origins?.map((o) => o.name)));
   // `link` is made once the data plane has its port; nothing calls `send` before (no await between).
   const live = opts.live?.length
     ? LiveBroadcasts.open({
