@@ -1,6 +1,17 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import {
+  accessSync,
+  chmodSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { randomBytes } from "node:crypto";
-import { basename, join, resolve } from "node:path";
+import { basename, delimiter, join, resolve } from "node:path";
 import { startChecksum } from "@distribustream/checksum";
 import { parseTrackerAddress } from "@distribustream/pdtp";
 import {
@@ -16,11 +27,13 @@ import {
   type Logger,
 } from "@distribustream/runtime";
 import {
+  checkLiveSpecs,
   checkOriginNames,
   parseOriginEntry,
   parseOriginList,
   startSeeder,
   type CredentialRefusedError,
+  type LiveSpec,
   type OriginSpec,
 } from "@distribustream/seeder";
 import { openSwarmStore, redactUrl } from "@distribustream/swarm-store";
@@ -35,7 +48,7 @@ import {
   verifyToken,
   writeTokenFile,
 } from "@distribustream/tracker";
-import { checksumSchema, originalAliases, seederSchema, trackerSchema, upSchema } from "./config.js";
+import { checksumSchema, liveSpecs, originalAliases, seederSchema, trackerSchema, upSchema } from "./config.js";
 import { loadOrCreateKey } from "./keys.js";
 
 type Flags = Record<string, unknown>;
@@ -139,9 +152,10 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     ? { ca: cfg.tlsCa === undefined ? undefined : readPemCertificates(cfg.tlsCa, "tls_ca") }
     : undefined;
   const origins = originSpecs(cfg.origin, cfg.originList);
+  const live = liveBroadcasts(cfg, origins);
   const ctx = setup("seeder", cfg.logLevel);
-  // with origins, a media folder is published only when one is set
-  const mediaDir = cfg.media ?? (origins.length > 0 ? undefined : "./media");
+  // with origins or live inputs, a media folder is published only when one is set
+  const mediaDir = cfg.media ?? (origins.length > 0 || live.length > 0 ? undefined : "./media");
   const media = mediaDir === undefined ? undefined : checkMediaFolder(mediaDir, false);
   let serving = false;
   await metrics(ctx, cfg.dataHost, cfg.metricsPort, () => serving);
@@ -151,6 +165,8 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     media,
     origins,
     originPollMs: cfg.originPoll * 1000,
+    live,
+    stateDir: cfg.stateDir,
     dataHost: cfg.dataHost,
     dataPort: cfg.dataPort,
     advertise: cfg.advertise,
@@ -165,16 +181,23 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     serving = false;
     await seeder.drain();
   });
-  ctx.log.info({ dataPort: seeder.dataPort, media, origins: origins.length }, "seeder serving");
+  ctx.log.info(
+    { dataPort: seeder.dataPort, media, origins: origins.length, live: live.map((l) => l.name) },
+    "seeder serving",
+  );
 }
 
-/** Tracker, checksum and seeder in one process on the memory store, with a demo file. */
+/**
+ * Tracker, checksum and seeder in one process on the memory store, with a
+ * demo file and, without --live, a live demo.
+ */
 export async function runUp(flags: Flags, confFile: string | undefined): Promise<void> {
   const cfg = loadConfig(upSchema, { flags, env: process.env, confFile, aliases: originalAliases.up });
   const redis = cfg.redis ?? process.env.REDIS_URL;
   const tlsCa = readRedisCa(redis, cfg.redisCa);
   const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
   const origins = originSpecs(cfg.origin, cfg.originList);
+  const userLive = liveBroadcasts(cfg, origins);
   const ctx = setup("distribustream", cfg.logLevel);
   const media = checkMediaFolder(cfg.media, true);
   const demo = origins.length > 0 ? undefined : ensureDemoFile(media, ctx.log);
@@ -213,11 +236,15 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     registry: ctx.registry,
   });
   ctx.shutdown.add("tracker", () => tracker.drain());
+  const liveDemo = userLive.length > 0 ? undefined : startLiveDemo(ctx, demo ?? listMedia(media)[0], media);
+  const live = liveDemo ? [liveDemo] : userLive;
   const seeder = await startSeeder({
     tracker: `127.0.0.1:${tracker.loopbackPort ?? tracker.port}`,
     media,
     origins,
     originPollMs: cfg.originPoll * 1000,
+    live,
+    stateDir: cfg.stateDir ?? join(cfg.dataDir, "live"),
     dataHost: cfg.host,
     dataPort: cfg.dataPort,
     advertise: cfg.vhost,
@@ -230,9 +257,13 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     serving = false;
     await seeder.drain();
   });
+  // before the seeder drains (steps run in reverse): the demo's end is the broadcast's end, unpublished
+  if (liveDemo?.stop) ctx.shutdown.add("live demo", liveDemo.stop);
   serving = true;
 
-  const names = [...origins.map((o) => o.name), ...(demo ? [demo] : listMedia(media).slice(0, 3))];
+  const liveNames = new Set(live.map((l) => l.name));
+  const files = (demo ? [demo] : listMedia(media).slice(0, 3)).filter((n) => !liveNames.has(n));
+  const names = [...origins.map((o) => o.name), ...files, ...liveNames];
   const host = cfg.vhost ?? "localhost";
   const scheme = tls ? "pdtps" : "pdtp";
   const ready = await Promise.allSettled(names.map((n) => seeder.whenReady(n)));
@@ -242,11 +273,106 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     `Publishing ${media}${origins.length > 0 ? ` and ${origins.length} origin${origins.length > 1 ? "s" : ""}` : ""}. Download with:`,
     ...names.map((n, i) =>
       ready[i]!.status === "fulfilled"
-        ? `  npx dsclient '${scheme}://${host}:${tracker.port}/${encodeURI(n)}?key=${networkKey.keyId}'`
+        ? `  npx dsclient '${scheme}://${host}:${tracker.port}/${encodeURI(n)}?key=${networkKey.keyId}'` +
+          (liveNames.has(n) ? `   (live${n === liveDemo?.name ? `: ${describeDemo(liveDemo)}` : ""})` : "")
         : `  (${n} could not be published: ${(ready[i] as PromiseRejectedResult).reason})`,
     ),
   ];
   process.stdout.write(lines.join("\n") + "\n");
+}
+
+/**
+ * The live broadcasts of the live settings (validated with the config), and
+ * none named as an origin.
+ */
+function liveBroadcasts(cfg: Parameters<typeof liveSpecs>[0], origins: readonly OriginSpec[]): LiveSpec[] {
+  try {
+    const specs = liveSpecs(cfg);
+    checkLiveSpecs(specs, new Set(origins.map((o) => o.name)));
+    return specs;
+  } catch (err) {
+    throw configError("live", (err as Error).message);
+  }
+}
+
+const LIVE_DEMO = "demo-live";
+
+/**
+ * `up`'s live demo: an MPEG-TS test pattern with a tone (640x360, 25 fps,
+ * H.264 at 1.5 Mbit/s and AAC, a key frame a second) from ffmpeg when it is
+ * on the PATH (a child process; `stop` kills it), else `file` looped at
+ * 2 Mbit/s; undefined with neither.
+ */
+function startLiveDemo(
+  ctx: ReturnType<typeof setup>,
+  file: string | undefined,
+  media: string,
+): (LiveSpec & { stop?: () => Promise<void> }) | undefined {
+  const log = ctx.log.child({ part: "live demo" });
+  const ffmpeg = onPath("ffmpeg");
+  if (!ffmpeg) {
+    if (file === undefined) return undefined;
+    const path = join(media, file);
+    log.info({ file: path }, "ffmpeg is not on the PATH: the live demo loops a media file at 2 Mbit/s");
+    return { name: LIVE_DEMO, input: { kind: "file", path, bitrate: 2_000_000, loop: true } };
+  }
+  // prettier-ignore
+  const args = [
+    "-nostdin", "-v", "error", "-re",
+    "-f", "lavfi", "-i", "testsrc=size=640x360:rate=25",
+    "-f", "lavfi", "-i", "sine=frequency=440",
+    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-b:v", "1500k", "-g", "25",
+    "-c:a", "aac", "-b:a", "96k",
+    "-f", "mpegts", "-",
+  ];
+  // its own process group: a Ctrl-C in the terminal stops `up`, which then stops it
+  const child = spawn(ffmpeg, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
+  let stopping = false;
+  child.stderr.setEncoding("utf8").on("data", (text: string) => {
+    if (stopping) return; // what it says of its pipe closing
+    for (const line of text.split("\n")) if (line.trim()) log.warn({ ffmpeg: line.trim() }, "live demo encoder says");
+  });
+  child.on("error", (err) => log.warn({ err: err.message }, "live demo: ffmpeg did not start"));
+  child.on("exit", (code, signal) => {
+    if (!stopping) log.warn({ code, signal }, "live demo: ffmpeg exited, the live demo ends");
+  });
+  log.info({ pid: child.pid }, "live demo: ffmpeg test pattern");
+  return {
+    name: LIVE_DEMO,
+    input: { kind: "stream", stream: child.stdout, label: "ffmpeg test pattern" },
+    bitrate: 1_600_000,
+    async stop() {
+      stopping = true;
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM"); // it ends its output: the broadcast's end
+      // not read (the tracker refused the broadcast), it waits on a full pipe: closing it ends the wait
+      const unblock = setTimeout(() => child.stdout.destroy(), 500);
+      const kill = setTimeout(() => child.kill("SIGKILL"), 3000);
+      await exited;
+      clearTimeout(unblock);
+      clearTimeout(kill);
+    },
+  };
+}
+
+function describeDemo(spec: LiveSpec): string {
+  return spec.input.kind === "file" ? `${basename(spec.input.path)} looped` : "an ffmpeg test pattern";
+}
+
+/** The executable `cmd` on the PATH, or undefined. */
+function onPath(cmd: string): string | undefined {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (!dir) continue;
+    const path = join(dir, cmd);
+    try {
+      accessSync(path, constants.X_OK);
+      if (statSync(path).isFile()) return path;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
 }
 
 /** The ticket key file, created with one key when missing, and watched for rotations. */

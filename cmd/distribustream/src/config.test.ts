@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
 import { ConfigError, loadConfig } from "@distribustream/runtime";
-import { originalAliases, seederSchema } from "./config.js";
+import { liveSpecs, originalAliases, seederSchema, upSchema } from "./config.js";
 
-const seeder = (flags: Record<string, unknown>, env: NodeJS.ProcessEnv = {}) =>
-  loadConfig(seederSchema, { flags, env, aliases: originalAliases.seeder });
+const seeder = (flags: Record<string, unknown>, env: NodeJS.ProcessEnv = {}, confFile?: string) =>
+  loadConfig(seederSchema, { flags, env, confFile, aliases: originalAliases.seeder });
 
 describe("seeder origin settings", () => {
   it("takes repeated --origin flags, or DS_ORIGIN with one entry per line", () => {
@@ -49,5 +52,107 @@ describe("seeder upload cap", () => {
       () => seeder({ maxUploadRate: "fast" }),
       (e: unknown) => e instanceof ConfigError && /max.upload.rate/i.test(e.message),
     );
+  });
+});
+
+describe("seeder and up live settings", () => {
+  const dir = mkdtempSync(join(tmpdir(), "ds-live-config-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const clip = join(dir, "clip.ts");
+  writeFileSync(clip, "ts");
+
+  it("takes repeated --live NAME=SOURCE: stdin, an HTTP(S) URL, a file at --live-bitrate in bits/s, looped", () => {
+    const cfg = seeder({
+      live: ["cam=-", "relay=https://enc.example/live.ts?k=v", `loop=${clip}`],
+      liveBitrate: "2M",
+      liveLoop: true,
+      liveWindow: "300",
+      stateDir: join(dir, "state"),
+    });
+    assert.equal(cfg.liveBitrate, 2_000_000, "2M is 2 Mbit/s, decimal");
+    assert.equal(cfg.stateDir, join(dir, "state"));
+    assert.deepEqual(liveSpecs(cfg), [
+      { name: "cam", input: { kind: "stdin" }, bitrate: 2_000_000, windowChunks: 300 },
+      {
+        name: "relay",
+        input: { kind: "http", url: "https://enc.example/live.ts?k=v" },
+        bitrate: 2_000_000,
+        windowChunks: 300,
+      },
+      { name: "loop", input: { kind: "file", path: clip, bitrate: 2_000_000, loop: true }, windowChunks: 300 },
+    ]);
+    assert.deepEqual(liveSpecs(seeder({ live: ["cam=-"] })), [{ name: "cam", input: { kind: "stdin" } }]);
+    assert.equal(seeder({ liveBitrate: "1500k" }).liveBitrate, 1_500_000);
+    assert.equal(seeder({ liveBitrate: "64000" }).liveBitrate, 64_000);
+    assert.equal(seeder({}).liveLoop, false);
+    // up takes the same flags
+    const up = loadConfig(upSchema, { flags: { live: [`c=${clip}`], liveBitrate: "800k" }, env: {} });
+    assert.deepEqual(liveSpecs(up)[0]!.input, { kind: "file", path: clip, bitrate: 800_000, loop: false });
+  });
+
+  it("takes DS_LIVE one per line, and a YAML live list whose items may carry their own bitrate and loop", () => {
+    const env = { DS_LIVE: "a=-\n\n b=http://enc.example/b.ts \n", DS_LIVE_LOOP: "true" };
+    assert.deepEqual(
+      liveSpecs(seeder({}, env)).map((s) => s.name),
+      ["a", "b"],
+    );
+    assert.equal(seeder({}, env).liveLoop, true);
+    const conf = join(dir, "seeder.yml");
+    writeFileSync(
+      conf,
+      [
+        "live:",
+        "  - cam=-",
+        `  - { name: film, source: ${clip}, bitrate: 3M, loop: true }`,
+        "live_bitrate: 1M",
+        "live_window: 50",
+        `state_dir: ${join(dir, "state")}`,
+      ].join("\n"),
+    );
+    const cfg = seeder({}, {}, conf);
+    assert.equal(cfg.stateDir, join(dir, "state"));
+    assert.deepEqual(liveSpecs(cfg), [
+      { name: "cam", input: { kind: "stdin" }, bitrate: 1_000_000, windowChunks: 50 },
+      { name: "film", input: { kind: "file", path: clip, bitrate: 3_000_000, loop: true }, windowChunks: 50 },
+    ]);
+  });
+
+  it("names the setting and the problem of a bad live value", () => {
+    const refused = (flags: Record<string, unknown>, message: RegExp) =>
+      assert.throws(
+        () => seeder(flags),
+        (e: unknown) => e instanceof ConfigError && message.test(e.message),
+      );
+    refused({ live: ["cam"] }, /^invalid setting live from --live: expected NAME=SOURCE .*got "cam"/);
+    refused({ live: ["=-"] }, /^invalid setting live from --live: "=-": no stream name/);
+    refused({ live: ["cam="] }, /^invalid setting live from --live: "cam=": no SOURCE/);
+    refused(
+      { live: ["cam=ftp://enc.example/a.ts"] },
+      /^invalid setting live from --live: .*must use http:\/\/ or https:\/\//,
+    );
+    refused(
+      { live: ["a=-", "a=http://enc.example/a.ts"] },
+      /^invalid setting live from --live: two live broadcasts are named "a"/,
+    );
+    refused(
+      { live: ["a=-", "b=-"] },
+      /^invalid setting live from --live: "b": standard input \(-\) is already the source/,
+    );
+    refused(
+      { live: [`cam=${clip}`] },
+      /^invalid setting live from --live: the file .*clip\.ts needs a bitrate .*live_bitrate/,
+    );
+    refused(
+      { live: [`cam=${join(dir, "missing.ts")}`], liveBitrate: "2M" },
+      /^invalid setting live from --live: "cam": .*missing\.ts cannot be read \(ENOENT\)/,
+    );
+    refused({ live: [`cam=${dir}`], liveBitrate: "2M" }, /^invalid setting live from --live: "cam": .* is not a file/);
+    refused({ liveBitrate: "0" }, /^invalid setting live_bitrate from --live-bitrate: bitrate "0" must be above 0/);
+    refused(
+      { liveBitrate: "2MB" },
+      /^invalid setting live_bitrate from --live-bitrate: "2MB" is not a bitrate in bits per second/,
+    );
+    refused({ liveWindow: "1" }, /^invalid setting live_window from --live-window: must be at least 2 chunks/);
+    refused({ liveLoop: "maybe" }, /^invalid setting live_loop from --live-loop/);
   });
 });

@@ -1,6 +1,19 @@
-import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, parseTrackerAddress } from "@distribustream/pdtp";
+import {
+  DEFAULT_CHUNK_SIZE,
+  MAX_CHUNK_SIZE,
+  MAX_WINDOW_CHUNKS,
+  MIN_CHUNK_SIZE,
+  parseTrackerAddress,
+} from "@distribustream/pdtp";
 import { host, hostPort, logLevel, pemFileProblem, port, z } from "@distribustream/runtime";
-import { parseOriginEntry, rateSetting } from "@distribustream/seeder";
+import {
+  checkLiveSpecs,
+  parseBitrate,
+  parseLiveEntry,
+  parseOriginEntry,
+  rateSetting,
+  type LiveSpec,
+} from "@distribustream/seeder";
 import { DEFAULT_PEER_LIMITS, parseToken } from "@distribustream/tracker";
 
 /**
@@ -23,19 +36,22 @@ const vhost = z
   .optional();
 const file = (def: string) => z.string().min(1).default(def);
 
+/** A list setting: repeated flags, a YAML list, or a string (environment, YAML) with one entry per line. */
+const lines = (v: unknown) =>
+  typeof v === "string"
+    ? v
+        .split(/\r?\n/)
+        .map((l) => l.trim())
+        .filter((l) => l !== "")
+    : v;
+
 /**
  * HTTP(S) origins to relay, each "URL [NAME]": repeated --origin flags, a
  * YAML list, or a string (DS_ORIGIN, YAML) with one entry per line.
  */
 const origin = z
   .preprocess(
-    (v) =>
-      typeof v === "string"
-        ? v
-            .split(/\r?\n/)
-            .map((l) => l.trim())
-            .filter((l) => l !== "")
-        : v,
+    lines,
     z.array(
       z.string().superRefine((entry, ctx) => {
         try {
@@ -55,6 +71,94 @@ const originPoll = z.coerce
   .min(0.2, "must be at least 0.2 seconds")
   .max(86_400, "must be at most 86400 seconds (a day)")
   .default(30);
+
+/** true/false from a flag or YAML; "true", "false", "1", "0" from the environment. */
+const switchSetting = z
+  .union([z.boolean(), z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1")])
+  .default(false);
+
+/** A bitrate in bits per second (not bytes, unlike max_upload_rate): "2M" is 2 Mbit/s, "1500k", "64000". */
+const bitrate = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseBitrate(String(v));
+  } catch (err) {
+    ctx.addIssue({ code: "custom", message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
+/**
+ * Live broadcasts, each "NAME=SOURCE" (SOURCE: "-" for standard input, an
+ * http(s):// URL, or a file played at live_bitrate): repeated --live flags,
+ * a YAML list, or a string (DS_LIVE, YAML) with one entry per line. A YAML
+ * item may also be a mapping {name, source, bitrate, loop} for a file of
+ * its own bitrate.
+ */
+const live = z
+  .preprocess(
+    lines,
+    z.array(
+      z.union([
+        z.string(),
+        z.strictObject({
+          name: z.string(),
+          source: z.string(),
+          bitrate: bitrate.optional(),
+          loop: z.boolean().optional(),
+        }),
+      ]),
+    ),
+  )
+  .optional();
+/** Chunks each broadcast keeps to serve (default 150: 30 s at the default 200 ms chunks). */
+const liveWindow = z.coerce
+  .number()
+  .int()
+  .min(2, "must be at least 2 chunks")
+  .max(MAX_WINDOW_CHUNKS, `must be at most ${MAX_WINDOW_CHUNKS} chunks`)
+  .optional();
+const liveSettings = {
+  live,
+  liveBitrate: bitrate.optional(),
+  liveLoop: switchSetting,
+  liveWindow,
+  /** Folder of the live sequence numbers (a restart continues them). */
+  stateDir: z.string().min(1).optional(),
+};
+
+type LiveSettings = {
+  live?: z.infer<typeof live>;
+  liveBitrate?: number | undefined;
+  liveLoop: boolean;
+  liveWindow?: number | undefined;
+};
+
+/**
+ * The live broadcasts of the live settings, checked (see checkLiveSpecs):
+ * throws an Error saying what is wrong with them.
+ */
+export function liveSpecs(cfg: LiveSettings): LiveSpec[] {
+  const specs = (cfg.live ?? []).map((e) =>
+    typeof e === "string"
+      ? parseLiveEntry(e, { bitrate: cfg.liveBitrate, loop: cfg.liveLoop, windowChunks: cfg.liveWindow })
+      : parseLiveEntry(`${e.name}=${e.source}`, {
+          bitrate: e.bitrate ?? cfg.liveBitrate,
+          loop: e.loop ?? cfg.liveLoop,
+          windowChunks: cfg.liveWindow,
+        }),
+  );
+  checkLiveSpecs(specs);
+  return specs;
+}
+
+/** Reports what liveSpecs refuses as a problem of the live setting, where it was given; not when a setting is already invalid. */
+const checkLive = (cfg: LiveSettings, ctx: z.RefinementCtx) => {
+  try {
+    liveSpecs(cfg);
+  } catch (err) {
+    ctx.addIssue({ code: "custom", path: ["live"], message: (err as Error).message });
+  }
+};
 
 /** redis://, rediss:// (TLS), redis+cluster://host1:port1,host2:port2 (see README). */
 const redis = z
@@ -132,30 +236,33 @@ export const checksumSchema = z.strictObject({
   logLevel,
 });
 
-export const seederSchema = z.strictObject({
-  tracker: trackerAddress,
-  /** CA of the tracker's certificate, for a pdtps:// tracker with a private CA. */
-  tlsCa: caFile,
-  /** Default ./media, unless origins are given (then no folder unless set). */
-  media: z.string().min(1).optional(),
-  origin,
-  originList,
-  originPoll,
-  dataHost: host("0.0.0.0"),
-  dataPort: port(8000),
-  advertise: vhost,
-  metricsPort: port(9087),
-  /** Upload cap of the data plane over all fetchers, e.g. "16M" (bytes/s). */
-  maxUploadRate: rateSetting,
-  /** Seeder token (--token; a secret: never echoed in errors or logs). */
-  seederToken: z
-    .string()
-    .refine((t) => parseToken(t) !== undefined, "expected a seeder token of the form dss_<id>_<secret>")
-    .optional(),
-  /** File holding the seeder token (--token-file), e.g. a mounted Kubernetes Secret. */
-  seederTokenFile: z.string().min(1).optional(),
-  logLevel,
-});
+export const seederSchema = z
+  .strictObject({
+    tracker: trackerAddress,
+    /** CA of the tracker's certificate, for a pdtps:// tracker with a private CA. */
+    tlsCa: caFile,
+    /** Default ./media, unless origins are given (then no folder unless set). */
+    media: z.string().min(1).optional(),
+    origin,
+    originList,
+    originPoll,
+    ...liveSettings,
+    dataHost: host("0.0.0.0"),
+    dataPort: port(8000),
+    advertise: vhost,
+    metricsPort: port(9087),
+    /** Upload cap of the data plane over all fetchers, e.g. "16M" (bytes/s). */
+    maxUploadRate: rateSetting,
+    /** Seeder token (--token; a secret: never echoed in errors or logs). */
+    seederToken: z
+      .string()
+      .refine((t) => parseToken(t) !== undefined, "expected a seeder token of the form dss_<id>_<secret>")
+      .optional(),
+    /** File holding the seeder token (--token-file), e.g. a mounted Kubernetes Secret. */
+    seederTokenFile: z.string().min(1).optional(),
+    logLevel,
+  })
+  .superRefine(checkLive, { when: (payload) => payload.issues.length === 0 });
 
 /** `seeder-token create|revoke|list`: the credentials file (--file) and, for create, a label. */
 export const seederTokenSchema = z.strictObject({
@@ -166,27 +273,30 @@ export const seederTokenSchema = z.strictObject({
     .optional(),
 });
 
-export const upSchema = z.strictObject({
-  host: host("0.0.0.0"),
-  redis,
-  redisCa,
-  port: port(6086),
-  tlsCert,
-  tlsKey,
-  maxSessionsPerIp,
-  maxMessagesPerIp,
-  vhost,
-  media: file("./media"),
-  origin,
-  originList,
-  originPoll,
-  dataPort: port(8000),
-  checksumPort: port(6088),
-  metricsPort: port(9086),
-  chunkSize,
-  dataDir: file(".distribustream"),
-  logLevel,
-});
+export const upSchema = z
+  .strictObject({
+    host: host("0.0.0.0"),
+    redis,
+    redisCa,
+    port: port(6086),
+    tlsCert,
+    tlsKey,
+    maxSessionsPerIp,
+    maxMessagesPerIp,
+    vhost,
+    media: file("./media"),
+    origin,
+    originList,
+    originPoll,
+    ...liveSettings,
+    dataPort: port(8000),
+    checksumPort: port(6088),
+    metricsPort: port(9086),
+    chunkSize,
+    dataDir: file(".distribustream"),
+    logLevel,
+  })
+  .superRefine(checkLive, { when: (payload) => payload.issues.length === 0 });
 
 /** YAML keys of the original DistribuStream mapped to today's settings. */
 export const originalAliases: Record<string, Record<string, string>> = {

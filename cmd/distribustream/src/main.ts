@@ -35,6 +35,14 @@ const ORIGIN_HELP =
   'HTTP(S) URL to relay, "URL [NAME]" (repeatable; the name defaults to the URL path\'s last segment); the origin must answer range requests with a length and an ETag or Last-Modified';
 const ORIGIN_LIST_HELP = 'file with one "URL [NAME]" origin per line (# comments)';
 const ORIGIN_POLL_HELP = "seconds between checks of every origin for a new version (default 30)";
+const LIVE_HELP = {
+  live: "broadcast live as NAME: SOURCE is - (standard input), an http(s):// URL read as a continuous stream (reconnected when it drops), or a file played at --live-bitrate (repeatable)",
+  bitrate:
+    "bitrate of --live files in BITS per second, e.g. 2M = 2 Mbit/s, 1500k (unlike --max-upload-rate, which is bytes/s); for - and URLs, published as their nominal bitrate",
+  loop: "play --live files in a loop (default: the broadcast ends at the end of the file)",
+  window: "chunks each live broadcast keeps to serve (default 150: 30 s at the default 200 ms chunks)",
+  stateDir: "folder keeping each live broadcast's next sequence number, so a restart continues it",
+};
 
 const common = (cmd: Command) =>
   cmd
@@ -55,12 +63,17 @@ common(
   program
     .command("up")
     .description(
-      "run tracker, checksum and a seeder in one process on the in-memory swarm store (one tracker process only); creates a demo file if the media folder is empty",
+      "run tracker, checksum and a seeder in one process on the in-memory swarm store (one tracker process only); creates a demo file if the media folder is empty, and broadcasts demo-live (an ffmpeg test pattern, or a media file looped) unless --live is given",
     )
     .option("--media <dir>", "folder to publish (default ./media; original key: file_root)")
     .option("--origin <url>", ORIGIN_HELP, collect)
     .option("--origin-list <file>", ORIGIN_LIST_HELP)
     .option("--origin-poll <seconds>", ORIGIN_POLL_HELP)
+    .option("--live <NAME=SOURCE>", LIVE_HELP.live, collect)
+    .option("--live-bitrate <bits/s>", LIVE_HELP.bitrate)
+    .option("--live-loop", LIVE_HELP.loop)
+    .option("--live-window <chunks>", LIVE_HELP.window)
+    .option("--state-dir <dir>", `${LIVE_HELP.stateDir} (default DATA_DIR/live)`)
     .option("--host <addr>", "bind address of the PDTP port (default 0.0.0.0)")
     .option("--port <n>", "PDTP port (default 6086)")
     .option("--tls-cert <file.pem>", `${TLS_CERT_HELP}; download URLs become pdtps://`)
@@ -135,17 +148,28 @@ common(
   program
     .command("seeder")
     .description(
-      "publish the files of a folder (watched) and HTTP(S) origins (polled), and serve them on the data plane",
+      "publish the files of a folder (watched), HTTP(S) origins (polled) and live inputs (--live), and serve them on the data plane",
     )
     .option(
       "--tracker <address>",
       "tracker PDTP address: HOST:PORT, or pdtps://HOST:PORT for TLS (default 127.0.0.1:6086)",
     )
     .option("--tls-ca <file.pem>", "CA to trust for a pdtps:// tracker (default: the system's roots)")
-    .option("--media <dir>", "folder to publish (default ./media unless origins are given; original key: file_root)")
+    .option(
+      "--media <dir>",
+      "folder to publish (default ./media unless origins or live inputs are given; original key: file_root)",
+    )
     .option("--origin <url>", ORIGIN_HELP, collect)
     .option("--origin-list <file>", ORIGIN_LIST_HELP)
     .option("--origin-poll <seconds>", ORIGIN_POLL_HELP)
+    .option("--live <NAME=SOURCE>", LIVE_HELP.live, collect)
+    .option("--live-bitrate <bits/s>", LIVE_HELP.bitrate)
+    .option("--live-loop", LIVE_HELP.loop)
+    .option("--live-window <chunks>", LIVE_HELP.window)
+    .option(
+      "--state-dir <dir>",
+      `${LIVE_HELP.stateDir} (default .distribustream/live beside the media folder, or in the working directory)`,
+    )
     .option("--data-host <addr>", "data-plane bind address (default 0.0.0.0)")
     .option("--data-port <n>", "data-plane port (default 8000; original key: listen_port)")
     .option("--advertise <host>", "address viewers use to reach the data plane, when the bind address is not reachable")

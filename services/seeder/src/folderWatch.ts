@@ -88,7 +88,7 @@ export class FolderWatch implements PublishSource {
       }
       for (const f of added) {
         if (hidden(f.name)) {
-          log.warn({ name: f.name }, "media file has the name of an origin, not published (the origin is)");
+          log.warn({ name: f.name }, "media file has the name of an origin or live broadcast, not published (that is)");
           continue;
         }
         log.info({ name: f.name, size: f.size, streamId: f.streamId }, "publishing");

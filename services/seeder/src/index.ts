@@ -1,4 +1,11 @@
-export { CredentialRefusedError, startSeeder, SEEDER_AGENT, type SeederOptions, type RunningSeeder } from "./seeder.js";
+export {
+  CredentialRefusedError,
+  defaultStateDir,
+  startSeeder,
+  SEEDER_AGENT,
+  type SeederOptions,
+  type RunningSeeder,
+} from "./seeder.js";
 export { parseRate, rateSetting } from "@distribustream/data-plane";
 export {
   checkOriginNames,
@@ -8,3 +15,14 @@ export {
   parseOriginList,
   type OriginSpec,
 } from "./originList.js";
+export {
+  checkLiveSpecs,
+  DEFAULT_LIVE_WINDOW_CHUNKS,
+  LiveSpecError,
+  parseBitrate,
+  parseLiveEntry,
+  type LiveEntryDefaults,
+  type LiveSpec,
+} from "./liveSpec.js";
+export { DEFAULT_CHUNK_POLICY, type ChunkPolicy } from "./live/chunker.js";
+export type { LiveInput } from "./live/sources.js";

@@ -1,7 +1,9 @@
+import * as grpc from "@grpc/grpc-js";
 import {
   MAX_CHUNK_SIZE,
   MIN_CHUNK_SIZE,
   PublishStatus,
+  type LivePublish,
   type PeerMessage,
   type PublishResult,
 } from "@distribustream/pdtp";
@@ -9,13 +11,41 @@ import { Gauge, type Logger, type Registry } from "@distribustream/runtime";
 import type { MediaFile } from "./library.js";
 import type { OriginFile } from "./origins.js";
 
+/**
+ * A live broadcast as published: size and version 0, the stream id the
+ * tracker gave ("" until its first READY), and the Publish.live fields of
+ * its next publish.
+ */
+export interface LiveFile {
+  name: string;
+  size: 0;
+  version: 0;
+  streamId: string;
+  live: LivePublish;
+}
+
 /** A published file of any kind. */
-export type Published = MediaFile | OriginFile;
+export type Published = MediaFile | OriginFile | LiveFile;
 
 /**
- * What publishing asks of a source of published files: the media folder,
- * HTTP origins (a live input next). Sources are given in priority order: a
- * name claimed by one hides the files of that name of the later ones.
+ * True when a tracker's answer naming `streamId` is about `file`: the same
+ * version of a file or origin; any answer for a live broadcast's name (the
+ * tracker chooses its stream id).
+ */
+function answers(file: Published, streamId: string): boolean {
+  return "live" in file || file.streamId === streamId;
+}
+
+/** How the tracker ended a session, as the link reports it. */
+export interface SessionEnd {
+  code: grpc.status;
+  details: string;
+}
+
+/**
+ * What publishing asks of a source of published files: live broadcasts, HTTP
+ * origins, the media folder. Sources are given in priority order: a name
+ * claimed by one hides the files of that name of the later ones.
  */
 export interface PublishSource {
   /** True when it claims `name`, published now or not (an origin that is down still hides a media file). */
@@ -27,6 +57,8 @@ export interface PublishSource {
   setChunkSize(streamId: string, chunkSize: number): void;
   /** The tracker rejected `file`, a version this source publishes. */
   rejected?(file: Published): void;
+  /** The tracker answered READY for `file` (a live broadcast starts then). */
+  ready?(file: Published, result: PublishResult): void;
 }
 
 /** How the sources hand their changes to publishing. */
@@ -54,6 +86,13 @@ export class Publishing implements PublishSink {
   /** Tracker's answer per name, for the version currently published. */
   private readonly results = new Map<string, PublishResult>();
   private readonly waiters = new Map<string, Waiter[]>();
+  /**
+   * Versions whose Publish the tracker answered by ending the session
+   * (INVALID_ARGUMENT, e.g. a live broadcast on a tracker that takes none):
+   * not published again in this run, or every session would end the same
+   * way and the other files would never stay published.
+   */
+  private readonly refused = new Map<string, { file: Published; reason: string }>();
   private readonly gauge: Gauge;
   private stopped = false;
 
@@ -80,12 +119,18 @@ export class Publishing implements PublishSink {
     return undefined;
   }
 
-  /** Every published file, those hidden by an earlier source's name left out. */
+  /** Every published file, those hidden by an earlier source's name and those refused left out. */
   files(): Published[] {
     return this.o.sources.flatMap((s, i) => {
       const earlier = this.o.sources.slice(0, i);
-      return s.files().filter((f) => !earlier.some((e) => e.claims(f.name)));
+      return s.files().filter((f) => !earlier.some((e) => e.claims(f.name)) && !this.refusal(f));
     });
+  }
+
+  /** Why the tracker refused `file` by ending a session, when it did. */
+  private refusal(file: Published): string | undefined {
+    const r = this.refused.get(file.name);
+    return r && answers(file, r.file.streamId) ? r.reason : undefined;
   }
 
   /** True when a source before `source` claims `name`: its file of that name is not published. */
@@ -96,10 +141,14 @@ export class Publishing implements PublishSink {
 
   publish(f: Published): void {
     this.results.delete(f.name);
-    const origin =
-      "url" in f ? { originUrl: f.url, originEtag: f.etag ?? "", originLastModified: f.lastModified ?? "" } : {};
+    const kind =
+      "url" in f
+        ? { originUrl: f.url, originEtag: f.etag ?? "", originLastModified: f.lastModified ?? "" }
+        : "live" in f
+          ? { live: f.live }
+          : {};
     this.o.send({
-      body: { $case: "publish", value: { name: f.name, size: f.size, version: f.version, ...origin } },
+      body: { $case: "publish", value: { name: f.name, size: f.size, version: f.version, ...kind } },
     });
   }
 
@@ -116,17 +165,35 @@ export class Publishing implements PublishSink {
     for (const f of files) this.publish(f);
   }
 
-  /** The session ended: what its tracker said no longer holds. */
-  sessionLost(): void {
+  /**
+   * The session ended: what its tracker said no longer holds. A tracker that
+   * ended it over a Publish (INVALID_ARGUMENT `Publish of "NAME": reason`)
+   * refused that name: it is left out of the next sessions, and its waits
+   * reject with the reason.
+   */
+  sessionLost(end?: SessionEnd): void {
     this.results.clear();
     this.updateGauge();
+    const m = end?.code === grpc.status.INVALID_ARGUMENT ? /^Publish of "(.*?)": (.*)$/s.exec(end.details) : null;
+    if (!m) return;
+    // the tracker quotes at most 64 characters of the name
+    const quoted = m[1]!;
+    const reason = m[2]!;
+    const file = this.files().find((f) => f.name === quoted || (quoted.length === 64 && f.name.startsWith(quoted)));
+    if (!file) return;
+    this.refused.set(file.name, { file, reason });
+    this.o.log.warn(
+      { name: file.name, reason },
+      "publish rejected: the tracker ended the session over it; not published again until the seeder restarts",
+    );
+    this.rejectWaiters(file.name, new Error(`tracker rejected ${file.name}: ${reason}`));
   }
 
   /** The tracker's answer to a publish. */
   onResult(r: PublishResult): void {
     const log = this.o.log;
     const owner = this.owner(r.name);
-    if (!owner || owner.file.streamId !== r.streamId) {
+    if (!owner || !answers(owner.file, r.streamId)) {
       log.debug({ name: r.name, streamId: r.streamId }, "publish result for a version no longer published");
       return;
     }
@@ -143,13 +210,16 @@ export class Publishing implements PublishSink {
     }
     this.settle(r.name);
     if (r.status === PublishStatus.PUBLISH_STATUS_REJECTED) owner.source.rejected?.(current);
+    if (r.status === PublishStatus.PUBLISH_STATUS_READY) owner.source.ready?.(current, r);
   }
 
   /** Resolves with the stream id when `name` is READY on the tracker; rejects with the tracker's reason on REJECTED. */
   whenReady(name: string): Promise<string> {
     const current = this.lookup(name);
+    const refusal = current && this.refusal(current);
+    if (refusal) return Promise.reject(new Error(`tracker rejected ${name}: ${refusal}`));
     const r = this.results.get(name);
-    if (current && r && r.streamId === current.streamId) {
+    if (current && r && answers(current, r.streamId)) {
       if (r.status === PublishStatus.PUBLISH_STATUS_READY) return Promise.resolve(r.streamId);
       if (r.status === PublishStatus.PUBLISH_STATUS_REJECTED) {
         return Promise.reject(new Error(`tracker rejected ${name}: ${r.detail || "no reason given"}`));
@@ -184,15 +254,20 @@ export class Publishing implements PublishSink {
   private settle(name: string): void {
     const r = this.results.get(name);
     const current = this.lookup(name);
-    if (!r || !current || r.streamId !== current.streamId) return;
+    if (!r || !current || !answers(current, r.streamId)) return;
     const list = this.waiters.get(name);
     if (!list) return;
     if (r.status === PublishStatus.PUBLISH_STATUS_READY) {
       this.waiters.delete(name);
       for (const w of list) w.resolve(r.streamId);
     } else if (r.status === PublishStatus.PUBLISH_STATUS_REJECTED) {
-      this.waiters.delete(name);
-      for (const w of list) w.reject(new Error(`tracker rejected ${name}: ${r.detail || "no reason given"}`));
+      this.rejectWaiters(name, new Error(`tracker rejected ${name}: ${r.detail || "no reason given"}`));
     }
+  }
+
+  private rejectWaiters(name: string, err: Error): void {
+    const list = this.waiters.get(name);
+    this.waiters.delete(name);
+    for (const w of list ?? []) w.reject(err);
   }
 }

@@ -1,6 +1,10 @@
+import { dirname, join, resolve } from "node:path";
+import type { Readable } from "node:stream";
 import { originAgents } from "@distribustream/data-plane";
 import type { ClientTls, Logger, Registry } from "@distribustream/runtime";
 import { FolderWatch } from "./folderWatch.js";
+import { LiveBroadcasts } from "./liveBroadcasts.js";
+import { checkLiveSpecs, type LiveSpec } from "./liveSpec.js";
 import { CredentialRefusedError, SeederLink } from "./trackerLink.js";
 import type { OriginSpec } from "./originList.js";
 import { OriginPoll } from "./originPoll.js";
@@ -20,6 +24,21 @@ export interface SeederOptions {
   origins?: readonly OriginSpec[];
   /** How often every origin is checked for a new version (default 30 s). */
   originPollMs?: number;
+  /**
+   * Live broadcasts (see LiveSpec), checked at start with checkLiveSpecs (a
+   * name also given to an origin is refused); their names hide media files
+   * of the same name.
+   */
+  live?: readonly LiveSpec[];
+  /**
+   * Folder of the live broadcasts' sequence state, so that a restart
+   * continues their numbers. Default: `.distribustream/live` beside the media
+   * folder (in its parent, not in the folder the seeder publishes), or in the
+   * working directory without a media folder.
+   */
+  stateDir?: string | undefined;
+  /** Standard input, for a live input `-` (default process.stdin). */
+  stdin?: Readable | undefined;
   /** Longest wait for an origin's next bytes (default 15 s). */
   originTimeoutMs?: number;
   /** Data-plane bind address (default "0.0.0.0"). */
@@ -55,17 +74,38 @@ export interface RunningSeeder {
   drain(): Promise<void>;
 }
 
+/** Where the live sequence state is kept when SeederOptions.stateDir is not given. */
+export function defaultStateDir(media: string | undefined): string {
+  return join(media === undefined ? resolve() : dirname(resolve(media)), ".distribustream", "live");
+}
+
 /**
  * A seeder: a peer with role SEEDER that publishes every file of a media
- * folder and serves their chunks on its data plane, straight from disk, and
- * relays HTTP(S) origins (range requests to the origin, streamed through).
- * Its stages, wired here: the sources (origins first: their names hide media
- * files), publishing, serving and the tracker link; drained in reverse.
+ * folder and serves their chunks on its data plane, straight from disk,
+ * relays HTTP(S) origins (range requests to the origin, streamed through)
+ * and broadcasts live inputs (cut into chunks, served from memory). Its
+ * stages, wired here: the sources (live first, then origins: their names
+ * hide the later ones'), publishing, serving and the tracker link; drained
+ * in reverse.
  */
 export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
   const log = opts.log;
-  if (opts.media === undefined && !opts.origins?.length)
-    throw new Error("nothing to publish: no media folder and no origin");
+  if (opts.media === undefined && !opts.origins?.length && !opts.live?.length)
+    throw new Error("nothing to publish: no media folder, no origin and no live input");
+
+  // throws LiveSpecError: two broadcasts of one name, or of an origin's name, a file that is not there…
+  checkLiveSpecs(opts.live ?? [], new Set(opts.origins?.map((o) => o.name)));
+  // `link` is made once the data plane has its port; nothing calls `send` before (no await between).
+  const live = opts.live?.length
+    ? LiveBroadcasts.open({
+        specs: opts.live,
+        stateDir: opts.stateDir ?? defaultStateDir(opts.media),
+        stdin: opts.stdin,
+        send: (msg) => link.send(msg),
+        log,
+        registry: opts.registry,
+      })
+    : undefined;
 
   // Files settled before start are published at once; later ones after settling.
   const folder =
@@ -82,9 +122,10 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
         log,
       })
     : undefined;
-  const sources = [origins, folder].filter((s): s is OriginPoll | FolderWatch => s !== undefined);
+  const sources = [live, origins, folder].filter(
+    (s): s is LiveBroadcasts | OriginPoll | FolderWatch => s !== undefined,
+  );
 
-  // `link` is made once the data plane has its port; nothing below calls these before (no await between).
   const publishing = new Publishing({
     sources,
     send: (msg) => link.send(msg),
@@ -103,6 +144,7 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
   });
 
   const stopSources = () => {
+    live?.stop();
     folder?.stop();
     return origins?.stop();
   };
@@ -118,7 +160,11 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
       publishing.resync(files);
     },
     onPublishResult: (r) => publishing.onResult(r),
-    onSessionLost: () => publishing.sessionLost(),
+    onLiveAttested: (a) => live?.attested(a),
+    onSessionLost: (end) => {
+      publishing.sessionLost(end);
+      live?.sessionLost();
+    },
     onRefused: (err) => {
       void stopSources();
       publishing.stop(err);
@@ -126,6 +172,7 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
     },
     log,
   });
+  live?.start(publishing);
   folder?.start(publishing, (name) => publishing.hidden(name, folder));
   origins?.start(publishing);
 

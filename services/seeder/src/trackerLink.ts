@@ -1,8 +1,8 @@
 import * as grpc from "@grpc/grpc-js";
 import type { DataPlaneIdentity } from "@distribustream/data-plane";
-import { PeerRole, type PeerMessage, type PublishResult, type Welcome } from "@distribustream/pdtp";
+import { PeerRole, type LiveAttested, type PeerMessage, type PublishResult, type Welcome } from "@distribustream/pdtp";
 import type { ClientTls, Logger } from "@distribustream/runtime";
-import { TrackerLink, type LinkPolicy } from "@distribustream/tracker-link";
+import { TrackerLink, type LinkPolicy, type SessionEnd } from "@distribustream/tracker-link";
 
 export const SEEDER_AGENT = "dsseed/0.1.0";
 
@@ -43,8 +43,10 @@ export interface SeederLinkOptions {
   /** A session was welcomed: publish everything again. */
   onWelcome(welcome: Welcome): void;
   onPublishResult(result: PublishResult): void;
-  /** The session ended: what its tracker said no longer holds. */
-  onSessionLost(): void;
+  /** Attestations of a live broadcast's chunks this seeder claimed. */
+  onLiveAttested(attested: LiveAttested): void;
+  /** The session ended (`end`: how): what its tracker said no longer holds. */
+  onSessionLost(end: SessionEnd): void;
   /** The tracker refused the credential; the link has stopped. */
   onRefused(err: CredentialRefusedError): void;
   log: Logger;
@@ -91,6 +93,9 @@ export class SeederLink {
             case "publishResult":
               o.onPublishResult(body.value);
               break;
+            case "liveAttested":
+              o.onLiveAttested(body.value);
+              break;
             case "keys":
               // a ticket key rotation: serve tickets of the new key from now on
               if (this.known) this.known = { peerId: this.known.peerId, ticketKeys: body.value.ticketKeys };
@@ -106,7 +111,7 @@ export class SeederLink {
           log.error({ err }, "cannot handle tracker message");
         }
       },
-      onSessionEnd: () => o.onSessionLost(),
+      onSessionEnd: (_session, end) => o.onSessionLost(end),
       onRetry: ({ end, delayMs }) => {
         const retryInMs = Math.round(delayMs);
         if (end.code === grpc.status.OK) log.warn({ tracker: o.tracker, retryInMs }, "tracker ended the session");

@@ -38,9 +38,10 @@ export interface LiveBroadcastOptions {
  */
 export class LiveBroadcast {
   readonly window: LiveWindow;
-  private nextSeq: number | undefined;
+  private next: number | undefined;
   private started = false;
   private stopped = false;
+  private highestAttested: number | undefined;
 
   constructor(private readonly o: LiveBroadcastOptions) {
     this.window = new LiveWindow(o.windowChunks);
@@ -51,11 +52,21 @@ export class LiveBroadcast {
     return this.o.state.load(0);
   }
 
+  /** The sequence number the next chunk cut gets; undefined before start. */
+  get nextSeq(): number | undefined {
+    return this.next;
+  }
+
+  /** The highest sequence number attested so far (see attested), or undefined. */
+  get lastAttested(): number | undefined {
+    return this.highestAttested;
+  }
+
   /** Starts reading the input; the first chunk gets `firstSeq`. Only once. */
   start(firstSeq: number): void {
     if (this.started) return;
     this.started = true;
-    this.nextSeq = firstSeq;
+    this.next = firstSeq;
     this.run().then(
       (last) => this.o.onEnd(last),
       (err: unknown) => this.o.onEnd(this.window.edge, err as Error),
@@ -69,8 +80,12 @@ export class LiveBroadcast {
     input.destroy?.();
   }
 
-  /** Attestations of claimed chunks, from the tracker: served with the chunks from now on. */
-  attested(attestations: readonly SignedLiveAttestation[]): void {
+  /**
+   * Attestations of claimed chunks, from the tracker: served with the chunks
+   * from now on. Returns how many chunks still held got one.
+   */
+  attested(attestations: readonly SignedLiveAttestation[]): number {
+    let n = 0;
     for (const signed of attestations) {
       let seq: number;
       try {
@@ -79,8 +94,11 @@ export class LiveBroadcast {
         this.o.log.warn({ name: this.o.name }, "an attestation from the tracker does not decode");
         continue;
       }
-      this.window.attest(seq, liveFrameHead(signed));
+      if (!this.window.attest(seq, liveFrameHead(signed))) continue;
+      n++;
+      if (this.highestAttested === undefined || seq > this.highestAttested) this.highestAttested = seq;
     }
+    return n;
   }
 
   /** The stream as the data plane serves it: raw for the checksum service, framed for peers. */
@@ -96,11 +114,11 @@ export class LiveBroadcast {
   private async run(): Promise<number | undefined> {
     for await (const chunk of cutChunks(this.o.input, this.o.policy)) {
       if (this.stopped) break;
-      const seq = this.nextSeq!;
+      const seq = this.next!;
       if (seq > MAX_LIVE_SEQ)
         throw new Error(`sequence numbers of "${this.o.name}" reached 2^53 - 1: the broadcast ends`);
       this.o.state.save(seq + 1);
-      this.nextSeq = seq + 1;
+      this.next = seq + 1;
       this.window.push(seq, chunk.data, chunk.timestampMs);
       this.o.onChunks([{ seq, length: chunk.data.length, timestampMs: chunk.timestampMs }]);
     }

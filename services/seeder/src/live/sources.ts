@@ -4,10 +4,55 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 /**
  * Where a live broadcast's bytes come from: `-` (standard input), an
- * `http(s)://` URL read as a continuous stream, or a file played at a bitrate.
+ * `http(s)://` URL read as a continuous stream, a file played at a bitrate
+ * (bits per second), or a stream the caller opened (an encoder's stdout).
  */
 export type LiveInput =
-  { kind: "stdin" } | { kind: "http"; url: string } | { kind: "file"; path: string; bitrate: number; loop: boolean };
+  | { kind: "stdin" }
+  | { kind: "http"; url: string }
+  | { kind: "file"; path: string; bitrate: number; loop: boolean }
+  | { kind: "stream"; stream: Readable; label: string };
+
+/** How an input reads in logs: "-", its URL, its path, or its label. */
+export function describeInput(input: LiveInput): string {
+  switch (input.kind) {
+    case "stdin":
+      return "-";
+    case "http":
+      return input.url;
+    case "file":
+      return input.path;
+    case "stream":
+      return input.label;
+  }
+}
+
+export interface OpenInputOptions {
+  /** Ends an HTTP or file input (a stream input ends when destroyed). */
+  signal: AbortSignal;
+  /** Standard input, for `stdin` (default process.stdin). */
+  stdin?: Readable | undefined;
+  /** An HTTP input dropped and is retried. */
+  onRetry?: (why: string, retryInMs: number) => void;
+}
+
+/**
+ * The bytes of `input`, read from the first iteration on (nothing is opened
+ * or read before): an HTTP input reconnects by itself and ends only with
+ * `signal`; stdin, a file and a stream end with their data, or fail.
+ */
+export function openLiveInput(input: LiveInput, o: OpenInputOptions): AsyncIterable<Uint8Array> {
+  switch (input.kind) {
+    case "stdin":
+      return stdinStream(o.stdin);
+    case "http":
+      return httpStream(input.url, { signal: o.signal, onRetry: o.onRetry });
+    case "file":
+      return pacedFile(input.path, input.bitrate, { loop: input.loop, signal: o.signal });
+    case "stream":
+      return input.stream as AsyncIterable<Uint8Array>;
+  }
+}
 
 export class LiveSourceError extends Error {
   override name = "LiveSourceError";
@@ -123,6 +168,6 @@ export async function* httpStream(url: string, opts: HttpStreamOptions = {}): As
 }
 
 /** Standard input as a live input; ends when the writer closes it. */
-export function stdinStream(stdin: Readable = process.stdin): AsyncIterable<Buffer> {
-  return stdin as AsyncIterable<Buffer>;
+export function stdinStream(stdin?: Readable): AsyncIterable<Buffer> {
+  return (stdin ?? process.stdin) as AsyncIterable<Buffer>;
 }
