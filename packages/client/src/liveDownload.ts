@@ -34,11 +34,8 @@ import type { ControlBatcher } from "./control.js";
 import { DownloadError, ExitCode } from "./errors.js";
 import { LiveHoldings } from "./liveHoldings.js";
 import { LiveOutput } from "./liveOutput.js";
-import { LivePlayout } from "./livePlayout.js";
+import { DEFAULT_PREBUFFER_MS, LivePlayout } from "./livePlayout.js";
 import type { OutputTarget } from "./outputTarget.js";
-
-/** Media behind the live edge a viewer starts at by default. */
-export const DEFAULT_PREBUFFER_MS = 500;
 
 export interface LiveOptions {
   /** The stream name, for messages. */

@@ -19,8 +19,11 @@
  * announced chunk after it. So a viewer tunes in from the window alone,
  * before it holds any chunk.
  */
+/** Media behind the live edge a viewer starts at by default: well under a second. */
+export const DEFAULT_PREBUFFER_MS = 500;
+
 export interface PlayoutOptions {
-  /** Media behind the live edge to start at (default 500 ms). */
+  /** Media behind the live edge to start at (default DEFAULT_PREBUFFER_MS). */
   prebufferMs?: number;
   /** Slack past a chunk's due time before it is skipped (default 300 ms). */
   graceMs?: number;
@@ -84,7 +87,7 @@ export class LivePlayout {
   private measured = false;
 
   constructor(opts: PlayoutOptions = {}) {
-    this.prebufferMs = opts.prebufferMs ?? 500;
+    this.prebufferMs = opts.prebufferMs ?? DEFAULT_PREBUFFER_MS;
     this.graceMs = opts.graceMs ?? 300;
     this.retuneAfterMs = opts.retuneAfterMs ?? this.prebufferMs + 5_000;
     this.fromStart = opts.fromStart ?? false;
