@@ -30,7 +30,7 @@ import {
   type TransferReport,
 } from "@distribustream/pdtp";
 import { createLogger } from "@distribustream/runtime";
-import { fetchLiveChunks, LiveWindow, startDataPlane, type RunningDataPlane } from "@distribustream/data-plane";
+import { fetchLiveChunks, LiveWindow, startDataPlane } from "@distribustream/data-plane";
 import { download, DownloadError } from "./index.js";
 
 /**
