@@ -21,6 +21,7 @@ import {
   TransferOutcome,
   type ChunkRange,
   type Directive,
+  type Join,
   type LiveDescriptorBody,
   type LiveRejection,
   type LiveWindow as LiveWindowMessage,
@@ -185,7 +186,8 @@ interface Viewer {
   direct(source: Source, range: ChunkRange): void;
 }
 interface Script {
-  onJoin(v: Viewer): void;
+  /** `session`: 0 for the first session, 1 for the one after a reconnect, … */
+  onJoin(v: Viewer, join: Join, session: number): void;
   onPosition?(v: Viewer, p: Position): void;
   onReports?(v: Viewer, reports: TransferReport[]): void;
 }
@@ -197,7 +199,8 @@ async function scriptedTracker(script: Script) {
   let sessions = 0;
   server.addService(TrackerService, {
     session: (call: Call) => {
-      const peerId = `viewer-${sessions++}`;
+      const session = sessions++;
+      const peerId = `viewer-${session}`;
       let viewer: Viewer | undefined;
       call.on("data", (m: PeerMessage) => {
         received.push(m);
@@ -223,7 +226,7 @@ async function scriptedTracker(script: Script) {
               },
             },
           });
-        } else if (body?.$case === "join") script.onJoin(viewer!);
+        } else if (body?.$case === "join") script.onJoin(viewer!, body.value, session);
         else if (body?.$case === "position") script.onPosition?.(viewer!, body.value);
         else if (body?.$case === "reports") script.onReports?.(viewer!, body.value.reports);
       });
@@ -496,6 +499,41 @@ describe("a live stream with a scripted tracker", () => {
     tracker.close();
   });
 
+  test("after a tracker restart (UNAVAILABLE) the viewer re-joins with its position and what it holds, and goes on", async () => {
+    const edge = FIRST + 9;
+    const start = tuneIn(edge);
+    const joins: Join[] = [];
+    const tracker = await scriptedTracker({
+      onJoin: (v, join, session) => {
+        joins.push(join);
+        if (session === 0) v.send(joined(liveWindow(edge)));
+        else {
+          v.send(joined(liveWindow(LAST)));
+          v.direct(good, { first: join.position, last: LAST });
+        }
+      },
+      onPosition: (v, p) => {
+        if (v.peerId === "viewer-0" && p.nextChunk === start) v.direct(good, { first: start, last: start + 2 });
+      },
+      onReports: (v, reports) => {
+        if (!reports.some((x) => x.outcome === TransferOutcome.TRANSFER_OUTCOME_OK)) return;
+        if (v.peerId === "viewer-0") {
+          setTimeout(() => v.call.emit("error", { code: status.UNAVAILABLE, details: "tracker restarting" }), 20);
+        } else v.send(edgeMsg(liveWindow(LAST, true)));
+      },
+    });
+    const out = join(dir, "restart.ts");
+    const r = await watch(tracker.url, out);
+    tracker.close();
+    assert.equal(digest(readFileSync(out)), digest(expected(start, LAST)));
+    assert.equal(joins.length, 2, "two sessions");
+    assert.deepEqual(
+      { position: joins[1]!.position, have: joins[1]!.have },
+      { position: start + 3, have: [{ first: start, last: start + 2 }] },
+    );
+    assert.equal(r.live!.skipped, 0);
+  });
+
   test("a live descriptor signed by another key is exit 6", async () => {
     const tracker = await scriptedTracker({
       onJoin: (v) => v.send(joined(liveWindow(FIRST + 5), Signer.generate())),
@@ -548,5 +586,29 @@ describe("a live stream with a scripted tracker", () => {
     assert.equal(typeof summary.delayP95Ms, "number");
     assert.equal(typeof summary.tuneInMs, "number");
     assert.deepEqual(summary.rejected, noRejections);
+  });
+
+  test("dsclient -o - into a reader that goes away mid-broadcast stops cleanly with 0", async () => {
+    const tracker = await scriptedTracker(broadcast(FIRST + 5, 300));
+    const cli = fileURLToPath(new URL("./cli.js", import.meta.url));
+    const child = spawn(
+      process.execPath,
+      [cli, tracker.url, "-o", "-", "--listen-host", "127.0.0.1", "--log-level", "info"],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err += d));
+    child.stdout.once("data", () => child.stdout.destroy());
+    const code = await new Promise<number | null>((r) => child.on("close", r));
+    tracker.close();
+    assert.equal(code, 0, err);
+    const lines = err
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as { msg: string; reason?: string; ended?: boolean });
+    const stopped = lines.find((l) => l.msg === "stopped");
+    assert.match(stopped?.reason ?? "", /standard output was closed by its reader/, err);
+    assert.equal(lines.find((l) => l.msg === "live summary")?.ended, false, "stopped before the broadcast ended");
+    assert.ok(!err.includes("dsclient:"), "no error message");
   });
 });
