@@ -63,6 +63,11 @@ test("usage errors exit 2 with one line naming the problem", async () => {
     [["pdtps://h/x", "--tls-ca", "not-a-cert.txt"], /^dsclient: invalid setting tls_ca: not-a-cert.txt holds no PEM/],
     [["pdtps://h/x"], /^dsclient: invalid setting tls_ca: cannot read nope.pem: ENOENT$/, { DS_TLS_CA: "nope.pem" }],
     [["pdtp://h/x", "extra"], /^dsclient: too many arguments/],
+    [["pdtp://h/x", "--prebuffer", "soon"], /^dsclient: invalid setting prebuffer from --prebuffer/],
+    [["pdtp://h/x", "--prebuffer", "-1"], /^dsclient: invalid setting prebuffer from --prebuffer/],
+    [["pdtp://h/x", "--prebuffer", "0.5"], /^dsclient: invalid setting prebuffer from --prebuffer/],
+    [["pdtp://h/x"], /^dsclient: invalid setting prebuffer from DS_PREBUFFER/, { DS_PREBUFFER: "999999" }],
+    [["pdtp://h/x"], /^dsclient: invalid setting from_start from DS_FROM_START/, { DS_FROM_START: "maybe" }],
   ];
   await Promise.all(
     cases.map(async ([args, re, env]) => {

@@ -5,7 +5,7 @@ import { parsePdtpUrl } from "@distribustream/pdtp";
 import { createLogger } from "@distribustream/runtime/log";
 import { ignoreIpServernameWarning, readPemCertificates } from "@distribustream/runtime/tls";
 import { loadClientConfig } from "./config.js";
-import { AGENT, download, type DownloadResult, type Progress } from "./download.js";
+import { AGENT, download, type DownloadResult, type Progress as DownloadProgress } from "./download.js";
 import { DownloadError, ExitCode, exitCodeOf } from "./errors.js";
 
 const EXIT_CODES = `
@@ -16,7 +16,8 @@ Exit codes:
   3  unknown stream name
   4  tracker unreachable after the connection attempts
   5  local I/O error, such as a full disk
-  6  integrity failure: the manifest or a hash piece does not verify
+  6  integrity failure: the manifest, a hash piece or a live stream's
+     descriptor does not verify
   7  download stalled, or ended by the tracker
   8  TLS failure: pdtps:// to a plaintext tracker, pdtp:// to a TLS tracker,
      or a tracker certificate that is not trusted (see --tls-ca)
@@ -24,16 +25,23 @@ Exit codes:
 
 Settings also come from DS_* environment variables (DS_LISTEN_PORT, DS_LINGER,
 DS_QUIET, DS_LOG_LEVEL, DS_CONNECT_ATTEMPTS, DS_STALL, DS_MAX_DOWNLOAD_RATE,
-DS_MAX_UPLOAD_RATE, DS_TLS_CA) and from the YAML file given with --conf (keys
-listen_port, listen_host, linger, quiet, log_level, connect_attempts, stall,
-max_download_rate, max_upload_rate, tls_ca). Flags win over the environment,
-which wins over the file.
+DS_MAX_UPLOAD_RATE, DS_TLS_CA, DS_PREBUFFER, DS_FROM_START) and from the YAML
+file given with --conf (keys listen_port, listen_host, linger, quiet,
+log_level, connect_attempts, stall, max_download_rate, max_upload_rate,
+tls_ca, prebuffer, from_start). Flags win over the environment, which wins
+over the file.
+
+A live stream is watched the same way: dsclient tunes in a prebuffer behind
+the live edge (or at the oldest chunk the swarm holds with --from-start),
+writes its chunks in order, skips a chunk that misses its deadline when later
+ones are there, and ends with 0 after the broadcast's last chunk.
 
 Examples:
   dsclient pdtp://tracker.example/videos/film.mp4
   dsclient pdtps://tracker.example/videos/film.mp4          (TLS, system roots)
   dsclient pdtps://10.0.0.5:6086/film.mp4 --tls-ca ca.pem   (TLS, private CA)
   dsclient pdtp://localhost:6086/film.mp4 -o - | mpv -
+  dsclient pdtp://localhost:6086/live/cam -o - --prebuffer 1000 | mpv -
   mkfifo film.mp4; dsclient --url pdtp://localhost/film.mp4 -o film.mp4 & mpv film.mp4
 `;
 
@@ -60,6 +68,8 @@ function program(): Command {
       "pin the network key: its fingerprint (distribustream network-key prints it) or its PEM file; same as ?key= in the URL",
     )
     .option("--tls-ca <file.pem>", "CA certificate(s) to trust for a pdtps:// tracker (default: the system's roots)")
+    .option("--prebuffer <ms>", "live streams: start this much media behind the live edge (default 500)")
+    .option("--from-start", "live streams: start at the oldest chunk the swarm still holds")
     .option("-q, --quiet", "no progress bar or summary")
     .option("--conf <file.yml>", "YAML settings file")
     .option(
@@ -110,6 +120,8 @@ async function main(argv: readonly string[]): Promise<number> {
         maxUploadRate: o.maxUploadRate,
         networkKey: o.networkKey,
         tlsCa: o.tlsCa,
+        prebuffer: o.prebuffer,
+        fromStart: o.fromStart,
       },
       env: process.env,
       confFile: o.conf as string | undefined,
@@ -130,7 +142,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const log = createLogger("dsclient", { level: cfg.logLevel, destination: 2 });
   process.stderr.on("error", () => {}); // a closed stderr must not kill the download
   const interactive = !cfg.quiet && process.stderr.isTTY === true;
-  const bar = interactive ? new ProgressBar() : undefined;
+  const bar = interactive ? new Progress() : undefined;
 
   const ac = new AbortController();
   let signalExit: number | undefined;
@@ -155,6 +167,8 @@ async function main(argv: readonly string[]): Promise<number> {
       maxUploadRate: cfg.maxUploadRate,
       networkKey: cfg.networkKey,
       tlsCa,
+      prebufferMs: cfg.prebuffer,
+      fromStart: cfg.fromStart,
       log,
       signal: ac.signal,
       onProgress: bar ? (p) => bar.update(p) : undefined,
@@ -191,6 +205,7 @@ function usage(message: string): number {
 const MiB = 1024 * 1024;
 
 function summary(r: DownloadResult): string {
+  if (r.live) return liveSummary(r);
   const secs = Math.max(r.durationMs, 1) / 1000;
   const got = r.bytesFromPeers + r.bytesFromSeeders;
   const share = got > 0 ? Math.round((100 * r.bytesFromPeers) / got) : 0;
@@ -199,6 +214,63 @@ function summary(r: DownloadResult): string {
     `dsclient: ${(r.size / MiB).toFixed(1)} MiB to ${where} in ${secs.toFixed(1)} s ` +
     `(${(r.size / MiB / secs).toFixed(1)} MiB/s), ${share}% from peers`
   );
+}
+
+function liveSummary(r: DownloadResult): string {
+  const l = r.live!;
+  const where = r.output === "-" ? "standard output" : r.output;
+  const got = r.bytesFromPeers + r.bytesFromSeeders;
+  const share = got > 0 ? Math.round((100 * r.bytesFromPeers) / got) : 0;
+  const rejected = Object.values(l.rejected).reduce((a, b) => a + b, 0);
+  const s = (ms: number | undefined) => (ms === undefined ? "-" : `${(ms / 1000).toFixed(1)} s`);
+  return (
+    `dsclient: live, ${l.chunksWritten} chunks (${(l.bytesWritten / MiB).toFixed(1)} MiB) to ${where}, ` +
+    `${l.skipped} skipped, tune-in ${s(l.tuneInMs)}, delay ${s(l.delayP50Ms)} median / ${s(l.delayP95Ms)} p95, ` +
+    `${share}% from peers${rejected > 0 ? `, ${rejected} chunks rejected` : ""}`
+  );
+}
+
+/** Progress on a TTY stderr: a bar for a file, a line of delay and skips for a live stream. */
+class Progress {
+  private readonly file = new ProgressBar();
+  private readonly live = new LiveLine();
+
+  update(p: DownloadProgress): void {
+    if (p.live) this.live.update(p);
+    else this.file.update(p);
+  }
+
+  stop(): void {
+    this.file.stop();
+    this.live.stop();
+  }
+}
+
+/** A live stream has no end to measure against: chunks and bytes written, skips, the delay behind the source. */
+class LiveLine {
+  private last = 0;
+  private shown = false;
+  private stopped = false;
+
+  update(p: DownloadProgress): void {
+    const now = Date.now();
+    if (this.stopped || now - this.last < 100) return;
+    this.last = now;
+    const l = p.live!;
+    const got = p.fromPeers + p.fromSeeders;
+    const delay = l.delayMs === undefined ? "-" : `${(l.delayMs / 1000).toFixed(1)} s`;
+    const line =
+      ` live | delay ${delay} | ${l.chunksWritten} chunks, ${(l.bytesWritten / MiB).toFixed(1)} MiB | ` +
+      `${l.skipped} skipped | ${got > 0 ? Math.round((100 * p.fromPeers) / got) : 0}% from peers`;
+    process.stderr.write(`\r${line}\x1b[K`);
+    this.shown = true;
+  }
+
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.shown) process.stderr.write("\n");
+  }
 }
 
 /** Progress on a TTY stderr: percent, throughput, and the share that came from peers. */
@@ -216,7 +288,7 @@ class ProgressBar {
   private started: number | undefined;
   private stopped = false;
 
-  update(p: Progress): void {
+  update(p: DownloadProgress): void {
     if (this.stopped) return;
     const now = Date.now();
     const got = p.fromPeers + p.fromSeeders;

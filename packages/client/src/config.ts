@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { rateSetting } from "@distribustream/data-plane";
 import { KEY_FINGERPRINT, keyId } from "@distribustream/pdtp";
 import { loadConfig, host, port, z, type ConfigSources } from "@distribustream/runtime/config";
+import { DEFAULT_PREBUFFER_MS } from "./livePlayout.js";
 
 const bool = z.union([z.boolean(), z.stringbool()]);
 
@@ -46,7 +47,8 @@ const networkKey = z
  * dsclient settings: flags, DS_* environment variables (DS_LISTEN_PORT,
  * DS_LINGER, ...) and the YAML file given with --conf (snake_case keys:
  * listen_port, listen_host, linger, quiet, log_level, connect_attempts, stall,
- * max_download_rate, max_upload_rate, network_key, tls_ca).
+ * max_download_rate, max_upload_rate, network_key, tls_ca, prebuffer,
+ * from_start).
  */
 export const clientConfigSchema = z.object({
   listenPort: port(0),
@@ -61,6 +63,10 @@ export const clientConfigSchema = z.object({
   networkKey,
   /** PEM file of a private CA to trust for pdtps:// (read and checked by the CLI). */
   tlsCa: z.string().min(1).optional(),
+  /** Live streams: ms of media behind the live edge to start at. */
+  prebuffer: z.coerce.number().int().min(0).max(300_000).default(DEFAULT_PREBUFFER_MS),
+  /** Live streams: start at the oldest chunk the swarm holds (replay the window). */
+  fromStart: bool.default(false),
 });
 
 export type ClientConfig = z.infer<typeof clientConfigSchema>;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { PeerMessage, RangeSet, TransferOutcome, type ChunkRange } from "@distribustream/pdtp";
-import { ControlBatcher, MAX_MESSAGE_BYTES, MAX_RANGES } from "./control.js";
+import { ControlBatcher, MAX_DELAYS, MAX_MESSAGE_BYTES, MAX_RANGES } from "./control.js";
 
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -125,5 +125,43 @@ test("a fragmented verified set and Have are split so that no message exceeds th
     }
   }
   assert.equal(credited.count, 10_000, "every held chunk is credited once");
+  b.close();
+});
+
+test("a live viewer's playback rides on the next Position: delays of chunks written and chunks skipped", async () => {
+  const sent: PeerMessage[] = [];
+  const b = new ControlBatcher(
+    (m) => sent.push(m),
+    () => "live-1",
+    30,
+  );
+  b.played([120], 0);
+  await tick(50);
+  assert.equal(sent.length, 0, "no position yet (not tuned in): the playback waits for one");
+  b.setPosition(2 ** 32 + 1);
+  b.played([130.4, -5], 2);
+  await tick(50);
+  assert.equal(sent.length, 1);
+  const p1 = sent[0]!.body?.$case === "position" ? sent[0]!.body.value : undefined;
+  assert.deepEqual(p1, { streamId: "live-1", nextChunk: 2 ** 32 + 1, live: { delaysMs: [120, 130, 0], skipped: 2 } });
+  b.played([], 1);
+  await tick(50);
+  const p2 = sent[1]!.body?.$case === "position" ? sent[1]!.body.value : undefined;
+  assert.deepEqual(
+    p2,
+    { streamId: "live-1", nextChunk: 2 ** 32 + 1, live: { delaysMs: [], skipped: 1 } },
+    "a skip alone is news: the same position goes again with it",
+  );
+  b.played(
+    Array.from({ length: 3 * MAX_DELAYS }, (_, i) => i),
+    0,
+  );
+  b.flush();
+  const p3 = sent[2]!.body?.$case === "position" ? sent[2]!.body.value : undefined;
+  assert.equal(p3?.live?.delaysMs.length, MAX_DELAYS, "a burst is sampled down");
+  assert.ok(PeerMessage.encode(sent[2]!).finish().length < MAX_MESSAGE_BYTES);
+  b.setPosition(2 ** 32 + 1);
+  await tick(50);
+  assert.equal(sent.length, 3, "nothing new: nothing sent");
   b.close();
 });

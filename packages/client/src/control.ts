@@ -1,4 +1,4 @@
-import type { ChunkRange, PeerMessage } from "@distribustream/pdtp";
+import type { ChunkRange, PeerMessage, Position } from "@distribustream/pdtp";
 import { RangeSet, TransferReport } from "@distribustream/pdtp";
 
 /** Reports per message; the tracker refuses more than 1024. */
@@ -16,19 +16,30 @@ export const MAX_MESSAGE_BYTES = 32 * 1024;
 export const MAX_RANGES = 2048;
 /** Bytes a message adds around its repeated field (oneof tag and length, stream id). */
 const ENVELOPE_BYTES = 128;
+/**
+ * Delays per Position: a uint32 varint takes at most 5 bytes, so 4096 stay
+ * well under MAX_MESSAGE_BYTES; more (a viewer writing a burst) are sampled
+ * down to this many, spread evenly.
+ */
+export const MAX_DELAYS = 4096;
+const MAX_UINT32 = 0xffffffff;
 
 /**
  * Coalesces what a peer tells the tracker during a download: transfer
  * reports, newly held ranges and the output position. Reports are sent on
  * the next turn of the event loop (so transfers ending together share one
  * message, and the tracker can reuse the slot at once); Have and Position at
- * most every `intervalMs`. Never one message per chunk.
+ * most every `intervalMs`. Never one message per chunk. A live viewer's
+ * playback since its last Position (the delay of each chunk written, the
+ * chunks skipped) rides on the next Position.
  */
 export class ControlBatcher {
   private reports: TransferReport[] = [];
   private have = new RangeSet();
   private position: number | undefined;
   private sentPosition = -1;
+  private delays: number[] = [];
+  private skipped = 0;
   private immediate: NodeJS.Immediate | undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastFlush = 0;
@@ -65,6 +76,14 @@ export class ControlBatcher {
     this.soon();
   }
 
+  /** A live viewer's playback: delays (source to write, ms) of chunks written, and chunks skipped. */
+  played(delaysMs: readonly number[], skipped: number): void {
+    if (delaysMs.length === 0 && skipped === 0) return;
+    for (const d of delaysMs) this.delays.push(Math.min(MAX_UINT32, Math.max(0, Math.round(d))));
+    this.skipped = Math.min(MAX_UINT32, this.skipped + skipped);
+    this.soon();
+  }
+
   /** Position already known to the tracker (sent in Join). */
   positionKnown(next: number): void {
     this.sentPosition = next;
@@ -77,6 +96,8 @@ export class ControlBatcher {
     this.have = new RangeSet();
     this.position = undefined;
     this.sentPosition = -1;
+    this.delays = [];
+    this.skipped = 0;
     this.cancelTimers();
   }
 
@@ -105,9 +126,16 @@ export class ControlBatcher {
       this.send({ body: { $case: "have", value: { streamId, ranges: have.slice(i, i + MAX_RANGES) } } });
     }
     this.have = new RangeSet();
-    if (this.position !== undefined && this.position !== this.sentPosition) {
-      this.send({ body: { $case: "position", value: { streamId, nextChunk: this.position } } });
-      this.sentPosition = this.position;
+    const live = this.delays.length > 0 || this.skipped > 0;
+    const next = this.position ?? this.sentPosition;
+    // Playback figures wait for a position to go with (a viewer not yet tuned in has none).
+    if (next >= 0 && (next !== this.sentPosition || live)) {
+      const value: Position = { streamId, nextChunk: next };
+      if (live) value.live = { delaysMs: sample(this.delays, MAX_DELAYS), skipped: this.skipped };
+      this.send({ body: { $case: "position", value } });
+      this.sentPosition = next;
+      this.delays = [];
+      this.skipped = 0;
     }
     this.position = undefined;
   }
@@ -131,4 +159,10 @@ export class ControlBatcher {
     this.immediate = undefined;
     this.timer = undefined;
   }
+}
+
+/** At most `max` of `xs`, evenly spread (all of them when they fit). */
+function sample(xs: number[], max: number): number[] {
+  if (xs.length <= max) return xs;
+  return Array.from({ length: max }, (_, i) => xs[Math.floor((i * xs.length) / max)]!);
 }

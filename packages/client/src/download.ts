@@ -47,17 +47,21 @@ import type { Layout } from "./bufferFile.js";
 import { ControlBatcher, MAX_RANGES } from "./control.js";
 import { classifySessionEnd, DownloadError, ExitCode, tlsError } from "./errors.js";
 import { HashPieceCache, PieceUnavailable } from "./hashPieces.js";
+import { LiveDownload, type LiveHost, type LiveProgress, type LiveResult } from "./liveDownload.js";
 import { resolveOutput, type OutputTarget } from "./outputTarget.js";
 import { openStorage, type Storage } from "./storage.js";
 
 export const AGENT = "dsclient/0.1.0";
 
 export interface Progress {
-  /** Bytes verified and held. */
+  /** Bytes verified and held (for a live stream, bytes written). */
   bytes: number;
+  /** The file's size; 0 for a live stream. */
   size: number;
   fromPeers: number;
   fromSeeders: number;
+  /** Set for a live stream: chunks written and skipped, and the delay behind the source. */
+  live?: LiveProgress;
 }
 
 export interface DownloadOptions {
@@ -102,10 +106,15 @@ export interface DownloadOptions {
   networkKey?: string;
   /** PEM CA certificate(s) to trust for a pdtps:// tracker instead of the system's roots. */
   tlsCa?: Buffer | undefined;
+  /** Live streams: media behind the live edge to start at, in ms (default 500). */
+  prebufferMs?: number;
+  /** Live streams: start at the oldest chunk the swarm still holds instead of near the edge. */
+  fromStart?: boolean;
   signal?: AbortSignal;
 }
 
 export interface DownloadResult {
+  /** The file's size; for a live stream, the bytes written. */
   size: number;
   bytesFromPeers: number;
   bytesFromSeeders: number;
@@ -116,6 +125,8 @@ export interface DownloadResult {
   streamId: string;
   /** Where the bytes went: a path or "-". */
   output: string;
+  /** Set for a live stream: what the viewer wrote, skipped and refused, and its delay. */
+  live?: LiveResult;
 }
 
 /** Downloads one stream; rejects with a DownloadError whose exitCode says why. */
@@ -177,6 +188,8 @@ class Download {
   /** Resolves the resync of the current session once the tracker answered its Join. */
   private joinAnswered: (() => void) | undefined;
   private manifest: Manifest | undefined;
+  /** Set when the name is a live stream: the viewer, from its Joined on. */
+  private live: LiveDownload | undefined;
   /** Named in this peer's tickets; it signs each data-plane request so that no one else can use them. */
   private readonly sessionKey = Signer.generate();
   /** The verified chunk hashes, fetched piece by piece from the tracker as transfers need them. */
@@ -218,7 +231,7 @@ class Download {
     this.completed = new Promise<void>((resolve) => (this.resolveCompleted = resolve));
     this.batcher = new ControlBatcher(
       (msg) => this.session?.send(msg),
-      () => this.manifest?.streamId,
+      () => this.manifest?.streamId ?? this.live?.streamId,
     );
   }
 
@@ -268,7 +281,18 @@ class Download {
     }
   }
 
+  /** What the data plane serves: the live stream's frames once it is one, else the file's chunks. */
   private chunkSource(): ChunkSource {
+    const file = this.fileChunkSource();
+    const source = () => this.live?.chunkSource ?? file;
+    return {
+      layout: (streamId) => source().layout(streamId),
+      holds: (streamId, range) => source().holds(streamId, range),
+      read: (streamId, start, end) => source().read(streamId, start, end),
+    };
+  }
+
+  private fileChunkSource(): ChunkSource {
     return {
       layout: (streamId) => {
         const m = this.manifest;
@@ -350,7 +374,7 @@ class Download {
     const what = classifySessionEnd(end.code, end.details, {
       name: this.url.name,
       target: this.url.target,
-      joined: this.manifest !== undefined,
+      joined: this.manifest !== undefined || this.live !== undefined,
     });
     return what.retry ? { retry: true, reason: what.reason, giveUp: what.giveUp } : { retry: false, error: what.error };
   }
@@ -360,6 +384,7 @@ class Download {
     this.batcher.reset();
     // The new session's tracker no longer knows the deferred transfers.
     this.deferred = [];
+    this.live?.sessionLost();
   }
 
   /** The network key pinned by --network-key or the URL's ?key=; a conflict between the two is a usage error. */
@@ -402,9 +427,11 @@ class Download {
     this.generation = session.generation;
     this.lastActivity = Date.now();
     this.log.info({ peerId: session.welcome.peerId, observedHost: session.welcome.observedHost }, "welcomed");
-    const position = this.storage?.position() ?? 0;
+    const { position, held } = this.live?.holding() ?? {
+      position: this.storage?.position() ?? 0,
+      held: this.storage?.held.ranges() ?? [],
+    };
     // A fragmented holding goes partly in the Join, the rest in Have messages (each within the size bound).
-    const held = this.storage?.held.ranges() ?? [];
     session.send({
       body: {
         $case: "join",
@@ -432,10 +459,14 @@ class Download {
       case "joined":
         return this.onJoined(msg.body.value);
       case "directives":
+        if (this.live) return this.live.directives(msg.body.value.directives, generation);
         for (const d of msg.body.value.directives) this.startTransfer(d, generation);
         return;
+      case "liveEdge":
+        return this.live?.edge(msg.body.value);
       case "cancel": {
         const ids = new Set(msg.body.value.transferIds);
+        if (this.live) return this.live.cancel(ids, generation);
         for (const id of ids) {
           const t = this.transfers.get(transferKey(generation, id));
           if (!t) continue;
@@ -467,9 +498,8 @@ class Download {
     const desc = joined.descriptor;
     const name = this.url.name;
     if (!desc) throw new DownloadError(`tracker sent no descriptor for "${name}"`, ExitCode.UNEXPECTED);
-    if (desc.kind === StreamKind.STREAM_KIND_LIVE) {
-      throw new DownloadError(`"${name}" is a live stream; this client downloads on-demand streams`, ExitCode.USAGE);
-    }
+    if (desc.kind === StreamKind.STREAM_KIND_LIVE) return this.onJoinedLive(joined);
+    if (this.live) throw new DownloadError(`"${name}" changed on the tracker during the download`, ExitCode.STALLED);
     // the signed header; the chunk hashes come in signed pieces (fetchPieces)
     if (!joined.manifest) throw new DownloadError(`tracker sent no manifest for "${name}"`, ExitCode.INTEGRITY);
     let manifest: Manifest;
@@ -533,6 +563,54 @@ class Download {
     );
     this.progress();
     this.checkComplete();
+  }
+
+  /** A live name: the live module takes the stream from here (see liveDownload.ts). */
+  private onJoinedLive(joined: Joined): void {
+    if (this.manifest) {
+      throw new DownloadError(`"${this.url.name}" changed on the tracker during the download`, ExitCode.STALLED);
+    }
+    if (this.live) this.live.rejoined(joined, this.trustedNetworkKeys());
+    else {
+      this.live = LiveDownload.open(this.liveHost(), joined, this.trustedNetworkKeys(), {
+        name: this.url.name,
+        target: this.target,
+        prebufferMs: this.opts.prebufferMs,
+        fromStart: this.opts.fromStart,
+        maxInFlightBytes: this.opts.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES,
+      });
+    }
+    this.joinAnswered?.();
+  }
+
+  private liveHost(): LiveHost {
+    return {
+      log: this.log,
+      batcher: this.batcher,
+      sessionKey: this.sessionKey,
+      agent: this.agent,
+      downloadLimiter: this.downloadLimiter,
+      startedMs: this.started,
+      generation: () => this.generation,
+      connected: () => this.session !== undefined,
+      activity: () => (this.lastActivity = Date.now()),
+      fail: (err) => this.fail(err),
+      complete: () => {
+        if (this.completing) return;
+        this.completing = true;
+        this.completedMs = Date.now();
+        this.batcher.flush();
+        this.resolveCompleted();
+      },
+      progress: (p) =>
+        this.opts.onProgress?.({
+          bytes: p.bytesWritten,
+          size: 0,
+          fromPeers: p.fromPeers,
+          fromSeeders: p.fromSeeders,
+          live: p,
+        }),
+    };
   }
 
   // ---- transfers -----------------------------------------------------------
@@ -797,16 +875,13 @@ class Download {
     const stallMs = (this.opts.stallSeconds ?? 60) * 1000;
     if (this.completing || this.failure) return;
     // A reader that is slow to take the output (a paused player) is not a stall.
-    if (this.storage?.outputBlocked()) this.lastActivity = Date.now();
+    if (this.storage?.outputBlocked() || this.live?.outputBlocked()) this.lastActivity = Date.now();
     if (Date.now() - this.lastActivity < stallMs) return;
     const held = this.storage?.held.count ?? 0;
     const of = this.layout?.chunkCount;
+    const where = this.live?.stallDetail() ?? (of !== undefined ? `${held} of ${of} chunks held` : "not joined");
     this.fail(
-      new DownloadError(
-        `download stalled: no data for ${Math.round(stallMs / 1000)} s` +
-          (of !== undefined ? ` (${held} of ${of} chunks held)` : " (not joined)"),
-        ExitCode.STALLED,
-      ),
+      new DownloadError(`download stalled: no data for ${Math.round(stallMs / 1000)} s (${where})`, ExitCode.STALLED),
     );
   }
 
@@ -824,14 +899,21 @@ class Download {
   }
 
   private result(): DownloadResult {
+    const common = {
+      durationMs: (this.completedMs ?? Date.now()) - this.started,
+      output: this.target.kind === "stdout" ? "-" : this.target.path,
+    };
+    if (this.live) {
+      const r = this.live.result();
+      return { ...common, ...r, size: r.live.bytesWritten, streamId: this.live.streamId };
+    }
     return {
+      ...common,
       size: this.layout?.size ?? 0,
       bytesFromPeers: this.fromPeers,
       bytesFromSeeders: this.fromSeeders,
       duplicateBytes: this.duplicates,
-      durationMs: (this.completedMs ?? Date.now()) - this.started,
       streamId: this.manifest?.streamId ?? "",
-      output: this.target.kind === "stdout" ? "-" : this.target.path,
     };
   }
 
@@ -862,10 +944,11 @@ class Download {
       t.dropped = true;
       t.abort.abort();
     }
+    this.live?.close();
     const session = this.session;
     if (session) this.batcher.flush();
     this.session = undefined;
-    const streamId = this.manifest?.streamId;
+    const streamId = this.manifest?.streamId ?? this.live?.streamId;
     if (session && ok && streamId) session.send({ body: { $case: "leave", value: { streamId } } });
     if (ok) await this.link?.close();
     else this.link?.abort();

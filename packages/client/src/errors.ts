@@ -66,6 +66,14 @@ export function ioError(err: unknown, action: string, file: string): DownloadErr
   return new DownloadError(`I/O error ${action} ${file}: ${why}`, ExitCode.IO, { cause: err });
 }
 
+/** An error writing to the output `name`: its reader going away is OutputClosed (exit 0), the rest exit 5. */
+export function outputError(err: unknown, name: string): DownloadError {
+  if (err instanceof DownloadError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === "EPIPE" || code === "ECONNRESET" || code === "ERR_STREAM_DESTROYED") return new OutputClosed(name);
+  return ioError(err, "writing", name);
+}
+
 /** Short reason out of a grpc-js connection error, e.g. "connect ECONNREFUSED". */
 export function connectionReason(details: string): string {
   const m = /(connect|getaddrinfo|read|write) (E[A-Z_]+)/.exec(details);

@@ -117,4 +117,78 @@ describe("live playout", () => {
     assert.deepEqual(s.skipped, [118]);
     assert.deepEqual(s.write, [119]);
   });
+
+  test("tunes in from the window alone, estimating source times from the edge's and the chunk time", () => {
+    const p = new LivePlayout({ prebufferMs: 500, graceMs: 300 });
+    p.window({ low: 100, edge: 120, edgeTimestampMs: ts(120), chunkMs: 200 });
+    const t0 = ts(120) + 50;
+    const first = p.step(t0);
+    assert.equal(p.position, 118, "the oldest chunk within 500 ms of the edge, by estimate");
+    assert.equal(first.wakeAt, undefined, "nothing here to skip to");
+    p.announce(119, ts(119));
+    p.arrived(119);
+    // 118's estimated time is ts(118): it is due a prebuffer (plus the grace) after tuning in
+    const s = p.step(t0 + 10);
+    assert.equal(s.wakeAt, t0 + 500 + 300);
+    assert.deepEqual(p.step(t0 + 799).skipped, []);
+    const late = p.step(t0 + 800);
+    assert.deepEqual(late.skipped, [118]);
+    assert.deepEqual(late.write, [119]);
+    assert.equal(p.delayMs, t0 + 800 - ts(119));
+  });
+
+  test("an attestation's timestamp replaces the estimate; later estimates start from the nearest announced chunk", () => {
+    const p = new LivePlayout({ prebufferMs: 500, graceMs: 300 });
+    p.window({ low: 100, edge: 120, edgeTimestampMs: ts(120), chunkMs: 200 });
+    const t0 = ts(120);
+    p.step(t0);
+    assert.equal(p.position, 118);
+    // the source cut 118 to 120 in quick succession: 118 is really 50 ms before the edge
+    p.announce(118, ts(120) - 50);
+    p.announce(120, ts(120));
+    p.arrived(118);
+    assert.deepEqual(p.step(t0 + 5).write, [118]);
+    assert.equal(p.delayMs, 55, "measured with the attested time");
+    // 119 is estimated from 120 (announced): ts(120) - 200; due at that plus the delay and the grace
+    p.arrived(120);
+    assert.equal(p.step(t0 + 6).wakeAt, ts(120) - 200 + 55 + 300);
+  });
+
+  test("a window moving on moves the estimates with it and drops what fell below its low end", () => {
+    const p = new LivePlayout({ prebufferMs: 1000 });
+    p.window({ low: 2 ** 32 - 10, edge: 2 ** 32 + 5, edgeTimestampMs: 50_000, chunkMs: 100 });
+    p.step(50_000);
+    assert.equal(p.position, 2 ** 32 - 5, "ten chunks of 100 ms back, across 2^32");
+    p.window({ low: 2 ** 32 - 2, edge: 2 ** 32 + 13, edgeTimestampMs: 50_800, chunkMs: 100 });
+    const s = p.step(50_800);
+    assert.equal(s.retuned, true);
+    assert.equal(p.position, 2 ** 32 + 3, "re-tuned a prebuffer behind the new edge");
+    assert.equal(s.skipped.length, 8);
+  });
+
+  test("once the broadcast ended, a missing chunk is skipped at its deadline with nothing after it", () => {
+    const p = new LivePlayout({ prebufferMs: 500, graceMs: 300 });
+    p.window({ low: 100, edge: 120, edgeTimestampMs: ts(120), chunkMs: 200, ended: true });
+    const t0 = ts(120);
+    p.step(t0);
+    assert.equal(p.position, 118);
+    p.announce(118, ts(118));
+    p.arrived(118);
+    p.announce(119, ts(119));
+    p.arrived(119);
+    const s = p.step(t0);
+    assert.deepEqual(s.write, [118, 119]);
+    assert.equal(s.done, false);
+    assert.equal(s.wakeAt, ts(120) + p.delayMs! + 300, "120 never comes: wake at its deadline");
+    const end = p.step(s.wakeAt!);
+    assert.deepEqual(end.skipped, [120]);
+    assert.equal(end.done, true);
+  });
+
+  test("--from-start tunes in at the window's low end from the window alone", () => {
+    const p = new LivePlayout({ fromStart: true, prebufferMs: 500 });
+    p.window({ low: 100, edge: 120, edgeTimestampMs: ts(120), chunkMs: 200 });
+    p.step(ts(120));
+    assert.equal(p.position, 100);
+  });
 });

@@ -11,9 +11,19 @@
  * swarm stalled) the viewer waits and discards nothing. A viewer whose delay
  * grew past `retuneAfterMs` (a long stall) jumps back to the live edge minus
  * the prebuffer, never backwards.
+ *
+ * Source times come from attestations (`announce`). Before a chunk's
+ * attestation is here, its time is estimated from the window the tracker
+ * sent (`window`: the edge chunk's time and the average media time of a
+ * chunk): edge_ts - (edge - seq) * chunk_ms, or the same from the nearest
+ * announced chunk after it. So a viewer tunes in from the window alone,
+ * before it holds any chunk.
  */
+/** Media behind the live edge a viewer starts at by default: well under a second. */
+export const DEFAULT_PREBUFFER_MS = 500;
+
 export interface PlayoutOptions {
-  /** Media behind the live edge to start at (default 500 ms). */
+  /** Media behind the live edge to start at (default DEFAULT_PREBUFFER_MS). */
   prebufferMs?: number;
   /** Slack past a chunk's due time before it is skipped (default 300 ms). */
   graceMs?: number;
@@ -21,6 +31,18 @@ export interface PlayoutOptions {
   retuneAfterMs?: number;
   /** Start at the window's low end instead of the edge (--from-start); no re-tuning then. */
   fromStart?: boolean;
+}
+
+/** The swarm's window as the tracker sends it (Joined, LiveEdge). */
+export interface PlayoutWindow {
+  low: number;
+  edge: number;
+  /** Source time of the edge chunk. */
+  edgeTimestampMs: number;
+  /** Average media time of a chunk (at least 1). */
+  chunkMs: number;
+  /** The broadcast ended: `edge` is its last chunk. */
+  ended?: boolean;
 }
 
 export interface PlayoutStep {
@@ -36,6 +58,9 @@ export interface PlayoutStep {
   wakeAt: number | undefined;
 }
 
+/** Announced chunks looked at after an unannounced one for its estimate. */
+const ESTIMATE_SCAN = 16;
+
 export class LivePlayout {
   private readonly prebufferMs: number;
   private readonly graceMs: number;
@@ -46,6 +71,10 @@ export class LivePlayout {
   private readonly here = new Set<number>();
   private low = 0;
   private edge = -1;
+  /** The window's edge chunk and its source time: where estimates start from. */
+  private anchor: { seq: number; ts: number } | undefined;
+  /** Average media time of a chunk, for estimates; 0 until a window says. */
+  private chunkMs = 0;
   private last: number | undefined;
   /** Next chunk to write; undefined until tuned in. */
   private pos: number | undefined;
@@ -58,7 +87,7 @@ export class LivePlayout {
   private measured = false;
 
   constructor(opts: PlayoutOptions = {}) {
-    this.prebufferMs = opts.prebufferMs ?? 500;
+    this.prebufferMs = opts.prebufferMs ?? DEFAULT_PREBUFFER_MS;
     this.graceMs = opts.graceMs ?? 300;
     this.retuneAfterMs = opts.retuneAfterMs ?? this.prebufferMs + 5_000;
     this.fromStart = opts.fromStart ?? false;
@@ -79,6 +108,20 @@ export class LivePlayout {
     if (seq < this.low || (this.pos !== undefined && seq < this.pos)) return;
     this.announced.set(seq, timestampMs);
     if (seq > this.edge) this.edge = seq;
+  }
+
+  /**
+   * The swarm's window: moves the low end and the edge (never back), and
+   * anchors the estimates of chunks not announced yet at the edge's time.
+   */
+  window(w: PlayoutWindow): void {
+    if (w.edge >= this.edge) {
+      this.edge = w.edge;
+      this.anchor = { seq: w.edge, ts: w.edgeTimestampMs };
+    }
+    this.chunkMs = Math.max(1, w.chunkMs);
+    this.setLow(w.low);
+    if (w.ended) this.end(w.edge);
   }
 
   /** The swarm's window starts at `low`: nothing below it can still arrive. */
@@ -135,22 +178,24 @@ export class LivePlayout {
         this.pos = seq + 1;
         continue;
       }
+      // Once the broadcast ended nothing later is coming: a chunk missing at its deadline is skipped all the same.
+      const skippable = this.last !== undefined || this.laterHere(seq);
       const due = this.dueAt(seq);
-      if (due !== undefined && now >= due && this.laterHere(seq)) {
+      if (due !== undefined && now >= due && skippable) {
         out.skipped.push(seq);
         this.forget(seq);
         this.pos = seq + 1;
         continue;
       }
-      out.wakeAt = due !== undefined && this.laterHere(seq) ? due : undefined;
+      out.wakeAt = due !== undefined && skippable ? due : undefined;
       return out;
     }
   }
 
   /** How far behind the live edge the position is, in source time. */
   private behind(now: number): number {
-    const edgeTs = this.announced.get(this.edge);
-    const posTs = this.announced.get(this.pos!);
+    const edgeTs = this.sourceTime(this.edge);
+    const posTs = this.sourceTime(this.pos!);
     if (edgeTs !== undefined && posTs !== undefined) return edgeTs - posTs;
     return this.delay !== undefined && posTs !== undefined ? now - posTs - this.delay : 0;
   }
@@ -159,11 +204,11 @@ export class LivePlayout {
   private tuneInPoint(): number {
     const floor = Math.max(this.low, this.pos ?? 0);
     if (this.fromStart) return floor;
-    const edgeTs = this.announced.get(this.edge);
+    const edgeTs = this.sourceTime(this.edge);
     let start = this.edge;
     if (edgeTs !== undefined) {
       for (let s = this.edge - 1; s >= floor; s--) {
-        const ts = this.announced.get(s);
+        const ts = this.sourceTime(s);
         if (ts === undefined || ts < edgeTs - this.prebufferMs) break;
         start = s;
       }
@@ -173,7 +218,7 @@ export class LivePlayout {
 
   private tuneIn(to: number, now: number): void {
     this.pos = to;
-    const ts = this.announced.get(to) ?? this.estimate(to);
+    const ts = this.sourceTime(to);
     this.delay = ts === undefined ? undefined : now - ts + this.prebufferMs;
     this.measured = false;
   }
@@ -190,17 +235,28 @@ export class LivePlayout {
   /** When chunk `seq` is due: its source time plus the viewer's delay and the grace. */
   private dueAt(seq: number): number | undefined {
     if (this.delay === undefined) return undefined;
-    const ts = this.announced.get(seq) ?? this.estimate(seq);
+    const ts = this.sourceTime(seq);
     return ts === undefined ? undefined : ts + this.delay + this.graceMs;
   }
 
-  /** Source time of an unannounced chunk, from the next announced one after it (a lower bound). */
+  /** Source time of chunk `seq`: its attestation's, else an estimate. */
+  private sourceTime(seq: number): number | undefined {
+    return this.announced.get(seq) ?? this.estimate(seq);
+  }
+
+  /**
+   * Source time of an unannounced chunk: from the nearest announced one after
+   * it (looked for among the next few when a window anchors the estimates),
+   * less the average chunk time for each chunk between; else from the
+   * window's edge. Without a window, the next announced chunk's time (a lower bound).
+   */
   private estimate(seq: number): number | undefined {
-    for (let s = seq + 1; s <= this.edge; s++) {
+    const to = this.anchor ? Math.min(this.edge, seq + ESTIMATE_SCAN) : this.edge;
+    for (let s = seq + 1; s <= to; s++) {
       const ts = this.announced.get(s);
-      if (ts !== undefined) return ts;
+      if (ts !== undefined) return ts - (s - seq) * this.chunkMs;
     }
-    return undefined;
+    return this.anchor && this.anchor.ts - (this.anchor.seq - seq) * this.chunkMs;
   }
 
   private laterHere(seq: number): boolean {

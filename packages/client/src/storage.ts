@@ -5,7 +5,7 @@ import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { RangeSet } from "@distribustream/pdtp";
 import { BufferFile, type Layout } from "./bufferFile.js";
-import { DownloadError, ioError, OutputClosed } from "./errors.js";
+import { DownloadError, outputError } from "./errors.js";
 import { InOrderWriter } from "./inOrderWriter.js";
 import { PART_SUFFIX, type OutputTarget } from "./outputTarget.js";
 
@@ -189,11 +189,6 @@ class StreamStorage implements Storage {
   }
 
   private outputError(err: unknown): DownloadError {
-    if (err instanceof DownloadError) return err;
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "EPIPE" || code === "ECONNRESET" || code === "ERR_STREAM_DESTROYED") {
-      return new OutputClosed(this.outputName);
-    }
-    return ioError(err, "writing", this.outputName);
+    return outputError(err, this.outputName);
   }
 }
