@@ -11,6 +11,7 @@ describe("parseStreamEvent", () => {
       { type: "holdings", peerIds: ["p"], chunks: 12 },
       { type: "published", name: "movies/a.mp4" },
       { type: "retired", name: "movies/a.mp4", by: "newid" },
+      { type: "live", low: 2 ** 40, high: 2 ** 40 + 9, ended: false, edgeTimestampMs: 1_700_000_000_000, chunkMs: 200 },
     ] as const;
     for (const e of events) assert.deepEqual(parseStreamEvent(JSON.stringify(e)), e);
   });
@@ -29,6 +30,8 @@ describe("parseStreamEvent", () => {
       JSON.stringify({ type: "holdings", peerIds: ["p"], chunks: "3" }),
       JSON.stringify({ type: "published" }),
       JSON.stringify({ type: "retired", name: "x" }),
+      JSON.stringify({ type: "live", low: 1, high: 2, ended: "no", edgeTimestampMs: 0, chunkMs: 0 }),
+      JSON.stringify({ type: "live", low: 1, high: 2.5, ended: false, edgeTimestampMs: 0, chunkMs: 0 }),
     ]) {
       assert.equal(parseStreamEvent(text), undefined, text);
     }

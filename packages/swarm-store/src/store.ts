@@ -520,6 +520,9 @@ export interface ExpiredPeer {
  * - published: the stream is ready under `name`.
  * - retired: the name now points at the newer stream `by`; peers already in
  *   this one may finish it.
+ * - live: a live stream's window moved (chunks attested, its low end
+ *   raised, or it ended): its bounds, the source time of its edge chunk and
+ *   the media time a chunk covers (ms, moving average), for its viewers.
  */
 export type StreamEvent =
   | { type: "cancel"; transferIds: number[]; fetcherIds: string[] }
@@ -527,7 +530,8 @@ export type StreamEvent =
   | { type: "left"; peerIds: string[] }
   | { type: "holdings"; peerIds: string[]; chunks: number }
   | { type: "published"; name: string }
-  | { type: "retired"; name: string; by: string };
+  | { type: "retired"; name: string; by: string }
+  | { type: "live"; low: number; high: number; ended: boolean; edgeTimestampMs: number; chunkMs: number };
 
 export interface EventHandlers {
   /** An event of a watched stream. Must not throw. */
@@ -588,6 +592,19 @@ export function parseStreamEvent(text: string): StreamEvent | undefined {
     case "retired":
       if (typeof e.name !== "string" || typeof e.by !== "string") return undefined;
       return { type: "retired", name: e.name, by: e.by };
+    case "live": {
+      const nums = [e.low, e.high, e.edgeTimestampMs, e.chunkMs];
+      if (!nums.every((x) => Number.isSafeInteger(x)) || typeof e.ended !== "boolean") return undefined;
+      const [low, high, edgeTimestampMs, chunkMs] = nums as number[];
+      return {
+        type: "live",
+        low: low!,
+        high: high!,
+        ended: e.ended,
+        edgeTimestampMs: edgeTimestampMs!,
+        chunkMs: chunkMs!,
+      };
+    }
     default:
       return undefined;
   }

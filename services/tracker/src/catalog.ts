@@ -13,6 +13,7 @@ import {
 } from "@distribustream/pdtp";
 import { ByteCache, failedPrecondition, invalidArgument, notFound } from "@distribustream/runtime";
 import type { StreamMeta, SwarmStore } from "@distribustream/swarm-store";
+import type { LiveWindows } from "./liveWindows.js";
 import { checkName } from "./validate.js";
 
 /** Manifest headers kept in memory for joins (encoded bytes). */
@@ -37,10 +38,22 @@ export class Catalog {
   /** Store reads of hash pieces in progress, so that viewers asking at once cause one read. */
   private readonly pieceLoads = new Map<string, Promise<number>>();
 
-  constructor(private readonly store: SwarmStore) {}
+  constructor(
+    private readonly store: SwarmStore,
+    private readonly windows: LiveWindows,
+  ) {}
 
-  /** The Joined answer for a ready stream (its manifest read from the store), or undefined when it has none. */
+  /**
+   * The Joined answer for a ready stream (its manifest read from the store;
+   * for a live stream, its signed descriptor and window), or undefined when
+   * it has none.
+   */
   async joinedMessage(meta: StreamMeta): Promise<Joined | undefined> {
+    if (meta.kind === "live") {
+      const d = await this.windows.descriptor(meta);
+      if (!d) return undefined;
+      return { descriptor: await this.descriptor(meta), live: d.signed };
+    }
     const manifest = await this.manifestOf(meta);
     if (!manifest) return undefined;
     return { descriptor: await this.descriptor(meta), manifest };
@@ -147,6 +160,7 @@ export class Catalog {
 
   private async descriptor(meta: StreamMeta): Promise<StreamDescriptor> {
     const counts = await this.store.peerCounts(meta.streamId);
+    const live = meta.kind === "live" ? await this.windows.descriptor(meta) : undefined;
     return {
       streamId: meta.streamId,
       name: meta.name,
@@ -158,6 +172,7 @@ export class Catalog {
       version: meta.version,
       peers: counts.peers,
       seeders: counts.seeders,
+      ...(meta.kind === "live" && live ? { live: this.windows.window(meta, live.body.bitrate) } : {}),
     };
   }
 }

@@ -48,6 +48,8 @@ export class LiveIngest {
   private waiting: LiveChunkClaim[] = [];
   private running = false;
   private closed = false;
+  private finishing = false;
+  private idle: (() => void) | undefined;
   private nextSeq: number;
   private lastTs: number;
 
@@ -67,7 +69,7 @@ export class LiveIngest {
    * before the previous chunk, too long, or too many waiting.
    */
   claim(chunks: readonly LiveChunkClaim[]): string | undefined {
-    if (this.closed) return "the stream is no longer live";
+    if (this.closed || this.finishing) return "the stream is no longer live";
     if (chunks.length === 0) return undefined;
     if (this.waiting.length + chunks.length > MAX_WAITING_CLAIMS) {
       return `${this.waiting.length} chunks are still waiting to be attested`;
@@ -95,10 +97,34 @@ export class LiveIngest {
   close(): void {
     this.closed = true;
     this.waiting = [];
+    this.settle();
+  }
+
+  /**
+   * Takes no more claims and resolves once those queued are attested (or
+   * lost) and their onAttested settled: the broadcast ended.
+   */
+  finish(): Promise<void> {
+    this.finishing = true;
+    if (!this.running && (this.closed || this.waiting.length === 0)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const before = this.idle;
+      this.idle = () => {
+        before?.();
+        resolve();
+      };
+    });
+  }
+
+  private settle(): void {
+    if (this.running || (!this.closed && this.waiting.length > 0)) return;
+    const idle = this.idle;
+    this.idle = undefined;
+    idle?.();
   }
 
   private pump(): void {
-    if (this.running || this.closed || this.waiting.length === 0) return;
+    if (this.running || this.closed || this.waiting.length === 0) return this.settle();
     this.running = true;
     const batch = this.waiting.splice(0, ATTEST_BATCH);
     this.attest(batch)

@@ -22,6 +22,13 @@ export class TrackerMetrics {
   readonly eventsReceived: Counter<"type">;
   readonly resyncs: Counter;
   readonly limited: Counter<"limit">;
+  readonly liveEdge: Gauge<"stream">;
+  readonly liveViewers: Gauge<"stream">;
+  readonly liveChunksAttested: Counter<"stream">;
+  readonly liveChunksLost: Counter<"stream">;
+  readonly liveClaimsRefused: Counter<"stream">;
+  readonly liveDelay: Histogram<"stream">;
+  readonly liveSkipped: Counter<"stream">;
 
   /** `streamCount` answers the ready-streams gauge at each scrape (so it also goes down). */
   constructor(registry: Registry, streamCount: () => Promise<number>) {
@@ -141,6 +148,50 @@ export class TrackerMetrics {
       registers,
     });
     for (const limit of ["sessions", "messages"]) this.limited.inc({ limit }, 0);
+    // live streams, by name
+    this.liveEdge = new Gauge({
+      name: "pdtp_tracker_live_edge_seq",
+      help: "Sequence number of a live stream's edge (its newest attested chunk), as this replica last attested it",
+      labelNames: ["stream"],
+      registers,
+    });
+    this.liveViewers = new Gauge({
+      name: "pdtp_tracker_live_viewers",
+      help: "Viewers of a live stream whose sessions are on this replica",
+      labelNames: ["stream"],
+      registers,
+    });
+    this.liveChunksAttested = new Counter({
+      name: "pdtp_tracker_live_chunks_attested_total",
+      help: "Live chunks the checksum service attested",
+      labelNames: ["stream"],
+      registers,
+    });
+    this.liveChunksLost = new Counter({
+      name: "pdtp_tracker_live_chunks_lost_total",
+      help: "Live chunks claimed by the seeder that could not be attested (viewers skip them)",
+      labelNames: ["stream"],
+      registers,
+    });
+    this.liveClaimsRefused = new Counter({
+      name: "pdtp_tracker_live_claims_refused_total",
+      help: "LiveChunks messages refused (out of sequence, dated back, too long, too many waiting)",
+      labelNames: ["stream"],
+      registers,
+    });
+    this.liveDelay = new Histogram({
+      name: "pdtp_tracker_live_delay_seconds",
+      help: "Source-to-viewer delay of live chunks written out by viewers (source timestamp to the viewer's write)",
+      labelNames: ["stream"],
+      buckets: [0.1, 0.25, 0.5, 1, 1.5, 2, 3, 4, 5, 7.5, 10],
+      registers,
+    });
+    this.liveSkipped = new Counter({
+      name: "pdtp_tracker_live_skipped_chunks_total",
+      help: "Live chunks viewers gave up (missed their deadline, or passed over by a re-tune)",
+      labelNames: ["stream"],
+      registers,
+    });
     for (const direction of ["in", "out"]) {
       this.controlMessages.inc({ direction }, 0);
       this.controlBytes.inc({ direction }, 0);

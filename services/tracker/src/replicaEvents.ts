@@ -22,6 +22,8 @@ export class ReplicaEvents {
   /** Chunks newly held per peer per stream since the last "holdings" events. */
   private readonly pendingHoldings = new Map<string, Map<string, number>>();
   private resyncing: Promise<void> | undefined;
+  /** Told every "live" event (a live stream's window moved). */
+  private liveListener: ((streamId: string, e: Extract<StreamEvent, { type: "live" }>) => void) | undefined;
 
   constructor(
     private readonly store: SwarmStore,
@@ -114,6 +116,21 @@ export class ReplicaEvents {
     });
   }
 
+  /** Sets who hears the "live" events of the watched streams (LiveEdges). */
+  onLive(listener: (streamId: string, e: Extract<StreamEvent, { type: "live" }>) => void): void {
+    this.liveListener = listener;
+  }
+
+  /** This replica's sessions that joined the stream as viewers. */
+  viewersOf(streamId: string): Session[] {
+    const out: Session[] = [];
+    for (const peerId of this.streamUsers.get(streamId) ?? []) {
+      const s = this.sessions.get(peerId);
+      if (s?.role === "viewer" && s.joined.has(streamId)) out.push(s);
+    }
+    return out;
+  }
+
   /** Counts chunks a peer newly holds; they go out as one "holdings" event per stream per tick. */
   holdingsAdded(streamId: string, peerId: string, chunks: number): void {
     if (chunks <= 0) return;
@@ -139,6 +156,7 @@ export class ReplicaEvents {
   /** An event from a replica (or this one) about a stream some session of this replica uses. */
   private onEvent(streamId: string, e: StreamEvent): void {
     this.metrics.eventsReceived.inc({ type: e.type });
+    if (e.type === "live") return this.liveListener?.(streamId, e);
     if (e.type !== "cancel") return;
     const byFetcher = new Map<Session, number[]>();
     e.fetcherIds.forEach((fetcherId, i) => {

@@ -14,6 +14,7 @@ import {
   type Hello,
   type Join,
   type Joined,
+  type LiveChunks,
   type PeerMessage,
   type Position,
   type PublicKey,
@@ -52,6 +53,8 @@ const MAX_UNSENT = 32;
  * then its claimed holdings count as available and hold the seeder back.
  */
 export const TRUST_POLICY: TrustPolicy = { banAfterBad: 3, banAfterStrikes: 3 };
+/** Delays of one Position.live counted at most (a viewer writes a few chunks a second). */
+const MAX_DELAYS = 256;
 /** How long the address of a peer banned for bad data may not serve in that stream (new sessions included). */
 const HOST_BAN_MS = 10 * 60_000;
 
@@ -118,6 +121,13 @@ export interface SessionHost {
   joinedMessage(meta: StreamMeta): Promise<Joined | undefined>;
   /** A seeder's Publish (validated): the publish flow of its stream kind. */
   publish(s: Session, p: Publish): Promise<void>;
+  /** A live seeder's claims of new chunks (throws INVALID_ARGUMENT when it does not broadcast that stream). */
+  liveChunks(s: Session, m: LiveChunks): void;
+  /**
+   * The seeder unpublished the stream: a live broadcast of this session
+   * ends (what it claimed is attested first) before the seeder leaves it.
+   */
+  unpublished(s: Session, streamId: string): Promise<void>;
 }
 
 /**
@@ -351,7 +361,8 @@ export class Session {
       case "unpublish":
         return this.unpublish(body.value.name);
       case "liveChunks":
-        throw invalidArgument("LiveChunks for a stream this session does not broadcast");
+        if (this.role !== "seeder") throw invalidArgument("only a seeder broadcasts live chunks");
+        return this.tracker.liveChunks(this, body.value);
     }
   }
 
@@ -504,6 +515,11 @@ export class Session {
     if (p.nextChunk > meta.bounds.high + 1) {
       throw invalidArgument(`Position.next_chunk ${p.nextChunk} ${outside(meta.bounds)}`);
     }
+    if (p.live && meta.shape.kind === "live") {
+      const { liveDelay, liveSkipped } = this.tracker.metrics;
+      for (const ms of p.live.delaysMs.slice(0, MAX_DELAYS)) liveDelay.observe({ stream: meta.name }, ms / 1000);
+      if (p.live.skipped > 0) liveSkipped.inc({ stream: meta.name }, p.live.skipped);
+    }
     await this.tracker.store.setPosition(meta.streamId, this.peerId, p.nextChunk);
     await this.plan([meta.streamId]);
   }
@@ -621,9 +637,7 @@ export class Session {
   private async publish(p: Publish): Promise<void> {
     if (this.role !== "seeder") throw invalidArgument("only a seeder may publish");
     checkName(p.name);
-    if (p.live)
-      throw invalidArgument(`Publish of "${p.name.slice(0, 64)}": this tracker does not take live broadcasts`);
-    if (p.originUrl) {
+    if (p.originUrl && !p.live) {
       // the checksum service fetches this URL: http(s) only, with one usable validator
       const problem =
         originUrlProblem(p.originUrl) ??
@@ -642,6 +656,7 @@ export class Session {
       return;
     }
     this.unpublishing(name);
+    await this.tracker.unpublished(this, streamId);
     await this.tracker.useStream(this, streamId, false);
     this.leftSwarm(streamId);
     await this.tracker.leaveSwarm(streamId, this.peerId);

@@ -12,10 +12,13 @@ import type { SwarmStore } from "@distribustream/swarm-store";
 import { Catalog } from "./catalog.js";
 import { CleanupLease } from "./cleanupLease.js";
 import { DEFAULT_PEER_LIMITS, type PeerLimitOptions } from "./limits.js";
+import { LiveEdges } from "./liveEdges.js";
+import { LiveWindows } from "./liveWindows.js";
 import { TrackerMetrics } from "./metrics.js";
 import { NetworkKey } from "./networkKey.js";
 import { DEFAULT_PLANNER, Planner } from "./planner.js";
 import { PublishFile } from "./publishFile.js";
+import { PublishLive } from "./publishLive.js";
 import { ReplicaEvents } from "./replicaEvents.js";
 import { SeederAuth, type SeederTokens } from "./seederAuth.js";
 import { MAX_PEER_MESSAGE_BYTES, TrackerServer } from "./server.js";
@@ -86,7 +89,8 @@ export interface RunningTracker {
  * The tracker's wiring: builds its parts, each given what it needs, starts
  * them, and drains them in reverse order. The parts, one concept each:
  * server (gRPC, limits, drain), network key, session registry, replica
- * events, tick and cleanup lease, catalog, and the publish flow of files.
+ * events, tick and cleanup lease, catalog, the publish flows of files and
+ * of live broadcasts, and the live edges sent to viewers.
  */
 export async function startTracker(opts: TrackerOptions): Promise<RunningTracker> {
   const { log, store } = opts;
@@ -97,7 +101,8 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
   const checksum = new ChecksumClient(opts.checksum, channelCredentials(opts.checksumTls));
   const networkKey = new NetworkKey(checksum, opts.checksum, log);
   const sessions = new SessionRegistry(metrics);
-  const catalog = new Catalog(store);
+  const liveWindows = new LiveWindows(store);
+  const catalog = new Catalog(store, liveWindows);
   const lease = new CleanupLease(store, opts.cleanupLeaseMs ?? 10_000, metrics, log);
   // `server` is assigned below, before any of these can ask
   const draining = () => server.draining;
@@ -115,6 +120,27 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     pieceChunks: opts.pieceChunks ?? DEFAULT_PIECE_CHUNKS,
     log,
   });
+  const publishLive = new PublishLive({
+    store,
+    events,
+    windows: liveWindows,
+    planner,
+    networkKey,
+    checksum,
+    ticketKeys,
+    metrics,
+    log,
+  });
+  const liveEdges = new LiveEdges({
+    store,
+    windows: liveWindows,
+    metrics,
+    viewersOf: (streamId) => events.viewersOf(streamId),
+    log,
+  });
+  events.onLive((streamId, e) => {
+    liveEdges.heard(streamId, e).catch((err: unknown) => log.warn({ err, streamId }, "live edge not sent"));
+  });
   const host: SessionHost = {
     log,
     store,
@@ -126,6 +152,8 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     sessionStarted: (s) => sessions.add(s),
     sessionEnded: async (s, why) => {
       if (!sessions.remove(s)) return;
+      publishLive.sessionEnded(s);
+      for (const streamId of s.joined.keys()) liveEdges.forget(streamId, s);
       for (const streamId of s.streams()) {
         void events.useStream(s.peerId, streamId, false);
         planner.forget(streamId, s.peerId);
@@ -141,7 +169,11 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     announce: (streamId, e) => events.announce(streamId, e),
     holdingsAdded: (streamId, peerId, chunks) => events.holdingsAdded(streamId, peerId, chunks),
     joinedMessage: (meta) => catalog.joinedMessage(meta),
-    publish: (s, p) => publishFile.publish(s, p),
+    publish: (s, p) => (p.live ? publishLive.publish(s, p) : publishFile.publish(s, p)),
+    liveChunks: (s, m) => publishLive.claims(s, m),
+    unpublished: async (s, streamId) => {
+      await publishLive.unpublished(s, streamId);
+    },
   };
   const server = new TrackerServer(
     {
@@ -192,6 +224,8 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     server.drain({
       stopWork: async () => {
         tick.stop();
+        publishLive.close();
+        liveEdges.close();
         unwatchTokens?.();
         networkKey.stop();
         await lease.release();

@@ -1,0 +1,80 @@
+import { LiveDescriptorBody, SignedLiveDescriptor, type LiveWindow } from "@distribustream/pdtp";
+import type { LiveStreamMeta, SwarmStore } from "@distribustream/swarm-store";
+
+/** Where a live stream's edge is in source time: what its bounds in the store do not say. */
+export interface EdgeTime {
+  /** Source time of the edge chunk (ms since the Unix epoch), 0 before the first. */
+  edgeTimestampMs: number;
+  /** Media time a chunk covers, ms (moving average over the attested timestamps), 0 when unknown. */
+  chunkMs: number;
+}
+
+/** A live stream's signed descriptor, as kept in the store, and its body. */
+export interface LiveDescriptorOf {
+  signed: SignedLiveDescriptor;
+  body: LiveDescriptorBody;
+}
+
+/** Descriptors kept per replica (they never change for a stream id and creation time). */
+const MAX_DESCRIPTORS = 4096;
+
+/**
+ * What this replica knows of its live streams' windows beyond the bounds in
+ * the store: each stream's signed descriptor (kept in the store's manifest
+ * slot, see PublishLive) and the source time of its edge, which every replica
+ * learns from the "live" events of the stream's channel (the replica that
+ * attests a chunk announces it). A replica that has heard no event of a
+ * stream yet answers edge time 0 until the next chunk.
+ */
+export class LiveWindows {
+  private readonly descriptors = new Map<string, LiveDescriptorOf>();
+  private readonly edges = new Map<string, EdgeTime>();
+
+  constructor(private readonly store: Pick<SwarmStore, "getManifest">) {}
+
+  /** The stream's descriptor (read from the store once), or undefined when it has none (not ready). */
+  async descriptor(meta: LiveStreamMeta): Promise<LiveDescriptorOf | undefined> {
+    const key = `${meta.streamId}@${meta.createdMs}`;
+    const hit = this.descriptors.get(key);
+    if (hit) return hit;
+    const bytes = await this.store.getManifest(meta.streamId);
+    if (!bytes) return undefined;
+    const signed = SignedLiveDescriptor.decode(bytes);
+    const d = { signed, body: LiveDescriptorBody.decode(signed.body) };
+    if (this.descriptors.size >= MAX_DESCRIPTORS) this.descriptors.clear();
+    this.descriptors.set(key, d);
+    return d;
+  }
+
+  /** The edge time last heard of (or set for) the stream. */
+  edgeTime(streamId: string): EdgeTime {
+    return this.edges.get(streamId) ?? { edgeTimestampMs: 0, chunkMs: 0 };
+  }
+
+  /** Records the edge time of a stream (from its ingest here, or an event). Never goes back. */
+  setEdgeTime(streamId: string, t: EdgeTime): void {
+    const before = this.edges.get(streamId);
+    if (before && before.edgeTimestampMs > t.edgeTimestampMs) return;
+    if (this.edges.size >= MAX_DESCRIPTORS && !before) this.edges.clear();
+    this.edges.set(streamId, t);
+  }
+
+  /** The stream's window as peers see it (PublishResult.live, StreamDescriptor.live, LiveEdge). */
+  window(
+    meta: Pick<LiveStreamMeta, "streamId" | "low" | "high" | "ended" | "windowChunks">,
+    bitrate: number,
+  ): LiveWindow {
+    const started = meta.high >= meta.low && meta.high >= 0;
+    const t = this.edgeTime(meta.streamId);
+    return {
+      low: started ? meta.low : 0,
+      edge: started ? meta.high : 0,
+      started,
+      edgeTimestampMs: started ? t.edgeTimestampMs : 0,
+      chunkMs: started ? t.chunkMs : 0,
+      windowChunks: meta.windowChunks,
+      bitrate,
+      ended: meta.ended,
+    };
+  }
+}

@@ -1,0 +1,380 @@
+import { createHash } from "node:crypto";
+import * as grpc from "@grpc/grpc-js";
+import {
+  MAX_CHUNK_MS,
+  MAX_CHUNK_SIZE,
+  MAX_LIVE_SEQ,
+  MAX_WINDOW_CHUNKS,
+  MIN_CHUNK_SIZE,
+  openLiveDescriptor,
+  PublishStatus,
+  SignedLiveDescriptor,
+  type ChecksumClient,
+  type LiveChunkClaim,
+  type LiveChunks,
+  type LivePublish,
+  type LiveWindow,
+  type Publish,
+  type SignedLiveAttestation,
+  type TrackerMessage,
+} from "@distribustream/pdtp";
+import { failedPrecondition, invalidArgument, type Logger } from "@distribustream/runtime";
+import type { LiveStreamMeta, SwarmStore } from "@distribustream/swarm-store";
+import type { LiveDescriptorOf, LiveWindows } from "./liveWindows.js";
+import { LiveIngest } from "./liveIngest.js";
+import type { TrackerMetrics } from "./metrics.js";
+import type { NetworkKey } from "./networkKey.js";
+import { httpBase } from "./peerAddress.js";
+import { internalFailure } from "./peerErrors.js";
+import type { Planner } from "./planner.js";
+import type { ReplicaEvents } from "./replicaEvents.js";
+import type { Session } from "./session.js";
+import type { TicketKeys } from "./ticketKeys.js";
+
+const SIGN_TIMEOUT_MS = 10_000;
+/** Weight of a new sample in a stream's chunk_ms moving average. */
+const CHUNK_MS_WEIGHT = 0.2;
+
+export interface PublishLiveOptions {
+  store: SwarmStore;
+  events: ReplicaEvents;
+  windows: LiveWindows;
+  planner: Planner;
+  networkKey: NetworkKey;
+  checksum: ChecksumClient;
+  ticketKeys: TicketKeys;
+  metrics: TrackerMetrics;
+  log: Logger;
+}
+
+/** A live stream's ingest on this replica: the seeder session feeding it. */
+interface Broadcast {
+  session: Session;
+  name: string;
+  ingest: LiveIngest;
+  meta: LiveStreamMeta;
+  descriptor: LiveDescriptorOf;
+}
+
+/**
+ * The id of a live stream: stable for a name and its chunk policy and
+ * window, so that a seeder restarted with the same settings continues the
+ * same stream (and its viewers keep watching); other settings make another
+ * stream, to which the name then points.
+ */
+export function liveStreamIdFor(name: string, live: LivePublish): string {
+  return createHash("sha256")
+    .update(`live\0${name}\0${live.maxChunkBytes}\0${live.maxChunkMs}\0${live.bitrate}\0${live.windowChunks}`)
+    .digest()
+    .subarray(0, 16)
+    .toString("base64url");
+}
+
+/** What is wrong with a LivePublish (the bounds of pdtp's openLiveDescriptor), or undefined. */
+export function livePublishProblem(p: Publish, live: LivePublish): string | undefined {
+  if (p.size !== 0 || p.version !== 0) return "a live broadcast has size 0 and version 0";
+  if (p.originUrl) return "a live broadcast has no origin URL";
+  if (!(live.maxChunkBytes >= MIN_CHUNK_SIZE && live.maxChunkBytes <= MAX_CHUNK_SIZE)) {
+    return `live.max_chunk_bytes ${live.maxChunkBytes} is outside [${MIN_CHUNK_SIZE}, ${MAX_CHUNK_SIZE}]`;
+  }
+  if (!(live.maxChunkMs >= 1 && live.maxChunkMs <= MAX_CHUNK_MS)) {
+    return `live.max_chunk_ms ${live.maxChunkMs} is outside [1, ${MAX_CHUNK_MS}]`;
+  }
+  if (!(live.windowChunks >= 2 && live.windowChunks <= MAX_WINDOW_CHUNKS)) {
+    return `live.window_chunks ${live.windowChunks} is outside [2, ${MAX_WINDOW_CHUNKS}]`;
+  }
+  if (!Number.isSafeInteger(live.nextSeq) || live.nextSeq < 0 || live.nextSeq > MAX_LIVE_SEQ) {
+    return `live.next_seq ${live.nextSeq} is beyond 2^53 - 1`;
+  }
+  if (!Number.isSafeInteger(live.bitrate) || live.bitrate < 0) return `live.bitrate ${live.bitrate} is not a bitrate`;
+  return undefined;
+}
+
+/**
+ * The publish flow of a live broadcast: a seeder publishes a name with a
+ * chunk policy, the checksum service signs the stream's descriptor (kept in
+ * the store in the manifest slot: `markReady` stores the encoded
+ * SignedLiveDescriptor, `getManifest` reads it back), and the seeder's claims
+ * of new chunks become attestations (LiveIngest) that move the stream's
+ * window: its high bound (the edge) rises, its low bound follows at
+ * `window_chunks` behind, and every replica tells its viewers (a "live"
+ * event, see LiveEdges). One ingest per stream on this replica, fed by the
+ * seeder session that published it last.
+ */
+export class PublishLive {
+  private readonly broadcasts = new Map<string, Broadcast>();
+
+  constructor(private readonly o: PublishLiveOptions) {}
+
+  /** A seeder publishes a live name (Publish.live set; the session checked the name and role). */
+  async publish(s: Session, p: Publish): Promise<void> {
+    const live = p.live!;
+    const problem = livePublishProblem(p, live);
+    if (problem) throw invalidArgument(`Publish of "${p.name.slice(0, 64)}": ${problem}`);
+    const { store, events, log } = this.o;
+    const streamId = liveStreamIdFor(p.name, live);
+    const running = this.broadcasts.get(streamId);
+    if (running && running.session !== s && !running.session.closed) {
+      throw failedPrecondition(`"${p.name.slice(0, 64)}" is being broadcast by another seeder session`);
+    }
+    const before = s.publishing(p.name, streamId);
+    await events.useStream(s.peerId, streamId, true);
+    if (before !== undefined && before !== streamId) await this.leave(s, before);
+    const result = (status: PublishStatus, detail = "", window?: LiveWindow) =>
+      publishResult(p.name, streamId, status, detail, live.maxChunkBytes, window);
+    let meta = await store.getStream(streamId);
+    if (meta && meta.kind !== "live") throw failedPrecondition(`"${p.name.slice(0, 64)}" is not a live stream`);
+    if (!meta || meta.status !== "ready") {
+      try {
+        meta = await this.create(s, p, live, streamId);
+      } catch (err) {
+        s.unpublishing(p.name);
+        await events.useStream(s.peerId, streamId, false);
+        const internal = err instanceof ChecksumAnswer ? undefined : internalFailure();
+        const detail = `live descriptor not signed: ${internal?.message ?? (err as Error).message}`;
+        log[internal ? "error" : "warn"](
+          { peerId: s.peerId, name: p.name, streamId, detail, ...(internal ? { err, errorId: internal.errorId } : {}) },
+          "live publish rejected",
+        );
+        s.send(result(PublishStatus.PUBLISH_STATUS_REJECTED, detail));
+        return;
+      }
+    }
+    const descriptor = await this.o.windows.descriptor(meta);
+    if (!descriptor) throw failedPrecondition(`"${p.name.slice(0, 64)}" has no live descriptor`);
+    if (!(await this.addSeeder(s, p.name, meta))) return;
+    const started = meta.high >= meta.low && meta.high >= 0;
+    // a restarted seeder continues at the edge + 1; a stream not started yet, at the seeder's next_seq
+    const nextSeq = started ? meta.high + 1 : Math.max(descriptor.body.firstSeq, live.nextSeq);
+    this.broadcasts.get(streamId)?.ingest.close();
+    const b: Broadcast = {
+      session: s,
+      name: p.name,
+      meta,
+      descriptor,
+      ingest: new LiveIngest({
+        streamId,
+        checksum: this.o.checksum,
+        ticketSigner: () => this.o.ticketKeys.signer,
+        maxChunkBytes: descriptor.body.maxChunkBytes,
+        source: { url: httpBase(s.dataHost, s.dataPort), peerId: s.peerId },
+        nextSeq,
+        edgeTimestampMs: this.o.windows.edgeTime(streamId).edgeTimestampMs,
+        onAttested: (atts, claims) => this.attested(b, atts, claims),
+        onLost: (claims, reason) => this.lost(b, claims, reason),
+        log,
+      }),
+    };
+    this.broadcasts.set(streamId, b);
+    const window = this.o.windows.window(meta, descriptor.body.bitrate);
+    s.send(result(PublishStatus.PUBLISH_STATUS_READY, "", window));
+    log.info({ peerId: s.peerId, name: p.name, streamId, nextSeq, started }, "live publish: ready");
+  }
+
+  /** LiveChunks from a seeder: queued for attestation, or a Notice saying what is wrong with them. */
+  claims(s: Session, m: LiveChunks): void {
+    const b = this.broadcasts.get(m.streamId);
+    if (!b || b.session !== s) {
+      throw invalidArgument("LiveChunks for a stream this session does not broadcast");
+    }
+    const problem = b.ingest.claim(m.chunks);
+    if (problem) {
+      this.o.metrics.liveClaimsRefused.inc({ stream: b.name });
+      s.send(notice(`LiveChunks of "${b.name}" refused: ${problem}; next expected ${b.ingest.expected}`));
+    }
+  }
+
+  /**
+   * The seeder unpublished the name: when it is this session's broadcast, the
+   * chunks claimed so far are attested, then the stream ends (its edge is its
+   * last chunk) and its viewers are told. Resolves true when it was live.
+   */
+  async unpublished(s: Session, streamId: string): Promise<boolean> {
+    const b = this.broadcasts.get(streamId);
+    if (!b || b.session !== s) return false;
+    await b.ingest.finish();
+    this.broadcasts.delete(streamId);
+    const meta = await this.o.store.getStream(streamId);
+    if (meta?.kind !== "live") return true;
+    await this.o.store.raiseHigh(streamId, meta.high, true);
+    const t = this.o.windows.edgeTime(streamId);
+    this.o.events.announce(streamId, { type: "live", low: meta.low, high: meta.high, ended: true, ...t });
+    this.o.log.info({ peerId: s.peerId, streamId, edge: meta.high }, "live broadcast ended");
+    return true;
+  }
+
+  /** A seeder session ended: its broadcasts stop here, not ended (it may come back and continue them). */
+  sessionEnded(s: Session): void {
+    for (const [streamId, b] of this.broadcasts) {
+      if (b.session !== s) continue;
+      b.ingest.close();
+      this.broadcasts.delete(streamId);
+    }
+  }
+
+  /** Stops every ingest (the tracker drains). */
+  close(): void {
+    for (const b of this.broadcasts.values()) b.ingest.close();
+    this.broadcasts.clear();
+  }
+
+  /** Creates the stream, has its descriptor signed and marks it ready; resolves its meta. */
+  private async create(s: Session, p: Publish, live: LivePublish, streamId: string): Promise<LiveStreamMeta> {
+    const { store, events } = this.o;
+    await store.createStream({
+      streamId,
+      name: p.name,
+      kind: "live",
+      chunkSize: live.maxChunkBytes,
+      version: 0,
+      windowChunks: live.windowChunks,
+      createdMs: Date.now(),
+    });
+    const now = Date.now();
+    const signed = await this.sign({
+      streamId,
+      name: p.name,
+      maxChunkBytes: live.maxChunkBytes,
+      maxChunkMs: live.maxChunkMs,
+      bitrate: live.bitrate,
+      windowChunks: live.windowChunks,
+      firstSeq: live.nextSeq,
+      startMs: now,
+      attestationKeyId: "",
+      version: now,
+    });
+    const body = openLiveDescriptor(signed, [await this.o.networkKey.get()]);
+    if (body.streamId !== streamId || body.firstSeq !== live.nextSeq || body.windowChunks !== live.windowChunks) {
+      throw new Error("the checksum service signed another descriptor than the one asked for");
+    }
+    const ready = await store.getStream(streamId);
+    if (ready?.status !== "ready") {
+      const { replaced } = await store.markReady(streamId, SignedLiveDescriptor.encode(signed).finish(), now);
+      events.announce(streamId, { type: "published", name: p.name });
+      if (replaced) events.announce(replaced, { type: "retired", name: p.name, by: streamId });
+      this.o.log.info({ peerId: s.peerId, name: p.name, streamId, replaced }, "live publish: stream created");
+    }
+    const meta = await store.getStream(streamId);
+    if (meta?.kind !== "live") throw new Error("the live stream vanished while it was created");
+    return meta;
+  }
+
+  private sign(body: Parameters<ChecksumClient["signLiveDescriptor"]>[0]): Promise<SignedLiveDescriptor> {
+    return new Promise((resolve, reject) =>
+      this.o.checksum.signLiveDescriptor(
+        body,
+        new grpc.Metadata(),
+        { deadline: Date.now() + SIGN_TIMEOUT_MS },
+        (err, res) => {
+          if (err) {
+            // the service's own refusals are for the seeder; a failed call stays internal
+            return reject(err.code === grpc.status.INVALID_ARGUMENT ? new ChecksumAnswer(err.details) : err);
+          }
+          resolve(res!);
+        },
+      ),
+    );
+  }
+
+  /** Puts the seeder in the stream's swarm (holding its window). False when it left meanwhile. */
+  private async addSeeder(s: Session, name: string, meta: LiveStreamMeta): Promise<boolean> {
+    const { events, store } = this.o;
+    const { dropped } = await store.joinPeer(
+      meta.streamId,
+      {
+        peerId: s.peerId,
+        host: s.dataHost,
+        port: s.dataPort,
+        role: "seeder",
+        mode: "bulk",
+        position: 0,
+        have: [],
+      },
+      Date.now(),
+    );
+    events.withdraw(dropped, s.peerId);
+    if (!s.closed && s.publishedStream(name) === meta.streamId) {
+      events.announce(meta.streamId, { type: "joined", peerId: s.peerId, role: "seeder" });
+      s.enteredSwarm(meta.streamId);
+      return true;
+    }
+    await events.leaveSwarm(meta.streamId, s.peerId);
+    return false;
+  }
+
+  /** The seeder's older stream of the name (other settings): it leaves that swarm. */
+  private async leave(s: Session, streamId: string): Promise<void> {
+    const b = this.broadcasts.get(streamId);
+    if (b?.session === s) {
+      b.ingest.close();
+      this.broadcasts.delete(streamId);
+    }
+    await this.o.events.useStream(s.peerId, streamId, false);
+    s.leftSwarm(streamId);
+    this.o.planner.forget(streamId, s.peerId);
+    await this.o.events.leaveSwarm(streamId, s.peerId);
+  }
+
+  /**
+   * Chunks attested: the edge rises to the last, the low end follows at
+   * window_chunks behind it (transfers wholly below are withdrawn), the
+   * seeder holds them and gets their attestations, and every replica hears
+   * the new window.
+   */
+  private async attested(b: Broadcast, atts: SignedLiveAttestation[], claims: LiveChunkClaim[]): Promise<void> {
+    const { store, events, metrics, windows } = this.o;
+    const streamId = b.meta.streamId;
+    const first = claims[0]!.seq;
+    const last = claims[claims.length - 1]!.seq;
+    await store.raiseHigh(streamId, last);
+    const low = Math.max(b.descriptor.body.firstSeq, last - b.descriptor.body.windowChunks + 1);
+    const { dropped } = await store.raiseLow(streamId, low);
+    events.withdraw(dropped, undefined);
+    await store.addHoldings(streamId, b.session.peerId, [{ first, last }]);
+    const edge = edgeTimeAfter(windows.edgeTime(streamId), claims, b.descriptor.body.maxChunkMs);
+    windows.setEdgeTime(streamId, edge);
+    b.session.send({ body: { $case: "liveAttested", value: { streamId, attestations: atts } } });
+    metrics.liveChunksAttested.inc({ stream: b.name }, atts.length);
+    metrics.liveEdge.set({ stream: b.name }, last);
+    events.announce(streamId, { type: "live", low, high: last, ended: false, ...edge });
+  }
+
+  private lost(b: Broadcast, claims: LiveChunkClaim[], reason: string): void {
+    this.o.metrics.liveChunksLost.inc({ stream: b.name }, claims.length);
+    const first = claims[0]!.seq;
+    const last = claims[claims.length - 1]!.seq;
+    b.session.send(notice(`live chunks ${first}-${last} of "${b.name}" were not attested: ${reason}`));
+  }
+}
+
+/** The edge's source time after `claims`, and chunk_ms folded in as a moving average of their spacing. */
+export function edgeTimeAfter(
+  before: { edgeTimestampMs: number; chunkMs: number },
+  claims: readonly LiveChunkClaim[],
+  maxChunkMs: number,
+): { edgeTimestampMs: number; chunkMs: number } {
+  const lastTs = claims[claims.length - 1]!.timestampMs;
+  const fromTs = before.edgeTimestampMs > 0 ? before.edgeTimestampMs : claims[0]!.timestampMs;
+  const spans = before.edgeTimestampMs > 0 ? claims.length : claims.length - 1;
+  const sample = spans > 0 ? (lastTs - fromTs) / spans : maxChunkMs;
+  const avg = before.chunkMs > 0 ? before.chunkMs * (1 - CHUNK_MS_WEIGHT) + sample * CHUNK_MS_WEIGHT : sample;
+  return { edgeTimestampMs: lastTs, chunkMs: Math.max(0, Math.round(avg)) };
+}
+
+/** The checksum service refused the descriptor: its message is for the seeder. */
+class ChecksumAnswer extends Error {}
+
+function notice(message: string): TrackerMessage {
+  return { body: { $case: "notice", value: { message } } };
+}
+
+function publishResult(
+  name: string,
+  streamId: string,
+  status: PublishStatus,
+  detail: string,
+  chunkSize: number,
+  live: LiveWindow | undefined,
+): TrackerMessage {
+  return { body: { $case: "publishResult", value: { name, streamId, status, detail, chunkSize, live } } };
+}
