@@ -21,6 +21,7 @@ import { httpBase } from "./peerAddress.js";
 import { internalFailure } from "./peerErrors.js";
 import type { Planner } from "./planner.js";
 import type { ReplicaEvents } from "./replicaEvents.js";
+import { joinAsSeeder } from "./seederSwarm.js";
 import type { Session } from "./session.js";
 import type { SessionRegistry } from "./sessions.js";
 import type { TicketKeys } from "./ticketKeys.js";
@@ -140,36 +141,10 @@ export class PublishFile {
       });
   }
 
-  /**
-   * Puts the seeder in a ready stream's swarm as the holder of everything.
-   * Resolves false (and leaves it out again) when, during the store call, the
-   * session closed or the name was unpublished or republished with another
-   * version: the cleanup of those may have run before the store had it.
-   */
-  private async addSeeder(s: Session, name: string, meta: StreamMeta): Promise<boolean> {
-    const { events } = this.o;
-    const { dropped } = await this.o.store.joinPeer(
-      meta.streamId,
-      {
-        peerId: s.peerId,
-        host: s.dataHost,
-        port: s.dataPort,
-        role: "seeder",
-        mode: "bulk",
-        position: 0,
-        have: meta.low <= meta.high ? [boundsRange(meta)] : [],
-      },
-      Date.now(),
-    );
-    // a seeder publishing the same stream again replaces its record: its uploads end
-    events.withdraw(dropped, s.peerId);
-    if (!s.closed && s.publishedStream(name) === meta.streamId) {
-      events.announce(meta.streamId, { type: "joined", peerId: s.peerId, role: "seeder" });
-      s.enteredSwarm(meta.streamId);
-      return true;
-    }
-    await events.leaveSwarm(meta.streamId, s.peerId);
-    return false;
+  /** Puts the seeder in a ready stream's swarm as the holder of everything (see joinAsSeeder). */
+  private addSeeder(s: Session, name: string, meta: StreamMeta): Promise<boolean> {
+    const have = meta.low <= meta.high ? [boundsRange(meta)] : [];
+    return joinAsSeeder(this.o.store, this.o.events, s, name, meta.streamId, have);
   }
 
   /**

@@ -28,6 +28,7 @@ import { httpBase } from "./peerAddress.js";
 import { internalFailure } from "./peerErrors.js";
 import type { Planner } from "./planner.js";
 import type { ReplicaEvents } from "./replicaEvents.js";
+import { joinAsSeeder } from "./seederSwarm.js";
 import type { Session } from "./session.js";
 import type { TicketKeys } from "./ticketKeys.js";
 
@@ -276,30 +277,9 @@ export class PublishLive {
     );
   }
 
-  /** Puts the seeder in the stream's swarm (holding its window). False when it left meanwhile. */
-  private async addSeeder(s: Session, name: string, meta: LiveStreamMeta): Promise<boolean> {
-    const { events, store } = this.o;
-    const { dropped } = await store.joinPeer(
-      meta.streamId,
-      {
-        peerId: s.peerId,
-        host: s.dataHost,
-        port: s.dataPort,
-        role: "seeder",
-        mode: "bulk",
-        position: 0,
-        have: [],
-      },
-      Date.now(),
-    );
-    events.withdraw(dropped, s.peerId);
-    if (!s.closed && s.publishedStream(name) === meta.streamId) {
-      events.announce(meta.streamId, { type: "joined", peerId: s.peerId, role: "seeder" });
-      s.enteredSwarm(meta.streamId);
-      return true;
-    }
-    await events.leaveSwarm(meta.streamId, s.peerId);
-    return false;
+  /** Puts the seeder in the stream's swarm (credited with chunks as they are attested). False when it left meanwhile. */
+  private addSeeder(s: Session, name: string, meta: LiveStreamMeta): Promise<boolean> {
+    return joinAsSeeder(this.o.store, this.o.events, s, name, meta.streamId, []);
   }
 
   /** The seeder's older stream of the name (other settings): it leaves that swarm. */
