@@ -50,6 +50,7 @@ import { HashPieceCache, PieceUnavailable } from "./hashPieces.js";
 import { LiveDownload, type LiveHost, type LiveProgress, type LiveResult } from "./liveDownload.js";
 import { resolveOutput, type OutputTarget } from "./outputTarget.js";
 import { openStorage, type Storage } from "./storage.js";
+import type { TransferState } from "./transfer.js";
 
 export const AGENT = "dsclient/0.1.0";
 
@@ -142,21 +143,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
 }
 
 /** Per-transfer state, from directive to report. */
-interface Transfer {
-  /** `${generation}:${transferId}`: ids restart with a new tracker session. */
-  key: string;
-  directive: Directive;
-  range: ChunkRange;
-  generation: number;
-  fromSeeder: boolean;
-  abort: AbortController;
-  verified: RangeSet;
-  bytes: number;
-  startedMs: number;
-  /** The tracker withdrew it: no report. */
-  cancelled: boolean;
-  /** We gave up on it (download complete or failed). */
-  dropped: boolean;
+interface Transfer extends TransferState {
   badChunk: number | undefined;
   /** Its chunks could not be verified yet (their hash piece was not available): why. */
   unverifiable: string | undefined;

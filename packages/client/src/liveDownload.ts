@@ -36,6 +36,7 @@ import { LiveHoldings } from "./liveHoldings.js";
 import { LiveOutput } from "./liveOutput.js";
 import { DEFAULT_PREBUFFER_MS, LivePlayout } from "./livePlayout.js";
 import type { OutputTarget } from "./outputTarget.js";
+import type { TransferState } from "./transfer.js";
 
 export interface LiveOptions {
   /** The stream name, for messages. */
@@ -101,21 +102,7 @@ export interface LiveResult {
 }
 
 /** Per-transfer state, from directive to report. */
-interface LiveTransfer {
-  /** `${generation}:${transferId}`: ids restart with a new tracker session. */
-  key: string;
-  directive: Directive;
-  range: ChunkRange;
-  generation: number;
-  fromSeeder: boolean;
-  abort: AbortController;
-  verified: RangeSet;
-  bytes: number;
-  startedMs: number;
-  /** The tracker withdrew it: no report. */
-  cancelled: boolean;
-  /** We gave up on it (the broadcast ended or the download is ending). */
-  dropped: boolean;
+interface LiveTransfer extends TransferState {
   /** What the bytes coming next must be: a verified attestation, or the copy of a chunk already held. */
   next: { att: LiveAttestation } | { held: Buffer } | undefined;
 }
