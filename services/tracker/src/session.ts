@@ -125,9 +125,11 @@ export interface SessionHost {
   liveChunks(s: Session, m: LiveChunks): void;
   /**
    * The seeder unpublished the stream: a live broadcast of this session
-   * ends (what it claimed is attested first) before the seeder leaves it.
+   * ends (what it claimed is attested first). Resolves true for a live
+   * broadcast, whose seeder stays in the swarm serving the window (its last
+   * chunks are often held by nobody else yet) until its session ends.
    */
-  unpublished(s: Session, streamId: string): Promise<void>;
+  unpublished(s: Session, streamId: string): Promise<boolean>;
 }
 
 /**
@@ -656,7 +658,10 @@ export class Session {
       return;
     }
     this.unpublishing(name);
-    await this.tracker.unpublished(this, streamId);
+    if (await this.tracker.unpublished(this, streamId)) {
+      this.log.info({ streamId, name }, "unpublished: the broadcast ended, its window is still served");
+      return;
+    }
     await this.tracker.useStream(this, streamId, false);
     this.leftSwarm(streamId);
     await this.tracker.leaveSwarm(streamId, this.peerId);

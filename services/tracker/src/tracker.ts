@@ -171,9 +171,7 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     joinedMessage: (meta) => catalog.joinedMessage(meta),
     publish: (s, p) => (p.live ? publishLive.publish(s, p) : publishFile.publish(s, p)),
     liveChunks: (s, m) => publishLive.claims(s, m),
-    unpublished: async (s, streamId) => {
-      await publishLive.unpublished(s, streamId);
-    },
+    unpublished: (s, streamId) => publishLive.unpublished(s, streamId),
   };
   const server = new TrackerServer(
     {
