@@ -3,7 +3,7 @@ import { createConnection } from "node:net";
 import type { Writable } from "node:stream";
 import { outputError, type DownloadError } from "./errors.js";
 import { SLOW_WRITE_MS } from "./inOrderWriter.js";
-import type { OutputTarget } from "./outputTarget.js";
+import { endOutput, type OutputTarget } from "./outputTarget.js";
 
 /**
  * Where a live viewer's chunks go, in order: standard output, a FIFO, a
@@ -55,14 +55,7 @@ export class LiveOutput {
   /** Flushes and ends the output (standard output stays open: it waits for what was written). */
   async finish(): Promise<void> {
     try {
-      await new Promise<void>((resolve, reject) => {
-        if (this.target.kind === "stdout") {
-          this.sink.write(Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
-        } else {
-          this.sink.once("error", reject);
-          this.sink.end(() => resolve());
-        }
-      });
+      await endOutput(this.sink, this.target);
     } catch (err) {
       throw this.fail(err);
     }

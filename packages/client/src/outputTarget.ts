@@ -1,5 +1,6 @@
 import { stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import type { Writable } from "node:stream";
 import { DownloadError, ExitCode } from "./errors.js";
 
 /**
@@ -58,4 +59,20 @@ async function statOrUndefined(path: string) {
       cause: err,
     });
   }
+}
+
+/**
+ * Ends what was written to `sink` for `target`: standard output cannot be
+ * ended, so an empty write completes after everything before it; any other
+ * sink is ended and flushed.
+ */
+export function endOutput(sink: Writable, target: OutputTarget): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (target.kind === "stdout") {
+      sink.write(Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
+    } else {
+      sink.once("error", reject);
+      sink.end(() => resolve());
+    }
+  });
 }

@@ -7,7 +7,7 @@ import { RangeSet } from "@distribustream/pdtp";
 import { BufferFile, type Layout } from "./bufferFile.js";
 import { DownloadError, outputError } from "./errors.js";
 import { InOrderWriter } from "./inOrderWriter.js";
-import { PART_SUFFIX, type OutputTarget } from "./outputTarget.js";
+import { endOutput, PART_SUFFIX, type OutputTarget } from "./outputTarget.js";
 
 /**
  * Where a download keeps its verified chunks and how they reach the output.
@@ -165,15 +165,7 @@ class StreamStorage implements Storage {
   async finish(): Promise<void> {
     try {
       await this.writer.done();
-      await new Promise<void>((resolve, reject) => {
-        if (this.target.kind === "stdout") {
-          // Standard output cannot be ended; an empty write completes after everything before it.
-          this.sink.write(Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
-        } else {
-          this.sink.once("error", reject);
-          this.sink.end(() => resolve());
-        }
-      });
+      await endOutput(this.sink, this.target);
     } catch (err) {
       throw this.outputError(err);
     }

@@ -1,6 +1,7 @@
 import { open } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
+import { backoffDelay } from "@distribustream/tracker-link";
 
 /**
  * Where a live broadcast's bytes come from: `-` (standard input), an
@@ -157,7 +158,7 @@ export async function* httpStream(url: string, opts: HttpStreamOptions = {}): As
       ac.abort();
     }
     failures++;
-    const delay = Math.random() * Math.min(max, min * 2 ** (failures - 1));
+    const delay = backoffDelay({ baseMs: min, maxMs: max, jitter: "full" }, failures);
     opts.onRetry?.(why, Math.round(delay));
     try {
       await sleep(delay, undefined, { signal: opts.signal });
