@@ -255,6 +255,22 @@ function liveScenario(
       );
       assert.equal(described.live?.windowChunks, 8);
     });
+
+    it("one seeder per live name across replicas: another data address is refused until the first seeder's session ends", async () => {
+      const other = peer(clientB);
+      await other.hello(PeerRole.PEER_ROLE_SEEDER, plane.port + 1);
+      const refused = await other.publish({ name, size: 0, version: 0, live: POLICY });
+      assert.equal(refused.status, PublishStatus.PUBLISH_STATUS_REJECTED);
+      assert.match(refused.detail, /is being broadcast by another seeder/);
+      seeder.call.cancel();
+      await seeder.ended;
+      let ready = refused;
+      for (let i = 0; i < 50 && ready.status !== PublishStatus.PUBLISH_STATUS_READY; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        ready = await other.publish({ name, size: 0, version: 0, live: POLICY });
+      }
+      assert.equal(ready.status, PublishStatus.PUBLISH_STATUS_READY, ready.detail);
+    });
   });
 }
 

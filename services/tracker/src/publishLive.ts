@@ -33,6 +33,13 @@ import type { Session } from "./session.js";
 import type { TicketKeys } from "./ticketKeys.js";
 
 const SIGN_TIMEOUT_MS = 10_000;
+/**
+ * Lifetime of a live name's broadcaster lease in the store, renewed every
+ * third of it: after a tracker replica dies, a seeder at another data
+ * address can take the name this long after the last renewal (the same
+ * seeder, reconnecting elsewhere, takes it back at once).
+ */
+export const BROADCASTER_LEASE_MS = 10_000;
 /** Weight of a new sample in a stream's chunk_ms moving average. */
 const CHUNK_MS_WEIGHT = 0.2;
 
@@ -51,6 +58,8 @@ export interface PublishLiveOptions {
 /** A live stream's ingest on this replica: the seeder session feeding it. */
 interface Broadcast {
   session: Session;
+  /** The broadcaster lease's holder: the seeder's data address. */
+  holder: string;
   name: string;
   ingest: LiveIngest;
   meta: LiveStreamMeta;
@@ -104,8 +113,11 @@ export function livePublishProblem(p: Publish, live: LivePublish): string | unde
  */
 export class PublishLive {
   private readonly broadcasts = new Map<string, Broadcast>();
+  private readonly renewals: NodeJS.Timeout;
 
-  constructor(private readonly o: PublishLiveOptions) {}
+  constructor(private readonly o: PublishLiveOptions) {
+    this.renewals = setInterval(() => void this.renewLeases(), BROADCASTER_LEASE_MS / 3).unref();
+  }
 
   /** A seeder publishes a live name (Publish.live set; the session checked the name and role). */
   async publish(s: Session, p: Publish): Promise<void> {
@@ -114,15 +126,20 @@ export class PublishLive {
     if (problem) throw invalidArgument(`Publish of "${p.name.slice(0, 64)}": ${problem}`);
     const { store, events, log } = this.o;
     const streamId = liveStreamIdFor(p.name, live);
-    const running = this.broadcasts.get(streamId);
-    if (running && running.session !== s && !running.session.closed) {
-      throw failedPrecondition(`"${p.name.slice(0, 64)}" is being broadcast by another seeder session`);
+    const result = (status: PublishStatus, detail = "", window?: LiveWindow) =>
+      publishResult(p.name, streamId, status, detail, live.maxChunkBytes, window);
+    // One broadcaster per name across every replica: the seeder at this data
+    // address (the same seeder after a reconnect or a restart takes it back).
+    const holder = `${s.dataHost}:${s.dataPort}`;
+    if (!(await store.acquireLease(broadcasterLease(p.name), holder, BROADCASTER_LEASE_MS))) {
+      const detail = `"${p.name.slice(0, 64)}" is being broadcast by another seeder; it is published again in the next session`;
+      log.warn({ peerId: s.peerId, name: p.name, holder }, "live publish refused: another seeder broadcasts the name");
+      s.send(result(PublishStatus.PUBLISH_STATUS_REJECTED, detail));
+      return;
     }
     const before = s.publishing(p.name, streamId);
     await events.useStream(s.peerId, streamId, true);
     if (before !== undefined && before !== streamId) await this.leave(s, before);
-    const result = (status: PublishStatus, detail = "", window?: LiveWindow) =>
-      publishResult(p.name, streamId, status, detail, live.maxChunkBytes, window);
     let meta = await store.getStream(streamId);
     if (meta && meta.kind !== "live") throw failedPrecondition(`"${p.name.slice(0, 64)}" is not a live stream`);
     if (!meta || meta.status !== "ready") {
@@ -131,6 +148,7 @@ export class PublishLive {
       } catch (err) {
         s.unpublishing(p.name);
         await events.useStream(s.peerId, streamId, false);
+        await this.releaseLease({ name: p.name, holder });
         const internal = err instanceof ChecksumAnswer ? undefined : internalFailure();
         const detail = `live descriptor not signed: ${internal?.message ?? (err as Error).message}`;
         log[internal ? "error" : "warn"](
@@ -150,6 +168,7 @@ export class PublishLive {
     this.broadcasts.get(streamId)?.ingest.close();
     const b: Broadcast = {
       session: s,
+      holder,
       name: p.name,
       meta,
       descriptor,
@@ -195,6 +214,7 @@ export class PublishLive {
     if (!b || b.session !== s) return false;
     await b.ingest.finish();
     this.broadcasts.delete(streamId);
+    await this.releaseLease(b);
     const meta = await this.o.store.getStream(streamId);
     if (meta?.kind !== "live") return true;
     await this.o.store.raiseHigh(streamId, meta.high, true);
@@ -210,13 +230,47 @@ export class PublishLive {
       if (b.session !== s) continue;
       b.ingest.close();
       this.broadcasts.delete(streamId);
+      void this.releaseLease(b);
     }
   }
 
-  /** Stops every ingest (the tracker drains). */
+  /** Stops every ingest (the tracker drains); the leases are left to expire, so the seeders, reconnecting elsewhere, keep their names. */
   close(): void {
+    clearInterval(this.renewals);
     for (const b of this.broadcasts.values()) b.ingest.close();
     this.broadcasts.clear();
+  }
+
+  /**
+   * Renews the broadcaster lease of every broadcast fed here. One that another
+   * seeder took meanwhile (this replica could not renew for the lease's
+   * lifetime) stops here: its seeder is told and its claims are refused.
+   */
+  private async renewLeases(): Promise<void> {
+    for (const [streamId, b] of this.broadcasts) {
+      let held: boolean;
+      try {
+        held = await this.o.store.acquireLease(broadcasterLease(b.name), b.holder, BROADCASTER_LEASE_MS);
+      } catch (err) {
+        this.o.log.warn({ name: b.name, err: (err as Error).message }, "broadcaster lease not renewed");
+        continue;
+      }
+      if (held || this.broadcasts.get(streamId) !== b) continue;
+      b.ingest.close();
+      this.broadcasts.delete(streamId);
+      this.o.log.error({ peerId: b.session.peerId, name: b.name }, "another seeder took the live name");
+      b.session.send(notice(`"${b.name}" is now broadcast by another seeder: chunks claimed from now on are refused`));
+    }
+  }
+
+  private async releaseLease(b: { name: string; holder: string }): Promise<void> {
+    // the same seeder, reconnected, may hold it again under a new session here
+    for (const other of this.broadcasts.values()) if (other.name === b.name && other.holder === b.holder) return;
+    await this.o.store
+      .releaseLease(broadcasterLease(b.name), b.holder)
+      .catch((err: unknown) =>
+        this.o.log.warn({ name: b.name, err: (err as Error).message }, "broadcaster lease not released"),
+      );
   }
 
   /** Creates the stream, has its descriptor signed and marks it ready; resolves its meta. */
@@ -339,6 +393,11 @@ export function edgeTimeAfter(
   const sample = spans > 0 ? (lastTs - fromTs) / spans : maxChunkMs;
   const avg = before.chunkMs > 0 ? before.chunkMs * (1 - CHUNK_MS_WEIGHT) + sample * CHUNK_MS_WEIGHT : sample;
   return { edgeTimestampMs: lastTs, chunkMs: Math.max(0, Math.round(avg)) };
+}
+
+/** The store lease naming the one seeder that broadcasts a live name (names may hold any character; lease names not). */
+function broadcasterLease(name: string): string {
+  return `live:${createHash("sha256").update(name).digest().subarray(0, 16).toString("base64url")}`;
 }
 
 /** The checksum service refused the descriptor: its message is for the seeder. */
