@@ -157,7 +157,7 @@ describe("RandomAccessScanner", () => {
     garbage[50] = 0;
     const broken = ts(stream.subarray(0, 2 * 188 + 30), garbage, stream);
     const lost = 2 * 188 + 30 + garbage.length;
-    // out of sync, the stream's own first two packets regain the boundaries at its third (the PMT):
+    // out of sync, the stream's own first four packets regain the boundaries at its fifth:
     // its first point is missed, the next found where it is
     const shifted = [{ offset: lost + points[1]!.offset, end: lost + points[1]!.end }];
     for (const sizes of [[broken.length], [1], [188], [33, 400]]) assert.deepEqual(scan(broken, sizes), shifted);

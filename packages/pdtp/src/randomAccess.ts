@@ -26,8 +26,12 @@ const PAT_TABLE = 0x00;
 const PMT_TABLE = 0x02;
 /** PMT stream types of video: MPEG-1, MPEG-2, MPEG-4 part 2, H.264, HEVC, VVC. */
 const VIDEO_STREAM_TYPES = new Set([0x01, 0x02, 0x10, 0x1b, 0x24, 0x33]);
-/** Packet starts in a row, 188 bytes apart, that regain the packet boundaries after a loss of sync. */
-const RESYNC_PACKETS = 3;
+/**
+ * Packet starts in a row, 188 bytes apart, that regain the packet boundaries
+ * after a loss of sync: in bytes that are not MPEG-TS, five 0x47 bytes 188
+ * apart come once in 2^40 places.
+ */
+const RESYNC_PACKETS = 5;
 
 /** Whether `chunk`, read alone, begins at a random access point. */
 export function startsAtRandomAccess(chunk: Uint8Array): boolean {
@@ -52,7 +56,7 @@ export interface RandomAccessPoint {
  * and tells where a chunk may end so that it keeps the stream's 188-byte
  * packets whole. Offsets count bytes from the stream's first. A stream that
  * loses the packet boundaries (a byte other than 0x47 where a packet should
- * start) regains them at three packet starts in a row; until then it has no
+ * start) regains them at five packet starts in a row; until then it has no
  * boundaries and no random access points, which is all an input that is not
  * MPEG-TS ever has. No byte is copied except a packet split between pieces.
  */
