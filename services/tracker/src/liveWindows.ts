@@ -1,8 +1,12 @@
 import { LiveDescriptorBody, SignedLiveDescriptor, type LiveWindow } from "@distribustream/pdtp";
 import type { LiveStreamMeta, SwarmStore } from "@distribustream/swarm-store";
 
-/** Most random access points a window names (the newest). */
-export const MAX_RANDOM_ACCESS = 32;
+/**
+ * Most random access points a window names (the newest): at a keyframe every
+ * 1 to 2 s, 16 to 32 s of them, about a default window; each LiveEdge carries
+ * them (~80 bytes), so they are kept few.
+ */
+export const MAX_RANDOM_ACCESS = 16;
 
 /**
  * What a live stream's bounds in the store do not say of its edge: where it

@@ -439,7 +439,7 @@ export interface LiveWindow {
   ended: boolean;
   /**
    * Chunks in [low, edge] attested as beginning at a random access point, in
-   * increasing order, the newest 32 at most. A viewer tunes in at one
+   * increasing order, the newest 16 at most. A viewer tunes in at one
    * (see LiveAttestationBody.random_access); empty for an input that is not
    * MPEG-TS.
    */
