@@ -45,16 +45,16 @@ process.on("exit", () => {
 
 const SIGNALS: Record<string, number> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15, SIGPIPE: 13 };
 
-/** Starts `node script args` as a real child process and records its output. */
+/** Starts `node script args` as a real child process and records its output (`stdin: "pipe"`: child.stdin is the test's to write). */
 export function startNode(
   script: string,
   args: string[],
-  opts: { cwd?: string; env?: NodeJS.ProcessEnv; stdout?: "pipe" | "ignore" } = {},
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; stdin?: "pipe" | "ignore"; stdout?: "pipe" | "ignore" } = {},
 ): Proc {
   const child = spawn(process.execPath, [script, ...args], {
     cwd: opts.cwd,
     env: { ...process.env, ...opts.env },
-    stdio: ["ignore", opts.stdout ?? "pipe", "pipe"],
+    stdio: [opts.stdin ?? "ignore", opts.stdout ?? "pipe", "pipe"],
   });
   live.add(child);
   let out = "";

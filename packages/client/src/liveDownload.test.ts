@@ -54,9 +54,17 @@ const T0 = Date.now() - 4_000;
 const ts = (seq: number) => T0 + (seq - FIRST) * CHUNK_MS;
 const chunks = new Map<number, Buffer>();
 for (let seq = FIRST; seq <= LAST; seq++) chunks.set(seq, randomBytes(700 + (seq - FIRST) * 97));
-const attestation = (seq: number) =>
+/** `randomAccess`: the attestation says the chunk begins at a random access point. */
+const attestation = (seq: number, randomAccess = false) =>
   signLiveAttestation(
-    { streamId, seq, timestampMs: ts(seq), length: chunks.get(seq)!.length, sha256: sha256(chunks.get(seq)!) },
+    {
+      streamId,
+      seq,
+      timestampMs: ts(seq),
+      length: chunks.get(seq)!.length,
+      sha256: sha256(chunks.get(seq)!),
+      randomAccess,
+    },
     network,
   );
 
@@ -73,8 +81,8 @@ const descriptorBody: LiveDescriptorBody = {
   version: 1,
 };
 
-/** The window the tracker announces: [FIRST, edge], edge's source time, chunk time. */
-function liveWindow(edge: number, ended = false, low = FIRST): LiveWindowMessage {
+/** The window the tracker announces: [FIRST, edge], edge's source time, chunk time, random access points. */
+function liveWindow(edge: number, ended = false, low = FIRST, randomAccess: number[] = []): LiveWindowMessage {
   return {
     low,
     edge,
@@ -84,6 +92,7 @@ function liveWindow(edge: number, ended = false, low = FIRST): LiveWindowMessage
     windowChunks: descriptorBody.windowChunks,
     bitrate: 0,
     ended,
+    randomAccess: randomAccess.filter((seq) => seq >= low && seq <= edge),
   };
 }
 
@@ -121,12 +130,18 @@ const honest: Frames = (seq) => [liveFrameHead(attestation(seq)), chunks.get(seq
 /**
  * A data plane serving the stream's chunks framed with their attestations,
  * from a LiveWindow as a seeder keeps them; `frames` may swap in bad ones.
+ * `randomAccess`: the chunks attested as random access points.
  */
-async function liveSource(peerId: string, frames: Frames = honest, holds = (_r: ChunkRange) => true) {
+async function liveSource(
+  peerId: string,
+  frames: Frames = honest,
+  holds = (_r: ChunkRange) => true,
+  randomAccess: ReadonlySet<number> = new Set(),
+) {
   const window = new LiveWindow(descriptorBody.windowChunks);
   for (let seq = FIRST; seq <= LAST; seq++) {
     window.push(seq, chunks.get(seq)!, ts(seq));
-    window.attest(seq, liveFrameHead(attestation(seq)));
+    window.attest(seq, liveFrameHead(attestation(seq, randomAccess.has(seq))));
   }
   const plane = await startDataPlane({
     host: "127.0.0.1",
@@ -358,6 +373,32 @@ describe("a live stream with a scripted tracker", () => {
     assert.ok(reports.length > 1);
     for (const rep of reports) assert.equal(rep.outcome, TransferOutcome.TRANSFER_OUTCOME_OK, JSON.stringify(rep));
     assert.equal(tracker.received.at(-1)?.body?.$case, "leave");
+  });
+
+  test("an MPEG-TS stream: tunes in at the newest random access point before the prebuffer point, from the window's list", async () => {
+    const points = [FIRST + 1, FIRST + 5, FIRST + 9];
+    const source = await liveSource("ts-seeder", honest, () => true, new Set(points));
+    const edge = FIRST + 10;
+    const start = FIRST + 5; // the newest point at or before the prebuffer point, edge - 3
+    assert.equal(tuneIn(edge), FIRST + 7);
+    const tracker = await scriptedTracker({
+      onJoin: (v) => v.send(joined(liveWindow(edge, false, FIRST, points))),
+      onPosition: (v, p) => {
+        if (p.nextChunk === start) v.direct(source, { first: start, last: LAST });
+      },
+      onReports: (v, reports) => {
+        if (reports.some((x) => x.outcome === TransferOutcome.TRANSFER_OUTCOME_OK)) {
+          v.send(edgeMsg(liveWindow(LAST, true, FIRST, points)));
+        }
+      },
+    });
+    const out = join(dir, "points.ts");
+    const r = await watch(tracker.url, out);
+    tracker.close();
+    await source.plane.close();
+    assert.equal(tracker.positions()[0]!.nextChunk, start, "the first Position is the random access point");
+    assert.equal(digest(readFileSync(out)), digest(expected(start, LAST)), "the output starts with it");
+    assert.equal(r.live!.skipped, 0);
   });
 
   test("an altered, a replayed and a reordered chunk are each rejected with its reason, reported BAD_DATA; the output stays exact", async () => {

@@ -121,7 +121,8 @@ const MAX_DELAY_SAMPLES = 65_536;
  * signed descriptor, fetches what the directives say over /live/ (each
  * attestation and each chunk verified before anything is kept), keeps the
  * verified chunks to serve on, writes them in order as the LivePlayout says
- * (tune-in a prebuffer behind the edge, deadlines, skips, re-tunes), and
+ * (tune-in a prebuffer behind the edge, at a random access point when the
+ * stream has them; deadlines, skips, re-tunes), and
  * tells the tracker its position and playback. Ends (host.complete) after
  * the broadcast's last chunk.
  */
@@ -329,6 +330,7 @@ export class LiveDownload {
       edgeTimestampMs: w.edgeTimestampMs,
       chunkMs: w.chunkMs || this.descriptor.maxChunkMs,
       ended: w.ended,
+      randomAccess: w.randomAccess,
     });
     this.holdings.dropBelow(w.low);
     this.pump();
@@ -427,7 +429,7 @@ export class LiveDownload {
       return held.data.length;
     }
     const att = this.verifier.open(signed, seq);
-    this.playout.announce(seq, att.timestampMs);
+    this.playout.announce(seq, att.timestampMs, att.randomAccess);
     t.next = { att };
     return att.length;
   }

@@ -191,4 +191,98 @@ describe("live playout", () => {
     p.step(ts(120));
     assert.equal(p.position, 100);
   });
+
+  describe("an MPEG-TS stream: outputs start at random access points", () => {
+    const window = (edge: number, randomAccess: number[], low = 100) => ({
+      low,
+      edge,
+      edgeTimestampMs: ts(edge),
+      chunkMs: 200,
+      randomAccess,
+    });
+
+    test("tunes in at the newest one at or before the prebuffer point, from the window's list", () => {
+      const p = new LivePlayout({ prebufferMs: 500 });
+      p.window(window(120, [105, 112, 116, 119]));
+      p.step(ts(120));
+      assert.equal(p.position, 116, "the prebuffer point is 118; 116 is the newest point before it");
+    });
+
+    test("with none at or before the prebuffer point, at the oldest after it; with none at all, at the prebuffer point", () => {
+      const after = new LivePlayout({ prebufferMs: 500 });
+      after.window(window(120, [119, 120]));
+      after.step(ts(120));
+      assert.equal(after.position, 119);
+      const belowLow = new LivePlayout({ prebufferMs: 500 });
+      belowLow.window(window(120, [99], 100));
+      belowLow.step(ts(120));
+      assert.equal(belowLow.position, 118, "a point below the window is no use");
+    });
+
+    test("attestations say which chunks are points; one that says not overrides the window's list", () => {
+      const p = new LivePlayout({ prebufferMs: 500 });
+      for (let s = 100; s <= 120; s++) p.announce(s, ts(s), s === 110 || s === 114);
+      p.step(ts(120));
+      assert.equal(p.position, 114);
+      const q = new LivePlayout({ prebufferMs: 500 });
+      q.window(window(120, [110, 114]));
+      q.announce(114, ts(114), false);
+      q.step(ts(120));
+      assert.equal(q.position, 110);
+    });
+
+    test("a re-tune after a stall lands on a point, and only when one is newer than the position", () => {
+      const p = new LivePlayout({ prebufferMs: 500, retuneAfterMs: 3_000 });
+      p.window(window(120, [116]));
+      p.step(ts(120));
+      p.announce(116, ts(116), true);
+      p.arrived(116);
+      assert.deepEqual(p.step(ts(120)).write, [116]);
+      // 10 s go by without a chunk, and no point newer than 116
+      p.window(window(170, [116]));
+      const stay = p.step(ts(170));
+      assert.equal(stay.retuned, false, "nowhere better to go");
+      assert.equal(p.position, 117);
+      p.window(window(171, [116, 160]));
+      const s = p.step(ts(171));
+      assert.equal(s.retuned, true);
+      assert.equal(p.position, 160, "the newest point before the prebuffer point 169");
+      assert.deepEqual(
+        s.skipped,
+        Array.from({ length: 160 - 117 }, (_, i) => 117 + i),
+      );
+    });
+
+    test("a window that moved past the position re-tunes at a point within it", () => {
+      const p = new LivePlayout({ prebufferMs: 500 });
+      p.window(window(110, [104, 108]));
+      p.step(ts(110));
+      assert.equal(p.position, 108);
+      p.window(window(112, [108, 111], 109));
+      const s = p.step(ts(112));
+      assert.equal(s.retuned, true);
+      assert.equal(p.position, 111);
+      assert.deepEqual(s.skipped, [108, 109, 110]);
+    });
+
+    test("a tune-in chunk that never arrives is skipped on to the next point, not the next chunk", () => {
+      const p = new LivePlayout({ prebufferMs: 500, graceMs: 300 });
+      p.window(window(120, [116, 119]));
+      const t0 = ts(120);
+      p.step(t0);
+      assert.equal(p.position, 116);
+      p.arrived(117);
+      p.arrived(119);
+      const s = p.step(t0 + 10_000);
+      assert.deepEqual(s.skipped, [116, 117, 118]);
+      assert.deepEqual(s.write, [119]);
+      // once writing, a missing chunk is skipped alone
+      p.announce(121, ts(121));
+      p.announce(122, ts(122), true);
+      p.arrived(122);
+      const later = p.step(t0 + 20_000);
+      assert.deepEqual(later.skipped, [120, 121]);
+      assert.deepEqual(later.write, [122]);
+    });
+  });
 });

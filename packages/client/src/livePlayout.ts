@@ -12,6 +12,16 @@
  * grew past `retuneAfterMs` (a long stall) jumps back to the live edge minus
  * the prebuffer, never backwards.
  *
+ * Where an output starts: in an MPEG-TS stream some chunks begin at a random
+ * access point (a PAT, PMT and video keyframe: their attestations say so,
+ * and the tracker's window lists the recent ones), and an output that starts
+ * with one decodes from its first byte. A tune-in or re-tune goes to the
+ * newest such chunk at or before the edge minus the prebuffer (so the
+ * viewer's delay grows by up to a keyframe interval), else to the oldest one
+ * after it; a stream without any (not MPEG-TS) starts at the prebuffer point.
+ * When the tune-in chunk itself never arrives, the viewer skips on to the
+ * next random access point rather than start mid-picture.
+ *
  * Source times come from attestations (`announce`). Before a chunk's
  * attestation is here, its time is estimated from the window the tracker
  * sent (`window`: the edge chunk's time and the average media time of a
@@ -43,6 +53,8 @@ export interface PlayoutWindow {
   chunkMs: number;
   /** The broadcast ended: `edge` is its last chunk. */
   ended?: boolean;
+  /** Recent chunks in [low, edge] that begin at a random access point. */
+  randomAccess?: readonly number[];
 }
 
 export interface PlayoutStep {
@@ -69,6 +81,10 @@ export class LivePlayout {
   /** Source timestamps of announced (attested) chunks, by sequence number. */
   private readonly announced = new Map<number, number>();
   private readonly here = new Set<number>();
+  /** Chunks known to begin at a random access point (from attestations and windows), not below the window. */
+  private readonly access = new Set<number>();
+  /** The stream has random access points (one was ever known): never start elsewhere. */
+  private hasAccess = false;
   private low = 0;
   private edge = -1;
   /** The window's edge chunk and its source time: where estimates start from. */
@@ -103,10 +119,15 @@ export class LivePlayout {
     return this.measured ? this.delay : undefined;
   }
 
-  /** An attested chunk the swarm has: `seq` with source time `timestampMs`. */
-  announce(seq: number, timestampMs: number): void {
+  /**
+   * An attested chunk the swarm has: `seq` with source time `timestampMs`,
+   * and whether it begins at a random access point, when the attestation says.
+   */
+  announce(seq: number, timestampMs: number, randomAccess?: boolean): void {
     if (seq < this.low || (this.pos !== undefined && seq < this.pos)) return;
     this.announced.set(seq, timestampMs);
+    if (randomAccess === true) this.addAccess(seq);
+    else if (randomAccess === false) this.access.delete(seq);
     if (seq > this.edge) this.edge = seq;
   }
 
@@ -121,6 +142,7 @@ export class LivePlayout {
     }
     this.chunkMs = Math.max(1, w.chunkMs);
     this.setLow(w.low);
+    for (const seq of w.randomAccess ?? []) if (seq >= this.low && seq <= w.edge) this.addAccess(seq);
     if (w.ended) this.end(w.edge);
   }
 
@@ -130,6 +152,7 @@ export class LivePlayout {
     this.low = low;
     for (const seq of this.announced.keys())
       if (seq < low && (this.pos === undefined || seq < this.pos)) this.forget(seq);
+    for (const seq of this.access) if (seq < low) this.access.delete(seq);
   }
 
   /** The broadcast ended with chunk `last`. */
@@ -159,7 +182,8 @@ export class LivePlayout {
     if (this.pos! < this.low) {
       this.retune(out, Math.max(this.low, this.tuneInPoint()), now);
     } else if (!this.fromStart && this.measured && this.behind(now) > this.retuneAfterMs) {
-      this.retune(out, this.tuneInPoint(), now);
+      const to = this.tuneInPoint();
+      if (to > this.pos!) this.retune(out, to, now);
     }
     for (;;) {
       const seq = this.pos!;
@@ -182,9 +206,13 @@ export class LivePlayout {
       const skippable = this.last !== undefined || this.laterHere(seq);
       const due = this.dueAt(seq);
       if (due !== undefined && now >= due && skippable) {
-        out.skipped.push(seq);
-        this.forget(seq);
-        this.pos = seq + 1;
+        // before the first write, on to the next random access point: an output starts at one
+        const to = (this.measured ? undefined : this.nextAccess(seq)) ?? seq + 1;
+        for (let s = seq; s < to; s++) {
+          out.skipped.push(s);
+          this.forget(s);
+        }
+        this.pos = to;
         continue;
       }
       out.wakeAt = due !== undefined && skippable ? due : undefined;
@@ -200,8 +228,33 @@ export class LivePlayout {
     return this.delay !== undefined && posTs !== undefined ? now - posTs - this.delay : 0;
   }
 
-  /** The chunk to start at: the oldest announced one within the prebuffer of the edge's source time. */
+  /**
+   * The chunk to start at: the newest random access point at or before the
+   * prebuffer point, else the oldest after it; in a stream without any, the
+   * prebuffer point. (A stream with points but none known past the position
+   * stays where it is: the lowest it may start at.)
+   */
   private tuneInPoint(): number {
+    const point = this.prebufferPoint();
+    if (this.fromStart) return point;
+    const floor = Math.max(this.low, this.pos ?? 0);
+    let before: number | undefined;
+    let after: number | undefined;
+    for (const seq of this.access) {
+      if (seq < floor || seq > this.edge) continue;
+      if (seq <= point) before = Math.max(before ?? seq, seq);
+      else after = Math.min(after ?? seq, seq);
+    }
+    return before ?? after ?? (this.hasAccess ? floor : point);
+  }
+
+  private addAccess(seq: number): void {
+    this.access.add(seq);
+    this.hasAccess = true;
+  }
+
+  /** The oldest announced chunk within the prebuffer of the edge's source time (with --from-start, the low end). */
+  private prebufferPoint(): number {
     const floor = Math.max(this.low, this.pos ?? 0);
     if (this.fromStart) return floor;
     const edgeTs = this.sourceTime(this.edge);
@@ -259,6 +312,13 @@ export class LivePlayout {
     return this.anchor && this.anchor.ts - (this.anchor.seq - seq) * this.chunkMs;
   }
 
+  /** The first random access point known after `seq`, or undefined. */
+  private nextAccess(seq: number): number | undefined {
+    let next: number | undefined;
+    for (const s of this.access) if (s > seq && s <= this.edge) next = Math.min(next ?? s, s);
+    return next;
+  }
+
   private laterHere(seq: number): boolean {
     for (const s of this.here) if (s > seq) return true;
     return false;
@@ -267,5 +327,6 @@ export class LivePlayout {
   private forget(seq: number): void {
     this.announced.delete(seq);
     this.here.delete(seq);
+    this.access.delete(seq);
   }
 }

@@ -139,7 +139,14 @@ function held(streamId: string, first: number, lengths: number[]): Held {
   const chunks = lengths.map((n) => randomBytes(n));
   const signed = chunks.map((data, k) =>
     signLiveAttestation(
-      { streamId, seq: first + k, timestampMs: start + k, length: data.length, sha256: sha256(data) },
+      {
+        streamId,
+        seq: first + k,
+        timestampMs: start + k,
+        length: data.length,
+        sha256: sha256(data),
+        randomAccess: false,
+      },
       attester,
     ),
   );

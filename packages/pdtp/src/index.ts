@@ -11,3 +11,10 @@ export * from "./url.js";
 export * from "./wire.js";
 export * from "./origin.js";
 export * from "./live.js";
+export {
+  RANDOM_ACCESS_SPAN,
+  RandomAccessScanner,
+  startsAtRandomAccess,
+  TS_PACKET_SIZE,
+  type RandomAccessPoint,
+} from "./randomAccess.js";

@@ -41,6 +41,7 @@ function chunk(seq: number, data: Buffer, over: { streamId?: string; ts?: number
       timestampMs: over.ts ?? NOW - 1000 + seq,
       length: data.length,
       sha256: sha256(data),
+      randomAccess: false,
     },
     over.signer ?? network,
   );

@@ -113,6 +113,8 @@ export interface LiveAttestation {
   readonly timestampMs: number;
   readonly length: number;
   readonly sha256: Buffer;
+  /** The chunk begins at an MPEG-TS random access point: an output can start with it. */
+  readonly randomAccess: boolean;
   /** The signed form, served on to other peers with the chunk. */
   readonly signed: SignedLiveAttestation;
 }
@@ -234,7 +236,14 @@ export class LiveVerifier {
     if (body.length > this.descriptor.maxChunkBytes || body.sha256.length !== 32) {
       throw new LiveChunkError("bad-data", `attestation of chunk ${seq} gives length ${body.length}`);
     }
-    return { seq, timestampMs: body.timestampMs, length: body.length, sha256: Buffer.from(body.sha256), signed };
+    return {
+      seq,
+      timestampMs: body.timestampMs,
+      length: body.length,
+      sha256: Buffer.from(body.sha256),
+      randomAccess: body.randomAccess,
+      signed,
+    };
   }
 
   /**

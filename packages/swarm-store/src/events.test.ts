@@ -11,7 +11,15 @@ describe("parseStreamEvent", () => {
       { type: "holdings", peerIds: ["p"], chunks: 12 },
       { type: "published", name: "movies/a.mp4" },
       { type: "retired", name: "movies/a.mp4", by: "newid" },
-      { type: "live", low: 2 ** 40, high: 2 ** 40 + 9, ended: false, edgeTimestampMs: 1_700_000_000_000, chunkMs: 200 },
+      {
+        type: "live",
+        low: 2 ** 40,
+        high: 2 ** 40 + 9,
+        ended: false,
+        edgeTimestampMs: 1_700_000_000_000,
+        chunkMs: 200,
+        randomAccess: [2 ** 40 + 2, 2 ** 40 + 7],
+      },
     ] as const;
     for (const e of events) assert.deepEqual(parseStreamEvent(JSON.stringify(e)), e);
   });
@@ -32,8 +40,23 @@ describe("parseStreamEvent", () => {
       JSON.stringify({ type: "retired", name: "x" }),
       JSON.stringify({ type: "live", low: 1, high: 2, ended: "no", edgeTimestampMs: 0, chunkMs: 0 }),
       JSON.stringify({ type: "live", low: 1, high: 2.5, ended: false, edgeTimestampMs: 0, chunkMs: 0 }),
+      JSON.stringify({ type: "live", low: 1, high: 2, ended: false, edgeTimestampMs: 0, chunkMs: 0, randomAccess: 1 }),
+      JSON.stringify({
+        type: "live",
+        low: 1,
+        high: 2,
+        ended: false,
+        edgeTimestampMs: 0,
+        chunkMs: 0,
+        randomAccess: ["1"],
+      }),
     ]) {
       assert.equal(parseStreamEvent(text), undefined, text);
     }
+  });
+
+  it("reads a live event of a replica that sends no random access points as having none", () => {
+    const older = { type: "live", low: 1, high: 2, ended: false, edgeTimestampMs: 5, chunkMs: 200 };
+    assert.deepEqual(parseStreamEvent(JSON.stringify(older)), { ...older, randomAccess: [] });
   });
 });

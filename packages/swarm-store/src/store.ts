@@ -522,7 +522,8 @@ export interface ExpiredPeer {
  *   this one may finish it.
  * - live: a live stream's window moved (chunks attested, its low end
  *   raised, or it ended): its bounds, the source time of its edge chunk and
- *   the media time a chunk covers (ms, moving average), for its viewers.
+ *   the media time a chunk covers (ms, moving average), and the recent
+ *   chunks attested as random access points (increasing), for its viewers.
  */
 export type StreamEvent =
   | { type: "cancel"; transferIds: number[]; fetcherIds: string[] }
@@ -531,7 +532,15 @@ export type StreamEvent =
   | { type: "holdings"; peerIds: string[]; chunks: number }
   | { type: "published"; name: string }
   | { type: "retired"; name: string; by: string }
-  | { type: "live"; low: number; high: number; ended: boolean; edgeTimestampMs: number; chunkMs: number };
+  | {
+      type: "live";
+      low: number;
+      high: number;
+      ended: boolean;
+      edgeTimestampMs: number;
+      chunkMs: number;
+      randomAccess: number[];
+    };
 
 export interface EventHandlers {
   /** An event of a watched stream. Must not throw. */
@@ -596,6 +605,9 @@ export function parseStreamEvent(text: string): StreamEvent | undefined {
       const nums = [e.low, e.high, e.edgeTimestampMs, e.chunkMs];
       if (!nums.every((x) => Number.isSafeInteger(x)) || typeof e.ended !== "boolean") return undefined;
       const [low, high, edgeTimestampMs, chunkMs] = nums as number[];
+      // absent from a replica that predates it: no random access points known
+      const randomAccess = e.randomAccess ?? [];
+      if (!Array.isArray(randomAccess) || !randomAccess.every((x) => Number.isSafeInteger(x))) return undefined;
       return {
         type: "live",
         low: low!,
@@ -603,6 +615,7 @@ export function parseStreamEvent(text: string): StreamEvent | undefined {
         ended: e.ended,
         edgeTimestampMs: edgeTimestampMs!,
         chunkMs: chunkMs!,
+        randomAccess: randomAccess as number[],
       };
     }
     default:

@@ -233,6 +233,10 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
         signal: ac.signal,
         timeoutMs: opts.fetchTimeoutMs,
         onBytes: (n) => metrics.bytes.inc(n),
+        onFalseRandomAccess: (seq) => {
+          metrics.liveRandomAccessRefused.inc();
+          log.warn({ streamId: job.streamId, seq }, "a live chunk claimed to begin at a random access point does not");
+        },
       })
         .then(
           (attestations) => {
@@ -332,6 +336,11 @@ function checksumMetrics(registry: Registry) {
     liveRefused: new Counter({
       name: "pdtp_checksum_live_attest_failures_total",
       help: "AttestLiveChunks calls refused or failed (bad claims, unreachable or lying seeders).",
+      registers: [registry],
+    }),
+    liveRandomAccessRefused: new Counter({
+      name: "pdtp_checksum_live_random_access_refused_total",
+      help: "Live chunks claimed to begin at an MPEG-TS random access point whose bytes do not (attested without the flag).",
       registers: [registry],
     }),
     duration: new Histogram({

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
@@ -7,8 +8,10 @@ import { startDataPlane, type ChunkSource, type RunningDataPlane } from "@distri
 import {
   ChecksumClient,
   issueTicket,
+  LiveAttestationBody,
   LiveVerifier,
   openLiveDescriptor,
+  RandomAccessScanner,
   sha256,
   Signer,
   type AttestLiveChunksRequest,
@@ -51,7 +54,12 @@ const source: ChunkSource = {
 
 function request(over: Partial<AttestLiveChunksRequest> = {}): AttestLiveChunksRequest {
   const now = Date.now();
-  const claims = chunks.map((c, i) => ({ seq: FIRST + i, length: c.length, timestampMs: now - 300 + i * 100 }));
+  const claims = chunks.map((c, i) => ({
+    seq: FIRST + i,
+    length: c.length,
+    timestampMs: now - 300 + i * 100,
+    randomAccess: false,
+  }));
   return {
     streamId: STREAM,
     sourceUrl: `http://127.0.0.1:${plane.port}`,
@@ -189,5 +197,41 @@ describe("the checksum service attests live chunks", () => {
     await refused(describeLive({ ...descriptor, name: "" }), grpc.status.INVALID_ARGUMENT, /name/);
     // and it keeps serving
     assert.equal((await attest(request())).attestations.length, 3);
+  });
+
+  it("attests a chunk as a random access point only when claimed so and its bytes show it", async () => {
+    // an MPEG-TS test pattern from ffmpeg, from its first random access point on
+    const made = spawnSync(
+      "ffmpeg",
+      ["-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc=size=160x120:duration=1"].concat([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-f",
+        "mpegts",
+        "-",
+      ]),
+      { maxBuffer: 16 << 20 },
+    );
+    assert.equal(made.status, 0, made.stderr.toString());
+    const [point] = new RandomAccessScanner().push(made.stdout);
+    const saved = chunks[0]!;
+    chunks[0] = made.stdout.subarray(point!.offset, point!.offset + saved.length);
+    try {
+      const base = request();
+      const claims = base.chunks.map((c, i) => ({ ...c, randomAccess: i < 2 })); // chunk 1 is random bytes
+      const res = await attest({ ...base, chunks: claims });
+      assert.deepEqual(
+        res.attestations.map((a) => LiveAttestationBody.decode(a.body).randomAccess),
+        [true, false, false],
+      );
+      assert.match(await registry.metrics(), /pdtp_checksum_live_random_access_refused_total 1/);
+      // not claimed, not attested so, whatever the bytes
+      const unclaimed = await attest(request());
+      assert.equal(LiveAttestationBody.decode(unclaimed.attestations[0]!.body).randomAccess, false);
+    } finally {
+      chunks[0] = saved;
+    }
   });
 });

@@ -9,6 +9,7 @@ import {
   sha256,
   signLiveAttestation,
   signLiveDescriptor,
+  startsAtRandomAccess,
   streamNameProblem,
   type AttestLiveChunksRequest,
   type LiveChunkClaim,
@@ -91,12 +92,17 @@ export interface AttestOptions {
   timeoutMs?: number | undefined;
   /** Called with the bytes of each chunk hashed (metrics). */
   onBytes?: (n: number) => void;
+  /** A chunk claimed to begin at a random access point whose bytes do not: attested without it. */
+  onFalseRandomAccess?: (seq: number) => void;
 }
 
 /**
  * Reads the claimed chunks from the seeder's data plane (the body is split
  * by the claimed lengths: a seeder that serves other lengths fails the
- * call), hashes each once as it arrives and signs its attestation.
+ * call), hashes each once as it arrives and signs its attestation. A chunk
+ * claimed to begin at a random access point is attested so only when its own
+ * bytes show it; otherwise it is attested without the flag (its bytes are
+ * still the seeder's stream, only no place for a viewer to start).
  */
 export async function attestChunks(job: AttestJob, opts: AttestOptions): Promise<SignedLiveAttestation[]> {
   const out: SignedLiveAttestation[] = [];
@@ -115,6 +121,8 @@ export async function attestChunks(job: AttestJob, opts: AttestOptions): Promise
       onChunk: (seq, data) => {
         const claim = job.chunks[seq - first]!;
         opts.onBytes?.(data.length);
+        const randomAccess = claim.randomAccess && startsAtRandomAccess(data);
+        if (claim.randomAccess && !randomAccess) opts.onFalseRandomAccess?.(seq);
         out.push(
           signLiveAttestation(
             {
@@ -123,6 +131,7 @@ export async function attestChunks(job: AttestJob, opts: AttestOptions): Promise
               timestampMs: claim.timestampMs,
               length: data.length,
               sha256: sha256(data),
+              randomAccess,
             },
             opts.signer,
           ),

@@ -210,8 +210,8 @@ export class LiveBroadcasts implements PublishSource {
     // sent again, and those cut since (not sent while not READY) with them.
     e.pending = [];
     for (let seq = from; seq < next; seq++) {
-      const c = b.window.chunk(seq);
-      if (c) e.pending.push({ seq, length: c.data.length, timestampMs: c.timestampMs });
+      const c = b.claimOf(seq);
+      if (c) e.pending.push(c);
     }
     log.info(
       { name: e.spec.name, streamId: r.streamId, from, claims: e.pending.length },

@@ -61,7 +61,14 @@ async function attestRaw(
   });
   const attestations = claims.map((c, i) =>
     signLiveAttestation(
-      { streamId, seq: c.seq, timestampMs: c.timestampMs, length: c.length, sha256: sha256(bytes[i]!) },
+      {
+        streamId,
+        seq: c.seq,
+        timestampMs: c.timestampMs,
+        length: c.length,
+        sha256: sha256(bytes[i]!),
+        randomAccess: c.randomAccess,
+      },
       networkKey,
     ),
   );

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
@@ -10,6 +11,7 @@ import {
   openLiveDescriptor,
   PeerRole,
   PublishStatus,
+  RandomAccessScanner,
   Signer,
   StreamKind,
   TrackerClient,
@@ -32,8 +34,31 @@ const POLICY: LivePublish = {
   windowChunks: WINDOW,
   nextSeq: FIRST,
 };
+/** MPEG-TS from its first random access point on (an ffmpeg test pattern). */
+const transportStream = (() => {
+  const made = spawnSync(
+    "ffmpeg",
+    ["-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc=size=160x120:duration=1"].concat([
+      "-c:v",
+      "libx264",
+      "-preset",
+      "ultrafast",
+      "-f",
+      "mpegts",
+      "-",
+    ]),
+    { maxBuffer: 16 << 20 },
+  );
+  assert.equal(made.status, 0, made.stderr.toString());
+  const [point] = new RandomAccessScanner().push(made.stdout);
+  return made.stdout.subarray(point!.offset);
+})();
+/** Chunks FIRST + i that begin at a random access point; FIRST + 2 is claimed so but is not. */
+const RANDOM_ACCESS = new Set([1, 4, 8]);
 /** What the seeder cut: chunk FIRST + i is held[i]. */
-const held = Array.from({ length: 24 }, (_, i) => randomBytes(1000 + i * 37));
+const held = Array.from({ length: 24 }, (_, i) =>
+  RANDOM_ACCESS.has(i) ? transportStream.subarray(0, 1000 + i * 37) : randomBytes(1000 + i * 37),
+);
 const all = Buffer.concat(held);
 const offset = (seq: number) => held.slice(0, seq - FIRST).reduce((a, c) => a + c.length, 0);
 
@@ -94,6 +119,7 @@ function liveScenario(
         seq: from + i,
         length: held[from + i - FIRST]!.length,
         timestampMs: t0 + (from + i - FIRST) * 200,
+        randomAccess: RANDOM_ACCESS.has(from + i - FIRST) || from + i === FIRST + 2,
       }));
     const t0 = Date.now();
 
@@ -190,6 +216,8 @@ function liveScenario(
       );
       assert.equal(edge.window!.edgeTimestampMs, t0 + 400);
       assert.equal(edge.window!.chunkMs, 200);
+      // attested by the checksum service on the seeder's replica, heard by the viewer's
+      assert.deepEqual(edge.window!.randomAccess, [FIRST + 1], "the random access point, not the false claim");
       const d = await viewer.next("directives");
       for (const x of d.directives) {
         assert.ok(x.range!.first >= FIRST && x.range!.last <= FIRST + 2, JSON.stringify(x.range));
@@ -212,6 +240,11 @@ function liveScenario(
       let edge = await viewer.next("liveEdge");
       while (edge.window!.edge < FIRST + 9) edge = await viewer.next("liveEdge");
       assert.equal(edge.window!.low, FIRST + 6);
+      assert.deepEqual(edge.window!.randomAccess, [FIRST + 8], "only those within the window");
+      const described = await new Promise<{ live?: { randomAccess: number[] } }>((resolve, reject) =>
+        clientB.describeStream({ name, streamId: "" }, (e, r) => (e ? reject(e) : resolve(r!))),
+      );
+      assert.deepEqual(described.live?.randomAccess, [FIRST + 8], "DescribeStream on the other replica too");
     });
 
     it("a claim out of sequence gets a Notice, and the session goes on", async () => {

@@ -37,12 +37,12 @@ export class LiveEdges {
 
   /**
    * A "live" event of a stream (from the replica that attested its chunks,
-   * this one included): records its edge time, and tells this replica's
+   * this one included): records its edge state, and tells this replica's
    * viewers of it the window as the store has it now.
    */
   async heard(streamId: string, e: LiveEvent): Promise<void> {
     const { windows, store } = this.o;
-    windows.setEdgeTime(streamId, { edgeTimestampMs: e.edgeTimestampMs, chunkMs: e.chunkMs });
+    windows.setEdge(streamId, { edgeTimestampMs: e.edgeTimestampMs, chunkMs: e.chunkMs, randomAccess: e.randomAccess });
     const viewers = this.o.viewersOf(streamId);
     if (viewers.length === 0) return;
     const meta = await store.getStream(streamId);

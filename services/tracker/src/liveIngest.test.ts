@@ -45,6 +45,7 @@ const claim = (seq: number, ts: number, length = held[seq - FIRST]?.length ?? 50
   seq,
   length,
   timestampMs: ts,
+  randomAccess: false,
 });
 
 function ingest(onAttested: (a: SignedLiveAttestation[], c: LiveChunkClaim[]) => Promise<void>, lost: string[] = []) {

@@ -1,12 +1,24 @@
 import { LiveDescriptorBody, SignedLiveDescriptor, type LiveWindow } from "@distribustream/pdtp";
 import type { LiveStreamMeta, SwarmStore } from "@distribustream/swarm-store";
 
-/** Where a live stream's edge is in source time: what its bounds in the store do not say. */
-export interface EdgeTime {
+/**
+ * Most random access points a window names (the newest): at a keyframe every
+ * 1 to 2 s, 16 to 32 s of them, about a default window; each LiveEdge carries
+ * them (~80 bytes), so they are kept few.
+ */
+export const MAX_RANDOM_ACCESS = 16;
+
+/**
+ * What a live stream's bounds in the store do not say of its edge: where it
+ * is in source time, and which recent chunks a viewer can start at.
+ */
+export interface EdgeState {
   /** Source time of the edge chunk (ms since the Unix epoch), 0 before the first. */
   edgeTimestampMs: number;
   /** Media time a chunk covers, ms (moving average over the attested timestamps), 0 when unknown. */
   chunkMs: number;
+  /** Chunks attested as beginning at a random access point, increasing, the newest MAX_RANDOM_ACCESS at most. */
+  randomAccess: number[];
 }
 
 /** A live stream's signed descriptor, as kept in the store, and its body. */
@@ -21,14 +33,15 @@ const MAX_DESCRIPTORS = 4096;
 /**
  * What this replica knows of its live streams' windows beyond the bounds in
  * the store: each stream's signed descriptor (kept in the store's manifest
- * slot, see PublishLive) and the source time of its edge, which every replica
- * learns from the "live" events of the stream's channel (the replica that
- * attests a chunk announces it). A replica that has heard no event of a
- * stream yet answers edge time 0 until the next chunk.
+ * slot, see PublishLive) and the state of its edge (source time, random
+ * access points), which every replica learns from the "live" events of the
+ * stream's channel (the replica that attests a chunk announces it). A
+ * replica that has heard no event of a stream yet answers edge time 0 and no
+ * random access points until the next chunk.
  */
 export class LiveWindows {
   private readonly descriptors = new Map<string, LiveDescriptorOf>();
-  private readonly edges = new Map<string, EdgeTime>();
+  private readonly edges = new Map<string, EdgeState>();
 
   constructor(private readonly store: Pick<SwarmStore, "getManifest">) {}
 
@@ -46,17 +59,17 @@ export class LiveWindows {
     return d;
   }
 
-  /** The edge time last heard of (or set for) the stream. */
-  edgeTime(streamId: string): EdgeTime {
-    return this.edges.get(streamId) ?? { edgeTimestampMs: 0, chunkMs: 0 };
+  /** The edge state last heard of (or set for) the stream. */
+  edge(streamId: string): EdgeState {
+    return this.edges.get(streamId) ?? { edgeTimestampMs: 0, chunkMs: 0, randomAccess: [] };
   }
 
-  /** Records the edge time of a stream (from its ingest here, or an event). Never goes back. */
-  setEdgeTime(streamId: string, t: EdgeTime): void {
+  /** Records the edge state of a stream (from its ingest here, or an event). Never goes back. */
+  setEdge(streamId: string, e: EdgeState): void {
     const before = this.edges.get(streamId);
-    if (before && before.edgeTimestampMs > t.edgeTimestampMs) return;
+    if (before && before.edgeTimestampMs > e.edgeTimestampMs) return;
     if (this.edges.size >= MAX_DESCRIPTORS && !before) this.edges.clear();
-    this.edges.set(streamId, t);
+    this.edges.set(streamId, { ...e, randomAccess: e.randomAccess.slice(-MAX_RANDOM_ACCESS) });
   }
 
   /** The stream's window as peers see it (PublishResult.live, StreamDescriptor.live, LiveEdge). */
@@ -65,7 +78,7 @@ export class LiveWindows {
     bitrate: number,
   ): LiveWindow {
     const started = meta.high >= meta.low && meta.high >= 0;
-    const t = this.edgeTime(meta.streamId);
+    const t = this.edge(meta.streamId);
     return {
       low: started ? meta.low : 0,
       edge: started ? meta.high : 0,
@@ -75,6 +88,7 @@ export class LiveWindows {
       windowChunks: meta.windowChunks,
       bitrate,
       ended: meta.ended,
+      randomAccess: started ? t.randomAccess.filter((seq) => seq >= meta.low && seq <= meta.high) : [],
     };
   }
 }

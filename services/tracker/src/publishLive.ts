@@ -7,6 +7,7 @@ import {
   MAX_WINDOW_CHUNKS,
   MIN_CHUNK_SIZE,
   openLiveDescriptor,
+  LiveAttestationBody,
   PublishStatus,
   SignedLiveDescriptor,
   type ChecksumClient,
@@ -20,7 +21,7 @@ import {
 } from "@distribustream/pdtp";
 import { failedPrecondition, invalidArgument, type Logger } from "@distribustream/runtime";
 import type { LiveStreamMeta, SwarmStore } from "@distribustream/swarm-store";
-import type { LiveDescriptorOf, LiveWindows } from "./liveWindows.js";
+import { MAX_RANDOM_ACCESS, type LiveDescriptorOf, type LiveWindows } from "./liveWindows.js";
 import { LiveIngest } from "./liveIngest.js";
 import type { TrackerMetrics } from "./metrics.js";
 import type { NetworkKey } from "./networkKey.js";
@@ -179,7 +180,7 @@ export class PublishLive {
         maxChunkBytes: descriptor.body.maxChunkBytes,
         source: { url: httpBase(s.dataHost, s.dataPort), peerId: s.peerId },
         nextSeq,
-        edgeTimestampMs: this.o.windows.edgeTime(streamId).edgeTimestampMs,
+        edgeTimestampMs: this.o.windows.edge(streamId).edgeTimestampMs,
         onAttested: (atts, claims) => this.attested(b, atts, claims),
         onLost: (claims, reason) => this.lost(b, claims, reason),
         log,
@@ -218,8 +219,8 @@ export class PublishLive {
     const meta = await this.o.store.getStream(streamId);
     if (meta?.kind !== "live") return true;
     await this.o.store.raiseHigh(streamId, meta.high, true);
-    const t = this.o.windows.edgeTime(streamId);
-    this.o.events.announce(streamId, { type: "live", low: meta.low, high: meta.high, ended: true, ...t });
+    const edge = this.o.windows.edge(streamId);
+    this.o.events.announce(streamId, { type: "live", low: meta.low, high: meta.high, ended: true, ...edge });
     this.o.log.info({ peerId: s.peerId, streamId, edge: meta.high }, "live broadcast ended");
     return true;
   }
@@ -353,7 +354,7 @@ export class PublishLive {
    * Chunks attested: the edge rises to the last, the low end follows at
    * window_chunks behind it (transfers wholly below are withdrawn), the
    * seeder holds them and gets their attestations, and every replica hears
-   * the new window.
+   * the new window (with the chunks attested as random access points).
    */
   private async attested(b: Broadcast, atts: SignedLiveAttestation[], claims: LiveChunkClaim[]): Promise<void> {
     const { store, events, metrics, windows } = this.o;
@@ -365,8 +366,12 @@ export class PublishLive {
     const { dropped } = await store.raiseLow(streamId, low);
     events.withdraw(dropped, undefined);
     await store.addHoldings(streamId, b.session.peerId, [{ first, last }]);
-    const edge = edgeTimeAfter(windows.edgeTime(streamId), claims, b.descriptor.body.maxChunkMs);
-    windows.setEdgeTime(streamId, edge);
+    const before = windows.edge(streamId);
+    const edge = {
+      ...edgeTimeAfter(before, claims, b.descriptor.body.maxChunkMs),
+      randomAccess: randomAccessAfter(before.randomAccess, atts, low),
+    };
+    windows.setEdge(streamId, edge);
     b.session.send({ body: { $case: "liveAttested", value: { streamId, attestations: atts } } });
     metrics.liveChunksAttested.inc({ stream: b.name }, atts.length);
     metrics.liveEdge.set({ stream: b.name }, last);
@@ -398,6 +403,26 @@ export function edgeTimeAfter(
 /** The store lease naming the one seeder that broadcasts a live name (names may hold any character; lease names not). */
 function broadcasterLease(name: string): string {
   return `live:${createHash("sha256").update(name).digest().subarray(0, 16).toString("base64url")}`;
+}
+
+/**
+ * The random access points within the window after `attestations`: those
+ * before at `low` or above, and the chunks these attest as random access
+ * points (the checksum service checked their bytes), the newest
+ * MAX_RANDOM_ACCESS.
+ */
+export function randomAccessAfter(
+  before: readonly number[],
+  attestations: readonly SignedLiveAttestation[],
+  low: number,
+): number[] {
+  const out = before.filter((seq) => seq >= low);
+  for (const a of attestations) {
+    const body = LiveAttestationBody.decode(a.body);
+    if (body.randomAccess && body.seq >= low && !(out.length > 0 && body.seq <= out[out.length - 1]!))
+      out.push(body.seq);
+  }
+  return out.slice(-MAX_RANDOM_ACCESS);
 }
 
 /** The checksum service refused the descriptor: its message is for the seeder. */

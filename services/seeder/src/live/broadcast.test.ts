@@ -63,6 +63,7 @@ describe("a live broadcast at its seeder", () => {
             timestampMs: c.timestampMs,
             length: c.length,
             sha256: sha256(media.subarray(i * 4096, i * 4096 + c.length)),
+            randomAccess: c.randomAccess,
           },
           network,
         ),

@@ -2,6 +2,7 @@ import {
   LiveAttestationBody,
   liveFrameHead,
   MAX_LIVE_SEQ,
+  startsAtRandomAccess,
   type ChunkRange,
   type LiveChunkClaim,
   type SignedLiveAttestation,
@@ -101,6 +102,15 @@ export class LiveBroadcast {
     return n;
   }
 
+  /**
+   * The claim of a chunk still held: its length, source time, and whether it
+   * begins at a random access point (what the checksum service checks too).
+   */
+  claimOf(seq: number): LiveChunkClaim | undefined {
+    const c = this.window.chunk(seq);
+    return c && { seq, length: c.data.length, timestampMs: c.timestampMs, randomAccess: startsAtRandomAccess(c.data) };
+  }
+
   /** The stream as the data plane serves it: raw for the checksum service, framed for peers. */
   layout(): LiveStreamLayout {
     return {
@@ -120,7 +130,7 @@ export class LiveBroadcast {
       this.o.state.save(seq + 1);
       this.next = seq + 1;
       this.window.push(seq, chunk.data, chunk.timestampMs);
-      this.o.onChunks([{ seq, length: chunk.data.length, timestampMs: chunk.timestampMs }]);
+      this.o.onChunks([this.claimOf(seq)!]);
     }
     return this.window.edge;
   }

@@ -1,3 +1,5 @@
+import { RandomAccessScanner, type RandomAccessPoint } from "@distribustream/pdtp";
+
 /**
  * Cuts a live input into chunks as it arrives: a chunk ends when it holds
  * `maxChunkBytes`, or when `maxChunkMs` have passed since its first byte,
@@ -32,6 +34,13 @@ export interface CutChunk {
  * chunk); rejects when it fails. Reads the input only as fast as the
  * consumer takes chunks (backpressure), except that a pending chunk is cut on
  * time whether or not more input comes.
+ *
+ * An MPEG-TS input is also cut at each random access point (RandomAccessScanner:
+ * the PAT before a video keyframe), so that such a chunk begins with it and a
+ * viewer can start there, and the size and time cuts keep its 188-byte packets
+ * whole and a PAT with the packets that may make it a random access point (a
+ * time cut waits for them; a size cut does not). Any other input is cut as it
+ * comes.
  */
 export async function* cutChunks(
   input: AsyncIterable<Uint8Array>,
@@ -39,9 +48,16 @@ export async function* cutChunks(
   now: () => number = Date.now,
 ): AsyncGenerator<CutChunk> {
   const it = input[Symbol.asyncIterator]();
+  const scanner = new RandomAccessScanner();
+  /** Random access points found and not yet cut at, in order. */
+  const points: RandomAccessPoint[] = [];
   let parts: Buffer[] = [];
   let bytes = 0;
+  /** Input offset of the first byte not yet in a chunk. */
+  let start = 0;
   let firstAt = 0;
+  /** A time cut found no place to cut: wait for more input. */
+  let waitForInput = false;
   let pending: Promise<IteratorResult<Uint8Array>> | undefined;
   const cut = (n: number): CutChunk => {
     const all = parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes);
@@ -50,15 +66,28 @@ export async function* cutChunks(
     const rest = all.subarray(n);
     parts = rest.length > 0 ? [rest] : [];
     bytes = rest.length;
+    start += n;
     firstAt = rest.length > 0 ? now() : 0;
     return chunk;
   };
+  /** The cuts due now: at the random access points within reach, then at the size bound. */
+  function* due(): Generator<CutChunk> {
+    for (;;) {
+      while (points.length > 0 && points[0]!.offset <= start) points.shift();
+      const point = points[0];
+      if (point && point.offset - start <= policy.maxChunkBytes) yield cut(point.offset - start);
+      else if (bytes >= policy.maxChunkBytes) {
+        const to = start + policy.maxChunkBytes;
+        yield cut((scanner.cutAt(start, to, true) ?? to) - start);
+      } else return;
+    }
+  }
   try {
     for (;;) {
-      while (bytes >= policy.maxChunkBytes) yield cut(policy.maxChunkBytes);
+      yield* due();
       pending ??= it.next();
       let r: IteratorResult<Uint8Array> | "time";
-      if (bytes === 0) r = await pending;
+      if (bytes === 0 || waitForInput) r = await pending;
       else {
         const left = firstAt + policy.maxChunkMs - now();
         let timer: NodeJS.Timeout | undefined;
@@ -69,17 +98,23 @@ export async function* cutChunks(
         clearTimeout(timer);
       }
       if (r === "time") {
-        yield cut(bytes);
+        const to = scanner.cutAt(start, start + bytes);
+        if (to === undefined) waitForInput = true;
+        else yield cut(to - start);
         continue;
       }
       pending = undefined;
+      waitForInput = false;
       if (r.done) break;
       if (r.value.length === 0) continue;
       if (bytes === 0) firstAt = now();
       parts.push(Buffer.from(r.value.buffer, r.value.byteOffset, r.value.length));
       bytes += r.value.length;
+      points.push(...scanner.push(r.value));
     }
-    while (bytes > 0) yield cut(Math.min(bytes, policy.maxChunkBytes));
+    scanner.end();
+    yield* due();
+    if (bytes > 0) yield cut(bytes);
   } finally {
     // A consumer that stops early (return/throw) ends the input too.
     if (pending !== undefined) pending.catch(() => undefined);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -9,6 +10,7 @@ import { PassThrough } from "node:stream";
 import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { LiveWindow } from "@distribustream/data-plane";
+import { RandomAccessScanner, startsAtRandomAccess, TS_PACKET_SIZE } from "@distribustream/pdtp";
 import { cutChunks, type CutChunk } from "./chunker.js";
 import { SequenceState, SequenceStateError } from "./sequenceState.js";
 import { httpStream, LiveSourceError, pacedFile } from "./sources.js";
@@ -52,6 +54,69 @@ describe("cutting a live input into chunks", () => {
     input.end();
     const second = await it.next();
     assert.equal(second.value!.data.toString(), "second");
+    assert.equal((await it.next()).done, true);
+  });
+
+  /** 4 s of an ffmpeg test pattern with a tone as MPEG-TS, a keyframe every second. */
+  function transportStream(): Buffer {
+    const r = spawnSync(
+      "ffmpeg",
+      ["-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=4"].concat(
+        ["-f", "lavfi", "-i", "sine=duration=4", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25"],
+        ["-c:a", "aac", "-f", "mpegts", "-"],
+      ),
+      { maxBuffer: 64 << 20 },
+    );
+    assert.equal(r.status, 0, r.stderr.toString());
+    return r.stdout;
+  }
+
+  test("MPEG-TS: a chunk begins at each random access point, and every cut keeps the packets whole", async () => {
+    const ts = transportStream();
+    const points = new RandomAccessScanner().push(ts).map((p) => p.offset);
+    assert.ok(points.length >= 4, `${points.length} random access points`);
+    for (const pieces of [[ts.length], [1000, 777, 33_333], [187], [32_768]]) {
+      const input = new PassThrough();
+      const chunks = collect(cutChunks(input, { maxChunkBytes: 8192, maxChunkMs: 60_000 }));
+      for (let o = 0, i = 0; o < ts.length; o += pieces[i++ % pieces.length]!) {
+        input.write(ts.subarray(o, o + pieces[i % pieces.length]!));
+      }
+      input.end();
+      const got = await chunks;
+      assert.equal(sha(Buffer.concat(got.map((c) => c.data))), sha(ts), "the bytes unchanged");
+      const starts: number[] = [];
+      let at = 0;
+      for (const c of got) {
+        starts.push(at);
+        at += c.data.length;
+        assert.ok(c.data.length <= 8192);
+        assert.equal(at % TS_PACKET_SIZE === 0 || at === ts.length, true, `a cut at ${at} keeps packets whole`);
+      }
+      const rap = starts.filter((s, i) => startsAtRandomAccess(got[i]!.data));
+      assert.deepEqual(rap, points, `pieces of ${pieces.join(", ")}: chunks begin at the points, alone show them`);
+    }
+  });
+
+  test("MPEG-TS by time: a cut waits for the packets that may make a PAT a random access point", async () => {
+    const ts = transportStream();
+    const [first, second] = new RandomAccessScanner().push(ts);
+    const input = new PassThrough();
+    const it = cutChunks(input, { maxChunkBytes: 1 << 20, maxChunkMs: 50 })[Symbol.asyncIterator]();
+    const next = async () => (await it.next()).value!.data;
+    // up to the first point, whole packets up to the next PAT, then part of its PMT
+    const x = second!.offset;
+    input.write(ts.subarray(0, x + TS_PACKET_SIZE + 20));
+    assert.equal((await next()).length, first!.offset, "cut at the first point");
+    assert.equal((await next()).length, x - first!.offset, "cut on time before the undecided PAT");
+    const waiting = it.next();
+    const early = await Promise.race([waiting, sleep(200).then(() => "nothing")]);
+    assert.equal(early, "nothing", "no cut splits the PAT from its PMT while the input is silent");
+    input.write(ts.subarray(x + TS_PACKET_SIZE + 20, second!.end + 50));
+    const point = (await waiting).value!.data;
+    assert.equal(point.length, second!.end - x, "once shown, the point's chunk is cut on time at a packet boundary");
+    assert.equal(startsAtRandomAccess(point), true);
+    input.end();
+    assert.equal((await next()).length, 50, "the rest at the end");
     assert.equal((await it.next()).done, true);
   });
 

@@ -142,6 +142,7 @@ export class TestTracker {
       windowChunks: lp.windowChunks,
       bitrate: lp.bitrate,
       ended: false,
+      randomAccess: [],
     };
     call.write({
       body: {

@@ -207,6 +207,13 @@ export interface LiveAttestationBody {
   length: number;
   /** SHA-256 of the chunk's bytes. */
   sha256: Buffer;
+  /**
+   * The chunk begins at a random access point of an MPEG-TS stream (a PAT,
+   * its PMT and a video keyframe): a viewer's output can start with it. The
+   * checksum service sets it only when the seeder claimed it and the chunk's
+   * bytes show it.
+   */
+  randomAccess: boolean;
 }
 
 export interface SignedLiveAttestation {
@@ -226,6 +233,8 @@ export interface LiveChunkClaim {
   length: number;
   /** When the source cut the chunk, milliseconds since the Unix epoch. */
   timestampMs: number;
+  /** The seeder cut the chunk at a random access point (see LiveAttestationBody). */
+  randomAccess: boolean;
 }
 
 function createBaseChunkRange(): ChunkRange {
@@ -1596,7 +1605,7 @@ export const SignedLiveDescriptor: MessageFns<SignedLiveDescriptor> = {
 };
 
 function createBaseLiveAttestationBody(): LiveAttestationBody {
-  return { streamId: "", seq: 0, timestampMs: 0, length: 0, sha256: Buffer.alloc(0) };
+  return { streamId: "", seq: 0, timestampMs: 0, length: 0, sha256: Buffer.alloc(0), randomAccess: false };
 }
 
 export const LiveAttestationBody: MessageFns<LiveAttestationBody> = {
@@ -1615,6 +1624,9 @@ export const LiveAttestationBody: MessageFns<LiveAttestationBody> = {
     }
     if (message.sha256.length !== 0) {
       writer.uint32(42).bytes(message.sha256);
+    }
+    if (message.randomAccess !== false) {
+      writer.uint32(48).bool(message.randomAccess);
     }
     return writer;
   },
@@ -1672,6 +1684,14 @@ export const LiveAttestationBody: MessageFns<LiveAttestationBody> = {
             message.sha256 = Buffer.from(reader.bytes());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.randomAccess = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1699,6 +1719,11 @@ export const LiveAttestationBody: MessageFns<LiveAttestationBody> = {
         : 0,
       length: isSet(object.length) ? globalThis.Number(object.length) : 0,
       sha256: isSet(object.sha256) ? Buffer.from(bytesFromBase64(object.sha256)) : Buffer.alloc(0),
+      randomAccess: isSet(object.randomAccess)
+        ? globalThis.Boolean(object.randomAccess)
+        : isSet(object.random_access)
+        ? globalThis.Boolean(object.random_access)
+        : false,
     };
   },
 
@@ -1719,6 +1744,9 @@ export const LiveAttestationBody: MessageFns<LiveAttestationBody> = {
     if (message.sha256.length !== 0) {
       obj.sha256 = base64FromBytes(message.sha256);
     }
+    if (message.randomAccess !== false) {
+      obj.randomAccess = message.randomAccess;
+    }
     return obj;
   },
 
@@ -1732,6 +1760,7 @@ export const LiveAttestationBody: MessageFns<LiveAttestationBody> = {
     message.timestampMs = object.timestampMs ?? 0;
     message.length = object.length ?? 0;
     message.sha256 = object.sha256 ?? Buffer.alloc(0);
+    message.randomAccess = object.randomAccess ?? false;
     return message;
   },
 };
@@ -1842,7 +1871,7 @@ export const SignedLiveAttestation: MessageFns<SignedLiveAttestation> = {
 };
 
 function createBaseLiveChunkClaim(): LiveChunkClaim {
-  return { seq: 0, length: 0, timestampMs: 0 };
+  return { seq: 0, length: 0, timestampMs: 0, randomAccess: false };
 }
 
 export const LiveChunkClaim: MessageFns<LiveChunkClaim> = {
@@ -1855,6 +1884,9 @@ export const LiveChunkClaim: MessageFns<LiveChunkClaim> = {
     }
     if (message.timestampMs !== 0) {
       writer.uint32(24).uint64(message.timestampMs);
+    }
+    if (message.randomAccess !== false) {
+      writer.uint32(32).bool(message.randomAccess);
     }
     return writer;
   },
@@ -1896,6 +1928,14 @@ export const LiveChunkClaim: MessageFns<LiveChunkClaim> = {
             message.timestampMs = longToNumber(reader.uint64());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.randomAccess = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1917,6 +1957,11 @@ export const LiveChunkClaim: MessageFns<LiveChunkClaim> = {
         : isSet(object.timestamp_ms)
         ? globalThis.Number(object.timestamp_ms)
         : 0,
+      randomAccess: isSet(object.randomAccess)
+        ? globalThis.Boolean(object.randomAccess)
+        : isSet(object.random_access)
+        ? globalThis.Boolean(object.random_access)
+        : false,
     };
   },
 
@@ -1931,6 +1976,9 @@ export const LiveChunkClaim: MessageFns<LiveChunkClaim> = {
     if (message.timestampMs !== 0) {
       obj.timestampMs = Math.round(message.timestampMs);
     }
+    if (message.randomAccess !== false) {
+      obj.randomAccess = message.randomAccess;
+    }
     return obj;
   },
 
@@ -1942,6 +1990,7 @@ export const LiveChunkClaim: MessageFns<LiveChunkClaim> = {
     message.seq = object.seq ?? 0;
     message.length = object.length ?? 0;
     message.timestampMs = object.timestampMs ?? 0;
+    message.randomAccess = object.randomAccess ?? false;
     return message;
   },
 };

@@ -437,6 +437,13 @@ export interface LiveWindow {
   bitrate: number;
   /** The broadcast ended: edge is its last chunk. */
   ended: boolean;
+  /**
+   * Chunks in [low, edge] attested as beginning at a random access point, in
+   * increasing order, the newest 16 at most. A viewer tunes in at one
+   * (see LiveAttestationBody.random_access); empty for an input that is not
+   * MPEG-TS.
+   */
+  randomAccess: number[];
 }
 
 export interface Joined {
@@ -2862,7 +2869,17 @@ export const StreamDescriptor: MessageFns<StreamDescriptor> = {
 };
 
 function createBaseLiveWindow(): LiveWindow {
-  return { low: 0, edge: 0, started: false, edgeTimestampMs: 0, chunkMs: 0, windowChunks: 0, bitrate: 0, ended: false };
+  return {
+    low: 0,
+    edge: 0,
+    started: false,
+    edgeTimestampMs: 0,
+    chunkMs: 0,
+    windowChunks: 0,
+    bitrate: 0,
+    ended: false,
+    randomAccess: [],
+  };
 }
 
 export const LiveWindow: MessageFns<LiveWindow> = {
@@ -2890,6 +2907,13 @@ export const LiveWindow: MessageFns<LiveWindow> = {
     }
     if (message.ended !== false) {
       writer.uint32(64).bool(message.ended);
+    }
+    if (message.randomAccess.length !== 0) {
+      writer.uint32(74).fork();
+      for (const v of message.randomAccess) {
+        writer.uint64(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -2971,6 +2995,24 @@ export const LiveWindow: MessageFns<LiveWindow> = {
             message.ended = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag === 72) {
+              message.randomAccess.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 74) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.randomAccess.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3005,6 +3047,11 @@ export const LiveWindow: MessageFns<LiveWindow> = {
         : 0,
       bitrate: isSet(object.bitrate) ? globalThis.Number(object.bitrate) : 0,
       ended: isSet(object.ended) ? globalThis.Boolean(object.ended) : false,
+      randomAccess: globalThis.Array.isArray(object?.randomAccess)
+        ? object.randomAccess.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.random_access)
+        ? object.random_access.map((e: any) => globalThis.Number(e))
+        : [],
     };
   },
 
@@ -3034,6 +3081,9 @@ export const LiveWindow: MessageFns<LiveWindow> = {
     if (message.ended !== false) {
       obj.ended = message.ended;
     }
+    if (message.randomAccess?.length) {
+      obj.randomAccess = message.randomAccess.map((e) => Math.round(e));
+    }
     return obj;
   },
 
@@ -3050,6 +3100,7 @@ export const LiveWindow: MessageFns<LiveWindow> = {
     message.windowChunks = object.windowChunks ?? 0;
     message.bitrate = object.bitrate ?? 0;
     message.ended = object.ended ?? false;
+    message.randomAccess = object.randomAccess?.map((e) => e) || [];
     return message;
   },
 };
