@@ -14,7 +14,7 @@ ignoreIpServernameWarning();
  */
 const program = new Command()
   .name("distribustream")
-  .description("DistribuStream peercasting: tracker, seeder and checksum services")
+  .description("DistribuStream peercasting: tracker, seeder, checksum and dashboard services")
   .version("0.1.0")
   .showHelpAfterError("(run with --help for usage)");
 
@@ -69,7 +69,7 @@ common(
   program
     .command("up")
     .description(
-      "run tracker, checksum and a seeder in one process on the in-memory swarm store (one tracker process only); creates a demo file if the media folder is empty, and broadcasts demo-live (an ffmpeg test pattern, or a media file looped) unless --live is given",
+      "run tracker, checksum, a seeder and the dashboard in one process on the in-memory swarm store (one tracker process only); creates a demo file if the media folder is empty, and broadcasts demo-live (an ffmpeg test pattern, or a media file looped) unless --live is given",
     )
     .option("--media <dir>", "folder to publish (default ./media; original key: file_root)")
     .option("--origin <url>", ORIGIN_HELP, collect)
