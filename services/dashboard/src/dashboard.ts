@@ -99,10 +99,12 @@ export async function startDashboard(o: DashboardOptions): Promise<RunningDashbo
     const snap = await snapshots.refresh();
     statsJson = JSON.stringify(snap);
     hub.sendOverview("stats", statsJson);
-    for (const streamId of hub.watchedStreams()) {
-      const detail = await snapshots.detail(streamId, PEERS_DEFAULT, false);
-      if (detail) hub.sendStream(streamId, "stream", JSON.stringify(detail));
-    }
+    await Promise.all(
+      hub.watchedStreams().map(async (streamId) => {
+        const detail = await snapshots.detail(streamId, PEERS_DEFAULT, false);
+        if (detail) hub.sendStream(streamId, "stream", JSON.stringify(detail));
+      }),
+    );
     const rows = snap.fleet.replicas;
     metrics.replicas.set({ state: "alive" }, rows.filter((r) => r.alive).length);
     metrics.replicas.set({ state: "gone" }, rows.filter((r) => !r.alive).length);
@@ -110,16 +112,17 @@ export async function startDashboard(o: DashboardOptions): Promise<RunningDashbo
     metrics.updates.inc();
     stop();
   };
-  let updating = false;
-  const timer = setInterval(() => {
-    if (updating) return;
-    updating = true;
-    update()
-      .catch((err: unknown) => log.error({ err }, "dashboard update failed"))
-      .finally(() => (updating = false));
-  }, updateMs);
-  timer.unref();
-  await update().catch((err: unknown) => log.error({ err }, "dashboard update failed"));
+  // one update a second at most: the next starts a second after this one started, or at once if it took longer
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+  const run = async () => {
+    const started = Date.now();
+    await update().catch((err: unknown) => log.error({ err }, "dashboard update failed"));
+    if (closed) return;
+    timer = setTimeout(() => void run(), Math.max(0, updateMs - (Date.now() - started)));
+    timer.unref();
+  };
+  await run();
   o.checksum?.start();
 
   // ---- routes ---------------------------------------------------------------------
@@ -250,7 +253,8 @@ export async function startDashboard(o: DashboardOptions): Promise<RunningDashbo
     port,
     url: `http://${shown}:${port}/`,
     async close() {
-      clearInterval(timer);
+      closed = true;
+      clearTimeout(timer);
       o.checksum?.stop();
       hub.closeAll();
       await new Promise<void>((resolve) => {
