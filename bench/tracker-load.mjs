@@ -38,6 +38,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+/* global AbortController */
 import { performance } from "node:perf_hooks";
 import { credentials } from "@grpc/grpc-js";
 import {

@@ -88,11 +88,11 @@ export interface FleetSeeder {
   upRate: number;
 }
 
-/** Something an operator wants to see happen: a join, a completed download, a ban, a rejected chunk. */
+/** Something an operator wants to see happen: a join or departure, a completed download, a ban, a rejected chunk. */
 export interface FleetNotice {
   atMs: number;
   streamId: string;
-  type: "joined" | "left" | "completed" | "banned" | "bad-chunk" | "published";
+  type: "joined" | "left" | "completed" | "banned" | "bad-chunk";
   peerId: string;
   detail: string;
 }
@@ -157,7 +157,7 @@ const oneOf = <T extends string>(v: unknown, values: readonly T[]): T => {
   return v as T;
 };
 
-const NOTICE_TYPES = ["joined", "left", "completed", "banned", "bad-chunk", "published"] as const;
+const NOTICE_TYPES = ["joined", "left", "completed", "banned", "bad-chunk"] as const;
 
 function parsePeer(v: unknown): FleetPeer {
   const p = obj(v);
