@@ -16,14 +16,29 @@
 // lasts the whole measurement. Figures (JSON on stdout) are taken over S seconds after the ramp:
 // sessions held, directives/s, reports/s, CPU seconds per tracker process, Redis commands per
 // directive, completions. Every process started here is stopped by its PID; all on 127.0.0.1.
+// --dashboard: a `distribustream dashboard` process on the same Redis as well; after the tracker's
+// measurement, its CPU and the Redis commands it sends (MONITOR, counted by its own connections) are
+// measured over S seconds with no browser open, then with --browsers SSE clients (half on the streams
+// page, half on the stream's page) reading its updates: its cost must not grow with the browsers.
 import { spawn, execFileSync } from "node:child_process";
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { randomBytes, randomFillSync } from "node:crypto";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+/* global AbortController */
 import { performance } from "node:perf_hooks";
 import { credentials } from "@grpc/grpc-js";
 import {
@@ -49,6 +64,8 @@ const { values: opt } = parseArgs({
     mib: { type: "string", default: "64" },
     rate: { type: "string", default: "0" },
     prefill: { type: "string", default: "0" },
+    dashboard: { type: "boolean", default: false },
+    browsers: { type: "string", default: "10" },
   },
 });
 const PEERS = Number(opt.peers);
@@ -57,16 +74,19 @@ const SECONDS = Number(opt.seconds);
 const FILE_MIB = Number(opt.mib);
 const RATE = Number(opt.rate) * MiB; // bytes per second per viewer; 0: instant
 const PREFILL = Number(opt.prefill);
+const DASHBOARD = opt.dashboard;
+const BROWSERS = Number(opt.browsers);
 if (
   !(PEERS > 0) ||
   ![1, 2].includes(REPLICAS) ||
   !(SECONDS > 0) ||
   !(FILE_MIB > 0) ||
   !(RATE >= 0) ||
-  !(PREFILL >= 0 && PREFILL < 1)
+  !(PREFILL >= 0 && PREFILL < 1) ||
+  !(Number.isInteger(BROWSERS) && BROWSERS >= 0)
 ) {
   console.error(
-    "usage: tracker-load.mjs [--peers N>0] [--replicas 1|2] [--seconds S>0] [--mib M>0] [--rate MiB/s>=0] [--prefill 0<=F<1]",
+    "usage: tracker-load.mjs [--peers N>0] [--replicas 1|2] [--seconds S>0] [--mib M>0] [--rate MiB/s>=0] [--prefill 0<=F<1] [--dashboard [--browsers N]]",
   );
   process.exit(2);
 }
@@ -178,6 +198,128 @@ function redisCommandStats(port) {
   const calls = {};
   for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1]] = Number(m[2]);
   return calls;
+}
+
+// ---- the dashboard's cost --------------------------------------------------------
+
+/** Local ports of the TCP sockets process `pid` holds to 127.0.0.1:`remotePort` (its Redis connections). */
+function socketPortsTo(pid, remotePort) {
+  const inodes = new Set();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  const ports = new Set();
+  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text = "";
+    try {
+      text = readFileSync(file, "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10 || !inodes.has(f[9])) continue;
+      const local = parseInt(f[1].split(":").at(-1), 16);
+      const remote = parseInt(f[2].split(":").at(-1), 16);
+      if (remote === remotePort) ports.add(local);
+    }
+  }
+  return ports;
+}
+
+/**
+ * Counts, for `seconds`, the commands Redis receives from these client ports (MONITOR; a script counts
+ * once). The lines are counted by grep in a pipeline of their own: MONITOR prints every command of the
+ * busy trackers, more than this load generator could parse on the side.
+ */
+async function monitorCommands(redisPort, ports, seconds) {
+  const pattern = `^[0-9.]+ \\[[0-9]+ 127\\.0\\.0\\.1:(${[...ports].join("|")})\\]`;
+  const sh = spawn("sh", ["-c", `timeout ${seconds} redis-cli -p ${redisPort} monitor | grep -cE '${pattern}'`], {
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  let out = "";
+  sh.stdout.setEncoding("utf8").on("data", (d) => (out += d));
+  await new Promise((r) => sh.on("exit", r));
+  return { perSecond: +(Number(out.trim() || 0) / seconds).toFixed(1) };
+}
+
+/** A browser's event stream: reads and discards what the dashboard sends; counts the bytes. */
+function sseClient(url) {
+  const ac = new AbortController();
+  const c = { bytes: 0, close: () => ac.abort() };
+  void (async () => {
+    try {
+      const res = await fetch(url, { signal: ac.signal });
+      const reader = res.body.getReader();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        c.bytes += value.length;
+      }
+    } catch {
+      /* closed */
+    }
+  })();
+  return c;
+}
+
+/** A sample of the dashboard's own /metrics. */
+async function dashboardMetric(base, name) {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  return Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
+}
+
+/** The dashboard's CPU (cores) and Redis commands/s with no browser, then with BROWSERS open. */
+async function measureDashboard(dash, redisPort) {
+  const ports = socketPortsTo(dash.pid, redisPort);
+  const base = `http://127.0.0.1:${dash.port}`;
+  const stats = await (await fetch(`${base}/api/stats.json`)).json();
+  const streamId = stats.streams[0]?.streamId ?? "";
+  const phase = async (browsers) => {
+    const clients = [];
+    for (let i = 0; i < browsers; i++) {
+      clients.push(
+        sseClient(i % 2 === 0 || !streamId ? `${base}/api/events` : `${base}/api/events?stream=${streamId}`),
+      );
+    }
+    await sleep(2000);
+    const cpu0 = cpuSeconds(dash.pid);
+    const updates0 = await dashboardMetric(base, "pdtp_dashboard_updates_total");
+    const t0 = process.hrtime.bigint();
+    const before = clients.map((c) => ({ ...c }));
+    const redis = await monitorCommands(redisPort, ports, SECONDS);
+    const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+    const cpu = (cpuSeconds(dash.pid) - cpu0) / secs;
+    const updates = (await dashboardMetric(base, "pdtp_dashboard_updates_total")) - updates0;
+    const listening = await dashboardMetric(base, "pdtp_dashboard_sse_clients");
+    const bytes = clients.reduce((n, c, i) => n + c.bytes - before[i].bytes, 0);
+    for (const c of clients) c.close();
+    return {
+      browsers,
+      browsersListening: listening,
+      cpuCores: +cpu.toFixed(3),
+      redisCommandsPerSecond: redis.perSecond,
+      updatesPerSecond: +(updates / secs).toFixed(2),
+      bytesPerBrowserPerSecond: browsers > 0 ? Math.round(bytes / browsers / secs) : null,
+    };
+  };
+  const idle = await phase(0);
+  const watched = await phase(BROWSERS);
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  const sum = Number(/^pdtp_dashboard_update_seconds_sum (\S+)$/m.exec(metrics)?.[1] ?? NaN);
+  const count = Number(/^pdtp_dashboard_update_seconds_count (\S+)$/m.exec(metrics)?.[1] ?? NaN);
+  return {
+    redisConnections: ports.size,
+    noBrowser: idle,
+    withBrowsers: watched,
+    updateMsMean: count > 0 ? +((sum / count) * 1000).toFixed(1) : null,
+    replicasSeen: stats.fleet.replicas.filter((r) => r.alive).length,
+  };
 }
 
 // ---- simulated viewers --------------------------------------------------------
@@ -477,6 +619,19 @@ try {
   );
   await seeder.waitFor(/published: ready/, 60_000);
 
+  let dashboard;
+  if (DASHBOARD) {
+    const port = await freePort();
+    const d = start(
+      "dashboard",
+      process.execPath,
+      [DS, "dashboard", "--redis", redisUrl, "--host", "127.0.0.1", "--port", `${port}`, "--log-level", "warn"],
+      dir,
+    );
+    await d.waitFor(/DistribuStream dashboard: http/, 30_000);
+    dashboard = { pid: d.pid, port };
+  }
+
   // Ramp: 100 sessions per 100 ms, round-robin over the replicas.
   const viewers = [];
   const rampStart = Date.now();
@@ -574,6 +729,7 @@ try {
         .map(([cmd, n]) => [cmd, directives > 0 ? +(n / directives).toFixed(2) : n]),
     ),
   };
+  if (dashboard) result.dashboard = await measureDashboard(dashboard, redisPort);
   for (const v of viewers) v.close();
   for (const c of clients.values()) c.close();
 } finally {

@@ -420,6 +420,9 @@ export async function trackerCapacity(o, env) {
           `${o.size / MiB}`,
         ];
         if (mode === "swarm") args.push("--rate", `${o.rate / MiB}`, "--prefill", `${o.prefill}`);
+        // the dashboard's cost, once per run: one replica, the last mode
+        const withDashboard = replicas === 1 && mode === o.modes.at(-1);
+        if (withDashboard) args.push("--dashboard", "--browsers", "10");
         env.log(`bench: tracker-load ${args.join(" ")}`);
         const t = await trackerLoad(args, env);
         res[`${mode} x${replicas}`] = {
@@ -438,6 +441,14 @@ export async function trackerCapacity(o, env) {
           redisCpuCores: t.redisCpuCores,
           loadGeneratorCpuCores: t.loadGeneratorCpuCores,
           linkUtilisation: t.linkUtilisation,
+          ...(t.dashboard
+            ? {
+                dashboardCpuCores0: t.dashboard.noBrowser.cpuCores,
+                dashboardCpuCores10: t.dashboard.withBrowsers.cpuCores,
+                dashboardRedisPerSecond0: t.dashboard.noBrowser.redisCommandsPerSecond,
+                dashboardRedisPerSecond10: t.dashboard.withBrowsers.redisCommandsPerSecond,
+              }
+            : {}),
           detail: t,
         };
       }
@@ -454,6 +465,7 @@ export async function trackerCapacity(o, env) {
   const med = medians(runs);
   const rat = ratioMedians(runs);
   const one = med[`swarm x1`] ?? med[`stress x1`];
+  const dash = med[`${o.modes.at(-1)} x1`];
   return {
     settings: {
       peers: o.peers,
@@ -468,7 +480,16 @@ export async function trackerCapacity(o, env) {
     runs,
     medians: med,
     ratios: rat,
-    columns: ["sessionsHeld", "directivesPerSecond", "trackerCpuCoresMax", "redisOpsPerDirective", "redisCpuCores"],
+    columns: [
+      "sessionsHeld",
+      "directivesPerSecond",
+      "trackerCpuCoresMax",
+      "redisOpsPerDirective",
+      "redisCpuCores",
+      "dashboardCpuCores10",
+      "dashboardRedisPerSecond0",
+      "dashboardRedisPerSecond10",
+    ],
     goals: [
       goal(
         "tracker-sessions",
@@ -477,6 +498,20 @@ export async function trackerCapacity(o, env) {
         (v) => v >= 5000,
       ),
       goal("tracker-cpu", "…at under one core", one?.trackerCpuCoresMax, (v) => v < 1),
+      goal(
+        "dashboard-cpu",
+        `dashboard under 0.2 core with 10 browsers open (${o.peers} sessions)`,
+        dash?.dashboardCpuCores10,
+        (v) => v < 0.2,
+      ),
+      goal(
+        "dashboard-redis",
+        "no Redis cost per open browser: (dashboard commands/s with 10 browsers − with none) / 10 < 0.2",
+        dash?.dashboardRedisPerSecond10 !== undefined && dash?.dashboardRedisPerSecond0 !== undefined
+          ? round((dash.dashboardRedisPerSecond10 - dash.dashboardRedisPerSecond0) / 10, 3)
+          : undefined,
+        (v) => v < 0.2,
+      ),
       goal(
         "tracker-scaling",
         "two replicas ≥ 1.8× one (directives/s, stress mode)",

@@ -13,6 +13,13 @@ import {
 import { randomBytes } from "node:crypto";
 import { basename, delimiter, join, resolve } from "node:path";
 import { startChecksum } from "@distribustream/checksum";
+import {
+  ChecksumProbe,
+  parseBasicCredentials,
+  startDashboard,
+  type AccessControl,
+  type RunningDashboard,
+} from "@distribustream/dashboard";
 import { parseTrackerAddress } from "@distribustream/pdtp";
 import {
   ConfigError,
@@ -48,7 +55,15 @@ import {
   verifyToken,
   writeTokenFile,
 } from "@distribustream/tracker";
-import { checksumSchema, liveSpecs, originalAliases, seederSchema, trackerSchema, upSchema } from "./config.js";
+import {
+  checksumSchema,
+  dashboardSchema,
+  liveSpecs,
+  originalAliases,
+  seederSchema,
+  trackerSchema,
+  upSchema,
+} from "./config.js";
 import { loadOrCreateKey } from "./keys.js";
 
 type Flags = Record<string, unknown>;
@@ -105,6 +120,67 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
     serving = false;
     await tracker.drain();
   });
+}
+
+export async function runDashboard(flags: Flags, confFile: string | undefined): Promise<void> {
+  const cfg = loadConfig(dashboardSchema, { flags, env: process.env, confFile, aliases: originalAliases.dashboard });
+  const tlsCa = readRedisCa(cfg.redis, cfg.redisCa);
+  const access = dashboardAccess(cfg.authToken, cfg.authFile, cfg.authCredentials, "auth_file", "auth_credentials");
+  const ctx = setup("dashboard", cfg.logLevel);
+  const store = await openStore(cfg.redis, tlsCa, ctx.log);
+  ctx.shutdown.add("store", () => store.close());
+  const dashboard = await startDashboard({
+    host: cfg.host,
+    port: cfg.port,
+    store,
+    registry: ctx.registry,
+    log: ctx.log,
+    access,
+    checksum: cfg.checksumMetrics === undefined ? undefined : ChecksumProbe.fromUrl(cfg.checksumMetrics),
+  });
+  ctx.shutdown.add("dashboard", () => dashboard.close());
+  process.stdout.write(`DistribuStream dashboard: ${dashboard.url}\n`);
+}
+
+/**
+ * Who may read the dashboard: a bearer token, and/or a basic-auth user from
+ * a file or a "user:password" setting; undefined when none is set (the
+ * config allows that on loopback only).
+ */
+function dashboardAccess(
+  token: string | undefined,
+  file: string | undefined,
+  credentials: string | undefined,
+  fileSetting: string,
+  credentialsSetting: string,
+): AccessControl | undefined {
+  if (file !== undefined && credentials !== undefined) {
+    throw configError(
+      fileSetting,
+      `give the basic-auth user either as ${fileSetting} or as ${credentialsSetting}, not both`,
+    );
+  }
+  let basic: AccessControl["basic"];
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (err) {
+      throw configError(fileSetting, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+    try {
+      basic = parseBasicCredentials(text, file);
+    } catch (err) {
+      throw configError(fileSetting, (err as Error).message);
+    }
+  } else if (credentials !== undefined) {
+    try {
+      basic = parseBasicCredentials(credentials, credentialsSetting);
+    } catch (err) {
+      throw configError(credentialsSetting, (err as Error).message);
+    }
+  }
+  return token === undefined && basic === undefined ? undefined : { token, basic };
 }
 
 export async function runChecksum(flags: Flags, confFile: string | undefined): Promise<void> {
@@ -259,6 +335,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   });
   // before the seeder drains (steps run in reverse): the demo's end is the broadcast's end, unpublished
   if (liveDemo?.stop) ctx.shutdown.add("live demo", liveDemo.stop);
+  const dashboard = await upDashboard(ctx, cfg, store, () => checksum.health.serving);
   serving = true;
 
   const liveNames = new Set(live.map((l) => l.name));
@@ -269,6 +346,9 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   const ready = await Promise.allSettled(names.map((n) => seeder.whenReady(n)));
   const lines = [
     `DistribuStream is up: tracker ${scheme}://${host}:${tracker.port}, seeder data plane :${seeder.dataPort}, metrics http://${host}:${m.port}/metrics`,
+    typeof dashboard === "string"
+      ? `Dashboard not started: ${dashboard}`
+      : `Dashboard: ${dashboard.url.replace("//127.0.0.1:", "//localhost:")}${cfg.dashboardAuthToken ? "?token=…" : ""}`,
     `Network key ${networkKey.keyId} (in ${join(cfg.dataDir, "network-key.pem")}; ?key= pins it).`,
     `Publishing ${media}${origins.length > 0 ? ` and ${origins.length} origin${origins.length > 1 ? "s" : ""}` : ""}. Download with:`,
     ...names.map((n, i) =>
@@ -279,6 +359,45 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     ),
   ];
   process.stdout.write(lines.join("\n") + "\n");
+}
+
+/**
+ * `up`'s dashboard, in process on its swarm store, its checksum service
+ * seen through the process's registry. A port in use does not stop `up`
+ * (the dashboard is for watching; another `up` may hold 6087): resolves the
+ * reason instead.
+ */
+async function upDashboard(
+  ctx: ReturnType<typeof setup>,
+  cfg: ReturnType<typeof loadConfig<typeof upSchema>>,
+  store: Awaited<ReturnType<typeof openStore>>,
+  checksumServing: () => boolean,
+): Promise<RunningDashboard | string> {
+  const access = dashboardAccess(
+    cfg.dashboardAuthToken,
+    cfg.dashboardAuthFile,
+    undefined,
+    "dashboard_auth_file",
+    "dashboard_auth_file",
+  );
+  try {
+    const dashboard = await startDashboard({
+      host: cfg.dashboardHost,
+      port: cfg.dashboardPort,
+      store,
+      registry: ctx.registry,
+      log: ctx.log.child({ part: "dashboard" }),
+      access,
+      checksum: ChecksumProbe.fromRegistry(ctx.registry, checksumServing),
+    });
+    ctx.shutdown.add("dashboard", () => dashboard.close());
+    return dashboard;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    const why = `${cfg.dashboardHost}:${cfg.dashboardPort} is in use (choose another with --dashboard-port)`;
+    ctx.log.warn({ host: cfg.dashboardHost, port: cfg.dashboardPort }, "dashboard not started: its port is in use");
+    return why;
+  }
 }
 
 /**

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { ConfigError, loadConfig } from "@distribustream/runtime";
-import { liveSpecs, originalAliases, seederSchema, upSchema } from "./config.js";
+import { dashboardSchema, liveSpecs, originalAliases, seederSchema, upSchema } from "./config.js";
 
 const seeder = (flags: Record<string, unknown>, env: NodeJS.ProcessEnv = {}, confFile?: string) =>
   loadConfig(seederSchema, { flags, env, confFile, aliases: originalAliases.seeder });
@@ -154,5 +154,62 @@ describe("seeder and up live settings", () => {
     );
     refused({ liveWindow: "1" }, /^invalid setting live_window from --live-window: must be at least 2 chunks/);
     refused({ liveLoop: "maybe" }, /^invalid setting live_loop from --live-loop/);
+  });
+});
+
+describe("dashboard settings", () => {
+  const dir = mkdtempSync(join(tmpdir(), "ds-dashboard-config-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const dashboard = (flags: Record<string, unknown>, env: NodeJS.ProcessEnv = {}, confFile?: string) =>
+    loadConfig(dashboardSchema, { flags, env, confFile, aliases: originalAliases.dashboard });
+  const redis = "redis://127.0.0.1:6379";
+
+  it("listens on 127.0.0.1:6087 by default, without access control", () => {
+    const cfg = dashboard({ redis });
+    assert.deepEqual([cfg.host, cfg.port, cfg.authToken, cfg.authFile], ["127.0.0.1", 6087, undefined, undefined]);
+  });
+
+  it("takes the token from DS_AUTH_TOKEN and the rest from YAML, flags first", () => {
+    const conf = join(dir, "dash.yml");
+    writeFileSync(
+      conf,
+      "host: 0.0.0.0\nport: 7000\nredis: redis://10.0.0.5:6379\nchecksum_metrics: http://10.0.0.6:9088\n",
+    );
+    const cfg = dashboard({ port: "7100" }, { DS_AUTH_TOKEN: "0123456789abcdef0123" }, conf);
+    assert.deepEqual(
+      [cfg.host, cfg.port, cfg.redis, cfg.authToken, cfg.checksumMetrics],
+      ["0.0.0.0", 7100, "redis://10.0.0.5:6379", "0123456789abcdef0123", "http://10.0.0.6:9088"],
+    );
+  });
+
+  it("refuses a non-loopback address without access control, a store missing, a short token, naming the setting", () => {
+    assert.throws(
+      () => dashboard({ redis, host: "0.0.0.0" }),
+      /invalid setting host from --host: the dashboard on 0\.0\.0\.0 would be open to anyone/,
+    );
+    assert.doesNotThrow(() => dashboard({ redis, host: "0.0.0.0", authFile: "users" }));
+    assert.doesNotThrow(() => dashboard({ redis, host: "::1" }));
+    assert.throws(
+      () => dashboard({}),
+      /invalid setting redis from default: the dashboard reads the trackers' swarm store/,
+    );
+    assert.throws(
+      () => dashboard({ redis, authToken: "short" }),
+      (e: unknown) =>
+        e instanceof ConfigError &&
+        /auth_token .*at least 16 characters/.test(e.message) &&
+        !e.message.includes("short"),
+    );
+    assert.throws(() => dashboard({ redis, checksumMetrics: "10.0.0.6:9088" }), /checksum_metrics .*expected http/);
+  });
+
+  it("up runs its dashboard on 127.0.0.1:6087 unless told otherwise, and wants access control off loopback", () => {
+    const cfg = loadConfig(upSchema, { flags: {}, env: {} });
+    assert.deepEqual([cfg.dashboardHost, cfg.dashboardPort], ["127.0.0.1", 6087]);
+    assert.equal(loadConfig(upSchema, { flags: { dashboardPort: "0" }, env: {} }).dashboardPort, 0);
+    assert.throws(
+      () => loadConfig(upSchema, { flags: { dashboardHost: "0.0.0.0" }, env: {} }),
+      /invalid setting dashboard_host .*set --dashboard-auth-token/,
+    );
   });
 });

@@ -36,6 +36,11 @@ const vhost = z
   .optional();
 const file = (def: string) => z.string().min(1).default(def);
 
+/** Bind addresses that reach this machine only. */
+const LOOPBACK = /^(localhost|127\.\d+\.\d+\.\d+|::1|\[::1\])$/;
+/** A dashboard bearer token: long enough not to be guessed. */
+const dashboardToken = z.string().min(16, "must be at least 16 characters").optional();
+
 /** A list setting: repeated flags, a YAML list, or a string (environment, YAML) with one entry per line. */
 const lines = (v: unknown) =>
   typeof v === "string"
@@ -294,14 +299,66 @@ export const upSchema = z
     metricsPort: port(9086),
     chunkSize,
     dataDir: file(".distribustream"),
+    /** The dashboard inside up: loopback by default, any free port with 0. */
+    dashboardHost: host("127.0.0.1"),
+    dashboardPort: port(6087),
+    dashboardAuthToken: dashboardToken,
+    dashboardAuthFile: z.string().min(1).optional(),
     logLevel,
   })
-  .superRefine(checkLive, { when: (payload) => payload.issues.length === 0 });
+  .superRefine(checkLive, { when: (payload) => payload.issues.length === 0 })
+  .superRefine((cfg, ctx) => {
+    if (!LOOPBACK.test(cfg.dashboardHost) && !cfg.dashboardAuthToken && !cfg.dashboardAuthFile) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["dashboardHost"],
+        message: `the dashboard on ${cfg.dashboardHost} would be open to anyone: set --dashboard-auth-token or --dashboard-auth-file, or bind it to 127.0.0.1`,
+      });
+    }
+  });
+
+export const dashboardSchema = z
+  .strictObject({
+    host: host("127.0.0.1"),
+    port: port(6087),
+    /** The trackers' swarm store (required: the dashboard is a process of its own). */
+    redis,
+    redisCa,
+    /** Bearer token (also ?token= once in a browser, which keeps it in a cookie). */
+    authToken: dashboardToken,
+    /** File with one "user:password" line: HTTP basic auth. */
+    authFile: z.string().min(1).optional(),
+    /** "user:password" for HTTP basic auth, from DS_AUTH_CREDENTIALS (a flag would show in ps). */
+    authCredentials: z.string().min(3).optional(),
+    /** http://host:port of the checksum service's metrics server: its health and hash rate. */
+    checksumMetrics: z
+      .string()
+      .regex(/^https?:\/\/[^/\s]+\/?$/, "expected http://HOST:PORT of the checksum service's metrics server")
+      .optional(),
+    logLevel,
+  })
+  .superRefine((cfg, ctx) => {
+    if (cfg.redis === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["redis"],
+        message: "the dashboard reads the trackers' swarm store: give the same --redis URL as the trackers",
+      });
+    }
+    if (!LOOPBACK.test(cfg.host) && !cfg.authToken && !cfg.authFile && !cfg.authCredentials) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["host"],
+        message: `the dashboard on ${cfg.host} would be open to anyone: set --auth-token, --auth-file or DS_AUTH_CREDENTIALS, or bind it to 127.0.0.1`,
+      });
+    }
+  });
 
 /** YAML keys of the original DistribuStream mapped to today's settings. */
 export const originalAliases: Record<string, Record<string, string>> = {
   tracker: {},
   checksum: {},
+  dashboard: {},
   seeder: { file_root: "media", listen_port: "dataPort", vhost: "advertise" },
   up: { file_root: "media", listen_port: "dataPort" },
 };

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from "commander";
 import { ConfigError, ignoreIpServernameWarning } from "@distribustream/runtime";
-import { runChecksum, runSeeder, runTracker, runUp } from "./commands.js";
+import { runChecksum, runDashboard, runSeeder, runTracker, runUp } from "./commands.js";
 import { createSeederToken, listSeederTokens, revokeSeederToken } from "./seederToken.js";
 import { listTicketKeys, rotateTicketKey, showNetworkKey } from "./keyCommands.js";
 
@@ -14,7 +14,7 @@ ignoreIpServernameWarning();
  */
 const program = new Command()
   .name("distribustream")
-  .description("DistribuStream peercasting: tracker, seeder and checksum services")
+  .description("DistribuStream peercasting: tracker, seeder, checksum and dashboard services")
   .version("0.1.0")
   .showHelpAfterError("(run with --help for usage)");
 
@@ -44,6 +44,12 @@ const LIVE_HELP = {
   stateDir: "folder keeping each live broadcast's next sequence number, so a restart continues it",
 };
 
+const DASHBOARD_HELP = {
+  token:
+    "access token (16+ characters): send Authorization: Bearer TOKEN, or open the page once with ?token=TOKEN (kept in a cookie); prefer DS_AUTH_TOKEN, a flag shows in ps",
+  file: 'file with one "user:password" line: HTTP basic auth (or DS_AUTH_CREDENTIALS=user:password)',
+};
+
 const common = (cmd: Command) =>
   cmd
     .option("--conf <file.yml>", "YAML config file (keys as the long flags, snake_case: data_port, chunk_size, ...)")
@@ -63,7 +69,7 @@ common(
   program
     .command("up")
     .description(
-      "run tracker, checksum and a seeder in one process on the in-memory swarm store (one tracker process only); creates a demo file if the media folder is empty, and broadcasts demo-live (an ffmpeg test pattern, or a media file looped) unless --live is given",
+      "run tracker, checksum, a seeder and the dashboard in one process on the in-memory swarm store (one tracker process only); creates a demo file if the media folder is empty, and broadcasts demo-live (an ffmpeg test pattern, or a media file looped) unless --live is given",
     )
     .option("--media <dir>", "folder to publish (default ./media; original key: file_root)")
     .option("--origin <url>", ORIGIN_HELP, collect)
@@ -87,7 +93,11 @@ common(
     .option("--chunk-size <bytes>", "chunk size of published files (default 262144)")
     .option("--data-dir <dir>", "folder for keys (default .distribustream)")
     .option("--redis <url>", "keep swarm state in Redis (also REDIS_URL); without it, in memory")
-    .option("--redis-ca <file.pem>", REDIS_CA_HELP),
+    .option("--redis-ca <file.pem>", REDIS_CA_HELP)
+    .option("--dashboard-host <addr>", "dashboard bind address (default 127.0.0.1)")
+    .option("--dashboard-port <n>", "dashboard port (default 6087; 0 = any free port)")
+    .option("--dashboard-auth-token <token>", DASHBOARD_HELP.token)
+    .option("--dashboard-auth-file <file>", 'file with one "user:password" line: HTTP basic auth'),
 ).action(run(runUp));
 
 common(
@@ -143,6 +153,24 @@ common(
       "Ed25519 PEM network key; created if missing (default .distribustream/network-key.pem)",
     ),
 ).action(run(runChecksum));
+
+common(
+  program
+    .command("dashboard")
+    .description(
+      "run the operators' dashboard (web pages, /api/stats.json, /metrics) of the trackers sharing a Redis swarm store: read-only",
+    )
+    .option("--host <addr>", "bind address (default 127.0.0.1; any other needs --auth-token or --auth-file)")
+    .option("--port <n>", "HTTP port (default 6087)")
+    .option("--redis <url>", "the trackers' swarm store: redis://, rediss:// or redis+cluster:// (required)")
+    .option("--redis-ca <file.pem>", REDIS_CA_HELP)
+    .option("--auth-token <token>", DASHBOARD_HELP.token)
+    .option("--auth-file <file>", DASHBOARD_HELP.file)
+    .option(
+      "--checksum-metrics <url>",
+      "http://HOST:PORT of the checksum service's metrics server (its --metrics-port): show its health and hash rate",
+    ),
+).action(run(runDashboard));
 
 common(
   program

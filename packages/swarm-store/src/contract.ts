@@ -11,6 +11,7 @@ import type {
   TransferRecord,
   TrustPolicy,
 } from "./store.js";
+import type { FleetEvent } from "./fleet.js";
 
 /**
  * The SwarmStore conformance suite (chihaya's storage tests): every
@@ -720,6 +721,104 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       await store.publishEvent("s1", { type: "left", peerIds: ["q"] });
       await new Promise((r) => setTimeout(r, 100));
       assert.deepEqual(got, [], "a closed subscription delivers nothing");
+    });
+
+    it("fleet events reach the subscriptions watching the fleet channel, and only those", async () => {
+      const stats = (replicaId: string): FleetEvent => ({
+        type: "replica-stats",
+        stats: {
+          replicaId,
+          address: "127.0.0.1:6086",
+          startedMs: 1,
+          sentMs: 2,
+          intervalMs: 1000,
+          viewers: 3,
+          seeders: 1,
+          directivesPerSecond: 12.5,
+          storeLatencyMs: 0.4,
+          storeUp: true,
+          cleanupLeader: true,
+          checksumReachable: true,
+          streams: [
+            {
+              streamId: "s1",
+              name: "a.bin",
+              kind: "file",
+              viewers: 3,
+              seeders: 1,
+              delayHistogram: [],
+              peers: [
+                {
+                  peerId: "p",
+                  local: true,
+                  role: "viewer",
+                  address: "10.0.0.1:8000",
+                  agent: "dsclient/0.1.0",
+                  downRate: 100,
+                  upRate: 50,
+                  held: 4,
+                  served: 2,
+                  failures: 0,
+                  bad: 1,
+                  banned: false,
+                  delayMs: -1,
+                },
+              ],
+            },
+          ],
+          totals: [{ name: "a.bin", peerBytes: 10, seederBytes: 5, completed: 1 }],
+          seederSessions: [],
+          notices: [{ atMs: 3, streamId: "s1", type: "completed", peerId: "p", detail: "" }],
+          noticesDropped: 0,
+        },
+      });
+      const got: Array<[string, FleetEvent]> = [];
+      const streamEvents: StreamEvent[] = [];
+      const a = store.subscribeEvents({
+        event: (_, e) => streamEvents.push(e),
+        fleet: (e) => got.push(["a", e]),
+        resync: () => undefined,
+      });
+      const b = store.subscribeEvents({
+        event: () => undefined,
+        fleet: (e) => got.push(["b", e]),
+        resync: () => undefined,
+      });
+      try {
+        await a.watchFleet();
+        await a.watchFleet(); // idempotent: still one delivery
+        await a.watch("s1");
+        await store.publishFleetEvent(stats("r1"));
+        await eventually("fleet event delivered", () => got.length >= 1);
+        await new Promise((r) => setTimeout(r, 100));
+        assert.deepEqual(got, [["a", stats("r1")]], "only the watcher of the fleet channel hears it");
+        assert.deepEqual(streamEvents, [], "a fleet event is no stream event");
+
+        got.length = 0;
+        await a.unwatchFleet();
+        await b.watchFleet();
+        await store.publishFleetEvent(stats("r2"));
+        await eventually("fleet event delivered to the new watcher", () => got.length >= 1);
+        await new Promise((r) => setTimeout(r, 100));
+        assert.deepEqual(got, [["b", stats("r2")]]);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+      got.length = 0;
+      await store.publishFleetEvent(stats("r3"));
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(got, [], "a closed subscription delivers nothing");
+    });
+
+    it("storeInfo names the kind of store", async () => {
+      const info = await store.storeInfo();
+      assert.ok(["memory", "redis", "redis-cluster"].includes(info.kind), info.kind);
+      assert.ok(info.nodes >= 1);
+      if (info.kind !== "memory") {
+        assert.ok((info.usedMemoryBytes ?? 0) > 0, "a Redis reports the memory it uses");
+        assert.match(info.version, /^\d+\.\d+/);
+      }
     });
 
     // ---- chunk bounds: a live stream's moving window ---------------------------

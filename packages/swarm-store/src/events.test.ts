@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { parseStreamEvent } from "./store.js";
+import { FLEET_LIMITS, parseFleetEvent } from "./fleet.js";
 
 describe("parseStreamEvent", () => {
   it("reads every event type back from its JSON", () => {
@@ -58,5 +59,53 @@ describe("parseStreamEvent", () => {
   it("reads a live event of a replica that sends no random access points as having none", () => {
     const older = { type: "live", low: 1, high: 2, ended: false, edgeTimestampMs: 5, chunkMs: 200 };
     assert.deepEqual(parseStreamEvent(JSON.stringify(older)), { ...older, randomAccess: [] });
+  });
+});
+
+describe("parseFleetEvent", () => {
+  const stats = {
+    replicaId: "r1",
+    address: "127.0.0.1:6086",
+    startedMs: 1,
+    sentMs: 2,
+    intervalMs: 1000,
+    viewers: 0,
+    seeders: 0,
+    directivesPerSecond: 0,
+    storeLatencyMs: -1,
+    storeUp: false,
+    cleanupLeader: false,
+    checksumReachable: false,
+    streams: [],
+    totals: [],
+    seederSessions: [],
+    notices: [],
+    noticesDropped: 0,
+  };
+
+  it("reads a replica's stats summary back from its JSON", () => {
+    const e = { type: "replica-stats", stats };
+    assert.deepEqual(parseFleetEvent(JSON.stringify(e)), e);
+  });
+
+  it("refuses what is not a well-formed summary, and lists or strings beyond their bounds", () => {
+    const bad = [
+      "",
+      "[]",
+      JSON.stringify({ type: "replica-stats" }),
+      JSON.stringify({ type: "other", stats }),
+      JSON.stringify({ type: "replica-stats", stats: { ...stats, viewers: "3" } }),
+      JSON.stringify({ type: "replica-stats", stats: { ...stats, storeUp: 1 } }),
+      JSON.stringify({ type: "replica-stats", stats: { ...stats, replicaId: "x".repeat(FLEET_LIMITS.text + 1) } }),
+      JSON.stringify({
+        type: "replica-stats",
+        stats: { ...stats, totals: Array.from({ length: FLEET_LIMITS.totals + 1 }, () => stats.totals) },
+      }),
+      JSON.stringify({
+        type: "replica-stats",
+        stats: { ...stats, notices: [{ atMs: 1, streamId: "s", type: "exploded", peerId: "p", detail: "" }] },
+      }),
+    ];
+    for (const text of bad) assert.equal(parseFleetEvent(text), undefined, text.slice(0, 120));
   });
 });

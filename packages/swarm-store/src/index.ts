@@ -1,4 +1,5 @@
 export * from "./store.js";
+export * from "./fleet.js";
 export { MemorySwarmStore } from "./memory.js";
 export { RedisSwarmStore, type RedisClient, type RedisSwarmStoreOptions } from "./redis.js";
 export { openSwarmStore, redisClientFor, redactUrl, type SwarmStoreOptions } from "./open.js";

@@ -19,6 +19,7 @@ import type {
   SourceOutcome,
   SourceQuery,
   SourceTrust,
+  StoreInfo,
   StreamEvent,
   StreamMeta,
   SwarmStore,
@@ -26,6 +27,7 @@ import type {
   TrustPolicy,
 } from "./store.js";
 import { parseStreamEvent } from "./store.js";
+import { parseFleetEvent, type FleetEvent } from "./fleet.js";
 
 interface MemPeer {
   peerId: string;
@@ -619,6 +621,18 @@ export class MemorySwarmStore implements SwarmStore {
     setImmediate(() => this.bus.emit(streamId, streamId, text));
   }
 
+  /** Like publishEvent, on the bus's fleet channel. */
+  async publishFleetEvent(event: FleetEvent): Promise<void> {
+    this.check();
+    const text = JSON.stringify(event);
+    setImmediate(() => this.bus.emit(FLEET, text));
+  }
+
+  async storeInfo(): Promise<StoreInfo> {
+    this.check();
+    return { kind: "memory", nodes: 1, usedMemoryBytes: undefined, version: "" };
+  }
+
   subscribeEvents(handlers: EventHandlers): EventSubscription {
     this.check();
     const sub = new MemorySubscription(this.bus, handlers, () => this.subscriptions.delete(sub));
@@ -639,10 +653,15 @@ function copyMeta(m: StreamMeta): StreamMeta {
   return { ...m };
 }
 
+/** The bus's event name of the fleet channel (never a stream id). */
+const FLEET = Symbol("fleet");
+
 /** A subscription of the memory store: listeners on its in-process bus. It never misses events, so never resyncs. */
 class MemorySubscription implements EventSubscription {
   private readonly streams = new Set<string>();
   private readonly listener: (streamId: string, text: string) => void;
+  private readonly fleetListener: (text: string) => void;
+  private fleet = false;
   private closed = false;
 
   constructor(
@@ -654,6 +673,23 @@ class MemorySubscription implements EventSubscription {
       const event = parseStreamEvent(text);
       if (event && this.streams.has(streamId)) handlers.event(streamId, event);
     };
+    this.fleetListener = (text) => {
+      const event = parseFleetEvent(text);
+      if (event && this.fleet) handlers.fleet?.(event);
+    };
+  }
+
+  async watchFleet(): Promise<void> {
+    if (this.closed) throw new Error("event subscription is closed");
+    if (this.fleet) return;
+    this.fleet = true;
+    this.bus.on(FLEET, this.fleetListener);
+  }
+
+  async unwatchFleet(): Promise<void> {
+    if (!this.fleet) return;
+    this.fleet = false;
+    this.bus.off(FLEET, this.fleetListener);
   }
 
   get watching(): ReadonlySet<string> {
@@ -677,6 +713,7 @@ class MemorySubscription implements EventSubscription {
     this.closed = true;
     for (const id of this.streams) this.bus.off(id, this.listener);
     this.streams.clear();
+    await this.unwatchFleet();
     this.onClose();
   }
 }

@@ -40,6 +40,9 @@
  *   ds:{id}:events    CHANNEL the stream's events between replicas (JSON StreamEvent): PUBLISH/SUBSCRIBE on
  *                             standalone, SPUBLISH/SSUBSCRIBE on a Cluster created with shardedSubscribers: true
  *                             (the channel then lives on the stream's slot, so events stay on its shard)
+ *   ds:fleet          CHANNEL fleet events (JSON FleetEvent: each replica's stats summary, about once a second,
+ *                             for the dashboard); PUBLISH/SUBSCRIBE, or SPUBLISH/SSUBSCRIBE on a sharded Cluster
+ *                             (the channel lives on the slot of its name)
  *
  * Global keys (each on its own slot, never touched by a stream script):
  *   ds:lease:<name>       STRING holder id, with a TTL (PX): the holder of a lease (the cleanup leader)
@@ -79,6 +82,7 @@ import type {
   SourceOutcome,
   SourceQuery,
   SourceTrust,
+  StoreInfo,
   StreamEvent,
   StreamMeta,
   StreamStatus,
@@ -88,6 +92,7 @@ import type {
   WantOrder,
 } from "./store.js";
 import { parseStreamEvent } from "./store.js";
+import { parseFleetEvent, type FleetEvent } from "./fleet.js";
 
 export type RedisClient = Redis | Cluster;
 
@@ -608,6 +613,31 @@ export class RedisSwarmStore implements SwarmStore {
     else await this.redis.publish(ch, text);
   }
 
+  /** 1 PUBLISH (standalone) or 1 SPUBLISH (sharded, to the fleet channel's shard); O(subscribers of the channel). */
+  async publishFleetEvent(event: FleetEvent): Promise<void> {
+    this.check();
+    const text = JSON.stringify(event);
+    if (this.sharded) await this.redis.spublish(this.fleetChannel, text);
+    else await this.redis.publish(this.fleetChannel, text);
+  }
+
+  /** 1 INFO (server and memory sections) per node: the client's server, or each master of a Cluster. */
+  async storeInfo(): Promise<StoreInfo> {
+    this.check();
+    const nodes = this.redis instanceof Cluster ? this.redis.nodes("master") : [this.redis];
+    const infos = await Promise.all(nodes.map(async (n) => parseInfo(await n.info("server", "memory"))));
+    return {
+      kind: this.redis instanceof Cluster ? "redis-cluster" : "redis",
+      nodes: nodes.length,
+      usedMemoryBytes: infos.reduce((sum, i) => sum + Number(i.used_memory ?? 0), 0),
+      version: infos[0]?.redis_version ?? "",
+    };
+  }
+
+  private get fleetChannel(): string {
+    return `${this.prefix}:fleet`;
+  }
+
   /**
    * A subscription on its own connection (`duplicate()` of the client; on a
    * sharded Cluster, its subscriber group keeps one connection per shard).
@@ -616,7 +646,13 @@ export class RedisSwarmStore implements SwarmStore {
    */
   subscribeEvents(handlers: EventHandlers): EventSubscription {
     this.check();
-    const sub = new RedisSubscription(duplicateOf(this.redis), this.sharded, `${this.prefix}:{`, handlers);
+    const sub = new RedisSubscription(
+      duplicateOf(this.redis),
+      this.sharded,
+      `${this.prefix}:{`,
+      this.fleetChannel,
+      handlers,
+    );
     this.subscriptions.add(sub);
     sub.onClose = () => this.subscriptions.delete(sub);
     return sub;
@@ -634,6 +670,7 @@ export class RedisSwarmStore implements SwarmStore {
 /** Event subscription on a connection of its own. */
 class RedisSubscription implements EventSubscription {
   private readonly streams = new Set<string>();
+  private fleet = false;
   private closed = false;
   private wasReady = false;
   onClose: () => void = () => undefined;
@@ -643,6 +680,7 @@ class RedisSubscription implements EventSubscription {
     private readonly sharded: boolean,
     /** Channel names are `<channelStart><streamId>}:events`. */
     private readonly channelStart: string,
+    private readonly fleetChannel: string,
     handlers: EventHandlers,
   ) {
     // errors surface through the store's own connection (ping, failed commands); the client retries by itself
@@ -652,7 +690,13 @@ class RedisSubscription implements EventSubscription {
       this.wasReady = true;
     });
     sub.on(sharded ? "smessage" : "message", (channel: string, text: string) => {
-      if (this.closed || !channel.startsWith(this.channelStart) || !channel.endsWith("}:events")) return;
+      if (this.closed) return;
+      if (channel === this.fleetChannel) {
+        const event = this.fleet ? parseFleetEvent(text) : undefined;
+        if (event) handlers.fleet?.(event);
+        return;
+      }
+      if (!channel.startsWith(this.channelStart) || !channel.endsWith("}:events")) return;
       const streamId = channel.slice(this.channelStart.length, -"}:events".length);
       if (!this.streams.has(streamId)) return;
       const event = parseStreamEvent(text);
@@ -687,13 +731,41 @@ class RedisSubscription implements EventSubscription {
     else await this.sub.unsubscribe(ch);
   }
 
+  /** 1 SUBSCRIBE or SSUBSCRIBE of the fleet channel. */
+  async watchFleet(): Promise<void> {
+    if (this.closed) throw new Error("event subscription is closed");
+    if (this.fleet) return;
+    this.fleet = true;
+    if (this.sharded) await this.sub.ssubscribe(this.fleetChannel);
+    else await this.sub.subscribe(this.fleetChannel);
+  }
+
+  /** 1 UNSUBSCRIBE or SUNSUBSCRIBE of the fleet channel. */
+  async unwatchFleet(): Promise<void> {
+    if (this.closed || !this.fleet) return;
+    this.fleet = false;
+    if (this.sharded) await this.sub.sunsubscribe(this.fleetChannel);
+    else await this.sub.unsubscribe(this.fleetChannel);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.fleet = false;
     this.streams.clear();
     this.onClose();
     await this.sub.quit().catch(() => this.sub.disconnect());
   }
+}
+
+/** The fields of an INFO reply ("key:value" lines). */
+function parseInfo(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split("\r\n")) {
+    const colon = line.indexOf(":");
+    if (colon > 0 && !line.startsWith("#")) out[line.slice(0, colon)] = line.slice(colon + 1);
+  }
+  return out;
 }
 
 function duplicateOf(redis: RedisClient): RedisClient {

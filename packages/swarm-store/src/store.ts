@@ -1,4 +1,5 @@
 import type { ChunkRange, RangeSet } from "@distribustream/pdtp";
+import type { FleetEvent } from "./fleet.js";
 
 /**
  * Swarm state shared by every tracker replica. The tracker keeps nothing in
@@ -288,6 +289,21 @@ export interface SwarmStore {
    */
   subscribeEvents(handlers: EventHandlers): EventSubscription;
 
+  /**
+   * Publishes an event on the fleet channel (one for the whole store, not
+   * per stream) to every subscription watching it (`watchFleet`): a
+   * replica's stats summary for the dashboard. Fire-and-forget like
+   * `publishEvent`. Redis: 1 PUBLISH, or 1 SPUBLISH on a sharded Cluster.
+   */
+  publishFleetEvent(event: FleetEvent): Promise<void>;
+
+  /**
+   * What the store is, for operators: its kind, nodes, memory used and
+   * server version. Redis: 1 INFO per node (a Cluster's masters). Not for a
+   * hot path: a dashboard asks every few seconds.
+   */
+  storeInfo(): Promise<StoreInfo>;
+
   // ---- coordination --------------------------------------------------------
 
   /**
@@ -545,6 +561,8 @@ export type StreamEvent =
 export interface EventHandlers {
   /** An event of a watched stream. Must not throw. */
   event(streamId: string, event: StreamEvent): void;
+  /** An event of the fleet channel, once `watchFleet` was called. Must not throw. */
+  fleet?(event: FleetEvent): void;
   /** The subscription reconnected and may have missed events: re-read what matters from the store. */
   resync(): void;
 }
@@ -554,10 +572,25 @@ export interface EventSubscription {
   watch(streamId: string): Promise<void>;
   /** Stops delivering the stream's events (idempotent). */
   unwatch(streamId: string): Promise<void>;
+  /** Starts delivering the fleet channel's events to `handlers.fleet` (idempotent); resolves once subscribed. */
+  watchFleet(): Promise<void>;
+  /** Stops delivering the fleet channel's events (idempotent). */
+  unwatchFleet(): Promise<void>;
   /** Streams watched now. */
   readonly watching: ReadonlySet<string>;
   /** Ends the subscription (Redis: closes its connection). */
   close(): Promise<void>;
+}
+
+/** What `storeInfo` tells. */
+export interface StoreInfo {
+  kind: "memory" | "redis" | "redis-cluster";
+  /** Servers answering for it (a Cluster's masters; 1 for standalone and memory). */
+  nodes: number;
+  /** Bytes of memory the server(s) use (Redis used_memory, summed over masters); undefined for memory. */
+  usedMemoryBytes: number | undefined;
+  /** Server version, e.g. "7.0.15" ("" for memory). */
+  version: string;
 }
 
 const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === "string");

@@ -12,6 +12,7 @@ export class TrackerMetrics {
   readonly sourcesBanned: Counter<"reason">;
   readonly planSeconds: Histogram;
   readonly deliveredBytes: Counter<"stream" | "source">;
+  readonly completed: Counter<"stream">;
   readonly remotePeerBytes: Counter;
   readonly streams: Gauge;
   readonly controlMessages: Counter<"direction">;
@@ -68,6 +69,12 @@ export class TrackerMetrics {
       name: "pdtp_tracker_delivered_bytes_total",
       help: "Payload bytes delivered to peers, by stream name and source kind",
       labelNames: ["stream", "source"],
+      registers,
+    });
+    this.completed = new Counter({
+      name: "pdtp_tracker_completed_total",
+      help: "Viewers on this replica that wrote a whole file out (their Position reached its end), by stream name",
+      labelNames: ["stream"],
       registers,
     });
     this.remotePeerBytes = new Counter({

@@ -8,6 +8,7 @@ import {
   PeerRole,
   RangeSet,
   TransferOutcome,
+  type ChunkRange,
   WantMode,
   type Directive,
   type Have,
@@ -28,6 +29,7 @@ import type {
   ChunkBounds,
   PeerRoleName,
   SourceOutcome,
+  SourceTrust,
   StreamEvent,
   StreamMeta,
   SwarmStore,
@@ -82,6 +84,23 @@ export interface JoinedStream {
 }
 
 /**
+ * What a session tells the replica's stats (ReplicaStats) as it happens, for
+ * the dashboard: figures only, never a decision.
+ */
+export interface SessionStats {
+  /** A viewer joined a stream holding `have` (as its Join said). */
+  joined(s: Session, j: JoinedStream, have: readonly ChunkRange[]): void;
+  /** A transfer this viewer fetched was reported: `bytes` delivered, and its source's trust after it. */
+  settled(s: Session, j: JoinedStream, t: TransferRecord, bytes: number, trust: SourceTrust | undefined): void;
+  /** A transfer's chunks failed verification (or a claimed range was refused): a rejected chunk. */
+  rejected(s: Session, t: TransferRecord, detail: string): void;
+  /** A source was just banned in a stream. */
+  banned(streamId: string, serverId: string, reason: "bad_data" | "unreachable"): void;
+  /** A viewer's Position: the first chunk it has not written out, and for live its delays (ms). */
+  position(s: Session, j: JoinedStream, nextChunk: number, delaysMs: readonly number[]): void;
+}
+
+/**
  * What a session needs of the tracker: given to it (the wiring in tracker.ts
  * implements it), so that a session never reaches the rest of the tracker.
  */
@@ -91,6 +110,8 @@ export interface SessionHost {
   /** Swarm state: the session's messages read and change it. */
   readonly store: SwarmStore;
   readonly metrics: TrackerMetrics;
+  /** The replica's stats, told what happens in the session. */
+  readonly stats: SessionStats;
   /** Decides a viewer's transfers in a stream. */
   readonly planner: Pick<Planner, "plan">;
   /** Checks a seeder's credential at Hello. */
@@ -480,6 +501,7 @@ export class Session {
     }
     this.tracker.announce(meta.streamId, { type: "joined", peerId: this.peerId, role: "viewer" });
     this.enteredSwarm(meta.streamId);
+    this.tracker.stats.joined(this, this.joined.get(meta.streamId)!, j.have);
     this.log.info({ streamId: meta.streamId, name: meta.name, mode: j.mode }, "joined stream");
     this.send({ body: { $case: "joined", value: joinedMessage } });
     await this.plan([meta.streamId]);
@@ -517,11 +539,13 @@ export class Session {
     if (p.nextChunk > meta.bounds.high + 1) {
       throw invalidArgument(`Position.next_chunk ${p.nextChunk} ${outside(meta.bounds)}`);
     }
+    const delays = p.live && meta.shape.kind === "live" ? p.live.delaysMs.slice(0, MAX_DELAYS) : [];
     if (p.live && meta.shape.kind === "live") {
       const { liveDelay, liveSkipped } = this.tracker.metrics;
-      for (const ms of p.live.delaysMs.slice(0, MAX_DELAYS)) liveDelay.observe({ stream: meta.name }, ms / 1000);
+      for (const ms of delays) liveDelay.observe({ stream: meta.name }, ms / 1000);
       if (p.live.skipped > 0) liveSkipped.inc({ stream: meta.name }, p.live.skipped);
     }
+    this.tracker.stats.position(this, meta, p.nextChunk, delays);
     await this.tracker.store.setPosition(meta.streamId, this.peerId, p.nextChunk);
     await this.plan([meta.streamId]);
   }
@@ -564,7 +588,7 @@ export class Session {
 
   /** Applies one report of a transfer this peer fetched. */
   private async settle(t: TransferRecord, report: TransferReport): Promise<void> {
-    const { outcome, bytes, verified, detail, httpStatus } = report;
+    const { outcome, bytes, verified } = report;
     const meta = this.joined.get(t.streamId)!;
     const { store, metrics } = this.tracker;
     // only chunks of the directive count
@@ -586,12 +610,23 @@ export class Session {
       );
       if (t.serverRole !== "seeder" && !this.tracker.isLocal(t.serverId)) metrics.remotePeerBytes.inc(delivered);
     }
+    const trust = await this.outcome(t, report, delivered);
+    this.tracker.stats.settled(this, meta, t, delivered, trust);
+  }
+
+  /** Counts a report's outcome and records it against its source; resolves the source's trust after it. */
+  private async outcome(
+    t: TransferRecord,
+    report: TransferReport,
+    delivered: number,
+  ): Promise<SourceTrust | undefined> {
+    const { outcome, detail, httpStatus } = report;
+    const { store, metrics } = this.tracker;
     switch (outcome) {
       case TransferOutcome.TRANSFER_OUTCOME_OK:
         metrics.transfersDone.inc();
         this.measure(delivered, report.durationMs);
-        await store.recordSourceOutcome(t.streamId, t.serverId, "ok", TRUST_POLICY);
-        return;
+        return store.recordSourceOutcome(t.streamId, t.serverId, "ok", TRUST_POLICY);
       case TransferOutcome.TRANSFER_OUTCOME_FAILED:
         metrics.transfersFailed.inc({ reason: "failed" });
         this.log.debug({ transferId: t.transferId, serverId: t.serverId, detail }, "transfer failed");
@@ -605,25 +640,30 @@ export class Session {
           { transferId: t.transferId, serverId: t.serverId, httpStatus, detail },
           "source refused a directed range",
         );
+        if (httpStatus === 416) this.tracker.stats.rejected(this, t, `refused a range it claimed (416): ${detail}`);
         return this.judge(t, httpStatus === 416 ? "bad_data" : "failed");
       case TransferOutcome.TRANSFER_OUTCOME_BAD_DATA:
         metrics.transfersFailed.inc({ reason: "bad_data" });
         metrics.badChunks.inc();
         this.log.warn({ transferId: t.transferId, serverId: t.serverId, detail }, "bad data reported");
+        this.tracker.stats.rejected(this, t, detail);
         return this.judge(t, "bad_data");
       default:
         metrics.transfersFailed.inc({ reason: "cancelled" });
+        return undefined;
     }
   }
 
-  /** Records a failed transfer against its source; logs the ban it causes. */
-  private async judge(t: TransferRecord, outcome: Exclude<SourceOutcome, "ok">): Promise<void> {
+  /** Records a failed transfer against its source; logs the ban it causes. Resolves the source's trust. */
+  private async judge(t: TransferRecord, outcome: Exclude<SourceOutcome, "ok">): Promise<SourceTrust | undefined> {
     const trust = await this.tracker.store.recordSourceOutcome(t.streamId, t.serverId, outcome, TRUST_POLICY);
-    if (!trust?.banned) return;
+    if (!trust?.banned) return trust;
     const justNow =
       outcome === "bad_data" ? trust.bad === TRUST_POLICY.banAfterBad : trust.strikes === TRUST_POLICY.banAfterStrikes;
-    if (!justNow) return;
-    this.tracker.metrics.sourcesBanned.inc({ reason: outcome === "bad_data" ? "bad_data" : "unreachable" });
+    if (!justNow) return trust;
+    const reason = outcome === "bad_data" ? "bad_data" : "unreachable";
+    this.tracker.metrics.sourcesBanned.inc({ reason });
+    this.tracker.stats.banned(t.streamId, t.serverId, reason);
     // bad data is no accident: its address stays banned, so a new session from it serves nothing either
     const host =
       outcome === "bad_data" && t.serverRole === "viewer"
@@ -634,6 +674,7 @@ export class Session {
       { streamId: t.streamId, serverId: t.serverId, host, bad: trust.bad, strikes: trust.strikes },
       "source banned",
     );
+    return trust;
   }
 
   private async publish(p: Publish): Promise<void> {

@@ -20,6 +20,7 @@ import { DEFAULT_PLANNER, Planner } from "./planner.js";
 import { PublishFile } from "./publishFile.js";
 import { PublishLive } from "./publishLive.js";
 import { ReplicaEvents } from "./replicaEvents.js";
+import { ReplicaStats } from "./replicaStats.js";
 import { SeederAuth, type SeederTokens } from "./seederAuth.js";
 import { MAX_PEER_MESSAGE_BYTES, TrackerServer } from "./server.js";
 import { Session, type SessionHost } from "./session.js";
@@ -131,6 +132,20 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     metrics,
     log,
   });
+  // the dashboard's figures: `address` is known once listening
+  let address = `${opts.host}:${opts.port}`;
+  const stats = new ReplicaStats({
+    replicaId: lease.replicaId,
+    get address() {
+      return address;
+    },
+    store,
+    sessions,
+    metrics,
+    cleanupLeader: () => lease.held,
+    checksumReachable: () => networkKey.current !== undefined,
+    log,
+  });
   const liveEdges = new LiveEdges({
     store,
     windows: liveWindows,
@@ -145,6 +160,7 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     log,
     store,
     metrics,
+    stats,
     planner,
     seederAuth,
     ticketKeys: () => ticketKeys.publicKeys,
@@ -152,6 +168,7 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     sessionStarted: (s) => sessions.add(s),
     sessionEnded: async (s, why) => {
       if (!sessions.remove(s)) return;
+      stats.sessionEnded(s);
       publishLive.sessionEnded(s);
       for (const streamId of s.joined.keys()) liveEdges.forget(streamId, s);
       for (const streamId of s.streams()) {
@@ -167,7 +184,10 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     withdraw: (transfers, except) => events.withdraw(transfers, except),
     leaveSwarm: (streamId, peerId) => events.leaveSwarm(streamId, peerId),
     announce: (streamId, e) => events.announce(streamId, e),
-    holdingsAdded: (streamId, peerId, chunks) => events.holdingsAdded(streamId, peerId, chunks),
+    holdingsAdded: (streamId, peerId, chunks) => {
+      events.holdingsAdded(streamId, peerId, chunks);
+      stats.holdingsAdded(streamId, peerId, chunks);
+    },
     joinedMessage: (meta) => catalog.joinedMessage(meta),
     publish: (s, p) => (p.live ? publishLive.publish(s, p) : publishFile.publish(s, p)),
     liveChunks: (s, m) => publishLive.claims(s, m),
@@ -211,8 +231,10 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
   });
 
   const { port, loopbackPort } = await server.listen();
+  address = `${opts.host}:${port}`;
   void networkKey.fetch();
   tick.start();
+  stats.start();
   const tokens = opts.seederTokens;
   const unwatchTokens = tokens?.onChange(() => sessions.endRevokedSeeders(tokens, seederAuth));
   if (!tokens) log.warn("seeders are not authenticated: anyone can publish; set --seeder-tokens");
@@ -222,6 +244,7 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     server.drain({
       stopWork: async () => {
         tick.stop();
+        stats.stop();
         publishLive.close();
         liveEdges.close();
         unwatchTokens?.();
