@@ -242,11 +242,15 @@ async function liveRun(o, env, run) {
     // ---- figures ----
     const streamBytes = tap.length - streamAtJoin;
     const sourceTime = source.timeResult();
+    // the join storm is over once every viewer of every system has written its first byte
+    const steadyFrom = Math.max(...viewers.map((v) => v.firstAt ?? -Infinity));
     const result = {};
     for (const system of o.systems.filter((s) => env.available[s])) result[system] = { skipped: env.available[system] };
     for (const system of systems) {
-      const figures = { viewers, tap, streamBytes, serverCpu, dsBase, dsEnd, accessLog, stillRunning };
-      result[system] = systemFigures(system, figures);
+      result[system] = systemFigures(system, {
+        ...{ viewers, tap, streamBytes, joinedAt, steadyFrom },
+        ...{ serverCpu, dsBase, dsEnd, accessLog, stillRunning },
+      });
     }
     if (o.keepLogs) for (const p of [...Object.values(servers), ...viewers.map((v) => v.proc)]) keepLog(o.keepLogs, p);
     return {
@@ -278,7 +282,11 @@ async function liveRun(o, env, run) {
 }
 
 /** One system's figures from its viewers' outputs, the servers' CPU and counters (see README "Benchmarks"). */
-function systemFigures(system, { viewers, tap, streamBytes, serverCpu, dsBase, dsEnd, accessLog, stillRunning }) {
+function systemFigures(
+  system,
+  { viewers, tap, streamBytes, joinedAt, steadyFrom, serverCpu, dsBase, dsEnd, accessLog, stillRunning },
+) {
+  const since = (times) => times.map((t) => round((t - joinedAt) / 1000, 1));
   const vs = viewers.filter((v) => v.system === system);
   const per = vs.map((v) => {
     const frames = v.out.framesOut();
@@ -296,6 +304,7 @@ function systemFigures(system, { viewers, tap, streamBytes, serverCpu, dsBase, d
     };
   });
   const allDelays = per.flatMap((p) => p.f.delays);
+  const steady = per.flatMap((p) => p.f.delays.filter((_, i) => p.f.delayTimes[i] >= steadyFrom));
   // the stream the audience watched: from the earliest frame any viewer wrote to the end
   const watchedFrom = Math.min(...per.map((p) => p.f.fromOffset ?? Infinity));
   const watchedBytes = Number.isFinite(watchedFrom) ? tap.length - watchedFrom : streamBytes;
@@ -310,6 +319,11 @@ function systemFigures(system, { viewers, tap, streamBytes, serverCpu, dsBase, d
     delayP95S: sec(percentile(allDelays, 95)),
     delayMaxS: sec(Math.max(...allDelays)),
     delayP95WorstViewerS: sec(Math.max(...per.map((p) => percentile(p.f.delays, 95) ?? -Infinity))),
+    // from the moment every viewer (of both systems) has written its first byte: the steady state
+    afterJoinsFromS: sec(steadyFrom - joinedAt),
+    delayP50AfterJoinsS: sec(percentile(steady, 50)),
+    delayP95AfterJoinsS: sec(percentile(steady, 95)),
+    stallsAfterJoins: per.reduce((s, p) => s + p.f.stallTimes.filter((t) => t >= steadyFrom).length, 0),
     framesTimed: allDelays.length,
     tuneInP50S: round(
       percentile(
@@ -358,6 +372,7 @@ function systemFigures(system, { viewers, tap, streamBytes, serverCpu, dsBase, d
       playbackDelayS: round(p.f.playbackDelayS, 3),
       stalls: p.f.stalls,
       stallS: round(p.f.stallS, 3),
+      stallsAtS: since(p.f.stallTimes), // seconds after the first viewer joined
       skips: p.skipped,
       bytes: p.v.bytes,
       frames: p.f.frames,
@@ -369,6 +384,7 @@ function systemFigures(system, { viewers, tap, streamBytes, serverCpu, dsBase, d
       ...(system === "ds"
         ? {
             discontinuities: p.v.out.discontinuities,
+            discontinuitiesAtS: since(p.v.out.discontinuityTimes),
             missingAtEndBytes: p.v.out.spans.length ? tap.length - p.v.out.spans.at(-1)[1] : null,
             bytesPassedOver: p.v.out.bytesPassedOver,
             unmatchedBytes: p.v.out.unmatchedBytes,
@@ -397,6 +413,10 @@ function systemFigures(system, { viewers, tap, streamBytes, serverCpu, dsBase, d
     r.trackerSkippedChunks = dsEnd.trackerSkipped - dsBase.trackerSkipped;
     r.bytesOk = `${per.filter((p) => p.v.out.unmatchedBytes === 0 && p.v.bytes > 0).length}/${vs.length}`;
     r.discontinuities = per.reduce((s, p) => s + p.v.out.discontinuities, 0);
+    r.discontinuitiesAfterJoins = per.reduce(
+      (s, p) => s + p.v.out.discontinuityTimes.filter((t) => t >= steadyFrom).length,
+      0,
+    );
     r.clientDelayP95MsMax = Math.max(...per.map((p) => p.summary?.delayP95Ms ?? -Infinity));
     // dsclient's own tune-in: from the start of its download (the process loaded, the tracker reached) on
     const clientTuneIn = per.map((p) => p.summary?.tuneInMs);
@@ -515,10 +535,12 @@ export async function live(o, env) {
     columns: [
       "delayP50S",
       "delayP95S",
+      "delayP95AfterJoinsS",
       "tuneInP50S",
       "tuneInP95S",
       "skips",
       "stalls",
+      "stallsAfterJoins",
       "playbackDelayP95S",
       "originEgressOverStream",
       "viewerCpuSecondsPerViewerMinute",

@@ -55,6 +55,7 @@ export class SourceMatcher {
     this.synced = false;
     this.spans = []; // [start, end, t]
     this.discontinuities = 0;
+    this.discontinuityTimes = [];
     this.bytesPassedOver = 0;
     this.unmatchedBytes = 0;
   }
@@ -89,6 +90,7 @@ export class SourceMatcher {
         this.queue[0] = { buf: buf.subarray(m), t };
         this.synced = false;
         this.discontinuities++;
+        this.discontinuityTimes.push(t);
       }
     }
   }
@@ -162,8 +164,10 @@ export class TsOutput {
  */
 export function viewerFigures(frames, srcTime) {
   const delays = [];
+  const delayTimes = []; // when each of those frames was written
   let unmapped = 0;
   let stalls = 0;
+  const stallTimes = [];
   let stallMs = 0;
   let clock; // when pts 0 plays
   let lastPts = -Infinity;
@@ -175,6 +179,7 @@ export function viewerFigures(frames, srcTime) {
     if (s === undefined) unmapped++;
     else {
       delays.push(t - s);
+      delayTimes.push(t);
       firstDelay ??= t - s;
     }
     if (prevT !== undefined) maxGapMs = Math.max(maxGapMs, t - prevT);
@@ -189,14 +194,19 @@ export function viewerFigures(frames, srcTime) {
     if (late > 0) {
       clock += late;
       stallMs += late;
-      if (late > STALL_MS) stalls++;
+      if (late > STALL_MS) {
+        stalls++;
+        stallTimes.push(t);
+      }
     }
   }
   return {
     frames: frames.length,
     unmapped,
     delays,
+    delayTimes,
     stalls,
+    stallTimes,
     stallS: stallMs / 1000,
     playbackDelayS: firstDelay === undefined ? undefined : (firstDelay + stallMs) / 1000,
     maxGapS: maxGapMs / 1000,
