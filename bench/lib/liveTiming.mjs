@@ -1,7 +1,7 @@
 // What the live scenario measures with: the source's bytes and video frames, each with the time it was written,
 // and each viewer's output placed against them (a DistribuStream viewer's by its bytes, an HLS viewer's by the
 // PTS of its frames); then a viewer's figures: each frame's delay, and a real-time player's stalls.
-import { TsFrames } from "./mpegts.mjs";
+import { TS_PACKET, TsFrames } from "./mpegts.mjs";
 import { MiB } from "./util.mjs";
 
 /** A frame that reaches the output later than a real-time player needs it by more than this is a stall. */
@@ -38,7 +38,8 @@ export class SourceTap {
   }
 }
 
-const PROBES = [4096, 16384, 65536, 262144];
+/** Probe sizes, from a TS packet up; the output waits for the last but one before it is looked up. */
+const PROBES = [TS_PACKET, 1024, 4096, 16384, 65536];
 
 /**
  * Places a DistribuStream viewer's output in the source's bytes: where it starts (its first bytes looked up
@@ -95,37 +96,41 @@ export class SourceMatcher {
     }
   }
 
-  /** Finds where the queued output is in the source; false while more output is needed to tell. */
+  /**
+   * Finds where the queued output is in the source; false while more output is needed to tell. Probes of
+   * growing size until one is found once only; a probe not found at all ran over the next skip (a chunk
+   * written shorter than the probe), so the last one found stands, at its first place after the last byte
+   * matched (at the start: its newest place, a viewer starts near the live edge).
+   */
   sync(final) {
+    if (this.queued < PROBES[PROBES.length - 2] && !final) return false;
     const capture = this.tap.capture;
-    for (let p = 0; p < PROBES.length; p++) {
-      const size = PROBES[p];
-      if (this.queued < size && !final) return false;
+    const from = this.cursor ?? 0;
+    let where;
+    for (const size of PROBES) {
       const probe = Buffer.concat(
         this.queue.map((q) => q.buf),
         Math.min(size, this.queued),
       );
-      const from = this.cursor ?? 0;
       const at = capture.indexOf(probe, from);
-      if (at < 0) {
-        // not in the source: wrong bytes (a correctness failure, counted), passed over piece by piece
-        const { buf } = this.queue.shift();
-        this.queued -= buf.length;
-        this.unmatchedBytes += buf.length;
-        return this.queue.length > 0 && this.sync(final);
-      }
+      if (at < 0) break;
       const unique = capture.indexOf(probe, at + 1) < 0;
-      const lastTry = p === PROBES.length - 1 || this.queued <= size;
-      if (unique || lastTry) {
-        // ambiguous at the start: the newest place (a viewer starts near the live edge)
-        const where = unique || this.cursor !== undefined ? at : capture.lastIndexOf(probe);
-        if (this.cursor !== undefined) this.bytesPassedOver += where - this.cursor;
-        this.cursor = where;
-        this.synced = true;
-        return true;
-      }
+      where = unique || this.cursor !== undefined ? at : capture.lastIndexOf(probe);
+      if (unique || probe.length === this.queued) break;
     }
-    return false;
+    if (where === undefined) {
+      // not even a packet's worth is in the source: wrong bytes (a correctness failure, counted)
+      const n = Math.min(TS_PACKET, this.queue[0].buf.length);
+      this.unmatchedBytes += n;
+      this.queued -= n;
+      if (n === this.queue[0].buf.length) this.queue.shift();
+      else this.queue[0] = { ...this.queue[0], buf: this.queue[0].buf.subarray(n) };
+      return this.queue.length > 0 && this.sync(final);
+    }
+    if (this.cursor !== undefined) this.bytesPassedOver += where - this.cursor;
+    this.cursor = where;
+    this.synced = true;
+    return true;
   }
 
   /** The video frames written, { pts, t } in output order: those whose first packet lies in a span. */
