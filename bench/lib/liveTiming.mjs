@@ -38,8 +38,11 @@ export class SourceTap {
   }
 }
 
-/** Probe sizes, from a TS packet up; the output waits for the last but one before it is looked up. */
-const PROBES = [TS_PACKET, 1024, 4096, 16384, 65536];
+/**
+ * Probe sizes; the output waits for the last but one before it is looked up. The smallest finds a chunk of a few
+ * bytes between two skips (the seeder cuts the rest of a burst on time, however short).
+ */
+const PROBES = [32, TS_PACKET, 1024, 4096, 16384, 65536];
 
 /**
  * Places a DistribuStream viewer's output in the source's bytes: where it starts (its first bytes looked up
@@ -119,8 +122,8 @@ export class SourceMatcher {
       if (unique || probe.length === this.queued) break;
     }
     if (where === undefined) {
-      // not even a packet's worth is in the source: wrong bytes (a correctness failure, counted)
-      const n = Math.min(TS_PACKET, this.queue[0].buf.length);
+      // not in the source: wrong bytes (a correctness failure, counted)
+      const n = Math.min(PROBES[0], this.queue[0].buf.length);
       this.unmatchedBytes += n;
       this.queued -= n;
       if (n === this.queue[0].buf.length) this.queue.shift();
