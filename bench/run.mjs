@@ -30,7 +30,7 @@ options (defaults in brackets; --smoke: tiny sizes and one run, as CI runs it):
   --chunk-sizes LIST    control: chunk sizes [64K,256K,1M]
   --peers N             tracker-capacity: simulated viewers [5000]
   --seconds S           tracker-capacity: measured seconds [20]; live: broadcast seconds after the last viewer joined [60]
-  --join-interval MS    live: one viewer of each system joins every MS [500]
+  --join-interval MS    live: one viewer of each system joins every MS [2000]
   --bitrate BITS        live: the source's bitrate in bits/s, e.g. 2M [2M]
   --log-level LEVEL     live: log level of tracker, checksum and seeder [warn; the seeder info]
   --keep-logs DIR       live: write each process's last output (256 KiB) to DIR/<name>.log
@@ -196,7 +196,7 @@ function optionsFor(scenario) {
         runs: num(v.runs, 1),
         viewers: num(v.viewers, S(20, 3)),
         seconds: num(v.seconds, S(60, 8)),
-        joinIntervalMs: num(v["join-interval"], 500),
+        joinIntervalMs: num(v["join-interval"], S(2000, 500)),
         bitrate: v.bitrate === undefined ? 2_000_000 : parseBits(v.bitrate),
         rate: rate(v.rate, 8 * MiB),
         originRate: rate(v["origin-rate"], 16 * MiB),

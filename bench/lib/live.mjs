@@ -62,9 +62,11 @@ class ServerSampler {
     this.servers = servers;
     this.latest = {};
     this.base = {};
+    this.maxLoad = 0; // the 1-minute load average, at its highest
     this.timer = setInterval(() => this.sample(), 500);
   }
   sample() {
+    this.maxLoad = Math.max(this.maxLoad, os.loadavg()[0]);
     for (const [k, p] of Object.entries(this.servers)) if (p.running) this.latest[k] = sampleTree(p.target());
   }
   mark() {
@@ -93,6 +95,7 @@ async function liveRun(o, env, run) {
   const dir = mkdtempSync(join(env.dir, "live-"));
   const systems = o.systems.filter((s) => !env.available[s]);
   const lag = monitorEventLoopDelay({ resolution: 10 });
+  const cpuAtStart = (process.cpuUsage().user + process.cpuUsage().system) / 1e6;
   lag.enable();
   const servers = {};
   const viewers = [];
@@ -265,10 +268,12 @@ async function liveRun(o, env, run) {
         encoderCpuSeconds: sourceTime?.cpuS ?? null,
       },
       harness: {
+        cpuSeconds: round((process.cpuUsage().user + process.cpuUsage().system) / 1e6 - cpuAtStart, 2),
         eventLoopDelayP99Ms: round(lag.percentile(99) / 1e6, 1),
         eventLoopDelayMaxMs: round(lag.max / 1e6, 1),
       },
       loadAverageAtEnd: os.loadavg().map((x) => round(x, 2)),
+      loadAverageMax: round(sampler.maxLoad, 2),
     };
   } catch (err) {
     env.log(`bench: live: failed: ${err.stack ?? err}`);
