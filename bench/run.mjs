@@ -13,23 +13,27 @@ import { ANCHORS_DIR, availability, installDebianPackages, installNpmAnchors } f
 import { stopAll } from "./lib/procs.mjs";
 import { SCHEMA, markdown, writeRecord } from "./lib/report.mjs";
 import { SCENARIOS } from "./lib/scenarios.mjs";
-import { MiB, machine, parseRate, parseSize, root, versions, which } from "./lib/util.mjs";
+import { MiB, machine, parseBits, parseRate, parseSize, root, versions, which } from "./lib/util.mjs";
 
 const USAGE = `usage: npm run bench -- <scenario|all|setup> [options]
 scenarios: ${Object.keys(SCENARIOS).join(", ")}
-  setup                 apt-get install what is missing (aria2 nginx-light curl time iproute2; as root) and the npm anchors
+  setup                 apt-get install what is missing (aria2 nginx-light curl time iproute2 ffmpeg; as root) and the npm anchors
 options (defaults in brackets; --smoke: tiny sizes and one run, as CI runs it):
   --runs N              runs per scenario [3]
   --size SIZE           file size, e.g. 256M, 1G [flash-crowd 256M, single 1G, control 256M, checksum 1G, tracker-capacity 64M]
-  --viewers N           viewers [flash-crowd 20, control 10]
-  --rate RATE           per-viewer upload and download cap, bytes/s (8M; 0: none) [flash-crowd 8M, control 0; tracker-capacity swarm mode 0.5M]
-  --origin-rate RATE    origin upload cap [flash-crowd 16M, control 0]
+  --viewers N           viewers [flash-crowd 20, control 10; live 20 per system]
+  --rate RATE           per-viewer upload and download cap, bytes/s (8M; 0: none) [flash-crowd 8M, control 0, live 8M; tracker-capacity swarm mode 0.5M]
+  --origin-rate RATE    origin upload cap [flash-crowd 16M, control 0, live 16M]
   --chunk-size SIZE     DistribuStream chunk and BitTorrent piece size [256K]
-  --systems LIST        flash-crowd systems [ds,webtorrent,aria2,http]
+  --systems LIST        flash-crowd systems [ds,webtorrent,aria2,http]; live systems [ds,hls]
   --sizes LIST          memory: file sizes [256M,4G]
   --chunk-sizes LIST    control: chunk sizes [64K,256K,1M]
   --peers N             tracker-capacity: simulated viewers [5000]
-  --seconds S           tracker-capacity: measured seconds [20]
+  --seconds S           tracker-capacity: measured seconds [20]; live: broadcast seconds after the last viewer joined [60]
+  --join-interval MS    live: one viewer of each system joins every MS [2000]
+  --bitrate BITS        live: the source's bitrate in bits/s, e.g. 2M [2M]
+  --log-level LEVEL     live: log level of tracker, checksum and seeder [warn; the seeder info]
+  --keep-logs DIR       live: write each process's last output (256 KiB) to DIR/<name>.log
   --modes LIST          tracker-capacity: stress (reports at once), swarm (rate-limited links, prefill) [stress,swarm]
   --prefill F           tracker-capacity swarm mode: fraction each viewer joins with [0.5]
   --timeout S           a trial's limit [1800]
@@ -54,6 +58,10 @@ try {
       "chunk-sizes": { type: "string" },
       peers: { type: "string" },
       seconds: { type: "string" },
+      "join-interval": { type: "string" },
+      bitrate: { type: "string" },
+      "log-level": { type: "string" },
+      "keep-logs": { type: "string" },
       modes: { type: "string" },
       prefill: { type: "string" },
       timeout: { type: "string" },
@@ -182,6 +190,23 @@ function optionsFor(scenario) {
       };
     case "checksum":
       return { ...common, size: size(v.size, S(1024, 8) * MiB) };
+    case "live":
+      return {
+        ...common,
+        runs: num(v.runs, 1),
+        viewers: num(v.viewers, S(20, 3)),
+        seconds: num(v.seconds, S(60, 8)),
+        joinIntervalMs: num(v["join-interval"], S(2000, 500)),
+        bitrate: v.bitrate === undefined ? 2_000_000 : parseBits(v.bitrate),
+        rate: rate(v.rate, 8 * MiB),
+        originRate: rate(v["origin-rate"], 16 * MiB),
+        systems: list(v.systems, ["ds", "hls"]),
+        behind: 3,
+        warmupS: 5,
+        endTimeoutS: 45,
+        logLevel: v["log-level"],
+        keepLogs: v["keep-logs"],
+      };
   }
   throw new Error(scenario);
 }
@@ -240,7 +265,9 @@ for (const scenario of scenarios) {
           ? ["ds", "redis"]
           : scenario === "checksum"
             ? ["ds", "sha256sum"]
-            : ["ds"];
+            : scenario === "live"
+              ? o.systems
+              : ["ds"];
   for (const s of systems)
     rec.anchors[s] = available[s] ? { status: "skipped", reason: available[s] } : { status: "ok" };
   log(`bench: ${scenario}${smoke ? " (smoke)" : ""}: ${JSON.stringify(o)}`);

@@ -1,7 +1,7 @@
 // The anchors the scenarios compare DistribuStream with, how they are installed and why one is skipped.
 // npm anchors (webtorrent, bittorrent-tracker, create-torrent) go into bench/anchors/webtorrent with their
 // own package.json and lock file, installed on demand with --ignore-scripts (WebRTC is stubbed out: the
-// benchmark runs BitTorrent over TCP); the others are Debian packages (aria2, nginx-light, curl, time).
+// benchmark runs BitTorrent over TCP); the others are Debian packages (aria2, nginx-light, curl, time, ffmpeg).
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -14,6 +14,7 @@ export const DEBIAN_PACKAGES = {
   curl: "curl",
   "/usr/bin/time": "time",
   ip: "iproute2", // brings loopback up in the harness's own network namespace
+  ffmpeg: "ffmpeg", // the live scenario's source and HLS segmenter
 };
 
 const npmInstalled = () =>
@@ -74,5 +75,7 @@ export function availability() {
         ? undefined
         : "redis-server/redis-cli not found (Debian package redis-server)",
     sha256sum: which("sha256sum") ? undefined : "sha256sum not found (Debian package coreutils)",
+    ffmpeg: bin("ffmpeg", "ffmpeg"),
+    hls: bin("nginx", "nginx-light") ?? bin("ffmpeg", "ffmpeg"),
   };
 }

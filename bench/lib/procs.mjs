@@ -14,9 +14,9 @@ export class Proc {
    * @param {string} name
    * @param {string} cmd
    * @param {string[]} args
-   * @param {{ cwd?: string, env?: object, timeFile?: string, stdout?: "text" | "sink" }} [opts]
+   * @param {{ cwd?: string, env?: object, timeFile?: string, stdout?: "text" | "sink", stdin?: "pipe" }} [opts]
    *   timeFile: wrap in /usr/bin/time writing there; stdout "sink": standard output is data for onStdout
-   *   (a pipe, as a player reading it), not kept as text
+   *   (a pipe, as a player reading it), not kept as text; stdin "pipe": `this.stdin` feeds the process
    */
   constructor(name, cmd, args, opts = {}) {
     this.name = name;
@@ -25,10 +25,12 @@ export class Proc {
     this.child = spawn(c, a, {
       cwd: opts.cwd,
       env: opts.env ?? process.env,
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: [opts.stdin ?? "ignore", "pipe", "pipe"],
       detached: true, // its own process group, so that nothing it starts outlives it
     });
     this.pid = this.child.pid;
+    this.stdin = this.child.stdin ?? undefined;
+    this.stdin?.on("error", () => {}); // a process that exits early: what is still written goes nowhere
     this.out = "";
     this.lines = [];
     this.listeners = [];

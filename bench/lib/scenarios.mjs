@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync } from "node:fs"
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
+import { live } from "./live.mjs";
 import { stopAll } from "./procs.mjs";
 import { ANNOUNCE_INTERVAL_S, ARIA2_COMMON, SYSTEMS, metricSum, metricsText, startDistribuStream } from "./systems.mjs";
 import { runViewers } from "./trial.mjs";
@@ -653,4 +654,5 @@ export const SCENARIOS = {
   control,
   "tracker-capacity": trackerCapacity,
   checksum,
+  live,
 };

@@ -50,9 +50,11 @@ const rateArg = (r) => `${Math.round(r)}`;
 
 /**
  * Tracker (memory swarm store), checksum service and seeder as separate processes.
- * ctx: { dir, mediaDir, name, chunkSize, originRate, log }
+ * ctx: { dir, mediaDir, name, chunkSize, originRate, log, live? }; live: { name, bitrate } broadcasts the
+ * seeder's standard input (`seeder.stdin`) as NAME instead of publishing a media folder. logLevel: of all three
+ * (default warn, the seeder's seederLogLevel)
  */
-export async function startDistribuStream(ctx, { seederLogLevel = "warn", waitReady = true } = {}) {
+export async function startDistribuStream(ctx, { seederLogLevel = "warn", logLevel, waitReady = true } = {}) {
   const keys = join(ctx.dir, "keys");
   mkdirSync(keys, { recursive: true });
   const [port, csPort, tm, cm, sm, dp] = await Promise.all(Array.from({ length: 6 }, freePort));
@@ -71,7 +73,7 @@ export async function startDistribuStream(ctx, { seederLogLevel = "warn", waitRe
       "--network-key",
       join(keys, "network-key.pem"),
       "--log-level",
-      "warn",
+      logLevel ?? "warn",
     ],
     { cwd: ctx.dir },
   );
@@ -100,7 +102,7 @@ export async function startDistribuStream(ctx, { seederLogLevel = "warn", waitRe
       "--max-messages-per-ip",
       "0",
       "--log-level",
-      "warn",
+      logLevel ?? "warn",
     ],
     { cwd: ctx.dir },
   );
@@ -113,8 +115,9 @@ export async function startDistribuStream(ctx, { seederLogLevel = "warn", waitRe
       "seeder",
       "--tracker",
       `127.0.0.1:${port}`,
-      "--media",
-      ctx.mediaDir,
+      ...(ctx.live
+        ? ["--live", `${ctx.live.name}=-`, "--live-bitrate", `${ctx.live.bitrate}`]
+        : ["--media", ctx.mediaDir]),
       "--data-host",
       "127.0.0.1",
       "--data-port",
@@ -123,9 +126,9 @@ export async function startDistribuStream(ctx, { seederLogLevel = "warn", waitRe
       `${sm}`,
       ...(ctx.originRate > 0 ? ["--max-upload-rate", rateArg(ctx.originRate)] : []),
       "--log-level",
-      seederLogLevel,
+      logLevel ?? seederLogLevel,
     ],
-    { cwd: ctx.dir },
+    { cwd: ctx.dir, stdin: ctx.live ? "pipe" : undefined },
   );
   const sys = {
     name: "ds",
@@ -305,6 +308,7 @@ const TEMP_DIRECTIVES = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"];
  * nginx in its own prefix (config, pid file, logs and temp folders in ctx.dir), as the current user.
  * nginx caps a connection (limit_rate), not a server: every viewer starts at once and downloads the
  * same file, so limit_rate = min(viewer rate, origin rate / N) is the origin cap shared fairly.
+ * ctx.accessLog: a file where each response is logged as "<epoch seconds> <bytes sent> <status> <uri>".
  */
 export async function startNginx(ctx, viewers) {
   const port = await freePort();
@@ -335,7 +339,7 @@ pid ${join(prefix, "nginx.pid")};
 error_log ${join(prefix, "logs/error.log")} warn;
 events { worker_connections 1024; }
 http {
-  access_log off;
+  ${ctx.accessLog ? `log_format sent '$msec $bytes_sent $status $uri';\n  access_log ${ctx.accessLog} sent;` : "access_log off;"}
   sendfile on;
   tcp_nopush on;
   keepalive_timeout 5;
@@ -356,6 +360,7 @@ http {
   await waitForPort(port, origin);
   return {
     name: "http",
+    port,
     origin,
     servers: { nginx: origin },
     limitRatePerConnection: Number.isFinite(limit) ? Math.floor(limit) : null,

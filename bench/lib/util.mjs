@@ -59,6 +59,13 @@ export function parseRate(text) {
   return Math.round(Number(m[1]) * { "": 1, K: 1024, M: MiB, G: GiB }[m[2].toUpperCase()]);
 }
 
+/** A bitrate as encoders write it, decimal: "2M" -> 2 000 000 bits/s, "1500k" -> 1 500 000. */
+export function parseBits(text) {
+  const m = /^(\d+(?:\.\d+)?)\s*([kKmMgG]?)$/.exec(String(text).trim());
+  if (!m) throw new Error(`"${text}" is not a bitrate in bits/s (examples: 2M, 1500k, 64000)`);
+  return Math.round(Number(m[1]) * { "": 1, k: 1e3, m: 1e6, g: 1e9 }[m[2].toLowerCase()]);
+}
+
 /** "256M"/"1G"/"4096K"/"1048576" -> bytes; a plain number without unit means MiB. */
 export function parseSize(text) {
   const m = /^(\d+(?:\.\d+)?)\s*([KMG]?)i?B?$/i.exec(String(text).trim());
@@ -128,6 +135,7 @@ export function versions(anchorsDir) {
   if (which("curl")) v.curl = firstLine("curl", ["--version"]);
   if (which("sha256sum")) v.sha256sum = firstLine("sha256sum", ["--version"]);
   if (which("redis-server")) v.redis = firstLine("redis-server", ["--version"]);
+  if (which("ffmpeg")) v.ffmpeg = firstLine("ffmpeg", ["-version"]);
   for (const n of ["webtorrent", "bittorrent-tracker", "create-torrent"]) {
     const x = npmVersion(anchorsDir, n);
     if (x) v[n] = x;

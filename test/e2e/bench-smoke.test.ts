@@ -14,6 +14,20 @@ interface TrialResult {
   error?: string;
   sha256Ok?: string;
 }
+/** A live system's figures (bench/lib/live.mjs). */
+interface LiveResult extends TrialResult {
+  viewers: number;
+  delayP50S: number;
+  delayP95S: number;
+  tuneInP95S: number;
+  skips: number | null;
+  stalls: number;
+  originEgressOverStream: number;
+  viewerCpuSecondsPerViewerMinute: number;
+  exitedAtEnd: string;
+  bytesOk?: string;
+  perViewer: { tuneInS: number; delayP95S: number; frames: number; skips: number | null }[];
+}
 interface BenchRecord {
   scenario: string;
   smoke: boolean;
@@ -52,7 +66,7 @@ describe("benchmark harness smoke run", { timeout: 300_000 }, () => {
       recordProblems: (rec: unknown) => string[];
     };
     const files = readdirSync(out).filter((f) => f.endsWith("-smoke.json"));
-    const scenarios = ["flash-crowd", "single", "memory", "control", "tracker-capacity", "checksum"];
+    const scenarios = ["flash-crowd", "single", "memory", "control", "tracker-capacity", "checksum", "live"];
     for (const scenario of scenarios) {
       const file = files.find((f) => f.startsWith(`${scenario}-`));
       assert.ok(file, `no record for ${scenario} in ${files.join(", ")}`);
@@ -86,5 +100,36 @@ describe("benchmark harness smoke run", { timeout: 300_000 }, () => {
       ),
     ) as BenchRecord;
     assert.equal(crowd.runs[0]!.systems.ds?.ok, true);
+
+    // live: both audiences of the same broadcast watched it to its end, every frame they wrote timed
+    const live = JSON.parse(
+      readFileSync(
+        join(
+          out,
+          files.find((f) => f.startsWith("live-"))!,
+        ),
+        "utf8",
+      ),
+    ) as BenchRecord & { runs: { systems: Record<string, LiveResult | { skipped: string }> }[] };
+    if (!live.skipped) {
+      const systems = live.runs[0]!.systems;
+      assert.ok(!("skipped" in systems.ds!), "DistribuStream is never skipped where ffmpeg is installed");
+      for (const [name, r] of Object.entries(systems)) {
+        if ("skipped" in r) continue;
+        assert.equal(r.viewers, 3, name);
+        assert.equal(r.exitedAtEnd, "3/3", `${name}: every viewer exits 0 at the end of the broadcast`);
+        assert.equal(r.perViewer.length, 3);
+        for (const v of r.perViewer) assert.ok(v.frames > 0 && v.tuneInS > 0, `${name}: ${JSON.stringify(v)}`);
+        // a frame cannot come out before the source wrote it, nor after the run
+        assert.ok(r.delayP50S > 0 && r.delayP95S >= r.delayP50S && r.delayP95S < 60, `${name} delay ${r.delayP95S}`);
+        assert.ok(r.tuneInP95S > 0 && r.tuneInP95S < 60, `${name} tune-in ${r.tuneInP95S}`);
+        assert.ok(r.originEgressOverStream > 0, `${name} origin egress ${r.originEgressOverStream}`);
+        assert.ok(r.viewerCpuSecondsPerViewerMinute > 0);
+        assert.equal(typeof r.stalls, "number");
+        assert.equal(typeof r.skips, "number", `${name}: every viewer said what it gave up`);
+      }
+      // every DistribuStream viewer wrote the source's own bytes
+      assert.equal((systems.ds as LiveResult).bytesOk, "3/3");
+    }
   });
 });

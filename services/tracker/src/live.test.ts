@@ -15,6 +15,7 @@ import {
   Signer,
   StreamKind,
   TrackerClient,
+  TransferOutcome,
   WantMode,
   type LivePublish,
 } from "@distribustream/pdtp";
@@ -83,6 +84,7 @@ function liveScenario(
     const network = Signer.generate();
     const trackerKey = Signer.generate();
     const registryA = new Registry();
+    const registryB = new Registry();
     let stores: Awaited<ReturnType<typeof openStores>>;
     let checksum: RunningChecksum;
     let plane: RunningDataPlane;
@@ -145,7 +147,7 @@ function liveScenario(
           registry,
         });
       a = await start(stores.a, registryA);
-      b = await start(stores.b, new Registry());
+      b = await start(stores.b, registryB);
       clientA = new TrackerClient(`127.0.0.1:${a.port}`, grpc.credentials.createInsecure());
       clientB = new TrackerClient(`127.0.0.1:${b.port}`, grpc.credentials.createInsecure());
     });
@@ -245,6 +247,35 @@ function liveScenario(
         clientB.describeStream({ name, streamId: "" }, (e, r) => (e ? reject(e) : resolve(r!))),
       );
       assert.deepEqual(described.live?.randomAccess, [FIRST + 8], "DescribeStream on the other replica too");
+    });
+
+    it("a 416 from the live seeder (its attestations still on their way) is retried, never a ban", async () => {
+      const banned = () => metric(registryB, "pdtp_tracker_sources_banned_total", { reason: "bad_data" });
+      const before = await banned();
+      for (let refused = 0; refused < 4;) {
+        const fromSeeder = (await viewer.next("directives")).directives.filter((d) => d.source?.peerId === seederId);
+        viewer.send({
+          $case: "reports",
+          value: {
+            reports: fromSeeder.map((d) => ({
+              transferId: d.transferId,
+              outcome: TransferOutcome.TRANSFER_OUTCOME_REFUSED,
+              bytes: 0,
+              durationMs: 1,
+              detail: "peer answered 416: range not held",
+              httpStatus: 416,
+              verified: [],
+            })),
+          },
+        });
+        refused += fromSeeder.length;
+      }
+      const again = (await viewer.next("directives")).directives;
+      assert.ok(
+        again.some((d) => d.source?.peerId === seederId),
+        "the seeder is still directed to: it is the broadcast's only source",
+      );
+      assert.equal(await banned(), before);
     });
 
     it("a claim out of sequence gets a Notice, and the session goes on", async () => {

@@ -631,17 +631,24 @@ export class Session {
         metrics.transfersFailed.inc({ reason: "failed" });
         this.log.debug({ transferId: t.transferId, serverId: t.serverId, detail }, "transfer failed");
         return this.judge(t, "failed");
-      case TransferOutcome.TRANSFER_OUTCOME_REFUSED:
+      case TransferOutcome.TRANSFER_OUTCOME_REFUSED: {
         // The tracker directs a fetcher only to ranges the source claimed to
         // hold: a 416 proves the claim false, which counts like bad data. A 403
-        // or 404 may be a stale ticket or a peer that just left: a strike.
+        // or 404 may be a stale ticket or a peer that just left: a strike. A
+        // live seeder claims nothing: the tracker credits it with its chunks as
+        // they are attested, and a viewer's request can reach it a moment
+        // before their attestations do. Its 416 is a failure (a seeder is never
+        // banned for those), not a false claim that would cut the broadcast off.
         metrics.transfersFailed.inc({ reason: "refused" });
         this.log.info(
           { transferId: t.transferId, serverId: t.serverId, httpStatus, detail },
           "source refused a directed range",
         );
-        if (httpStatus === 416) this.tracker.stats.rejected(this, t, `refused a range it claimed (416): ${detail}`);
-        return this.judge(t, httpStatus === 416 ? "bad_data" : "failed");
+        const liveSeeder = meta.shape.kind === "live" && t.serverRole === "seeder";
+        const falseClaim = httpStatus === 416 && !liveSeeder;
+        if (falseClaim) this.tracker.stats.rejected(this, t, `refused a range it claimed (416): ${detail}`);
+        return this.judge(t, falseClaim ? "bad_data" : "failed");
+      }
       case TransferOutcome.TRANSFER_OUTCOME_BAD_DATA:
         metrics.transfersFailed.inc({ reason: "bad_data" });
         metrics.badChunks.inc();
