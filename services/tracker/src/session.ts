@@ -644,7 +644,7 @@ export class Session {
           { transferId: t.transferId, serverId: t.serverId, httpStatus, detail },
           "source refused a directed range",
         );
-        const liveSeeder = meta.shape.kind === "live" && t.serverRole === "seeder";
+        const liveSeeder = this.joined.get(t.streamId)?.shape.kind === "live" && t.serverRole === "seeder";
         const falseClaim = httpStatus === 416 && !liveSeeder;
         if (falseClaim) this.tracker.stats.rejected(this, t, `refused a range it claimed (416): ${detail}`);
         return this.judge(t, falseClaim ? "bad_data" : "failed");
