@@ -166,8 +166,8 @@ describe("live playout", () => {
     assert.equal(s.skipped.length, 8);
   });
 
-  test("once the broadcast ended, a missing chunk is skipped at its deadline with nothing after it", () => {
-    const p = new LivePlayout({ prebufferMs: 500, graceMs: 300 });
+  test("once the broadcast ended, a missing last chunk is waited for past its deadline, then skipped", () => {
+    const p = new LivePlayout({ prebufferMs: 500, graceMs: 300, endWaitMs: 4000 });
     p.window({ low: 100, edge: 120, edgeTimestampMs: ts(120), chunkMs: 200, ended: true });
     const t0 = ts(120);
     p.step(t0);
@@ -179,10 +179,31 @@ describe("live playout", () => {
     const s = p.step(t0);
     assert.deepEqual(s.write, [118, 119]);
     assert.equal(s.done, false);
-    assert.equal(s.wakeAt, ts(120) + p.delayMs! + 300, "120 never comes: wake at its deadline");
+    const due = ts(120) + p.delayMs! + 300;
+    assert.equal(s.wakeAt, due + 4000, "nothing waits behind 120: it is waited for endWaitMs past its deadline");
+    const atDeadline = p.step(due);
+    assert.deepEqual(atDeadline.skipped, [], "not skipped at its deadline: its holders may just have left");
     const end = p.step(s.wakeAt!);
     assert.deepEqual(end.skipped, [120]);
     assert.equal(end.done, true);
+  });
+
+  test("once the broadcast ended, a last chunk arriving after its deadline is written, not skipped", () => {
+    const p = new LivePlayout({ prebufferMs: 500, graceMs: 300 });
+    p.window({ low: 100, edge: 120, edgeTimestampMs: ts(120), chunkMs: 200, ended: true });
+    const t0 = ts(120);
+    p.step(t0);
+    for (const seq of [118, 119]) {
+      p.announce(seq, ts(seq));
+      p.arrived(seq);
+    }
+    p.step(t0);
+    p.announce(120, ts(120));
+    p.arrived(120);
+    const late = p.step(ts(120) + p.delayMs! + 2000);
+    assert.deepEqual(late.write, [120]);
+    assert.deepEqual(late.skipped, []);
+    assert.equal(late.done, true);
   });
 
   test("--from-start tunes in at the window's low end from the window alone", () => {

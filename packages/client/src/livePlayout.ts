@@ -41,6 +41,8 @@ export interface PlayoutOptions {
   retuneAfterMs?: number;
   /** Start at the window's low end instead of the edge (--from-start); no re-tuning then. */
   fromStart?: boolean;
+  /** Once the broadcast ended, how long past its deadline a last chunk is still waited for (default 5 s). */
+  endWaitMs?: number;
 }
 
 /** The swarm's window as the tracker sends it (Joined, LiveEdge). */
@@ -78,6 +80,7 @@ export class LivePlayout {
   private readonly graceMs: number;
   private readonly retuneAfterMs: number;
   private readonly fromStart: boolean;
+  private readonly endWaitMs: number;
   /** Source timestamps of announced (attested) chunks, by sequence number. */
   private readonly announced = new Map<number, number>();
   private readonly here = new Set<number>();
@@ -107,6 +110,7 @@ export class LivePlayout {
     this.graceMs = opts.graceMs ?? 300;
     this.retuneAfterMs = opts.retuneAfterMs ?? this.prebufferMs + 5_000;
     this.fromStart = opts.fromStart ?? false;
+    this.endWaitMs = opts.endWaitMs ?? 5_000;
   }
 
   /** The next chunk to write (undefined before tune-in): what the tracker schedules by. */
@@ -202,10 +206,14 @@ export class LivePlayout {
         this.pos = seq + 1;
         continue;
       }
-      // Once the broadcast ended nothing later is coming: a chunk missing at its deadline is skipped all the same.
-      const skippable = this.last !== undefined || this.laterHere(seq);
+      // Once the broadcast ended nothing later is coming: a chunk still missing
+      // `endWaitMs` after its deadline is skipped all the same. (Its holders may
+      // have just exited; nothing waits behind it, so waiting costs no delay.)
+      const laterHere = this.laterHere(seq);
       const due = this.dueAt(seq);
-      if (due !== undefined && now >= due && skippable) {
+      const skipAt =
+        due === undefined ? undefined : laterHere ? due : this.last !== undefined ? due + this.endWaitMs : undefined;
+      if (skipAt !== undefined && now >= skipAt) {
         // before the first write, on to the next random access point: an output starts at one
         const to = (this.measured ? undefined : this.nextAccess(seq)) ?? seq + 1;
         for (let s = seq; s < to; s++) {
@@ -215,7 +223,7 @@ export class LivePlayout {
         this.pos = to;
         continue;
       }
-      out.wakeAt = due !== undefined && skippable ? due : undefined;
+      out.wakeAt = skipAt;
       return out;
     }
   }
