@@ -23,6 +23,7 @@ import {
   FetchError,
   fetchLiveChunks,
   keepAliveAgent,
+  LiveWindow,
   startDataPlane,
   type ChunkSource,
   type LiveFetchOptions,
@@ -183,10 +184,27 @@ const streams = new Map<string, Held>([
 let hostile: (frames: Buffer[]) => Buffer[] = (f) => f;
 streams.set("hostile", held("hostile", 10, [700, 4096, 300]));
 
+/** Stream "late", chunks 20-22, held in a seeder's LiveWindow: a test attaches their attestations when it likes. */
+streams.set("late", held("late", 20, [500, 800, 1200]));
+const lateWindow = new LiveWindow(8);
+{
+  const h = streams.get("late")!;
+  h.chunks.forEach((data, k) => lateWindow.push(h.first + k, data, k));
+}
+
 const FILE_SIZE = 10_000;
 const attestedSource: ChunkSource = {
   layout: (id) => {
     if (id === "file-1") return { size: FILE_SIZE, chunkSize: 4096, chunkCount: 3, name: "f" };
+    if (id === "late") {
+      return {
+        kind: "live",
+        name: id,
+        span: (r) => lateWindow.span(r),
+        attested: (r) => lateWindow.attested(r),
+        whenAttested: (r, ms) => lateWindow.whenAttested(r, ms),
+      };
+    }
     if (id === "no-attestations") return { kind: "live", name: "raw", span: () => ({ start: 0, end: 1 }) };
     const h = streams.get(id);
     if (!h) return undefined;
@@ -487,6 +505,24 @@ describe("attested live chunks on the data plane (/live/)", () => {
       file.done,
       (e) => e instanceof FetchError && e.kind === "refused" && e.status === 404 && /not a live stream/.test(e.message),
     );
+  });
+
+  it("chunks held but not attested yet are answered once their attestations come, not refused", async () => {
+    const h = streams.get("late")!;
+    const range = { first: 20, last: 22 };
+    const run = fetchLive(live.port, "late", range);
+    // the request is in before the attestations: attach them one by one, a little later
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(run.got.length, 0, "nothing is sent before every chunk of the range is attested");
+    for (let k = 0; k < 3; k++) lateWindow.attest(h.first + k, h.heads[k]!);
+    await run.done;
+    assertWhole(run, "late", range);
+  });
+
+  it("chunks whose attestations never come are refused (416) after the wait", async () => {
+    lateWindow.push(23, randomBytes(100), 3);
+    const notYet = fetchLive(live.port, "late", { first: 22, last: 23 });
+    await assert.rejects(notYet.done, (e) => e instanceof FetchError && e.kind === "refused" && e.status === 416);
   });
 
   it("a live fetch and then a raw fetch of the same stream reuse one keep-alive connection", async () => {

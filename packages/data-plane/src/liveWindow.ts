@@ -17,9 +17,19 @@ interface Held {
  * numbered from the first chunk this window ever held, so a read is a slice
  * of the held buffers (no copy). Memory is bounded by the window.
  */
+/** Requests waiting for attestations at once, at most: beyond, a request is answered at once (416). */
+const MAX_WAITERS = 256;
+
+interface Waiter {
+  range: ChunkRange;
+  resolve: (frames: Buffer[] | undefined) => void;
+  timer: NodeJS.Timeout;
+}
+
 export class LiveWindow {
   private readonly held: Held[] = [];
   private nextOffset = 0;
+  private readonly waiters = new Set<Waiter>();
 
   constructor(readonly windowChunks: number) {
     if (!(Number.isInteger(windowChunks) && windowChunks >= 1)) throw new Error(`window of ${windowChunks} chunks`);
@@ -63,7 +73,33 @@ export class LiveWindow {
     const h = this.find(seq);
     if (!h) return false;
     h.head = head;
+    for (const w of this.waiters) {
+      if (seq < w.range.first || seq > w.range.last) continue;
+      const frames = this.attested(w.range);
+      if (frames) this.settle(w, frames);
+    }
     return true;
+  }
+
+  /**
+   * The frames of `range` as soon as every chunk of it is attested (at once
+   * when it is), or undefined after `timeoutMs` or when a chunk of it is not
+   * held.
+   */
+  whenAttested(range: ChunkRange, timeoutMs: number): Promise<Buffer[] | undefined> {
+    if (!this.holds(range)) return Promise.resolve(undefined);
+    const now = this.attested(range);
+    if (now || this.waiters.size >= MAX_WAITERS) return Promise.resolve(now);
+    return new Promise((resolve) => {
+      const w: Waiter = { range, resolve, timer: setTimeout(() => this.settle(w, undefined), timeoutMs) };
+      this.waiters.add(w);
+    });
+  }
+
+  private settle(w: Waiter, frames: Buffer[] | undefined): void {
+    clearTimeout(w.timer);
+    this.waiters.delete(w);
+    w.resolve(frames);
   }
 
   /**

@@ -46,6 +46,8 @@ const HEADERS_TIMEOUT_MS = 10_000;
 /** A socket with no traffic in either direction for this long is closed (a stalled reader). */
 const SOCKET_IDLE_MS = 120_000;
 const READ_HIGH_WATER_MARK = 64 * 1024;
+/** Longest a /live/ request for chunks held but not yet attested waits for their attestations. */
+const ATTESTATION_WAIT_MS = 2_000;
 
 /**
  * Serves chunk ranges over HTTP/1.1 (see the wire format in
@@ -167,9 +169,17 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: DataPlaneOption
   if (parsed.kind === "live") {
     // Framed live chunks exist only for live streams; a file stream has no /live/ resource.
     if (layout.kind !== "live") return text(res, 404, "not a live stream");
-    const frames = opts.source.holds(streamId, range) ? layout.attested?.(range) : undefined;
-    if (!frames) return text(res, 416, "range not held");
-    return sendFrames(res, frames, streamId, opts, metrics);
+    const held = opts.source.holds(streamId, range);
+    const frames = held ? layout.attested?.(range) : undefined;
+    if (frames) return sendFrames(res, frames, streamId, opts, metrics);
+    if (!held || !layout.whenAttested) return text(res, 416, "range not held");
+    // held, its attestations on their way from the tracker: answered when they come
+    void layout.whenAttested(range, ATTESTATION_WAIT_MS).then((later) => {
+      if (res.destroyed) return;
+      if (!later) return text(res, 416, "range not held");
+      sendFrames(res, later, streamId, opts, metrics);
+    });
+    return;
   }
   let span: { start: number; end: number } | undefined;
   if (layout.kind === "live") {

@@ -29,6 +29,14 @@ export interface LiveStreamLayout {
    * (one that holds no attestations) answers every /live/ request 416.
    */
   attested?(range: ChunkRange): readonly Buffer[] | undefined;
+  /**
+   * The frames of `range` once every chunk of it has its attestation, for a
+   * range held but not yet attested: the tracker credits a seeder with its
+   * chunks as the checksum service attests them and tells the seeder a moment
+   * later, so a viewer's request can arrive first. Resolves undefined when
+   * they are not all attested within `timeoutMs` (or a chunk is dropped).
+   */
+  whenAttested?(range: ChunkRange, timeoutMs: number): Promise<readonly Buffer[] | undefined>;
 }
 
 /** What a peer (client or seeder) can serve. */

@@ -118,6 +118,7 @@ export class LiveBroadcast {
       name: this.o.name,
       span: (range: ChunkRange) => this.window.span(range),
       attested: (range: ChunkRange) => this.window.attested(range),
+      whenAttested: (range: ChunkRange, timeoutMs: number) => this.window.whenAttested(range, timeoutMs),
     };
   }
 
