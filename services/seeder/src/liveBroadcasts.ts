@@ -1,6 +1,12 @@
 import { Readable } from "node:stream";
 import type { ChunkSource } from "@distribustream/data-plane";
-import { chunkCount, type LiveAttested, type LiveChunkClaim, type PeerMessage, type PublishResult } from "@distribustream/pdtp";
+import {
+  chunkCount,
+  type LiveAttested,
+  type LiveChunkClaim,
+  type PeerMessage,
+  type PublishResult,
+} from "@distribustream/pdtp";
 import { Counter, type Logger, type Registry } from "@distribustream/runtime";
 import { MediaSource } from "./fileSource.js";
 import type { MediaFile } from "./library.js";
@@ -291,7 +297,7 @@ export class LiveBroadcasts implements PublishSource {
       e.abort.abort();
       e.broadcast.stop();
     }
-    await Promise.all([...this.entries.values()].map((e) => e.recording?.close()));
+    await Promise.all([...this.entries.values()].flatMap((e) => (e.recording ? [e.recording.close()] : [])));
   }
 
   private cut(e: Entry, claims: LiveChunkClaim[]): void {

@@ -39,10 +39,7 @@ const offset = (seq: number) => held.slice(0, seq - FIRST).reduce((a, c) => a + 
  * sharing one store, with the real checksum service reading the seeder's
  * real data plane.
  */
-function liveToFile(
-  kind: string,
-  openStores: () => Promise<{ a: SwarmStore; b: SwarmStore; stop(): Promise<void> }>,
-) {
+function liveToFile(kind: string, openStores: () => Promise<{ a: SwarmStore; b: SwarmStore; stop(): Promise<void> }>) {
   describe(`a live name that ends and becomes its recording, on two replicas (${kind})`, () => {
     const network = Signer.generate();
     const trackerKey = Signer.generate();
@@ -98,7 +95,7 @@ function liveToFile(
       );
     const attest = async (s: TestPeer, streamId: string, from: number, to: number) => {
       s.send({ $case: "liveChunks", value: { streamId, chunks: claims(from, to) } });
-      for (let n = 0; n < to - from + 1; ) n += (await s.next("liveAttested")).attestations.length;
+      for (let n = 0; n < to - from + 1;) n += (await s.next("liveAttested")).attestations.length;
     };
 
     let seeder: TestPeer;

@@ -264,7 +264,10 @@ function keepAside(path: string, sinceMs: number): string {
   const ext = extname(base);
   const stem = ext && ext !== base ? base.slice(0, -ext.length) : base;
   const suffix = ext && ext !== base ? ext : "";
-  const stamp = new Date(sinceMs).toISOString().replace(/\.\d+Z$/, "Z").replace(/[-:]/g, "");
+  const stamp = new Date(sinceMs)
+    .toISOString()
+    .replace(/\.\d+Z$/, "Z")
+    .replace(/[-:]/g, "");
   const dir = path.slice(0, path.length - base.length);
   for (let i = 1; ; i++) {
     const candidate = `${dir}${stem}.${stamp}${i > 1 ? `-${i}` : ""}${suffix}`;
