@@ -236,6 +236,21 @@ function liveToFile(kind: string, openStores: () => Promise<{ a: SwarmStore; b: 
       assert.equal(ready.live?.edge, FIRST + 8);
     });
 
+    it("a seeder restarted after cutting chunks that were never attested continues after them, as it says", async () => {
+      // chunk FIRST + 9 was cut and claimed, but the session ended before its attestation
+      seeder.send({ $case: "liveChunks", value: { streamId: nextId, chunks: claims(FIRST + 9, FIRST + 9) } });
+      seeder.call.cancel();
+      await seeder.ended;
+      seeder = await seederOn(clientA);
+      const ready = await seeder.publish({ name, size: 0, version: 0, live: { ...POLICY, nextSeq: FIRST + 10 } });
+      assert.equal(ready.status, PublishStatus.PUBLISH_STATUS_READY, ready.detail);
+      assert.equal(ready.streamId, nextId);
+      assert.equal(ready.live?.edge, FIRST + 8);
+      await attest(seeder, nextId, FIRST + 10, FIRST + 10);
+      assert.ok(!seeder.inbox.some((m) => m.$case === "notice"), JSON.stringify(seeder.inbox));
+      assert.equal((await stores.b.getStream(nextId))?.high, FIRST + 10);
+    });
+
     it("after that one ended and the name became a file again, the next broadcast is a third stream", async () => {
       seeder.send({ $case: "unpublish", value: { name } });
       const file = await seeder.publish({ name, size: recording.length, version: version + 1 });
@@ -244,7 +259,7 @@ function liveToFile(kind: string, openStores: () => Promise<{ a: SwarmStore; b: 
       seeder.call.cancel();
       await seeder.ended;
       seeder = await seederOn(clientA);
-      const ready = await seeder.publish({ name, size: 0, version: 0, live: { ...POLICY, nextSeq: FIRST + 9 } });
+      const ready = await seeder.publish({ name, size: 0, version: 0, live: { ...POLICY, nextSeq: FIRST + 11 } });
       assert.equal(ready.status, PublishStatus.PUBLISH_STATUS_READY, ready.detail);
       assert.ok(![liveId, nextId].includes(ready.streamId), "neither of the ended broadcasts");
       assert.equal(ready.live?.started, false);

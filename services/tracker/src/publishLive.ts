@@ -151,8 +151,10 @@ export class PublishLive {
     if (!descriptor) throw failedPrecondition(`"${p.name.slice(0, 64)}" has no live descriptor`);
     if (!(await this.addSeeder(s, p.name, meta))) return;
     const started = meta.high >= meta.low && meta.high >= 0;
-    // a restarted seeder continues at the edge + 1; a stream not started yet, at the seeder's next_seq
-    const nextSeq = started ? meta.high + 1 : Math.max(descriptor.body.firstSeq, live.nextSeq);
+    // a restarted seeder continues at the edge + 1, or at its next_seq when that is higher (chunks it cut
+    // that were never attested: their numbers are not used again, viewers skip them); a stream not
+    // started yet, at the seeder's next_seq
+    const nextSeq = Math.max(started ? meta.high + 1 : descriptor.body.firstSeq, live.nextSeq);
     this.broadcasts.get(streamId)?.ingest.close();
     const b: Broadcast = {
       session: s,

@@ -118,8 +118,8 @@ export class LiveRecording {
    */
   append(data: Buffer): Promise<void> | undefined {
     if (this.failure || this.finished || this.closed) return undefined;
-    const out = (this.out ??= this.openOut());
-    if (out.write(data)) return undefined;
+    const out = this.out ?? this.openOut();
+    if (!out || out.write(data)) return undefined;
     return (this.drained ??= new Promise<void>((resolve) => {
       const done = () => {
         out.off("drain", done);
@@ -193,15 +193,21 @@ export class LiveRecording {
     }));
   }
 
-  private openOut(): WriteStream {
+  /** Opens the file for appending (its state saved first); undefined when the state cannot be saved. */
+  private openOut(): WriteStream | undefined {
     if (!this.continuing) {
       this.startedMs = Date.now();
-      this.save("recording");
+      try {
+        this.save("recording");
+      } catch (err) {
+        this.fail(err as Error);
+        return undefined;
+      }
       this.o.log.info({ name: this.o.name, path: this.path }, "live recording started");
     }
     const out = createWriteStream(this.path, { flags: "a", highWaterMark: HIGH_WATER_BYTES });
     out.on("error", (err) => this.fail(err));
-    return out;
+    return (this.out = out);
   }
 
   private fail(err: Error): void {
@@ -226,7 +232,7 @@ export class LiveRecording {
   }
 }
 
-/** The recording folder's files as published: `contains` confines reads to it. */
+/** True when `real` (a resolved path) lies inside the folder `dir` (resolved too). */
 export function insideFolder(dir: string, real: string): boolean {
   return real.startsWith(dir.endsWith(sep) ? dir : dir + sep);
 }
