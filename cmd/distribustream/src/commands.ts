@@ -229,6 +229,7 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     : undefined;
   const origins = originSpecs(cfg.origin, cfg.originList);
   const live = liveBroadcasts(cfg, origins);
+  const recordDir = recordFolder(cfg.liveRecord);
   const ctx = setup("seeder", cfg.logLevel);
   // with origins or live inputs, a media folder is published only when one is set
   const mediaDir = cfg.media ?? (origins.length > 0 || live.length > 0 ? undefined : "./media");
@@ -243,6 +244,7 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     originPollMs: cfg.originPoll * 1000,
     live,
     stateDir: cfg.stateDir,
+    recordDir,
     dataHost: cfg.dataHost,
     dataPort: cfg.dataPort,
     advertise: cfg.advertise,
@@ -274,6 +276,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
   const origins = originSpecs(cfg.origin, cfg.originList);
   const userLive = liveBroadcasts(cfg, origins);
+  const recordDir = recordFolder(cfg.liveRecord);
   const ctx = setup("distribustream", cfg.logLevel);
   const media = checkMediaFolder(cfg.media, true);
   const demo = origins.length > 0 ? undefined : ensureDemoFile(media, ctx.log);
@@ -321,6 +324,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     originPollMs: cfg.originPoll * 1000,
     live,
     stateDir: cfg.stateDir ?? join(cfg.dataDir, "live"),
+    recordDir,
     dataHost: cfg.host,
     dataPort: cfg.dataPort,
     advertise: cfg.vhost,
@@ -654,6 +658,21 @@ function checkMediaFolder(dir: string, create: boolean): string {
     mkdirSync(path, { recursive: true });
   } else if (!statSync(path).isDirectory()) {
     throw configError("media", `${path} is not a folder`);
+  }
+  return path;
+}
+
+/** The live recordings' folder, created if missing; a path that is not a writable folder is a config error. */
+function recordFolder(dir: string | undefined): string | undefined {
+  if (dir === undefined) return undefined;
+  const path = resolve(dir);
+  try {
+    mkdirSync(path, { recursive: true });
+    if (!statSync(path).isDirectory()) throw new Error("not a folder");
+    accessSync(path, constants.W_OK);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw configError("live_record", `${path} is not a folder the seeder can write to (${e.code ?? e.message})`);
   }
   return path;
 }

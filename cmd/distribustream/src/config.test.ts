@@ -107,14 +107,31 @@ describe("seeder and up live settings", () => {
         "live_bitrate: 1M",
         "live_window: 50",
         `state_dir: ${join(dir, "state")}`,
+        `live_record: ${join(dir, "rec")}`,
       ].join("\n"),
     );
     const cfg = seeder({}, {}, conf);
     assert.equal(cfg.stateDir, join(dir, "state"));
+    assert.equal(cfg.liveRecord, join(dir, "rec"));
     assert.deepEqual(liveSpecs(cfg), [
       { name: "cam", input: { kind: "stdin" }, bitrate: 1_000_000, windowChunks: 50 },
       { name: "film", input: { kind: "file", path: clip, bitrate: 3_000_000, loop: true }, windowChunks: 50 },
     ]);
+  });
+
+  it("takes the live recordings' folder from --live-record, DS_LIVE_RECORD or live_record, for seeder and up; none by default", () => {
+    assert.equal(seeder({ live: ["cam=-"] }).liveRecord, undefined);
+    assert.equal(seeder({ live: ["cam=-"], liveRecord: "rec" }).liveRecord, "rec");
+    assert.equal(seeder({}, { DS_LIVE_RECORD: "/srv/recordings" }).liveRecord, "/srv/recordings");
+    assert.equal(seeder({ liveRecord: "flag" }, { DS_LIVE_RECORD: "env" }).liveRecord, "flag", "the flag wins");
+    assert.equal(loadConfig(upSchema, { flags: { liveRecord: "rec" }, env: {} }).liveRecord, "rec");
+    const conf = join(dir, "empty-record.yml");
+    writeFileSync(conf, 'live_record: ""\n');
+    assert.throws(
+      () => seeder({}, {}, conf),
+      (e: unknown) =>
+        e instanceof ConfigError && /^invalid setting live_record from .*empty-record\.yml/.test(e.message),
+    );
   });
 
   it("names the setting and the problem of a bad live value", () => {

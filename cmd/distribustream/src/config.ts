@@ -129,6 +129,8 @@ const liveSettings = {
   liveWindow,
   /** Folder of the live sequence numbers (a restart continues them). */
   stateDir: z.string().min(1).optional(),
+  /** Folder where each live broadcast is recorded whole, then published as a file under its name once it ended. */
+  liveRecord: z.string().min(1).optional(),
 };
 
 type LiveSettings = {

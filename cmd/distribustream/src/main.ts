@@ -42,6 +42,8 @@ const LIVE_HELP = {
   loop: "play --live files in a loop (default: the broadcast ends at the end of the file)",
   window: "chunks each live broadcast keeps to serve (default 150: 30 s at the default 200 ms chunks)",
   stateDir: "folder keeping each live broadcast's next sequence number, so a restart continues it",
+  record:
+    "record each live broadcast whole in this folder; when its input ends, the recording is published as a file under the broadcast's name",
 };
 
 const DASHBOARD_HELP = {
@@ -79,6 +81,7 @@ common(
     .option("--live-bitrate <bits/s>", LIVE_HELP.bitrate)
     .option("--live-loop", LIVE_HELP.loop)
     .option("--live-window <chunks>", LIVE_HELP.window)
+    .option("--live-record <dir>", LIVE_HELP.record)
     .option("--state-dir <dir>", `${LIVE_HELP.stateDir} (default DATA_DIR/live)`)
     .option("--host <addr>", "bind address of the PDTP port (default 0.0.0.0)")
     .option("--port <n>", "PDTP port (default 6086)")
@@ -194,6 +197,7 @@ common(
     .option("--live-bitrate <bits/s>", LIVE_HELP.bitrate)
     .option("--live-loop", LIVE_HELP.loop)
     .option("--live-window <chunks>", LIVE_HELP.window)
+    .option("--live-record <dir>", LIVE_HELP.record)
     .option(
       "--state-dir <dir>",
       `${LIVE_HELP.stateDir} (default .distribustream/live beside the media folder, or in the working directory)`,

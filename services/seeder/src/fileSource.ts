@@ -3,13 +3,20 @@ import { open, realpath, type FileHandle } from "node:fs/promises";
 import { Readable } from "node:stream";
 import type { ChunkSource, StreamLayout } from "@distribustream/data-plane";
 import { rangeWithin, type ChunkRange } from "@distribustream/pdtp";
-import type { MediaFile, MediaLibrary } from "./library.js";
+import type { MediaFile } from "./library.js";
 
 const READ_SIZE = 64 * 1024;
 
-/** The seeder's data-plane source: every chunk of every published file of the media folder. */
+/** Published files on disk by stream id, and the folder they must stay in (a MediaLibrary, the live recordings). */
+export interface FileCatalog {
+  get(streamId: string): MediaFile | undefined;
+  /** True when `real` (a resolved path) lies inside the folder the files are served from. */
+  contains(real: string): boolean;
+}
+
+/** The seeder's data-plane source: every chunk of every published file of a catalog (the media folder's). */
 export class MediaSource implements ChunkSource {
-  constructor(private readonly library: MediaLibrary) {}
+  constructor(private readonly library: FileCatalog) {}
 
   layout(streamId: string): StreamLayout | undefined {
     const f = this.library.get(streamId);
@@ -40,7 +47,7 @@ class FileRangeReadable extends Readable {
   private pos: number;
 
   constructor(
-    private readonly library: MediaLibrary,
+    private readonly library: FileCatalog,
     private readonly file: MediaFile,
     start: number,
     private readonly end: number,
@@ -52,7 +59,7 @@ class FileRangeReadable extends Readable {
   override _construct(callback: (err?: Error | null) => void): void {
     void (async () => {
       const real = await realpath(this.file.path);
-      if (!this.library.contains(real)) throw new Error(`${this.file.name} now leads outside the media folder`);
+      if (!this.library.contains(real)) throw new Error(`${this.file.name} now leads outside its folder`);
       this.fh = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW);
       const st = await this.fh.stat();
       if (!st.isFile() || st.size !== this.file.size || Math.floor(st.mtimeMs) !== this.file.version) {

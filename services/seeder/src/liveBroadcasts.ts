@@ -1,9 +1,18 @@
 import { Readable } from "node:stream";
 import type { ChunkSource } from "@distribustream/data-plane";
-import type { LiveAttested, LiveChunkClaim, PeerMessage, PublishResult } from "@distribustream/pdtp";
+import {
+  chunkCount,
+  type LiveAttested,
+  type LiveChunkClaim,
+  type PeerMessage,
+  type PublishResult,
+} from "@distribustream/pdtp";
 import { Counter, type Logger, type Registry } from "@distribustream/runtime";
+import { MediaSource } from "./fileSource.js";
+import type { MediaFile } from "./library.js";
 import { LiveBroadcast } from "./live/broadcast.js";
 import { DEFAULT_CHUNK_POLICY, type ChunkPolicy } from "./live/chunker.js";
+import { insideFolder, LiveRecording } from "./live/recording.js";
 import { SequenceState } from "./live/sequenceState.js";
 import { describeInput, openLiveInput } from "./live/sources.js";
 import { DEFAULT_LIVE_WINDOW_CHUNKS, type LiveSpec } from "./liveSpec.js";
@@ -16,6 +25,11 @@ export interface LiveBroadcastsOptions {
   specs: readonly LiveSpec[];
   /** Folder of the sequence state files (one per name). */
   stateDir: string;
+  /**
+   * Folder where each broadcast is recorded whole (see LiveRecording); once
+   * its input ended, the recording is published as a file under its name.
+   */
+  recordDir?: string | undefined;
   /** Standard input, for a `-` input (default process.stdin). */
   stdin?: Readable | undefined;
   /** Writes to the tracker's current session; dropped without one (claims are sent again after the next READY). */
@@ -47,6 +61,10 @@ interface Entry {
   /** The last chunk, once the input ended. */
   last?: number | undefined;
   endTimer?: NodeJS.Timeout | undefined;
+  /** The broadcast's recording, with a record folder. */
+  recording?: LiveRecording | undefined;
+  /** The finished recording: published as a file under the name once the broadcast ended. */
+  recorded?: MediaFile | undefined;
 }
 
 /**
@@ -57,7 +75,9 @@ interface Entry {
  * serves the window on the data plane (raw for the checksum service, framed
  * with the attestations the tracker sends back for peers), and when its input
  * ends it is unpublished (the tracker's end of the broadcast) and its window
- * is served on until the seeder drains. Live names hide the origins and media
+ * is served on until the seeder drains. With a record folder each broadcast
+ * is also recorded, and once it ended the recording is published as a file
+ * under its name (live to on-demand). Live names hide the origins and media
  * files of the same name.
  */
 export class LiveBroadcasts implements PublishSource {
@@ -74,14 +94,24 @@ export class LiveBroadcasts implements PublishSource {
     this.metrics = liveMetrics(o.registry);
     for (const spec of o.specs) this.entries.set(spec.name, this.entry(spec));
     const find = (streamId: string) => this.byStream.get(streamId)?.broadcast;
+    const recordings = new MediaSource({
+      get: (streamId) => this.recordedFile(streamId),
+      contains: (real) => [...this.entries.values()].some((e) => e.recording && insideFolder(e.recording.dir, real)),
+    });
     this.chunks = {
-      layout: (streamId) => find(streamId)?.layout(),
-      holds: (streamId, range) => find(streamId)?.window.holds(range) ?? false,
-      read: (streamId, start, end) => find(streamId)?.window.read(start, end) ?? unknownStream(streamId),
+      layout: (streamId) => find(streamId)?.layout() ?? recordings.layout(streamId),
+      holds: (streamId, range) => find(streamId)?.window.holds(range) ?? recordings.holds(streamId, range),
+      read: (streamId, start, end) =>
+        find(streamId)?.window.read(start, end) ??
+        (this.recordedFile(streamId) ? recordings.read(streamId, start, end) : unknownStream(streamId)),
     };
   }
 
-  /** Reads each broadcast's saved sequence number (a state file that is not valid throws SequenceStateError). */
+  /**
+   * Reads each broadcast's saved sequence number (a state file that is not
+   * valid throws SequenceStateError) and opens its recording (a record
+   * folder that cannot be used throws LiveRecordingError).
+   */
   static open(o: LiveBroadcastsOptions): LiveBroadcasts {
     const live = new LiveBroadcasts(o);
     for (const e of live.entries.values()) {
@@ -105,6 +135,10 @@ export class LiveBroadcasts implements PublishSource {
         log.warn({ name: spec.name, input: describeInput(spec.input), why, retryInMs }, "live input dropped"),
     });
     const state = new SequenceState(this.o.stateDir, spec.name);
+    const recording =
+      this.o.recordDir === undefined
+        ? undefined
+        : LiveRecording.open({ dir: this.o.recordDir, stateDir: this.o.stateDir, name: spec.name, log });
     // the entry is in this.entries before its input is read
     const entry = () => this.entries.get(spec.name)!;
     const broadcast = new LiveBroadcast({
@@ -115,6 +149,7 @@ export class LiveBroadcasts implements PublishSource {
       state,
       onChunks: (claims) => this.cut(entry(), claims),
       onEnd: (last, err) => this.inputEnded(entry(), last, err),
+      record: recording && ((data) => recording.append(data)),
       log,
     });
     const savedNextSeq = broadcast.savedNextSeq();
@@ -127,6 +162,7 @@ export class LiveBroadcasts implements PublishSource {
       savedNextSeq,
       ready: false,
       pending: [],
+      recording,
       file: {
         name: spec.name,
         size: 0,
@@ -152,9 +188,11 @@ export class LiveBroadcasts implements PublishSource {
     return this.entries.has(name);
   }
 
-  byNameOf(name: string): LiveFile | undefined {
+  /** The broadcast of the name; once it ended, its recording (when there is one). */
+  byNameOf(name: string): LiveFile | MediaFile | undefined {
     const e = this.entries.get(name);
-    return e && e.phase !== "ended" ? e.file : undefined;
+    if (!e) return undefined;
+    return e.phase !== "ended" ? e.file : e.recorded;
   }
 
   /**
@@ -162,21 +200,29 @@ export class LiveBroadcasts implements PublishSource {
    * sequence number the tracker is to expect next (the saved one before the
    * broadcast started; once running, its first chunk not yet attested).
    */
-  files(): LiveFile[] {
-    const out: LiveFile[] = [];
+  files(): (LiveFile | MediaFile)[] {
+    const out: (LiveFile | MediaFile)[] = [];
     for (const e of this.entries.values()) {
-      if (e.phase === "ended") continue;
+      if (e.phase === "ended") {
+        if (e.recorded) out.push(e.recorded);
+        continue;
+      }
       e.file.live.nextSeq = e.phase === "waiting" ? e.savedNextSeq : this.firstUnattested(e);
       out.push(e.file);
     }
     return out;
   }
 
-  setChunkSize(): void {
-    // live chunks have the lengths their source cut them at
+  /** The chunk size of a recording (live chunks have the lengths their source cut them at). */
+  setChunkSize(streamId: string, chunkSize: number): void {
+    const f = this.recordedFile(streamId);
+    if (!f) return;
+    f.chunkSize = chunkSize;
+    f.chunkCount = chunkCount(f.size, chunkSize);
   }
 
   rejected(file: Published): void {
+    if (!("live" in file)) return; // a recording: publishing logged the tracker's reason
     this.o.log.info({ name: file.name }, "live broadcast will be published again in the next tracker session");
   }
 
@@ -240,14 +286,18 @@ export class LiveBroadcasts implements PublishSource {
     if (e.phase === "ending" && this.allAttested(e)) this.finish(e);
   }
 
-  /** Stops every input (the seeder is draining); nothing more is claimed or unpublished. */
-  stop(): void {
+  /**
+   * Stops every input (the seeder is draining); nothing more is claimed or
+   * unpublished. Resolves once the recordings are written and closed.
+   */
+  async stop(): Promise<void> {
     this.stopped = true;
     for (const e of this.entries.values()) {
       clearTimeout(e.endTimer);
       e.abort.abort();
       e.broadcast.stop();
     }
+    await Promise.all([...this.entries.values()].flatMap((e) => (e.recording ? [e.recording.close()] : [])));
   }
 
   private cut(e: Entry, claims: LiveChunkClaim[]): void {
@@ -282,6 +332,13 @@ export class LiveBroadcasts implements PublishSource {
     else log.info(fields, "live input ended: the broadcast ends");
     e.phase = "ending";
     e.last = last;
+    e.recording?.finish().then(
+      (file) => {
+        e.recorded = file;
+        this.publishRecording(e);
+      },
+      (err: unknown) => log.error({ name: e.spec.name, err }, "live recording not finished"),
+    );
     this.flush(); // the last claims go before the Unpublish
     if (this.allAttested(e)) return this.finish(e);
     e.endTimer = setTimeout(() => {
@@ -307,6 +364,29 @@ export class LiveBroadcasts implements PublishSource {
     e.ready = false;
     this.o.log.info({ name: e.spec.name, streamId: e.file.streamId, last: e.last }, "live broadcast unpublished");
     this.sink?.unpublish(e.spec.name);
+    this.publishRecording(e);
+  }
+
+  /**
+   * Once the broadcast ended and its recording is finished, whichever comes
+   * last: the recording is published under the name. Its Publish follows the
+   * Unpublish on the session: the tracker has ended the stream for its
+   * viewers before the name points at the file.
+   */
+  private publishRecording(e: Entry): void {
+    if (e.phase !== "ended" || !e.recorded || this.stopped) return;
+    const f = e.recorded;
+    this.o.log.info(
+      { name: f.name, path: f.path, size: f.size, streamId: f.streamId },
+      "live broadcast recorded: the recording is published under its name",
+    );
+    this.sink?.publish(f);
+  }
+
+  /** The finished recording published as `streamId`, if any. */
+  private recordedFile(streamId: string): MediaFile | undefined {
+    for (const e of this.entries.values()) if (e.recorded?.streamId === streamId) return e.recorded;
+    return undefined;
   }
 
   /**

@@ -37,6 +37,12 @@ export interface SeederOptions {
    * working directory without a media folder.
    */
   stateDir?: string | undefined;
+  /**
+   * Folder where each live broadcast is recorded whole (`<name>`, the name
+   * URI-encoded); once a broadcast ended, its recording is published as a
+   * file under its name. None by default.
+   */
+  recordDir?: string | undefined;
   /** Standard input, for a live input `-` (default process.stdin). */
   stdin?: Readable | undefined;
   /** Longest wait for an origin's next bytes (default 15 s). */
@@ -100,6 +106,7 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
     ? LiveBroadcasts.open({
         specs: opts.live,
         stateDir: opts.stateDir ?? defaultStateDir(opts.media),
+        recordDir: opts.recordDir,
         stdin: opts.stdin,
         send: (msg) => link.send(msg),
         log,
@@ -143,10 +150,9 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
     registry: opts.registry,
   });
 
-  const stopSources = () => {
-    live?.stop();
+  const stopSources = async () => {
     folder?.stop();
-    return origins?.stop();
+    await Promise.all([live?.stop(), origins?.stop()]);
   };
   const link = new SeederLink({
     tracker: opts.tracker,

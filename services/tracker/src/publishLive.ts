@@ -71,7 +71,8 @@ interface Broadcast {
  * The id of a live stream: stable for a name and its chunk policy and
  * window, so that a seeder restarted with the same settings continues the
  * same stream (and its viewers keep watching); other settings make another
- * stream, to which the name then points.
+ * stream, to which the name then points. This is the first broadcast's id;
+ * one that starts after it ended has nextBroadcastId's.
  */
 export function liveStreamIdFor(name: string, live: LivePublish): string {
   return createHash("sha256")
@@ -79,6 +80,11 @@ export function liveStreamIdFor(name: string, live: LivePublish): string {
     .digest()
     .subarray(0, 16)
     .toString("base64url");
+}
+
+/** The id of the broadcast of a name and settings that starts after the one of `ended` ended. */
+export function nextBroadcastId(ended: string): string {
+  return createHash("sha256").update(`live-next\0${ended}`).digest().subarray(0, 16).toString("base64url");
 }
 
 /** What is wrong with a LivePublish (the bounds of pdtp's openLiveDescriptor), or undefined. */
@@ -126,7 +132,7 @@ export class PublishLive {
     const problem = livePublishProblem(p, live);
     if (problem) throw invalidArgument(`Publish of "${p.name.slice(0, 64)}": ${problem}`);
     const { store, events, log } = this.o;
-    const streamId = liveStreamIdFor(p.name, live);
+    const streamId = await this.broadcastStreamId(p.name, live);
     const result = (status: PublishStatus, detail = "", window?: LiveWindow) =>
       publishResult(p.name, streamId, status, detail, live.maxChunkBytes, window);
     // One broadcaster per name across every replica: the seeder at this data
@@ -164,8 +170,10 @@ export class PublishLive {
     if (!descriptor) throw failedPrecondition(`"${p.name.slice(0, 64)}" has no live descriptor`);
     if (!(await this.addSeeder(s, p.name, meta))) return;
     const started = meta.high >= meta.low && meta.high >= 0;
-    // a restarted seeder continues at the edge + 1; a stream not started yet, at the seeder's next_seq
-    const nextSeq = started ? meta.high + 1 : Math.max(descriptor.body.firstSeq, live.nextSeq);
+    // a restarted seeder continues at the edge + 1, or at its next_seq when that is higher (chunks it cut
+    // that were never attested: their numbers are not used again, viewers skip them); a stream not
+    // started yet, at the seeder's next_seq
+    const nextSeq = Math.max(started ? meta.high + 1 : descriptor.body.firstSeq, live.nextSeq);
     this.broadcasts.get(streamId)?.ingest.close();
     const b: Broadcast = {
       session: s,
@@ -272,6 +280,37 @@ export class PublishLive {
       .catch((err: unknown) =>
         this.o.log.warn({ name: b.name, err: (err as Error).message }, "broadcaster lease not released"),
       );
+  }
+
+  /**
+   * The stream a live publish feeds: the broadcast of this name and these
+   * settings that has not ended (a restarted seeder continues it, its viewers
+   * keep watching), else a new one. Broadcasts that ended (the seeder's input
+   * ended; the name may point at its recording since) are passed over, each
+   * one's successor id derived from its own, so every replica finds the same
+   * stream: at once when the name points at the latest, else by walking from
+   * the first.
+   */
+  private async broadcastStreamId(name: string, live: LivePublish): Promise<string> {
+    const { store, windows } = this.o;
+    let id = liveStreamIdFor(name, live);
+    const current = await store.streamIdByName(name);
+    const meta = current === undefined ? undefined : await store.getStream(current);
+    if (meta?.kind === "live" && meta.name === name) {
+      const d = (await windows.descriptor(meta))?.body;
+      const same =
+        d !== undefined &&
+        d.maxChunkBytes === live.maxChunkBytes &&
+        d.maxChunkMs === live.maxChunkMs &&
+        d.bitrate === live.bitrate &&
+        d.windowChunks === live.windowChunks;
+      if (same) id = meta.streamId;
+    }
+    for (;;) {
+      const m = await store.getStream(id);
+      if (m?.kind !== "live" || !m.ended) return id;
+      id = nextBroadcastId(id);
+    }
   }
 
   /** Creates the stream, has its descriptor signed and marks it ready; resolves its meta. */

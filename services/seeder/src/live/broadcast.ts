@@ -26,6 +26,11 @@ export interface LiveBroadcastOptions {
   onChunks: (claims: LiveChunkClaim[]) => void;
   /** The input ended (`last`: the broadcast's last chunk, undefined when it had none) or failed (`err`). */
   onEnd: (last: number | undefined, err?: Error) => void;
+  /**
+   * Keeps each chunk's bytes, in order, as it is cut (a recording); a
+   * promise returned holds the input until it resolves (backpressure).
+   */
+  record?: ((data: Buffer) => Promise<void> | undefined) | undefined;
   log: Logger;
 }
 
@@ -132,6 +137,8 @@ export class LiveBroadcast {
       this.next = seq + 1;
       this.window.push(seq, chunk.data, chunk.timestampMs);
       this.o.onChunks([this.claimOf(seq)!]);
+      const full = this.o.record?.(chunk.data);
+      if (full) await full;
     }
     return this.window.edge;
   }

@@ -493,7 +493,8 @@ export interface PublishResult {
   chunkSize: number;
   /**
    * For a live broadcast (READY): its window as the swarm knows it. The
-   * seeder's next chunk is edge + 1 when started, else its own next_seq.
+   * seeder's next chunk is edge + 1 when started (its own next_seq when that
+   * is higher), else its own next_seq.
    */
   live?: LiveWindow | undefined;
 }
