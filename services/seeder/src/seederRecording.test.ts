@@ -49,7 +49,14 @@ async function attest(t: TestTracker, seeder: RunningSeeder, streamId: string, c
   });
   const attestations = claims.map((c, i) =>
     signLiveAttestation(
-      { streamId, seq: c.seq, timestampMs: c.timestampMs, length: c.length, sha256: sha256(bytes[i]!) },
+      {
+        streamId,
+        seq: c.seq,
+        timestampMs: c.timestampMs,
+        length: c.length,
+        sha256: sha256(bytes[i]!),
+        randomAccess: false,
+      },
       networkKey,
     ),
   );

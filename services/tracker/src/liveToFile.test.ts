@@ -88,6 +88,7 @@ function liveToFile(kind: string, openStores: () => Promise<{ a: SwarmStore; b: 
         seq: from + i,
         length: held[from + i - FIRST]!.length,
         timestampMs: Date.now(),
+        randomAccess: false,
       }));
     const describeOn = (c: TrackerClient) =>
       new Promise<StreamDescriptor>((resolve, reject) =>
