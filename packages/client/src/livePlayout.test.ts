@@ -206,6 +206,24 @@ describe("live playout", () => {
     assert.equal(late.done, true);
   });
 
+  test("a window without the edge's source time (a replica that has not heard it yet) sets no deadline from it", () => {
+    const p = new LivePlayout({ prebufferMs: 500, graceMs: 300 });
+    p.window({ low: 100, edge: 120, edgeTimestampMs: 0, chunkMs: 0 });
+    const now = ts(120) + 100;
+    const first = p.step(now);
+    assert.equal(p.position, 120, "no source times: at the edge");
+    assert.equal(first.wakeAt, undefined, "no deadline from a source time of 0");
+    // a later window brings the edge's time: deadlines start from it
+    p.window({ low: 100, edge: 121, edgeTimestampMs: ts(121), chunkMs: 200 });
+    p.announce(121, ts(121));
+    p.arrived(121);
+    const later = p.step(now);
+    assert.ok(later.wakeAt !== undefined && later.wakeAt > now && later.wakeAt < now + 5_000, `${later.wakeAt}`);
+    const skip = p.step(later.wakeAt!);
+    assert.deepEqual(skip.skipped, [120], "120, held by nobody, is skipped once 121 is here and 120 is due");
+    assert.deepEqual(skip.write, [121]);
+  });
+
   test("--from-start tunes in at the window's low end from the window alone", () => {
     const p = new LivePlayout({ fromStart: true, prebufferMs: 500 });
     p.window({ low: 100, edge: 120, edgeTimestampMs: ts(120), chunkMs: 200 });

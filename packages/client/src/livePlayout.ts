@@ -142,9 +142,10 @@ export class LivePlayout {
   window(w: PlayoutWindow): void {
     if (w.edge >= this.edge) {
       this.edge = w.edge;
-      this.anchor = { seq: w.edge, ts: w.edgeTimestampMs };
+      // a replica that has not heard the stream's edge yet sends no source time (0): no anchor from it
+      if (w.edgeTimestampMs > 0) this.anchor = { seq: w.edge, ts: w.edgeTimestampMs };
     }
-    this.chunkMs = Math.max(1, w.chunkMs);
+    if (w.chunkMs > 0 || this.chunkMs === 0) this.chunkMs = Math.max(1, w.chunkMs);
     this.setLow(w.low);
     for (const seq of w.randomAccess ?? []) if (seq >= this.low && seq <= w.edge) this.addAccess(seq);
     if (w.ended) this.end(w.edge);
@@ -182,6 +183,9 @@ export class LivePlayout {
     if (this.pos === undefined) {
       if (this.edge < 0) return out;
       this.tuneIn(this.tuneInPoint(), now);
+    } else if (this.delay === undefined) {
+      // tuned in before any source time was known: the deadlines start once one is
+      this.tuneIn(this.pos, now);
     }
     if (this.pos! < this.low) {
       this.retune(out, Math.max(this.low, this.tuneInPoint()), now);
