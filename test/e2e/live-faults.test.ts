@@ -294,7 +294,7 @@ describe(
     /**
      * The viewers join a while after the broadcast started and play 3 s behind the edge, one from
      * the window's start: their first chunk is seconds old, so each chunk's deadline is seconds
-     * after its source time and a busy machine does not make them skip.
+     * after its source time, and a busy machine is less likely to make them skip one.
      */
     const JOIN_AFTER_MS = 2_000;
     const PREBUFFER = ["--prebuffer", "3000"];
@@ -445,7 +445,7 @@ describe(
       );
     });
 
-    test("ten minutes of 2 Mbit/s media at 16 times the rate: viewer memory stays flat, the stream's Redis keys stay within its window", async () => {
+    test("ten minutes of 2 Mbit/s media at 12 times the rate: viewer memory stays flat, the stream's Redis keys stay within its window", async () => {
       // 150 MB: a random block of 1 MiB + 17 bytes over and over (no two 64 KiB chunks alike)
       const SIZE = 150_000_000;
       const block = randomBytes(1024 * 1024 + 17);
@@ -454,10 +454,11 @@ describe(
       for (let at = 0; at < SIZE; at += block.length) writeSync(fd, block, 0, Math.min(block.length, SIZE - at));
       closeSync(fd);
       const ports = (await freePorts(2)) as [number, number];
-      const s = await seeder("long", "long.bin", "32M", ports);
+      const s = await seeder("long", "long.bin", "24M", ports);
       const { streamId } = await describeStream(target, "long");
       await sleep(JOIN_AFTER_MS);
-      const viewers = [0, 1, 2].map(() => hashingViewer(dir, `pdtp://${target}/long`, PREBUFFER));
+      // 1 s behind the edge: at 46 chunks a second the window of 150 chunks holds 3.3 s
+      const viewers = [0, 1, 2].map(() => hashingViewer(dir, `pdtp://${target}/long`, ["--prebuffer", "1000"]));
       const rss: number[][] = viewers.map(() => []);
       const seederRss: number[] = [];
       const sampleRss = setInterval(() => {
@@ -531,6 +532,8 @@ describe(
         assert.ok(Math.max(...samples) < 200, `viewer ${i} reached ${mb(Math.max(...samples))} MB`);
         assert.ok(last <= middle * 1.25 + 20, `viewer ${i}'s memory grew: ${mb(middle)} MB, then ${mb(last)} MB`);
       });
+      // the seeder, answering a viewer that came before a chunk's attestation, is never banned
+      assert.equal(await metric(trackerMetrics, "pdtp_tracker_sources_banned_total"), 0);
       // a fixed set of keys, none of them holding more than the window (150 chunks) allows
       assert.ok(Math.max(...keyCounts) <= 20, `keys of the stream: ${keyCounts}`);
       const WINDOW = 150;
@@ -539,9 +542,11 @@ describe(
       assert.ok(late <= early * 1.5 + 64 * 1024, `the stream's Redis memory: ${early} B, then ${late} B`);
       // and every viewer wrote the source's bytes from its tune-in point to the end
       for (const [i, v] of viewers.entries()) {
-        assertWatchedToTheEnd(v, codes[i]!, i);
+        const watched = assertWatchedToTheEnd(v, codes[i]!, i);
+        console.log(`# viewer ${i}: ${watched.chunksWritten} chunks written, ${watched.retunes} re-tunes`);
         const { bytes, sha256 } = results[i]!;
-        assert.ok(bytes > SIZE * 0.9, `viewer ${i} wrote ${bytes} bytes`);
+        assert.equal(bytes, watched.bytesWritten);
+        assert.ok(bytes > SIZE * 0.8, `viewer ${i} wrote ${bytes} bytes`);
         assert.equal(sha256, await sha256Of(file, SIZE - bytes, SIZE), `viewer ${i} wrote the source's bytes`);
       }
     });
