@@ -38,6 +38,7 @@ import {
   checkOriginNames,
   parseOriginEntry,
   parseOriginList,
+  SequenceStateError,
   startSeeder,
   type CredentialRefusedError,
   type LiveSpec,
@@ -236,7 +237,7 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
   const media = mediaDir === undefined ? undefined : checkMediaFolder(mediaDir, false);
   let serving = false;
   await metrics(ctx, cfg.dataHost, cfg.metricsPort, () => serving);
-  const seeder = await startSeeder({
+  const seeder = await startSeederChecked({
     tracker: tracker.target,
     trackerTls,
     media,
@@ -317,7 +318,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   ctx.shutdown.add("tracker", () => tracker.drain());
   const liveDemo = userLive.length > 0 ? undefined : startLiveDemo(ctx, demo ?? listMedia(media)[0], media);
   const live = liveDemo ? [liveDemo] : userLive;
-  const seeder = await startSeeder({
+  const seeder = await startSeederChecked({
     tracker: `127.0.0.1:${tracker.loopbackPort ?? tracker.port}`,
     media,
     origins,
@@ -675,6 +676,16 @@ function recordFolder(dir: string | undefined): string | undefined {
     throw configError("live_record", `${path} is not a folder the seeder can write to (${e.code ?? e.message})`);
   }
   return path;
+}
+
+/** startSeeder, with a live state file it cannot use reported as a bad state_dir (exit 2, no stack). */
+async function startSeederChecked(opts: Parameters<typeof startSeeder>[0]): ReturnType<typeof startSeeder> {
+  try {
+    return await startSeeder(opts);
+  } catch (err) {
+    if (err instanceof SequenceStateError) throw configError("state_dir", err.message);
+    throw err;
+  }
 }
 
 function configError(setting: string, msg: string) {

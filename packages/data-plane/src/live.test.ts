@@ -9,6 +9,7 @@ import {
   liveFrameHead,
   LiveVerifier,
   MAX_ATTESTATION_BYTES,
+  MAX_LIVE_SEQ,
   sha256,
   signLiveAttestation,
   Signer,
@@ -174,7 +175,8 @@ function framesOf(h: Held, range: ChunkRange): Buffer[] | undefined {
   return frames;
 }
 
-const TOP = Number.MAX_SAFE_INTEGER;
+/** The last sequence number a live stream may reach (2^53 - 2). */
+const TOP = MAX_LIVE_SEQ;
 const streams = new Map<string, Held>([
   ["cam-32", held("cam-32", 2 ** 32 - 3, [700, 4096, 1, 2500, 65536, 33])],
   ["cam-top", held("cam-top", TOP - 4, [1000, 3, 65536, 12, 999])],
@@ -352,7 +354,7 @@ describe("attested live chunks on the data plane (/live/)", () => {
     assertWhole(run, "cam-32", range);
   });
 
-  it("chunks up to sequence number 2^53 - 1 arrive whole, each with its attestation, in order", async () => {
+  it("chunks up to the last sequence number, 2^53 - 2, arrive whole, each with its attestation, in order", async () => {
     for (const range of [
       { first: TOP - 4, last: TOP },
       { first: TOP, last: TOP },

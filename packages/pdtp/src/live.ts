@@ -10,12 +10,14 @@ import { MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from "./chunks.js";
 import { verifySignature, type Signer } from "./keys.js";
 
 /**
- * Highest sequence number a live stream may reach. The protocol's numbers are
- * 64-bit and never wrap; this implementation keeps them in JavaScript numbers,
- * exact up to 2^53 - 1 (at 100 chunks a second, 2.8 million years of media).
- * A source that reaches it ends its broadcast with a clear message.
+ * Highest sequence number a live stream may reach: 2^53 - 2. The protocol's
+ * numbers are 64-bit and never wrap; this implementation keeps them in
+ * JavaScript numbers, exact up to 2^53 - 1, and the number after the last
+ * chunk must be exact too (a viewer's position past it, a seeder's next
+ * sequence number). At 100 chunks a second that is 2.8 million years of
+ * media. A source that reaches it ends its broadcast with a clear message.
  */
-export const MAX_LIVE_SEQ = Number.MAX_SAFE_INTEGER;
+export const MAX_LIVE_SEQ = Number.MAX_SAFE_INTEGER - 1;
 /** Longest a chunk policy may wait before cutting a chunk. */
 export const MAX_CHUNK_MS = 10_000;
 /** Most chunks a live window may keep. */

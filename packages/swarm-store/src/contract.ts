@@ -1008,6 +1008,57 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       ]);
     });
 
+    it("chunk numbers stay exact up to 2^53 - 1, odd ones too: bounds, holdings, availability, sources, transfers", async () => {
+      const top = Number.MAX_SAFE_INTEGER;
+      await store.createStream(live());
+      await store.raiseHigh("s1", top);
+      await store.raiseLow("s1", top - 99);
+      await store.joinPeer("s1", peer("a"), 0);
+      await store.joinPeer("s1", peer("b"), 0);
+      const a = [
+        { first: top - 45, last: top - 45 },
+        { first: top - 3, last: top },
+      ];
+      assert.equal(await store.addHoldings("s1", "a", a), 5);
+      assert.deepEqual(await held("a"), [
+        [top - 45, top - 45],
+        [top - 3, top],
+      ]);
+      assert.deepEqual(await counts(top - 47, top), [
+        [top - 47, top - 46, 0],
+        [top - 45, top - 45, 1],
+        [top - 44, top - 4, 0],
+        [top - 3, top, 1],
+      ]);
+      const t = transfer("b", "a", { first: top - 1, last: top });
+      assert.equal(await store.addTransfer(t, limits), "ok");
+      assert.deepEqual(await store.transfersOf("s1", "b"), [t]);
+      assert.deepEqual((await store.fetcherView("s1", "b")).transfers, [t]);
+      assert.deepEqual(await counts(top - 3, top), [
+        [top - 3, top - 2, 1],
+        [top - 1, top, 2],
+      ]);
+      const [source] = await store.sources("s1", { first: top - 46, last: top - 2 }, { ...anyone, exclude: "b" });
+      assert.deepEqual(
+        source?.holdings.ranges().map((r) => [r.first, r.last]),
+        [
+          [top - 45, top - 45],
+          [top - 3, top - 2],
+        ],
+      );
+      await store.setPosition("s1", "b", top - 45);
+      assert.equal((await store.getPeer("s1", "b"))?.position, top - 45);
+      // a peer holding many chunks already: its count plus a chunk number passes 2^53
+      await store.joinPeer("s1", peer("c", { have: [{ first: top - 90, last: top - 50 }] }), 0);
+      assert.equal(await store.addHoldings("s1", "c", [{ first: top - 3, last: top - 3 }]), 1);
+      assert.deepEqual(await held("c"), [
+        [top - 90, top - 50],
+        [top - 3, top - 3],
+      ]);
+      const m = await store.getStream("s1");
+      assert.deepEqual([m?.low, m?.high], [top - 99, top]);
+    });
+
     it("raiseLow past the edge empties the window until high catches up", async () => {
       await store.createStream(live());
       await store.raiseHigh("s1", 9);

@@ -429,9 +429,11 @@ export class RedisSwarmStore implements SwarmStore {
 
   /** 1 script; O(log S + segments in the window). */
   async availability(streamId: string, window: ChunkRange): Promise<AvailabilitySegment[]> {
-    const r = (await this.run("dsAvailability", this.keys(streamId), window.first, window.last)) as number[];
+    const r = (await this.run("dsAvailability", this.keys(streamId), window.first, window.last)) as string[];
     const out: AvailabilitySegment[] = [];
-    for (let i = 0; i + 2 < r.length; i += 3) out.push({ first: r[i]!, last: r[i + 1]!, count: r[i + 2]! });
+    for (let i = 0; i + 2 < r.length; i += 3) {
+      out.push({ first: Number(r[i]), last: Number(r[i + 1]), count: Number(r[i + 2]) });
+    }
     return out;
   }
 

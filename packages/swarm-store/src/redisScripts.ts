@@ -55,7 +55,8 @@ local function format_ranges(rs)
 end
 local function ranges_total(rs)
   local n = 0
-  for i = 1, #rs, 2 do n = n + rs[i + 1] - rs[i] + 1 end
+  -- each range's length first: n + last would pass 2^53 near the top of the chunk numbers
+  for i = 1, #rs, 2 do n = n + (rs[i + 1] - rs[i] + 1) end
   return n
 end
 local function ranges_add(rs, f, l)
@@ -556,7 +557,8 @@ end
 put_peer(id, p)
 return { p.sv, p.fl, p.st, p.bd, p.bn }`,
 
-  // ARGV: first last -> flat {first, last, count, ...}
+  // ARGV: first last -> flat {first, last, count, ...} as strings: Redis turns a Lua number into an
+  // integer reply exactly only below 2^51 (odd chunk numbers up to 2^53 - 1 came back one off)
   dsAvailability: `
 local m = meta()
 if not m then return {} end
@@ -573,9 +575,9 @@ for j = 1, #starts, 512 do
     local i = j + k - 1
     local b = l
     if starts[i + 1] then b = math.min(l, tonumber(starts[i + 1]) - 1) end
-    out[#out + 1] = math.max(tonumber(s), f)
-    out[#out + 1] = b
-    out[#out + 1] = tonumber(cs[k])
+    out[#out + 1] = int(math.max(tonumber(s), f))
+    out[#out + 1] = int(b)
+    out[#out + 1] = cs[k]
   end
 end
 return out`,

@@ -25,4 +25,5 @@ export {
   type LiveSpec,
 } from "./liveSpec.js";
 export { DEFAULT_CHUNK_POLICY, type ChunkPolicy } from "./live/chunker.js";
+export { SequenceStateError } from "./live/sequenceState.js";
 export type { LiveInput } from "./live/sources.js";

@@ -78,7 +78,9 @@ export class LiveIngest {
     let ts = this.lastTs;
     for (const c of chunks) {
       if (c.seq !== seq) return `chunk ${c.seq} claimed where chunk ${seq} was expected`;
-      if (!Number.isSafeInteger(c.seq) || c.seq > MAX_LIVE_SEQ) return `sequence number ${c.seq} is beyond 2^53 - 1`;
+      if (!Number.isSafeInteger(c.seq) || c.seq > MAX_LIVE_SEQ) {
+        return `sequence number ${c.seq} is beyond the last one, 2^53 - 2`;
+      }
       if (!(c.length > 0 && c.length <= this.o.maxChunkBytes)) {
         return `chunk ${c.seq} claims ${c.length} bytes, outside [1, ${this.o.maxChunkBytes}]`;
       }

@@ -101,7 +101,7 @@ export function livePublishProblem(p: Publish, live: LivePublish): string | unde
     return `live.window_chunks ${live.windowChunks} is outside [2, ${MAX_WINDOW_CHUNKS}]`;
   }
   if (!Number.isSafeInteger(live.nextSeq) || live.nextSeq < 0 || live.nextSeq > MAX_LIVE_SEQ) {
-    return `live.next_seq ${live.nextSeq} is beyond 2^53 - 1`;
+    return `live.next_seq ${live.nextSeq} is beyond the last sequence number, 2^53 - 2`;
   }
   if (!Number.isSafeInteger(live.bitrate) || live.bitrate < 0) return `live.bitrate ${live.bitrate} is not a bitrate`;
   return undefined;

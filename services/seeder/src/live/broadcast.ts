@@ -131,8 +131,11 @@ export class LiveBroadcast {
     for await (const chunk of cutChunks(this.o.input, this.o.policy)) {
       if (this.stopped) break;
       const seq = this.next!;
-      if (seq > MAX_LIVE_SEQ)
-        throw new Error(`sequence numbers of "${this.o.name}" reached 2^53 - 1: the broadcast ends`);
+      if (seq > MAX_LIVE_SEQ) {
+        throw new Error(
+          `"${this.o.name}" used up its sequence numbers (the last is 2^53 - 2 = ${MAX_LIVE_SEQ}): the broadcast ends`,
+        );
+      }
       this.o.state.save(seq + 1);
       this.next = seq + 1;
       this.window.push(seq, chunk.data, chunk.timestampMs);

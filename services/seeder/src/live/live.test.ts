@@ -235,6 +235,13 @@ describe("the live window a seeder serves from", () => {
       assert.equal(new SequenceState(dir, "other").load(7), 7, "each name has its own");
       writeFileSync(join(dir, `live-${encodeURIComponent("broken")}.json`), "{not json");
       assert.throws(() => new SequenceState(dir, "broken").load(0), SequenceStateError);
+      // a broadcast that used up its numbers saved the one after the last (2^53 - 2): a restart says so
+      const done = new SequenceState(dir, "done");
+      done.save(Number.MAX_SAFE_INTEGER);
+      assert.throws(
+        () => done.load(0),
+        (e: Error) => e instanceof SequenceStateError && /"done" used up its sequence numbers.*remove /.test(e.message),
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

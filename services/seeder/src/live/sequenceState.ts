@@ -49,6 +49,11 @@ export class SequenceState {
     if (saved.name !== this.name || typeof next !== "number" || !Number.isSafeInteger(next) || next < 0) {
       throw new SequenceStateError(`${this.path} does not hold a sequence number for ${this.name}`);
     }
+    if (next > MAX_LIVE_SEQ) {
+      throw new SequenceStateError(
+        `"${this.name}" used up its sequence numbers (the last is 2^53 - 2); remove ${this.path} to start them over at 0`,
+      );
+    }
     return next;
   }
 

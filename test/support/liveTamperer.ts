@@ -1,0 +1,220 @@
+import { createServer, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { credentials, type ClientDuplexStream } from "@grpc/grpc-js";
+import {
+  LiveAttestationBody,
+  LiveDescriptorBody,
+  liveFrameHead,
+  parseChunksPath,
+  PeerRole,
+  Signer,
+  TrackerClient,
+  TransferOutcome,
+  WantMode,
+  type ChunkRange,
+  type Directive,
+  type PeerMessage,
+  type TrackerMessage,
+} from "@distribustream/pdtp";
+import { fetchLiveChunks, keepAliveAgent } from "@distribustream/data-plane";
+
+/** What a viewer calls each tampered answer when it rejects it (pdtp's LiveRejection). */
+export type Tampering = "bad-data" | "replayed" | "reordered";
+const CYCLE: readonly Tampering[] = ["bad-data", "replayed", "reordered"];
+
+/**
+ * A test-only tampering viewer of a live stream, speaking PDTP itself: it
+ * joins the stream at its edge, fetches the chunks it is directed to from
+ * the seeder honestly (so it holds each chunk's real attestation and bytes)
+ * and reports them verified, so that the tracker sends other viewers to it.
+ * Every /live/ request it gets is answered with a bad first frame, in turn:
+ * the chunk's real attestation with altered bytes ("bad-data"), an older
+ * chunk's whole frame, attestation and bytes, in its place ("replayed"), and
+ * a newer chunk's whole frame in its place ("reordered"). Each frame but the
+ * altered one is one the checksum service signed.
+ */
+export class LiveTamperer {
+  readonly key = Signer.generate();
+  peerId = "";
+  /** Tampered answers sent in full, by what the viewer should reject them as. */
+  readonly served: Record<Tampering, number> = { "bad-data": 0, replayed: 0, reordered: 0 };
+  /** Chunks it fetched from its sources (honestly). */
+  fetched = 0;
+  private streamId = "";
+  private maxChunkBytes = 0;
+  private readonly frames = new Map<number, { head: Buffer; data: Buffer }>();
+  private turn = 0;
+  private readonly server: Server;
+  private readonly client: TrackerClient;
+  private readonly agent = keepAliveAgent();
+  private readonly aborts = new Map<number, AbortController>();
+  private call: ClientDuplexStream<PeerMessage, TrackerMessage> | undefined;
+  private closed = false;
+
+  /**
+   * `target`: the tracker, or a proxy that reaches it from `host`; the data
+   * plane listens on `host`, the address the tracker sees and hands out.
+   */
+  constructor(
+    target: string,
+    private readonly host = "127.0.0.1",
+  ) {
+    this.client = new TrackerClient(target, credentials.createInsecure());
+    this.server = createServer((req, res) => {
+      req.resume();
+      const parsed = parseChunksPath(req.url ?? "/");
+      if (!parsed.ok || parsed.kind !== "live" || parsed.streamId !== this.streamId) {
+        return void res.writeHead(404).end();
+      }
+      void this.answer(parsed.range, res);
+    });
+  }
+
+  /** Joins live stream `name`; resolves once it holds a chunk (fetched and reported to the tracker). */
+  async join(name: string): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(0, this.host, resolve));
+    const port = (this.server.address() as AddressInfo).port;
+    const call = this.client.session();
+    this.call = call;
+    call.on("error", () => {});
+    const ended = new Promise<never>((_, reject) =>
+      call.on("status", (s: { details: string }) => reject(new Error(`tampering peer's session ended: ${s.details}`))),
+    );
+    ended.catch(() => {});
+    call.on("data", (m: TrackerMessage) => {
+      const b = m.body;
+      if (b?.$case === "welcome") this.peerId = b.value.peerId;
+      else if (b?.$case === "joined") {
+        const d = b.value.descriptor!;
+        this.streamId = d.streamId;
+        this.maxChunkBytes = LiveDescriptorBody.decode(b.value.live!.body).maxChunkBytes;
+        // from the edge on: the chunks viewers tuning in now want
+        const edge = d.live?.started ? d.live.edge : 0;
+        call.write({ body: { $case: "position", value: { streamId: d.streamId, nextChunk: edge } } });
+      } else if (b?.$case === "directives") for (const d of b.value.directives) void this.fetch(d);
+      else if (b?.$case === "cancel") for (const id of b.value.transferIds) this.aborts.get(id)?.abort();
+    });
+    call.write({
+      body: {
+        $case: "hello",
+        value: {
+          role: PeerRole.PEER_ROLE_VIEWER,
+          dataPort: port,
+          agent: "tamperer/0",
+          credential: "",
+          advertiseHost: "",
+          peerKey: this.key.publicKey.ed25519,
+        },
+      },
+    });
+    call.write({ body: { $case: "join", value: { name, mode: WantMode.WANT_MODE_IN_ORDER, have: [], position: 0 } } });
+    const deadline = Date.now() + 15_000;
+    while (this.frames.size === 0) {
+      if (Date.now() > deadline) throw new Error("the tampering peer fetched no chunk in 15 s");
+      await Promise.race([sleep(50), ended]);
+    }
+  }
+
+  /** Fetches a directed range honestly and reports it verified: the tracker then counts it as a holder. */
+  private async fetch(d: Directive): Promise<void> {
+    const started = Date.now();
+    const abort = new AbortController();
+    this.aborts.set(d.transferId, abort);
+    let head: Buffer | undefined;
+    const got: ChunkRange[] = [];
+    let bytes = 0;
+    let outcome = TransferOutcome.TRANSFER_OUTCOME_OK;
+    let detail = "";
+    try {
+      await fetchLiveChunks({
+        host: d.source!.host,
+        port: d.source!.port,
+        streamId: d.streamId,
+        range: d.range!,
+        ticket: d.ticket!,
+        sessionKey: this.key,
+        maxChunkBytes: this.maxChunkBytes,
+        agent: this.agent,
+        signal: abort.signal,
+        onAttestation: (_seq, signed) => {
+          head = liveFrameHead(signed);
+          return LiveAttestationBody.decode(signed.body).length;
+        },
+        onChunk: (seq, data) => {
+          this.frames.set(seq, { head: head!, data: Buffer.from(data) });
+          this.fetched++;
+          bytes += data.length;
+          got.push({ first: seq, last: seq });
+        },
+      });
+    } catch (err) {
+      outcome = abort.signal.aborted
+        ? TransferOutcome.TRANSFER_OUTCOME_CANCELLED
+        : TransferOutcome.TRANSFER_OUTCOME_FAILED;
+      detail = (err as Error).message.slice(0, 200);
+    } finally {
+      this.aborts.delete(d.transferId);
+    }
+    if (this.closed || abort.signal.aborted) return;
+    this.call?.write({
+      body: {
+        $case: "reports",
+        value: {
+          reports: [
+            {
+              transferId: d.transferId,
+              outcome,
+              bytes,
+              durationMs: Date.now() - started,
+              detail,
+              verified: got.length > 0 ? [{ first: got[0]!.first, last: got[got.length - 1]!.last }] : [],
+              httpStatus: 0,
+            },
+          ],
+        },
+      },
+    });
+  }
+
+  /** One /live/ answer: the range's frames with the first one tampered (the turn's kind). */
+  private async answer(range: ChunkRange, res: ServerResponse): Promise<void> {
+    const kind = CYCLE[this.turn++ % CYCLE.length]!;
+    let first: { head: Buffer; data: Buffer } | undefined;
+    const own = this.frames.get(range.first);
+    if (kind === "bad-data" && own) {
+      // its real attestation, bytes of the same length that are not the chunk's
+      first = { head: own.head, data: Buffer.from(own.data.map((b) => b ^ 0x5a)) };
+    } else if (kind === "replayed") {
+      const older = [...this.frames.keys()].filter((s) => s < range.first);
+      if (older.length > 0) first = this.frames.get(Math.max(...older));
+    } else if (kind === "reordered") {
+      // a newer chunk's frame; one comes within a chunk's time if none is held yet
+      for (const deadline = Date.now() + 3_000; !first && Date.now() < deadline; await sleep(20)) {
+        const newer = [...this.frames.keys()].filter((s) => s > range.first);
+        if (newer.length > 0) first = this.frames.get(Math.min(...newer));
+      }
+    }
+    if (!first || !own) return void res.writeHead(416).end("range not held\n");
+    const parts = [first.head, first.data];
+    for (let seq = range.first + 1; seq <= range.last; seq++) {
+      const f = this.frames.get(seq);
+      if (f) parts.push(f.head, f.data);
+    }
+    const length = parts.reduce((n, p) => n + p.length, 0);
+    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(length) });
+    res.on("finish", () => this.served[kind]++);
+    for (const p of parts) res.write(p);
+    res.end();
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const a of this.aborts.values()) a.abort();
+    this.call?.cancel();
+    this.client.close();
+    this.agent.destroy();
+    this.server.closeAllConnections();
+    this.server.close();
+  }
+}
