@@ -40,6 +40,7 @@ export class ControlBatcher {
   private sentPosition = -1;
   private delays: number[] = [];
   private skipped = 0;
+  private rejected: Record<string, number> = {};
   private immediate: NodeJS.Immediate | undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastFlush = 0;
@@ -84,6 +85,12 @@ export class ControlBatcher {
     this.soon();
   }
 
+  /** A live chunk refused (by its verifier's reason), counted on the next Position for the operators. */
+  rejectedChunk(reason: string): void {
+    this.rejected[reason] = Math.min(MAX_UINT32, (this.rejected[reason] ?? 0) + 1);
+    this.soon();
+  }
+
   /** Position already known to the tracker (sent in Join). */
   positionKnown(next: number): void {
     this.sentPosition = next;
@@ -98,6 +105,7 @@ export class ControlBatcher {
     this.sentPosition = -1;
     this.delays = [];
     this.skipped = 0;
+    this.rejected = {};
     this.cancelTimers();
   }
 
@@ -126,16 +134,19 @@ export class ControlBatcher {
       this.send({ body: { $case: "have", value: { streamId, ranges: have.slice(i, i + MAX_RANGES) } } });
     }
     this.have = new RangeSet();
-    const live = this.delays.length > 0 || this.skipped > 0;
+    const live = this.delays.length > 0 || this.skipped > 0 || Object.keys(this.rejected).length > 0;
     const next = this.position ?? this.sentPosition;
     // Playback figures wait for a position to go with (a viewer not yet tuned in has none).
     if (next >= 0 && (next !== this.sentPosition || live)) {
       const value: Position = { streamId, nextChunk: next };
-      if (live) value.live = { delaysMs: sample(this.delays, MAX_DELAYS), skipped: this.skipped };
+      if (live) {
+        value.live = { delaysMs: sample(this.delays, MAX_DELAYS), skipped: this.skipped, rejected: this.rejected };
+      }
       this.send({ body: { $case: "position", value } });
       this.sentPosition = next;
       this.delays = [];
       this.skipped = 0;
+      this.rejected = {};
     }
     this.position = undefined;
   }

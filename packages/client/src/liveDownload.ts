@@ -466,6 +466,7 @@ export class LiveDownload {
   private transferFailed(t: LiveTransfer, err: unknown): void {
     if (err instanceof LiveChunkError) {
       this.rejected[err.reason]++;
+      this.host.batcher.rejectedChunk(err.reason);
       const d = t.directive;
       this.host.log.warn(
         { transferId: d.transferId, source: d.source, reason: err.reason, detail: err.message },

@@ -249,6 +249,30 @@ function liveScenario(
       assert.deepEqual(described.live?.randomAccess, [FIRST + 8], "DescribeStream on the other replica too");
     });
 
+    it("a viewer's rejected chunks are counted per stream and reason; unknown reasons are ignored", async () => {
+      viewer.send({
+        $case: "position",
+        value: {
+          streamId,
+          nextChunk: FIRST,
+          live: { delaysMs: [120], skipped: 0, rejected: { replayed: 2, "bad-data": 1, "no-such-reason": 7 } },
+        },
+      });
+      const counted = () =>
+        metric(registryB, "pdtp_tracker_live_chunks_rejected_total", { stream: name, reason: "replayed" });
+      for (let i = 0; i < 100 && (await counted()) < 2; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(await counted(), 2);
+      assert.equal(
+        await metric(registryB, "pdtp_tracker_live_chunks_rejected_total", { stream: name, reason: "bad-data" }),
+        1,
+      );
+      const all = (await registryB.getMetricsAsJSON()).find(
+        (m) => m.name === "pdtp_tracker_live_chunks_rejected_total",
+      );
+      const reasons = (all as { values: { labels: { reason?: string } }[] }).values.map((v) => v.labels.reason);
+      assert.ok(!reasons.includes("no-such-reason"), `reasons: ${reasons.join(",")}`);
+    });
+
     it("a 416 from the live seeder (its attestations still on their way) is retried, never a ban", async () => {
       const banned = () => metric(registryB, "pdtp_tracker_sources_banned_total", { reason: "bad_data" });
       const before = await banned();

@@ -30,6 +30,7 @@ export class TrackerMetrics {
   readonly liveClaimsRefused: Counter<"stream">;
   readonly liveDelay: Histogram<"stream">;
   readonly liveSkipped: Counter<"stream">;
+  readonly liveRejected: Counter<"stream" | "reason">;
 
   /** `streamCount` answers the ready-streams gauge at each scrape (so it also goes down). */
   constructor(registry: Registry, streamCount: () => Promise<number>) {
@@ -197,6 +198,12 @@ export class TrackerMetrics {
       name: "pdtp_tracker_live_skipped_chunks_total",
       help: "Live chunks viewers gave up (missed their deadline, or passed over by a re-tune)",
       labelNames: ["stream"],
+      registers,
+    });
+    this.liveRejected = new Counter({
+      name: "pdtp_tracker_live_chunks_rejected_total",
+      help: "Live chunks viewers refused, by reason (bad-signature, other-stream, outside-window, stale, replayed, reordered, bad-data)",
+      labelNames: ["stream", "reason"],
       registers,
     });
     for (const direction of ["in", "out"]) {

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import {
   isStreamId,
+  LIVE_REJECTIONS,
   MalformedMessage,
   originUrlProblem,
   originValidatorProblem,
@@ -544,6 +545,10 @@ export class Session {
       const { liveDelay, liveSkipped } = this.tracker.metrics;
       for (const ms of delays) liveDelay.observe({ stream: meta.name }, ms / 1000);
       if (p.live.skipped > 0) liveSkipped.inc({ stream: meta.name }, p.live.skipped);
+      for (const reason of LIVE_REJECTIONS) {
+        const n = p.live.rejected[reason] ?? 0;
+        if (n > 0) this.tracker.metrics.liveRejected.inc({ stream: meta.name, reason }, n);
+      }
     }
     this.tracker.stats.position(this, meta, p.nextChunk, delays);
     await this.tracker.store.setPosition(meta.streamId, this.peerId, p.nextChunk);

@@ -326,6 +326,17 @@ export interface LivePlayback {
   delaysMs: number[];
   /** Chunks given up (missed their deadline, or passed over by a re-tune). */
   skipped: number;
+  /**
+   * Live chunks refused since the last Position, by reason: bad-signature,
+   * other-stream, outside-window, stale, replayed, reordered, bad-data (other
+   * keys are ignored), for the operators' per-stream rejection counts.
+   */
+  rejected: { [key: string]: number };
+}
+
+export interface LivePlayback_RejectedEntry {
+  key: string;
+  value: number;
 }
 
 /** A seeder offers a file. The tracker answers with a PublishResult. */
@@ -1629,7 +1640,7 @@ export const Position: MessageFns<Position> = {
 };
 
 function createBaseLivePlayback(): LivePlayback {
-  return { delaysMs: [], skipped: 0 };
+  return { delaysMs: [], skipped: 0, rejected: {} };
 }
 
 export const LivePlayback: MessageFns<LivePlayback> = {
@@ -1644,6 +1655,9 @@ export const LivePlayback: MessageFns<LivePlayback> = {
     if (message.skipped !== 0) {
       writer.uint32(16).uint32(message.skipped);
     }
+    globalThis.Object.entries(message.rejected).forEach(([key, value]: [string, number]) => {
+      LivePlayback_RejectedEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
     return writer;
   },
 
@@ -1686,6 +1700,17 @@ export const LivePlayback: MessageFns<LivePlayback> = {
             message.skipped = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = LivePlayback_RejectedEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.rejected[entry3.key] = entry3.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1706,6 +1731,20 @@ export const LivePlayback: MessageFns<LivePlayback> = {
         ? object.delays_ms.map((e: any) => globalThis.Number(e))
         : [],
       skipped: isSet(object.skipped) ? globalThis.Number(object.skipped) : 0,
+      rejected: isObject(object.rejected)
+        ? (globalThis.Object.entries(object.rejected) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -1717,6 +1756,15 @@ export const LivePlayback: MessageFns<LivePlayback> = {
     if (message.skipped !== 0) {
       obj.skipped = Math.round(message.skipped);
     }
+    if (message.rejected) {
+      const entries = globalThis.Object.entries(message.rejected) as [string, number][];
+      if (entries.length > 0) {
+        obj.rejected = {};
+        entries.forEach(([k, v]) => {
+          obj.rejected[k] = Math.round(v);
+        });
+      }
+    }
     return obj;
   },
 
@@ -1727,6 +1775,100 @@ export const LivePlayback: MessageFns<LivePlayback> = {
     const message = createBaseLivePlayback();
     message.delaysMs = object.delaysMs?.map((e) => e) || [];
     message.skipped = object.skipped ?? 0;
+    message.rejected = (globalThis.Object.entries(object.rejected ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseLivePlayback_RejectedEntry(): LivePlayback_RejectedEntry {
+  return { key: "", value: 0 };
+}
+
+export const LivePlayback_RejectedEntry: MessageFns<LivePlayback_RejectedEntry> = {
+  encode(message: LivePlayback_RejectedEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint32(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LivePlayback_RejectedEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLivePlayback_RejectedEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LivePlayback_RejectedEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: LivePlayback_RejectedEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LivePlayback_RejectedEntry>): LivePlayback_RejectedEntry {
+    return LivePlayback_RejectedEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LivePlayback_RejectedEntry>): LivePlayback_RejectedEntry {
+    const message = createBaseLivePlayback_RejectedEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
     return message;
   },
 };
@@ -4816,6 +4958,10 @@ function longToNumber(int64: { toString(): string }): number {
     throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
   }
   return num;
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {
