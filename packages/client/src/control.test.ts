@@ -140,16 +140,23 @@ test("a live viewer's playback rides on the next Position: delays of chunks writ
   assert.equal(sent.length, 0, "no position yet (not tuned in): the playback waits for one");
   b.setPosition(2 ** 32 + 1);
   b.played([130.4, -5], 2);
+  b.rejectedChunk("replayed");
+  b.rejectedChunk("replayed");
+  b.rejectedChunk("bad-data");
   await tick(50);
   assert.equal(sent.length, 1);
   const p1 = sent[0]!.body?.$case === "position" ? sent[0]!.body.value : undefined;
-  assert.deepEqual(p1, { streamId: "live-1", nextChunk: 2 ** 32 + 1, live: { delaysMs: [120, 130, 0], skipped: 2 } });
+  assert.deepEqual(p1, {
+    streamId: "live-1",
+    nextChunk: 2 ** 32 + 1,
+    live: { delaysMs: [120, 130, 0], skipped: 2, rejected: { replayed: 2, "bad-data": 1 } },
+  });
   b.played([], 1);
   await tick(50);
   const p2 = sent[1]!.body?.$case === "position" ? sent[1]!.body.value : undefined;
   assert.deepEqual(
     p2,
-    { streamId: "live-1", nextChunk: 2 ** 32 + 1, live: { delaysMs: [], skipped: 1 } },
+    { streamId: "live-1", nextChunk: 2 ** 32 + 1, live: { delaysMs: [], skipped: 1, rejected: {} } },
     "a skip alone is news: the same position goes again with it",
   );
   b.played(
