@@ -28,7 +28,7 @@ function charts(): void {
       width: chartWidth("offload-chart"),
       height: 180,
       scales: { y: { range: [0, 100] } },
-      axes: [axisColor, { ...axisColor, values: (_u, v) => v.map((x) => `${x} %`) }],
+      axes: [axisColor, { ...axisColor, size: 60, values: (_u, v) => v.map((x) => `${x} %`) }],
       series: [{}, { label: "offload", stroke: "#4fc3f7", width: 2, value: (_u, v) => percent(v) }],
     },
     offloadData as UPlotData,
