@@ -23,7 +23,6 @@ import {
   type PdtpUrl,
   type PublicKey,
   type TrackerMessage,
-  type TransferReport,
 } from "@distribustream/pdtp";
 import type { Logger } from "@distribustream/runtime/log";
 import {
@@ -50,7 +49,7 @@ import { HashPieceCache, PieceUnavailable } from "./hashPieces.js";
 import { LiveDownload, type LiveHost, type LiveProgress, type LiveResult } from "./liveDownload.js";
 import { resolveOutput, type OutputTarget } from "./outputTarget.js";
 import { openStorage, type Storage } from "./storage.js";
-import type { TransferState } from "./transfer.js";
+import { reportEnd, type TransferState } from "./transfer.js";
 
 export const AGENT = "dsclient/0.1.0";
 
@@ -771,20 +770,7 @@ class Download {
     if (!this.session) return;
     // Chunks of the directive that other transfers brought meanwhile are held too.
     t.verified.addAll(this.heldOf(t.directive));
-    if (t.cancelled || t.generation !== this.generation) {
-      if (!t.verified.isEmpty) this.batcher.held(t.verified.ranges());
-    } else {
-      const report: TransferReport = {
-        transferId: t.directive.transferId,
-        outcome,
-        bytes: t.bytes,
-        durationMs: Math.min(0xffffffff, Date.now() - t.startedMs),
-        detail: detail.slice(0, 200),
-        httpStatus: status,
-        verified: [...t.verified.ranges()],
-      };
-      this.batcher.report(report);
-    }
+    reportEnd(this.batcher, t, this.generation, outcome, detail, status);
     this.releaseDeferred("a transfer slot was busy");
   }
 

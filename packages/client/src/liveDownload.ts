@@ -19,7 +19,6 @@ import {
   type PublicKey,
   type SignedLiveAttestation,
   type Signer,
-  type TransferReport,
 } from "@distribustream/pdtp";
 import type { Logger } from "@distribustream/runtime/log";
 import {
@@ -36,7 +35,7 @@ import { LiveHoldings } from "./liveHoldings.js";
 import { LiveOutput } from "./liveOutput.js";
 import { DEFAULT_PREBUFFER_MS, LivePlayout } from "./livePlayout.js";
 import type { OutputTarget } from "./outputTarget.js";
-import type { TransferState } from "./transfer.js";
+import { reportEnd, type TransferState } from "./transfer.js";
 
 export interface LiveOptions {
   /** The stream name, for messages. */
@@ -493,20 +492,7 @@ export class LiveDownload {
     this.host.activity();
     if (!this.host.connected()) return;
     t.verified.addAll(this.heldOf(t.directive.range!));
-    if (t.cancelled || t.generation !== this.host.generation()) {
-      if (!t.verified.isEmpty) this.host.batcher.held(t.verified.ranges());
-    } else {
-      const report: TransferReport = {
-        transferId: t.directive.transferId,
-        outcome,
-        bytes: t.bytes,
-        durationMs: Math.min(0xffffffff, Date.now() - t.startedMs),
-        detail: detail.slice(0, 200),
-        httpStatus: status,
-        verified: [...t.verified.ranges()],
-      };
-      this.host.batcher.report(report);
-    }
+    reportEnd(this.host.batcher, t, this.host.generation(), outcome, detail, status);
     this.releaseDeferred(this.finishing ? "broadcast ended" : "a transfer slot was busy");
   }
 
