@@ -93,7 +93,7 @@ describe("FleetView", () => {
     );
   });
 
-  it("shows a replica gone after 3 of its intervals of silence, and stops counting its figures", () => {
+  it("shows a replica gone after 3 of its intervals of silence, and stops counting its current figures", () => {
     const v = new FleetView();
     v.heard(summary("a", { totals: [{ name: "x", peerBytes: 1, seederBytes: 0, completed: 0 }] }), 0);
     v.heard(summary("b"), 2500);
@@ -112,8 +112,36 @@ describe("FleetView", () => {
         ["a", false, 0],
       ],
     );
-    assert.equal(v.totalsByName(3001).size, 0);
+    assert.equal(v.viewersByStream(3001).size, 0);
     assert.deepEqual(v.replicaRows(10 * 60_000), [], "forgotten after minutes of silence");
+  });
+
+  it("keeps what a replica delivered after it is gone and forgotten; a summary's names add to the earlier ones", () => {
+    const v = new FleetView();
+    const t = (name: string, peerBytes: number, completed: number) => ({ name, peerBytes, seederBytes: 10, completed });
+    v.heard(summary("a", { totals: [t("x", 100, 1), t("y", 5, 0)] }), 0);
+    v.heard(summary("a", { totals: [t("x", 300, 2)] }), 1000); // y unchanged, so not sent again
+    v.heard(summary("b", { totals: [t("x", 50, 1)] }), 1000);
+    assert.deepEqual(v.totalsByName(1500).get("x"), { peerBytes: 350, seederBytes: 20, completed: 3 });
+    assert.deepEqual(v.totalsByName(1500).get("y"), { peerBytes: 5, seederBytes: 10, completed: 0 });
+    // a dies; b goes on
+    v.heard(summary("b", { totals: [t("x", 70, 2)] }), 9000);
+    assert.deepEqual(
+      v.replicaRows(9000).map((r) => [r.replicaId, r.alive]),
+      [
+        ["b", true],
+        ["a", false],
+      ],
+    );
+    assert.deepEqual(v.totalsByName(9000).get("x"), { peerBytes: 370, seederBytes: 20, completed: 4 });
+    // minutes later a is forgotten, its totals are not
+    v.heard(summary("b", { totals: [t("x", 80, 3)] }), 6 * 60_000);
+    assert.deepEqual(
+      v.replicaRows(6 * 60_000).map((r) => r.replicaId),
+      ["b"],
+    );
+    assert.deepEqual(v.totalsByName(6 * 60_000).get("x"), { peerBytes: 380, seederBytes: 20, completed: 5 });
+    assert.deepEqual(v.totalsByName(6 * 60_000).get("y"), { peerBytes: 5, seederBytes: 10, completed: 0 });
   });
 
   it("keeps the latest notices, newest first, by stream", () => {

@@ -8,6 +8,8 @@ const GONE_MIN_MS = 3_000;
 const FORGET_MS = 5 * 60_000;
 /** Recent notices kept, over all streams. */
 const NOTICES_KEPT = 500;
+/** Stream names whose delivered totals are remembered, per replica and for the forgotten replicas. */
+const NAMES_KEPT = 10_000;
 
 /** A stream's figures over the alive replicas. */
 export interface StreamFleetFigures {
@@ -28,20 +30,32 @@ export interface NameTotals {
 interface Heard {
   stats: ReplicaStats;
   receivedMs: number;
+  /** The replica's latest totals of every name it reported (a summary carries only the most recently changed). */
+  totals: Map<string, NameTotals>;
 }
 
 /**
  * The fleet as the replicas' latest summaries tell it: the dashboard's one
  * subscription feeds `heard`, and every view is computed from the latest
  * summary of each replica (a replica silent for 3 of its intervals is gone,
- * and its figures no longer count). Pure: no I/O, the clock is passed in.
+ * and its current figures no longer count). What was delivered stays
+ * delivered: a gone replica's totals keep counting, and are folded into
+ * `retired` when it is forgotten. Pure: no I/O, the clock is passed in.
  */
 export class FleetView {
   private readonly replicas = new Map<string, Heard>();
   private readonly notices: NoticeRow[] = [];
+  /** Totals of the replicas forgotten, by name. */
+  private readonly retired = new Map<string, NameTotals>();
 
   heard(stats: ReplicaStats, nowMs: number): void {
-    this.replicas.set(stats.replicaId, { stats, receivedMs: nowMs });
+    const totals = this.replicas.get(stats.replicaId)?.totals ?? new Map<string, NameTotals>();
+    for (const t of stats.totals) {
+      totals.delete(t.name); // the most recently reported last, so the oldest are dropped first
+      totals.set(t.name, { peerBytes: t.peerBytes, seederBytes: t.seederBytes, completed: t.completed });
+    }
+    trim(totals);
+    this.replicas.set(stats.replicaId, { stats, receivedMs: nowMs, totals });
     for (const n of stats.notices) this.notices.push({ ...n, replicaId: stats.replicaId });
     if (this.notices.length > NOTICES_KEPT) this.notices.splice(0, this.notices.length - NOTICES_KEPT);
   }
@@ -53,8 +67,10 @@ export class FleetView {
   private alive(nowMs: number): ReplicaStats[] {
     const out: ReplicaStats[] = [];
     for (const [id, h] of this.replicas) {
-      if (nowMs - h.receivedMs > FORGET_MS) this.replicas.delete(id);
-      else if (this.isAlive(h, nowMs)) out.push(h.stats);
+      if (nowMs - h.receivedMs > FORGET_MS) {
+        this.replicas.delete(id);
+        addTotals(this.retired, h.totals);
+      } else if (this.isAlive(h, nowMs)) out.push(h.stats);
     }
     return out;
   }
@@ -63,8 +79,9 @@ export class FleetView {
   replicaRows(nowMs: number): ReplicaRow[] {
     this.alive(nowMs); // forgets the long-silent ones
     return [...this.replicas.values()]
-      .map(({ stats: s, receivedMs }): ReplicaRow => {
-        const alive = this.isAlive({ stats: s, receivedMs }, nowMs);
+      .map((h): ReplicaRow => {
+        const { stats: s, receivedMs } = h;
+        const alive = this.isAlive(h, nowMs);
         return {
           replicaId: s.replicaId,
           address: s.address,
@@ -83,18 +100,16 @@ export class FleetView {
       .sort((a, b) => Number(b.alive) - Number(a.alive) || (a.address < b.address ? -1 : 1));
   }
 
-  /** Each stream name's delivered bytes and completions, summed over the alive replicas. */
+  /**
+   * Each stream name's delivered bytes and completions over every replica
+   * heard since the dashboard started, gone ones included: a replica that
+   * died does not take back what it delivered.
+   */
   totalsByName(nowMs: number): Map<string, NameTotals> {
+    this.alive(nowMs); // folds the long-silent ones into `retired`
     const out = new Map<string, NameTotals>();
-    for (const s of this.alive(nowMs)) {
-      for (const t of s.totals) {
-        const o = out.get(t.name) ?? { peerBytes: 0, seederBytes: 0, completed: 0 };
-        o.peerBytes += t.peerBytes;
-        o.seederBytes += t.seederBytes;
-        o.completed += t.completed;
-        out.set(t.name, o);
-      }
-    }
+    addTotals(out, this.retired);
+    for (const h of this.replicas.values()) addTotals(out, h.totals);
     return out;
   }
 
@@ -148,6 +163,28 @@ export class FleetView {
       if (streamId === undefined || n.streamId === streamId) out.push(n);
     }
     return out;
+  }
+}
+
+function addTotals(into: Map<string, NameTotals>, from: ReadonlyMap<string, NameTotals>): void {
+  for (const [name, t] of from) {
+    const o = into.get(name);
+    if (o) {
+      o.peerBytes += t.peerBytes;
+      o.seederBytes += t.seederBytes;
+      o.completed += t.completed;
+    } else {
+      into.set(name, { ...t });
+    }
+  }
+  trim(into);
+}
+
+/** Keeps the NAMES_KEPT most recently added names. */
+function trim(totals: Map<string, NameTotals>): void {
+  for (const name of totals.keys()) {
+    if (totals.size <= NAMES_KEPT) break;
+    totals.delete(name);
   }
 }
 
