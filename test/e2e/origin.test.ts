@@ -38,11 +38,12 @@ describe("publishing an HTTP origin", { timeout: 240_000 }, () => {
     sys = new Services(dir);
     const [p, checksum, data, m1, m2, m3] = (await freePorts(6)) as [number, number, number, number, number, number];
     pdtp = p;
-    await sys.checksum(checksum, m1);
+    // the test's origin is on loopback, which the origin policy denies unless allowed
+    await sys.checksum(checksum, m1, ["--origin-allow", "127.0.0.1"]);
     await sys.tracker({ port: pdtp, checksum, metricsPort: m2 });
     seeder = sys.start(
       ["seeder", "--tracker", `127.0.0.1:${pdtp}`, "--origin", `${origin.url} films/film.bin`].concat(
-        ["--origin-poll", "0.5", "--data-host", "127.0.0.1", "--data-port", `${data}`],
+        ["--origin-allow", "127.0.0.1", "--origin-poll", "0.5", "--data-host", "127.0.0.1", "--data-port", `${data}`],
         ["--metrics-port", `${m3}`],
       ),
     );
@@ -170,6 +171,76 @@ describe("publishing an HTTP origin", { timeout: 240_000 }, () => {
     assert.equal(got, old.length);
     assert.equal(h.digest("hex"), sha(old), "exactly the old version, finished from the peer");
     await readyVersions(4);
+  });
+});
+
+/**
+ * The origin policy, where each fetch happens: a seeder (an authenticated one
+ * is enough) cannot make itself or the checksum service read from loopback,
+ * private or link-local addresses unless the operator allowed the range.
+ */
+describe("an origin on a denied address", { timeout: 120_000 }, () => {
+  let dir: string;
+  let sys: Services;
+  let origin: HttpOrigin;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "ds-origin-deny-"));
+    origin = await new HttpOrigin(randomBytes(100_000)).start();
+    sys = new Services(dir);
+  });
+  after(async () => {
+    try {
+      await sys.stop();
+    } finally {
+      await origin.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("is read neither by a seeder nor by the checksum service that did not allow it; both say how to allow it", async () => {
+    const [pdtp, checksum, d1, d2, m1, m2, m3, m4] = (await freePorts(8)) as number[] as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    await sys.checksum(checksum, m1); // no --origin-allow: the default policy
+    await sys.tracker({ port: pdtp, checksum, metricsPort: m2 });
+    const seeder = (data: number, metrics: number, name: string, allow: string[]) =>
+      sys.start(
+        ["seeder", "--tracker", `127.0.0.1:${pdtp}`, "--origin", `${origin.url} ${name}`, ...allow].concat(
+          ["--data-host", "127.0.0.1", "--data-port", `${data}`, "--metrics-port", `${metrics}`],
+          ["--log-level", "info"],
+        ),
+      );
+    // a seeder with the default policy refuses its own origin before any request
+    const strict = seeder(d1, m3, "strict.bin", []);
+    await strict.waitFor(/origin not published/, 30_000);
+    assert.match(
+      strict.stdout() + strict.stderr(),
+      /127\.0\.0\.1 is a loopback address, which the origin policy denies; allow its range with --origin-allow CIDR/,
+    );
+    assert.equal(origin.requests.length, 0, "the seeder sent the origin nothing");
+    // a seeder that allows loopback probes it, but the checksum service refuses to read it
+    const lax = seeder(d2, m4, "lax.bin", ["--origin-allow", "127.0.0.0/8"]);
+    await lax.waitFor(/origin policy denies/, 30_000);
+    assert.match(
+      lax.stdout() + lax.stderr(),
+      /manifest not computed: .*127\.0\.0\.1 is a loopback address, which the origin policy denies/,
+    );
+    assert.deepEqual(
+      origin.requests.map((r) => r.headers.range),
+      origin.requests.map(() => "bytes=0-0"),
+      "only the seeder's probes reached the origin, never the checksum service's read",
+    );
+    assert.ok(origin.requests.length >= 1);
+    const c = startNode(DSCLIENT, [`pdtp://127.0.0.1:${pdtp}/lax.bin`, "-o", "lax.bin", "--quiet"], { cwd: dir });
+    assert.notEqual(await c.exited, 0, "nothing published to download");
   });
 });
 

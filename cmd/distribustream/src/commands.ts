@@ -36,6 +36,7 @@ import {
 import {
   checkLiveSpecs,
   checkOriginNames,
+  originPolicy,
   parseOriginEntry,
   parseOriginList,
   SequenceStateError,
@@ -196,6 +197,7 @@ export async function runChecksum(flags: Flags, confFile: string | undefined): P
     port: cfg.port,
     signer,
     tls,
+    originPolicy: originPolicy(cfg.originAllow),
     log: ctx.log,
     registry: ctx.registry,
   });
@@ -243,6 +245,7 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     media,
     origins,
     originPollMs: cfg.originPoll * 1000,
+    originPolicy: originPolicy(cfg.originAllow),
     live,
     stateDir: cfg.stateDir,
     recordDir,
@@ -276,6 +279,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   const tlsCa = readRedisCa(redis, cfg.redisCa);
   const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
   const origins = originSpecs(cfg.origin, cfg.originList);
+  const policy = originPolicy(cfg.originAllow);
   const userLive = liveBroadcasts(cfg, origins);
   const recordDir = recordFolder(cfg.liveRecord);
   const ctx = setup("distribustream", cfg.logLevel);
@@ -294,6 +298,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     host: "127.0.0.1",
     port: cfg.checksumPort,
     signer: networkKey,
+    originPolicy: policy,
     log: ctx.log.child({ part: "checksum" }),
     registry: ctx.registry,
   });
@@ -323,6 +328,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     media,
     origins,
     originPollMs: cfg.originPoll * 1000,
+    originPolicy: policy,
     live,
     stateDir: cfg.stateDir ?? join(cfg.dataDir, "live"),
     recordDir,

@@ -10,6 +10,7 @@ import {
   checkLiveSpecs,
   parseBitrate,
   parseLiveEntry,
+  originPolicy,
   parseOriginEntry,
   rateSetting,
   type LiveSpec,
@@ -68,6 +69,28 @@ const origin = z
     ),
   )
   .optional();
+/**
+ * Address ranges HTTP origins may be fetched from although private,
+ * loopback or reserved (see originPolicy): CIDRs or single addresses,
+ * repeated flags, a YAML list, or a string (DS_ORIGIN_ALLOW) separated by
+ * commas, spaces or lines.
+ */
+const originAllow = z
+  .preprocess(
+    (v) => {
+      const list: unknown = typeof v === "string" ? [v] : (v ?? []);
+      if (!Array.isArray(list)) return v;
+      return list.flatMap((e: unknown) => (typeof e === "string" ? e.split(/[\s,]+/).filter((x) => x !== "") : [e]));
+    },
+    z.array(z.string()).superRefine((entries, ctx) => {
+      try {
+        originPolicy(entries);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: (err as Error).message });
+      }
+    }),
+  )
+  .default([]);
 /** File with one origin per line ("URL [NAME]", # comments); read at start. */
 const originList = z.string().min(1).optional();
 /** Seconds between checks of every origin for a new version. */
@@ -240,6 +263,7 @@ export const checksumSchema = z.strictObject({
   networkKey: file(".distribustream/network-key.pem"),
   tlsCert,
   tlsKey,
+  originAllow,
   logLevel,
 });
 
@@ -253,6 +277,7 @@ export const seederSchema = z
     origin,
     originList,
     originPoll,
+    originAllow,
     ...liveSettings,
     dataHost: host("0.0.0.0"),
     dataPort: port(8000),
@@ -295,6 +320,7 @@ export const upSchema = z
     origin,
     originList,
     originPoll,
+    originAllow,
     ...liveSettings,
     dataPort: port(8000),
     checksumPort: port(6088),

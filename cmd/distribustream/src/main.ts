@@ -35,6 +35,8 @@ const ORIGIN_HELP =
   'HTTP(S) URL to relay, "URL [NAME]" (repeatable; the name defaults to the URL path\'s last segment); the origin must answer range requests with a length and an ETag or Last-Modified';
 const ORIGIN_LIST_HELP = 'file with one "URL [NAME]" origin per line (# comments)';
 const ORIGIN_POLL_HELP = "seconds between checks of every origin for a new version (default 30)";
+const ORIGIN_ALLOW_HELP =
+  "address range (CIDR or address; repeatable, or comma-separated) that HTTP origins may be fetched from although loopback, private, link-local or reserved, all of which are denied otherwise";
 const LIVE_HELP = {
   live: "broadcast live as NAME: SOURCE is - (standard input), an http(s):// URL read as a continuous stream (reconnected when it drops), or a file played at --live-bitrate (repeatable)",
   bitrate:
@@ -77,6 +79,7 @@ common(
     .option("--origin <url>", ORIGIN_HELP, collect)
     .option("--origin-list <file>", ORIGIN_LIST_HELP)
     .option("--origin-poll <seconds>", ORIGIN_POLL_HELP)
+    .option("--origin-allow <cidr>", ORIGIN_ALLOW_HELP, collect)
     .option("--live <NAME=SOURCE>", LIVE_HELP.live, collect)
     .option("--live-bitrate <bits/s>", LIVE_HELP.bitrate)
     .option("--live-loop", LIVE_HELP.loop)
@@ -151,6 +154,7 @@ common(
     .option("--tls-cert <file.pem>", `${TLS_CERT_HELP}; trackers then need --checksum-ca`)
     .option("--tls-key <file.pem>", TLS_KEY_HELP)
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9088)")
+    .option("--origin-allow <cidr>", ORIGIN_ALLOW_HELP, collect)
     .option(
       "--network-key <file>",
       "Ed25519 PEM network key; created if missing (default .distribustream/network-key.pem)",
@@ -193,6 +197,7 @@ common(
     .option("--origin <url>", ORIGIN_HELP, collect)
     .option("--origin-list <file>", ORIGIN_LIST_HELP)
     .option("--origin-poll <seconds>", ORIGIN_POLL_HELP)
+    .option("--origin-allow <cidr>", ORIGIN_ALLOW_HELP, collect)
     .option("--live <NAME=SOURCE>", LIVE_HELP.live, collect)
     .option("--live-bitrate <bits/s>", LIVE_HELP.bitrate)
     .option("--live-loop", LIVE_HELP.loop)

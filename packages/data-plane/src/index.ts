@@ -29,3 +29,4 @@ export {
   type OriginVersion,
 } from "./origin.js";
 export { LiveWindow } from "./liveWindow.js";
+export { originPolicy, type OriginPolicy } from "./originPolicy.js";

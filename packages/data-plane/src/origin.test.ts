@@ -3,7 +3,15 @@ import { createHash, randomBytes } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { confirmOrigin, OriginError, originAgents, probeOrigin, readOrigin, type OriginVersion } from "./index.js";
+import {
+  confirmOrigin,
+  OriginError,
+  originAgents,
+  originPolicy,
+  probeOrigin,
+  readOrigin,
+  type OriginVersion,
+} from "./index.js";
 
 /**
  * A real HTTP origin on loopback whose content a test can swap. It honours
@@ -106,7 +114,7 @@ async function rejectsWith(p: Promise<unknown>, kind: OriginError["kind"], messa
 
 describe("HTTP(S) origin reads", () => {
   const origin = new TestOrigin();
-  const agents = originAgents();
+  const agents = originAgents(originPolicy(["127.0.0.1"])); // the test origin is on loopback
   const opts = { agents, timeoutMs: 5_000 };
   before(() => origin.start());
   after(async () => {
@@ -203,7 +211,7 @@ describe("HTTP(S) origin reads", () => {
     await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
     const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}/x.bin`;
     try {
-      await rejectsWith(probeOrigin(url, { timeoutMs: 300 }), "failed", /no answer for 300 ms/);
+      await rejectsWith(probeOrigin(url, { agents, timeoutMs: 300 }), "failed", /no answer for 300 ms/);
     } finally {
       silent.closeAllConnections();
       silent.close();

@@ -1,7 +1,9 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type ClientRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { Readable } from "node:stream";
+import { isIP } from "node:net";
 import { originUrlProblem, originValidatorProblem, type OriginValidator } from "@distribustream/pdtp";
+import { originDenied, originPolicy, type OriginPolicy } from "./originPolicy.js";
 
 /**
  * HTTP(S) origins: a file a seeder relays from a web server instead of its
@@ -22,13 +24,14 @@ export interface OriginVersion extends OriginValidator {
  * Why an origin request did not give the bytes. "changed": the origin now
  * has another version (412, another validator, size or range); "unsupported":
  * it cannot be relayed (no byte ranges, no length, no strong validator);
- * "gone": 404 or 410; "failed": anything else (network, timeout, 5xx,
+ * "gone": 404 or 410; "denied": its address is one the origin policy
+ * denies (see originPolicy); "failed": anything else (network, timeout, 5xx,
  * redirect, short body).
  */
 export class OriginError extends Error {
   override name = "OriginError";
   constructor(
-    readonly kind: "changed" | "unsupported" | "gone" | "failed",
+    readonly kind: "changed" | "unsupported" | "gone" | "denied" | "failed",
     message: string,
     readonly status?: number,
   ) {
@@ -52,20 +55,30 @@ export interface OriginRequestOptions {
 export interface OriginAgents {
   http: HttpAgent;
   https: HttpsAgent;
+  /** Where their connections may go: every request through them is checked against it. */
+  policy: OriginPolicy;
   destroy(): void;
 }
 
 const DEFAULT_TIMEOUT_MS = 15_000;
 const HIGH_WATER_MARK = 64 * 1024;
 
-/** Keep-alive agents for origin requests, one pair per process part. */
-export function originAgents(maxSockets = 16): OriginAgents {
-  const opts = { keepAlive: true, maxSockets, maxFreeSockets: 4, scheduling: "lifo" as const };
+/** The policy without an allowed range: loopback, private, link-local and reserved addresses denied. */
+const DEFAULT_POLICY = originPolicy();
+
+/**
+ * Keep-alive agents for origin requests, one pair per process part. Their
+ * connections go only where `policy` allows (by default no loopback,
+ * private, link-local or reserved address): the policy resolves names.
+ */
+export function originAgents(policy: OriginPolicy = DEFAULT_POLICY, maxSockets = 16): OriginAgents {
+  const opts = { keepAlive: true, maxSockets, maxFreeSockets: 4, scheduling: "lifo" as const, lookup: policy.lookup };
   const http = new HttpAgent(opts);
   const https = new HttpsAgent(opts);
   return {
     http,
     https,
+    policy,
     destroy() {
       http.destroy();
       https.destroy();
@@ -305,12 +318,21 @@ function send(
     const u = new URL(url);
     const https = u.protocol === "https:";
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const policy = opts.agents?.policy ?? DEFAULT_POLICY;
+    // a literal address is never looked up, so the policy's lookup does not see it
+    const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
+    const why = isIP(host) ? policy.denies(host) : undefined;
+    if (why) {
+      const err = originDenied(`${url}: ${host} is a ${why} address, which the origin policy denies`);
+      return reject(new OriginError("denied", err.message));
+    }
     const req = (https ? httpsRequest : httpRequest)(
       u,
       {
         method: "GET",
         headers: { ...headers, "user-agent": "distribustream-origin/0.1.0" },
         agent: (https ? opts.agents?.https : opts.agents?.http) ?? false,
+        lookup: policy.lookup,
         timeout: timeoutMs,
         ...(opts.signal ? { signal: opts.signal } : {}),
       },
@@ -322,7 +344,9 @@ function send(
       reject(
         err instanceof OriginError
           ? err
-          : new OriginError("failed", `${url}: ${err.name === "AbortError" ? "aborted" : (err.code ?? err.message)}`),
+          : err.code === "EORIGINDENIED"
+            ? new OriginError("denied", `${url}: ${err.message}`)
+            : new OriginError("failed", `${url}: ${err.name === "AbortError" ? "aborted" : (err.code ?? err.message)}`),
       ),
     );
     req.end();

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
-import { FetchError, keepAliveAgent, originAgents } from "@distribustream/data-plane";
+import { FetchError, keepAliveAgent, originAgents, type OriginPolicy } from "@distribustream/data-plane";
 import {
   ChecksumService,
   HASH_BYTES,
@@ -49,6 +49,8 @@ export interface ChecksumOptions {
   maxConcurrent?: number;
   /** Longest wait for bytes from the source (default 15 s). */
   fetchTimeoutMs?: number;
+  /** Where HTTP origins may be fetched from (default: no loopback, private, link-local or reserved address). */
+  originPolicy?: OriginPolicy;
   /** Certificate and key: the gRPC port speaks TLS. Plaintext without. */
   tls?: ServerTls | undefined;
 }
@@ -77,7 +79,7 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
   const metrics = checksumMetrics(opts.registry);
   const slots = new Semaphore(Math.max(1, opts.maxConcurrent ?? 2));
   const agent = keepAliveAgent();
-  const origins = originAgents();
+  const origins = originAgents(opts.originPolicy);
   const inFlight = new Set<AbortController>();
 
   /**

@@ -4,6 +4,7 @@ import { createServer, type IncomingHttpHeaders, type Server, type ServerRespons
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
+import { originPolicy } from "@distribustream/data-plane";
 import {
   ChecksumClient,
   chunkCount,
@@ -95,7 +96,14 @@ describe("checksum service reading an HTTP origin", () => {
 
   before(async () => {
     await origin.start();
-    service = await startChecksum({ host: "127.0.0.1", port: 0, signer: networkKey, log, registry: new Registry() });
+    service = await startChecksum({
+      host: "127.0.0.1",
+      port: 0,
+      signer: networkKey,
+      log,
+      registry: new Registry(),
+      originPolicy: originPolicy(["127.0.0.1"]), // the test origin is on loopback
+    });
     client = new ChecksumClient(`127.0.0.1:${service.port}`, grpc.credentials.createInsecure());
   });
   after(async () => {

@@ -6,7 +6,7 @@ export {
   type SeederOptions,
   type RunningSeeder,
 } from "./seeder.js";
-export { parseRate, rateSetting } from "@distribustream/data-plane";
+export { originPolicy, parseRate, rateSetting, type OriginPolicy } from "@distribustream/data-plane";
 export {
   checkOriginNames,
   defaultStreamName,

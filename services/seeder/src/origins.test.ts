@@ -13,7 +13,7 @@ import {
   TICKET_HEADER,
 } from "@distribustream/pdtp";
 import { createLogger, Registry } from "@distribustream/runtime";
-import { startSeeder, type RunningSeeder } from "./index.js";
+import { originPolicy, startSeeder, type RunningSeeder } from "./index.js";
 import { TestTracker } from "./testing/index.js";
 
 const log = createLogger("test", { level: "silent" });
@@ -112,6 +112,7 @@ describe("seeder relaying HTTP origins", () => {
       ],
       // long: in this test a change is found by a read, not by the poll
       originPollMs: 60_000,
+      originPolicy: originPolicy(["127.0.0.1"]), // the test origin is on loopback
       dataHost: "127.0.0.1",
       dataPort: 0,
       log,

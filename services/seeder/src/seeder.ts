@@ -1,6 +1,6 @@
 import { dirname, join, resolve } from "node:path";
 import type { Readable } from "node:stream";
-import { originAgents } from "@distribustream/data-plane";
+import { originAgents, type OriginPolicy } from "@distribustream/data-plane";
 import type { ClientTls, Logger, Registry } from "@distribustream/runtime";
 import { FolderWatch } from "./folderWatch.js";
 import { LiveBroadcasts } from "./liveBroadcasts.js";
@@ -47,6 +47,8 @@ export interface SeederOptions {
   stdin?: Readable | undefined;
   /** Longest wait for an origin's next bytes (default 15 s). */
   originTimeoutMs?: number;
+  /** Where origins may be fetched from (default: no loopback, private, link-local or reserved address). */
+  originPolicy?: OriginPolicy;
   /** Data-plane bind address (default "0.0.0.0"). */
   dataHost?: string;
   /** Data-plane port (default 8000, the original's listen_port); 0 = any free port. */
@@ -119,7 +121,7 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
     opts.media === undefined
       ? undefined
       : await FolderWatch.open({ folder: opts.media, watch: opts.watch, scanIntervalMs: opts.scanIntervalMs, log });
-  const agents = originAgents();
+  const agents = originAgents(opts.originPolicy);
   const origins = opts.origins?.length
     ? await OriginPoll.open({
         origins: opts.origins,
