@@ -20,7 +20,7 @@ import {
   type AccessControl,
   type RunningDashboard,
 } from "@distribustream/dashboard";
-import { parseTrackerAddress } from "@distribustream/pdtp";
+import { parseDataAddress, parseTrackerAddress } from "@distribustream/pdtp";
 import {
   ConfigError,
   createLogger,
@@ -249,6 +249,7 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     dataHost: cfg.dataHost,
     dataPort: cfg.dataPort,
     advertise: cfg.advertise,
+    internalAddress: cfg.internalAddress,
     maxUploadRate: cfg.maxUploadRate,
     credential,
     onRefused: (err) => exitRefused(ctx, err),
@@ -328,7 +329,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     recordDir,
     dataHost: cfg.host,
     dataPort: cfg.dataPort,
-    advertise: cfg.vhost,
+    advertise: cfg.vhost === undefined ? undefined : { host: parseDataAddress(cfg.vhost).host },
     credential: upToken.token,
     onRefused: (err) => exitRefused(ctx, err),
     log: ctx.log.child({ part: "seeder" }),

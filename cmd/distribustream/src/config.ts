@@ -3,6 +3,7 @@ import {
   MAX_CHUNK_SIZE,
   MAX_WINDOW_CHUNKS,
   MIN_CHUNK_SIZE,
+  parseDataAddress,
   parseTrackerAddress,
 } from "@distribustream/pdtp";
 import { host, hostPort, logLevel, pemFileProblem, port, z } from "@distribustream/runtime";
@@ -35,6 +36,18 @@ const vhost = z
   .regex(/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/, "expected a host name or IP address")
   .optional();
 const file = (def: string) => z.string().min(1).default(def);
+/** A seeder's data-plane address, "HOST[:PORT]" (IPv6 literal with a port in brackets). */
+const dataAddress = z
+  .string()
+  .transform((v, ctx) => {
+    try {
+      return parseDataAddress(v);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+      return z.NEVER;
+    }
+  })
+  .optional();
 
 /** Bind addresses that reach this machine only. */
 const LOOPBACK = /^(localhost|127\.\d+\.\d+\.\d+|::1|\[::1\])$/;
@@ -256,7 +269,10 @@ export const seederSchema = z
     ...liveSettings,
     dataHost: host("0.0.0.0"),
     dataPort: port(8000),
-    advertise: vhost,
+    /** What other peers are told: HOST[:PORT] (a published or NodePort port may differ from data_port). */
+    advertise: dataAddress,
+    /** What the checksum service reads from (default: the address the tracker sees, and data_port). */
+    internalAddress: dataAddress,
     metricsPort: port(9087),
     /** Upload cap of the data plane over all fetchers, e.g. "16M" (bytes/s). */
     maxUploadRate: rateSetting,

@@ -204,7 +204,14 @@ common(
     )
     .option("--data-host <addr>", "data-plane bind address (default 0.0.0.0)")
     .option("--data-port <n>", "data-plane port (default 8000; original key: listen_port)")
-    .option("--advertise <host>", "address viewers use to reach the data plane, when the bind address is not reachable")
+    .option(
+      "--advertise <host[:port]>",
+      "address other peers (viewers, outside) are told to reach the data plane by, when it is not the address the tracker sees; a port when the reachable one differs from --data-port (a published port, a NodePort, a NAT forward)",
+    )
+    .option(
+      "--internal-address <host[:port]>",
+      "address the checksum service reads the data plane from (inside the cluster or compose network), when it is not the address the tracker sees (default: that address and --data-port)",
+    )
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9087)")
     .option(
       "--max-upload-rate <rate>",
