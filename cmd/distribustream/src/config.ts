@@ -242,6 +242,8 @@ export const trackerSchema = z.strictObject({
   peerTtl: z.coerce.number().int().min(5).max(3600).default(30),
   /** Credentials file of seeder tokens (hashed); without it any seeder may publish. */
   seederTokens: z.string().min(1).optional(),
+  /** A missing ticket_key file is a startup error instead of being created (deployments: keys init makes it). */
+  requireKeys: switchSetting,
   logLevel,
 });
 
@@ -251,6 +253,8 @@ export const checksumSchema = z.strictObject({
   port: port(6088),
   metricsPort: port(9088),
   networkKey: file(".distribustream/network-key.pem"),
+  /** A missing network_key file is a startup error instead of being created (deployments: keys init makes it). */
+  requireKeys: switchSetting,
   tlsCert,
   tlsKey,
   logLevel,
@@ -344,6 +348,8 @@ export const dashboardSchema = z
     redisCa,
     /** Bearer token (also ?token= once in a browser, which keeps it in a cookie). */
     authToken: dashboardToken,
+    /** File holding the bearer token (e.g. keys init's dashboard-token, a mounted Secret); read at start. */
+    authTokenFile: z.string().min(1).optional(),
     /** File with one "user:password" line: HTTP basic auth. */
     authFile: z.string().min(1).optional(),
     /** "user:password" for HTTP basic auth, from DS_AUTH_CREDENTIALS (a flag would show in ps). */
@@ -363,11 +369,18 @@ export const dashboardSchema = z
         message: "the dashboard reads the trackers' swarm store: give the same --redis URL as the trackers",
       });
     }
-    if (!LOOPBACK.test(cfg.host) && !cfg.authToken && !cfg.authFile && !cfg.authCredentials) {
+    if (cfg.authToken !== undefined && cfg.authTokenFile !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["authTokenFile"],
+        message: "give the dashboard token either as auth_token or as auth_token_file, not both",
+      });
+    }
+    if (!LOOPBACK.test(cfg.host) && !cfg.authToken && !cfg.authTokenFile && !cfg.authFile && !cfg.authCredentials) {
       ctx.addIssue({
         code: "custom",
         path: ["host"],
-        message: `the dashboard on ${cfg.host} would be open to anyone: set --auth-token, --auth-file or DS_AUTH_CREDENTIALS, or bind it to 127.0.0.1`,
+        message: `the dashboard on ${cfg.host} would be open to anyone: set --auth-token, --auth-token-file, --auth-file or DS_AUTH_CREDENTIALS, or bind it to 127.0.0.1`,
       });
     }
   });
