@@ -8,6 +8,7 @@
 //	render --chart DIR [-f FILE]... [--set K=V]... [--set-string K=V]...
 //	       [--release NAME] [--namespace NS] [--kube-version v1.30.0]
 //	       [--api-versions GROUP/VERSION]... [--existing FILE] [--upgrade]
+//	       [--values-only]   (only the coalesced values: for schema checks)
 //
 // --existing FILE: a YAML stream of objects that `lookup` finds (as on a
 // cluster with a previous release); without it lookup returns an empty map,
@@ -54,7 +55,7 @@ func (a APIVersions) Has(v string) bool {
 type options struct {
 	chart, release, namespace, kubeVersion, existing string
 	files, sets, setStrings, apiVersions             multi
-	upgrade                                          bool
+	upgrade, valuesOnly                              bool
 }
 
 func main() {
@@ -89,6 +90,8 @@ func main() {
 			o.existing = next()
 		case "--upgrade":
 			o.upgrade = true
+		case "--values-only":
+			o.valuesOnly = true
 		default:
 			die("unknown argument %q", args[i])
 		}
@@ -259,6 +262,9 @@ func render(o options) (*result, error) {
 		}
 	}
 
+	if o.valuesOnly {
+		return &result{Files: map[string]string{}, Values: values}, nil
+	}
 	existing, err := readExisting(o.existing)
 	if err != nil {
 		return nil, err
