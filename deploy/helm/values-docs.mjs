@@ -144,7 +144,8 @@ const readme = readFileSync(readmePath, "utf8");
 const a = readme.indexOf(START);
 const b = readme.indexOf(END);
 if (a < 0 || b < a) problems.push(`README.md lacks the markers ${START} ... ${END}`);
-const newReadme = a < 0 || b < a ? readme : readme.slice(0, a + START.length) + "\n\n" + buildTable() + "\n" + readme.slice(b);
+const newReadme =
+  a < 0 || b < a ? readme : readme.slice(0, a + START.length) + "\n\n" + buildTable() + "\n" + readme.slice(b);
 const schemaPath = dir + "values.schema.json";
 const newSchema = await prettier.format(JSON.stringify(buildSchema()), { parser: "json", printWidth: 120 });
 
@@ -154,7 +155,17 @@ if (problems.length > 0) {
 }
 const outputs = [
   [readmePath, readme, newReadme],
-  [schemaPath, (() => { try { return readFileSync(schemaPath, "utf8"); } catch { return ""; } })(), newSchema],
+  [
+    schemaPath,
+    (() => {
+      try {
+        return readFileSync(schemaPath, "utf8");
+      } catch {
+        return "";
+      }
+    })(),
+    newSchema,
+  ],
 ];
 let stale = false;
 for (const [path, before, after] of outputs) {

@@ -2,7 +2,7 @@
 // chart for every values file in test/helm/values with test/helm/render (Go
 // text/template + Sprig, as Helm), then check the values against
 // values.schema.json, every object against the Kubernetes OpenAPI schemas
-// (kubernetes-models: Kubernetes 1.33), the references a typo breaks, what an
+// (kubernetes-models 5.1.0: Kubernetes 1.34), the references a typo breaks, what an
 // operator relies on, and that the CLI accepts every flag and DS_* variable
 // the chart gives it.
 import { spawnSync } from "node:child_process";
@@ -130,7 +130,7 @@ for (const [name, args] of scenarios) {
       assert.deepEqual(schemaErrors(r.values), []);
     });
 
-    test("every object is valid against the Kubernetes 1.33 OpenAPI schema", async () => {
+    test("every object is valid against the Kubernetes 1.34 OpenAPI schema", async () => {
       const problems = [];
       for (const o of r.objects) {
         if (o.apiVersion === "monitoring.coreos.com/v1") continue; // a CRD: kubeconform checks it in CI
@@ -174,7 +174,10 @@ for (const [name, args] of scenarios) {
           for (const p of pods) {
             const ports = containersOf(p).flatMap((c) => c.ports ?? []);
             const ok = ports.some((cp) => cp.name === port.targetPort || cp.containerPort === port.targetPort);
-            assert.ok(ok, `Service ${svc.metadata.name} port ${port.name}: ${p.metadata.name} has no ${port.targetPort}`);
+            assert.ok(
+              ok,
+              `Service ${svc.metadata.name} port ${port.name}: ${p.metadata.name} has no ${port.targetPort}`,
+            );
           }
         }
       }
@@ -201,19 +204,33 @@ for (const [name, args] of scenarios) {
       const check = (kind, name, key, where) => {
         const keys = rendered.get(`${kind}/${name}`);
         if (keys) assert.ok(keys.includes(key), `${where}: ${kind} ${name} has no key ${key}`);
-        else assert.ok(kind === "Secret" && existing.has(name), `${where}: ${kind} ${name} is neither rendered nor an existingSecret`);
+        else
+          assert.ok(
+            kind === "Secret" && existing.has(name),
+            `${where}: ${kind} ${name} is neither rendered nor an existingSecret`,
+          );
       };
       for (const w of workloads(r.objects)) {
         const spec = podSpec(w);
         for (const c of containersOf(w))
           for (const e of c.env ?? []) {
             const ref = e.valueFrom?.secretKeyRef ?? e.valueFrom?.configMapKeyRef;
-            if (ref) check(e.valueFrom.secretKeyRef ? "Secret" : "ConfigMap", ref.name, ref.key, `${w.metadata.name} env ${e.name}`);
+            if (ref)
+              check(
+                e.valueFrom.secretKeyRef ? "Secret" : "ConfigMap",
+                ref.name,
+                ref.key,
+                `${w.metadata.name} env ${e.name}`,
+              );
           }
         for (const v of spec.volumes ?? []) {
           const sources = v.projected ? v.projected.sources : [v];
           for (const s of sources) {
-            const ref = s.secret ? ["Secret", s.secret.secretName ?? s.secret.name, s.secret.items] : s.configMap ? ["ConfigMap", s.configMap.name, s.configMap.items] : undefined;
+            const ref = s.secret
+              ? ["Secret", s.secret.secretName ?? s.secret.name, s.secret.items]
+              : s.configMap
+                ? ["ConfigMap", s.configMap.name, s.configMap.items]
+                : undefined;
             if (!ref) continue;
             if (!rendered.has(`${ref[0]}/${ref[1]}`)) check(ref[0], ref[1], "", `${w.metadata.name} volume ${v.name}`);
             for (const item of ref[2] ?? []) check(ref[0], ref[1], item.key, `${w.metadata.name} volume ${v.name}`);
@@ -352,7 +369,10 @@ describe("what an operator relies on", () => {
     const np = find(objects, "NetworkPolicy", "-checksum");
     const tracker = find(objects, "Deployment", "-tracker").spec.selector.matchLabels;
     const dashboard = find(objects, "Deployment", "-dashboard").spec.selector.matchLabels;
-    assert.deepEqual(np.spec.podSelector.matchLabels, find(objects, "Deployment", "-checksum").spec.selector.matchLabels);
+    assert.deepEqual(
+      np.spec.podSelector.matchLabels,
+      find(objects, "Deployment", "-checksum").spec.selector.matchLabels,
+    );
     assert.deepEqual(np.spec.policyTypes, ["Ingress"]);
     const grpc = np.spec.ingress.find((rule) => rule.ports.some((p) => p.port === "grpc"));
     assert.deepEqual(grpc.from, [{ podSelector: { matchLabels: tracker } }]);
@@ -392,7 +412,10 @@ describe("what an operator relies on", () => {
 
     const lb = render(["-f", join(here, "values/seeders-loadbalancer.yaml")]).objects;
     const lbCm = find(lb, "ConfigMap", "-seeder-advertise");
-    assert.deepEqual(Object.values(lbCm.data).map((t) => parseYaml(t).advertise), ["seed-0.example.net:8000", "seed-1.example.net:8000"]);
+    assert.deepEqual(
+      Object.values(lbCm.data).map((t) => parseYaml(t).advertise),
+      ["seed-0.example.net:8000", "seed-1.example.net:8000"],
+    );
     assert.equal(find(lb, "Service", "-seeder-1").spec.type, "LoadBalancer");
   });
 
@@ -404,19 +427,37 @@ describe("what an operator relies on", () => {
     assert.equal(ing.metadata.annotations["cert-manager.io/cluster-issuer"], "letsencrypt");
     assert.match(r.notes, /https:\/\/dashboard\.example\.net\//);
     assert.match(r.notes, /dsclient pdtp:\/\/\$PDTP_HOST:6086\/demo\.bin/);
-    assert.match(render(["-f", join(here, "values/nodeport.yaml")]).notes, /nodePort.*\n.*\n.*pdtp:\/\/\$PDTP_HOST:\$PDTP_PORT\/demo\.bin/);
-    assert.match(render(["-f", join(here, "values/minimal-clusterip.yaml")]).notes, /pdtp:\/\/ds-distribustream-tracker\.streaming\.svc:6086\//);
+    assert.match(
+      render(["-f", join(here, "values/nodeport.yaml")]).notes,
+      /nodePort.*\n.*\n.*pdtp:\/\/\$PDTP_HOST:\$PDTP_PORT\/demo\.bin/,
+    );
+    assert.match(
+      render(["-f", join(here, "values/minimal-clusterip.yaml")]).notes,
+      /pdtp:\/\/ds-distribustream-tracker\.streaming\.svc:6086\//,
+    );
   });
 
   test("helm test downloads the demo file through the trackers with dsclient", () => {
     const pod = find(render([]).objects, "Pod", "-test-download");
     assert.equal(pod.metadata.annotations["helm.sh/hook"], "test");
-    assert.deepEqual(pod.spec.containers[0].args.slice(0, 2), ["dsclient", "pdtp://ds-distribustream-tracker:6086/demo.bin"]);
+    assert.deepEqual(pod.spec.containers[0].args.slice(0, 2), [
+      "dsclient",
+      "pdtp://ds-distribustream-tracker:6086/demo.bin",
+    ]);
   });
 
   test("values the templates refuse together fail with every message at once", () => {
     const err = render(
-      ["--set", "redis.enabled=false", "--set", "tracker.autoscaling.minReplicas=5", "--set", "tracker.autoscaling.maxReplicas=3", "--set", "seeder.expose.type=NodePort"],
+      [
+        "--set",
+        "redis.enabled=false",
+        "--set",
+        "tracker.autoscaling.minReplicas=5",
+        "--set",
+        "tracker.autoscaling.maxReplicas=3",
+        "--set",
+        "seeder.expose.type=NodePort",
+      ],
       { expectFail: true },
     );
     assert.match(err, /externalRedis\.url: give the swarm store's URL/);
@@ -431,7 +472,10 @@ describe("bad values files are refused by values.schema.json with a clear messag
       const text = readFileSync(join(here, "bad-values", f), "utf8");
       const expected = /^# expect: (.+)$/m.exec(text)[1];
       const { values } = render(["--values-only", "-f", join(here, "bad-values", f)]);
-      assert.ok(schemaErrors(values).includes(expected), `expected "${expected}", got:\n${schemaErrors(values).join("\n")}`);
+      assert.ok(
+        schemaErrors(values).includes(expected),
+        `expected "${expected}", got:\n${schemaErrors(values).join("\n")}`,
+      );
     });
   }
 });
@@ -448,9 +492,12 @@ function helpOf(sub) {
     const known = r.status === 0 && text.startsWith(`Usage: distribustream ${sub}`);
     // `distribustream dsclient` is the dsclient command (INTERFACE.md): its flags are dsclient's
     if (!known && sub === "dsclient")
-      text = spawnSync(process.execPath, [join(root, "packages/client/bin/dsclient.js"), "--help"], { encoding: "utf8" }).stdout;
+      text = spawnSync(process.execPath, [join(root, "packages/client/bin/dsclient.js"), "--help"], {
+        encoding: "utf8",
+      }).stdout;
     const flags = new Map();
-    for (const m of text.matchAll(/^\s+(?:-\w, )?(--[a-z0-9-]+)( <[^>]+>| \[[^\]]+\])?/gm)) flags.set(m[1], Boolean(m[2]));
+    for (const m of text.matchAll(/^\s+(?:-\w, )?(--[a-z0-9-]+)( <[^>]+>| \[[^\]]+\])?/gm))
+      flags.set(m[1], Boolean(m[2]));
     helpCache.set(sub, { known, flags });
   }
   return helpCache.get(sub);
@@ -461,11 +508,21 @@ const camel = (s) => s.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
 async function checkCli(objects) {
   const config = await import(join(root, "cmd/distribustream/dist/config.js"));
   const { loadConfig } = await import("@distribustream/runtime");
-  const schemas = { tracker: config.trackerSchema, seeder: config.seederSchema, checksum: config.checksumSchema, dashboard: config.dashboardSchema };
+  const schemas = {
+    tracker: config.trackerSchema,
+    seeder: config.seederSchema,
+    checksum: config.checksumSchema,
+    dashboard: config.dashboardSchema,
+  };
   const problems = [];
   const pending = new Set();
   const gap = (kind, name, msg) => (!strict && PENDING[kind].includes(name) ? pending.add(name) : problems.push(msg));
-  const fake = { POD_NAME: "ds-distribustream-seeder-0", POD_IP: "10.1.2.3", NODE_IP: "192.0.2.10", REDIS_PASSWORD: "secret" };
+  const fake = {
+    POD_NAME: "ds-distribustream-seeder-0",
+    POD_IP: "10.1.2.3",
+    NODE_IP: "192.0.2.10",
+    REDIS_PASSWORD: "secret",
+  };
   const expand = (s) => String(s).replace(/\$\((\w+)\)/g, (_, v) => fake[v] ?? `$(${v})`);
 
   for (const w of workloads(objects)) {
@@ -477,7 +534,8 @@ async function checkCli(objects) {
       for (const probe of [c.readinessProbe, c.livenessProbe].filter((p) => p?.exec)) {
         const [bin, sub] = probe.exec.command;
         if (bin !== "distribustream") continue;
-        if (!helpOf(sub).known) gap("commands", sub, `${at}: probe runs "distribustream ${sub}", which the CLI does not have`);
+        if (!helpOf(sub).known)
+          gap("commands", sub, `${at}: probe runs "distribustream ${sub}", which the CLI does not have`);
       }
       const [sub, ...args] = c.args.map(expand);
       const help = helpOf(sub);
@@ -503,13 +561,14 @@ async function checkCli(objects) {
       }
       const schemaOf = schemas[sub];
       if (!schemaOf) continue;
-      const keys = Object.keys((schemaOf.shape ?? schemaOf.innerType?.()?.shape ?? schemaOf._def?.schema?.shape) ?? {});
+      const keys = Object.keys(schemaOf.shape ?? schemaOf.innerType?.()?.shape ?? schemaOf._def?.schema?.shape ?? {});
       const env = {};
       for (const [k, e] of Object.entries(envOf(c))) {
         const value = e.value !== undefined ? expand(e.value) : `from-${Object.keys(e.valueFrom)[0]}`;
         if (!k.startsWith("DS_")) continue;
         const key = camel(k.slice(3).toLowerCase().replace(/_/g, "-"));
-        if (keys.length > 0 && !keys.includes(key)) gap("env", k, `${at}: ${k} is no setting of "distribustream ${sub}"`);
+        if (keys.length > 0 && !keys.includes(key))
+          gap("env", k, `${at}: ${k} is no setting of "distribustream ${sub}"`);
         else env[k] = value === "from-secretKeyRef" && k === "DS_AUTH_TOKEN" ? "x".repeat(32) : value;
       }
       if (confFile) {
