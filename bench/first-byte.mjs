@@ -120,6 +120,7 @@ for (const mib of sizes) {
     await checksum.when(/checksum service listening/);
     const tracker = service(dir, [
       "tracker",
+      "--insecure-open-seeding",
       ...["--host", "127.0.0.1", "--port", `${pdtp}`, "--checksum", `127.0.0.1:${checksumPort}`],
       ...["--metrics-port", `${m2}`],
     ]);

@@ -568,6 +568,7 @@ try {
       [
         DS,
         "tracker",
+        "--insecure-open-seeding",
         "--host",
         "127.0.0.1",
         "--port",

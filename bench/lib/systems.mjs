@@ -84,6 +84,7 @@ export async function startDistribuStream(ctx, { seederLogLevel = "warn", logLev
     [
       DS,
       "tracker",
+      "--insecure-open-seeding",
       "--host",
       "127.0.0.1",
       "--port",

@@ -37,6 +37,7 @@ describe("keys init and --require-keys", { timeout: 120_000 }, () => {
     const [port, metrics] = await freePorts(2);
     const tracker = await ds(dir, [
       "tracker",
+      "--insecure-open-seeding",
       "--require-keys",
       "--ticket-key",
       "keys/ticket-key.pem",

@@ -43,7 +43,9 @@ describe("tracker replicas on Redis over TLS with a password (rediss://)", { tim
     // the second replica trusts the CA through Node's NODE_EXTRA_CA_CERTS, without --redis-ca
     const t = startNode(
       DISTRIBUSTREAM,
-      ["tracker", "--host", "127.0.0.1", "--port", `${t2}`, "--checksum", `127.0.0.1:${checksum}`].concat([
+      ["tracker", "--insecure-open-seeding", "--host", "127.0.0.1", "--port", `${t2}`].concat([
+        "--checksum",
+        `127.0.0.1:${checksum}`,
         "--metrics-port",
         `${m2}`,
         "--redis",
@@ -84,7 +86,9 @@ describe("tracker replicas on Redis over TLS with a password (rediss://)", { tim
     const url = redis.url.replace(":secret@", ":not-it@");
     const p = startNode(
       DISTRIBUSTREAM,
-      ["tracker", "--host", "127.0.0.1", "--port", `${port}`, "--metrics-port", `${metricsPort}`].concat([
+      ["tracker", "--insecure-open-seeding", "--host", "127.0.0.1", "--port", `${port}`].concat([
+        "--metrics-port",
+        `${metricsPort}`,
         "--redis",
         url,
         "--redis-ca",
@@ -118,13 +122,13 @@ describe("tracker replicas on Redis over TLS with a password (rediss://)", { tim
       assert.match(p.stderr(), re);
     };
     await expect(
-      ["tracker", "--redis", redis.url, "--redis-ca", "missing.pem"],
+      ["tracker", "--insecure-open-seeding", "--redis", redis.url, "--redis-ca", "missing.pem"],
       /^distribustream: invalid setting redis_ca from --redis-ca: cannot read missing\.pem: ENOENT/m,
     );
     writeFileSync(join(dir, "not-a-cert.pem"), "hello\n");
     writeFileSync(join(dir, "ca.yml"), "redis_ca: not-a-cert.pem\n");
     await expect(
-      ["tracker", "--conf", "ca.yml", "--redis", redis.url],
+      ["tracker", "--insecure-open-seeding", "--conf", "ca.yml", "--redis", redis.url],
       /invalid setting redis_ca from "redis_ca" in ca\.yml: not-a-cert\.pem holds no PEM certificate/,
     );
     await expect(

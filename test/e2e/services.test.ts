@@ -69,4 +69,13 @@ describe("tracker, checksum and seeder as separate processes", { timeout: 120_00
     assert.equal(await badConf.exited, 2);
     assert.match(badConf.stderr(), /invalid setting chunk_size from "chunk_size" in bad\.yml/);
   });
+
+  test("a tracker without seeder credentials does not start unless told to accept any seeder", async () => {
+    const open = startNode(DISTRIBUSTREAM, ["tracker", "--port", "0", "--metrics-port", "0"], { cwd: dir });
+    assert.equal(await open.exited, 2);
+    assert.match(
+      open.stderr(),
+      /^distribustream: invalid setting seeder_tokens: not set, and without it any peer could publish as a seeder; issue credentials with `distribustream keys init --dir DIR`.* or accept any seeder with --insecure-open-seeding/m,
+    );
+  });
 });

@@ -114,11 +114,11 @@ describe("TLS on the PDTP port and the checksum service", { timeout: 120_000 }, 
   test("bad TLS settings stop a command at start with exit 2, naming the setting", async () => {
     const cases: [string[], RegExp][] = [
       [
-        ["tracker", "--tls-cert", cert],
+        ["tracker", "--insecure-open-seeding", "--tls-cert", cert],
         /^distribustream: invalid setting tls_key: tls_cert is set, give its private key too$/,
       ],
       [
-        ["tracker", "--tls-key", key],
+        ["tracker", "--insecure-open-seeding", "--tls-key", key],
         /^distribustream: invalid setting tls_cert: tls_key is set, give the certificate too$/,
       ],
       [
@@ -126,11 +126,11 @@ describe("TLS on the PDTP port and the checksum service", { timeout: 120_000 }, 
         /^distribustream: invalid setting tls_key from --tls-key: .*ca\.pem holds no PEM private key/,
       ],
       [
-        ["tracker", "--tls-cert", ca, "--tls-key", key],
+        ["tracker", "--insecure-open-seeding", "--tls-cert", ca, "--tls-key", key],
         /^distribustream: invalid setting tls_key: .*server\.key does not go with the certificate in .*ca\.pem/,
       ],
       [
-        ["tracker", "--checksum-ca", "missing.pem"],
+        ["tracker", "--insecure-open-seeding", "--checksum-ca", "missing.pem"],
         /^distribustream: invalid setting checksum_ca from --checksum-ca: cannot read missing\.pem: ENOENT/,
       ],
       [

@@ -37,7 +37,7 @@ export class Services {
       ["tracker", "--host", "127.0.0.1", "--port", `${o.port}`, "--checksum", `127.0.0.1:${o.checksum}`].concat(
         ["--metrics-port", `${o.metricsPort}`],
         o.redis ? ["--redis", o.redis] : [],
-        o.seederTokens ? ["--seeder-tokens", o.seederTokens] : [],
+        o.seederTokens ? ["--seeder-tokens", o.seederTokens] : ["--insecure-open-seeding"],
         o.extra ?? [],
       ),
     );

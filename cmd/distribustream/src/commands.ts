@@ -86,6 +86,7 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
   ctx.shutdown.add("ticket keys", () => ticketSigner.close());
   const seederTokens = cfg.seederTokens === undefined ? undefined : openSeederTokens(cfg.seederTokens, ctx.log);
   if (seederTokens) ctx.shutdown.add("seeder tokens", () => seederTokens.close());
+  else ctx.log.warn("insecure_open_seeding: any peer may publish as a seeder (no --seeder-tokens)");
   const store = await openStore(cfg.redis, tlsCa, ctx.log);
   ctx.shutdown.add("store", () => store.close());
   let serving = false;

@@ -214,10 +214,7 @@ describe("dashboard settings", () => {
     );
     assert.doesNotThrow(() => dashboard({ redis, host: "0.0.0.0", authFile: "users" }));
     assert.doesNotThrow(() => dashboard({ redis, host: "::1" }));
-    assert.throws(
-      () => dashboard({}),
-      /invalid setting redis from default: the dashboard reads the trackers' swarm store/,
-    );
+    assert.throws(() => dashboard({}), /invalid setting redis: the dashboard reads the trackers' swarm store/);
     assert.throws(
       () => dashboard({ redis, authToken: "short" }),
       (e: unknown) =>
@@ -282,11 +279,35 @@ describe("seeder addresses", () => {
   });
 });
 
+describe("seeder credentials", () => {
+  it("are required of a tracker unless it is told to accept any seeder, and not both", () => {
+    assert.throws(
+      () => loadConfig(trackerSchema, { flags: {}, env: {} }),
+      /invalid setting seeder_tokens: not set, and without it any peer could publish as a seeder; .*--insecure-open-seeding/,
+    );
+    assert.equal(loadConfig(trackerSchema, { flags: { seederTokens: "tokens" }, env: {} }).insecureOpenSeeding, false);
+    assert.equal(
+      loadConfig(trackerSchema, { flags: {}, env: { DS_INSECURE_OPEN_SEEDING: "1" } }).seederTokens,
+      undefined,
+    );
+    assert.throws(
+      () => loadConfig(trackerSchema, { flags: { seederTokens: "tokens", insecureOpenSeeding: true }, env: {} }),
+      /invalid setting insecure_open_seeding from --insecure-open-seeding: contradicts seeder_tokens/,
+    );
+  });
+});
+
 describe("require_keys", () => {
   it("is off by default; --require-keys or DS_REQUIRE_KEYS=1 (or true) turn it on for tracker and checksum", () => {
-    assert.equal(loadConfig(trackerSchema, { flags: {}, env: {} }).requireKeys, false);
-    assert.equal(loadConfig(trackerSchema, { flags: { requireKeys: true }, env: {} }).requireKeys, true);
-    assert.equal(loadConfig(trackerSchema, { flags: {}, env: { DS_REQUIRE_KEYS: "1" } }).requireKeys, true);
+    assert.equal(loadConfig(trackerSchema, { flags: { insecureOpenSeeding: true }, env: {} }).requireKeys, false);
+    assert.equal(
+      loadConfig(trackerSchema, { flags: { requireKeys: true, insecureOpenSeeding: true }, env: {} }).requireKeys,
+      true,
+    );
+    assert.equal(
+      loadConfig(trackerSchema, { flags: { insecureOpenSeeding: true }, env: { DS_REQUIRE_KEYS: "1" } }).requireKeys,
+      true,
+    );
     assert.equal(loadConfig(checksumSchema, { flags: {}, env: { DS_REQUIRE_KEYS: "true" } }).requireKeys, true);
     assert.equal(loadConfig(checksumSchema, { flags: {}, env: { DS_REQUIRE_KEYS: "0" } }).requireKeys, false);
     assert.throws(

@@ -245,30 +245,53 @@ const trackerAddress = z
   }, "expected HOST:PORT, or pdtps://HOST:PORT for a tracker that speaks TLS")
   .default("127.0.0.1:6086");
 
-export const trackerSchema = z.strictObject({
-  host: host("0.0.0.0"),
-  redis,
-  redisCa,
-  port: port(6086),
-  checksum: hostPort("127.0.0.1:6088"),
-  /** CA of the checksum service's certificate: the tracker reaches it over TLS. */
-  checksumCa: caFile,
-  tlsCert,
-  tlsKey,
-  maxSessionsPerIp,
-  maxMessagesPerIp,
-  chunkSize,
-  metricsPort: port(9086),
-  ticketKey: file(".distribustream/ticket-key.pem"),
-  /** Seconds a key added to the ticket key file is published before it signs. */
-  ticketKeyOverlap: z.coerce.number().int().min(1).max(3600).default(10),
-  peerTtl: z.coerce.number().int().min(5).max(3600).default(30),
-  /** Credentials file of seeder tokens (hashed); without it any seeder may publish. */
-  seederTokens: z.string().min(1).optional(),
-  /** A missing ticket_key file is a startup error instead of being created (deployments: keys init makes it). */
-  requireKeys: switchSetting,
-  logLevel,
-});
+export const trackerSchema = z
+  .strictObject({
+    host: host("0.0.0.0"),
+    redis,
+    redisCa,
+    port: port(6086),
+    checksum: hostPort("127.0.0.1:6088"),
+    /** CA of the checksum service's certificate: the tracker reaches it over TLS. */
+    checksumCa: caFile,
+    tlsCert,
+    tlsKey,
+    maxSessionsPerIp,
+    maxMessagesPerIp,
+    chunkSize,
+    metricsPort: port(9086),
+    ticketKey: file(".distribustream/ticket-key.pem"),
+    /** Seconds a key added to the ticket key file is published before it signs. */
+    ticketKeyOverlap: z.coerce.number().int().min(1).max(3600).default(10),
+    peerTtl: z.coerce.number().int().min(5).max(3600).default(30),
+    /** Credentials file of seeder tokens (hashed): required, unless insecure_open_seeding. */
+    seederTokens: z.string().min(1).optional(),
+    /** Any peer may publish as a seeder: only for a tracker no stranger can reach. */
+    insecureOpenSeeding: switchSetting,
+    /** A missing ticket_key file is a startup error instead of being created (deployments: keys init makes it). */
+    requireKeys: switchSetting,
+    logLevel,
+  })
+  .superRefine(
+    (cfg, ctx) => {
+      // the public port faces the internet: who may publish is the operator's explicit choice
+      if (cfg.seederTokens === undefined && !cfg.insecureOpenSeeding) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["seederTokens"],
+          message:
+            "not set, and without it any peer could publish as a seeder; issue credentials with `distribustream keys init --dir DIR` (or `seeder-token create --file FILE`) and pass --seeder-tokens DIR/seeder-tokens, or accept any seeder with --insecure-open-seeding (a tracker no stranger can reach)",
+        });
+      } else if (cfg.seederTokens !== undefined && cfg.insecureOpenSeeding) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["insecureOpenSeeding"],
+          message: "contradicts seeder_tokens: give one or the other",
+        });
+      }
+    },
+    { when: (payload) => payload.issues.length === 0 },
+  );
 
 export const checksumSchema = z.strictObject({
   // Internal service: loopback unless the operator opens it to the trackers.

@@ -147,7 +147,11 @@ common(
     .option("--peer-ttl <seconds>", "forget peers not heard from for this long (default 30)")
     .option(
       "--seeder-tokens <file>",
-      "credentials file of seeder tokens (see seeder-token); when set, a seeder must present a valid token; re-read when it changes",
+      "credentials file of seeder tokens (see keys init, seeder-token): a seeder must present a valid token; re-read when it changes; required unless --insecure-open-seeding",
+    )
+    .option(
+      "--insecure-open-seeding",
+      "accept any peer as a seeder, without credentials: only for a tracker no stranger can reach",
     )
     .option("--require-keys", REQUIRE_KEYS_HELP("--ticket-key")),
 ).action(run(runTracker));

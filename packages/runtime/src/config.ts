@@ -73,12 +73,12 @@ export function loadConfig<S extends z.ZodObject>(schema: S, src: ConfigSources)
   if (!result.success) {
     const msgs = result.error.issues.map((issue) => {
       const key = String(issue.path[0] ?? "");
-      const from = origin[key] ?? "default";
+      const from = origin[key] === undefined ? "" : ` from ${origin[key]}`; // nothing to name for a setting left unset
       const shown =
         key in merged && !/key|secret|credential|password|token|redis/i.test(key)
           ? ` (got ${JSON.stringify(merged[key])})`
           : "";
-      return `invalid setting ${snake(key)} from ${from}: ${issue.message}${shown}`;
+      return `invalid setting ${snake(key)}${from}: ${issue.message}${shown}`;
     });
     throw new ConfigError(msgs.join("; "));
   }
