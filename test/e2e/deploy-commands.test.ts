@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -89,6 +89,21 @@ describe("keys init and --require-keys", { timeout: 120_000 }, () => {
     const noDir = await ds(dir, ["keys", "init"]);
     assert.equal(noDir.code, 2);
     assert.equal(noDir.err, "distribustream: keys init: give the folder with --dir DIR (or DS_KEYS_DIR)\n");
+
+    // a private key every user may read is refused, not trusted
+    const keyFile = join(dir, "keys/network-key.pem");
+    chmodSync(keyFile, 0o644);
+    try {
+      const open = await ds(dir, ["checksum", "--port", "0", "--metrics-port", "0", "--network-key", keyFile]);
+      assert.equal(open.code, 2, open.err);
+      assert.equal(
+        open.err,
+        `distribustream: invalid setting network_key: ${keyFile} holds a secret but is readable by every user (mode 0644): ` +
+          `chmod 600 ${keyFile} (640 to share it with a group)\n`,
+      );
+    } finally {
+      chmodSync(keyFile, 0o600);
+    }
   });
 
   test("with the keys made, --require-keys services start and enforce the seeder credential", async () => {
@@ -198,7 +213,7 @@ describe("healthcheck, the dashboard's token file and distribustream dsclient", 
     assert.equal(locked.code, 1);
     assert.equal(locked.err, `distribustream healthcheck: ${url} answered 401 Unauthorized\n`);
 
-    writeFileSync(join(dir, "short-token"), "abc\n");
+    writeFileSync(join(dir, "short-token"), "abc\n", { mode: 0o600 });
     const short = await ds(dir, ["dashboard", "--redis", redis.url, "--auth-token-file", "short-token"]);
     assert.equal(short.code, 2);
     assert.equal(

@@ -26,6 +26,7 @@ import {
   createRegistry,
   loadConfig,
   readPemCertificates,
+  readSecretFile,
   readServerTls,
   Shutdown,
   startMetricsServer,
@@ -141,9 +142,9 @@ export async function runDashboard(flags: Flags, confFile: string | undefined): 
 function readDashboardToken(file: string): string {
   let text: string;
   try {
-    text = readFileSync(file, "utf8").trim();
+    text = readSecretFile(file).trim();
   } catch (err) {
-    throw configError("auth_token_file", `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    throw configError("auth_token_file", (err as Error).message);
   }
   if (text.length < 16 || /\s/.test(text)) {
     throw configError("auth_token_file", `${file} does not hold a token (one line of at least 16 characters)`);
@@ -188,9 +189,9 @@ function dashboardAccess(
   if (file !== undefined) {
     let text: string;
     try {
-      text = readFileSync(file, "utf8");
+      text = readSecretFile(file);
     } catch (err) {
-      throw configError(fileSetting, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+      throw configError(fileSetting, (err as Error).message);
     }
     try {
       basic = parseBasicCredentials(text, file);
@@ -606,9 +607,9 @@ function seederCredential(token: string | undefined, tokenFile: string | undefin
   if (tokenFile === undefined) return token;
   let text: string;
   try {
-    text = readFileSync(tokenFile, "utf8").trim();
+    text = readSecretFile(tokenFile).trim();
   } catch (err) {
-    throw configError("seeder_token_file", `cannot read ${tokenFile}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    throw configError("seeder_token_file", (err as Error).message);
   }
   if (!parseToken(text)) {
     throw configError("seeder_token_file", `${tokenFile} does not hold a seeder token (expected dss_<id>_<secret>)`);

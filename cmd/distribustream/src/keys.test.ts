@@ -29,7 +29,7 @@ test("replicas starting together end up with one key", () => {
 
 test("a file that is not an Ed25519 key is refused naming the setting", () => {
   const path = join(mkdtempSync(join(tmpdir(), "ds-keys-")), "bad.pem");
-  writeFileSync(path, "not a key\n");
+  writeFileSync(path, "not a key\n", { mode: 0o600 });
   assert.throws(
     () => loadOrCreateKey(path, "network_key", log),
     /invalid setting network_key: .*bad\.pem is not an Ed25519 PEM key/,

@@ -1,7 +1,7 @@
-import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, linkSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { Signer } from "@distribustream/pdtp";
-import { ConfigError, type Logger } from "@distribustream/runtime";
+import { ConfigError, readSecretFile, type Logger } from "@distribustream/runtime";
 
 /**
  * Loads an Ed25519 key from a PKCS#8 PEM file, or creates the file (mode 0600)
@@ -29,11 +29,9 @@ export function ensureKeyFile(
   if (existsSync(path)) {
     let pem: string;
     try {
-      pem = readFileSync(path, "utf8");
+      pem = readSecretFile(path);
     } catch (err) {
-      throw new ConfigError(
-        `invalid setting ${setting}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? err})`,
-      );
+      throw new ConfigError(`invalid setting ${setting}: ${(err as Error).message}`);
     }
     try {
       return { signer: parse(pem), created: false };

@@ -83,13 +83,13 @@ describe("keys init", () => {
   it("refuses a key file that is not a key, a dashboard token too short, a missing --dir: nothing is overwritten", () => {
     const dir = join(root, "bad");
     init({ dir });
-    writeFileSync(join(dir, "network-key.pem"), "not a key\n");
+    writeFileSync(join(dir, "network-key.pem"), "not a key\n", { mode: 0o600 });
     assert.throws(() => init({ dir }), /invalid setting network_key: .*network-key\.pem is not an Ed25519 PEM key/);
     assert.equal(readFileSync(join(dir, "network-key.pem"), "utf8"), "not a key\n");
 
     const dir2 = join(root, "bad2");
     init({ dir: dir2 });
-    writeFileSync(join(dir2, "dashboard-token"), "short\n");
+    writeFileSync(join(dir2, "dashboard-token"), "short\n", { mode: 0o600 });
     assert.throws(
       () => init({ dir: dir2, dashboardAuth: true }),
       (e: unknown) =>
@@ -97,7 +97,7 @@ describe("keys init", () => {
         e.message ===
           `keys init: ${dir2}/dashboard-token holds no dashboard token (one line of 16+ characters); remove it to create one`,
     );
-    writeFileSync(join(root, "a-file"), "");
+    writeFileSync(join(root, "a-file"), "", { mode: 0o600 });
     assert.throws(() => init({ dir: join(root, "a-file") }), /keys init: .*a-file is not a folder/);
     const saved = process.env.DS_KEYS_DIR;
     delete process.env.DS_KEYS_DIR;

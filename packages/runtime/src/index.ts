@@ -5,4 +5,5 @@ export * from "./health.js";
 export * from "./log.js";
 export * from "./metrics.js";
 export * from "./shutdown.js";
+export * from "./secretFile.js";
 export * from "./tls.js";

@@ -36,7 +36,7 @@ describe("ticket keys", () => {
   it("publishes a rotated-in key at once, signs with it only after the overlap, and drops what leaves the file", async () => {
     const file = join(dir, "rotate.pem");
     const [a, b, c] = [Signer.generate(), Signer.generate(), Signer.generate()];
-    writeFileSync(file, a.toPem());
+    writeFileSync(file, a.toPem(), { mode: 0o600 });
     utimesSync(file, new Date(0), new Date(0)); // an old file: its key is long published
     const keys = TicketKeys.watch(file, log, { overlapMs: 400, reloadMs: 20 });
     try {
@@ -45,7 +45,7 @@ describe("ticket keys", () => {
       assert.equal(keys.signer.keyId, a.keyId);
       assert.deepEqual(ids(keys.publicKeys), [a.keyId]);
 
-      writeFileSync(file, a.toPem() + b.toPem());
+      writeFileSync(file, a.toPem() + b.toPem(), { mode: 0o600 });
       const added = Date.now();
       await until("b published", () => changes.length === 1);
       assert.deepEqual(changes[0], [a.keyId, b.keyId]);
@@ -54,13 +54,13 @@ describe("ticket keys", () => {
       assert.ok(Date.now() - added >= 400, `b signed after ${Date.now() - added} ms`);
 
       // an unreadable or broken file keeps the keys in use
-      writeFileSync(file, "garbage");
+      writeFileSync(file, "garbage", { mode: 0o600 });
       await sleep(100);
       assert.equal(keys.signer.keyId, b.keyId);
       assert.deepEqual(ids(keys.publicKeys), [a.keyId, b.keyId]);
       assert.equal(changes.length, 1);
 
-      writeFileSync(file, b.toPem() + c.toPem()); // the next rotation drops a
+      writeFileSync(file, b.toPem() + c.toPem(), { mode: 0o600 }); // the next rotation drops a
       await until("a dropped, c published", () => changes.length === 2);
       assert.deepEqual(changes[1], [b.keyId, c.keyId]);
       assert.equal(keys.signer.keyId, b.keyId);
@@ -73,7 +73,7 @@ describe("ticket keys", () => {
   it("started in the middle of a rotation, waits out the rest of the overlap before signing with the new key", async () => {
     const file = join(dir, "midway.pem");
     const [a, b] = [Signer.generate(), Signer.generate()];
-    writeFileSync(file, a.toPem() + b.toPem()); // just rotated: modified now
+    writeFileSync(file, a.toPem() + b.toPem(), { mode: 0o600 }); // just rotated: modified now
     const keys = TicketKeys.watch(file, log, { overlapMs: 60_000, reloadMs: 20 });
     try {
       assert.equal(keys.signer.keyId, a.keyId);
@@ -84,8 +84,11 @@ describe("ticket keys", () => {
   });
 
   it("refuses a missing or empty file with the file's name", () => {
-    assert.throws(() => TicketKeys.watch(join(dir, "none.pem"), log), /cannot read ticket key file .*none.pem: ENOENT/);
-    writeFileSync(join(dir, "empty.pem"), "");
+    assert.throws(
+      () => TicketKeys.watch(join(dir, "none.pem"), log),
+      /ticket key file: cannot read .*none.pem: ENOENT/,
+    );
+    writeFileSync(join(dir, "empty.pem"), "", { mode: 0o600 });
     assert.throws(() => TicketKeys.watch(join(dir, "empty.pem"), log), /empty.pem holds no PEM private key/);
   });
 });

@@ -1,6 +1,6 @@
-import { readFileSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { Signer, type PublicKey } from "@distribustream/pdtp";
-import type { Logger } from "@distribustream/runtime";
+import { readSecretFile, type Logger } from "@distribustream/runtime";
 
 export class TicketKeyFileError extends Error {
   override name = "TicketKeyFileError";
@@ -154,8 +154,8 @@ export class TicketKeys {
 
 function readText(file: string): string {
   try {
-    return readFileSync(file, "utf8");
+    return readSecretFile(file);
   } catch (err) {
-    throw new TicketKeyFileError(`cannot read ticket key file ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    throw new TicketKeyFileError(`ticket key file: ${(err as Error).message}`);
   }
 }
