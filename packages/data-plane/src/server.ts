@@ -67,7 +67,8 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<RunningDat
   const log = opts.log;
   const sockets = new Set<Socket>();
 
-  const server: Server = createServer((req, res) => {
+  // no virtual hosts here: a request without Host is answered like any other (node's own 400 says nothing)
+  const server: Server = createServer({ requireHostHeader: false }, (req, res) => {
     if (metrics) res.once("close", () => metrics.requests.inc({ code: String(res.statusCode) }));
     try {
       handle(req, res, opts, metrics);
@@ -96,6 +97,15 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<RunningDat
           `content-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
       );
     } else socket.destroy();
+  });
+  // CONNECT goes to a "connect" listener, not the handler; without one node drops the connection unanswered
+  server.on("connect", (req: IncomingMessage, socket: Socket) => {
+    const body = `method CONNECT not allowed, use GET\n`;
+    socket.on("error", () => socket.destroy());
+    socket.end(
+      `HTTP/1.1 405 Method Not Allowed\r\nallow: GET\r\ncontent-type: text/plain; charset=utf-8\r\n` +
+        `content-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+    );
   });
   // node answers an Expect other than 100-continue with a bare 417; say why, like every refusal
   server.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) => {
