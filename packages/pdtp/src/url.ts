@@ -57,7 +57,8 @@ export function parsePdtpUrl(input: string): PdtpUrl {
   if (problem) throw new PdtpUrlError(`${problem} in "${input}"`);
   const port = u.port ? Number(u.port) : DEFAULT_PDTP_PORT;
   // the URL parser allows port 0, which no tracker listens on: a connect would fail with no hint why
-  if (port === 0) throw new PdtpUrlError(`port 0 in "${input}" is not a tracker's port (leave it out for ${DEFAULT_PDTP_PORT})`);
+  if (port === 0)
+    throw new PdtpUrlError(`port 0 in "${input}" is not a tracker's port (leave it out for ${DEFAULT_PDTP_PORT})`);
   const host = u.hostname;
   return {
     host,

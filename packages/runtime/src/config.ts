@@ -75,7 +75,9 @@ export function loadConfig<S extends z.ZodObject>(schema: S, src: ConfigSources)
       const key = String(issue.path[0] ?? "");
       const from = origin[key] ?? "default";
       const shown =
-        key in merged && !/key|secret|credential|password|token|redis/i.test(key) ? ` (got ${preview(merged[key])})` : "";
+        key in merged && !/key|secret|credential|password|token|redis/i.test(key)
+          ? ` (got ${preview(merged[key])})`
+          : "";
       return `invalid setting ${snake(key)} from ${from}: ${issue.message}${shown}`;
     });
     throw new ConfigError(msgs.join("; "));
