@@ -77,7 +77,8 @@ test("a value the file makes refer to itself (a YAML alias inside its anchor) is
   const file = conf("port: &p\n  x: *p\n");
   assert.throws(
     () => loadConfig(schema, { flags: {}, env: {}, confFile: file }),
-    (e: unknown) => e instanceof ConfigError && /^invalid setting port from "port" in .*: .*\(got .*\)$/.test(e.message),
+    (e: unknown) =>
+      e instanceof ConfigError && /^invalid setting port from "port" in .*: .*\(got .*\)$/.test(e.message),
   );
 });
 
