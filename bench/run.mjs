@@ -29,6 +29,9 @@ options (defaults in brackets; --smoke: tiny sizes and one run, as CI runs it):
   --sizes LIST          memory: file sizes [256M,4G]
   --chunk-sizes LIST    control: chunk sizes [64K,256K,1M]
   --peers N             tracker-capacity: simulated viewers [5000]
+  --inputs N            fuzz: inputs per entry point [100000]
+  --minutes M           soak: minutes of churn [10]
+  --churn F             soak: fraction of the sessions replaced every second [0.01]
   --seconds S           tracker-capacity: measured seconds [20]; live: broadcast seconds after the last viewer joined [60]
   --join-interval MS    live: one viewer of each system joins every MS [2000]
   --bitrate BITS        live: the source's bitrate in bits/s, e.g. 2M [2M]
@@ -58,6 +61,9 @@ try {
       "chunk-sizes": { type: "string" },
       peers: { type: "string" },
       seconds: { type: "string" },
+      minutes: { type: "string" },
+      inputs: { type: "string" },
+      churn: { type: "string" },
       "join-interval": { type: "string" },
       bitrate: { type: "string" },
       "log-level": { type: "string" },
@@ -188,6 +194,19 @@ function optionsFor(scenario) {
         rate: rate(v.rate, MiB / 2),
         prefill: num(v.prefill, 0.5),
       };
+    case "soak":
+      return {
+        ...common,
+        runs: 1,
+        size: size(v.size, S(64, 4) * MiB),
+        peers: num(v.peers, S(5000, 40)),
+        minutes: num(v.minutes, S(10, 0.2)),
+        churn: num(v.churn, S(0.01, 0.05)),
+        rate: rate(v.rate, MiB / 2),
+        prefill: num(v.prefill, 0.5),
+      };
+    case "fuzz":
+      return { ...common, runs: 1, inputs: num(v.inputs, S(100_000, 500)) };
     case "checksum":
       return { ...common, size: size(v.size, S(1024, 8) * MiB) };
     case "live":
@@ -261,7 +280,7 @@ for (const scenario of scenarios) {
       ? o.systems
       : scenario === "single"
         ? ["ds", "http"]
-        : scenario === "tracker-capacity"
+        : scenario === "tracker-capacity" || scenario === "soak"
           ? ["ds", "redis"]
           : scenario === "checksum"
             ? ["ds", "sha256sum"]

@@ -20,6 +20,12 @@
 // measurement, its CPU and the Redis commands it sends (MONITOR, counted by its own connections) are
 // measured over S seconds with no browser open, then with --browsers SSE clients (half on the streams
 // page, half on the stream's page) reading its updates: its cost must not grow with the browsers.
+// --minutes M --churn F (soak, `npm run bench -- soak`): instead of the capacity figures, M minutes in
+// which a fraction F of the sessions leaves every second (Leave, then a half-close) and as many new
+// ones join; every 10 s the tracker's RSS and heap, Redis used_memory and its key count are sampled
+// (slopes by least squares over the samples after the first fifth). Then every viewer leaves: the
+// tracker's transfer accounting must balance (started = done + failed by reason: no directive lost),
+// and the keyspace is SCANned for what is left, with the seeder still in and again after it left.
 import { spawn, execFileSync } from "node:child_process";
 import {
   closeSync,
@@ -66,6 +72,8 @@ const { values: opt } = parseArgs({
     prefill: { type: "string", default: "0" },
     dashboard: { type: "boolean", default: false },
     browsers: { type: "string", default: "10" },
+    minutes: { type: "string", default: "0" },
+    churn: { type: "string", default: "0.01" },
   },
 });
 const PEERS = Number(opt.peers);
@@ -76,6 +84,8 @@ const RATE = Number(opt.rate) * MiB; // bytes per second per viewer; 0: instant
 const PREFILL = Number(opt.prefill);
 const DASHBOARD = opt.dashboard;
 const BROWSERS = Number(opt.browsers);
+const MINUTES = Number(opt.minutes);
+const CHURN = Number(opt.churn);
 if (
   !(PEERS > 0) ||
   ![1, 2].includes(REPLICAS) ||
@@ -83,10 +93,12 @@ if (
   !(FILE_MIB > 0) ||
   !(RATE >= 0) ||
   !(PREFILL >= 0 && PREFILL < 1) ||
-  !(Number.isInteger(BROWSERS) && BROWSERS >= 0)
+  !(Number.isInteger(BROWSERS) && BROWSERS >= 0) ||
+  !(MINUTES >= 0) ||
+  !(CHURN >= 0 && CHURN < 1)
 ) {
   console.error(
-    "usage: tracker-load.mjs [--peers N>0] [--replicas 1|2] [--seconds S>0] [--mib M>0] [--rate MiB/s>=0] [--prefill 0<=F<1] [--dashboard [--browsers N]]",
+    "usage: tracker-load.mjs [--peers N>0] [--replicas 1|2] [--seconds S>0] [--mib M>0] [--rate MiB/s>=0] [--prefill 0<=F<1] [--dashboard [--browsers N]] [--minutes M --churn 0<=F<1]",
   );
   process.exit(2);
 }
@@ -525,6 +537,18 @@ class Viewer {
     this.call?.end();
     this.call?.cancel();
   }
+
+  /** Leaves as a real client does when it is done: Leave, then a half-close; resolves when the tracker ended the call. */
+  leave() {
+    this.closing = true;
+    clearTimeout(this.linkTimer);
+    this.link = [];
+    const ended = new Promise((resolve) => this.call.on("status", resolve));
+    if (this.streamId)
+      this.call.write(PeerMessage.fromPartial({ body: { $case: "leave", value: { streamId: this.streamId } } }));
+    this.call.end();
+    return ended;
+  }
 }
 
 // ---- run ----------------------------------------------------------------------
@@ -645,92 +669,97 @@ try {
   const deadline = Date.now() + 60_000;
   while (stats.viewersJoined < PEERS && Date.now() < deadline) await sleep(50);
   const rampMs = Date.now() - rampStart;
+  if (MINUTES > 0) {
+    result = await soak(viewers, trackers, seeder, redisPort, rampMs);
+  } else {
+    const before = {
+      t: process.hrtime.bigint(),
+      cpu: trackers.map((t) => cpuSeconds(t.proc.pid)),
+      seederCpu: cpuSeconds(seeder.pid),
+      redisCpu: cpuSeconds(procs[0].pid),
+      self: process.cpuUsage(),
+      redis: redisCommands(redisPort),
+      redisStats: redisCommandStats(redisPort),
+      tracker: await trackerMetrics(trackers),
+      stats: { ...stats },
+    };
+    await sleep(SECONDS * 1000);
+    const after = {
+      t: process.hrtime.bigint(),
+      cpu: trackers.map((t) => cpuSeconds(t.proc.pid)),
+      seederCpu: cpuSeconds(seeder.pid),
+      redisCpu: cpuSeconds(procs[0].pid),
+      self: process.cpuUsage(before.self),
+      redis: redisCommands(redisPort),
+      redisStats: redisCommandStats(redisPort),
+      tracker: await trackerMetrics(trackers),
+      stats: { ...stats },
+    };
+    const secs = Number(after.t - before.t) / 1e9;
+    const d = (k) => after.stats[k] - before.stats[k];
+    const directives = d("directives");
+    const redisOps = after.redis - before.redis - 1; // minus the INFO that took the first figure
+    const trackerCpu = trackers.map((_, i) => +(after.cpu[i] - before.cpu[i]).toFixed(2));
 
-  const before = {
-    t: process.hrtime.bigint(),
-    cpu: trackers.map((t) => cpuSeconds(t.proc.pid)),
-    seederCpu: cpuSeconds(seeder.pid),
-    redisCpu: cpuSeconds(procs[0].pid),
-    self: process.cpuUsage(),
-    redis: redisCommands(redisPort),
-    redisStats: redisCommandStats(redisPort),
-    tracker: await trackerMetrics(trackers),
-    stats: { ...stats },
-  };
-  await sleep(SECONDS * 1000);
-  const after = {
-    t: process.hrtime.bigint(),
-    cpu: trackers.map((t) => cpuSeconds(t.proc.pid)),
-    seederCpu: cpuSeconds(seeder.pid),
-    redisCpu: cpuSeconds(procs[0].pid),
-    self: process.cpuUsage(before.self),
-    redis: redisCommands(redisPort),
-    redisStats: redisCommandStats(redisPort),
-    tracker: await trackerMetrics(trackers),
-    stats: { ...stats },
-  };
-  const secs = Number(after.t - before.t) / 1e9;
-  const d = (k) => after.stats[k] - before.stats[k];
-  const directives = d("directives");
-  const redisOps = after.redis - before.redis - 1; // minus the INFO that took the first figure
-  const trackerCpu = trackers.map((_, i) => +(after.cpu[i] - before.cpu[i]).toFixed(2));
-
-  result = {
-    scenario: "tracker-capacity",
-    settings: {
-      peers: PEERS,
-      replicas: REPLICAS,
-      seconds: SECONDS,
-      fileMiB: FILE_MIB,
-      rateMiBPerSecond: RATE / MiB,
-      prefill: PREFILL,
-      chunks: viewers[0]?.chunkCount,
-    },
-    rampMs,
-    measuredSeconds: +secs.toFixed(2),
-    sessionsOpened: stats.opened,
-    sessionsWelcomed: stats.welcomed,
-    viewersJoined: stats.viewersJoined,
-    joinsTotal: stats.joined,
-    sessionsHeld: stats.opened - stats.sessionsEnded,
-    sessionsEndedByTracker: stats.endStatuses,
-    directivesPerSecond: Math.round(directives / secs),
-    directiveMessagesPerSecond: Math.round(d("directiveMessages") / secs),
-    reportsPerSecond: Math.round(d("reports") / secs),
-    plansPerSecond: Math.round((after.tracker.plans - before.tracker.plans) / secs),
-    plansPerDirective: directives > 0 ? +((after.tracker.plans - before.tracker.plans) / directives).toFixed(2) : null,
-    transfersNotDone: Object.fromEntries(
-      Object.keys(after.tracker)
-        .filter((k) => k.startsWith("failed_"))
-        .map((k) => [k.slice(7), after.tracker[k] - (before.tracker[k] ?? 0)]),
-    ),
-    deliveredMiBPerSecond: +(d("bytes") / MiB / secs).toFixed(1),
-    linkUtilisation: RATE > 0 ? +(d("bytes") / (RATE * secs * (stats.opened - stats.sessionsEnded))).toFixed(3) : null,
-    reportMessagesPerSecond: Math.round(d("reportMessages") / secs),
-    completionsPerSecond: +(d("completions") / secs).toFixed(1),
-    completionsTotal: stats.completions,
-    allViewersCompleted: viewers.every((v) => v.completedOnce),
-    viewersCompleted: viewers.filter((v) => v.completedOnce).length,
-    noticesDuringMeasure: d("notices"),
-    cancelsDuringMeasure: d("cancels"),
-    trackerCpuSeconds: trackerCpu,
-    trackerCpuCores: trackerCpu.map((c) => +(c / secs).toFixed(2)),
-    redisCpuCores: +((after.redisCpu - before.redisCpu) / secs).toFixed(2),
-    seederCpuCores: +((after.seederCpu - before.seederCpu) / secs).toFixed(2),
-    loadGeneratorCpuCores: +((after.self.user + after.self.system) / 1e6 / secs).toFixed(2),
-    redisCommands: redisOps,
-    redisOpsPerDirective: directives > 0 ? +(redisOps / directives).toFixed(2) : null,
-    redisOpsPerSecond: Math.round(redisOps / secs),
-    redisCallsPerDirectiveByCommand: Object.fromEntries(
-      Object.entries(after.redisStats)
-        .map(([cmd, n]) => [cmd, n - (before.redisStats[cmd] ?? 0)])
-        .filter(([, n]) => n > 0)
-        .sort((a, b) => b[1] - a[1])
-        .slice(0, 15)
-        .map(([cmd, n]) => [cmd, directives > 0 ? +(n / directives).toFixed(2) : n]),
-    ),
-  };
-  if (dashboard) result.dashboard = await measureDashboard(dashboard, redisPort);
+    result = {
+      scenario: "tracker-capacity",
+      settings: {
+        peers: PEERS,
+        replicas: REPLICAS,
+        seconds: SECONDS,
+        fileMiB: FILE_MIB,
+        rateMiBPerSecond: RATE / MiB,
+        prefill: PREFILL,
+        chunks: viewers[0]?.chunkCount,
+      },
+      rampMs,
+      measuredSeconds: +secs.toFixed(2),
+      sessionsOpened: stats.opened,
+      sessionsWelcomed: stats.welcomed,
+      viewersJoined: stats.viewersJoined,
+      joinsTotal: stats.joined,
+      sessionsHeld: stats.opened - stats.sessionsEnded,
+      sessionsEndedByTracker: stats.endStatuses,
+      directivesPerSecond: Math.round(directives / secs),
+      directiveMessagesPerSecond: Math.round(d("directiveMessages") / secs),
+      reportsPerSecond: Math.round(d("reports") / secs),
+      plansPerSecond: Math.round((after.tracker.plans - before.tracker.plans) / secs),
+      plansPerDirective:
+        directives > 0 ? +((after.tracker.plans - before.tracker.plans) / directives).toFixed(2) : null,
+      transfersNotDone: Object.fromEntries(
+        Object.keys(after.tracker)
+          .filter((k) => k.startsWith("failed_"))
+          .map((k) => [k.slice(7), after.tracker[k] - (before.tracker[k] ?? 0)]),
+      ),
+      deliveredMiBPerSecond: +(d("bytes") / MiB / secs).toFixed(1),
+      linkUtilisation:
+        RATE > 0 ? +(d("bytes") / (RATE * secs * (stats.opened - stats.sessionsEnded))).toFixed(3) : null,
+      reportMessagesPerSecond: Math.round(d("reportMessages") / secs),
+      completionsPerSecond: +(d("completions") / secs).toFixed(1),
+      completionsTotal: stats.completions,
+      allViewersCompleted: viewers.every((v) => v.completedOnce),
+      viewersCompleted: viewers.filter((v) => v.completedOnce).length,
+      noticesDuringMeasure: d("notices"),
+      cancelsDuringMeasure: d("cancels"),
+      trackerCpuSeconds: trackerCpu,
+      trackerCpuCores: trackerCpu.map((c) => +(c / secs).toFixed(2)),
+      redisCpuCores: +((after.redisCpu - before.redisCpu) / secs).toFixed(2),
+      seederCpuCores: +((after.seederCpu - before.seederCpu) / secs).toFixed(2),
+      loadGeneratorCpuCores: +((after.self.user + after.self.system) / 1e6 / secs).toFixed(2),
+      redisCommands: redisOps,
+      redisOpsPerDirective: directives > 0 ? +(redisOps / directives).toFixed(2) : null,
+      redisOpsPerSecond: Math.round(redisOps / secs),
+      redisCallsPerDirectiveByCommand: Object.fromEntries(
+        Object.entries(after.redisStats)
+          .map(([cmd, n]) => [cmd, n - (before.redisStats[cmd] ?? 0)])
+          .filter(([, n]) => n > 0)
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, 15)
+          .map(([cmd, n]) => [cmd, directives > 0 ? +(n / directives).toFixed(2) : n]),
+      ),
+    };
+    if (dashboard) result.dashboard = await measureDashboard(dashboard, redisPort);
+  }
   for (const v of viewers) v.close();
   for (const c of clients.values()) c.close();
 } finally {
@@ -739,6 +768,169 @@ try {
 }
 console.log(JSON.stringify(result, null, 2));
 process.exit(0);
+
+// ---- soak ------------------------------------------------------------------------
+
+function rssBytes(pid) {
+  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) * 1024;
+}
+
+function redisInfo(port, section, field) {
+  const info = execFileSync("redis-cli", ["-p", `${port}`, "info", section], { encoding: "utf8" });
+  return Number(new RegExp(`^${field}:(\\d+)`, "m").exec(info)?.[1] ?? NaN);
+}
+
+/** Every key in Redis (SCAN, never KEYS), grouped by what follows the stream's hash tag: {"meta": 1, ...}. */
+function scanKeys(port) {
+  const keys = execFileSync("redis-cli", ["-p", `${port}`, "--scan"], { encoding: "utf8" })
+    .split("\n")
+    .filter(Boolean);
+  const byKind = {};
+  for (const k of keys) {
+    const kind = k.replace(/\{[^}]*\}/, "{id}");
+    byKind[kind] = (byKind[kind] ?? 0) + 1;
+  }
+  return { total: keys.length, byKind, keys };
+}
+
+async function metricValue(t, name, labels = "") {
+  const text = await (await fetch(`http://127.0.0.1:${t.metricsPort}/metrics`)).text();
+  let sum = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`, "gm"))) {
+    if (!labels || (m[1] ?? "").includes(labels)) sum += Number(m[2]);
+  }
+  return sum;
+}
+
+/** Least-squares slope of ys over xs. */
+function slope(xs, ys) {
+  const n = xs.length;
+  if (n < 2) return 0;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < n; i++) {
+    num += (xs[i] - mx) * (ys[i] - my);
+    den += (xs[i] - mx) ** 2;
+  }
+  return den === 0 ? 0 : num / den;
+}
+
+async function soak(viewers, trackers, seeder, redisPort, rampMs) {
+  const t = trackers[0];
+  const open = new Set(viewers);
+  const leaving = [];
+  let next = viewers.length;
+  let churned = 0;
+  const samples = [];
+  const start = Date.now();
+  const sample = async () =>
+    samples.push({
+      minute: +((Date.now() - start) / 60_000).toFixed(3),
+      sessions: await metricValue(t, "pdtp_tracker_sessions"),
+      trackerRssBytes: rssBytes(t.proc.pid),
+      trackerHeapBytes: await metricValue(t, "nodejs_heap_size_used_bytes"),
+      redisUsedMemoryBytes: redisInfo(redisPort, "memory", "used_memory"),
+      redisKeys: Number(execFileSync("redis-cli", ["-p", `${redisPort}`, "dbsize"], { encoding: "utf8" }).trim()),
+      viewersCompleted: stats.completions,
+    });
+  const cpu0 = cpuSeconds(t.proc.pid);
+  await sample();
+  const perSecond = Math.round(PEERS * CHURN);
+  for (let s = 1; s <= MINUTES * 60; s++) {
+    await sleep(Math.max(0, start + s * 1000 - Date.now()));
+    // a fraction leaves, as many new viewers join
+    const list = [...open];
+    for (let i = 0; i < perSecond && list.length > 0; i++) {
+      const v = list.splice(Math.floor(Math.random() * list.length), 1)[0];
+      open.delete(v);
+      leaving.push(v.leave());
+      const fresh = new Viewer(next++, trackers[next % REPLICAS].target);
+      open.add(fresh);
+      fresh.open();
+      churned++;
+    }
+    if (s % 10 === 0) {
+      await sample();
+      const last = samples.at(-1);
+      console.error(
+        `soak: ${last.minute} min, ${last.sessions} sessions, tracker RSS ${(last.trackerRssBytes / MiB).toFixed(1)} MiB, Redis ${(last.redisUsedMemoryBytes / MiB).toFixed(1)} MiB, ${last.redisKeys} keys`,
+      );
+    }
+  }
+  const trackerCpuCores = +((cpuSeconds(t.proc.pid) - cpu0) / ((Date.now() - start) / 1000)).toFixed(2);
+  // everyone leaves
+  const leftAt = Date.now();
+  for (const v of open) leaving.push(v.leave());
+  const ends = await Promise.race([Promise.all(leaving), sleep(120_000).then(() => undefined)]);
+  const endCodes = {};
+  for (const e of ends ?? []) endCodes[e.code] = (endCodes[e.code] ?? 0) + 1;
+  const deadline = Date.now() + 60_000;
+  while ((await metricValue(t, "pdtp_tracker_sessions", 'role="viewer"')) > 0 && Date.now() < deadline)
+    await sleep(500);
+  await sleep(3000); // the last cleanup and events
+  const metrics = await trackerMetrics([t]);
+  const failed = Object.fromEntries(Object.entries(metrics).filter(([k]) => k.startsWith("failed_")));
+  const keysWithSeeder = scanKeys(redisPort);
+  // peers still in a swarm: entries of every stream's peers hash (the seeder's expected)
+  let peersLeft = 0;
+  for (const k of keysWithSeeder.keys.filter((k) => /^ds:\{[^}]+\}:peers$/.test(k)))
+    peersLeft += Number(execFileSync("redis-cli", ["-p", `${redisPort}`, "hlen", k], { encoding: "utf8" }).trim());
+  // the seeder leaves too
+  process.kill(seeder.pid, "SIGTERM");
+  await seeder.exited;
+  await sleep(5000);
+  const keysAfterSeeder = scanKeys(redisPort);
+  const steady = samples.filter((x) => x.minute >= MINUTES / 5);
+  const perMinute = (y) =>
+    Math.round(
+      slope(
+        steady.map((x) => x.minute),
+        steady.map(y),
+      ),
+    );
+  return {
+    scenario: "soak",
+    settings: {
+      peers: PEERS,
+      minutes: MINUTES,
+      churnPerSecond: CHURN,
+      rateMiBPerSecond: RATE / MiB,
+      prefill: PREFILL,
+      fileMiB: FILE_MIB,
+    },
+    rampMs,
+    sessionsChurned: churned,
+    sessionsOpened: stats.opened,
+    viewersJoined: stats.viewersJoined,
+    completions: stats.completions,
+    directivesReceived: stats.directives,
+    sessionEndCodesAtLeave: endCodes,
+    sessionsEndedByTrackerOtherwise: stats.endStatuses,
+    secondsToLeave: +((Date.now() - leftAt) / 1000).toFixed(1),
+    trackerCpuCores,
+    slopes: {
+      trackerRssBytesPerMinute: perMinute((x) => x.trackerRssBytes),
+      trackerHeapBytesPerMinute: perMinute((x) => x.trackerHeapBytes),
+      redisUsedMemoryBytesPerMinute: perMinute((x) => x.redisUsedMemoryBytes),
+      redisKeysPerMinute: perMinute((x) => x.redisKeys),
+    },
+    first: samples[0],
+    steadyFirst: steady[0],
+    last: samples.at(-1),
+    transfers: {
+      started: metrics.started,
+      done: metrics.done,
+      failed,
+      // every directive issued ended as done or failed with a reason
+      lost: metrics.started - metrics.done - metrics.failed,
+    },
+    afterViewersLeft: { peerEntriesInStore: peersLeft, keys: keysWithSeeder.total, byKind: keysWithSeeder.byKind },
+    afterSeederLeft: { keys: keysAfterSeeder.total, byKind: keysAfterSeeder.byKind },
+    samples,
+  };
+}
 
 async function waitForPort(port, p, ms = 30_000) {
   const { connect } = await import("node:net");

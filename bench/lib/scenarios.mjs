@@ -523,6 +523,172 @@ export async function trackerCapacity(o, env) {
   };
 }
 
+// ---- soak --------------------------------------------------------------------------------
+
+/** Soak: one tracker on a real Redis, PEERS sessions with CHURN of them replaced every second for MINUTES (tracker-load --minutes). */
+export async function soak(o, env) {
+  if (env.available.redis) return { skipped: env.available.redis };
+  const args = ["--peers", `${o.peers}`, "--replicas", "1", "--mib", `${o.size / MiB}`, "--minutes", `${o.minutes}`];
+  args.push("--churn", `${o.churn}`, "--rate", `${o.rate / MiB}`, "--prefill", `${o.prefill}`);
+  env.log(`bench: tracker-load ${args.join(" ")}`);
+  const t = await trackerLoad(args, env);
+  const MiBm = (b) => (typeof b === "number" ? round(b / MiB, 2) : null);
+  const row = {
+    ok: t.ok,
+    error: t.error,
+    sessionsChurned: t.sessionsChurned,
+    trackerRssMiBPerMinute: MiBm(t.slopes?.trackerRssBytesPerMinute),
+    trackerHeapMiBPerMinute: MiBm(t.slopes?.trackerHeapBytesPerMinute),
+    redisMemoryMiBPerMinute: MiBm(t.slopes?.redisUsedMemoryBytesPerMinute),
+    redisKeysPerMinute: t.slopes?.redisKeysPerMinute,
+    directivesLost: t.transfers?.lost,
+    peerEntriesLeft: t.afterViewersLeft?.peerEntriesInStore,
+    keysLeftAfterSeederLeft: t.afterSeederLeft?.keys,
+    trackerCpuCores: t.trackerCpuCores,
+    detail: t,
+  };
+  const peerKinds = Object.keys(t.afterSeederLeft?.byKind ?? {}).filter((k) =>
+    /:(peers|have|seen|seeders|servers|reach)$/.test(k),
+  );
+  const streamKinds = Object.keys(t.afterSeederLeft?.byKind ?? {}).filter((k) => k.includes("{id}"));
+  return {
+    settings: {
+      peers: o.peers,
+      minutes: o.minutes,
+      churnPerSecond: o.churn,
+      rateBytesPerS: o.rate,
+      prefill: o.prefill,
+      fileBytes: o.size,
+      runs: 1,
+    },
+    runs: [{ run: 1, systems: { ds: row } }],
+    medians: medians([{ systems: { ds: row } }]),
+    ratios: {},
+    columns: [
+      "sessionsChurned",
+      "trackerRssMiBPerMinute",
+      "trackerHeapMiBPerMinute",
+      "redisMemoryMiBPerMinute",
+      "redisKeysPerMinute",
+      "directivesLost",
+      "peerEntriesLeft",
+      "keysLeftAfterSeederLeft",
+      "trackerCpuCores",
+    ],
+    goals: [
+      goal(
+        "soak-rss",
+        "tracker RSS flat: slope < 1 MiB/min after the first fifth",
+        MiBm(t.slopes?.trackerRssBytesPerMinute),
+        (v) => v < 1,
+      ),
+      goal(
+        "soak-redis",
+        "Redis used_memory flat: slope < 0.5 MiB/min",
+        MiBm(t.slopes?.redisUsedMemoryBytesPerMinute),
+        (v) => v < 0.5,
+      ),
+      goal(
+        "soak-directives",
+        "no directive lost (started = done + failed by reason)",
+        t.transfers?.lost,
+        (v) => v === 0,
+      ),
+      goal(
+        "soak-peer-keys",
+        "no peer entry left once every viewer left (the seeder's own only)",
+        t.afterViewersLeft?.peerEntriesInStore,
+        (v) => v <= 1,
+      ),
+      goal(
+        "soak-peer-keys-all",
+        "no peer key left once the seeder left too",
+        t.afterSeederLeft ? peerKinds.length : undefined,
+        (v) => v === 0,
+      ),
+      goal(
+        "soak-stream-keys",
+        `a stream with no seeder and no peer retired (keys left: ${streamKinds.join(" ") || "none"})`,
+        t.afterSeederLeft ? streamKinds.length : undefined,
+        (v) => v === 0,
+      ),
+    ],
+  };
+}
+
+// ---- fuzz --------------------------------------------------------------------------------
+
+/** The fuzz campaign (test/fuzz, as `npm run fuzz`): INPUTS per public entry point, its report as the record. */
+export async function fuzz(o, env) {
+  const json = join(env.dir, "fuzz.json");
+  const args = [join(root, "test/dist/fuzz/main.js"), "--runs", `${o.inputs}`, "--json", json];
+  env.log(`bench: node ${args.join(" ")}`);
+  const code = await new Promise((resolve) => {
+    const c = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"], detached: true });
+    env.children.add(c.pid);
+    c.on("exit", (status) => {
+      env.children.delete(c.pid);
+      resolve(status);
+    });
+  });
+  const { readFileSync } = await import("node:fs");
+  const report = JSON.parse(readFileSync(json, "utf8"));
+  const systems = {};
+  for (const e of report.entries) {
+    systems[e.entry] = {
+      ok: e.defects.length === 0,
+      ...(e.defects.length ? { error: e.defects.map((d) => d.error).join("; ") } : {}),
+      inputs: e.inputs,
+      defects: e.defects.length,
+      inputsPerSecond: e.inputsPerSecond,
+      rssGrowthMiB: round(e.memory.rssGrowthBytes / MiB, 1),
+      heapGrowthMiB: round(e.memory.heapGrowthBytes / MiB, 1),
+      heapSlopeKiBPer1000: round(e.memory.heapSlopeBytesPer1000 / 1024, 1),
+      slowestInputMs: e.slowestInputMs,
+      detail: e,
+    };
+  }
+  const count = report.entries.reduce((n, e) => n + e.defects.length, 0);
+  return {
+    settings: { inputs: o.inputs, runs: 1, exitCode: code },
+    runs: [{ run: 1, systems }],
+    medians: Object.fromEntries(Object.entries(systems).map(([k, v]) => [k, { ...v, detail: undefined }])),
+    ratios: {},
+    after: report.after,
+    problems: report.problems,
+    columns: [
+      "inputs",
+      "defects",
+      "inputsPerSecond",
+      "rssGrowthMiB",
+      "heapGrowthMiB",
+      "heapSlopeKiBPer1000",
+      "slowestInputMs",
+    ],
+    goals: [
+      goal(
+        "fuzz-inputs",
+        `≥ ${o.inputs} inputs on every entry point`,
+        Math.min(...report.entries.map((e) => e.inputs)),
+        (v) => v >= o.inputs,
+      ),
+      goal("fuzz-defects", "0 crashes, 5xx, INTERNAL, unclear refusals or hangs", count, (v) => v === 0),
+      goal(
+        "fuzz-memory",
+        "0 unbounded memory growth (problems of that kind)",
+        report.problems.filter((p) => /grew/.test(p)).length,
+        (v) => v === 0,
+      ),
+      goal(
+        "fuzz-after",
+        "a real download still byte-identical after the campaign",
+        report.after ? (report.after.downloadIdentical ? 1 : 0) : undefined,
+        (v) => v === 1,
+      ),
+    ],
+  };
+}
+
 // ---- 6. checksum -------------------------------------------------------------------------
 
 /** When the seeder was welcomed (it publishes right then), epoch ms, from its JSON log. */
@@ -653,6 +819,8 @@ export const SCENARIOS = {
   memory,
   control,
   "tracker-capacity": trackerCapacity,
+  soak,
+  fuzz,
   checksum,
   live,
 };

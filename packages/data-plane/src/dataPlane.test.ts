@@ -244,6 +244,41 @@ describe("data-plane server", () => {
     });
   });
 
+  it("refuses a request that is not well-formed HTTP, CONNECT, and an Expect it cannot meet, with a text error", async () => {
+    const answer = (bytes: string) =>
+      new Promise<string>((resolve) => {
+        const s = connect(plane.port, "127.0.0.1");
+        let got = "";
+        s.setEncoding("latin1").on("data", (d: string) => (got += d));
+        s.on("error", () => resolve(got));
+        s.on("close", () => resolve(got));
+        s.end(bytes);
+      });
+    const bad = [
+      ["\x00GET / HTTP/1.1\r\n\r\n", 400],
+      ["| /pdtp/v1/streams/x/chunks/0-0 HTTP/1.1\r\nhost: x\r\n\r\n", 400],
+      ["GET  HTTP/1.1\r\nhost: x\r\n\r\n", 400],
+      [`GET / HTTP/1.1\r\nhost: x\r\nx: ${"v".repeat(20_000)}\r\n\r\n`, 431],
+    ] as const;
+    for (const [req, status] of bad) {
+      const res = await answer(req);
+      assert.match(res, new RegExp(`^HTTP/1\\.1 ${status} `), JSON.stringify(req.slice(0, 40)));
+      assert.match(res, /\r\ncontent-type: text\/plain/i);
+      assert.match(res.split("\r\n\r\n")[1] ?? "", /[a-z]{3}/, `a reason in the body of ${res.slice(0, 200)}`);
+    }
+    // no Host header (HTTP/1.1 wants one; the data plane has no use for it): answered as any request
+    const noHost = await answer(`GET ${chunksPath(FULL, { first: 0, last: 0 })} HTTP/1.1\r\nconnection: close\r\n\r\n`);
+    assert.match(noHost, /^HTTP\/1\.1 403 [^]*\r\n\r\nmissing ticket/);
+    const tunnel = await answer(`CONNECT 127.0.0.1:1 HTTP/1.1\r\nhost: x\r\n\r\n`);
+    assert.match(tunnel, /^HTTP\/1\.1 405 [^]*content-type: text\/plain[^]*\r\n\r\nmethod CONNECT not allowed/i);
+    const expect = await answer(
+      `GET ${chunksPath(FULL, { first: 0, last: 0 })} HTTP/1.1\r\nhost: x\r\nexpect: x\r\nconnection: close\r\n\r\n`,
+    );
+    assert.match(expect, /^HTTP\/1\.1 417 /);
+    assert.match(expect, /\r\ncontent-type: text\/plain/i);
+    assert.match(expect, /expect/i);
+  });
+
   it("still serves a good request after all of those, over keep-alive", async () => {
     for (let i = 0; i < 2; i++) {
       const got: Buffer[] = [];

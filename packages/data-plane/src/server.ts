@@ -67,7 +67,8 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<RunningDat
   const log = opts.log;
   const sockets = new Set<Socket>();
 
-  const server: Server = createServer((req, res) => {
+  // no virtual hosts here: a request without Host is answered like any other (node's own 400 says nothing)
+  const server: Server = createServer({ requireHostHeader: false }, (req, res) => {
     if (metrics) res.once("close", () => metrics.requests.inc({ code: String(res.statusCode) }));
     try {
       handle(req, res, opts, metrics);
@@ -89,8 +90,28 @@ export async function startDataPlane(opts: DataPlaneOptions): Promise<RunningDat
   server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
     log.debug({ err: err.message, code: err.code }, "data-plane client error");
     if (socket.writable && !socket.writableEnded && err.code !== "ECONNRESET") {
-      socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+      const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+      const body = tooLarge ? "request headers too large\n" : "malformed HTTP request\n";
+      socket.end(
+        `HTTP/1.1 ${tooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request"}\r\n` +
+          `content-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+      );
     } else socket.destroy();
+  });
+  // CONNECT goes to a "connect" listener, not the handler; without one node drops the connection unanswered
+  server.on("connect", (req: IncomingMessage, socket: Socket) => {
+    const body = `method CONNECT not allowed, use GET\n`;
+    socket.on("error", () => socket.destroy());
+    socket.end(
+      `HTTP/1.1 405 Method Not Allowed\r\nallow: GET\r\ncontent-type: text/plain; charset=utf-8\r\n` +
+        `content-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  });
+  // node answers an Expect other than 100-continue with a bare 417; say why, like every refusal
+  server.on("checkExpectation", (req: IncomingMessage, res: ServerResponse) => {
+    req.resume();
+    res.shouldKeepAlive = false;
+    text(res, 417, `expectation "${String(req.headers.expect).slice(0, 64)}" not supported`);
   });
 
   await new Promise<void>((resolve, reject) => {

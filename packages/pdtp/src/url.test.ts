@@ -24,6 +24,8 @@ test("?key= pins the network key by its fingerprint", () => {
   assert.throws(() => parsePdtpUrl("pdtp://example.org/x?key=abc"), /\?key= in .* is not a network key fingerprint/);
   assert.throws(() => parsePdtpUrl(`pdtp://example.org/x?key=${fp}&key=${fp}`), /only one \?key=/);
   assert.throws(() => parsePdtpUrl("pdtp://example.org/x#frag"), /fragment/);
+  assert.throws(() => parsePdtpUrl("pdtp://example.org:0/x"), /port 0 in .* is not a tracker's port/);
+  assert.throws(() => parsePdtpUrl("pdtps://example.org:00/x"), /port 0/);
 });
 
 test("pdtps URLs mean TLS, on the same default port", () => {
@@ -48,6 +50,7 @@ test("tracker addresses: HOST:PORT is plaintext, pdtps://HOST:PORT is TLS", () =
   assert.throws(() => parseTrackerAddress("pdtps://tracker.example"), /expected HOST:PORT, or pdtps:\/\/HOST:PORT/);
   assert.throws(() => parseTrackerAddress("https://tracker.example:443"), /not a tracker address/);
   assert.throws(() => parseTrackerAddress("tracker.example:99999"), /not a tracker address/);
+  assert.throws(() => parseTrackerAddress("tracker.example:0"), /not a tracker address/);
 });
 
 test("bad pdtp URLs say what is wrong", () => {

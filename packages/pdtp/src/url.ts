@@ -58,6 +58,9 @@ export function parsePdtpUrl(input: string): PdtpUrl {
   const problem = streamNameProblem(name);
   if (problem) throw new PdtpUrlError(`${problem} in "${input}"`);
   const port = u.port ? Number(u.port) : DEFAULT_PDTP_PORT;
+  // the URL parser allows port 0, which no tracker listens on: a connect would fail with no hint why
+  if (port === 0)
+    throw new PdtpUrlError(`port 0 in "${input}" is not a tracker's port (leave it out for ${DEFAULT_PDTP_PORT})`);
   const host = u.hostname;
   return {
     host,
@@ -90,7 +93,7 @@ export function streamNameProblem(name: string): string | undefined {
  */
 export function parseTrackerAddress(input: string): { target: string; tls: boolean } {
   const m = /^(?:(pdtps?):\/\/)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})\/?$/.exec(input);
-  if (!m || Number(m[3]) > 65535) {
+  if (!m || Number(m[3]) > 65535 || Number(m[3]) === 0) {
     throw new PdtpUrlError(`not a tracker address: "${input}" (expected HOST:PORT, or pdtps://HOST:PORT for TLS)`);
   }
   return { target: `${m[2]}:${Number(m[3])}`, tls: m[1] === "pdtps" };

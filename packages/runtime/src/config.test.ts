@@ -72,3 +72,20 @@ test("unknown keys and unreadable files are refused", () => {
     /cannot read config file/,
   );
 });
+
+test("a value the file makes refer to itself (a YAML alias inside its anchor) is a ConfigError naming the setting", () => {
+  const file = conf("port: &p\n  x: *p\n");
+  assert.throws(
+    () => loadConfig(schema, { flags: {}, env: {}, confFile: file }),
+    (e: unknown) =>
+      e instanceof ConfigError && /^invalid setting port from "port" in .*: .*\(got .*\)$/.test(e.message),
+  );
+});
+
+test("a huge bad value is shown shortened in the error", () => {
+  const file = conf(`file_root: [${"1,".repeat(20_000)}1]\n`);
+  assert.throws(
+    () => loadConfig(schema, { flags: {}, env: {}, confFile: file }),
+    (e: unknown) => e instanceof ConfigError && /file_root/.test(e.message) && e.message.length < 1000,
+  );
+});

@@ -76,13 +76,29 @@ export function loadConfig<S extends z.ZodObject>(schema: S, src: ConfigSources)
       const from = origin[key] === undefined ? "" : ` from ${origin[key]}`; // nothing to name for a setting left unset
       const shown =
         key in merged && !/key|secret|credential|password|token|redis/i.test(key)
-          ? ` (got ${JSON.stringify(merged[key])})`
+          ? ` (got ${preview(merged[key])})`
           : "";
       return `invalid setting ${snake(key)}${from}: ${issue.message}${shown}`;
     });
     throw new ConfigError(msgs.join("; "));
   }
   return Object.freeze(result.data);
+}
+
+/**
+ * A bad value as the error shows it: JSON, shortened; a value that does not
+ * serialise (a YAML alias inside its own anchor makes a circular one) is
+ * described instead of failing the error.
+ */
+function preview(v: unknown): string {
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(v);
+  } catch {
+    s = Array.isArray(v) ? "a list that contains itself" : "a mapping that contains itself";
+  }
+  s ??= String(v);
+  return s.length > 200 ? `${s.slice(0, 200)}… (${s.length} characters)` : s;
 }
 
 /** Shared field types. Numbers accept strings from env and flags. */
