@@ -426,6 +426,22 @@ describe("what an operator relies on", () => {
     assert.equal(find(lb, "Service", "-seeder-1").spec.type, "LoadBalancer");
   });
 
+  test("seeders: probed through the metrics server's /healthz, token from the mounted Secret, origin ranges allowed", () => {
+    const def = find(render([]).objects, "StatefulSet", "-seeder").spec.template.spec.containers[0];
+    const probe = ["distribustream", "healthcheck", "http://127.0.0.1:9087/healthz"];
+    assert.deepEqual(def.readinessProbe.exec.command, probe);
+    assert.deepEqual(def.livenessProbe.exec.command, probe);
+    assert.ok(def.args.join(" ").includes("--token-file /data/keys/seeder-token"));
+    assert.equal(envOf(def).DS_TOKEN_FILE, undefined);
+    assert.ok(!def.args.includes("--origin-allow"), "nothing allowed by default");
+
+    const all = render(["-f", join(here, "values/everything.yaml")]).objects;
+    const argsOf = (kind, suffix) => find(all, kind, suffix).spec.template.spec.containers[0].args;
+    const allowed = (args) => args.flatMap((a, i) => (args[i - 1] === "--origin-allow" ? [a] : []));
+    assert.deepEqual(allowed(argsOf("StatefulSet", "-seeder")), ["10.20.0.0/16", "192.168.7.9"]);
+    assert.deepEqual(allowed(argsOf("Deployment", "-checksum")), ["10.20.0.0/16"]);
+  });
+
   test("dashboard Ingress with TLS; NOTES give the pdtp:// URL and dashboard address for the Service type", () => {
     const r = render(["-f", join(here, "values/ingress-tls.yaml")]);
     const ing = find(r.objects, "Ingress", "-dashboard");
