@@ -3,17 +3,19 @@
 // text/template + Sprig, as Helm), then check the values against
 // values.schema.json, every object against the Kubernetes OpenAPI schemas
 // (kubernetes-models 5.1.0: Kubernetes 1.34), the references a typo breaks, what an
-// operator relies on, and that the CLI accepts every flag and DS_* variable
-// the chart gives it.
+// operator relies on, and that the CLI accepts what the chart gives it: every
+// container's command line and environment run with --check-config against
+// the built CLI, its volumes written out (see pods.mjs).
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync, mkdirSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, basename, dirname } from "node:path";
+import { join, basename } from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { describe, test, before } from "node:test";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
 import Ajv from "ajv";
+import { checkPods, FakeSecrets } from "./pods.mjs";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const chart = join(root, "deploy/helm/distribustream");
@@ -21,20 +23,6 @@ const here = join(root, "test/helm");
 const cli = join(root, "cmd/distribustream/bin/distribustream.js");
 const work = mkdtempSync(join(tmpdir(), "ds-helm-"));
 const renderBin = process.env.DS_HELM_RENDER ?? join(work, "render");
-
-/**
- * Names of INTERFACE.md (/work/wt/INTERFACE.md) that the compose-code branch
- * adds to the CLI. While the CLI at hand lacks one, the check reports it as
- * pending instead of failing; DS_HELM_STRICT=1 (set it once compose-code is
- * merged) fails on them like on any other unknown name.
- */
-const PENDING = {
-  commands: ["healthcheck", "dsclient"],
-  flags: ["--require-keys"],
-  env: ["DS_INTERNAL_ADDRESS"],
-  settings: ["advertise"], // HOST:PORT, not only HOST
-};
-const strict = process.env.DS_HELM_STRICT === "1";
 
 function render(args, { expectFail = false } = {}) {
   const r = spawnSync(renderBin, ["--chart", chart, "--release", "ds", "--namespace", "streaming", ...args], {
@@ -119,11 +107,31 @@ function existingSecrets(values) {
   return names;
 }
 
-for (const [name, args] of scenarios) {
+/**
+ * Every scenario rendered once, and its CLI checks started at once: they run
+ * child processes, in parallel (pods.mjs limits how many), while the other
+ * tests run.
+ */
+const rendered = new Map();
+const cliChecks = new Map();
+const fakes = new FakeSecrets(work);
+let dsclientFlags;
+const camel = (s) => s.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+before(() => {
+  for (const [name, args] of scenarios) {
+    const r = render(args);
+    rendered.set(name, r);
+    const check = cliProblems(r.objects, name);
+    check.catch(() => {}); // awaited by its test
+    cliChecks.set(name, check);
+  }
+});
+
+for (const [name] of scenarios) {
   describe(`chart rendered with ${name}`, () => {
     let r;
     before(() => {
-      r = render(args);
+      r = rendered.get(name);
     });
 
     test("the values pass values.schema.json", () => {
@@ -257,9 +265,8 @@ for (const [name, args] of scenarios) {
       }
     });
 
-    test("the CLI accepts every command, flag and DS_* variable the chart gives it", async () => {
-      const problems = await checkCli(r.objects);
-      assert.deepEqual(problems, []);
+    test("every container's command line and environment pass distribustream --check-config", async () => {
+      assert.deepEqual(await cliChecks.get(name), []);
     });
   });
 }
@@ -419,6 +426,22 @@ describe("what an operator relies on", () => {
     assert.equal(find(lb, "Service", "-seeder-1").spec.type, "LoadBalancer");
   });
 
+  test("seeders: probed through the metrics server's /healthz, token from the mounted Secret, origin ranges allowed", () => {
+    const def = find(render([]).objects, "StatefulSet", "-seeder").spec.template.spec.containers[0];
+    const probe = ["distribustream", "healthcheck", "http://127.0.0.1:9087/healthz"];
+    assert.deepEqual(def.readinessProbe.exec.command, probe);
+    assert.deepEqual(def.livenessProbe.exec.command, probe);
+    assert.ok(def.args.join(" ").includes("--token-file /data/keys/seeder-token"));
+    assert.equal(envOf(def).DS_TOKEN_FILE, undefined);
+    assert.ok(!def.args.includes("--origin-allow"), "nothing allowed by default");
+
+    const all = render(["-f", join(here, "values/everything.yaml")]).objects;
+    const argsOf = (kind, suffix) => find(all, kind, suffix).spec.template.spec.containers[0].args;
+    const allowed = (args) => args.flatMap((a, i) => (args[i - 1] === "--origin-allow" ? [a] : []));
+    assert.deepEqual(allowed(argsOf("StatefulSet", "-seeder")), ["10.20.0.0/16", "192.168.7.9"]);
+    assert.deepEqual(allowed(argsOf("Deployment", "-checksum")), ["10.20.0.0/16"]);
+  });
+
   test("dashboard Ingress with TLS; NOTES give the pdtp:// URL and dashboard address for the Service type", () => {
     const r = render(["-f", join(here, "values/ingress-tls.yaml")]);
     const ing = find(r.objects, "Ingress", "-dashboard");
@@ -483,31 +506,46 @@ describe("bad values files are refused by values.schema.json with a clear messag
 // ---------------------------------------------------------------------------
 // The CLI accepts what the chart renders.
 
-const helpCache = new Map();
-/** The flags "distribustream SUB --help" lists (with whether each takes a value), and whether SUB exists. */
-function helpOf(sub) {
-  if (!helpCache.has(sub)) {
-    const r = spawnSync(process.execPath, [cli, sub, "--help"], { encoding: "utf8" });
-    let text = r.stdout + r.stderr;
-    const known = r.status === 0 && text.startsWith(`Usage: distribustream ${sub}`);
-    // `distribustream dsclient` is the dsclient command (INTERFACE.md): its flags are dsclient's
-    if (!known && sub === "dsclient")
-      text = spawnSync(process.execPath, [join(root, "packages/client/bin/dsclient.js"), "--help"], {
-        encoding: "utf8",
-      }).stdout;
-    const flags = new Map();
-    for (const m of text.matchAll(/^\s+(?:-\w, )?(--[a-z0-9-]+)( <[^>]+>| \[[^\]]+\])?/gm))
-      flags.set(m[1], Boolean(m[2]));
-    helpCache.set(sub, { known, flags });
+describe("a template's misspelt flag or setting fails the check", () => {
+  test("a tracker flag misspelt in one rendered container", async () => {
+    const { objects } = render([]);
+    const tamper = (c, args) =>
+      c.name === "tracker" ? args.map((a) => a.replace("--ticket-key", "--ticket-kye")) : args;
+    const problems = await cliProblems(objects, "tampered-flag", tamper);
+    assert.equal(problems.length, 1, problems.join("\n"));
+    assert.match(problems[0], /-tracker-.*\/tracker: .*exited 1: error: unknown option '--ticket-kye'/);
+  });
+
+  test("a seeder env variable that names no setting, and a bad value", async () => {
+    const { objects } = render([]);
+    const sts = find(objects, "StatefulSet", "-seeder");
+    const env = sts.spec.template.spec.containers[0].env;
+    env.push({ name: "DS_TOKEN_FILE", value: "/data/keys/seeder-token" });
+    env.find((e) => e.name === "DS_INTERNAL_ADDRESS").value = "$(POD_IP):80000";
+    const problems = await cliProblems(objects, "tampered-env");
+    assert.equal(problems.length, 2, problems.join("\n"));
+    assert.match(problems[0], /seeder: DS_TOKEN_FILE is no setting of "distribustream seeder"/);
+    assert.match(
+      problems[1],
+      /seeder: .*exited 2: distribustream: invalid setting internal_address from DS_INTERNAL_ADDRESS/,
+    );
+  });
+});
+
+/**
+ * What the CLI refuses of the rendered pods: each container run with
+ * --check-config (pods.mjs), and each DS_* variable naming a setting of its
+ * command (the CLI ignores other DS_* names, so a misspelt one would pass
+ * unnoticed).
+ */
+async function cliProblems(objects, scenario, tamper) {
+  if (!dsclientFlags) {
+    const text = spawnSync(process.execPath, [cli, "dsclient", "--help"], { encoding: "utf8" }).stdout;
+    dsclientFlags = new Set([...text.matchAll(/^\s+(?:(-\w), )?(--[a-z0-9-]+)/gm)].flatMap((m) => m.slice(1, 3)));
+    assert.ok(dsclientFlags.has("--output"), `distribustream dsclient --help lists no --output:\n${text}`);
   }
-  return helpCache.get(sub);
-}
-
-const camel = (s) => s.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
-
-async function checkCli(objects) {
   const config = await import(join(root, "cmd/distribustream/dist/config.js"));
-  const { loadConfig } = await import("@distribustream/runtime");
+  const shape = (schema) => schema.shape ?? schema._def?.schema?.shape ?? schema.def?.in?.shape ?? {};
   const schemas = {
     tracker: config.trackerSchema,
     seeder: config.seederSchema,
@@ -515,93 +553,19 @@ async function checkCli(objects) {
     dashboard: config.dashboardSchema,
   };
   const problems = [];
-  const pending = new Set();
-  const gap = (kind, name, msg) => (!strict && PENDING[kind].includes(name) ? pending.add(name) : problems.push(msg));
-  const fake = {
-    POD_NAME: "ds-distribustream-seeder-0",
-    POD_IP: "10.1.2.3",
-    NODE_IP: "192.0.2.10",
-    REDIS_PASSWORD: "secret",
-  };
-  const expand = (s) => String(s).replace(/\$\((\w+)\)/g, (_, v) => fake[v] ?? `$(${v})`);
-
-  for (const w of workloads(objects)) {
-    const spec = podSpec(w);
+  for (const w of workloads(objects))
     for (const c of containersOf(w)) {
-      if (c.command || !c.image.startsWith("distribustream/")) continue; // not the image's entry point
-      const at = `${w.metadata.name}/${c.name}`;
-      // exec probes run the CLI too
-      for (const probe of [c.readinessProbe, c.livenessProbe].filter((p) => p?.exec)) {
-        const [bin, sub] = probe.exec.command;
-        if (bin !== "distribustream") continue;
-        if (!helpOf(sub).known)
-          gap("commands", sub, `${at}: probe runs "distribustream ${sub}", which the CLI does not have`);
-      }
-      const [sub, ...args] = c.args.map(expand);
-      const help = helpOf(sub);
-      if (!help.known) gap("commands", sub, `${at}: the CLI has no command "${sub}"`);
-      if (help.flags.size === 0) continue;
-      const flags = {};
-      let confFile;
-      for (let i = 0; i < args.length; i++) {
-        const flag = args[i];
-        if (!flag.startsWith("--")) {
-          if (sub !== "dsclient") problems.push(`${at}: unexpected argument "${flag}"`);
-          continue;
-        }
-        if (!help.flags.has(flag)) {
-          gap("flags", flag, `${at}: "distribustream ${sub}" has no flag ${flag}`);
-          continue;
-        }
-        const value = help.flags.get(flag) ? args[++i] : true;
-        const key = camel(flag.slice(2));
-        if (flag === "--conf") confFile = value;
-        else if (["--origin", "--live"].includes(flag)) flags[key] = [...(flags[key] ?? []), value];
-        else flags[key] = value;
-      }
-      const schemaOf = schemas[sub];
-      if (!schemaOf) continue;
-      const keys = Object.keys(schemaOf.shape ?? schemaOf.innerType?.()?.shape ?? schemaOf._def?.schema?.shape ?? {});
-      const env = {};
-      for (const [k, e] of Object.entries(envOf(c))) {
-        const value = e.value !== undefined ? expand(e.value) : `from-${Object.keys(e.valueFrom)[0]}`;
-        if (!k.startsWith("DS_")) continue;
-        const key = camel(k.slice(3).toLowerCase().replace(/_/g, "-"));
-        if (keys.length > 0 && !keys.includes(key))
-          gap("env", k, `${at}: ${k} is no setting of "distribustream ${sub}"`);
-        else env[k] = value === "from-secretKeyRef" && k === "DS_AUTH_TOKEN" ? "x".repeat(32) : value;
-      }
-      if (confFile) {
-        // the per-pod settings file comes from a mounted ConfigMap: write it out
-        const mount = c.volumeMounts.find((m) => confFile.startsWith(m.mountPath + "/"));
-        const vol = spec.volumes.find((v) => v.name === mount?.name);
-        const cm = objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === vol?.configMap?.name);
-        const text = cm?.data?.[confFile.slice(mount.mountPath.length + 1)];
-        if (text === undefined) {
-          problems.push(`${at}: --conf ${confFile} is in no mounted ConfigMap`);
-          continue;
-        }
-        confFile = join(work, `${w.metadata.name}-${basename(confFile)}`);
-        mkdirSync(dirname(confFile), { recursive: true });
-        writeFileSync(confFile, text);
-      }
-      try {
-        loadConfig(schemaOf, { flags, env, confFile });
-      } catch (err) {
-        for (const issue of String(err.message).split("; ")) {
-          const setting = /invalid setting (\w+)/.exec(issue)?.[1];
-          // files inside mounted volumes are not here: they exist in the pod
-          const path = /cannot read ([^\s:]+)/.exec(issue)?.[1];
-          if (path && c.volumeMounts.some((m) => path.startsWith(m.mountPath + "/"))) continue;
-          if (setting && !strict && PENDING.settings.includes(setting)) pending.add(`${setting} setting`);
-          else problems.push(`${at}: ${issue}`);
-        }
+      const schema = !c.command && schemas[c.args?.[0]];
+      if (!schema) continue;
+      const keys = Object.keys(shape(schema));
+      assert.ok(keys.length > 0, `no settings found in the ${c.args[0]} schema`);
+      for (const e of c.env ?? []) {
+        if (!e.name.startsWith("DS_") || e.name === "DS_CONF") continue;
+        const key = camel(e.name.slice(3).toLowerCase().replace(/_/g, "-"));
+        if (!keys.includes(key))
+          problems.push(`${w.metadata.name}/${c.name}: ${e.name} is no setting of "distribustream ${c.args[0]}"`);
       }
     }
-  }
-  if (pending.size > 0 && !existsSync(join(work, "pending-reported"))) {
-    writeFileSync(join(work, "pending-reported"), "");
-    console.log(`# pending from compose-code (INTERFACE.md), not yet in this CLI: ${[...pending].join(", ")}`);
-  }
-  return problems;
+  const runs = await checkPods(objects, { root: join(work, "pods", scenario), cli, dsclientFlags, fakes, tamper });
+  return [...problems, ...runs];
 }

@@ -1,65 +1,31 @@
 import { spawn } from "node:child_process";
-import {
-  accessSync,
-  constants,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  readdirSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { basename, delimiter, dirname, join, resolve } from "node:path";
+import { basename, delimiter, join } from "node:path";
 import { startChecksum } from "@distribustream/checksum";
-import {
-  ChecksumProbe,
-  parseBasicCredentials,
-  startDashboard,
-  type AccessControl,
-  type RunningDashboard,
-} from "@distribustream/dashboard";
-import { parseDataAddress, parseTrackerAddress } from "@distribustream/pdtp";
-import {
-  ConfigError,
-  createLogger,
-  createRegistry,
-  loadConfig,
-  readPemCertificates,
-  readSecretFile,
-  readServerTls,
-  Shutdown,
-  startMetricsServer,
-  type ClientTls,
-  type Logger,
-} from "@distribustream/runtime";
-import {
-  checkLiveSpecs,
-  checkOriginNames,
-  originPolicy,
-  parseOriginEntry,
-  parseOriginList,
-  SequenceStateError,
-  startSeeder,
-  type CredentialRefusedError,
-  type LiveSpec,
-  type OriginSpec,
-} from "@distribustream/seeder";
+import { ChecksumProbe, startDashboard, type RunningDashboard } from "@distribustream/dashboard";
+import { parseDataAddress } from "@distribustream/pdtp";
+import { createLogger, createRegistry, Shutdown, startMetricsServer, type Logger } from "@distribustream/runtime";
+import { SequenceStateError, startSeeder, type CredentialRefusedError, type LiveSpec } from "@distribustream/seeder";
 import { openSwarmStore, redactUrl } from "@distribustream/swarm-store";
-import { parseToken, peerLimits, SeederTokens, startTracker, TicketKeys } from "@distribustream/tracker";
-import {
-  checksumSchema,
-  dashboardSchema,
-  liveSpecs,
-  originalAliases,
-  seederSchema,
-  trackerSchema,
-  upSchema,
-} from "./config.js";
+import { peerLimits, SeederTokens, startTracker, TicketKeys } from "@distribustream/tracker";
 import { loadOrCreateKey } from "./keys.js";
+import {
+  configError,
+  recordFolderError,
+  type preflightChecksum,
+  type preflightDashboard,
+  type preflightSeeder,
+  type preflightTracker,
+  type preflightUp,
+} from "./preflight.js";
 import { ensureSeederToken } from "./seederToken.js";
 
-type Flags = Record<string, unknown>;
+/**
+ * The services' starts. Each takes what its preflight (preflight.ts)
+ * checked and read, then opens, creates and listens: only here are keys
+ * created, stores connected and ports bound.
+ */
 
 function setup(service: string, logLevel: string) {
   const log = createLogger(service, { level: logLevel });
@@ -75,20 +41,16 @@ async function metrics(ctx: ReturnType<typeof setup>, host: string, port: number
   return m;
 }
 
-export async function runTracker(flags: Flags, confFile: string | undefined): Promise<void> {
-  const cfg = loadConfig(trackerSchema, { flags, env: process.env, confFile, aliases: originalAliases.tracker });
-  const tlsCa = readRedisCa(cfg.redis, cfg.redisCa);
-  const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
-  const checksumTls: ClientTls | undefined =
-    cfg.checksumCa === undefined ? undefined : { ca: readPemCertificates(cfg.checksumCa, "checksum_ca") };
-  if (cfg.requireKeys) requireKeyFile(cfg.ticketKey, "ticket_key");
+/** The tracker, from its preflight: keys and tokens files opened (and watched), the swarm store, the servers. */
+export async function runTracker(plan: ReturnType<typeof preflightTracker>): Promise<void> {
+  const { cfg, redisCa, tls, checksumTls } = plan;
   const ctx = setup("tracker", cfg.logLevel);
   const ticketSigner = openTicketKeys(cfg.ticketKey, cfg.ticketKeyOverlap, ctx.log);
   ctx.shutdown.add("ticket keys", () => ticketSigner.close());
   const seederTokens = cfg.seederTokens === undefined ? undefined : openSeederTokens(cfg.seederTokens, ctx.log);
   if (seederTokens) ctx.shutdown.add("seeder tokens", () => seederTokens.close());
   else ctx.log.warn("insecure_open_seeding: any peer may publish as a seeder (no --seeder-tokens)");
-  const store = await openStore(cfg.redis, tlsCa, ctx.log);
+  const store = await openStore(cfg.redis, redisCa, ctx.log);
   ctx.shutdown.add("store", () => store.close());
   let serving = false;
   // /healthz follows gRPC health: 503 while the swarm store does not answer
@@ -117,13 +79,10 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
   });
 }
 
-export async function runDashboard(flags: Flags, confFile: string | undefined): Promise<void> {
-  const cfg = loadConfig(dashboardSchema, { flags, env: process.env, confFile, aliases: originalAliases.dashboard });
-  const tlsCa = readRedisCa(cfg.redis, cfg.redisCa);
-  const token = cfg.authTokenFile === undefined ? cfg.authToken : readDashboardToken(cfg.authTokenFile);
-  const access = dashboardAccess(token, cfg.authFile, cfg.authCredentials, "auth_file", "auth_credentials");
+export async function runDashboard(plan: ReturnType<typeof preflightDashboard>): Promise<void> {
+  const { cfg, redisCa, access } = plan;
   const ctx = setup("dashboard", cfg.logLevel);
-  const store = await openStore(cfg.redis, tlsCa, ctx.log);
+  const store = await openStore(cfg.redis, redisCa, ctx.log);
   ctx.shutdown.add("store", () => store.close());
   const dashboard = await startDashboard({
     host: cfg.host,
@@ -138,80 +97,8 @@ export async function runDashboard(flags: Flags, confFile: string | undefined): 
   process.stdout.write(`DistribuStream dashboard: ${dashboard.url}\n`);
 }
 
-/** The dashboard's bearer token from auth_token_file: its one line, 16+ characters; never part of a message. */
-function readDashboardToken(file: string): string {
-  let text: string;
-  try {
-    text = readSecretFile(file).trim();
-  } catch (err) {
-    throw configError("auth_token_file", (err as Error).message);
-  }
-  if (text.length < 16 || /\s/.test(text)) {
-    throw configError("auth_token_file", `${file} does not hold a token (one line of at least 16 characters)`);
-  }
-  return text;
-}
-
-/**
- * With require_keys, a key file that does not exist stops the service
- * (exit 2) instead of being created: in a deployment a key made by one
- * replica alone would differ from its peers' (tickets refused) or from the
- * one viewers pinned.
- */
-function requireKeyFile(path: string, setting: string): void {
-  if (existsSync(path)) return;
-  throw configError(
-    setting,
-    `${path} does not exist and require_keys is set (a deployment never creates keys by itself); ` +
-      `create it with: distribustream keys init --dir ${dirname(path) || "."}`,
-  );
-}
-
-/**
- * Who may read the dashboard: a bearer token, and/or a basic-auth user from
- * a file or a "user:password" setting; undefined when none is set (the
- * config allows that on loopback only).
- */
-function dashboardAccess(
-  token: string | undefined,
-  file: string | undefined,
-  credentials: string | undefined,
-  fileSetting: string,
-  credentialsSetting: string,
-): AccessControl | undefined {
-  if (file !== undefined && credentials !== undefined) {
-    throw configError(
-      fileSetting,
-      `give the basic-auth user either as ${fileSetting} or as ${credentialsSetting}, not both`,
-    );
-  }
-  let basic: AccessControl["basic"];
-  if (file !== undefined) {
-    let text: string;
-    try {
-      text = readSecretFile(file);
-    } catch (err) {
-      throw configError(fileSetting, (err as Error).message);
-    }
-    try {
-      basic = parseBasicCredentials(text, file);
-    } catch (err) {
-      throw configError(fileSetting, (err as Error).message);
-    }
-  } else if (credentials !== undefined) {
-    try {
-      basic = parseBasicCredentials(credentials, credentialsSetting);
-    } catch (err) {
-      throw configError(credentialsSetting, (err as Error).message);
-    }
-  }
-  return token === undefined && basic === undefined ? undefined : { token, basic };
-}
-
-export async function runChecksum(flags: Flags, confFile: string | undefined): Promise<void> {
-  const cfg = loadConfig(checksumSchema, { flags, env: process.env, confFile, aliases: originalAliases.checksum });
-  const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
-  if (cfg.requireKeys) requireKeyFile(cfg.networkKey, "network_key");
+export async function runChecksum(plan: ReturnType<typeof preflightChecksum>): Promise<void> {
+  const { cfg, tls } = plan;
   const ctx = setup("checksum", cfg.logLevel);
   const signer = loadOrCreateKey(cfg.networkKey, "network_key", ctx.log);
   let serving = false;
@@ -221,7 +108,7 @@ export async function runChecksum(flags: Flags, confFile: string | undefined): P
     port: cfg.port,
     signer,
     tls,
-    originPolicy: originPolicy(cfg.originAllow),
+    originPolicy: plan.originPolicy,
     log: ctx.log,
     registry: ctx.registry,
   });
@@ -232,35 +119,10 @@ export async function runChecksum(flags: Flags, confFile: string | undefined): P
   });
 }
 
-export async function runSeeder(flags: Flags, confFile: string | undefined): Promise<void> {
-  // --token and --token-file set seeder_token and seeder_token_file (DS_SEEDER_TOKEN, DS_SEEDER_TOKEN_FILE)
-  const { token, tokenFile, ...rest } = flags;
-  const cfg = withFlagNames(() =>
-    loadConfig(seederSchema, {
-      flags: { ...rest, seederToken: token, seederTokenFile: tokenFile },
-      env: process.env,
-      confFile,
-      aliases: originalAliases.seeder,
-    }),
-  );
-  const credential = seederCredential(cfg.seederToken, cfg.seederTokenFile);
-  const tracker = parseTrackerAddress(cfg.tracker);
-  if (cfg.tlsCa !== undefined && !tracker.tls) {
-    throw configError(
-      "tls_ca",
-      `${cfg.tlsCa} is a CA for a pdtps:// tracker, but the tracker ${cfg.tracker} is plaintext`,
-    );
-  }
-  const trackerTls: ClientTls | undefined = tracker.tls
-    ? { ca: cfg.tlsCa === undefined ? undefined : readPemCertificates(cfg.tlsCa, "tls_ca") }
-    : undefined;
-  const origins = originSpecs(cfg.origin, cfg.originList);
-  const live = liveBroadcasts(cfg, origins);
-  const recordDir = recordFolder(cfg.liveRecord);
+export async function runSeeder(plan: ReturnType<typeof preflightSeeder>): Promise<void> {
+  const { cfg, tracker, trackerTls, origins, live, media, credential } = plan;
+  const recordDir = makeRecordFolder(plan.recordDir);
   const ctx = setup("seeder", cfg.logLevel);
-  // with origins or live inputs, a media folder is published only when one is set
-  const mediaDir = cfg.media ?? (origins.length > 0 || live.length > 0 ? undefined : "./media");
-  const media = mediaDir === undefined ? undefined : checkMediaFolder(mediaDir, false);
   let serving = false;
   await metrics(ctx, cfg.dataHost, cfg.metricsPort, () => serving);
   const seeder = await startSeederChecked({
@@ -269,7 +131,7 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     media,
     origins,
     originPollMs: cfg.originPoll * 1000,
-    originPolicy: originPolicy(cfg.originAllow),
+    originPolicy: plan.originPolicy,
     live,
     stateDir: cfg.stateDir,
     recordDir,
@@ -298,20 +160,14 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
  * Tracker, checksum and seeder in one process on the memory store, with a
  * demo file and, without --live, a live demo.
  */
-export async function runUp(flags: Flags, confFile: string | undefined): Promise<void> {
-  const cfg = loadConfig(upSchema, { flags, env: process.env, confFile, aliases: originalAliases.up });
-  const redis = cfg.redis ?? process.env.REDIS_URL;
-  const tlsCa = readRedisCa(redis, cfg.redisCa);
-  const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
-  const origins = originSpecs(cfg.origin, cfg.originList);
-  const policy = originPolicy(cfg.originAllow);
-  const userLive = liveBroadcasts(cfg, origins);
-  const recordDir = recordFolder(cfg.liveRecord);
+export async function runUp(plan: ReturnType<typeof preflightUp>): Promise<void> {
+  const { cfg, redis, redisCa, tls, origins, originPolicy: policy, live: userLive, media } = plan;
+  const recordDir = makeRecordFolder(plan.recordDir);
   const ctx = setup("distribustream", cfg.logLevel);
-  const media = checkMediaFolder(cfg.media, true);
+  mkdirSync(media, { recursive: true });
   const demo = origins.length > 0 ? undefined : ensureDemoFile(media, ctx.log);
-  const networkKey = loadOrCreateKey(join(cfg.dataDir, "network-key.pem"), "network_key", ctx.log);
-  const ticketSigner = openTicketKeys(join(cfg.dataDir, "ticket-key.pem"), 10, ctx.log);
+  const networkKey = loadOrCreateKey(plan.keys.networkKey, "network_key", ctx.log);
+  const ticketSigner = openTicketKeys(plan.keys.ticketKey, 10, ctx.log);
   ctx.shutdown.add("ticket keys", () => ticketSigner.close());
   const upToken = ensureSeederToken(cfg.dataDir, "up");
   if (upToken.created) {
@@ -334,7 +190,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     registry: ctx.registry,
   });
   ctx.shutdown.add("checksum", () => checksum.drain());
-  const store = await openStore(redis, tlsCa, ctx.log);
+  const store = await openStore(redis, redisCa, ctx.log);
   ctx.shutdown.add("store", () => store.close());
   const tracker = await startTracker({
     host: cfg.host,
@@ -377,7 +233,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   });
   // before the seeder drains (steps run in reverse): the demo's end is the broadcast's end, unpublished
   if (liveDemo?.stop) ctx.shutdown.add("live demo", liveDemo.stop);
-  const dashboard = await upDashboard(ctx, cfg, store, () => checksum.health.serving);
+  const dashboard = await upDashboard(ctx, plan, store, () => checksum.health.serving);
   serving = true;
 
   const liveNames = new Set(live.map((l) => l.name));
@@ -391,7 +247,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     typeof dashboard === "string"
       ? `Dashboard not started: ${dashboard}`
       : `Dashboard: ${dashboard.url.replace("//127.0.0.1:", "//localhost:")}${cfg.dashboardAuthToken ? "?token=…" : ""}`,
-    `Network key ${networkKey.keyId} (in ${join(cfg.dataDir, "network-key.pem")}; ?key= pins it).`,
+    `Network key ${networkKey.keyId} (in ${plan.keys.networkKey}; ?key= pins it).`,
     `Publishing ${media}${origins.length > 0 ? ` and ${origins.length} origin${origins.length > 1 ? "s" : ""}` : ""}. Download with:`,
     ...names.map((n, i) =>
       ready[i]!.status === "fulfilled"
@@ -411,17 +267,10 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
  */
 async function upDashboard(
   ctx: ReturnType<typeof setup>,
-  cfg: ReturnType<typeof loadConfig<typeof upSchema>>,
+  { cfg, access }: ReturnType<typeof preflightUp>,
   store: Awaited<ReturnType<typeof openStore>>,
   checksumServing: () => boolean,
 ): Promise<RunningDashboard | string> {
-  const access = dashboardAccess(
-    cfg.dashboardAuthToken,
-    cfg.dashboardAuthFile,
-    undefined,
-    "dashboard_auth_file",
-    "dashboard_auth_file",
-  );
   try {
     const dashboard = await startDashboard({
       host: cfg.dashboardHost,
@@ -439,20 +288,6 @@ async function upDashboard(
     const why = `${cfg.dashboardHost}:${cfg.dashboardPort} is in use (choose another with --dashboard-port)`;
     ctx.log.warn({ host: cfg.dashboardHost, port: cfg.dashboardPort }, "dashboard not started: its port is in use");
     return why;
-  }
-}
-
-/**
- * The live broadcasts of the live settings (validated with the config), and
- * none named as an origin.
- */
-function liveBroadcasts(cfg: Parameters<typeof liveSpecs>[0], origins: readonly OriginSpec[]): LiveSpec[] {
-  try {
-    const specs = liveSpecs(cfg);
-    checkLiveSpecs(specs, new Set(origins.map((o) => o.name)));
-    return specs;
-  } catch (err) {
-    throw configError("live", (err as Error).message);
   }
 }
 
@@ -546,35 +381,6 @@ function openTicketKeys(path: string, overlapSeconds: number, log: Logger): Tick
   }
 }
 
-/**
- * The origins of --origin entries and an --origin-list file, parsed now so
- * that a bad entry stops the command with a message naming it (the file's
- * errors name FILE:LINE).
- */
-function originSpecs(entries: readonly string[] | undefined, listFile: string | undefined): OriginSpec[] {
-  const specs = (entries ?? []).map((e, i) => parseOriginEntry(e, `origin ${i + 1}`));
-  if (listFile !== undefined) {
-    let text: string;
-    try {
-      text = readFileSync(listFile, "utf8");
-    } catch (err) {
-      throw configError("origin_list", `cannot read ${listFile}: ${(err as NodeJS.ErrnoException).code ?? err}`);
-    }
-    try {
-      specs.push(...parseOriginList(text, listFile));
-    } catch (err) {
-      throw configError("origin_list", (err as Error).message);
-    }
-    if (specs.length === 0) throw configError("origin_list", `${listFile} lists no origin`);
-  }
-  try {
-    checkOriginNames(specs);
-  } catch (err) {
-    throw configError("origin", (err as Error).message);
-  }
-  return specs;
-}
-
 /** The credentials file of seeder tokens, loaded now (a bad file stops the command) and polled for changes. */
 function openSeederTokens(path: string, log: Logger): SeederTokens {
   try {
@@ -584,62 +390,11 @@ function openSeederTokens(path: string, log: Logger): SeederTokens {
   }
 }
 
-/** Config errors name the seeder's token flags as the user typed them. */
-function withFlagNames<T>(load: () => T): T {
-  try {
-    return load();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      err.message = err.message.replace(
-        /from --seeder-token(-file)?\b/g,
-        (_, f: string | undefined) => `from --token${f ?? ""}`,
-      );
-    }
-    throw err;
-  }
-}
-
-/** The seeder's token from seeder_token or seeder_token_file (trimmed); the secret is never part of a message. */
-function seederCredential(token: string | undefined, tokenFile: string | undefined): string | undefined {
-  if (token !== undefined && tokenFile !== undefined) {
-    throw configError("seeder_token", "give the seeder token either as seeder_token or as seeder_token_file, not both");
-  }
-  if (tokenFile === undefined) return token;
-  let text: string;
-  try {
-    text = readSecretFile(tokenFile).trim();
-  } catch (err) {
-    throw configError("seeder_token_file", (err as Error).message);
-  }
-  if (!parseToken(text)) {
-    throw configError("seeder_token_file", `${tokenFile} does not hold a seeder token (expected dss_<id>_<secret>)`);
-  }
-  return text;
-}
-
 /** Retrying cannot help a refused credential: stop everything and exit 3 with the tracker's reason. */
 function exitRefused(ctx: ReturnType<typeof setup>, err: CredentialRefusedError): void {
   const me = basename(process.argv[1] ?? "distribustream", ".js");
   process.stderr.write(`${me}: ${err.message}\n`);
   setImmediate(() => void ctx.shutdown.run().then(() => process.exit(3)));
-}
-
-/**
- * The CA to trust for the swarm store's TLS (redis_ca), read now, so that a
- * mismatch stops the command before it starts anything.
- */
-function readRedisCa(url: string | undefined, caFile: string | undefined): string | undefined {
-  if (caFile === undefined) return undefined;
-  if (!url?.startsWith("rediss"))
-    throw configError(
-      "redis_ca",
-      `${caFile} is a CA for rediss:// URLs, but the swarm store is ${url ? redactUrl(url) : "memory"}`,
-    );
-  try {
-    return readFileSync(caFile, "utf8");
-  } catch (err) {
-    throw configError("redis_ca", `cannot read ${caFile}: ${(err as Error).message}`);
-  }
 }
 
 /**
@@ -662,28 +417,13 @@ async function openStore(url: string | undefined, tlsCa: string | undefined, log
   }
 }
 
-function checkMediaFolder(dir: string, create: boolean): string {
-  const path = resolve(dir);
-  if (!existsSync(path)) {
-    if (!create) throw configError("media", `folder ${path} does not exist`);
-    mkdirSync(path, { recursive: true });
-  } else if (!statSync(path).isDirectory()) {
-    throw configError("media", `${path} is not a folder`);
-  }
-  return path;
-}
-
-/** The live recordings' folder, created if missing; a path that is not a writable folder is a config error. */
-function recordFolder(dir: string | undefined): string | undefined {
-  if (dir === undefined) return undefined;
-  const path = resolve(dir);
+/** The live recordings' folder of the preflight, created if missing. */
+function makeRecordFolder(path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
   try {
     mkdirSync(path, { recursive: true });
-    if (!statSync(path).isDirectory()) throw new Error("not a folder");
-    accessSync(path, constants.W_OK);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw configError("live_record", `${path} is not a folder the seeder can write to (${e.code ?? e.message})`);
+    throw recordFolderError(path, err);
   }
   return path;
 }
@@ -696,10 +436,6 @@ async function startSeederChecked(opts: Parameters<typeof startSeeder>[0]): Retu
     if (err instanceof SequenceStateError) throw configError("state_dir", err.message);
     throw err;
   }
-}
-
-function configError(setting: string, msg: string) {
-  return new ConfigError(`invalid setting ${setting}: ${msg}`);
 }
 
 function listMedia(dir: string): string[] {

@@ -17,30 +17,37 @@ export function loadOrCreateKey(path: string, setting: string, log: Logger): Sig
 
 /**
  * The key of `path`, read with `parse` (which throws for a file that is not
- * a key), or a new key written there (mode 0600, its folder created 0700)
- * when the file does not exist. `created` says which. The one writer of key
- * files: services without --require-keys and `keys init` both use it.
+ * a key), or undefined when the file does not exist. Reads only: the check
+ * a service makes before it starts (and `--check-config` makes alone).
+ */
+export function readKeyFile(path: string, setting: string, parse: (pem: string) => Signer): Signer | undefined {
+  if (!existsSync(path)) return undefined;
+  let pem: string;
+  try {
+    pem = readSecretFile(path);
+  } catch (err) {
+    throw new ConfigError(`invalid setting ${setting}: ${(err as Error).message}`);
+  }
+  try {
+    return parse(pem);
+  } catch (err) {
+    throw new ConfigError(`invalid setting ${setting}: ${path} is not an Ed25519 PEM key (${(err as Error).message})`);
+  }
+}
+
+/**
+ * The key of `path` (see readKeyFile), or a new key written there (mode
+ * 0600, its folder created 0700) when the file does not exist. `created`
+ * says which. The one writer of key files: services without --require-keys
+ * and `keys init` both use it.
  */
 export function ensureKeyFile(
   path: string,
   setting: string,
   parse: (pem: string) => Signer,
 ): { signer: Signer; created: boolean } {
-  if (existsSync(path)) {
-    let pem: string;
-    try {
-      pem = readSecretFile(path);
-    } catch (err) {
-      throw new ConfigError(`invalid setting ${setting}: ${(err as Error).message}`);
-    }
-    try {
-      return { signer: parse(pem), created: false };
-    } catch (err) {
-      throw new ConfigError(
-        `invalid setting ${setting}: ${path} is not an Ed25519 PEM key (${(err as Error).message})`,
-      );
-    }
-  }
+  const existing = readKeyFile(path, setting, parse);
+  if (existing) return { signer: existing, created: false };
   const signer = Signer.generate();
   // Written aside, then linked into place: a process starting at the same time
   // (another replica) never reads a half-written key, and the first one wins.

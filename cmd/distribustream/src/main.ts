@@ -3,6 +3,14 @@ import { Command, Option } from "commander";
 import { exitWith, runDsclient } from "@distribustream/client/command";
 import { ConfigError, ignoreIpServernameWarning } from "@distribustream/runtime";
 import { runChecksum, runDashboard, runSeeder, runTracker, runUp } from "./commands.js";
+import {
+  preflightChecksum,
+  preflightDashboard,
+  preflightSeeder,
+  preflightTracker,
+  preflightUp,
+  redactedSettings,
+} from "./preflight.js";
 import { HEALTHCHECK_USAGE, HealthcheckUsageError, runHealthcheck } from "./healthcheck.js";
 import { initKeys } from "./keysInit.js";
 import { createSeederToken, listSeederTokens, revokeSeederToken } from "./seederToken.js";
@@ -60,9 +68,13 @@ const DASHBOARD_HELP = {
 const REQUIRE_KEYS_HELP = (flag: string) =>
   `a missing ${flag} file is an error (exit 2) instead of being created: for deployments, where distribustream keys init makes the keys once (also DS_REQUIRE_KEYS=1)`;
 
+const CHECK_CONFIG_HELP =
+  'check the whole configuration (flags, DS_* environment, --conf file, and the files, keys, folders and URLs it names) as a start would, print "configuration ok" and the settings (secrets redacted) as JSON, and exit 0, or 2 naming the bad setting; listens on nothing, connects nowhere, writes no file';
+
 const common = (cmd: Command) =>
   cmd
     .option("--conf <file.yml>", "YAML config file (keys as the long flags, snake_case: data_port, chunk_size, ...)")
+    .option("--check-config", CHECK_CONFIG_HELP)
     .addOption(
       new Option("--log-level <level>", "log level").choices([
         "fatal",
@@ -110,7 +122,7 @@ common(
     .option("--dashboard-port <n>", "dashboard port (default 6087; 0 = any free port)")
     .option("--dashboard-auth-token <token>", DASHBOARD_HELP.token)
     .option("--dashboard-auth-file <file>", 'file with one "user:password" line: HTTP basic auth'),
-).action(run(runUp));
+).action(run(preflightUp, runUp));
 
 common(
   program
@@ -154,7 +166,7 @@ common(
       "accept any peer as a seeder, without credentials: only for a tracker no stranger can reach",
     )
     .option("--require-keys", REQUIRE_KEYS_HELP("--ticket-key")),
-).action(run(runTracker));
+).action(run(preflightTracker, runTracker));
 
 common(
   program
@@ -171,7 +183,7 @@ common(
       "Ed25519 PEM network key; created if missing unless --require-keys (default .distribustream/network-key.pem)",
     )
     .option("--require-keys", REQUIRE_KEYS_HELP("--network-key")),
-).action(run(runChecksum));
+).action(run(preflightChecksum, runChecksum));
 
 common(
   program
@@ -193,7 +205,7 @@ common(
       "--checksum-metrics <url>",
       "http://HOST:PORT of the checksum service's metrics server (its --metrics-port): show its health and hash rate",
     ),
-).action(run(runDashboard));
+).action(run(preflightDashboard, runDashboard));
 
 common(
   program
@@ -240,7 +252,7 @@ common(
     )
     .option("--token <token>", "seeder token issued by the operator (prefer --token-file or DS_SEEDER_TOKEN)")
     .option("--token-file <file>", "file holding the seeder token, e.g. a mounted Kubernetes Secret"),
-).action(run(runSeeder));
+).action(run(preflightSeeder, runSeeder));
 
 const TOKENS_FILE_HELP = "credentials file (also DS_SEEDER_TOKENS; default .distribustream/seeder-tokens)";
 const seederToken = program
@@ -351,13 +363,26 @@ function sync<A extends unknown[]>(fn: (...args: A) => void) {
   };
 }
 
-type Runner = (flags: Record<string, unknown>, confFile: string | undefined) => Promise<void>;
+type Flags = Record<string, unknown>;
 
-function run(runner: Runner) {
-  return async (opts: Record<string, unknown>) => {
-    const { conf, ...flags } = opts;
+/**
+ * A service command: its preflight (every check a start makes before it
+ * serves) and its start from what the preflight returns. With --check-config
+ * only the preflight runs. A ConfigError exits 2 with its message.
+ */
+function run<P extends { cfg: object }>(
+  preflight: (flags: Flags, confFile: string | undefined, env: NodeJS.ProcessEnv) => P,
+  start: (plan: P) => Promise<void>,
+) {
+  return async (opts: Flags) => {
+    const { conf, checkConfig, ...flags } = opts;
     try {
-      await runner(flags, conf as string | undefined);
+      const plan = preflight(flags, conf as string | undefined, process.env);
+      if (checkConfig) {
+        process.stdout.write(`configuration ok\n${JSON.stringify(redactedSettings(plan.cfg))}\n`);
+        return;
+      }
+      await start(plan);
     } catch (err) {
       if (err instanceof ConfigError) {
         process.stderr.write(`distribustream: ${err.message}\n`);

@@ -46,8 +46,25 @@ export async function openSwarmStore(url?: string, options: SwarmStoreOptions = 
   return new RedisSwarmStore(client, storeOptions);
 }
 
-/** The ioredis client (Redis or Cluster) for a store URL; see `openSwarmStore`. */
-export function redisClientFor(url: string, options: Pick<SwarmStoreOptions, "tlsCa"> = {}): Redis | Cluster {
+/** What a store URL says, parsed without connecting (see `parseStoreUrl`). */
+export type StoreUrl =
+  | { cluster: false; url: string; tls: boolean }
+  | {
+      cluster: true;
+      tls: boolean;
+      nodes: { host: string; port: number }[];
+      username: string;
+      password: string;
+    };
+
+/**
+ * Parses and checks a swarm store URL (see `openSwarmStore`) without
+ * connecting: throws an Error naming the redacted URL when it is no store
+ * URL, a node of a cluster URL is bad, or a TLS CA is given for a plaintext
+ * URL. `redisClientFor` builds its client from this; `--check-config`
+ * checks a URL with it alone.
+ */
+export function parseStoreUrl(url: string, options: Pick<SwarmStoreOptions, "tlsCa"> = {}): StoreUrl {
   const m = /^(rediss?)(\+cluster)?:\/\/(.*)$/.exec(url);
   if (!m)
     throw new Error(
@@ -56,8 +73,18 @@ export function redisClientFor(url: string, options: Pick<SwarmStoreOptions, "tl
   const [, scheme, cluster, rest] = m;
   if (options.tlsCa !== undefined && scheme !== "rediss")
     throw new Error(`a TLS CA is given but the swarm store URL ${redactUrl(url)} does not use TLS (rediss://)`);
-  const tls = options.tlsCa !== undefined ? { ca: options.tlsCa } : {};
-  if (!cluster) return scheme === "rediss" ? new Redis(url, { tls }) : new Redis(url);
+  const tls = scheme === "rediss";
+  if (!cluster) {
+    let host = "";
+    try {
+      host = new URL(url).hostname;
+    } catch {
+      // reported below
+    }
+    if (!host)
+      throw new Error(`swarm store URL ${redactUrl(url)}: expected ${scheme}://[[USER]:PASSWORD@]HOST[:PORT][/DB]`);
+    return { cluster: false, url, tls };
+  }
   const at = rest!.lastIndexOf("@");
   const auth = at >= 0 ? rest!.slice(0, at) : "";
   const hosts = (at >= 0 ? rest!.slice(at + 1) : rest!).replace(/\/.*$/, "");
@@ -65,19 +92,32 @@ export function redisClientFor(url: string, options: Pick<SwarmStoreOptions, "tl
   const username = colon >= 0 ? decodeURIComponent(auth.slice(0, colon)) : "";
   const password = colon >= 0 ? decodeURIComponent(auth.slice(colon + 1)) : decodeURIComponent(auth);
   const nodes = hosts.split(",").map((hp) => {
-    const p = new URL(`redis://${hp}`);
-    if (!p.hostname) throw new Error(`swarm store URL ${redactUrl(url)}: bad node ${JSON.stringify(hp)}`);
+    let p: URL | undefined;
+    try {
+      p = new URL(`redis://${hp}`);
+    } catch {
+      // reported below
+    }
+    if (!p?.hostname) throw new Error(`swarm store URL ${redactUrl(url)}: bad node ${JSON.stringify(hp)}`);
     return { host: p.hostname.replace(/^\[(.*)\]$/, "$1"), port: p.port ? Number(p.port) : 6379 };
   });
+  return { cluster: true, tls, nodes, username, password };
+}
+
+/** The ioredis client (Redis or Cluster) for a store URL; see `openSwarmStore`. */
+export function redisClientFor(url: string, options: Pick<SwarmStoreOptions, "tlsCa"> = {}): Redis | Cluster {
+  const parsed = parseStoreUrl(url, options);
+  const tls = options.tlsCa !== undefined ? { ca: options.tlsCa } : {};
+  if (!parsed.cluster) return parsed.tls ? new Redis(url, { tls }) : new Redis(url);
   const redisOptions: RedisOptions = {};
-  if (username) redisOptions.username = username;
-  if (password) redisOptions.password = password;
+  if (parsed.username) redisOptions.username = parsed.username;
+  if (parsed.password) redisOptions.password = parsed.password;
   // Every node connection, seeds and discovered ones, is TLS with the same
   // trust. Nodes announce IP addresses, so their certificates must name those
   // IPs (subjectAltName IP:…); Node checks IPs against the certificate itself.
-  if (scheme === "rediss") redisOptions.tls = tls;
+  if (parsed.tls) redisOptions.tls = tls;
   // sharded pub/sub: each stream's event channel lives on its stream's shard
-  return new Cluster(nodes, { redisOptions, shardedSubscribers: true });
+  return new Cluster(parsed.nodes, { redisOptions, shardedSubscribers: true });
 }
 
 /**

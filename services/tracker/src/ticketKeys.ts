@@ -21,6 +21,11 @@ export function parseTicketKeyFile(text: string, file: string): Signer[] {
   });
 }
 
+/** The keys of a ticket key file, read once (what TicketKeys.watch reads first): throws TicketKeyFileError. */
+export function readTicketKeyFile(file: string): Signer[] {
+  return parseTicketKeyFile(readText(file), file);
+}
+
 export interface TicketKeysOptions {
   /**
    * A key added to the file signs only once this replica has published it
