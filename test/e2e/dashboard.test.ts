@@ -411,6 +411,6 @@ describe("dashboard of a fleet: Redis, two tracker replicas, the dashboard as pr
     assert.match(open.stderr(), /invalid setting host .*would be open to anyone: set --auth-token/);
     const noStore = startNode(DISTRIBUSTREAM, ["dashboard", "--port", "0"], { cwd: dir });
     assert.equal(await noStore.exited, 2);
-    assert.match(noStore.stderr(), /invalid setting redis .*give the same --redis URL as the trackers/);
+    assert.match(noStore.stderr(), /invalid setting redis: .*give the same --redis URL as the trackers/);
   });
 });

@@ -11,6 +11,13 @@ type LiveEvent = Extract<StreamEvent, { type: "live" }>;
 export const LIVE_EDGE_INTERVAL_MS = 250;
 
 /**
+ * Longest a Join of a live stream this replica was not following waits for
+ * the stream's next chunk, whose event tells its edge time and random
+ * access points (a broadcast cuts a chunk at least every second or two).
+ */
+export const LIVE_EDGE_WAIT_MS = 2_000;
+
+/**
  * Sends a live stream's moving window (LiveEdge) to this replica's viewers
  * of it, at most one message per viewer per stream every
  * LIVE_EDGE_INTERVAL_MS, and always the latest window: an update that comes

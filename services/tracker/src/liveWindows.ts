@@ -42,6 +42,8 @@ const MAX_DESCRIPTORS = 4096;
 export class LiveWindows {
   private readonly descriptors = new Map<string, LiveDescriptorOf>();
   private readonly edges = new Map<string, EdgeState>();
+  /** Joins waiting for a stream's edge state (see edgeHeard). */
+  private readonly waiting = new Map<string, Set<() => void>>();
 
   constructor(private readonly store: Pick<SwarmStore, "getManifest">) {}
 
@@ -70,6 +72,44 @@ export class LiveWindows {
     if (before && before.edgeTimestampMs > e.edgeTimestampMs) return;
     if (this.edges.size >= MAX_DESCRIPTORS && !before) this.edges.clear();
     this.edges.set(streamId, { ...e, randomAccess: e.randomAccess.slice(-MAX_RANDOM_ACCESS) });
+    const waiting = this.waiting.get(streamId);
+    this.waiting.delete(streamId);
+    for (const wake of waiting ?? []) wake();
+  }
+
+  /**
+   * This replica stopped following the stream's events: what it knew of the
+   * edge goes stale from now on, so it is dropped rather than handed to the
+   * next viewer (an edge time long past, random access points out of the
+   * window: a viewer would tune in mid-frame).
+   */
+  forgetEdge(streamId: string): void {
+    this.edges.delete(streamId);
+  }
+
+  /**
+   * "known" when this replica knows the stream's edge state; otherwise waits
+   * for the next one it hears (the stream's events are being followed) and
+   * says "heard", or "timeout" after `timeoutMs` (a stalled or ended stream).
+   */
+  async edgeHeard(streamId: string, timeoutMs: number): Promise<"known" | "heard" | "timeout"> {
+    if (this.edges.has(streamId)) return "known";
+    let waiting = this.waiting.get(streamId);
+    if (!waiting) this.waiting.set(streamId, (waiting = new Set()));
+    const w = waiting;
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        resolve("heard");
+      };
+      const timer = setTimeout(() => {
+        w.delete(wake);
+        if (w.size === 0 && this.waiting.get(streamId) === w) this.waiting.delete(streamId);
+        resolve("timeout");
+      }, timeoutMs);
+      timer.unref();
+      w.add(wake);
+    });
   }
 
   /** The stream's window as peers see it (PublishResult.live, StreamDescriptor.live, LiveEdge). */

@@ -32,6 +32,8 @@ export class ReplicaEvents {
     private readonly log: Logger,
     /** True once the tracker drains: no resync then. */
     private readonly draining: () => boolean,
+    /** No session of this replica uses the stream any more: its events are no longer followed. */
+    private readonly unused: (streamId: string) => void = () => {},
   ) {
     this.subscription = store.subscribeEvents({
       event: (streamId, e) => this.onEvent(streamId, e),
@@ -54,6 +56,7 @@ export class ReplicaEvents {
     }
     if (!users?.delete(peerId) || users.size > 0) return;
     this.streamUsers.delete(streamId);
+    this.unused(streamId);
     await this.subscription.unwatch(streamId).catch((err: unknown) => {
       this.log.warn({ err: (err as Error).message, streamId }, "stream events not unwatched");
     });

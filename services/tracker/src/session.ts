@@ -132,6 +132,12 @@ export interface SessionHost {
   setHungry(s: Session, streamId: string, hungry: boolean): void;
   /** Counts the session in (or out of) the stream's users; resolves once its events are heard. */
   useStream(s: Session, streamId: string, using: boolean): Promise<void>;
+  /**
+   * Whether this replica knows a live stream's edge state ("known"), or
+   * heard it just now ("heard": it was not following the stream), or gave
+   * up waiting for it ("timeout").
+   */
+  liveEdgeHeard(streamId: string): Promise<"known" | "heard" | "timeout">;
   /** Tells the fetchers of these ended transfers (but `except`) to stop, here or on other replicas. */
   withdraw(transfers: readonly TransferRecord[], except: string): void;
   /** Takes a peer out of a stream's swarm, withdrawing its transfers and telling the other replicas. */
@@ -493,6 +499,13 @@ export class Session {
       inFlight: new Set(),
     });
     await this.tracker.useStream(this, meta.streamId, true);
+    let answer = joinedMessage;
+    if (meta.kind === "live" && (await this.tracker.liveEdgeHeard(meta.streamId)) === "heard") {
+      // this replica was not following the stream: the window as of the edge it just heard, with its
+      // random access points, rather than one without them (the viewer would tune in mid-frame)
+      const now = await store.getStream(meta.streamId);
+      if (now?.kind === "live") answer = (await this.tracker.joinedMessage(now)) ?? answer;
+    }
     const { dropped } = await store.joinPeer(
       meta.streamId,
       {
@@ -516,7 +529,7 @@ export class Session {
     this.enteredSwarm(meta.streamId);
     this.tracker.stats.joined(this, this.joined.get(meta.streamId)!, j.have);
     this.log.info({ streamId: meta.streamId, name: meta.name, mode: j.mode }, "joined stream");
-    this.send({ body: { $case: "joined", value: joinedMessage } });
+    this.send({ body: { $case: "joined", value: answer } });
     await this.plan([meta.streamId]);
   }
 

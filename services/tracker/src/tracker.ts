@@ -12,7 +12,7 @@ import type { SwarmStore } from "@distribustream/swarm-store";
 import { Catalog } from "./catalog.js";
 import { CleanupLease } from "./cleanupLease.js";
 import { DEFAULT_PEER_LIMITS, type PeerLimitOptions } from "./limits.js";
-import { LiveEdges } from "./liveEdges.js";
+import { LIVE_EDGE_WAIT_MS, LiveEdges } from "./liveEdges.js";
 import { LiveWindows } from "./liveWindows.js";
 import { TrackerMetrics } from "./metrics.js";
 import { NetworkKey } from "./networkKey.js";
@@ -107,7 +107,10 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
   const lease = new CleanupLease(store, opts.cleanupLeaseMs ?? 10_000, metrics, log);
   // `server` is assigned below, before any of these can ask
   const draining = () => server.draining;
-  const events = new ReplicaEvents(store, sessions, metrics, log, draining);
+  // a stream no session here uses is no longer followed: what this replica knew of its live edge goes stale
+  const events = new ReplicaEvents(store, sessions, metrics, log, draining, (streamId) =>
+    liveWindows.forgetEdge(streamId),
+  );
   const publishFile = new PublishFile({
     store,
     sessions,
@@ -181,6 +184,7 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     isLocal: (peerId) => sessions.has(peerId),
     setHungry: (s, streamId, hungry) => sessions.setHungry(s, streamId, hungry),
     useStream: (s, streamId, using) => events.useStream(s.peerId, streamId, using),
+    liveEdgeHeard: (streamId) => liveWindows.edgeHeard(streamId, LIVE_EDGE_WAIT_MS),
     withdraw: (transfers, except) => events.withdraw(transfers, except),
     leaveSwarm: (streamId, peerId) => events.leaveSwarm(streamId, peerId),
     announce: (streamId, e) => events.announce(streamId, e),
