@@ -10,7 +10,8 @@ export interface TcpProxy {
 }
 
 /**
- * Listens on 127.0.0.1 (free port) and forwards each accepted connection to
+ * Listens on 127.0.0.1 (free port; `listen` chooses another address and
+ * port, e.g. a seeder's advertised one) and forwards each accepted connection to
  * the next backend in round-robin order. A backend whose connect fails is
  * skipped for that connection (the next one is tried); when none answers the
  * client socket is destroyed. When either side of a forwarded connection ends
@@ -24,7 +25,7 @@ export interface TcpProxy {
  */
 export async function startTcpProxy(
   backends: { host: string; port: number }[],
-  opts: { localAddress?: string } = {},
+  opts: { localAddress?: string; listen?: { host: string; port: number } } = {},
 ): Promise<TcpProxy> {
   if (backends.length === 0) throw new Error("startTcpProxy: no backends");
   const open = new Set<Socket>();
@@ -82,7 +83,7 @@ export async function startTcpProxy(
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
+    server.listen(opts.listen?.port ?? 0, opts.listen?.host ?? "127.0.0.1", () => resolve());
   });
   const { port } = server.address() as { port: number };
   return {

@@ -1,7 +1,6 @@
 import { spawn } from "node:child_process";
 import {
   accessSync,
-  chmodSync,
   constants,
   existsSync,
   mkdirSync,
@@ -11,7 +10,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { basename, delimiter, join, resolve } from "node:path";
+import { basename, delimiter, dirname, join, resolve } from "node:path";
 import { startChecksum } from "@distribustream/checksum";
 import {
   ChecksumProbe,
@@ -20,7 +19,7 @@ import {
   type AccessControl,
   type RunningDashboard,
 } from "@distribustream/dashboard";
-import { parseTrackerAddress } from "@distribustream/pdtp";
+import { parseDataAddress, parseTrackerAddress } from "@distribustream/pdtp";
 import {
   ConfigError,
   createLogger,
@@ -45,17 +44,7 @@ import {
   type OriginSpec,
 } from "@distribustream/seeder";
 import { openSwarmStore, redactUrl } from "@distribustream/swarm-store";
-import {
-  issueToken,
-  parseToken,
-  peerLimits,
-  readTokenFile,
-  SeederTokens,
-  startTracker,
-  TicketKeys,
-  verifyToken,
-  writeTokenFile,
-} from "@distribustream/tracker";
+import { parseToken, peerLimits, SeederTokens, startTracker, TicketKeys } from "@distribustream/tracker";
 import {
   checksumSchema,
   dashboardSchema,
@@ -66,6 +55,7 @@ import {
   upSchema,
 } from "./config.js";
 import { loadOrCreateKey } from "./keys.js";
+import { ensureSeederToken } from "./seederToken.js";
 
 type Flags = Record<string, unknown>;
 
@@ -89,6 +79,7 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
   const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
   const checksumTls: ClientTls | undefined =
     cfg.checksumCa === undefined ? undefined : { ca: readPemCertificates(cfg.checksumCa, "checksum_ca") };
+  if (cfg.requireKeys) requireKeyFile(cfg.ticketKey, "ticket_key");
   const ctx = setup("tracker", cfg.logLevel);
   const ticketSigner = openTicketKeys(cfg.ticketKey, cfg.ticketKeyOverlap, ctx.log);
   ctx.shutdown.add("ticket keys", () => ticketSigner.close());
@@ -126,7 +117,8 @@ export async function runTracker(flags: Flags, confFile: string | undefined): Pr
 export async function runDashboard(flags: Flags, confFile: string | undefined): Promise<void> {
   const cfg = loadConfig(dashboardSchema, { flags, env: process.env, confFile, aliases: originalAliases.dashboard });
   const tlsCa = readRedisCa(cfg.redis, cfg.redisCa);
-  const access = dashboardAccess(cfg.authToken, cfg.authFile, cfg.authCredentials, "auth_file", "auth_credentials");
+  const token = cfg.authTokenFile === undefined ? cfg.authToken : readDashboardToken(cfg.authTokenFile);
+  const access = dashboardAccess(token, cfg.authFile, cfg.authCredentials, "auth_file", "auth_credentials");
   const ctx = setup("dashboard", cfg.logLevel);
   const store = await openStore(cfg.redis, tlsCa, ctx.log);
   ctx.shutdown.add("store", () => store.close());
@@ -141,6 +133,35 @@ export async function runDashboard(flags: Flags, confFile: string | undefined): 
   });
   ctx.shutdown.add("dashboard", () => dashboard.close());
   process.stdout.write(`DistribuStream dashboard: ${dashboard.url}\n`);
+}
+
+/** The dashboard's bearer token from auth_token_file: its one line, 16+ characters; never part of a message. */
+function readDashboardToken(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8").trim();
+  } catch (err) {
+    throw configError("auth_token_file", `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  if (text.length < 16 || /\s/.test(text)) {
+    throw configError("auth_token_file", `${file} does not hold a token (one line of at least 16 characters)`);
+  }
+  return text;
+}
+
+/**
+ * With require_keys, a key file that does not exist stops the service
+ * (exit 2) instead of being created: in a deployment a key made by one
+ * replica alone would differ from its peers' (tickets refused) or from the
+ * one viewers pinned.
+ */
+function requireKeyFile(path: string, setting: string): void {
+  if (existsSync(path)) return;
+  throw configError(
+    setting,
+    `${path} does not exist and require_keys is set (a deployment never creates keys by itself); ` +
+      `create it with: distribustream keys init --dir ${dirname(path) || "."}`,
+  );
 }
 
 /**
@@ -187,6 +208,7 @@ function dashboardAccess(
 export async function runChecksum(flags: Flags, confFile: string | undefined): Promise<void> {
   const cfg = loadConfig(checksumSchema, { flags, env: process.env, confFile, aliases: originalAliases.checksum });
   const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
+  if (cfg.requireKeys) requireKeyFile(cfg.networkKey, "network_key");
   const ctx = setup("checksum", cfg.logLevel);
   const signer = loadOrCreateKey(cfg.networkKey, "network_key", ctx.log);
   let serving = false;
@@ -249,6 +271,7 @@ export async function runSeeder(flags: Flags, confFile: string | undefined): Pro
     dataHost: cfg.dataHost,
     dataPort: cfg.dataPort,
     advertise: cfg.advertise,
+    internalAddress: cfg.internalAddress,
     maxUploadRate: cfg.maxUploadRate,
     credential,
     onRefused: (err) => exitRefused(ctx, err),
@@ -284,7 +307,13 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
   const networkKey = loadOrCreateKey(join(cfg.dataDir, "network-key.pem"), "network_key", ctx.log);
   const ticketSigner = openTicketKeys(join(cfg.dataDir, "ticket-key.pem"), 10, ctx.log);
   ctx.shutdown.add("ticket keys", () => ticketSigner.close());
-  const upToken = upSeederToken(cfg.dataDir, ctx.log);
+  const upToken = ensureSeederToken(cfg.dataDir, "up");
+  if (upToken.created) {
+    ctx.log.info(
+      { tokenId: upToken.tokenId, tokensFile: upToken.tokensFile, tokenFile: upToken.tokenFile },
+      "created a seeder token for the embedded seeder",
+    );
+  }
   const seederTokens = openSeederTokens(upToken.tokensFile, ctx.log);
   ctx.shutdown.add("seeder tokens", () => seederTokens.close());
   let serving = false;
@@ -328,7 +357,7 @@ export async function runUp(flags: Flags, confFile: string | undefined): Promise
     recordDir,
     dataHost: cfg.host,
     dataPort: cfg.dataPort,
-    advertise: cfg.vhost,
+    advertise: cfg.vhost === undefined ? undefined : { host: parseDataAddress(cfg.vhost).host },
     credential: upToken.token,
     onRefused: (err) => exitRefused(ctx, err),
     log: ctx.log.child({ part: "seeder" }),
@@ -585,33 +614,6 @@ function exitRefused(ctx: ReturnType<typeof setup>, err: CredentialRefusedError)
   const me = basename(process.argv[1] ?? "distribustream", ".js");
   process.stderr.write(`${me}: ${err.message}\n`);
   setImmediate(() => void ctx.shutdown.run().then(() => process.exit(3)));
-}
-
-/**
- * `up`'s own seeder token: kept in DATA_DIR/seeder-token (mode 0600) and
- * registered in DATA_DIR/seeder-tokens, the credentials file its tracker
- * reads; created on first run, and again when the saved one no longer
- * verifies (revoked, or the file was edited). More seeders can be let in
- * with `distribustream seeder-token create --file DATA_DIR/seeder-tokens`.
- */
-function upSeederToken(dataDir: string, log: Logger): { tokensFile: string; token: string } {
-  const tokensFile = join(dataDir, "seeder-tokens");
-  const tokenFile = join(dataDir, "seeder-token");
-  let entries;
-  try {
-    entries = readTokenFile(tokensFile, true);
-  } catch (err) {
-    throw configError("seeder_tokens", (err as Error).message);
-  }
-  const saved = existsSync(tokenFile) ? readFileSync(tokenFile, "utf8").trim() : "";
-  const known = new Map(entries.map((e) => [e.id, e]));
-  if (saved && verifyToken(saved, known).ok) return { tokensFile, token: saved };
-  const { token, entry } = issueToken("up");
-  writeTokenFile(tokensFile, [...entries, entry]);
-  writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
-  chmodSync(tokenFile, 0o600);
-  log.info({ tokenId: entry.id, tokensFile, tokenFile }, "created a seeder token for the embedded seeder");
-  return { tokensFile, token };
 }
 
 /**

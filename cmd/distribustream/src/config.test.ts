@@ -4,7 +4,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { ConfigError, loadConfig } from "@distribustream/runtime";
-import { dashboardSchema, liveSpecs, originalAliases, seederSchema, upSchema } from "./config.js";
+import {
+  checksumSchema,
+  dashboardSchema,
+  liveSpecs,
+  originalAliases,
+  seederSchema,
+  trackerSchema,
+  upSchema,
+} from "./config.js";
 
 const seeder = (flags: Record<string, unknown>, env: NodeJS.ProcessEnv = {}, confFile?: string) =>
   loadConfig(seederSchema, { flags, env, confFile, aliases: originalAliases.seeder });
@@ -220,6 +228,15 @@ describe("dashboard settings", () => {
     assert.throws(() => dashboard({ redis, checksumMetrics: "10.0.0.6:9088" }), /checksum_metrics .*expected http/);
   });
 
+  it("takes the token from a file with --auth-token-file or DS_AUTH_TOKEN_FILE, which opens other addresses", () => {
+    assert.equal(dashboard({ redis, host: "0.0.0.0" }, { DS_AUTH_TOKEN_FILE: "/keys/t" }).authTokenFile, "/keys/t");
+    assert.equal(dashboard({ redis, authTokenFile: "t" }).authTokenFile, "t");
+    assert.throws(
+      () => dashboard({ redis, authTokenFile: "t" }, { DS_AUTH_TOKEN: "0123456789abcdef0123" }),
+      /invalid setting auth_token_file from --auth-token-file: give the dashboard token either as auth_token or as auth_token_file, not both/,
+    );
+  });
+
   it("up runs its dashboard on 127.0.0.1:6087 unless told otherwise, and wants access control off loopback", () => {
     const cfg = loadConfig(upSchema, { flags: {}, env: {} });
     assert.deepEqual([cfg.dashboardHost, cfg.dashboardPort], ["127.0.0.1", 6087]);
@@ -227,6 +244,54 @@ describe("dashboard settings", () => {
     assert.throws(
       () => loadConfig(upSchema, { flags: { dashboardHost: "0.0.0.0" }, env: {} }),
       /invalid setting dashboard_host .*set --dashboard-auth-token/,
+    );
+  });
+});
+
+describe("seeder addresses", () => {
+  it("takes --advertise and --internal-address as HOST[:PORT], or DS_ADVERTISE and DS_INTERNAL_ADDRESS", () => {
+    const cfg = seeder({ advertise: "seed.example.net:30080" }, { DS_INTERNAL_ADDRESS: "seeder:8000" });
+    assert.deepEqual(cfg.advertise, { host: "seed.example.net", port: 30080 });
+    assert.deepEqual(cfg.internalAddress, { host: "seeder", port: 8000 });
+    assert.deepEqual(seeder({}, { DS_ADVERTISE: "[2001:db8::1]:8443" }).advertise, { host: "2001:db8::1", port: 8443 });
+    assert.deepEqual(seeder({ advertise: "203.0.113.7" }).advertise, { host: "203.0.113.7" });
+    assert.equal(seeder({}).advertise, undefined);
+    assert.equal(seeder({}).internalAddress, undefined);
+  });
+
+  it("the original's vhost key in YAML is the advertised host", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ds-seeder-config-"));
+    try {
+      writeFileSync(join(dir, "s.yml"), "vhost: seed.example.net\n");
+      assert.deepEqual(seeder({}, {}, join(dir, "s.yml")).advertise, { host: "seed.example.net" });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("names the setting and what is wrong with a bad address", () => {
+    assert.throws(
+      () => seeder({ advertise: "seed:99999" }),
+      /^ConfigError: invalid setting advertise from --advertise: not a data address: "seed:99999" \(port "99999" is not 1-65535; expected HOST or HOST:PORT\)/,
+    );
+    assert.throws(
+      () => seeder({}, { DS_INTERNAL_ADDRESS: "http://seeder:8000/" }),
+      /invalid setting internal_address from DS_INTERNAL_ADDRESS: not a data address/,
+    );
+    assert.throws(() => seeder({ internalAddress: "2001:db8::1:8000:x" }), /IPv6 address with a port goes in brackets/);
+  });
+});
+
+describe("require_keys", () => {
+  it("is off by default; --require-keys or DS_REQUIRE_KEYS=1 (or true) turn it on for tracker and checksum", () => {
+    assert.equal(loadConfig(trackerSchema, { flags: {}, env: {} }).requireKeys, false);
+    assert.equal(loadConfig(trackerSchema, { flags: { requireKeys: true }, env: {} }).requireKeys, true);
+    assert.equal(loadConfig(trackerSchema, { flags: {}, env: { DS_REQUIRE_KEYS: "1" } }).requireKeys, true);
+    assert.equal(loadConfig(checksumSchema, { flags: {}, env: { DS_REQUIRE_KEYS: "true" } }).requireKeys, true);
+    assert.equal(loadConfig(checksumSchema, { flags: {}, env: { DS_REQUIRE_KEYS: "0" } }).requireKeys, false);
+    assert.throws(
+      () => loadConfig(checksumSchema, { flags: {}, env: { DS_REQUIRE_KEYS: "yes" } }),
+      /invalid setting require_keys from DS_REQUIRE_KEYS/,
     );
   });
 });

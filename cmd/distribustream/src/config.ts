@@ -3,6 +3,7 @@ import {
   MAX_CHUNK_SIZE,
   MAX_WINDOW_CHUNKS,
   MIN_CHUNK_SIZE,
+  parseDataAddress,
   parseTrackerAddress,
 } from "@distribustream/pdtp";
 import { host, hostPort, logLevel, pemFileProblem, port, z } from "@distribustream/runtime";
@@ -35,6 +36,18 @@ const vhost = z
   .regex(/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/, "expected a host name or IP address")
   .optional();
 const file = (def: string) => z.string().min(1).default(def);
+/** A seeder's data-plane address, "HOST[:PORT]" (IPv6 literal with a port in brackets). */
+const dataAddress = z
+  .string()
+  .transform((v, ctx) => {
+    try {
+      return parseDataAddress(v);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+      return z.NEVER;
+    }
+  })
+  .optional();
 
 /** Bind addresses that reach this machine only. */
 const LOOPBACK = /^(localhost|127\.\d+\.\d+\.\d+|::1|\[::1\])$/;
@@ -229,6 +242,8 @@ export const trackerSchema = z.strictObject({
   peerTtl: z.coerce.number().int().min(5).max(3600).default(30),
   /** Credentials file of seeder tokens (hashed); without it any seeder may publish. */
   seederTokens: z.string().min(1).optional(),
+  /** A missing ticket_key file is a startup error instead of being created (deployments: keys init makes it). */
+  requireKeys: switchSetting,
   logLevel,
 });
 
@@ -238,6 +253,8 @@ export const checksumSchema = z.strictObject({
   port: port(6088),
   metricsPort: port(9088),
   networkKey: file(".distribustream/network-key.pem"),
+  /** A missing network_key file is a startup error instead of being created (deployments: keys init makes it). */
+  requireKeys: switchSetting,
   tlsCert,
   tlsKey,
   logLevel,
@@ -256,7 +273,10 @@ export const seederSchema = z
     ...liveSettings,
     dataHost: host("0.0.0.0"),
     dataPort: port(8000),
-    advertise: vhost,
+    /** What other peers are told: HOST[:PORT] (a published or NodePort port may differ from data_port). */
+    advertise: dataAddress,
+    /** What the checksum service reads from (default: the address the tracker sees, and data_port). */
+    internalAddress: dataAddress,
     metricsPort: port(9087),
     /** Upload cap of the data plane over all fetchers, e.g. "16M" (bytes/s). */
     maxUploadRate: rateSetting,
@@ -328,6 +348,8 @@ export const dashboardSchema = z
     redisCa,
     /** Bearer token (also ?token= once in a browser, which keeps it in a cookie). */
     authToken: dashboardToken,
+    /** File holding the bearer token (e.g. keys init's dashboard-token, a mounted Secret); read at start. */
+    authTokenFile: z.string().min(1).optional(),
     /** File with one "user:password" line: HTTP basic auth. */
     authFile: z.string().min(1).optional(),
     /** "user:password" for HTTP basic auth, from DS_AUTH_CREDENTIALS (a flag would show in ps). */
@@ -347,11 +369,18 @@ export const dashboardSchema = z
         message: "the dashboard reads the trackers' swarm store: give the same --redis URL as the trackers",
       });
     }
-    if (!LOOPBACK.test(cfg.host) && !cfg.authToken && !cfg.authFile && !cfg.authCredentials) {
+    if (cfg.authToken !== undefined && cfg.authTokenFile !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["authTokenFile"],
+        message: "give the dashboard token either as auth_token or as auth_token_file, not both",
+      });
+    }
+    if (!LOOPBACK.test(cfg.host) && !cfg.authToken && !cfg.authTokenFile && !cfg.authFile && !cfg.authCredentials) {
       ctx.addIssue({
         code: "custom",
         path: ["host"],
-        message: `the dashboard on ${cfg.host} would be open to anyone: set --auth-token, --auth-file or DS_AUTH_CREDENTIALS, or bind it to 127.0.0.1`,
+        message: `the dashboard on ${cfg.host} would be open to anyone: set --auth-token, --auth-token-file, --auth-file or DS_AUTH_CREDENTIALS, or bind it to 127.0.0.1`,
       });
     }
   });

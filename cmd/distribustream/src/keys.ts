@@ -10,11 +10,33 @@ import { ConfigError, type Logger } from "@distribustream/runtime";
  * Kubernetes Secret).
  */
 export function loadOrCreateKey(path: string, setting: string, log: Logger): Signer {
+  const { signer, created } = ensureKeyFile(path, setting, (pem) => Signer.fromPem(pem));
+  log.info({ path, keyId: signer.keyId }, `${created ? "created" : "loaded"} ${setting}`);
+  return signer;
+}
+
+/**
+ * The key of `path`, read with `parse` (which throws for a file that is not
+ * a key), or a new key written there (mode 0600, its folder created 0700)
+ * when the file does not exist. `created` says which. The one writer of key
+ * files: services without --require-keys and `keys init` both use it.
+ */
+export function ensureKeyFile(
+  path: string,
+  setting: string,
+  parse: (pem: string) => Signer,
+): { signer: Signer; created: boolean } {
   if (existsSync(path)) {
+    let pem: string;
     try {
-      const signer = Signer.fromPem(readFileSync(path, "utf8"));
-      log.info({ path, keyId: signer.keyId }, `loaded ${setting}`);
-      return signer;
+      pem = readFileSync(path, "utf8");
+    } catch (err) {
+      throw new ConfigError(
+        `invalid setting ${setting}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? err})`,
+      );
+    }
+    try {
+      return { signer: parse(pem), created: false };
     } catch (err) {
       throw new ConfigError(
         `invalid setting ${setting}: ${path} is not an Ed25519 PEM key (${(err as Error).message})`,
@@ -26,16 +48,15 @@ export function loadOrCreateKey(path: string, setting: string, log: Logger): Sig
   // (another replica) never reads a half-written key, and the first one wins.
   const tmp = `${path}.${process.pid}.tmp`;
   try {
-    mkdirSync(dirname(path), { recursive: true });
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     writeFileSync(tmp, signer.toPem(), { mode: 0o600 });
     chmodSync(tmp, 0o600);
     linkSync(tmp, path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "EEXIST") return loadOrCreateKey(path, setting, log);
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return ensureKeyFile(path, setting, parse);
     throw new ConfigError(`invalid setting ${setting}: cannot create key file ${path} (${(err as Error).message})`);
   } finally {
     rmSync(tmp, { force: true });
   }
-  log.info({ path, keyId: signer.keyId }, `created ${setting}`);
-  return signer;
+  return { signer, created: true };
 }

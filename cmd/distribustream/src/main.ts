@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 import { Command, Option } from "commander";
+import { exitWith, runDsclient } from "@distribustream/client/command";
 import { ConfigError, ignoreIpServernameWarning } from "@distribustream/runtime";
 import { runChecksum, runDashboard, runSeeder, runTracker, runUp } from "./commands.js";
+import { HEALTHCHECK_USAGE, HealthcheckUsageError, runHealthcheck } from "./healthcheck.js";
+import { initKeys } from "./keysInit.js";
 import { createSeederToken, listSeederTokens, revokeSeederToken } from "./seederToken.js";
 import { listTicketKeys, rotateTicketKey, showNetworkKey } from "./keyCommands.js";
 
@@ -51,6 +54,9 @@ const DASHBOARD_HELP = {
     "access token (16+ characters): send Authorization: Bearer TOKEN, or open the page once with ?token=TOKEN (kept in a cookie); prefer DS_AUTH_TOKEN, a flag shows in ps",
   file: 'file with one "user:password" line: HTTP basic auth (or DS_AUTH_CREDENTIALS=user:password)',
 };
+
+const REQUIRE_KEYS_HELP = (flag: string) =>
+  `a missing ${flag} file is an error (exit 2) instead of being created: for deployments, where distribustream keys init makes the keys once (also DS_REQUIRE_KEYS=1)`;
 
 const common = (cmd: Command) =>
   cmd
@@ -129,7 +135,7 @@ common(
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9086)")
     .option(
       "--ticket-key <file>",
-      "Ed25519 PEM key(s) that sign tickets; created if missing, re-read when it changes (see ticket-key rotate; default .distribustream/ticket-key.pem)",
+      "Ed25519 PEM key(s) that sign tickets; created if missing unless --require-keys, re-read when it changes (see ticket-key rotate; default .distribustream/ticket-key.pem)",
     )
     .option(
       "--ticket-key-overlap <seconds>",
@@ -139,7 +145,8 @@ common(
     .option(
       "--seeder-tokens <file>",
       "credentials file of seeder tokens (see seeder-token); when set, a seeder must present a valid token; re-read when it changes",
-    ),
+    )
+    .option("--require-keys", REQUIRE_KEYS_HELP("--ticket-key")),
 ).action(run(runTracker));
 
 common(
@@ -153,8 +160,9 @@ common(
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9088)")
     .option(
       "--network-key <file>",
-      "Ed25519 PEM network key; created if missing (default .distribustream/network-key.pem)",
-    ),
+      "Ed25519 PEM network key; created if missing unless --require-keys (default .distribustream/network-key.pem)",
+    )
+    .option("--require-keys", REQUIRE_KEYS_HELP("--network-key")),
 ).action(run(runChecksum));
 
 common(
@@ -168,6 +176,10 @@ common(
     .option("--redis <url>", "the trackers' swarm store: redis://, rediss:// or redis+cluster:// (required)")
     .option("--redis-ca <file.pem>", REDIS_CA_HELP)
     .option("--auth-token <token>", DASHBOARD_HELP.token)
+    .option(
+      "--auth-token-file <file>",
+      "file holding the access token (one line, 16+ characters), e.g. keys init's dashboard-token or a mounted Secret",
+    )
     .option("--auth-file <file>", DASHBOARD_HELP.file)
     .option(
       "--checksum-metrics <url>",
@@ -204,7 +216,14 @@ common(
     )
     .option("--data-host <addr>", "data-plane bind address (default 0.0.0.0)")
     .option("--data-port <n>", "data-plane port (default 8000; original key: listen_port)")
-    .option("--advertise <host>", "address viewers use to reach the data plane, when the bind address is not reachable")
+    .option(
+      "--advertise <host[:port]>",
+      "address other peers (viewers, outside) are told to reach the data plane by, when it is not the address the tracker sees; a port when the reachable one differs from --data-port (a published port, a NodePort, a NAT forward)",
+    )
+    .option(
+      "--internal-address <host[:port]>",
+      "address the checksum service reads the data plane from (inside the cluster or compose network), when it is not the address the tracker sees (default: that address and --data-port)",
+    )
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9087)")
     .option(
       "--max-upload-rate <rate>",
@@ -258,6 +277,58 @@ program
   .option("--network-key <file>", "network key file (also DS_NETWORK_KEY; default .distribustream/network-key.pem)")
   .action(sync((opts: { networkKey?: string }) => showNetworkKey(opts)));
 
+program
+  .command("dsclient")
+  .description(
+    "download or watch a stream: the dsclient command (distribustream dsclient --help lists its options and exit codes)",
+  )
+  .usage("[dsclient options] <pdtp://HOST[:PORT]/NAME>")
+  .helpOption(false)
+  .allowUnknownOption()
+  .allowExcessArguments()
+  .argument("[args...]")
+  // reached only through `distribustream help dsclient`: the dispatch below runs dsclient itself
+  .action(() => exitWith(runDsclient(["--help"])));
+
+program
+  .command("healthcheck")
+  .description(
+    "probe a service once, for container healthchecks and Kubernetes probes: grpc://HOST:PORT (gRPC health; grpcs:// over TLS) or http://HOST:PORT/PATH (GET); exit 0 healthy, 1 not (one line on stderr says why), 2 bad usage",
+  )
+  .argument("<target>", "grpc://HOST:PORT, grpcs://HOST:PORT or http://HOST:PORT/PATH")
+  .option("--timeout <ms>", "give up after this many milliseconds (default 3000)")
+  .option("--ca <file.pem>", "CA certificate(s) to trust for a grpcs:// target (default: the system's roots)")
+  .exitOverride((err) => {
+    // commander's own usage errors (no TARGET, an unknown option) are bad usage too
+    if (err.exitCode === 0) process.exit(0);
+    process.stderr.write(`${HEALTHCHECK_USAGE}\n`);
+    process.exit(2);
+  })
+  .action(async (target: string, opts: { timeout?: string; ca?: string }) => {
+    let code: number;
+    try {
+      code = await runHealthcheck(target, opts, {
+        out: (s) => process.stdout.write(s),
+        err: (s) => process.stderr.write(s),
+      });
+    } catch (err) {
+      if (!(err instanceof HealthcheckUsageError)) throw err;
+      process.stderr.write(`distribustream healthcheck: ${err.message}\n${HEALTHCHECK_USAGE}\n`);
+      code = 2;
+    }
+    process.exit(code);
+  });
+
+const keys = program.command("keys").description("the shared keys and credentials of a deployment");
+keys
+  .command("init")
+  .description(
+    "create what is missing in DIR and keep what exists (safe on every start of an init container): ticket-key.pem (the trackers' --ticket-key), network-key.pem (the checksum service's --network-key), seeder-tokens (the trackers' --seeder-tokens) and seeder-token (the seeder's --token-file); files mode 0600; prints one line per file, never a secret",
+  )
+  .option("--dir <dir>", "folder of the keys (also DS_KEYS_DIR), e.g. /data/keys")
+  .option("--dashboard-auth", "also dashboard-token, for the dashboard's --auth-token-file (also DS_DASHBOARD_AUTH=1)")
+  .action(sync((opts: { dir?: string; dashboardAuth?: boolean }) => initKeys(opts)));
+
 /** A command that runs and returns; a ConfigError exits 2 with its message. */
 function sync<A extends unknown[]>(fn: (...args: A) => void) {
   return (...args: A) => {
@@ -294,4 +365,6 @@ function run(runner: Runner) {
   };
 }
 
-await program.parseAsync(process.argv);
+// `distribustream dsclient ARGS` is the dsclient command itself, with its own options, help and exit codes
+if (process.argv[2] === "dsclient") exitWith(runDsclient(process.argv.slice(3)));
+else await program.parseAsync(process.argv);

@@ -1,5 +1,7 @@
+import { chmodSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { ConfigError, loadConfig } from "@distribustream/runtime";
-import { issueToken, readTokenFile, writeTokenFile, type TokenEntry } from "@distribustream/tracker";
+import { issueToken, readTokenFile, verifyToken, writeTokenFile, type TokenEntry } from "@distribustream/tracker";
 import { seederTokenSchema } from "./config.js";
 
 /**
@@ -67,4 +69,43 @@ export function listSeederTokens(flags: { file?: string }, io: Out = std): void 
         .join("  ")
         .trimEnd() + "\n",
     );
+}
+
+/**
+ * A seeder token kept in DIR/seeder-token (mode 0600, the plain token, for a
+ * seeder's --token-file) and registered in DIR/seeder-tokens (the tracker's
+ * --seeder-tokens): the saved one when it still verifies against the file,
+ * else a new one (labelled `label`) added to the file. `up` uses it for its
+ * embedded seeder, `keys init` for a deployment's seeder.
+ */
+export function ensureSeederToken(
+  dir: string,
+  label: string,
+): { tokensFile: string; tokenFile: string; token: string; tokenId: string; created: boolean } {
+  const tokensFile = join(dir, "seeder-tokens");
+  const tokenFile = join(dir, "seeder-token");
+  const entries = read(tokensFile, true);
+  let saved = "";
+  try {
+    saved = existsSync(tokenFile) ? readFileSync(tokenFile, "utf8").trim() : "";
+  } catch (err) {
+    throw new ConfigError(
+      `invalid setting seeder_token_file: cannot read ${tokenFile} (${(err as NodeJS.ErrnoException).code ?? err})`,
+    );
+  }
+  const known = new Map(entries.map((e) => [e.id, e]));
+  const verdict = saved ? verifyToken(saved, known) : undefined;
+  if (verdict?.ok) return { tokensFile, tokenFile, token: saved, tokenId: verdict.id, created: false };
+  const { token, entry } = issueToken(label);
+  writeTokenFile(tokensFile, [...entries, entry]);
+  const tmp = `${tokenFile}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, `${token}\n`, { mode: 0o600 });
+    chmodSync(tmp, 0o600);
+    renameSync(tmp, tokenFile);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw new ConfigError(`invalid setting seeder_token_file: cannot write ${tokenFile} (${(err as Error).message})`);
+  }
+  return { tokensFile, tokenFile, token, tokenId: entry.id, created: true };
 }

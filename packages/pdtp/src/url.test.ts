@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { joinHostPort, parsePdtpUrl, parseTrackerAddress } from "./url.js";
+import { isHostName, joinHostPort, parseDataAddress, parsePdtpUrl, parseTrackerAddress } from "./url.js";
 
 test("pdtp URLs give host, port (default 6086) and the stream name", () => {
   assert.deepEqual(parsePdtpUrl("pdtp://example.org/movies/a%20b.mp4"), {
@@ -68,4 +68,32 @@ test("host:port brackets IPv6 literals once", () => {
   assert.equal(joinHostPort("seeder.local", 8000), "seeder.local:8000");
   assert.equal(joinHostPort("::1", 8000), "[::1]:8000");
   assert.equal(joinHostPort("[::1]", 8000), "[::1]:8000");
+});
+
+test("data addresses are HOST or HOST:PORT, an IPv6 literal with a port in brackets", () => {
+  assert.deepEqual(parseDataAddress("seed.example.net"), { host: "seed.example.net" });
+  assert.deepEqual(parseDataAddress("seed.example.net:30080"), { host: "seed.example.net", port: 30080 });
+  assert.deepEqual(parseDataAddress("10.1.2.3:8000"), { host: "10.1.2.3", port: 8000 });
+  assert.deepEqual(parseDataAddress("[2001:db8::1]:8000"), { host: "2001:db8::1", port: 8000 });
+  assert.deepEqual(parseDataAddress("[::1]"), { host: "::1" });
+  assert.deepEqual(parseDataAddress("2001:db8::1"), { host: "2001:db8::1" });
+  for (const [input, why] of [
+    ["", /"" is not a host name or IP address/],
+    ["seed:0", /port "0" is not 1-65535/],
+    ["seed:65536", /port "65536" is not 1-65535/],
+    ["seed:", /port "" is not 1-65535/],
+    ["seed:80x", /port "80x" is not 1-65535/],
+    ["a b:80", /"a b" is not a host name/],
+    ["http://seed:80", /expected HOST or HOST:PORT/],
+    ["[seed]:80", /only an IPv6 address goes in brackets/],
+    ["2001:db8::1:zz", /IPv6 address with a port goes in brackets/],
+    ["-seed", /is not a host name/],
+  ] as const) {
+    assert.throws(
+      () => parseDataAddress(input),
+      (err: Error) => why.test(err.message),
+      input,
+    );
+  }
+  assert.ok(isHostName("a-b.example") && isHostName("::1") && !isHostName("a_b") && !isHostName("x".repeat(254)));
 });

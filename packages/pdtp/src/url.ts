@@ -1,3 +1,5 @@
+import { isIP } from "node:net";
+
 /** Default PDTP port, as in the original DistribuStream. */
 export const DEFAULT_PDTP_PORT = 6086;
 
@@ -97,4 +99,51 @@ export function parseTrackerAddress(input: string): { target: string; tls: boole
 /** "host:port" for a URL authority or a gRPC target, with an IPv6 literal in brackets. */
 export function joinHostPort(host: string, port: number): string {
   return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** True for a DNS host name or an IP literal (IPv6 without brackets): what a peer can be reached by. */
+export function isHostName(host: string): boolean {
+  if (host.length === 0 || host.length > 253) return false;
+  if (isIP(host)) return true;
+  return /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/.test(
+    host,
+  );
+}
+
+/** A data-plane address: a host, and a port when one was given. */
+export interface DataAddress {
+  /** Host name or IP literal, an IPv6 one without brackets. */
+  host: string;
+  /** 1-65535; undefined when the address gave none. */
+  port?: number;
+}
+
+/**
+ * Parses "HOST[:PORT]" as a seeder's --advertise and --internal-address take
+ * it: a host name, an IPv4 literal, an IPv6 literal in brackets ("[::1]:8000")
+ * or bare without a port ("::1"), and a port 1-65535. Throws PdtpUrlError
+ * saying what is wrong.
+ */
+export function parseDataAddress(input: string): DataAddress {
+  const bad = (why: string) =>
+    new PdtpUrlError(`not a data address: "${input.slice(0, 80)}" (${why}; expected HOST or HOST:PORT)`);
+  let host: string;
+  let port: string | undefined;
+  const bracketed = /^\[([^\]]*)\](?::([^:]*))?$/.exec(input);
+  if (bracketed) {
+    [, host, port] = bracketed as unknown as [string, string, string | undefined];
+    if (isIP(host) !== 6) throw bad("only an IPv6 address goes in brackets");
+  } else if (isIP(input) === 6) {
+    host = input;
+  } else {
+    const parts = input.split(":");
+    if (parts.length > 2) throw bad("an IPv6 address with a port goes in brackets, [ADDR]:PORT");
+    [host, port] = parts as [string, string | undefined];
+    if (!isHostName(host)) throw bad(`"${host.slice(0, 64)}" is not a host name or IP address`);
+  }
+  if (port === undefined) return { host };
+  if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
+    throw bad(`port "${port.slice(0, 16)}" is not 1-65535`);
+  }
+  return { host, port: Number(port) };
 }

@@ -1,5 +1,6 @@
-import { Client, credentials, type Server } from "@grpc/grpc-js";
+import { Client, type Server } from "@grpc/grpc-js";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
+import { channelCredentials, type ClientTls } from "./tls.js";
 
 /**
  * gRPC health checking (grpc.health.v1). The overall status ("") and each
@@ -35,10 +36,11 @@ export class Health {
 /**
  * Asks a gRPC server's health service about the whole server (service ""):
  * resolves "SERVING", "NOT_SERVING", another "status N", or the error's
- * message when it does not answer within `timeoutMs`. For probes and tests.
+ * message when it does not answer within `timeoutMs`. With `tls`, over TLS
+ * (its CA, or the system's roots). For probes and tests.
  */
-export async function checkHealth(target: string, timeoutMs = 2000): Promise<string> {
-  const client = new Client(target, credentials.createInsecure());
+export async function checkHealth(target: string, timeoutMs = 2000, tls?: ClientTls): Promise<string> {
+  const client = new Client(target, channelCredentials(tls));
   try {
     return await new Promise<string>((resolve) =>
       client.makeUnaryRequest(

@@ -17,6 +17,9 @@ const hello: Hello = {
   agent: "link-test",
   credential: "",
   advertiseHost: "",
+  advertisePort: 0,
+  internalHost: "",
+  internalPort: 0,
   peerKey: Buffer.alloc(0),
 };
 

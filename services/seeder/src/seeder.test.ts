@@ -86,7 +86,8 @@ describe("seeder", () => {
       media,
       dataHost: "127.0.0.1",
       dataPort: 0,
-      advertise: "seed.example.net",
+      advertise: { host: "seed.example.net", port: 30080 },
+      internalAddress: { host: "seeder.internal" },
       credential: "s3cret",
       scanIntervalMs: 100,
       log,
@@ -100,7 +101,7 @@ describe("seeder", () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it("says hello as a seeder with its data port, agent, credential and advertised host", async () => {
+  it("says hello as a seeder with its data port, agent, credential, advertised and internal address", async () => {
     await tracker.until(() => tracker.hellos.length > 0, "hello");
     const h = tracker.hellos[0]!;
     assert.equal(h.role, PeerRole.PEER_ROLE_SEEDER);
@@ -108,6 +109,9 @@ describe("seeder", () => {
     assert.equal(h.agent, "dsseed/0.1.0");
     assert.equal(h.credential, "s3cret");
     assert.equal(h.advertiseHost, "seed.example.net");
+    assert.equal(h.advertisePort, 30080);
+    assert.equal(h.internalHost, "seeder.internal");
+    assert.equal(h.internalPort, 0, "no port: the data port");
   });
 
   it("publishes every file, subfolders included, and skips dotfiles and escaping symlinks", async () => {

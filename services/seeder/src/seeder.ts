@@ -1,6 +1,7 @@
 import { dirname, join, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { originAgents } from "@distribustream/data-plane";
+import type { DataAddress } from "@distribustream/pdtp";
 import type { ClientTls, Logger, Registry } from "@distribustream/runtime";
 import { FolderWatch } from "./folderWatch.js";
 import { LiveBroadcasts } from "./liveBroadcasts.js";
@@ -51,8 +52,18 @@ export interface SeederOptions {
   dataHost?: string;
   /** Data-plane port (default 8000, the original's listen_port); 0 = any free port. */
   dataPort?: number;
-  /** Host name or IP to give viewers instead of the connection's address. */
-  advertise?: string | undefined;
+  /**
+   * The data plane's address as other peers (viewers, outside) reach it,
+   * when that is not the connection's address and the data port: a public
+   * name, a published or NodePort port. Default: what the tracker sees.
+   */
+  advertise?: DataAddress | undefined;
+  /**
+   * The data plane's address as the checksum service reaches it (inside
+   * the cluster or compose network), when that is not the connection's
+   * address and the data port. Default: what the tracker sees.
+   */
+  internalAddress?: DataAddress | undefined;
   /** Caps the bytes per second the data plane uploads, over all fetchers (undefined: no cap). */
   maxUploadRate?: number | undefined;
   /** Sent in Hello.credential: the seeder token the operator issued (dss_<id>_<secret>). */
@@ -159,6 +170,7 @@ export async function startSeeder(opts: SeederOptions): Promise<RunningSeeder> {
     trackerTls: opts.trackerTls,
     credential: opts.credential,
     advertise: opts.advertise,
+    internalAddress: opts.internalAddress,
     dataPort: plane.port,
     onWelcome: (w) => {
       const files = publishing.files();

@@ -1,6 +1,13 @@
 import * as grpc from "@grpc/grpc-js";
 import type { DataPlaneIdentity } from "@distribustream/data-plane";
-import { PeerRole, type LiveAttested, type PeerMessage, type PublishResult, type Welcome } from "@distribustream/pdtp";
+import {
+  PeerRole,
+  type DataAddress,
+  type LiveAttested,
+  type PeerMessage,
+  type PublishResult,
+  type Welcome,
+} from "@distribustream/pdtp";
 import type { ClientTls, Logger } from "@distribustream/runtime";
 import { TrackerLink, type LinkPolicy, type SessionEnd } from "@distribustream/tracker-link";
 
@@ -36,8 +43,10 @@ export interface SeederLinkOptions {
   trackerTls?: ClientTls | undefined;
   /** Sent in Hello.credential. */
   credential?: string | undefined;
-  /** Sent in Hello.advertiseHost. */
-  advertise?: string | undefined;
+  /** Sent in Hello.advertise_host and advertise_port: the address other peers are given. */
+  advertise?: DataAddress | undefined;
+  /** Sent in Hello.internal_host and internal_port: the address the checksum service reads from. */
+  internalAddress?: DataAddress | undefined;
   /** The data plane's port, sent in Hello. */
   dataPort: number;
   /** A session was welcomed: publish everything again. */
@@ -76,7 +85,10 @@ export class SeederLink {
         dataPort: o.dataPort,
         agent: SEEDER_AGENT,
         credential: o.credential ?? "",
-        advertiseHost: o.advertise ?? "",
+        advertiseHost: o.advertise?.host ?? "",
+        advertisePort: o.advertise?.port ?? 0,
+        internalHost: o.internalAddress?.host ?? "",
+        internalPort: o.internalAddress?.port ?? 0,
         // a seeder only serves; it fetches nothing, so no ticket needs its key
         peerKey: Buffer.alloc(0),
       }),

@@ -88,6 +88,9 @@ class Peer {
         agent: "t/1",
         credential: "",
         advertiseHost: "",
+        advertisePort: 0,
+        internalHost: "",
+        internalPort: 0,
         peerKey: TEST_PEER_KEY,
       },
     });

@@ -25,12 +25,3 @@ export function hostFromPeer(peer: string): string {
 export function httpBase(host: string, port: number): string {
   return `http://${joinHostPort(host, port)}`;
 }
-
-/** True for something usable as an advertised host: a DNS name or an IP literal. */
-export function isAdvertisableHost(host: string): boolean {
-  if (host.length === 0 || host.length > 253) return false;
-  if (isIP(host)) return true;
-  return /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/.test(
-    host,
-  );
-}

@@ -156,7 +156,7 @@ export class PublishFile {
    */
   private computeManifest(s: Session, p: Publish, streamId: string, chunkSize: number): Promise<string | undefined> {
     const log = this.o.log.child({ peerId: s.peerId, name: p.name, streamId });
-    const sourceUrl = httpBase(s.dataHost, s.dataPort);
+    const sourceUrl = httpBase(s.internalHost, s.internalPort);
     return new Promise<string | undefined>((settle) => {
       let ready = false;
       const onReady = () => {

@@ -186,7 +186,7 @@ export class PublishLive {
         checksum: this.o.checksum,
         ticketSigner: () => this.o.ticketKeys.signer,
         maxChunkBytes: descriptor.body.maxChunkBytes,
-        source: { url: httpBase(s.dataHost, s.dataPort), peerId: s.peerId },
+        source: { url: httpBase(s.internalHost, s.internalPort), peerId: s.peerId },
         nextSeq,
         edgeTimestampMs: this.o.windows.edge(streamId).edgeTimestampMs,
         onAttested: (atts, claims) => this.attested(b, atts, claims),

@@ -256,6 +256,9 @@ describe("tracker when Redis goes away and comes back empty", () => {
         agent: "t/1",
         credential: "",
         advertiseHost: "",
+        advertisePort: 0,
+        internalHost: "",
+        internalPort: 0,
         peerKey: TEST_PEER_KEY,
       },
     });

@@ -169,7 +169,17 @@ function openSession(client: TrackerClient) {
     call.write({
       body: {
         $case: "hello",
-        value: { role, dataPort: 9300, agent: "test/1", credential, advertiseHost: "", peerKey: TEST_PEER_KEY },
+        value: {
+          role,
+          dataPort: 9300,
+          agent: "test/1",
+          credential,
+          advertiseHost: "",
+          advertisePort: 0,
+          internalHost: "",
+          internalPort: 0,
+          peerKey: TEST_PEER_KEY,
+        },
       },
     });
   const waitFor = async (pred: (m: TrackerMessage) => boolean, what: string) => {

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import {
   isStreamId,
+  joinHostPort,
   LIVE_REJECTIONS,
   MalformedMessage,
   originUrlProblem,
@@ -38,12 +39,12 @@ import type {
   TrustPolicy,
 } from "@distribustream/swarm-store";
 import type { TrackerMetrics } from "./metrics.js";
-import { hostFromPeer, isAdvertisableHost } from "./peerAddress.js";
+import { hostFromPeer } from "./peerAddress.js";
 import { toPeerStatus } from "./peerErrors.js";
 import { DEFAULT_PLANNER, type Planner } from "./planner.js";
 import type { SeederAuth } from "./seederAuth.js";
 import { ANY_CHUNK, messageBounds, rangeBytes, shapeOf, type StreamShape } from "./streamKinds.js";
-import { checkName, checkRanges, checkString, MAX_REPORTS, outside } from "./validate.js";
+import { checkDataAddress, checkName, checkRanges, checkString, MAX_REPORTS, outside } from "./validate.js";
 
 /** Messages queued for handling before the session stops reading from the peer. */
 const MAX_QUEUED = 64;
@@ -166,7 +167,15 @@ export class Session {
   role: PeerRoleName | undefined;
   /** Host other peers connect to: the observed address, or a seeder's advertised one. */
   dataHost = "";
+  /** Port other peers connect to: Hello.data_port, or a seeder's advertised one. */
   dataPort = 0;
+  /**
+   * Where the checksum service reads this seeder's data plane: its
+   * internal address, by default the connection's address and data_port
+   * (never the advertised one, which may be reachable from outside only).
+   */
+  internalHost = "";
+  internalPort = 0;
   agent = "";
   /** Hello.peer_key: named in this peer's tickets (empty for a seeder, which never fetches). */
   peerKey: Buffer = Buffer.alloc(0);
@@ -395,24 +404,16 @@ export class Session {
     if (h.role !== PeerRole.PEER_ROLE_VIEWER && h.role !== PeerRole.PEER_ROLE_SEEDER) {
       throw invalidArgument("Hello.role must be VIEWER or SEEDER");
     }
-    if (!Number.isInteger(h.dataPort) || h.dataPort < 0 || h.dataPort > 65535) {
-      throw invalidArgument(`Hello.data_port ${h.dataPort} is not a TCP port`);
-    }
     checkString(h.agent, "Hello.agent", 256);
     checkString(h.credential, "Hello.credential", 4096);
     if (h.peerKey.length !== 0 && h.peerKey.length !== 32) {
       throw invalidArgument(`Hello.peer_key must be a raw 32-byte Ed25519 public key, got ${h.peerKey.length} bytes`);
     }
     const role: PeerRoleName = h.role === PeerRole.PEER_ROLE_SEEDER ? "seeder" : "viewer";
+    checkDataAddress(h, role);
     if (role === "seeder" && h.dataPort === 0) throw invalidArgument("a seeder must give its data_port");
     // a viewer fetches, and its tickets name its session key
     if (role === "viewer" && h.peerKey.length === 0) throw invalidArgument("a viewer must give its peer_key");
-    if (h.advertiseHost) {
-      if (role !== "seeder") throw invalidArgument("Hello.advertise_host is for seeders only");
-      if (!isAdvertisableHost(h.advertiseHost)) {
-        throw invalidArgument(`Hello.advertise_host "${h.advertiseHost.slice(0, 64)}" is not a host name or IP`);
-      }
-    }
     if (!this.host) throw invalidArgument("cannot tell the peer's address from the connection");
     const { seederAuth } = this.tracker;
     const tokenId = role === "seeder" ? seederAuth.check(h.credential, this.host) : undefined;
@@ -424,11 +425,22 @@ export class Session {
     this.seederTokenId = tokenId;
     this.role = role;
     this.dataHost = h.advertiseHost || this.host;
-    this.dataPort = h.dataPort;
+    this.dataPort = h.advertisePort || h.dataPort;
+    this.internalHost = h.internalHost || this.host;
+    this.internalPort = h.internalPort || h.dataPort;
     this.peerKey = Buffer.from(h.peerKey);
     this.agent = h.agent;
     this.tracker.sessionStarted(this);
-    this.log.info({ role, dataHost: this.dataHost, dataPort: this.dataPort, agent: this.agent }, "session started");
+    this.log.info(
+      {
+        role,
+        dataHost: this.dataHost,
+        dataPort: this.dataPort,
+        ...(role === "seeder" ? { internal: joinHostPort(this.internalHost, this.internalPort) } : {}),
+        agent: this.agent,
+      },
+      "session started",
+    );
     this.send({
       body: {
         $case: "welcome",

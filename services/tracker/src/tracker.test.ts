@@ -240,6 +240,9 @@ describe("tracker over real gRPC", () => {
         agent: "x".repeat(70 * 1024),
         credential: "",
         advertiseHost: "",
+        advertisePort: 0,
+        internalHost: "",
+        internalPort: 0,
         peerKey: TEST_PEER_KEY,
       },
     });
@@ -264,6 +267,9 @@ describe("tracker over real gRPC", () => {
               agent: "",
               credential: "",
               advertiseHost: "",
+              advertisePort: 0,
+              internalHost: "",
+              internalPort: 0,
               peerKey: TEST_PEER_KEY,
             },
           },
@@ -280,6 +286,9 @@ describe("tracker over real gRPC", () => {
               agent: "",
               credential: "",
               advertiseHost: "",
+              advertisePort: 0,
+              internalHost: "",
+              internalPort: 0,
               peerKey: TEST_PEER_KEY,
             },
           },
@@ -600,6 +609,73 @@ describe("tracker over real gRPC", () => {
     await new Promise((r) => setTimeout(r, 100));
     assert.equal((await describe(accepted.streamId)).seeders, 0);
     await assert.rejects(seeder.next("publishResult", 200), /no publishResult/);
+  });
+
+  it("viewers are sent a seeder's advertised address; the checksum service reads its internal one", async () => {
+    const s = peer();
+    const welcome = await s.hello(PeerRole.PEER_ROLE_SEEDER, 9400, {
+      advertiseHost: "seed.example.net",
+      advertisePort: 30080,
+      internalHost: "seeder.internal",
+      internalPort: 8000,
+    });
+    s.send({ $case: "publish", value: { name: "addressed.bin", size: 3 * CHUNK, version: 1 } });
+    assert.equal((await s.next("publishResult")).status, PublishStatus.PUBLISH_STATUS_ACCEPTED);
+    assert.equal((await s.next("publishResult")).status, PublishStatus.PUBLISH_STATUS_READY);
+    assert.equal(checksum.requests.at(-1)!.sourceUrl, "http://seeder.internal:8000");
+    const v = peer();
+    await v.hello(PeerRole.PEER_ROLE_VIEWER, 9401);
+    v.send({ $case: "join", value: { name: "addressed.bin", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 } });
+    await v.next("joined");
+    const { directives } = await v.next("directives");
+    assert.deepEqual(directives[0]!.source, {
+      peerId: welcome.peerId,
+      host: "seed.example.net",
+      port: 30080,
+      seeder: true,
+    });
+
+    // a host alone keeps the data port; the internal address defaults to the connection's address
+    const t = peer();
+    await t.hello(PeerRole.PEER_ROLE_SEEDER, 9402, { advertiseHost: "2001:db8::7" });
+    t.send({ $case: "publish", value: { name: "addressed2.bin", size: CHUNK, version: 1 } });
+    assert.equal((await t.next("publishResult")).status, PublishStatus.PUBLISH_STATUS_ACCEPTED);
+    assert.equal((await t.next("publishResult")).status, PublishStatus.PUBLISH_STATUS_READY);
+    assert.equal(checksum.requests.at(-1)!.sourceUrl, "http://127.0.0.1:9402");
+    const w = peer();
+    await w.hello(PeerRole.PEER_ROLE_VIEWER, 9403);
+    w.send({ $case: "join", value: { name: "addressed2.bin", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 } });
+    await w.next("joined");
+    const d = (await w.next("directives")).directives[0]!;
+    assert.equal(`${d.source!.host} ${d.source!.port}`, "2001:db8::7 9402");
+  });
+
+  it("a bad advertised or internal address ends that session with INVALID_ARGUMENT naming the field", async () => {
+    const cases: [PeerRole, Parameters<TestPeer["hello"]>[2], string][] = [
+      [PeerRole.PEER_ROLE_SEEDER, { advertisePort: 70000 }, "Hello.advertise_port 70000 is not a TCP port"],
+      [PeerRole.PEER_ROLE_SEEDER, { internalPort: 65536 }, "Hello.internal_port 65536 is not a TCP port"],
+      [
+        PeerRole.PEER_ROLE_SEEDER,
+        { internalHost: "not a host" },
+        'Hello.internal_host "not a host" is not a host name or IP',
+      ],
+      [
+        PeerRole.PEER_ROLE_SEEDER,
+        { advertiseHost: "http://x/" },
+        'Hello.advertise_host "http://x/" is not a host name or IP',
+      ],
+      [PeerRole.PEER_ROLE_SEEDER, { internalHost: "[::1]" }, 'Hello.internal_host "[::1]" is not a host name or IP'],
+      [PeerRole.PEER_ROLE_VIEWER, { internalHost: "10.0.0.1" }, "Hello.internal_host is for seeders only"],
+      [PeerRole.PEER_ROLE_VIEWER, { advertisePort: 8000 }, "Hello.advertise_port is for seeders only"],
+    ];
+    for (const [role, address, details] of cases) {
+      const p = peer();
+      void p.hello(role, 9500, address).catch(() => undefined);
+      await expectStatus(p, grpc.status.INVALID_ARGUMENT, details);
+    }
+    // the tracker goes on serving
+    const ok = peer();
+    assert.ok((await ok.hello(PeerRole.PEER_ROLE_SEEDER, 9501, { internalHost: "::1", internalPort: 1 })).peerId);
   });
 
   it("drain ends open sessions with UNAVAILABLE", async () => {

@@ -1,4 +1,4 @@
-import { streamNameProblem, type ChunkRange } from "@distribustream/pdtp";
+import { isHostName, streamNameProblem, type ChunkRange, type Hello } from "@distribustream/pdtp";
 import { invalidArgument } from "@distribustream/runtime";
 import type { ChunkBounds } from "@distribustream/swarm-store";
 
@@ -32,4 +32,35 @@ export function outside(bounds: ChunkBounds): string {
   return bounds.low === 0
     ? `is beyond the stream's ${bounds.high + 1} chunks`
     : `is outside the stream's chunks ${bounds.low}-${bounds.high}`;
+}
+
+/**
+ * A Hello's data addresses: data_port and, from a seeder only, an advertised
+ * and an internal host (host names or IP literals) and port (1-65535; 0 =
+ * data_port). Throws INVALID_ARGUMENT naming the field.
+ */
+export function checkDataAddress(
+  h: Pick<Hello, "dataPort" | "advertiseHost" | "advertisePort" | "internalHost" | "internalPort">,
+  role: "viewer" | "seeder",
+): void {
+  const port = (value: number, field: string) => {
+    if (!Number.isInteger(value) || value < 0 || value > 65535) {
+      throw invalidArgument(`Hello.${field} ${value} is not a TCP port`);
+    }
+    if (value !== 0 && role !== "seeder") throw invalidArgument(`Hello.${field} is for seeders only`);
+  };
+  const host = (value: string, field: string) => {
+    if (!value) return;
+    if (role !== "seeder") throw invalidArgument(`Hello.${field} is for seeders only`);
+    if (!isHostName(value)) {
+      throw invalidArgument(`Hello.${field} "${value.slice(0, 64)}" is not a host name or IP`);
+    }
+  };
+  if (!Number.isInteger(h.dataPort) || h.dataPort < 0 || h.dataPort > 65535) {
+    throw invalidArgument(`Hello.data_port ${h.dataPort} is not a TCP port`);
+  }
+  host(h.advertiseHost, "advertise_host");
+  port(h.advertisePort, "advertise_port");
+  host(h.internalHost, "internal_host");
+  port(h.internalPort, "internal_port");
 }

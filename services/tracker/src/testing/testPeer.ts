@@ -2,6 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import {
   PublishStatus,
   Signer,
+  type Hello,
   type PeerMessage,
   type PeerRole,
   type Publish,
@@ -60,10 +61,26 @@ export class TestPeer {
     }
   }
 
-  async hello(role: PeerRole, dataPort: number, advertiseHost = "") {
+  /** `address`: a seeder's advertised and internal data addresses (default: none). */
+  async hello(
+    role: PeerRole,
+    dataPort: number,
+    address: Partial<Pick<Hello, "advertiseHost" | "advertisePort" | "internalHost" | "internalPort">> = {},
+  ) {
     this.send({
       $case: "hello",
-      value: { role, dataPort, agent: "test/1", credential: "", advertiseHost, peerKey: this.key.publicKey.ed25519 },
+      value: {
+        role,
+        dataPort,
+        agent: "test/1",
+        credential: "",
+        advertiseHost: "",
+        advertisePort: 0,
+        internalHost: "",
+        internalPort: 0,
+        ...address,
+        peerKey: this.key.publicKey.ed25519,
+      },
     });
     return this.next("welcome");
   }

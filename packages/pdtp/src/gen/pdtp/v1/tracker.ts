@@ -266,6 +266,22 @@ export interface Hello {
    * use to anyone else. Required of every peer.
    */
   peerKey: Buffer;
+  /**
+   * Port to hand to other peers instead of data_port (a seeder's
+   * --advertise HOST:PORT), when the port they reach differs from the one
+   * the data plane binds: a published container port, a NodePort, a NAT
+   * forward. 0: data_port. Viewers leave it 0.
+   */
+  advertisePort: number;
+  /**
+   * Where the checksum service reads the seeder's data plane (a seeder's
+   * --internal-address HOST[:PORT]), when the connection's address is not
+   * it: a tracker reached through a proxy, a cluster-internal name. Empty:
+   * the connection's address. Viewers leave it empty.
+   */
+  internalHost: string;
+  /** Port of internal_host; 0: data_port. Viewers leave it 0. */
+  internalPort: number;
 }
 
 export interface Join {
@@ -839,7 +855,17 @@ export const PeerMessage: MessageFns<PeerMessage> = {
 };
 
 function createBaseHello(): Hello {
-  return { role: 0, dataPort: 0, agent: "", credential: "", advertiseHost: "", peerKey: Buffer.alloc(0) };
+  return {
+    role: 0,
+    dataPort: 0,
+    agent: "",
+    credential: "",
+    advertiseHost: "",
+    peerKey: Buffer.alloc(0),
+    advertisePort: 0,
+    internalHost: "",
+    internalPort: 0,
+  };
 }
 
 export const Hello: MessageFns<Hello> = {
@@ -861,6 +887,15 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.peerKey.length !== 0) {
       writer.uint32(50).bytes(message.peerKey);
+    }
+    if (message.advertisePort !== 0) {
+      writer.uint32(56).uint32(message.advertisePort);
+    }
+    if (message.internalHost !== "") {
+      writer.uint32(66).string(message.internalHost);
+    }
+    if (message.internalPort !== 0) {
+      writer.uint32(72).uint32(message.internalPort);
     }
     return writer;
   },
@@ -926,6 +961,30 @@ export const Hello: MessageFns<Hello> = {
             message.peerKey = Buffer.from(reader.bytes());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.advertisePort = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.internalHost = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.internalPort = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -958,6 +1017,21 @@ export const Hello: MessageFns<Hello> = {
         : isSet(object.peer_key)
         ? Buffer.from(bytesFromBase64(object.peer_key))
         : Buffer.alloc(0),
+      advertisePort: isSet(object.advertisePort)
+        ? globalThis.Number(object.advertisePort)
+        : isSet(object.advertise_port)
+        ? globalThis.Number(object.advertise_port)
+        : 0,
+      internalHost: isSet(object.internalHost)
+        ? globalThis.String(object.internalHost)
+        : isSet(object.internal_host)
+        ? globalThis.String(object.internal_host)
+        : "",
+      internalPort: isSet(object.internalPort)
+        ? globalThis.Number(object.internalPort)
+        : isSet(object.internal_port)
+        ? globalThis.Number(object.internal_port)
+        : 0,
     };
   },
 
@@ -981,6 +1055,15 @@ export const Hello: MessageFns<Hello> = {
     if (message.peerKey.length !== 0) {
       obj.peerKey = base64FromBytes(message.peerKey);
     }
+    if (message.advertisePort !== 0) {
+      obj.advertisePort = Math.round(message.advertisePort);
+    }
+    if (message.internalHost !== "") {
+      obj.internalHost = message.internalHost;
+    }
+    if (message.internalPort !== 0) {
+      obj.internalPort = Math.round(message.internalPort);
+    }
     return obj;
   },
 
@@ -995,6 +1078,9 @@ export const Hello: MessageFns<Hello> = {
     message.credential = object.credential ?? "";
     message.advertiseHost = object.advertiseHost ?? "";
     message.peerKey = object.peerKey ?? Buffer.alloc(0);
+    message.advertisePort = object.advertisePort ?? 0;
+    message.internalHost = object.internalHost ?? "";
+    message.internalPort = object.internalPort ?? 0;
     return message;
   },
 };
