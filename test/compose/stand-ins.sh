@@ -58,6 +58,14 @@ debootstrap --variant=minbase bookworm "$base" "$MIRROR" >"$work/debootstrap.log
     exit 1
   }
 cp /etc/resolv.conf "$base/etc/resolv.conf"
+# as in Docker's official debian images: apt leaves no package caches in a layer
+cat >"$base/etc/apt/apt.conf.d/docker-clean" <<'CONF'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+CONF
+printf 'Acquire::Languages "none";\n' >"$base/etc/apt/apt.conf.d/docker-no-languages"
 # no daemon starts inside the chroot while packages install
 printf '#!/bin/sh\nexit 101\n' >"$base/usr/sbin/policy-rc.d"
 chmod +x "$base/usr/sbin/policy-rc.d"
