@@ -90,6 +90,18 @@ const completedOf = (body, name) => body.streams.find((s) => s.name === name)?.c
 describe("docker-compose.yml with a real engine", { timeout: 480_000 }, () => {
   let dir;
   let dashboardToken;
+  /** Each step needs the ones before it: after a failure the rest are skipped, not piled on. */
+  let failed;
+  const step = (name, fn) =>
+    test(name, async (t) => {
+      if (failed) return t.skip(`after the failure of "${failed}"`);
+      try {
+        await fn(t);
+      } catch (err) {
+        failed = name;
+        throw err;
+      }
+    });
 
   before(() => {
     dir = mkdtempSync(join(tmpdir(), "ds-compose-"));
@@ -98,7 +110,7 @@ describe("docker-compose.yml with a real engine", { timeout: 480_000 }, () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test("up: the one-shots succeed and every service turns healthy", async () => {
+  step("up: the one-shots succeed and every service turns healthy", async () => {
     const t0 = Date.now();
     compose("up", "-d");
     await until(
@@ -129,21 +141,24 @@ describe("docker-compose.yml with a real engine", { timeout: 480_000 }, () => {
     );
   });
 
-  test("dsclient on the host downloads demo.bin, byte-identical to the seeder's copy", () => {
+  step("dsclient on the host downloads demo.bin, byte-identical to the seeder's copy", () => {
     const out = join(dir, "first.bin");
     const r = download("demo.bin", out);
     assert.equal(r.code, 0, `dsclient exit ${r.code}: ${r.stderr}`);
     assert.equal(sha256(readFileSync(out)), seederSha("demo.bin"));
   });
 
-  test("the live demo: tuned in from the host, ffmpeg decodes it without a word", async () => {
+  step("the live demo: tuned in from the host, ffmpeg decodes it without a word", async () => {
+    const exited = (p) => new Promise((r) => p.on("exit", (code) => r(code)));
     const viewer = spawn(process.execPath, [DSCLIENT, `pdtp://${TRACKER}/demo-live`, "-o", "-", "-q"], {
       stdio: ["ignore", "pipe", "pipe"],
     });
+    const viewerExit = exited(viewer);
     // five seconds of media, decoded as it arrives; ffmpeg closing the pipe ends the viewer (exit 0)
     const ffmpeg = spawn("ffmpeg", ["-v", "error", "-nostdin", "-i", "-", "-t", "5", "-f", "null", "-"], {
       stdio: ["pipe", "ignore", "pipe"],
     });
+    const ffmpegExit = exited(ffmpeg);
     const bytes = [];
     viewer.stdout.on("data", (b) => bytes.push(b));
     viewer.stdout.pipe(ffmpeg.stdin);
@@ -152,12 +167,11 @@ describe("docker-compose.yml with a real engine", { timeout: 480_000 }, () => {
     let ffmpegErr = "";
     viewer.stderr.setEncoding("utf8").on("data", (t) => (viewerErr += t));
     ffmpeg.stderr.setEncoding("utf8").on("data", (t) => (ffmpegErr += t));
-    const exited = (p) => new Promise((r) => p.on("exit", (code) => r(code)));
     const kill = setTimeout(() => viewer.kill("SIGKILL"), 60_000);
-    const ffmpegCode = await exited(ffmpeg);
+    const ffmpegCode = await ffmpegExit;
     viewer.stdout.unpipe(ffmpeg.stdin);
     viewer.kill("SIGTERM");
-    await exited(viewer);
+    await viewerExit;
     clearTimeout(kill);
     assert.equal(ffmpegErr, "", `ffmpeg -v error says nothing (viewer: ${viewerErr.slice(-2000)})`);
     assert.equal(ffmpegCode, 0);
@@ -178,7 +192,7 @@ describe("docker-compose.yml with a real engine", { timeout: 480_000 }, () => {
     assert.ok(frames >= 100, `at least 4 s of 25 fps video decoded: ${frames} frames`);
   });
 
-  test("the dashboard's /api/stats.json counts the download, with the token from the keys volume", async () => {
+  step("the dashboard's /api/stats.json counts the download, with the token from the keys volume", async () => {
     dashboardToken = docker("exec", container("dashboard"), "cat", "/data/keys/dashboard-token");
     assert.equal((await stats()).status, 401, "no token, no stats: the dashboard is published");
     await until(
@@ -198,7 +212,7 @@ describe("docker-compose.yml with a real engine", { timeout: 480_000 }, () => {
     assert.equal(body.fleet.replicas.filter((r) => r.alive).length, 2, "both tracker replicas heard");
   });
 
-  test("tracker-1 killed: a second download finishes through the other replica", async () => {
+  step("tracker-1 killed: a second download finishes through the other replica", async () => {
     const before = completedOf((await stats(dashboardToken)).body, "demo.bin");
     docker("kill", container("tracker-1"));
     assert.notEqual(state("tracker-1"), "healthy");
@@ -215,7 +229,7 @@ describe("docker-compose.yml with a real engine", { timeout: 480_000 }, () => {
     compose("start", "tracker-1");
   });
 
-  test("Redis restarted: a third download finishes once the swarm is published again", async () => {
+  step("Redis restarted: a third download finishes once the swarm is published again", async () => {
     const t0 = Date.now();
     compose("restart", "redis");
     await until("redis healthy again", () => state("redis") === "healthy" || state("redis"), 60_000);
@@ -237,7 +251,7 @@ describe("docker-compose.yml with a real engine", { timeout: 480_000 }, () => {
     figure(`Redis restart to a finished download: ${((Date.now() - t0) / 1000).toFixed(1)} s, ${attempts} attempt(s)`);
   });
 
-  test("a seeder without the credential is refused", () => {
+  step("a seeder without the credential is refused", () => {
     const r = spawnSync(
       "docker",
       ["run", "--rm", "--network", NETWORK, "--read-only", "--tmpfs", "/tmp", IMAGE, "seeder"].concat([
@@ -254,7 +268,7 @@ describe("docker-compose.yml with a real engine", { timeout: 480_000 }, () => {
     assert.match(r.stderr, /refused this seeder's credential \(UNAUTHENTICATED/);
   });
 
-  test("down keeps the keys; down -v removes every volume", () => {
+  step("down keeps the keys; down -v removes every volume", () => {
     const created = compose("logs", "--no-color", "keys");
     const ids = (text) => [...text.matchAll(/(ticket key|network key) ([0-9a-f]+)/g)].map((m) => m.slice(1).join(" "));
     assert.equal(ids(created).length, 2);
