@@ -38,10 +38,19 @@ function docker(...args) {
   return execFileSync("docker", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
 }
 
-/** The container id of a service of the project ("" when there is none). */
-const container = (service) => compose("ps", "-q", service).trim();
+/** The container id of a service of the project ("" when there is none); docker, not compose: much quicker. */
+function container(service) {
+  return docker(
+    "ps",
+    "-aq",
+    "--filter",
+    `label=com.docker.compose.project=${PROJECT}`,
+    "--filter",
+    `label=com.docker.compose.service=${service}`,
+  ).split("\n")[0];
+}
 
-/** "healthy", "starting", "unhealthy", "exited 0", "running" (no healthcheck), … */
+/** "healthy", "starting", "unhealthy", "exited 0", "running" (no healthcheck), "missing". */
 function state(service) {
   const id = container(service);
   if (!id) return "missing";
