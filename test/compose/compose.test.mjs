@@ -197,7 +197,9 @@ describe("docker-compose.yml with a real engine", { timeout: 480_000 }, () => {
           file,
         ]),
         { encoding: "utf8" },
-      ).trim(),
+      )
+        .trim()
+        .split(/\s+/)[0], // an MPEG-TS program lists its video stream twice: under the program and on its own
     );
     assert.ok(frames >= 100, `at least 4 s of 25 fps video decoded: ${frames} frames`);
   });
