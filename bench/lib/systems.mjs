@@ -131,6 +131,7 @@ export async function startDistribuStream(ctx, { seederLogLevel = "warn", logLev
     ],
     { cwd: ctx.dir, stdin: ctx.live ? "pipe" : undefined },
   );
+  const hashedBytes = async () => metricSum(await metricsText(cm).catch(() => ""), "pdtp_checksum_bytes_hashed_total") ?? 0;
   const sys = {
     name: "ds",
     port,
@@ -144,7 +145,11 @@ export async function startDistribuStream(ctx, { seederLogLevel = "warn", logLev
       for (;;) {
         if (!seeder.running) throw new Error(`seeder exited\n${seeder.out.slice(-3000)}`);
         const text = await metricsText(sm).catch(() => "");
-        if ((metricSum(text, "pdtp_seeder_published_streams") ?? 0) >= 1) return;
+        // on-demand: ready once the checksum service has hashed the whole file, as a file nginx serves is
+        // whole on disk; the one-time pass per file version is the checksum scenario's figure
+        const published = (metricSum(text, "pdtp_seeder_published_streams") ?? 0) >= 1;
+        if (published && ctx.live) return;
+        if (published && (await hashedBytes()) >= (ctx.size ?? 0)) return;
         if (Date.now() > end) throw new Error("seeder never published");
         await sleep(200);
       }

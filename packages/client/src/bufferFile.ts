@@ -1,6 +1,7 @@
 import { constants } from "node:fs";
 import { open, rename, unlink, type FileHandle } from "node:fs/promises";
 import { Readable } from "node:stream";
+import { FileRangeReadable } from "@distribustream/data-plane";
 import { chunkSpan } from "@distribustream/pdtp";
 import { ioError } from "./errors.js";
 
@@ -9,9 +10,6 @@ export interface Layout {
   chunkSize: number;
   chunkCount: number;
 }
-
-/** Size of the pieces a range is served in (one allocation each). */
-const READ_PIECE = 64 * 1024;
 
 /**
  * Always a new file: never follows a symbolic link or writes into a file
@@ -99,20 +97,8 @@ export class BufferFile {
 
   /** Bytes [start, end) as a stream that reads on demand (backpressured). */
   createReadStream(start: number, end: number): Readable {
-    const handle = this.handle;
-    const path = this.currentPath;
-    async function* pieces() {
-      let pos = start;
-      while (pos < end) {
-        const n = Math.min(READ_PIECE, end - pos);
-        const buf = Buffer.allocUnsafe(n);
-        const { bytesRead } = await handle.read(buf, 0, n, pos);
-        if (bytesRead === 0) throw new Error(`buffer file ${path} ended at byte ${pos}`);
-        pos += bytesRead;
-        yield bytesRead === n ? buf : buf.subarray(0, bytesRead);
-      }
-    }
-    return Readable.from(pieces(), { objectMode: false, highWaterMark: READ_PIECE });
+    const file = { handle: this.handle, close: false };
+    return new FileRangeReadable(() => Promise.resolve(file), start, end, `buffer file ${this.currentPath}`);
   }
 
   /** Renames the file; the handle, and reads in progress, keep working. */

@@ -15,6 +15,7 @@ export {
   type FetchRequestOptions,
   type LiveFetchOptions,
 } from "./fetch.js";
+export { FileRangeReadable, READ_PIECE_BYTES, type RangeFile } from "./fileRange.js";
 export { DataPlaneAgent, type DataPlaneAgentOptions } from "./agent.js";
 export { parseRate, RateLimiter, rateSetting } from "./rateLimiter.js";
 export {

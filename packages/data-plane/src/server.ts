@@ -13,6 +13,7 @@ import {
 } from "@distribustream/pdtp";
 import type { Logger } from "@distribustream/runtime/log";
 import type { Registry } from "@distribustream/runtime/metrics";
+import { READ_PIECE_BYTES } from "./fileRange.js";
 import { dataPlaneMetrics, type DataPlaneMetrics } from "./metrics.js";
 import type { RateLimiter } from "./rateLimiter.js";
 import { refusalStatusOf, type ChunkSource, type DataPlaneIdentity } from "./source.js";
@@ -45,7 +46,6 @@ const KEEP_ALIVE_MS = 30_000;
 const HEADERS_TIMEOUT_MS = 10_000;
 /** A socket with no traffic in either direction for this long is closed (a stalled reader). */
 const SOCKET_IDLE_MS = 120_000;
-const READ_HIGH_WATER_MARK = 64 * 1024;
 /** Longest a /live/ request for chunks held but not yet attested waits for their attestations. */
 const ATTESTATION_WAIT_MS = 2_000;
 
@@ -293,7 +293,7 @@ function sendBody(
 /** Counts bytes sent and, with a limiter, holds each piece until the upload rate allows it. */
 function meter(c: { inc(n: number): void } | undefined, limiter: RateLimiter | undefined): Transform {
   return new Transform({
-    highWaterMark: READ_HIGH_WATER_MARK,
+    highWaterMark: READ_PIECE_BYTES,
     transform(piece: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
       c?.inc(piece.length);
       if (!limiter) return cb(null, piece);
