@@ -1,6 +1,7 @@
 // A scenario's record: JSON (everything) and a Markdown table (medians, ratios, goals) in bench/results/.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { median, round } from "./util.mjs";
 
 export const SCHEMA = "distribustream-bench/1";
 
@@ -59,6 +60,15 @@ export function markdown(rec) {
       );
     lines.push("");
   }
+  const procs = processRows(rec.runs ?? []);
+  if (procs.length) {
+    lines.push("Each process, medians over runs (viewers: the median viewer and the highest):");
+    lines.push("");
+    lines.push("| system | process | CPU s | peak RSS MB |");
+    lines.push("|---|---|---:|---:|");
+    for (const r of procs) lines.push(`| ${r.system} | ${r.process} | ${fmt(r.cpuS)} | ${fmt(r.rssMB)} |`);
+    lines.push("");
+  }
   const failures = [];
   for (const run of rec.runs ?? []) {
     for (const [sys, r] of Object.entries(run.systems ?? {})) {
@@ -72,6 +82,38 @@ export function markdown(rec) {
   }
   if (failures.length) lines.push("Failures:", "", ...failures, "");
   return lines.join("\n") + "\n";
+}
+
+/**
+ * Per-process CPU seconds and peak RSS of every system's trials (runViewers'
+ * serverCpuSeconds, serverPeakRssMB, viewerCpuSeconds, viewerPeakRssMB), medians
+ * over the runs, so that a regression shows in the table and not only in the JSON.
+ */
+function processRows(runs) {
+  const acc = new Map(); // `${system}\t${process}` -> { cpu: [], rss: [] }
+  const add = (system, process, cpu, rss) => {
+    const k = `${system}\t${process}`;
+    if (!acc.has(k)) acc.set(k, { cpu: [], rss: [] });
+    const a = acc.get(k);
+    if (typeof cpu === "number") a.cpu.push(cpu);
+    if (typeof rss === "number") a.rss.push(rss);
+  };
+  for (const run of runs) {
+    for (const [sys, r] of Object.entries(run.systems ?? {})) {
+      if (!r?.ok) continue;
+      for (const [p, cpu] of Object.entries(r.serverCpuSeconds ?? {})) add(sys, p, cpu, r.serverPeakRssMB?.[p]);
+      const cpus = (r.viewerCpuSeconds ?? []).filter((v) => typeof v === "number");
+      const rss = (r.viewerPeakRssMB ?? []).filter((v) => typeof v === "number");
+      if (cpus.length || rss.length) {
+        add(sys, "viewer (median)", median(cpus), median(rss));
+        if (cpus.length > 1) add(sys, "viewer (highest)", Math.max(...cpus), rss.length ? Math.max(...rss) : null);
+      }
+    }
+  }
+  return [...acc].map(([k, a]) => {
+    const [system, process] = k.split("\t");
+    return { system, process, cpuS: round(median(a.cpu), 2), rssMB: round(median(a.rss), 1) };
+  });
 }
 
 export function writeRecord(rec, outDir) {
