@@ -187,7 +187,6 @@ async function liveRun(o, env, run) {
       const args =
         system === "ds"
           ? [
-              DSCLIENT,
               `pdtp://127.0.0.1:${ds.port}/${NAME}`,
               ...["-o", "-", "--listen-host", "127.0.0.1", "--stall", "30", "-q", "--log-level", "info"],
               ...(o.rate > 0 ? ["--max-download-rate", `${o.rate}`, "--max-upload-rate", `${o.rate}`] : []),
@@ -201,7 +200,9 @@ async function liveRun(o, env, run) {
         bytes: 0,
         out: system === "ds" ? new SourceMatcher(tap) : new TsOutput(),
       };
-      v.proc = new Proc(`${system}-viewer${i}`, process.execPath, args, {
+      // dsclient as installed, run by its shebang (which carries its node flags)
+      const cmd = system === "ds" ? DSCLIENT : process.execPath;
+      v.proc = new Proc(`${system}-viewer${i}`, cmd, args, {
         cwd: vdir,
         timeFile: join(vdir, `${system}${i}.time`),
         stdout: "sink",

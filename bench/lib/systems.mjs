@@ -131,7 +131,8 @@ export async function startDistribuStream(ctx, { seederLogLevel = "warn", logLev
     ],
     { cwd: ctx.dir, stdin: ctx.live ? "pipe" : undefined },
   );
-  const hashedBytes = async () => metricSum(await metricsText(cm).catch(() => ""), "pdtp_checksum_bytes_hashed_total") ?? 0;
+  const hashedBytes = async () =>
+    metricSum(await metricsText(cm).catch(() => ""), "pdtp_checksum_bytes_hashed_total") ?? 0;
   const sys = {
     name: "ds",
     port,
@@ -168,9 +169,9 @@ export async function startDistribuStream(ctx, { seederLogLevel = "warn", logLev
     },
     viewer(i, out, rates, { stdoutSink, stream } = {}) {
       return {
-        cmd: process.execPath,
+        // the installed command as a viewer runs it: its shebang carries dsclient's node flags
+        cmd: DSCLIENT,
         args: [
-          DSCLIENT,
           `pdtp://127.0.0.1:${port}/${stream ?? ctx.name}`,
           "-o",
           stdoutSink ? "-" : out,

