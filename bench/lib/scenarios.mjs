@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { live } from "./live.mjs";
-import { stopAll } from "./procs.mjs";
+import { sampleTree, stopAll } from "./procs.mjs";
 import { ANNOUNCE_INTERVAL_S, ARIA2_COMMON, SYSTEMS, metricSum, metricsText, startDistribuStream } from "./systems.mjs";
 import { runViewers } from "./trial.mjs";
 import { GiB, MiB, median, randomFile, ratio, root, round, sha256File } from "./util.mjs";
@@ -748,6 +748,12 @@ export async function checksum(o, env) {
         { seederLogLevel: "info", waitReady: false },
       );
       await sys.origin.waitFor(/published: ready/, o.timeoutS * 1000);
+      // the service's own CPU from here (its start-up behind it) to the whole file hashed, per byte hashed
+      const cpuAtReady = sampleTree(sys.servers.checksum.target()).cpuS;
+      const hashedAtReady = metricSum(
+        await metricsText(sys.checksumMetricsPort).catch(() => ""),
+        "pdtp_checksum_bytes_hashed_total",
+      );
       // Ready comes with the first hash piece; the whole file is hashed when the service counts a
       // signed manifest (pdtp_checksum_duration_seconds_count): polled every 20 ms from here.
       let csText = "";
@@ -760,6 +766,8 @@ export async function checksum(o, env) {
       const welcomedAt = welcomedMs(sys.origin.out);
       const s = welcomedAt === undefined ? undefined : (hashedAt - welcomedAt) / 1000;
       const service = metricSum(csText, "pdtp_checksum_duration_seconds_sum");
+      const cpuS = sampleTree(sys.servers.checksum.target()).cpuS - cpuAtReady;
+      const hashedBytes = (metricSum(csText, "pdtp_checksum_bytes_hashed_total") ?? 0) - (hashedAtReady ?? 0);
       res.ds = {
         ok: s !== undefined,
         readySeconds: round(readyS, 3),
@@ -767,7 +775,10 @@ export async function checksum(o, env) {
         MBps: s ? round(o.size / MiB / s, 1) : null,
         serviceSeconds: round(service, 3),
         serviceMBps: service ? round(o.size / MiB / service, 1) : null,
+        cpuSecondsPerGiB: cpuS > 0 ? round(cpuS / (hashedBytes / GiB), 2) : null,
+        coreMBps: cpuS > 0 ? round(hashedBytes / MiB / cpuS, 1) : null,
       };
+      res.openssl = opensslSha256(o.chunkSize);
     } catch (err) {
       res.ds = { ok: false, error: err.message.slice(0, 2000) };
     } finally {
@@ -785,6 +796,7 @@ export async function checksum(o, env) {
       ratios: {
         "MBps ds/sha256sum": ratio(res.ds?.MBps, res.sha256sum?.MBps),
         "serviceMBps ds/sha256sum": ratio(res.ds?.serviceMBps, res.sha256sum?.MBps),
+        "coreMBps ds/openssl": ratio(res.ds?.coreMBps, res.openssl?.coreMBps),
       },
     });
   }
@@ -795,12 +807,12 @@ export async function checksum(o, env) {
       chunkBytes: o.chunkSize,
       runs: o.runs,
       measure:
-        "ds: seconds from the seeder's Welcome (when it publishes) to the whole file hashed and signed (the checksum service's pdtp_checksum_duration_seconds_count, polled every 20 ms): the service reads the file from the seeder's data plane, hashes every chunk and signs each hash piece; readySeconds: to 'published: ready', which comes with the first hash piece; serviceSeconds: the service's own duration",
+        "ds: seconds from the seeder's Welcome (when it publishes) to the whole file hashed and signed (the checksum service's pdtp_checksum_duration_seconds_count, polled every 20 ms): the service reads the file from the seeder's data plane, hashes every chunk and signs each hash piece; readySeconds: to 'published: ready', which comes with the first hash piece; serviceSeconds: the service's own duration; cpuSecondsPerGiB and coreMBps: the service's own CPU (its process tree) from 'published: ready' to the end, per byte it hashed in that time — its rate on one core, whatever the seeder beside it on this machine takes; openssl: openssl speed -evp sha256 over chunk-sized blocks, one core",
     },
     runs,
     medians: medians(runs),
     ratios: rat,
-    columns: ["MBps", "seconds", "serviceMBps", "serviceSeconds", "readySeconds"],
+    columns: ["MBps", "seconds", "serviceMBps", "serviceSeconds", "readySeconds", "cpuSecondsPerGiB", "coreMBps"],
     goals: [
       goal(
         "checksum",
@@ -809,8 +821,30 @@ export async function checksum(o, env) {
         (v) => v >= 0.9,
         missing(runs, "ds"),
       ),
+      goal(
+        "checksum",
+        "checksum service hash rate per CPU second ≥ 0.6× openssl speed -evp sha256 on one core",
+        rat["coreMBps ds/openssl"],
+        (v) => v >= 0.6,
+        missing(runs, "ds") ?? missing(runs, "openssl"),
+      ),
     ],
   };
+}
+
+/** One core's SHA-256 rate over chunk-sized blocks (`openssl speed -evp sha256`, 2 s), MiB/s; failed when openssl is missing. */
+function opensslSha256(blockBytes) {
+  try {
+    const out = execFileSync("openssl", ["speed", "-evp", "sha256", "-bytes", `${blockBytes}`, "-seconds", "2"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    const m = /^sha256\s+([\d.]+)k\s*$/m.exec(out);
+    if (!m) return { ok: false, error: `no sha256 rate in: ${out.slice(-200)}` };
+    return { ok: true, coreMBps: round((Number(m[1]) * 1000) / MiB, 1) };
+  } catch (err) {
+    return { ok: false, error: `openssl speed: ${err.message.split("\n")[0]}` };
+  }
 }
 
 export const SCENARIOS = {
