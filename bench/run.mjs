@@ -39,6 +39,7 @@ options (defaults in brackets; --smoke: tiny sizes and one run, as CI runs it):
   --keep-logs DIR       live: write each process's last output (256 KiB) to DIR/<name>.log
   --modes LIST          tracker-capacity: stress (reports at once), swarm (rate-limited links, prefill) [stress,swarm]
   --prefill F           tracker-capacity swarm mode: fraction each viewer joins with [0.5]
+  --tracker-cpus C      tracker-capacity stress mode: each replica's CPU cap in cores, a cgroup (root) [0.4; 0: none]
   --timeout S           a trial's limit [1800]
   --out DIR             where records go [bench/results]
   --work-dir DIR        where files and temp folders go [${os.tmpdir()}]
@@ -70,6 +71,7 @@ try {
       "keep-logs": { type: "string" },
       modes: { type: "string" },
       prefill: { type: "string" },
+      "tracker-cpus": { type: "string" },
       timeout: { type: "string" },
       out: { type: "string" },
       "work-dir": { type: "string" },
@@ -193,6 +195,7 @@ function optionsFor(scenario) {
         modes: list(v.modes, S(["stress", "swarm"], ["stress"])),
         rate: rate(v.rate, MiB / 2),
         prefill: num(v.prefill, 0.5),
+        trackerCpus: num(v["tracker-cpus"], 0.4),
       };
     case "soak":
       return {

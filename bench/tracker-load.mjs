@@ -35,7 +35,9 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  rmdirSync,
   rmSync,
+  writeFileSync,
   writeSync,
 } from "node:fs";
 import { randomBytes, randomFillSync } from "node:crypto";
@@ -74,6 +76,7 @@ const { values: opt } = parseArgs({
     browsers: { type: "string", default: "10" },
     minutes: { type: "string", default: "0" },
     churn: { type: "string", default: "0.01" },
+    "tracker-cpus": { type: "string", default: "0" },
   },
 });
 const PEERS = Number(opt.peers);
@@ -86,6 +89,7 @@ const DASHBOARD = opt.dashboard;
 const BROWSERS = Number(opt.browsers);
 const MINUTES = Number(opt.minutes);
 const CHURN = Number(opt.churn);
+const TRACKER_CPUS = Number(opt["tracker-cpus"]); // each replica's CPU cap in cores (a cgroup); 0: none
 if (
   !(PEERS > 0) ||
   ![1, 2].includes(REPLICAS) ||
@@ -95,10 +99,11 @@ if (
   !(PREFILL >= 0 && PREFILL < 1) ||
   !(Number.isInteger(BROWSERS) && BROWSERS >= 0) ||
   !(MINUTES >= 0) ||
-  !(CHURN >= 0 && CHURN < 1)
+  !(CHURN >= 0 && CHURN < 1) ||
+  !(TRACKER_CPUS >= 0)
 ) {
   console.error(
-    "usage: tracker-load.mjs [--peers N>0] [--replicas 1|2] [--seconds S>0] [--mib M>0] [--rate MiB/s>=0] [--prefill 0<=F<1] [--dashboard [--browsers N]] [--minutes M --churn 0<=F<1]",
+    "usage: tracker-load.mjs [--peers N>0] [--replicas 1|2] [--seconds S>0] [--mib M>0] [--rate MiB/s>=0] [--prefill 0<=F<1] [--dashboard [--browsers N]] [--minutes M --churn 0<=F<1] [--tracker-cpus CORES]",
   );
   process.exit(2);
 }
@@ -166,6 +171,46 @@ async function stopAll() {
     await p.exited;
     clearTimeout(t);
   }
+  for (const g of cpuGroups.splice(0)) {
+    try {
+      rmdirSync(g); // empty once its process exited
+    } catch (err) {
+      console.error(`tracker-load: cgroup ${g} left behind: ${err.message}`);
+    }
+  }
+}
+
+// ---- CPU caps ----------------------------------------------------------------
+
+const cpuGroups = [];
+
+/**
+ * Holds process `pid` to `cores` of CPU with a cgroup of its own (cgroup v2's cpu.max, else v1's
+ * CFS quota), so that replicas compared 1 against 2 each get the same CPU whatever the load
+ * generator and Redis beside them take. Throws when neither hierarchy can be written (not root).
+ */
+function capCpu(pid, name, cores) {
+  const period = 100_000;
+  const quota = Math.max(1000, Math.round(cores * period));
+  const v2 = "/sys/fs/cgroup/cgroup.controllers";
+  let dir;
+  try {
+    if (readFileSync(v2, "utf8").split(/\s+/).includes("cpu")) {
+      dir = `/sys/fs/cgroup/ds-bench-${process.pid}-${name}`;
+      mkdirSync(dir);
+      writeFileSync(join(dir, "cpu.max"), `${quota} ${period}`);
+    }
+  } catch (err) {
+    if (err.code !== "ENOENT") throw err;
+  }
+  if (!dir) {
+    dir = `/sys/fs/cgroup/cpu/ds-bench-${process.pid}-${name}`;
+    mkdirSync(dir);
+    writeFileSync(join(dir, "cpu.cfs_period_us"), `${period}`);
+    writeFileSync(join(dir, "cpu.cfs_quota_us"), `${quota}`);
+  }
+  cpuGroups.push(dir);
+  writeFileSync(join(dir, "cgroup.procs"), `${pid}`);
 }
 
 /** utime + stime of a process in seconds, from /proc/PID/stat. */
@@ -616,6 +661,7 @@ try {
       dir,
     );
     // The first replica creates the ticket key file; the next starts once it listens, and reads it.
+    if (TRACKER_CPUS > 0) capCpu(t.pid, `tracker${i}`, TRACKER_CPUS);
     trackers.push({ proc: t, target: `127.0.0.1:${port}`, metricsPort });
     // "tracker listening" is logged at info; with warn we wait for the port instead.
     await waitForPort(port, t);
@@ -710,6 +756,7 @@ try {
         fileMiB: FILE_MIB,
         rateMiBPerSecond: RATE / MiB,
         prefill: PREFILL,
+        trackerCpus: TRACKER_CPUS || null,
         chunks: viewers[0]?.chunkCount,
       },
       rampMs,

@@ -421,6 +421,9 @@ export async function trackerCapacity(o, env) {
           `${o.size / MiB}`,
         ];
         if (mode === "swarm") args.push("--rate", `${o.rate / MiB}`, "--prefill", `${o.prefill}`);
+        // 1 against 2 replicas, each held to the same CPU: what a second replica adds, not what the
+        // load generator and Redis beside them on this machine leave over
+        if (mode === "stress" && o.trackerCpus > 0) args.push("--tracker-cpus", `${o.trackerCpus}`);
         // the dashboard's cost, once per run: one replica, the last mode
         const withDashboard = replicas === 1 && mode === o.modes.at(-1);
         if (withDashboard) args.push("--dashboard", "--browsers", "10");
@@ -439,6 +442,7 @@ export async function trackerCapacity(o, env) {
               )
             : null,
           redisOpsPerDirective: t.redisOpsPerDirective,
+          plansPerDirective: t.plansPerDirective,
           redisCpuCores: t.redisCpuCores,
           loadGeneratorCpuCores: t.loadGeneratorCpuCores,
           linkUtilisation: t.linkUtilisation,
@@ -475,8 +479,9 @@ export async function trackerCapacity(o, env) {
       modes: o.modes,
       swarmRateBytesPerS: o.rate,
       swarmPrefill: o.prefill,
+      stressTrackerCpus: o.trackerCpus || null,
       runs: o.runs,
-      note: "stress: reports answered at once (the tracker's ceiling); swarm: each viewer's link carries the rate, viewers join holding a prefill fraction",
+      note: "stress: reports answered at once (the tracker's ceiling), each replica held to stressTrackerCpus cores by a cgroup; swarm: each viewer's link carries the rate, viewers join holding a prefill fraction, no cap",
     },
     runs,
     medians: med,
@@ -486,7 +491,9 @@ export async function trackerCapacity(o, env) {
       "directivesPerSecond",
       "trackerCpuCoresMax",
       "redisOpsPerDirective",
+      "plansPerDirective",
       "redisCpuCores",
+      "loadGeneratorCpuCores",
       "dashboardCpuCores10",
       "dashboardRedisPerSecond0",
       "dashboardRedisPerSecond10",
