@@ -264,12 +264,14 @@ end
 -- st strikes, bd bad, bn banned (0/1), dl/ul transfer ids it fetches/serves,
 -- lv '1' in a live stream (it is in K_FLOOR while it holds something).
 local PNUM = { 'p', 'pos', 'sv', 'fl', 'st', 'bd', 'bn' }
-local function get_peer(id)
-  local s = redis.call('HGET', K_PEERS, id)
+local function decode_peer(s)
   if not s then return nil end
   local t = cjson.decode(s)
   for _, k in ipairs(PNUM) do t[k] = tonumber(t[k]) end
   return t
+end
+local function get_peer(id)
+  return decode_peer(redis.call('HGET', K_PEERS, id))
 end
 local function put_peer(id, t)
   local o = {}
@@ -592,26 +594,42 @@ local f, l = math.max(m.low, tonumber(ARGV[5])), math.min(m.high, tonumber(ARGV[
 if f > l then return {} end
 local maxP, maxS = tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
-local function consider(id, check_load)
-  if id == ARGV[1] then return false end
-  if check_load then
-    local load = redis.call('ZSCORE', K_SERVERS, id)
-    if not load or tonumber(load) >= maxP then return false end
+-- Candidates are read in batches: one HMGET of holdings, one of records (and one ZMSCORE of
+-- loads) for all of them, not three commands each. Returns how many were taken (at most want).
+local function consider(ids, check_load, want)
+  local list = {}
+  for _, id in ipairs(ids) do
+    if id ~= ARGV[1] then list[#list + 1] = id end
   end
-  -- holdings go back as stored: the caller clips them to the window (parsing them here
-  -- would cost more than everything else in this script)
-  local held = redis.call('HGET', K_HAVE, id)
-  if not held or held == '' then return false end
-  local p = get_peer(id)
-  if not p or p.bn == 1 or p.p == 0 then return false end
-  local ups = #list_items(p.ul)
-  local max = maxP
-  if p.r == 'seeder' then max = maxS end
-  if ups >= max then return false end
-  for _, v in ipairs({ id, p.h, p.p, p.r, held, ups, p.sv, p.fl, p.st, p.bd }) do out[#out + 1] = v end
-  return true
+  local found = 0
+  for j = 1, #list, 256 do
+    local batch = {}
+    for i = j, math.min(j + 255, #list) do batch[#batch + 1] = list[i] end
+    local loads = check_load and redis.call('ZMSCORE', K_SERVERS, unpack(batch)) or nil
+    -- holdings go back as stored: the caller clips them to the window (parsing them here
+    -- would cost more than everything else in this script)
+    local helds = redis.call('HMGET', K_HAVE, unpack(batch))
+    local recs = redis.call('HMGET', K_PEERS, unpack(batch))
+    for k, id in ipairs(batch) do
+      if found >= want then return found end
+      local held, p = helds[k], nil
+      local free = not loads or (loads[k] and tonumber(loads[k]) < maxP)
+      if free and held and held ~= '' then p = decode_peer(recs[k]) end
+      if p and p.bn ~= 1 and p.p ~= 0 then
+        local ups = #list_items(p.ul)
+        local max = maxP
+        if p.r == 'seeder' then max = maxS end
+        if ups < max then
+          for _, v in ipairs({ id, p.h, p.p, p.r, held, ups, p.sv, p.fl, p.st, p.bd }) do out[#out + 1] = v end
+          found = found + 1
+        end
+      end
+    end
+  end
+  return found
 end
-for _, id in ipairs(redis.call('SMEMBERS', K_SEEDERS)) do consider(id) end
+local seeders = redis.call('SMEMBERS', K_SEEDERS)
+consider(seeders, false, #seeders)
 if limit <= 0 or not any_held(f, l) then return out end
 -- Sample the smaller pool: the viewers with a free slot, ranks [0, free) of K_SERVERS (score =
 -- uploads), or those holding something at or after f, the last "ahead" ranks of K_REACH (score =
@@ -627,11 +645,7 @@ local ids = redis.call('ZRANGE', key, base + start, base + math.min(pool - 1, st
 if #ids < probes then
   for _, id in ipairs(redis.call('ZRANGE', key, base, base + probes - #ids - 1)) do ids[#ids + 1] = id end
 end
-local found = 0
-for _, id in ipairs(ids) do
-  if found >= limit then break end
-  if consider(id, key == K_REACH) then found = found + 1 end
-end
+consider(ids, key == K_REACH, limit)
 return out`,
 
   // ARGV: id fetcher server serverRole first last startedMs expiresMs maxDownloads maxUploadsPeer maxUploadsSeeder
@@ -661,7 +675,7 @@ local idx = needs_index(K_XFEREXP, te)
 redis.call('ZADD', K_XFEREXP, te, id)
 fp.dl = list_add(fp.dl, id)
 put_peer(fid, fp)
-sp = get_peer(sid)
+if sid == fid then sp = get_peer(sid) end -- one record: read it back with the download added
 sp.ul = list_add(sp.ul, id)
 put_peer(sid, sp)
 redis.call('ZADD', K_SERVERS, 'XX', 'INCR', 1, sid)
