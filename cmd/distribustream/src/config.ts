@@ -6,7 +6,7 @@ import {
   parseDataAddress,
   parseTrackerAddress,
 } from "@distribustream/pdtp";
-import { host, hostPort, logLevel, pemFileProblem, port, z } from "@distribustream/runtime";
+import { host, hostPort, logFormat, logLevel, pemFileProblem, port, z } from "@distribustream/runtime";
 import {
   checkLiveSpecs,
   parseBitrate,
@@ -271,6 +271,7 @@ export const trackerSchema = z
     /** A missing ticket_key file is a startup error instead of being created (deployments: keys init makes it). */
     requireKeys: switchSetting,
     logLevel,
+    logFormat,
   })
   .superRefine(
     (cfg, ctx) => {
@@ -305,6 +306,7 @@ export const checksumSchema = z.strictObject({
   tlsKey,
   originAllow,
   logLevel,
+  logFormat,
 });
 
 export const seederSchema = z
@@ -336,6 +338,7 @@ export const seederSchema = z
     /** File holding the seeder token (--token-file), e.g. a mounted Kubernetes Secret. */
     seederTokenFile: z.string().min(1).optional(),
     logLevel,
+    logFormat,
   })
   .superRefine(checkLive, { when: (payload) => payload.issues.length === 0 });
 
@@ -376,6 +379,7 @@ export const upSchema = z
     dashboardAuthToken: dashboardToken,
     dashboardAuthFile: z.string().min(1).optional(),
     logLevel,
+    logFormat,
   })
   .superRefine(checkLive, { when: (payload) => payload.issues.length === 0 })
   .superRefine((cfg, ctx) => {
@@ -409,6 +413,7 @@ export const dashboardSchema = z
       .regex(/^https?:\/\/[^/\s]+\/?$/, "expected http://HOST:PORT of the checksum service's metrics server")
       .optional(),
     logLevel,
+    logFormat,
   })
   .superRefine((cfg, ctx) => {
     if (cfg.redis === undefined) {
@@ -442,3 +447,46 @@ export const originalAliases: Record<string, Record<string, string>> = {
   seeder: { file_root: "media", listen_port: "dataPort", vhost: "advertise" },
   up: { file_root: "media", listen_port: "dataPort" },
 };
+
+/** What each command reads its settings from, besides DS_<SETTING> and, with yaml, the --conf file's keys. */
+export interface CommandSettings {
+  schema: z.ZodObject;
+  /** Takes --conf FILE.yml (and DS_CONF). */
+  yaml: boolean;
+  /** YAML keys of the original DistribuStream (see originalAliases). */
+  aliases?: Record<string, string>;
+  /** Flags whose name is not their setting's: flag attribute -> setting. */
+  flags?: Record<string, string>;
+  /** Environment variables read when the setting's DS_ variable is not set. */
+  envFallbacks?: Record<string, string>;
+}
+
+/** REDIS_URL, the name most tools know, for every command with a swarm store (DS_REDIS wins). */
+const REDIS_URL = { redis: "REDIS_URL" };
+
+/**
+ * The commands that load settings with loadConfig, and from where: used by
+ * their preflight (preflight.ts, seederToken.ts) and by the README's
+ * reference (scripts/readme.mjs), so that what the README says a command
+ * reads is what it reads.
+ */
+export const commandSettings = {
+  up: { schema: upSchema, yaml: true, aliases: originalAliases.up!, envFallbacks: REDIS_URL },
+  tracker: { schema: trackerSchema, yaml: true, envFallbacks: REDIS_URL },
+  checksum: { schema: checksumSchema, yaml: true },
+  dashboard: { schema: dashboardSchema, yaml: true, envFallbacks: REDIS_URL },
+  seeder: {
+    schema: seederSchema,
+    yaml: true,
+    aliases: originalAliases.seeder!,
+    flags: { token: "seederToken", tokenFile: "seederTokenFile" },
+  },
+  "seeder-token create": { schema: seederTokenSchema, yaml: false, flags: { file: "seederTokens" } },
+  "seeder-token revoke": { schema: seederTokenSchema, yaml: false, flags: { file: "seederTokens" } },
+  "seeder-token list": { schema: seederTokenSchema, yaml: false, flags: { file: "seederTokens" } },
+} satisfies Record<string, CommandSettings>;
+
+/** Flags keyed by setting: `commandSettings[…].flags` renames applied. */
+export function settingFlags(flags: Record<string, unknown>, renames: Record<string, string> | undefined) {
+  return Object.fromEntries(Object.entries(flags).map(([k, v]) => [renames?.[k] ?? k, v]));
+}

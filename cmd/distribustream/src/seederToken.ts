@@ -2,7 +2,7 @@ import { chmodSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join } from "node:path";
 import { ConfigError, loadConfig } from "@distribustream/runtime";
 import { issueToken, readTokenFile, verifyToken, writeTokenFile, type TokenEntry } from "@distribustream/tracker";
-import { seederTokenSchema } from "./config.js";
+import { commandSettings, seederTokenSchema, settingFlags } from "./config.js";
 
 /**
  * `distribustream seeder-token create|revoke|list`: the operator's side of
@@ -15,7 +15,8 @@ type Out = { out: (s: string) => void; err: (s: string) => void };
 const std: Out = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
 
 function settings(flags: { file?: string; name?: string }) {
-  return loadConfig(seederTokenSchema, { flags: { seederTokens: flags.file, name: flags.name }, env: process.env });
+  const renames = commandSettings["seeder-token create"].flags;
+  return loadConfig(seederTokenSchema, { flags: settingFlags(flags, renames), env: process.env });
 }
 
 function read(path: string, missingOk: boolean): TokenEntry[] {
