@@ -15,7 +15,17 @@
 //   node scripts/pack.mjs [OUT]   writes OUT/distribustream-VERSION.tgz (default OUT: .)
 //                                 and prints its path; build first (npm run build)
 import { execFileSync } from "node:child_process";
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -41,7 +51,8 @@ const version = top.pkg.version;
 // one version for everything, and every third-party dependency pinned once
 const dependencies = {};
 for (const { ws, pkg } of workspaces) {
-  if (pkg.version !== version) fail(`${ws} is version ${pkg.version}, ${TOP} ${version}: give every workspace one version`);
+  if (pkg.version !== version)
+    fail(`${ws} is version ${pkg.version}, ${TOP} ${version}: give every workspace one version`);
   for (const [name, spec] of Object.entries(pkg.dependencies ?? {})) {
     if (name.startsWith(SCOPE)) {
       if (!bundled.some((b) => b.pkg.name === name)) fail(`${ws} depends on ${name}, which is no workspace`);

@@ -91,7 +91,12 @@ test("a huge bad value is shown shortened in the error", () => {
 });
 
 test("a fallback variable (REDIS_URL) is read when DS_<SETTING> is not set, and named in errors", () => {
-  const s = z.strictObject({ redis: z.string().regex(/^redis:\/\//).optional() });
+  const s = z.strictObject({
+    redis: z
+      .string()
+      .regex(/^redis:\/\//)
+      .optional(),
+  });
   const envFallbacks = { redis: "REDIS_URL" };
   assert.equal(loadConfig(s, { flags: {}, env: { REDIS_URL: "redis://a:1" }, envFallbacks }).redis, "redis://a:1");
   const both = { REDIS_URL: "redis://a:1", DS_REDIS: "redis://b:2" };

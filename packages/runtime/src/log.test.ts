@@ -39,7 +39,10 @@ test("an error shows its message on the line and its stack below; redacted field
       msg: "hashing failed",
     }),
   );
-  assert.equal(line, `${at("2025-03-01T10:20:30.045Z")} ERROR checksum: hashing failed credential=[redacted] err=boom\n    at f (x.js:1:1)\n`);
+  assert.equal(
+    line,
+    `${at("2025-03-01T10:20:30.045Z")} ERROR checksum: hashing failed credential=[redacted] err=boom\n    at f (x.js:1:1)\n`,
+  );
 });
 
 test("a line that is not a JSON record passes through", () => {
