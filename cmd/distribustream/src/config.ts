@@ -342,9 +342,10 @@ export const seederSchema = z
   })
   .superRefine(checkLive, { when: (payload) => payload.issues.length === 0 });
 
-/** `seeder-token create|revoke|list`: the credentials file (--file) and, for create, a label. */
-export const seederTokenSchema = z.strictObject({
-  seederTokens: file(".distribustream/seeder-tokens"),
+/** `seeder-token revoke|list`: the credentials file (--file). */
+export const seederTokenFileSchema = z.strictObject({ seederTokens: file(".distribustream/seeder-tokens") });
+/** `seeder-token create`: the credentials file and a label. */
+export const seederTokenSchema = seederTokenFileSchema.extend({
   name: z
     .string()
     .regex(/^[A-Za-z0-9._@:/-]{1,64}$/, "expected 1-64 characters of A-Z a-z 0-9 . _ @ : / -")
@@ -406,7 +407,11 @@ export const dashboardSchema = z
     /** File with one "user:password" line: HTTP basic auth. */
     authFile: z.string().min(1).optional(),
     /** "user:password" for HTTP basic auth, from DS_AUTH_CREDENTIALS (a flag would show in ps). */
-    authCredentials: z.string().min(3).optional(),
+    authCredentials: z
+      .string()
+      .min(3)
+      .optional()
+      .describe('"user:password" for HTTP basic auth, instead of --auth-file (no flag: a flag would show in ps)'),
     /** http://host:port of the checksum service's metrics server: its health and hash rate. */
     checksumMetrics: z
       .string()
@@ -448,6 +453,13 @@ export const originalAliases: Record<string, Record<string, string>> = {
   up: { file_root: "media", listen_port: "dataPort" },
 };
 
+/** `ticket-key rotate|list`: the ticket key file. */
+export const ticketKeyFileSchema = z.strictObject({ ticketKey: file(".distribustream/ticket-key.pem") });
+/** `network-key`: the network key file. */
+export const networkKeyFileSchema = z.strictObject({ networkKey: file(".distribustream/network-key.pem") });
+/** `keys init`: the keys' folder (--dir; required, checked by keys init) and whether to make a dashboard token. */
+export const keysInitSchema = z.strictObject({ keysDir: z.string().min(1).optional(), dashboardAuth: switchSetting });
+
 /** What each command reads its settings from, besides DS_<SETTING> and, with yaml, the --conf file's keys. */
 export interface CommandSettings {
   schema: z.ZodObject;
@@ -482,8 +494,12 @@ export const commandSettings = {
     flags: { token: "seederToken", tokenFile: "seederTokenFile" },
   },
   "seeder-token create": { schema: seederTokenSchema, yaml: false, flags: { file: "seederTokens" } },
-  "seeder-token revoke": { schema: seederTokenSchema, yaml: false, flags: { file: "seederTokens" } },
-  "seeder-token list": { schema: seederTokenSchema, yaml: false, flags: { file: "seederTokens" } },
+  "seeder-token revoke": { schema: seederTokenFileSchema, yaml: false, flags: { file: "seederTokens" } },
+  "seeder-token list": { schema: seederTokenFileSchema, yaml: false, flags: { file: "seederTokens" } },
+  "ticket-key rotate": { schema: ticketKeyFileSchema, yaml: false },
+  "ticket-key list": { schema: ticketKeyFileSchema, yaml: false },
+  "network-key": { schema: networkKeyFileSchema, yaml: false },
+  "keys init": { schema: keysInitSchema, yaml: false, flags: { dir: "keysDir" } },
 } satisfies Record<string, CommandSettings>;
 
 /** Flags keyed by setting: `commandSettings[…].flags` renames applied. */
