@@ -6,34 +6,51 @@
 //   node scripts/image-files.mjs OUT
 import { cpSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const out = process.argv[2];
-if (!out) {
-  console.error("usage: node scripts/image-files.mjs OUT");
-  process.exit(2);
-}
 
 const SKIPPED_WORKSPACES = new Set(["test"]);
 const NOT_RUN = /(\.test\.js|\.d\.ts|\.map|\.tsbuildinfo)$/;
 
-const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
-mkdirSync(out, { recursive: true });
-cpSync(join(root, "package.json"), join(out, "package.json"));
-let copied = 0;
-for (const ws of pkg.workspaces) {
-  if (SKIPPED_WORKSPACES.has(ws)) continue;
-  const dist = join(root, ws, "dist");
-  if (!existsSync(dist)) {
-    console.error(`image-files: ${ws}/dist is missing: build first`);
-    process.exit(1);
-  }
-  cpSync(join(root, ws, "package.json"), join(out, ws, "package.json"));
-  for (const dir of ["bin", "public"]) {
-    if (existsSync(join(root, ws, dir))) cpSync(join(root, ws, dir), join(out, ws, dir), { recursive: true });
-  }
-  cpSync(dist, join(out, ws, "dist"), { recursive: true, filter: (src) => !NOT_RUN.test(basename(src)) });
-  copied++;
+/** The workspaces that run (not the tests), as in the root package.json. */
+export function runnableWorkspaces() {
+  const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+  return pkg.workspaces.filter((ws) => !SKIPPED_WORKSPACES.has(ws));
 }
-console.log(`image-files: ${copied} workspaces copied to ${out}`);
+
+/**
+ * Copies what workspace `ws` runs to `dest`: its package.json, bin/, public/ and
+ * dist/ without tests, declarations, source maps and build info. Also used by
+ * scripts/pack.mjs for the npm package.
+ */
+export function copyRunnable(ws, dest) {
+  const dist = join(root, ws, "dist");
+  if (!existsSync(dist)) throw new Error(`${ws}/dist is missing: build first (npm run build)`);
+  cpSync(join(root, ws, "package.json"), join(dest, "package.json"));
+  for (const dir of ["bin", "public"]) {
+    if (existsSync(join(root, ws, dir))) cpSync(join(root, ws, dir), join(dest, dir), { recursive: true });
+  }
+  cpSync(dist, join(dest, "dist"), { recursive: true, filter: (src) => !NOT_RUN.test(basename(src)) });
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  const out = process.argv[2];
+  if (!out) {
+    console.error("usage: node scripts/image-files.mjs OUT");
+    process.exit(2);
+  }
+  mkdirSync(out, { recursive: true });
+  cpSync(join(root, "package.json"), join(out, "package.json"));
+  let copied = 0;
+  for (const ws of runnableWorkspaces()) {
+    try {
+      copyRunnable(ws, join(out, ws));
+    } catch (err) {
+      console.error(`image-files: ${err.message}`);
+      process.exit(1);
+    }
+    copied++;
+  }
+  console.log(`image-files: ${copied} workspaces copied to ${out}`);
+}

@@ -513,7 +513,7 @@ describe("a template's misspelt flag or setting fails the check", () => {
       c.name === "tracker" ? args.map((a) => a.replace("--ticket-key", "--ticket-kye")) : args;
     const problems = await cliProblems(objects, "tampered-flag", tamper);
     assert.equal(problems.length, 1, problems.join("\n"));
-    assert.match(problems[0], /-tracker-.*\/tracker: .*exited 1: error: unknown option '--ticket-kye'/);
+    assert.match(problems[0], /-tracker-.*\/tracker: .*exited 2: error: unknown option '--ticket-kye'/);
   });
 
   test("a seeder env variable that names no setting, and a bad value", async () => {

@@ -51,9 +51,11 @@ export function startNode(
   args: string[],
   opts: { cwd?: string; env?: NodeJS.ProcessEnv; stdin?: "pipe" | "ignore"; stdout?: "pipe" | "ignore" } = {},
 ): Proc {
+  // REDIS_URL names the tests' Redis (see redisForTests); up, tracker and dashboard would read it as their store
+  const { REDIS_URL: _testRedis, ...inherited } = process.env;
   const child = spawn(process.execPath, [script, ...args], {
     cwd: opts.cwd,
-    env: { ...process.env, ...opts.env },
+    env: { ...inherited, ...opts.env },
     stdio: [opts.stdin ?? "ignore", opts.stdout ?? "pipe", "pipe"],
   });
   live.add(child);

@@ -5,7 +5,14 @@ import { basename, delimiter, join } from "node:path";
 import { startChecksum } from "@distribustream/checksum";
 import { ChecksumProbe, startDashboard, type RunningDashboard } from "@distribustream/dashboard";
 import { parseDataAddress } from "@distribustream/pdtp";
-import { createLogger, createRegistry, Shutdown, startMetricsServer, type Logger } from "@distribustream/runtime";
+import {
+  createLogger,
+  createRegistry,
+  Shutdown,
+  startMetricsServer,
+  type Logger,
+  type LogFormat,
+} from "@distribustream/runtime";
 import { SequenceStateError, startSeeder, type CredentialRefusedError, type LiveSpec } from "@distribustream/seeder";
 import { openSwarmStore, redactUrl } from "@distribustream/swarm-store";
 import { peerLimits, SeederTokens, startTracker, TicketKeys } from "@distribustream/tracker";
@@ -27,8 +34,8 @@ import { ensureSeederToken } from "./seederToken.js";
  * created, stores connected and ports bound.
  */
 
-function setup(service: string, logLevel: string) {
-  const log = createLogger(service, { level: logLevel });
+function setup(service: string, cfg: { logLevel: string; logFormat?: LogFormat | undefined }) {
+  const log = createLogger(service, { level: cfg.logLevel, format: cfg.logFormat });
   const shutdown = new Shutdown(log);
   shutdown.listen();
   const registry = createRegistry();
@@ -44,7 +51,7 @@ async function metrics(ctx: ReturnType<typeof setup>, host: string, port: number
 /** The tracker, from its preflight: keys and tokens files opened (and watched), the swarm store, the servers. */
 export async function runTracker(plan: ReturnType<typeof preflightTracker>): Promise<void> {
   const { cfg, redisCa, tls, checksumTls } = plan;
-  const ctx = setup("tracker", cfg.logLevel);
+  const ctx = setup("tracker", cfg);
   const ticketSigner = openTicketKeys(cfg.ticketKey, cfg.ticketKeyOverlap, ctx.log);
   ctx.shutdown.add("ticket keys", () => ticketSigner.close());
   const seederTokens = cfg.seederTokens === undefined ? undefined : openSeederTokens(cfg.seederTokens, ctx.log);
@@ -81,7 +88,7 @@ export async function runTracker(plan: ReturnType<typeof preflightTracker>): Pro
 
 export async function runDashboard(plan: ReturnType<typeof preflightDashboard>): Promise<void> {
   const { cfg, redisCa, access } = plan;
-  const ctx = setup("dashboard", cfg.logLevel);
+  const ctx = setup("dashboard", cfg);
   const store = await openStore(cfg.redis, redisCa, ctx.log);
   ctx.shutdown.add("store", () => store.close());
   const dashboard = await startDashboard({
@@ -99,7 +106,7 @@ export async function runDashboard(plan: ReturnType<typeof preflightDashboard>):
 
 export async function runChecksum(plan: ReturnType<typeof preflightChecksum>): Promise<void> {
   const { cfg, tls } = plan;
-  const ctx = setup("checksum", cfg.logLevel);
+  const ctx = setup("checksum", cfg);
   const signer = loadOrCreateKey(cfg.networkKey, "network_key", ctx.log);
   let serving = false;
   await metrics(ctx, cfg.host, cfg.metricsPort, () => serving);
@@ -122,7 +129,7 @@ export async function runChecksum(plan: ReturnType<typeof preflightChecksum>): P
 export async function runSeeder(plan: ReturnType<typeof preflightSeeder>): Promise<void> {
   const { cfg, tracker, trackerTls, origins, live, media, credential } = plan;
   const recordDir = makeRecordFolder(plan.recordDir);
-  const ctx = setup("seeder", cfg.logLevel);
+  const ctx = setup("seeder", cfg);
   let serving = false;
   await metrics(ctx, cfg.dataHost, cfg.metricsPort, () => serving);
   const seeder = await startSeederChecked({
@@ -163,7 +170,7 @@ export async function runSeeder(plan: ReturnType<typeof preflightSeeder>): Promi
 export async function runUp(plan: ReturnType<typeof preflightUp>): Promise<void> {
   const { cfg, redis, redisCa, tls, origins, originPolicy: policy, live: userLive, media } = plan;
   const recordDir = makeRecordFolder(plan.recordDir);
-  const ctx = setup("distribustream", cfg.logLevel);
+  const ctx = setup("distribustream", cfg);
   mkdirSync(media, { recursive: true });
   const demo = origins.length > 0 ? undefined : ensureDemoFile(media, ctx.log);
   const networkKey = loadOrCreateKey(plan.keys.networkKey, "network_key", ctx.log);

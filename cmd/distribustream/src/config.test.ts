@@ -13,6 +13,7 @@ import {
   trackerSchema,
   upSchema,
 } from "./config.js";
+import { preflightDashboard, preflightTracker, preflightUp } from "./preflight.js";
 
 const seeder = (flags: Record<string, unknown>, env: NodeJS.ProcessEnv = {}, confFile?: string) =>
   loadConfig(seederSchema, { flags, env, confFile, aliases: originalAliases.seeder });
@@ -313,6 +314,32 @@ describe("require_keys", () => {
     assert.throws(
       () => loadConfig(checksumSchema, { flags: {}, env: { DS_REQUIRE_KEYS: "yes" } }),
       /invalid setting require_keys from DS_REQUIRE_KEYS/,
+    );
+  });
+});
+
+describe("REDIS_URL", () => {
+  it("is the swarm store of up, tracker and dashboard when neither --redis nor DS_REDIS is given", () => {
+    const url = "redis://10.0.0.5:6379";
+    const dir = mkdtempSync(join(tmpdir(), "ds-up-"));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const tracker = { insecureOpenSeeding: true };
+    assert.equal(preflightTracker(tracker, undefined, { REDIS_URL: url }).cfg.redis, url);
+    assert.equal(preflightDashboard({}, undefined, { REDIS_URL: url }).cfg.redis, url);
+    assert.equal(
+      preflightUp({ media: join(dir, "media"), dataDir: join(dir, "data") }, undefined, { REDIS_URL: url }).redis,
+      url,
+    );
+    const both = { REDIS_URL: url, DS_REDIS: "redis://10.0.0.6:6379" };
+    assert.equal(preflightTracker(tracker, undefined, both).cfg.redis, "redis://10.0.0.6:6379");
+    assert.equal(
+      preflightTracker({ ...tracker, redis: "redis://flag:1" }, undefined, both).cfg.redis,
+      "redis://flag:1",
+    );
+    assert.equal(preflightTracker(tracker, undefined, {}).cfg.redis, undefined, "memory without any");
+    assert.throws(
+      () => preflightDashboard({}, undefined, { REDIS_URL: "http://x" }),
+      /^ConfigError: invalid setting redis from REDIS_URL: expected redis:\/\//,
     );
   });
 });

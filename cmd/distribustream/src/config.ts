@@ -6,7 +6,7 @@ import {
   parseDataAddress,
   parseTrackerAddress,
 } from "@distribustream/pdtp";
-import { host, hostPort, logLevel, pemFileProblem, port, z } from "@distribustream/runtime";
+import { host, hostPort, logFormat, logLevel, pemFileProblem, port, z } from "@distribustream/runtime";
 import {
   checkLiveSpecs,
   parseBitrate,
@@ -271,6 +271,7 @@ export const trackerSchema = z
     /** A missing ticket_key file is a startup error instead of being created (deployments: keys init makes it). */
     requireKeys: switchSetting,
     logLevel,
+    logFormat,
   })
   .superRefine(
     (cfg, ctx) => {
@@ -305,6 +306,7 @@ export const checksumSchema = z.strictObject({
   tlsKey,
   originAllow,
   logLevel,
+  logFormat,
 });
 
 export const seederSchema = z
@@ -336,12 +338,14 @@ export const seederSchema = z
     /** File holding the seeder token (--token-file), e.g. a mounted Kubernetes Secret. */
     seederTokenFile: z.string().min(1).optional(),
     logLevel,
+    logFormat,
   })
   .superRefine(checkLive, { when: (payload) => payload.issues.length === 0 });
 
-/** `seeder-token create|revoke|list`: the credentials file (--file) and, for create, a label. */
-export const seederTokenSchema = z.strictObject({
-  seederTokens: file(".distribustream/seeder-tokens"),
+/** `seeder-token revoke|list`: the credentials file (--file). */
+export const seederTokenFileSchema = z.strictObject({ seederTokens: file(".distribustream/seeder-tokens") });
+/** `seeder-token create`: the credentials file and a label. */
+export const seederTokenSchema = seederTokenFileSchema.extend({
   name: z
     .string()
     .regex(/^[A-Za-z0-9._@:/-]{1,64}$/, "expected 1-64 characters of A-Z a-z 0-9 . _ @ : / -")
@@ -376,6 +380,7 @@ export const upSchema = z
     dashboardAuthToken: dashboardToken,
     dashboardAuthFile: z.string().min(1).optional(),
     logLevel,
+    logFormat,
   })
   .superRefine(checkLive, { when: (payload) => payload.issues.length === 0 })
   .superRefine((cfg, ctx) => {
@@ -402,13 +407,18 @@ export const dashboardSchema = z
     /** File with one "user:password" line: HTTP basic auth. */
     authFile: z.string().min(1).optional(),
     /** "user:password" for HTTP basic auth, from DS_AUTH_CREDENTIALS (a flag would show in ps). */
-    authCredentials: z.string().min(3).optional(),
+    authCredentials: z
+      .string()
+      .min(3)
+      .optional()
+      .describe('"user:password" for HTTP basic auth, instead of --auth-file (no flag: a flag would show in ps)'),
     /** http://host:port of the checksum service's metrics server: its health and hash rate. */
     checksumMetrics: z
       .string()
       .regex(/^https?:\/\/[^/\s]+\/?$/, "expected http://HOST:PORT of the checksum service's metrics server")
       .optional(),
     logLevel,
+    logFormat,
   })
   .superRefine((cfg, ctx) => {
     if (cfg.redis === undefined) {
@@ -442,3 +452,57 @@ export const originalAliases: Record<string, Record<string, string>> = {
   seeder: { file_root: "media", listen_port: "dataPort", vhost: "advertise" },
   up: { file_root: "media", listen_port: "dataPort" },
 };
+
+/** `ticket-key rotate|list`: the ticket key file. */
+export const ticketKeyFileSchema = z.strictObject({ ticketKey: file(".distribustream/ticket-key.pem") });
+/** `network-key`: the network key file. */
+export const networkKeyFileSchema = z.strictObject({ networkKey: file(".distribustream/network-key.pem") });
+/** `keys init`: the keys' folder (--dir; required, checked by keys init) and whether to make a dashboard token. */
+export const keysInitSchema = z.strictObject({ keysDir: z.string().min(1).optional(), dashboardAuth: switchSetting });
+
+/** What each command reads its settings from, besides DS_<SETTING> and, with yaml, the --conf file's keys. */
+export interface CommandSettings {
+  schema: z.ZodObject;
+  /** Takes --conf FILE.yml (and DS_CONF). */
+  yaml: boolean;
+  /** YAML keys of the original DistribuStream (see originalAliases). */
+  aliases?: Record<string, string>;
+  /** Flags whose name is not their setting's: flag attribute -> setting. */
+  flags?: Record<string, string>;
+  /** Environment variables read when the setting's DS_ variable is not set. */
+  envFallbacks?: Record<string, string>;
+}
+
+/** REDIS_URL, the name most tools know, for every command with a swarm store (DS_REDIS wins). */
+const REDIS_URL = { redis: "REDIS_URL" };
+
+/**
+ * The commands that load settings with loadConfig, and from where: used by
+ * their preflight (preflight.ts, seederToken.ts) and by the README's
+ * reference (scripts/readme.mjs), so that what the README says a command
+ * reads is what it reads.
+ */
+export const commandSettings = {
+  up: { schema: upSchema, yaml: true, aliases: originalAliases.up!, envFallbacks: REDIS_URL },
+  tracker: { schema: trackerSchema, yaml: true, envFallbacks: REDIS_URL },
+  checksum: { schema: checksumSchema, yaml: true },
+  dashboard: { schema: dashboardSchema, yaml: true, envFallbacks: REDIS_URL },
+  seeder: {
+    schema: seederSchema,
+    yaml: true,
+    aliases: originalAliases.seeder!,
+    flags: { token: "seederToken", tokenFile: "seederTokenFile" },
+  },
+  "seeder-token create": { schema: seederTokenSchema, yaml: false, flags: { file: "seederTokens" } },
+  "seeder-token revoke": { schema: seederTokenFileSchema, yaml: false, flags: { file: "seederTokens" } },
+  "seeder-token list": { schema: seederTokenFileSchema, yaml: false, flags: { file: "seederTokens" } },
+  "ticket-key rotate": { schema: ticketKeyFileSchema, yaml: false },
+  "ticket-key list": { schema: ticketKeyFileSchema, yaml: false },
+  "network-key": { schema: networkKeyFileSchema, yaml: false },
+  "keys init": { schema: keysInitSchema, yaml: false, flags: { dir: "keysDir" } },
+} satisfies Record<string, CommandSettings>;
+
+/** Flags keyed by setting: `commandSettings[…].flags` renames applied. */
+export function settingFlags(flags: Record<string, unknown>, renames: Record<string, string> | undefined) {
+  return Object.fromEntries(Object.entries(flags).map(([k, v]) => [renames?.[k] ?? k, v]));
+}

@@ -1,7 +1,8 @@
 import { chmodSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { Signer } from "@distribustream/pdtp";
-import { ConfigError } from "@distribustream/runtime";
+import { ConfigError, loadConfig } from "@distribustream/runtime";
 import { parseTicketKeyFile } from "@distribustream/tracker";
+import { networkKeyFileSchema, ticketKeyFileSchema } from "./config.js";
 
 /**
  * `distribustream ticket-key rotate|list` and `network-key`: the operator's
@@ -13,8 +14,9 @@ import { parseTicketKeyFile } from "@distribustream/tracker";
 type Out = { out: (s: string) => void; err: (s: string) => void };
 const std: Out = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
 
-export const DEFAULT_TICKET_KEY_FILE = ".distribustream/ticket-key.pem";
-export const DEFAULT_NETWORK_KEY_FILE = ".distribustream/network-key.pem";
+/** The ticket key file: --ticket-key, DS_TICKET_KEY, or the default. */
+const ticketKeyFile = (flags: { ticketKey?: string }) =>
+  loadConfig(ticketKeyFileSchema, { flags, env: process.env }).ticketKey;
 /** A rotation keeps the new key and the one before it; tickets of older keys have long expired. */
 const KEEP_KEYS = 2;
 
@@ -29,7 +31,7 @@ function readKeys(file: string, setting: string): Signer[] {
 
 /** Adds a new ticket key; keeps the previous one, drops older ones; writes the file whole (mode 0600). */
 export function rotateTicketKey(flags: { ticketKey?: string }, io: Out = std): void {
-  const file = flags.ticketKey ?? process.env.DS_TICKET_KEY ?? DEFAULT_TICKET_KEY_FILE;
+  const file = ticketKeyFile(flags);
   const keys = readKeys(file, "ticket_key");
   const fresh = Signer.generate();
   const kept = [...keys, fresh].slice(-KEEP_KEYS);
@@ -53,14 +55,14 @@ export function rotateTicketKey(flags: { ticketKey?: string }, io: Out = std): v
 }
 
 export function listTicketKeys(flags: { ticketKey?: string }, io: Out = std): void {
-  const file = flags.ticketKey ?? process.env.DS_TICKET_KEY ?? DEFAULT_TICKET_KEY_FILE;
+  const file = ticketKeyFile(flags);
   const keys = readKeys(file, "ticket_key");
   keys.forEach((k, i) => io.out(`${k.keyId}${i === keys.length - 1 ? "  newest: signs once published" : ""}\n`));
 }
 
 /** Prints the network key's fingerprint: what viewers pin with --network-key or ?key= in a pdtp:// URL. */
 export function showNetworkKey(flags: { networkKey?: string }, io: Out = std): void {
-  const file = flags.networkKey ?? process.env.DS_NETWORK_KEY ?? DEFAULT_NETWORK_KEY_FILE;
+  const file = loadConfig(networkKeyFileSchema, { flags, env: process.env }).networkKey;
   const [key] = readKeys(file, "network_key");
   io.out(`${key!.keyId}\n`);
   io.err(`viewers pin it with dsclient --network-key ${key!.keyId}, or pdtp://HOST/NAME?key=${key!.keyId}\n`);

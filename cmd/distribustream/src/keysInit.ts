@@ -2,8 +2,9 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Signer } from "@distribustream/pdtp";
-import { ConfigError } from "@distribustream/runtime";
+import { ConfigError, loadConfig } from "@distribustream/runtime";
 import { parseTicketKeyFile } from "@distribustream/tracker";
+import { commandSettings, keysInitSchema, settingFlags } from "./config.js";
 import { ensureKeyFile } from "./keys.js";
 import { ensureSeederToken } from "./seederToken.js";
 
@@ -40,9 +41,14 @@ export function initKeys(
   flags: { dir?: string; dashboardAuth?: boolean },
   io: Out = { out: (s) => process.stdout.write(s) },
 ) {
-  const dir = flags.dir ?? process.env.DS_KEYS_DIR;
+  // --dir is keys_dir (DS_KEYS_DIR); --dashboard-auth, DS_DASHBOARD_AUTH=1
+  const settings = loadConfig(keysInitSchema, {
+    flags: settingFlags(flags, commandSettings["keys init"].flags),
+    env: process.env,
+  });
+  const dir = settings.keysDir;
   if (!dir) throw new ConfigError("keys init: give the folder with --dir DIR (or DS_KEYS_DIR)");
-  const dashboardAuth = flags.dashboardAuth ?? /^(1|true)$/.test(process.env.DS_DASHBOARD_AUTH ?? "");
+  const { dashboardAuth } = settings;
   if (existsSync(dir)) {
     if (!statSync(dir).isDirectory()) throw new ConfigError(`keys init: ${dir} is not a folder`);
   } else {

@@ -23,10 +23,12 @@ import { parseStoreUrl, redactUrl } from "@distribustream/swarm-store";
 import { parseToken, readTicketKeyFile, readTokenFile } from "@distribustream/tracker";
 import {
   checksumSchema,
+  commandSettings,
   dashboardSchema,
   liveSpecs,
   originalAliases,
   seederSchema,
+  settingFlags,
   trackerSchema,
   upSchema,
 } from "./config.js";
@@ -48,7 +50,8 @@ type Flags = Record<string, unknown>;
 type Env = NodeJS.ProcessEnv;
 
 export function preflightTracker(flags: Flags, confFile: string | undefined, env: Env) {
-  const cfg = loadConfig(trackerSchema, { flags, env, confFile, aliases: originalAliases.tracker });
+  const { envFallbacks } = commandSettings.tracker;
+  const cfg = loadConfig(trackerSchema, { flags, env, confFile, aliases: originalAliases.tracker, envFallbacks });
   const redisCa = readRedisCa(cfg.redis, cfg.redisCa);
   const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
   const checksumTls: ClientTls | undefined =
@@ -69,7 +72,8 @@ export function preflightChecksum(flags: Flags, confFile: string | undefined, en
 }
 
 export function preflightDashboard(flags: Flags, confFile: string | undefined, env: Env) {
-  const cfg = loadConfig(dashboardSchema, { flags, env, confFile, aliases: originalAliases.dashboard });
+  const { envFallbacks } = commandSettings.dashboard;
+  const cfg = loadConfig(dashboardSchema, { flags, env, confFile, aliases: originalAliases.dashboard, envFallbacks });
   const redisCa = readRedisCa(cfg.redis, cfg.redisCa);
   const token = cfg.authTokenFile === undefined ? cfg.authToken : readDashboardToken(cfg.authTokenFile);
   const access = dashboardAccess(token, cfg.authFile, cfg.authCredentials, "auth_file", "auth_credentials");
@@ -79,10 +83,9 @@ export function preflightDashboard(flags: Flags, confFile: string | undefined, e
 
 export function preflightSeeder(flags: Flags, confFile: string | undefined, env: Env) {
   // --token and --token-file set seeder_token and seeder_token_file (DS_SEEDER_TOKEN, DS_SEEDER_TOKEN_FILE)
-  const { token, tokenFile, ...rest } = flags;
   const cfg = withFlagNames(() =>
     loadConfig(seederSchema, {
-      flags: { ...rest, seederToken: token, seederTokenFile: tokenFile },
+      flags: settingFlags(flags, commandSettings.seeder.flags),
       env,
       confFile,
       aliases: originalAliases.seeder,
@@ -124,8 +127,9 @@ export function preflightSeeder(flags: Flags, confFile: string | undefined, env:
  * missing; when present they are checked here.
  */
 export function preflightUp(flags: Flags, confFile: string | undefined, env: Env) {
-  const cfg = loadConfig(upSchema, { flags, env, confFile, aliases: originalAliases.up });
-  const redis = cfg.redis ?? env.REDIS_URL;
+  const { envFallbacks } = commandSettings.up;
+  const cfg = loadConfig(upSchema, { flags, env, confFile, aliases: originalAliases.up, envFallbacks });
+  const redis = cfg.redis;
   const redisCa = readRedisCa(redis, cfg.redisCa);
   const tls = readServerTls(cfg.tlsCert, cfg.tlsKey);
   const origins = originSpecs(cfg.origin, cfg.originList);

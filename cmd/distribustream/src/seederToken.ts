@@ -2,7 +2,7 @@ import { chmodSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join } from "node:path";
 import { ConfigError, loadConfig } from "@distribustream/runtime";
 import { issueToken, readTokenFile, verifyToken, writeTokenFile, type TokenEntry } from "@distribustream/tracker";
-import { seederTokenSchema } from "./config.js";
+import { commandSettings, seederTokenFileSchema, seederTokenSchema, settingFlags } from "./config.js";
 
 /**
  * `distribustream seeder-token create|revoke|list`: the operator's side of
@@ -14,8 +14,14 @@ import { seederTokenSchema } from "./config.js";
 type Out = { out: (s: string) => void; err: (s: string) => void };
 const std: Out = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
 
+/** The credentials file (--file, DS_SEEDER_TOKENS) and, for create, the label (--name, DS_NAME). */
 function settings(flags: { file?: string; name?: string }) {
-  return loadConfig(seederTokenSchema, { flags: { seederTokens: flags.file, name: flags.name }, env: process.env });
+  const renames = commandSettings["seeder-token create"].flags;
+  return loadConfig(seederTokenSchema, { flags: settingFlags(flags, renames), env: process.env });
+}
+function fileSettings(flags: { file?: string }) {
+  const renames = commandSettings["seeder-token list"].flags;
+  return loadConfig(seederTokenFileSchema, { flags: settingFlags(flags, renames), env: process.env });
 }
 
 function read(path: string, missingOk: boolean): TokenEntry[] {
@@ -39,7 +45,7 @@ export function createSeederToken(flags: { file?: string; name?: string }, io: O
 }
 
 export function revokeSeederToken(id: string, flags: { file?: string }, io: Out = std): void {
-  const cfg = settings(flags);
+  const cfg = fileSettings(flags);
   const entries = read(cfg.seederTokens, false);
   const entry = entries.find((e) => e.id === id);
   if (!entry) throw new ConfigError(`no seeder token with id "${id.slice(0, 40)}" in ${cfg.seederTokens}`);
@@ -53,7 +59,7 @@ export function revokeSeederToken(id: string, flags: { file?: string }, io: Out 
 }
 
 export function listSeederTokens(flags: { file?: string }, io: Out = std): void {
-  const cfg = settings(flags);
+  const cfg = fileSettings(flags);
   const rows = read(cfg.seederTokens, false).map((e) => [
     e.id,
     e.label ?? "-",

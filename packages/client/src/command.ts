@@ -3,9 +3,28 @@ import cliProgress from "cli-progress";
 import { parsePdtpUrl } from "@distribustream/pdtp";
 import { createLogger } from "@distribustream/runtime/log";
 import { ignoreIpServernameWarning, readPemCertificates } from "@distribustream/runtime/tls";
-import { loadClientConfig } from "./config.js";
+import { envName, yamlKey } from "@distribustream/runtime/config";
+import { clientConfigSchema, loadClientConfig } from "./config.js";
 import { AGENT, download, type DownloadResult, type Progress as DownloadProgress } from "./download.js";
 import { DownloadError, ExitCode, exitCodeOf } from "./errors.js";
+
+/** The settings' environment variables and YAML keys, from the schema: the list cannot drift from it. */
+const SETTINGS = wrap(
+  `Settings also come from DS_* environment variables (${Object.keys(clientConfigSchema.shape).map(envName).join(", ")}; ` +
+    `DS_CONF names the YAML file) and from the YAML file given with --conf (keys ` +
+    `${Object.keys(clientConfigSchema.shape).map(yamlKey).join(", ")}). Flags win over the environment, which wins over the file.`,
+  78,
+);
+
+function wrap(text: string, width: number): string {
+  const lines = [""];
+  for (const word of text.split(" ")) {
+    const last = lines.length - 1;
+    if (lines[last] !== "" && lines[last]!.length + 1 + word.length > width) lines.push(word);
+    else lines[last] = lines[last] === "" ? word : `${lines[last]} ${word}`;
+  }
+  return lines.join("\n");
+}
 
 const EXIT_CODES = `
 Exit codes:
@@ -22,13 +41,7 @@ Exit codes:
      or a tracker certificate that is not trusted (see --tls-ca)
   130/143  interrupted by SIGINT/SIGTERM (the partial file is removed)
 
-Settings also come from DS_* environment variables (DS_LISTEN_PORT, DS_LINGER,
-DS_QUIET, DS_LOG_LEVEL, DS_CONNECT_ATTEMPTS, DS_STALL, DS_MAX_DOWNLOAD_RATE,
-DS_MAX_UPLOAD_RATE, DS_TLS_CA, DS_PREBUFFER, DS_FROM_START) and from the YAML
-file given with --conf (keys listen_port, listen_host, linger, quiet,
-log_level, connect_attempts, stall, max_download_rate, max_upload_rate,
-tls_ca, prebuffer, from_start). Flags win over the environment, which wins
-over the file.
+${SETTINGS}
 
 A live stream is watched the same way: dsclient tunes in a prebuffer behind
 the live edge (or at the oldest chunk the swarm holds with --from-start),
@@ -73,7 +86,11 @@ function program(): Command {
     .option("--conf <file.yml>", "YAML settings file")
     .option(
       "--log-level <level>",
-      "JSON logs on stderr at this level: fatal, error, warn, info, debug, trace, silent (default warn)",
+      "logs on stderr at this level: fatal, error, warn, info, debug, trace, silent (default warn)",
+    )
+    .option(
+      "--log-format <format>",
+      "json (one object a line) or pretty (short human lines); default: pretty when stderr is a terminal, else json",
     )
     .version(AGENT.split("/")[1]!, "-V, --version")
     .addHelpText("after", EXIT_CODES)
@@ -117,6 +134,7 @@ export async function runDsclient(argv: readonly string[]): Promise<number> {
         linger: o.linger,
         quiet: o.quiet,
         logLevel: o.logLevel,
+        logFormat: o.logFormat,
         connectAttempts: o.connectAttempts,
         stall: o.stall,
         maxDownloadRate: o.maxDownloadRate,
@@ -142,7 +160,7 @@ export async function runDsclient(argv: readonly string[]): Promise<number> {
     }
   }
 
-  const log = createLogger("dsclient", { level: cfg.logLevel, destination: 2 });
+  const log = createLogger("dsclient", { level: cfg.logLevel, format: cfg.logFormat, destination: 2 });
   process.stderr.on("error", () => {}); // a closed stderr must not kill the download
   const interactive = !cfg.quiet && process.stderr.isTTY === true;
   const bar = interactive ? new Progress() : undefined;
@@ -330,3 +348,6 @@ function exit(code: number): void {
   process.exitCode = code;
   setTimeout(() => process.exit(code), 2000).unref();
 }
+
+/** The dsclient command's definitions (a new instance each call), for the README's reference (scripts/readme.mjs). */
+export { program as dsclientProgram };

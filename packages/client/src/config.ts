@@ -2,7 +2,7 @@ import { createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { rateSetting } from "@distribustream/data-plane";
 import { KEY_FINGERPRINT, keyId } from "@distribustream/pdtp";
-import { loadConfig, host, port, z, type ConfigSources } from "@distribustream/runtime/config";
+import { loadConfig, host, logFormat, port, z, type ConfigSources } from "@distribustream/runtime/config";
 import { DEFAULT_PREBUFFER_MS } from "./livePlayout.js";
 
 const bool = z.union([z.boolean(), z.stringbool()]);
@@ -45,10 +45,8 @@ const networkKey = z
 
 /**
  * dsclient settings: flags, DS_* environment variables (DS_LISTEN_PORT,
- * DS_LINGER, ...) and the YAML file given with --conf (snake_case keys:
- * listen_port, listen_host, linger, quiet, log_level, connect_attempts, stall,
- * max_download_rate, max_upload_rate, network_key, tls_ca, prebuffer,
- * from_start).
+ * DS_LINGER, ...) and the YAML file given with --conf (the keys below in
+ * snake_case: listen_port, linger, ...). The help text lists them from here.
  */
 export const clientConfigSchema = z.object({
   listenPort: port(0),
@@ -56,6 +54,8 @@ export const clientConfigSchema = z.object({
   linger: z.coerce.number().min(0).max(86_400).default(0),
   quiet: bool.default(false),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("warn"),
+  /** json or pretty; unset: pretty when stderr is a terminal. */
+  logFormat,
   connectAttempts: z.coerce.number().int().min(1).max(100).default(5),
   stall: z.coerce.number().min(1).max(86_400).default(60),
   maxDownloadRate: rateSetting,

@@ -50,8 +50,9 @@ import { LiveDownload, type LiveHost, type LiveProgress, type LiveResult } from 
 import { resolveOutput, type OutputTarget } from "./outputTarget.js";
 import { openStorage, type Storage } from "./storage.js";
 import { reportEnd, type TransferState } from "./transfer.js";
+import { VERSION } from "./version.js";
 
-export const AGENT = "dsclient/0.1.0";
+export const AGENT = `dsclient/${VERSION}`;
 
 export interface Progress {
   /** Bytes verified and held (for a live stream, bytes written). */

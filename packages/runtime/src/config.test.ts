@@ -89,3 +89,22 @@ test("a huge bad value is shown shortened in the error", () => {
     (e: unknown) => e instanceof ConfigError && /file_root/.test(e.message) && e.message.length < 1000,
   );
 });
+
+test("a fallback variable (REDIS_URL) is read when DS_<SETTING> is not set, and named in errors", () => {
+  const s = z.strictObject({
+    redis: z
+      .string()
+      .regex(/^redis:\/\//)
+      .optional(),
+  });
+  const envFallbacks = { redis: "REDIS_URL" };
+  assert.equal(loadConfig(s, { flags: {}, env: { REDIS_URL: "redis://a:1" }, envFallbacks }).redis, "redis://a:1");
+  const both = { REDIS_URL: "redis://a:1", DS_REDIS: "redis://b:2" };
+  assert.equal(loadConfig(s, { flags: {}, env: both, envFallbacks }).redis, "redis://b:2");
+  assert.equal(loadConfig(s, { flags: { redis: "redis://c:3" }, env: both, envFallbacks }).redis, "redis://c:3");
+  assert.equal(loadConfig(s, { flags: {}, env: { REDIS_URL: "redis://a:1" } }).redis, undefined);
+  assert.throws(
+    () => loadConfig(s, { flags: {}, env: { REDIS_URL: "http://x" }, envFallbacks }),
+    /^ConfigError: invalid setting redis from REDIS_URL: /,
+  );
+});

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { z } from "zod";
+import { LOG_FORMATS } from "./log.js";
 
 export { z };
 
@@ -16,12 +17,19 @@ export interface ConfigSources {
   /** YAML file given with --conf (or DS_CONF); its keys are snake_case setting names. */
   confFile?: string | undefined;
   /** YAML keys of the original DistribuStream that map to another setting, e.g. file_root -> media. */
-  aliases?: Record<string, string>;
+  aliases?: Record<string, string> | undefined;
+  /** Environment variables read for a setting when its DS_ variable is not set, e.g. redis -> REDIS_URL. */
+  envFallbacks?: Record<string, string> | undefined;
 }
 
 const snake = (k: string) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 const camel = (k: string) => k.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
-const envName = (k: string) => `DS_${snake(k).toUpperCase()}`;
+/** A setting's YAML key: `dataPort` is `data_port`. */
+export const yamlKey = snake;
+/** A setting's environment variable: `dataPort` is `DS_DATA_PORT`. */
+export const envName = (k: string) => `DS_${snake(k).toUpperCase()}`;
+/** A setting's flag: `dataPort` is `--data-port`. */
+export const settingFlag = (k: string) => `--${snake(k).replace(/_/g, "-")}`;
 
 /**
  * The YAML parser, loaded when a config file is read: most runs have none,
@@ -64,17 +72,19 @@ export function loadConfig<S extends z.ZodObject>(schema: S, src: ConfigSources)
     }
   }
   for (const key of keys) {
-    const v = src.env[envName(key)];
-    if (v !== undefined && v !== "") {
-      merged[key] = v;
-      origin[key] = envName(key);
+    for (const name of [src.envFallbacks?.[key], envName(key)]) {
+      const v = name === undefined ? undefined : src.env[name];
+      if (v !== undefined && v !== "") {
+        merged[key] = v;
+        origin[key] = name!;
+      }
     }
   }
   for (const key of keys) {
     const v = src.flags[key];
     if (v !== undefined) {
       merged[key] = v;
-      origin[key] = `--${snake(key).replace(/_/g, "-")}`;
+      origin[key] = settingFlag(key);
     }
   }
 
@@ -119,3 +129,5 @@ export const hostPort = (def: string) =>
     .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "expected HOST:PORT")
     .default(def);
 export const logLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info");
+/** json or pretty; unset: pretty on a terminal, JSON otherwise (see createLogger). */
+export const logFormat = z.enum(LOG_FORMATS).optional();
