@@ -1,4 +1,4 @@
-import { checkHealth, readPemCertificates, type ClientTls } from "@distribustream/runtime";
+import type { ClientTls } from "@distribustream/runtime/tls";
 
 /**
  * `distribustream healthcheck TARGET`: the probe a container engine or a
@@ -68,6 +68,9 @@ export interface HealthResult {
 /** Asks `target` once, within `timeoutMs`; never rejects. */
 export async function probeHealth(target: HealthTarget, timeoutMs: number, tls?: ClientTls): Promise<HealthResult> {
   if (target.kind === "grpc") {
+    // gRPC loads for a gRPC target only: an http:// probe stays a small process
+    const { checkHealth } = await import("@distribustream/runtime/health");
+    if (target.tls) (await import("@distribustream/runtime/tls")).ignoreIpServernameWarning();
     const answer = await checkHealth(target.target, timeoutMs, target.tls ? (tls ?? {}) : undefined);
     if (answer === "SERVING") return { healthy: true, line: `${target.shown}: SERVING` };
     if (answer === "NOT_SERVING" || answer.startsWith("status "))
@@ -109,6 +112,7 @@ export async function runHealthcheck(
       throw new HealthcheckUsageError(`--ca is for grpcs:// targets, not ${target.shown}`);
     }
     try {
+      const { readPemCertificates } = await import("@distribustream/runtime/tls");
       tls = { ca: readPemCertificates(opts.ca, "ca") };
     } catch (err) {
       throw new HealthcheckUsageError((err as Error).message.replace(/^invalid setting ca: /, "--ca: "));

@@ -5,10 +5,9 @@ import { LOG_FORMATS } from "./log.js";
 
 export { z };
 
-/** Invalid configuration; the message names the setting, where it came from and what was wrong. */
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
+import { ConfigError } from "./configError.js";
+
+export { ConfigError };
 
 export interface ConfigSources {
   /** Flags the user set (commander's opts() with no defaults), keyed by setting name. */

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { ChannelCredentials, ServerCredentials } from "@grpc/grpc-js";
-import { ConfigError } from "./config.js";
+import { ConfigError } from "./configError.js";
 
 /** A server's certificate chain and private key, PEM, read once at start. */
 export interface ServerTls {
