@@ -256,7 +256,8 @@ export function dataPlaneEntry(t: Target, concurrency = 8): Entry<DataPlaneInput
               : { first: r.last + 1, last: r.last + 5 };
       signed = issueTicket(
         {
-          streamId: g.stream === "right" ? streamId : `${streamId.slice(0, -1)}A`,
+          // another stream: its id with the last character changed (to "A" it was the same id one run in 64)
+          streamId: g.stream === "right" ? streamId : `${streamId.slice(0, -1)}${streamId.endsWith("A") ? "B" : "A"}`,
           range: tr,
           fetcherId: "fuzz",
           serverId: g.server === "right" ? src.peerId : "someone-else",
@@ -330,6 +331,8 @@ export function dataPlaneEntry(t: Target, concurrency = 8): Entry<DataPlaneInput
     };
   }
 
+  /** Each input's request bytes as sent, for the report of a failing one. */
+  const sent = new WeakMap<object, { bytes: Buffer; atMs: number }>();
   return {
     name: "data-plane",
     arbitrary: fc.oneof({ weight: 9, arbitrary: request }, { weight: 1, arbitrary: raw }),
@@ -342,6 +345,7 @@ export function dataPlaneEntry(t: Target, concurrency = 8): Entry<DataPlaneInput
         return `raw ${res.status}`;
       }
       const req = build(input);
+      sent.set(input, { bytes: req.bytes, atMs: Date.now() });
       const res = await exchange(src.host, src.port, req.bytes);
       if (!res) throw new Error("a complete HTTP request got no answer (connection closed)");
       if (
@@ -368,10 +372,17 @@ export function dataPlaneEntry(t: Target, concurrency = 8): Entry<DataPlaneInput
       return `${res.status}`;
     },
     memory: () => sampleTarget(t, 0),
+    // the request as it was sent (a new build would carry another time and nonce)
     describe: (input) =>
       input.kind === "raw"
         ? { raw: input.bytes.toString("hex") }
-        : build(input).bytes.toString("latin1").slice(0, 1500),
+        : {
+            request: (sent.get(input)?.bytes ?? build(input).bytes).toString("latin1").slice(0, 1500),
+            sentAtMs: sent.get(input)?.atMs,
+            ticket: input.ticket,
+            proof: input.proof.k,
+            path: input.path,
+          },
   };
 }
 
