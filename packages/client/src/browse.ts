@@ -113,13 +113,16 @@ export async function runBrowse(argv: readonly string[]): Promise<number> {
     const input = cmd.args[0]!;
     const url = name === "ls" ? parseTrackerUrl(input) : parsePdtpUrl(input);
     const tlsCa = cfg.tlsCa === undefined ? undefined : readPemCertificates(cfg.tlsCa, "tls_ca");
-    if (tlsCa && !url.tls) return fail(`tls_ca is for pdtps:// URLs (TLS), but "${input}" is plaintext`, ExitCode.USAGE);
+    if (tlsCa && !url.tls)
+      return fail(`tls_ca is for pdtps:// URLs (TLS), but "${input}" is plaintext`, ExitCode.USAGE);
     const tracker = new TrackerQuery(url, cfg.connectAttempts, tlsCa);
     if (name === "ls") {
       const all = await tracker.listStreams();
       const prefix = url.name;
       const streams = all
-        .filter((s) => prefix === "" || s.name === prefix || s.name.startsWith(prefix.endsWith("/") ? prefix : `${prefix}/`))
+        .filter(
+          (s) => prefix === "" || s.name === prefix || s.name.startsWith(prefix.endsWith("/") ? prefix : `${prefix}/`),
+        )
         .sort((a, b) => a.name.localeCompare(b.name));
       process.stdout.write(o.json ? `${JSON.stringify(streams.map((s) => streamJson(s, url)))}\n` : listTable(streams));
       return 0;
@@ -135,7 +138,10 @@ export async function runBrowse(argv: readonly string[]): Promise<number> {
     return 0;
   } catch (err) {
     const code = exitCodeOf(err);
-    return fail(code === ExitCode.UNEXPECTED ? `unexpected error: ${(err as Error).message}` : (err as Error).message, code);
+    return fail(
+      code === ExitCode.UNEXPECTED ? `unexpected error: ${(err as Error).message}` : (err as Error).message,
+      code,
+    );
   }
 }
 
@@ -173,11 +179,15 @@ class TrackerQuery {
   }
 
   listStreams(): Promise<StreamDescriptor[]> {
-    return this.call((deadline, cb) => this.client.listStreams({}, new Metadata(), { deadline }, (e, r) => cb(e, r?.streams)));
+    return this.call((deadline, cb) =>
+      this.client.listStreams({}, new Metadata(), { deadline }, (e, r) => cb(e, r?.streams)),
+    );
   }
 
   describeStream(name: string): Promise<StreamDescriptor> {
-    return this.call((deadline, cb) => this.client.describeStream({ name, streamId: "" }, new Metadata(), { deadline }, cb));
+    return this.call((deadline, cb) =>
+      this.client.describeStream({ name, streamId: "" }, new Metadata(), { deadline }, cb),
+    );
   }
 
   private async call<T>(
@@ -312,7 +322,10 @@ function infoText(d: StreamDescriptor, url: PdtpUrl): string {
     if (!w || !w.started) lines.push(["window", "not started: no chunk attested yet"]);
     else {
       const held = w.edge - w.low + 1;
-      lines.push(["edge", `chunk ${w.edge}${w.ended ? " (the broadcast ended: its last chunk)" : ""}, at ${new Date(w.edgeTimestampMs).toISOString()}`]);
+      lines.push([
+        "edge",
+        `chunk ${w.edge}${w.ended ? " (the broadcast ended: its last chunk)" : ""}, at ${new Date(w.edgeTimestampMs).toISOString()}`,
+      ]);
       lines.push([
         "window",
         `chunks ${w.low}-${w.edge} (${held}${w.chunkMs > 0 ? `, about ${seconds(held * w.chunkMs)}` : ""}), keeps ${w.windowChunks}`,
@@ -324,7 +337,10 @@ function infoText(d: StreamDescriptor, url: PdtpUrl): string {
     lines.push(["size", `${bytes(d.size)} (${d.size} bytes)`]);
     lines.push(["chunks", `${d.chunkCount} of ${bytes(d.chunkSize)}`]);
   }
-  lines.push([live ? "descriptor" : "manifest", d.manifestSha256 ? `sha256 ${d.manifestSha256}` : "(not told by this tracker)"]);
+  lines.push([
+    live ? "descriptor" : "manifest",
+    d.manifestSha256 ? `sha256 ${d.manifestSha256}` : "(not told by this tracker)",
+  ]);
   lines.push(["network key", d.networkKeyId || "(not told by this tracker)"]);
   lines.push(["seeders", String(d.seeders)]);
   lines.push(["viewers", String(d.peers)]);

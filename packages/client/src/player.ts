@@ -46,7 +46,9 @@ export function playerCommand(value: string): PlayerCommand {
   if (found.status !== 0) {
     throw new DownloadError(`player "${program}" not found (give mpv, vlc or a command on the PATH)`, ExitCode.USAGE);
   }
-  return known ? { name: cmd, file: known[0]!, args: known.slice(1) } : { name: cmd, file: "/bin/sh", args: ["-c", cmd] };
+  return known
+    ? { name: cmd, file: known[0]!, args: known.slice(1) }
+    : { name: cmd, file: "/bin/sh", args: ["-c", cmd] };
 }
 
 /**
@@ -115,7 +117,10 @@ export class PlayerSink extends Writable {
     ]);
     clearTimeout(timer);
     if (code != null && CANNOT_RUN.has(code) && this.command.file === "/bin/sh") {
-      return new DownloadError(`player "${this.command.name}" could not run (the shell exited with ${code})`, ExitCode.USAGE);
+      return new DownloadError(
+        `player "${this.command.name}" could not run (the shell exited with ${code})`,
+        ExitCode.USAGE,
+      );
     }
     return err;
   }
