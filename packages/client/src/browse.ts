@@ -328,7 +328,7 @@ function infoText(d: StreamDescriptor, url: PdtpUrl): string {
       ]);
       lines.push([
         "window",
-        `chunks ${w.low}-${w.edge} (${held}${w.chunkMs > 0 ? `, about ${seconds(held * w.chunkMs)}` : ""}), keeps ${w.windowChunks}`,
+        `chunks ${w.low}-${w.edge} (${held} chunks${w.chunkMs > 0 ? `, about ${seconds(held * w.chunkMs)}` : ""}), keeps ${w.windowChunks}`,
       ]);
     }
     if (w && w.chunkMs > 0) lines.push(["chunk time", `${w.chunkMs} ms on average`]);

@@ -65,55 +65,53 @@ Examples:
   dsclient info pdtp://localhost:6086/film.mp4       (one stream, its key to pin)
 `;
 
+/** dsclient's definitions; `ls` and `info` are dispatched by runDsclient before it parses, listed here for --help and the README. */
 function program(): Command {
-  return (
-    new Command()
-      .name("dsclient")
-      .description("Download a DistribuStream stream in order, verifying every chunk, and share it with other viewers.")
-      .usage("[options] <url>")
-      .argument("[url]", "pdtp://HOST[:PORT]/NAME, or pdtps://… for a tracker that speaks TLS")
-      .option("--url <url>", "the stream URL (alternative to the argument)")
-      .option(
-        "-o, --output <file>",
-        'output file, "-" for standard output, or a FIFO (default: the last segment of NAME)',
-      )
-      .option("--listen-port <n>", "port to serve other peers on (default: any free port)")
-      .option("--listen-host <addr>", "address to serve other peers on (default 0.0.0.0)")
-      .option("--linger <seconds>", "keep serving other peers this long after the download (default 0)")
-      .option("--connect-attempts <n>", "tracker connection attempts before giving up (default 5)")
-      .option("--stall <seconds>", "give up when nothing arrives for this long (default 60)")
-      .option("--max-download-rate <rate>", "download at most this many bytes/s, e.g. 8M or 500K (default: no limit)")
-      .option("--max-upload-rate <rate>", "upload to other peers at most this many bytes/s (default: no limit)")
-      .option(
-        "--network-key <key>",
-        "pin the network key: its fingerprint (distribustream network-key prints it) or its PEM file; same as ?key= in the URL",
-      )
-      .option("--tls-ca <file.pem>", "CA certificate(s) to trust for a pdtps:// tracker (default: the system's roots)")
-      .option("--prebuffer <ms>", "live streams: start this much media behind the live edge (default 500)")
-      .option("--from-start", "live streams: start at the oldest chunk the swarm still holds")
-      .option(
-        "--player <mpv|vlc|cmd>",
-        'play the stream as it arrives: mpv, vlc, or a shell command that reads it on its standard input (e.g. "ffplay -"); instead of -o',
-      )
-      .option("-q, --quiet", "no progress bar or summary")
-      .option("--conf <file.yml>", "YAML settings file")
-      .option(
-        "--log-level <level>",
-        "logs on stderr at this level: fatal, error, warn, info, debug, trace, silent (default warn)",
-      )
-      .option(
-        "--log-format <format>",
-        "json (one object a line) or pretty (short human lines); default: pretty when stderr is a terminal, else json",
-      )
-      .version(AGENT.split("/")[1]!, "-V, --version")
-      .addHelpText("after", EXIT_CODES)
-      // dsclient ls / info: dispatched by runDsclient before this program parses; here for --help and the README
-      .addCommand(lsCommand())
-      .addCommand(infoCommand())
-      .action(() => {})
-      .exitOverride()
-      .configureOutput({ outputError: () => {} })
-  );
+  return new Command()
+    .name("dsclient")
+    .description("Download a DistribuStream stream in order, verifying every chunk, and share it with other viewers.")
+    .usage("[options] <url>")
+    .argument("[url]", "pdtp://HOST[:PORT]/NAME, or pdtps://… for a tracker that speaks TLS")
+    .option("--url <url>", "the stream URL (alternative to the argument)")
+    .option(
+      "-o, --output <file>",
+      'output file, "-" for standard output, or a FIFO (default: the last segment of NAME)',
+    )
+    .option("--listen-port <n>", "port to serve other peers on (default: any free port)")
+    .option("--listen-host <addr>", "address to serve other peers on (default 0.0.0.0)")
+    .option("--linger <seconds>", "keep serving other peers this long after the download (default 0)")
+    .option("--connect-attempts <n>", "tracker connection attempts before giving up (default 5)")
+    .option("--stall <seconds>", "give up when nothing arrives for this long (default 60)")
+    .option("--max-download-rate <rate>", "download at most this many bytes/s, e.g. 8M or 500K (default: no limit)")
+    .option("--max-upload-rate <rate>", "upload to other peers at most this many bytes/s (default: no limit)")
+    .option(
+      "--network-key <key>",
+      "pin the network key: its fingerprint (distribustream network-key prints it) or its PEM file; same as ?key= in the URL",
+    )
+    .option("--tls-ca <file.pem>", "CA certificate(s) to trust for a pdtps:// tracker (default: the system's roots)")
+    .option("--prebuffer <ms>", "live streams: start this much media behind the live edge (default 500)")
+    .option("--from-start", "live streams: start at the oldest chunk the swarm still holds")
+    .option(
+      "--player <player>",
+      'play the stream as it arrives, instead of -o: mpv, vlc, or a shell command that reads it on its standard input (e.g. "ffplay -")',
+    )
+    .option("-q, --quiet", "no progress bar or summary")
+    .option("--conf <file.yml>", "YAML settings file")
+    .option(
+      "--log-level <level>",
+      "logs on stderr at this level: fatal, error, warn, info, debug, trace, silent (default warn)",
+    )
+    .option(
+      "--log-format <format>",
+      "json (one object a line) or pretty (short human lines); default: pretty when stderr is a terminal, else json",
+    )
+    .version(AGENT.split("/")[1]!, "-V, --version")
+    .addHelpText("after", EXIT_CODES)
+    .exitOverride()
+    .configureOutput({ outputError: () => {} })
+    .addCommand(lsCommand())
+    .addCommand(infoCommand())
+    .action(() => {});
 }
 
 /**
