@@ -228,7 +228,11 @@ export async function runDsclient(argv: readonly string[]): Promise<number> {
       },
     });
     log.info({ ...result }, "done");
-    if (player) log.info({ status: await player.finish() }, "player exited");
+    if (player) {
+      const status = await player.finish();
+      if (status === 0) log.info({ status }, "player exited");
+      else log.warn({ status }, "player exited with an error status");
+    }
     return signalExit ?? 0;
   } catch (err) {
     bar?.stop();

@@ -66,7 +66,8 @@ export class PlayerSink extends Writable {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (chunk.length === 0 && !this.child) return cb(); // nothing to play yet: no reason to start
+    // an empty write (the download flushing its output) has nothing for the player, and must not start it
+    if (chunk.length === 0) return cb();
     this.start().then(
       () =>
         this.child!.stdin!.write(chunk, (err) => {
