@@ -87,8 +87,14 @@ function commands() {
     }
   };
   walk(program, "distribustream", (path) => commandSettings[path.replace(/^distribustream ?/, "")]);
+  // dsclient ls / info read two of dsclient's settings (browse.ts)
+  const browseSchema = clientConfigSchema.pick({ connectAttempts: true, tlsCa: true });
   walk(dsclientProgram(), "dsclient", (path) =>
-    path === "dsclient" ? { schema: clientConfigSchema, yaml: true } : undefined,
+    path === "dsclient"
+      ? { schema: clientConfigSchema, yaml: true }
+      : /^dsclient (ls|info)$/.test(path)
+        ? { schema: browseSchema, yaml: true }
+        : undefined,
   );
   return all;
 }
@@ -281,8 +287,9 @@ function usageOf({ path, cmd }) {
 function generateOptions(programName) {
   const out = [];
   const mine = COMMANDS.filter((c) => c.path === programName || c.path.startsWith(`${programName} `));
-  // options every service shares (same flags, same text): shown once
-  const services = mine.filter((c) => c.settings?.yaml && c.path !== programName);
+  // options every service shares (same flags, same text): shown once (dsclient's subcommands are no services)
+  const services =
+    programName === "distribustream" ? mine.filter((c) => c.settings?.yaml && c.path !== programName) : [];
   const common =
     services.length < 2
       ? []

@@ -111,6 +111,24 @@ describe("TLS on the PDTP port and the checksum service", { timeout: 120_000 }, 
     assert.ok(r.ms < 5_000, `took ${r.ms} ms`);
   });
 
+  test("dsclient info and ls over pdtps:// with the private CA; a wrong scheme or an untrusted certificate is exit 8", async () => {
+    const run = async (args: string[]) => {
+      const c = startNode(DSCLIENT, args, { cwd: dir });
+      return { code: await c.exited, stdout: c.stdout(), stderr: c.stderr() };
+    };
+    const info = await run(["info", `pdtps://127.0.0.1:${pdtp}/film.bin`, "--tls-ca", ca, "--json"]);
+    assert.equal(info.code, 0, info.stderr);
+    const d = JSON.parse(info.stdout) as { name: string; url: string; networkKeyId: string };
+    assert.equal(d.name, "film.bin");
+    assert.equal(d.url, `pdtps://127.0.0.1:${pdtp}/film.bin?key=${d.networkKeyId}`);
+    const plaintext = await run(["ls", `pdtp://127.0.0.1:${pdtp}`]);
+    assert.equal(plaintext.code, 8, plaintext.stderr);
+    assert.match(plaintext.stderr, /speaks TLS: use a pdtps:\/\/ URL for it/);
+    const untrusted = await run(["ls", `pdtps://127.0.0.1:${pdtp}`]);
+    assert.equal(untrusted.code, 8, untrusted.stderr);
+    assert.match(untrusted.stderr, /not trusted .*--tls-ca FILE/);
+  });
+
   test("bad TLS settings stop a command at start with exit 2, naming the setting", async () => {
     const cases: [string[], RegExp][] = [
       [

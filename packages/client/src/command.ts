@@ -7,6 +7,8 @@ import { envName, yamlKey } from "@distribustream/runtime/config";
 import { clientConfigSchema, loadClientConfig } from "./config.js";
 import { AGENT, download, type DownloadResult, type Progress as DownloadProgress } from "./download.js";
 import { DownloadError, ExitCode, exitCodeOf } from "./errors.js";
+import { infoCommand, isBrowseCommand, lsCommand, runBrowse } from "./browse.js";
+import { playerCommand, PlayerSink } from "./player.js";
 
 /** The settings' environment variables and YAML keys, from the schema: the list cannot drift from it. */
 const SETTINGS = wrap(
@@ -28,9 +30,11 @@ function wrap(text: string, width: number): string {
 
 const EXIT_CODES = `
 Exit codes:
-  0  success (also when the reader of -o - closes the pipe early)
+  0  success (also when the reader of -o - closes the pipe early, or the
+     --player quits early)
   1  unexpected error, or the tracker rejected the request
-  2  bad usage: unknown option, invalid setting, bad URL
+  2  bad usage: unknown option, invalid setting, bad URL, or a --player
+     that cannot start
   3  unknown stream name
   4  tracker unreachable after the connection attempts
   5  local I/O error, such as a full disk
@@ -55,8 +59,13 @@ Examples:
   dsclient pdtp://localhost:6086/film.mp4 -o - | mpv -
   dsclient pdtp://localhost:6086/live/cam -o - --prebuffer 1000 | mpv -
   mkfifo film.mp4; dsclient --url pdtp://localhost/film.mp4 -o film.mp4 & mpv film.mp4
+  dsclient pdtp://localhost:6086/film.mp4 --player mpv
+  dsclient pdtp://localhost:6086/live/cam --player "ffplay -autoexit -"
+  dsclient ls pdtp://localhost:6086                  (the streams; dsclient ls --help)
+  dsclient info pdtp://localhost:6086/film.mp4       (one stream, its key to pin)
 `;
 
+/** dsclient's definitions; `ls` and `info` are dispatched by runDsclient before it parses, listed here for --help and the README. */
 function program(): Command {
   return new Command()
     .name("dsclient")
@@ -82,6 +91,10 @@ function program(): Command {
     .option("--tls-ca <file.pem>", "CA certificate(s) to trust for a pdtps:// tracker (default: the system's roots)")
     .option("--prebuffer <ms>", "live streams: start this much media behind the live edge (default 500)")
     .option("--from-start", "live streams: start at the oldest chunk the swarm still holds")
+    .option(
+      "--player <player>",
+      'play the stream as it arrives, instead of -o: mpv, vlc, or a shell command that reads it on its standard input (e.g. "ffplay -")',
+    )
     .option("-q, --quiet", "no progress bar or summary")
     .option("--conf <file.yml>", "YAML settings file")
     .option(
@@ -95,7 +108,10 @@ function program(): Command {
     .version(AGENT.split("/")[1]!, "-V, --version")
     .addHelpText("after", EXIT_CODES)
     .exitOverride()
-    .configureOutput({ outputError: () => {} });
+    .configureOutput({ outputError: () => {} })
+    .addCommand(lsCommand())
+    .addCommand(infoCommand())
+    .action(() => {});
 }
 
 /**
@@ -106,6 +122,7 @@ function program(): Command {
  */
 export async function runDsclient(argv: readonly string[]): Promise<number> {
   ignoreIpServernameWarning();
+  if (isBrowseCommand(argv[0])) return runBrowse(argv);
   const cmd = program();
   try {
     cmd.parse(argv, { from: "user" });
@@ -160,6 +177,16 @@ export async function runDsclient(argv: readonly string[]): Promise<number> {
     }
   }
 
+  let player: PlayerSink | undefined;
+  if (o.player !== undefined) {
+    if (o.output !== undefined) return usage("--player plays the stream instead of writing it: leave out -o");
+    try {
+      player = new PlayerSink(playerCommand(o.player as string));
+    } catch (err) {
+      return usage((err as Error).message);
+    }
+  }
+
   const log = createLogger("dsclient", { level: cfg.logLevel, format: cfg.logFormat, destination: 2 });
   process.stderr.on("error", () => {}); // a closed stderr must not kill the download
   const interactive = !cfg.quiet && process.stderr.isTTY === true;
@@ -179,6 +206,7 @@ export async function runDsclient(argv: readonly string[]): Promise<number> {
     const result = await download({
       url,
       output: o.output as string | undefined,
+      sink: player && { writable: player, name: `the player ${player.command.name}` },
       listenHost: cfg.listenHost,
       listenPort: cfg.listenPort,
       lingerSeconds: cfg.linger,
@@ -194,14 +222,21 @@ export async function runDsclient(argv: readonly string[]): Promise<number> {
       signal: ac.signal,
       onProgress: bar ? (p) => bar.update(p) : undefined,
       onComplete: (r) => {
+        player?.release(); // the whole stream is in its pipe: the player sees its end while this peer lingers
         bar?.stop();
         if (interactive) process.stderr.write(summary(r) + "\n");
       },
     });
     log.info({ ...result }, "done");
+    if (player) {
+      const status = await player.finish();
+      if (status === 0) log.info({ status }, "player exited");
+      else log.warn({ status }, "player exited with an error status");
+    }
     return signalExit ?? 0;
   } catch (err) {
     bar?.stop();
+    player?.release();
     if (signalExit !== undefined) return signalExit;
     const code = exitCodeOf(err);
     if (code === ExitCode.OK) {

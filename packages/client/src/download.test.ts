@@ -91,6 +91,8 @@ const descriptor = {
   version,
   peers: 0,
   seeders: 1,
+  manifestSha256: "",
+  networkKeyId: "",
 };
 
 interface Pace {

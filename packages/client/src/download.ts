@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { status } from "@grpc/grpc-js";
 import {
@@ -70,6 +70,13 @@ export interface DownloadOptions {
   url: string;
   /** File path, "-" for standard output, or a FIFO/device/socket path. Default: NAME's last segment. */
   output?: string;
+  /**
+   * Instead of `output`: the stream goes to this Writable (named `name` in
+   * messages), in order as to standard output, and is never ended (its
+   * owner ends it after onComplete). An EPIPE from it ends the download
+   * successfully, as a closed `-o -` pipe does. dsclient --player uses it.
+   */
+  sink?: { writable: Writable; name: string };
   /** Data plane bind address; default "0.0.0.0". */
   listenHost?: string;
   /** Data plane port; default 0 (any free port). */
@@ -124,7 +131,7 @@ export interface DownloadResult {
   /** From start to completion (lingering excluded). */
   durationMs: number;
   streamId: string;
-  /** Where the bytes went: a path or "-". */
+  /** Where the bytes went: a path, "-", or the name of DownloadOptions.sink. */
   output: string;
   /** Set for a live stream: what the viewer wrote, skipped and refused, and its delay. */
   live?: LiveResult;
@@ -138,7 +145,9 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   } catch (err) {
     throw new DownloadError((err as Error).message, ExitCode.USAGE);
   }
-  const target = await resolveOutput(opts.output, url.name, opts.cwd ?? process.cwd());
+  const target: OutputTarget = opts.sink
+    ? { kind: "stdout", sink: opts.sink }
+    : await resolveOutput(opts.output, url.name, opts.cwd ?? process.cwd());
   return new Download(opts, url, target).run();
 }
 
@@ -878,7 +887,7 @@ class Download {
   private result(): DownloadResult {
     const common = {
       durationMs: (this.completedMs ?? Date.now()) - this.started,
-      output: this.target.kind === "stdout" ? "-" : this.target.path,
+      output: this.target.kind === "stdout" ? (this.target.sink?.name ?? "-") : this.target.path,
     };
     if (this.live) {
       const r = this.live.result();

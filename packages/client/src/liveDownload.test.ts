@@ -112,6 +112,8 @@ function joined(window: LiveWindowMessage, signer = network): TrackerMessage {
           peers: 0,
           seeders: 1,
           live: window,
+          manifestSha256: "",
+          networkKeyId: "",
         },
         live: signLiveDescriptor(descriptorBody, signer),
       },

@@ -22,8 +22,8 @@ export class LiveOutput {
   private rejectFailed!: (err: DownloadError) => void;
 
   constructor(private readonly target: OutputTarget) {
-    this.name = target.kind === "stdout" ? "standard output" : target.path;
-    if (target.kind === "stdout") this.sink = process.stdout;
+    this.name = target.kind === "stdout" ? (target.sink?.name ?? "standard output") : target.path;
+    if (target.kind === "stdout") this.sink = target.sink?.writable ?? process.stdout;
     else if (target.kind === "stream" && target.type === "socket") this.sink = createConnection(target.path);
     else this.sink = createWriteStream(target.path, { flags: "w" });
     this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));

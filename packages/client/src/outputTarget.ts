@@ -6,13 +6,14 @@ import { DownloadError, ExitCode } from "./errors.js";
 /**
  * Where the downloaded bytes go.
  * - "file": a regular file, downloaded into `<path>.dspart` and renamed when complete;
- * - "stdout": the process's standard output;
+ * - "stdout": the process's standard output, or `sink` instead (a player's
+ *   standard input, see DownloadOptions.sink): written in order, never ended;
  * - "stream": a path that is not a regular file (FIFO, character device, UNIX
  *   socket); written strictly in order, like stdout.
  */
 export type OutputTarget =
   | { kind: "file"; path: string }
-  | { kind: "stdout" }
+  | { kind: "stdout"; sink?: { writable: Writable; name: string } }
   | { kind: "stream"; path: string; type: "fifo" | "char" | "socket" };
 
 /** Suffix of the partial file beside a regular output. */

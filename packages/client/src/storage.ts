@@ -130,14 +130,14 @@ class StreamStorage implements Storage {
     const tmp = join(opts.tempDir, `dsclient-${process.pid}-${randomBytes(6).toString("hex")}.buffer`);
     const file = await BufferFile.create(tmp, layout, { anonymous: true });
     let sink: Writable;
-    if (target.kind === "stdout") sink = process.stdout;
+    if (target.kind === "stdout") sink = target.sink?.writable ?? process.stdout;
     else if (target.type === "socket") sink = createConnection(target.path);
     else sink = createWriteStream(target.path, { flags: "w" });
     return new StreamStorage(file, sink, target, layout, opts.onPosition ?? (() => {}));
   }
 
   get outputName(): string {
-    return this.target.kind === "stdout" ? "standard output" : this.target.path;
+    return this.target.kind === "stdout" ? (this.target.sink?.name ?? "standard output") : this.target.path;
   }
 
   position(): number {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import {
   isStreamId,
   MalformedMessage,
@@ -161,6 +162,8 @@ export class Catalog {
   private async descriptor(meta: StreamMeta): Promise<StreamDescriptor> {
     const counts = await this.store.peerCounts(meta.streamId);
     const live = meta.kind === "live" ? await this.windows.descriptor(meta) : undefined;
+    // what a viewer verifies on joining: the manifest header (cached), or the live descriptor
+    const signed = meta.kind === "live" ? live?.signed : await this.manifestOf(meta);
     return {
       streamId: meta.streamId,
       name: meta.name,
@@ -173,6 +176,8 @@ export class Catalog {
       peers: counts.peers,
       seeders: counts.seeders,
       ...(meta.kind === "live" && live ? { live: this.windows.window(meta, live.body.bitrate) } : {}),
+      manifestSha256: signed ? createHash("sha256").update(signed.body).digest("hex") : "",
+      networkKeyId: signed?.keyId ?? "",
     };
   }
 }

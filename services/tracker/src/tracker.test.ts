@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
@@ -151,6 +152,9 @@ describe("tracker over real gRPC", () => {
     assert.equal(joined.descriptor?.seeders, 1);
     const manifest = openManifest(joined.manifest!, welcome.networkKeys);
     assert.equal(manifest.chunkCount, 41);
+    // the descriptor names the manifest a viewer verifies and the key that signed it (dsclient info shows them)
+    assert.equal(joined.descriptor?.manifestSha256, createHash("sha256").update(joined.manifest!.body).digest("hex"));
+    assert.equal(joined.descriptor?.networkKeyId, network.keyId);
     const { directives } = await viewer.next("directives");
     assert.ok(directives.length >= 1 && directives.length <= 4);
     const d = directives[0]!;

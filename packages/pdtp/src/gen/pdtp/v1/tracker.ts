@@ -444,7 +444,20 @@ export interface StreamDescriptor {
   peers: number;
   seeders: number;
   /** Set for a live stream: its window. */
-  live?: LiveWindow | undefined;
+  live?:
+    | LiveWindow
+    | undefined;
+  /**
+   * Hex SHA-256 of the encoded signed body a viewer verifies on joining:
+   * SignedManifest.body for a file, SignedLiveDescriptor.body for a live
+   * stream. Empty from a tracker that does not fill it in.
+   */
+  manifestSha256: string;
+  /**
+   * Fingerprint of the network key that signed that body (its key_id): what
+   * a viewer pins with ?key= in the URL. Empty when unknown.
+   */
+  networkKeyId: string;
 }
 
 /**
@@ -2871,6 +2884,8 @@ function createBaseStreamDescriptor(): StreamDescriptor {
     peers: 0,
     seeders: 0,
     live: undefined,
+    manifestSha256: "",
+    networkKeyId: "",
   };
 }
 
@@ -2905,6 +2920,12 @@ export const StreamDescriptor: MessageFns<StreamDescriptor> = {
     }
     if (message.live !== undefined) {
       LiveWindow.encode(message.live, writer.uint32(82).fork()).join();
+    }
+    if (message.manifestSha256 !== "") {
+      writer.uint32(90).string(message.manifestSha256);
+    }
+    if (message.networkKeyId !== "") {
+      writer.uint32(98).string(message.networkKeyId);
     }
     return writer;
   },
@@ -3002,6 +3023,22 @@ export const StreamDescriptor: MessageFns<StreamDescriptor> = {
             message.live = LiveWindow.decode(reader, reader.uint32());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.manifestSha256 = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.networkKeyId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3038,6 +3075,16 @@ export const StreamDescriptor: MessageFns<StreamDescriptor> = {
       peers: isSet(object.peers) ? globalThis.Number(object.peers) : 0,
       seeders: isSet(object.seeders) ? globalThis.Number(object.seeders) : 0,
       live: isSet(object.live) ? LiveWindow.fromJSON(object.live) : undefined,
+      manifestSha256: isSet(object.manifestSha256)
+        ? globalThis.String(object.manifestSha256)
+        : isSet(object.manifest_sha256)
+        ? globalThis.String(object.manifest_sha256)
+        : "",
+      networkKeyId: isSet(object.networkKeyId)
+        ? globalThis.String(object.networkKeyId)
+        : isSet(object.network_key_id)
+        ? globalThis.String(object.network_key_id)
+        : "",
     };
   },
 
@@ -3073,6 +3120,12 @@ export const StreamDescriptor: MessageFns<StreamDescriptor> = {
     if (message.live !== undefined) {
       obj.live = LiveWindow.toJSON(message.live);
     }
+    if (message.manifestSha256 !== "") {
+      obj.manifestSha256 = message.manifestSha256;
+    }
+    if (message.networkKeyId !== "") {
+      obj.networkKeyId = message.networkKeyId;
+    }
     return obj;
   },
 
@@ -3093,6 +3146,8 @@ export const StreamDescriptor: MessageFns<StreamDescriptor> = {
     message.live = (object.live !== undefined && object.live !== null)
       ? LiveWindow.fromPartial(object.live)
       : undefined;
+    message.manifestSha256 = object.manifestSha256 ?? "";
+    message.networkKeyId = object.networkKeyId ?? "";
     return message;
   },
 };
