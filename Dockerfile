@@ -55,6 +55,9 @@ COPY --from=build /out/ ./
 RUN ln -s /app/cmd/distribustream/bin/distribustream.js /usr/local/bin/distribustream \
   && ln -s /app/packages/client/bin/dsclient.js /usr/local/bin/dsclient
 ENV NODE_ENV=production
+# metrics, /healthz and /livez on every interface in a container (Prometheus and probes come
+# from outside it); the standalone commands keep them on loopback
+ENV DS_METRICS_HOST=0.0.0.0
 # 6086 tracker (PDTP), 6087 dashboard, 6088 checksum (gRPC), 8000 seeder data plane,
 # 9086-9088 metrics of the tracker, seeder and checksum service
 EXPOSE 6086 6087 6088 8000 9086 9087 9088

@@ -339,3 +339,82 @@ describe(
     });
   },
 );
+
+describe("metrics bind address, liveness apart from readiness, drain delay", { timeout: 120_000 }, () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "ds-deploy-drain-"));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** GET http://HOST:PORT/PATH: "STATUS BODY", or the connection error's code. */
+  const get = (host: string, port: number | undefined, path: string) =>
+    fetch(`http://${host}:${port}${path}`).then(
+      async (r) => `${r.status} ${(await r.text()).trim()}`,
+      (err: Error & { cause?: { code?: string } }) => err.cause?.code ?? err.message,
+    );
+
+  test("metrics listen on loopback unless --metrics-host says otherwise", async () => {
+    const [port, metrics, port2, metrics2] = await freePorts(4);
+    const common = ["checksum", "--network-key", "network-key.pem"];
+    const local = startNode(DISTRIBUSTREAM, [...common, "--port", `${port}`, "--metrics-port", `${metrics}`], {
+      cwd: dir,
+    });
+    const open = startNode(
+      DISTRIBUSTREAM,
+      [...common, "--port", `${port2}`, "--metrics-port", `${metrics2}`, "--metrics-host", "0.0.0.0"],
+      { cwd: dir },
+    );
+    try {
+      await local.waitFor(/checksum service listening/);
+      await open.waitFor(/checksum service listening/);
+      assert.equal(await get("127.0.0.1", metrics, "/livez"), "200 alive");
+      // 127.0.0.2 is loopback too, but not the address the default binds
+      assert.equal(await get("127.0.0.2", metrics, "/livez"), "ECONNREFUSED");
+      assert.equal(await get("127.0.0.2", metrics2, "/livez"), "200 alive");
+    } finally {
+      await local.kill();
+      await open.kill();
+    }
+  });
+
+  test("a tracker told to stop answers NOT_SERVING and goes on serving for --drain-delay, then exits 0", async () => {
+    const [port, metrics] = await freePorts(2);
+    const tracker = startNode(
+      DISTRIBUSTREAM,
+      [
+        "tracker",
+        "--insecure-open-seeding",
+        "--port",
+        `${port}`,
+        "--metrics-port",
+        `${metrics}`,
+        "--checksum",
+        "127.0.0.1:1",
+        "--drain-delay",
+        "4",
+      ],
+      { cwd: dir },
+    );
+    try {
+      await tracker.waitFor(/tracker listening/);
+      assert.equal((await ds(dir, ["healthcheck", `grpc://127.0.0.1:${port}`])).code, 0);
+      const stopAt = Date.now();
+      tracker.child.kill("SIGTERM");
+      await tracker.waitFor(/closing after the drain delay/);
+      const health = await ds(dir, ["healthcheck", `grpc://127.0.0.1:${port}`]);
+      assert.equal(health.code, 1, health.err);
+      assert.match(health.err, /NOT_SERVING/);
+      // still serving: a viewer's call is answered (an unknown name: NOT_FOUND, exit 3)
+      const info = await ds(dir, ["dsclient", "info", `pdtp://127.0.0.1:${port}/nothing-here`]);
+      assert.equal(info.code, 3, info.err);
+      assert.equal(await get("127.0.0.1", metrics, "/livez"), "200 alive");
+      assert.equal(await get("127.0.0.1", metrics, "/healthz"), "503 not serving");
+      assert.ok(Date.now() - stopAt < 4000, "the checks ran inside the delay");
+      assert.equal(await tracker.exited, 0);
+      assert.ok(Date.now() - stopAt >= 4000, "it did not close before the delay");
+    } finally {
+      await tracker.kill("SIGKILL");
+    }
+  });
+});

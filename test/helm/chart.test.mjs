@@ -426,11 +426,16 @@ describe("what an operator relies on", () => {
     assert.equal(find(lb, "Service", "-seeder-1").spec.type, "LoadBalancer");
   });
 
-  test("seeders: probed through the metrics server's /healthz, token from the mounted Secret, origin ranges allowed", () => {
+  test("seeders: ready by the metrics server's /healthz, alive by its /livez, token from the mounted Secret, origin ranges allowed", () => {
     const def = find(render([]).objects, "StatefulSet", "-seeder").spec.template.spec.containers[0];
-    const probe = ["distribustream", "healthcheck", "http://127.0.0.1:9087/healthz"];
-    assert.deepEqual(def.readinessProbe.exec.command, probe);
-    assert.deepEqual(def.livenessProbe.exec.command, probe);
+    assert.deepEqual(def.readinessProbe.exec.command, [
+      "distribustream",
+      "healthcheck",
+      "http://127.0.0.1:9087/healthz",
+    ]);
+    assert.deepEqual(def.livenessProbe.exec.command, ["distribustream", "healthcheck", "http://127.0.0.1:9087/livez"]);
+    const cs = find(render([]).objects, "Deployment", "-checksum").spec.template.spec.containers[0];
+    assert.equal(cs.livenessProbe.httpGet.path, "/livez", "liveness never follows readiness");
     assert.ok(def.args.join(" ").includes("--token-file /data/keys/seeder-token"));
     assert.equal(envOf(def).DS_TOKEN_FILE, undefined);
     assert.ok(!def.args.includes("--origin-allow"), "nothing allowed by default");

@@ -34,9 +34,13 @@ import { ensureSeederToken } from "./seederToken.js";
  * created, stores connected and ports bound.
  */
 
-function setup(service: string, cfg: { logLevel: string; logFormat?: LogFormat | undefined }) {
+function setup(
+  service: string,
+  cfg: { logLevel: string; logFormat?: LogFormat | undefined; drainDelay?: number | undefined },
+) {
   const log = createLogger(service, { level: cfg.logLevel, format: cfg.logFormat });
-  const shutdown = new Shutdown(log);
+  // 15 s to stop, after the drain delay
+  const shutdown = new Shutdown(log, 15_000 + (cfg.drainDelay ?? 0) * 1000);
   shutdown.listen();
   const registry = createRegistry();
   return { log, shutdown, registry };
@@ -62,7 +66,7 @@ export async function runTracker(plan: ReturnType<typeof preflightTracker>): Pro
   let serving = false;
   // /healthz follows gRPC health: 503 while the swarm store does not answer
   const grpcHealth: { serving?: boolean } = {};
-  await metrics(ctx, cfg.host, cfg.metricsPort, () => serving && grpcHealth.serving === true);
+  await metrics(ctx, cfg.metricsHost, cfg.metricsPort, () => serving && grpcHealth.serving === true);
   const tracker = await startTracker({
     host: cfg.host,
     port: cfg.port,
@@ -70,6 +74,7 @@ export async function runTracker(plan: ReturnType<typeof preflightTracker>): Pro
     checksumTls,
     tls,
     limits: peerLimits(cfg.maxSessionsPerIp, cfg.maxMessagesPerIp),
+    drainDelayMs: cfg.drainDelay * 1000,
     store,
     ticketSigner,
     chunkSize: cfg.chunkSize,
@@ -109,10 +114,11 @@ export async function runChecksum(plan: ReturnType<typeof preflightChecksum>): P
   const ctx = setup("checksum", cfg);
   const signer = loadOrCreateKey(cfg.networkKey, "network_key", ctx.log);
   let serving = false;
-  await metrics(ctx, cfg.host, cfg.metricsPort, () => serving);
+  await metrics(ctx, cfg.metricsHost, cfg.metricsPort, () => serving);
   const checksum = await startChecksum({
     host: cfg.host,
     port: cfg.port,
+    drainDelayMs: cfg.drainDelay * 1000,
     signer,
     tls,
     originPolicy: plan.originPolicy,
@@ -131,7 +137,7 @@ export async function runSeeder(plan: ReturnType<typeof preflightSeeder>): Promi
   const recordDir = makeRecordFolder(plan.recordDir);
   const ctx = setup("seeder", cfg);
   let serving = false;
-  await metrics(ctx, cfg.dataHost, cfg.metricsPort, () => serving);
+  await metrics(ctx, cfg.metricsHost, cfg.metricsPort, () => serving);
   const seeder = await startSeederChecked({
     tracker: tracker.target,
     trackerTls,
@@ -186,7 +192,7 @@ export async function runUp(plan: ReturnType<typeof preflightUp>): Promise<void>
   const seederTokens = openSeederTokens(upToken.tokensFile, ctx.log);
   ctx.shutdown.add("seeder tokens", () => seederTokens.close());
   let serving = false;
-  const m = await metrics(ctx, cfg.host, cfg.metricsPort, () => serving);
+  const m = await metrics(ctx, cfg.metricsHost, cfg.metricsPort, () => serving);
 
   const checksum = await startChecksum({
     host: "127.0.0.1",

@@ -260,6 +260,10 @@ export const trackerSchema = z
     maxMessagesPerIp,
     chunkSize,
     metricsPort: port(9086),
+    /** Where /metrics, /healthz and /livez listen: loopback unless something outside the host scrapes or probes them. */
+    metricsHost: host("127.0.0.1"),
+    /** Seconds a stopping service answers NOT_SERVING, still serving, before it closes: a load balancer's time to stop sending. */
+    drainDelay: z.coerce.number().int().min(0).max(300).default(0),
     ticketKey: file(".distribustream/ticket-key.pem"),
     /** Seconds a key added to the ticket key file is published before it signs. */
     ticketKeyOverlap: z.coerce.number().int().min(1).max(3600).default(10),
@@ -299,6 +303,10 @@ export const checksumSchema = z.strictObject({
   host: host("127.0.0.1"),
   port: port(6088),
   metricsPort: port(9088),
+  /** Where /metrics, /healthz and /livez listen: loopback unless something outside the host scrapes or probes them. */
+  metricsHost: host("127.0.0.1"),
+  /** Seconds a stopping service answers NOT_SERVING, still serving, before it closes: a load balancer's time to stop sending. */
+  drainDelay: z.coerce.number().int().min(0).max(300).default(0),
   networkKey: file(".distribustream/network-key.pem"),
   /** A missing network_key file is a startup error instead of being created (deployments: keys init makes it). */
   requireKeys: switchSetting,
@@ -328,6 +336,8 @@ export const seederSchema = z
     /** What the checksum service reads from (default: the address the tracker sees, and data_port). */
     internalAddress: dataAddress,
     metricsPort: port(9087),
+    /** Where /metrics, /healthz and /livez listen: loopback unless something outside the host scrapes or probes them. */
+    metricsHost: host("127.0.0.1"),
     /** Upload cap of the data plane over all fetchers, e.g. "16M" (bytes/s). */
     maxUploadRate: rateSetting,
     /** Seeder token (--token; a secret: never echoed in errors or logs). */
@@ -372,6 +382,8 @@ export const upSchema = z
     dataPort: port(8000),
     checksumPort: port(6088),
     metricsPort: port(9086),
+    /** Where /metrics, /healthz and /livez listen: loopback unless something outside the host scrapes or probes them. */
+    metricsHost: host("127.0.0.1"),
     chunkSize,
     dataDir: file(".distribustream"),
     /** The dashboard inside up: loopback by default, any free port with 0. */

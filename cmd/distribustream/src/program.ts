@@ -136,6 +136,10 @@ common(
     .option("--data-port <n>", "seeder data-plane port (default 8000; original key: listen_port)")
     .option("--checksum-port <n>", "checksum service port (default 6088)")
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9086)")
+    .option(
+      "--metrics-host <addr>",
+      "bind address of the metrics server (/metrics, /healthz readiness, /livez liveness; default 127.0.0.1, the image sets 0.0.0.0)",
+    )
     .option("--chunk-size <bytes>", "chunk size of published files (default 262144)")
     .option("--data-dir <dir>", "folder for keys (default .distribustream)")
     .option("--redis <url>", "keep swarm state in Redis (also REDIS_URL); without it, in memory")
@@ -176,6 +180,14 @@ common(
     .option("--chunk-size <bytes>", "chunk size of published files (default 262144)")
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9086)")
     .option(
+      "--metrics-host <addr>",
+      "bind address of the metrics server (/metrics, /healthz readiness, /livez liveness; default 127.0.0.1, the image sets 0.0.0.0)",
+    )
+    .option(
+      "--drain-delay <seconds>",
+      "on SIGTERM, answer NOT_SERVING and keep serving this long before closing, so a load balancer stops sending first (default 0)",
+    )
+    .option(
       "--ticket-key <file>",
       "Ed25519 PEM key(s) that sign tickets; created if missing unless --require-keys, re-read when it changes (see ticket-key rotate; default .distribustream/ticket-key.pem)",
     )
@@ -209,6 +221,14 @@ common(
     .option("--tls-cert <file.pem>", `${TLS_CERT_HELP}; trackers then need --checksum-ca`)
     .option("--tls-key <file.pem>", TLS_KEY_HELP)
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9088)")
+    .option(
+      "--metrics-host <addr>",
+      "bind address of the metrics server (/metrics, /healthz readiness, /livez liveness; default 127.0.0.1, the image sets 0.0.0.0)",
+    )
+    .option(
+      "--drain-delay <seconds>",
+      "on SIGTERM, answer NOT_SERVING and keep serving this long before closing, so a load balancer stops sending first (default 0)",
+    )
     .option("--origin-allow <cidr>", ORIGIN_ALLOW_HELP, collect)
     .option(
       "--network-key <file>",
@@ -288,6 +308,10 @@ common(
       "address the checksum service reads the data plane from (inside the cluster or compose network), when it is not the address the tracker sees (default: that address and --data-port)",
     )
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9087)")
+    .option(
+      "--metrics-host <addr>",
+      "bind address of the metrics server (/metrics, /healthz readiness, /livez liveness; default 127.0.0.1, the image sets 0.0.0.0)",
+    )
     .option(
       "--max-upload-rate <rate>",
       "cap the data plane's upload over all fetchers, e.g. 16M (bytes/s; default: none)",

@@ -3,6 +3,8 @@ import type { Counter, Registry } from "@distribustream/runtime/metrics";
 export interface DataPlaneMetrics {
   sentBytes: Counter<"stream">;
   requests: Counter<"code">;
+  /** The stream label of sentBytes: the first 200 stream ids, then "other". */
+  streamLabel(streamId: string): string;
 }
 
 /**
@@ -12,12 +14,12 @@ export interface DataPlaneMetrics {
 export async function dataPlaneMetrics(registry: Registry): Promise<DataPlaneMetrics> {
   // Loaded only when metrics are wanted: dsclient runs a data plane without them
   // and stays lighter without prom-client.
-  const { Counter } = await import("@distribustream/runtime/metrics");
+  const { Counter, LabelCap } = await import("@distribustream/runtime/metrics");
   const sentBytes =
     (registry.getSingleMetric("pdtp_dataplane_sent_bytes_total") as Counter<"stream"> | undefined) ??
     new Counter({
       name: "pdtp_dataplane_sent_bytes_total",
-      help: "Chunk payload bytes sent on the data plane, by stream id.",
+      help: 'Chunk payload bytes sent on the data plane, by stream id (the first 200 a process sees; the rest as "other").',
       labelNames: ["stream"] as const,
       registers: [registry],
     });
@@ -29,5 +31,6 @@ export async function dataPlaneMetrics(registry: Registry): Promise<DataPlaneMet
       labelNames: ["code"] as const,
       registers: [registry],
     });
-  return { sentBytes, requests };
+  const streams = new LabelCap(200);
+  return { sentBytes, requests, streamLabel: (id) => streams.of(id) };
 }

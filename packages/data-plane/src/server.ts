@@ -284,7 +284,7 @@ function sendBody(
   metrics: DataPlaneMetrics | undefined,
   done: (err?: Error | null) => void,
 ): void {
-  const sent = metrics?.sentBytes.labels({ stream: streamId });
+  const sent = metrics?.sentBytes.labels({ stream: metrics.streamLabel(streamId) });
   const limiter = opts.uploadLimiter;
   if (!sent && !limiter) pipeline(body, res, done);
   else pipeline(body, meter(sent, limiter), res, done);

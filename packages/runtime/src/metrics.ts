@@ -17,9 +17,31 @@ export interface HttpEndpoint {
   close(): Promise<void>;
 }
 
+/** The label value that stands for every value past a LabelCap's limit. */
+export const OTHER_LABEL = "other";
+
 /**
- * Serves GET /metrics (Prometheus text format) and GET /healthz (200 while
- * `healthy()` is true, else 503) on its own port.
+ * The values of one label kind (stream names) a process exports, held to
+ * `max` distinct ones: the first `max` seen keep their own value, later ones
+ * are counted together as "other". A tracker or seeder with a stream per user
+ * then cannot grow its /metrics, or Prometheus's series, without bound.
+ */
+export class LabelCap {
+  private readonly seen = new Set<string>();
+  constructor(readonly max = 200) {}
+
+  of(value: string): string {
+    if (this.seen.has(value)) return value;
+    if (this.seen.size >= this.max) return OTHER_LABEL;
+    this.seen.add(value);
+    return value;
+  }
+}
+
+/**
+ * Serves GET /metrics (Prometheus text format), GET /healthz (readiness: 200
+ * while `healthy()` is true, else 503) and GET /livez (liveness: 200 while the
+ * process answers at all, whatever Redis or a drain says) on its own port.
  */
 export async function startMetricsServer(
   registry: Registry,
@@ -34,6 +56,8 @@ export async function startMetricsServer(
         (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
         (err: Error) => res.writeHead(500).end(err.message),
       );
+    } else if (path === "/livez") {
+      res.writeHead(200, { "content-type": "text/plain" }).end("alive\n");
     } else if (path === "/healthz") {
       const ok = opts.healthy?.() ?? true;
       res.writeHead(ok ? 200 : 503, { "content-type": "text/plain" }).end(ok ? "ok\n" : "not serving\n");

@@ -41,6 +41,8 @@ export const CHECKSUM_SERVICE_NAME = "pdtp.v1.Checksum";
 export interface ChecksumOptions {
   host: string;
   port: number;
+  /** On drain, how long the service answers NOT_SERVING while it goes on serving, before it closes (default 0). */
+  drainDelayMs?: number;
   /** The network key; manifests are signed with it. */
   signer: Signer;
   log: Logger;
@@ -287,6 +289,10 @@ export async function startChecksum(opts: ChecksumOptions): Promise<RunningCheck
     drain() {
       draining ??= (async () => {
         health.set("NOT_SERVING");
+        if (opts.drainDelayMs) {
+          opts.log.info({ delayMs: opts.drainDelayMs }, "NOT_SERVING: closing after the drain delay");
+          await new Promise((resolve) => setTimeout(resolve, opts.drainDelayMs));
+        }
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
             for (const ac of inFlight) ac.abort();

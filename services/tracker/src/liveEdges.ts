@@ -56,7 +56,7 @@ export class LiveEdges {
     if (meta?.kind !== "live") return;
     const d = await windows.descriptor(meta);
     if (!d) return;
-    this.o.metrics.liveViewers.set({ stream: meta.name }, viewers.length);
+    this.o.metrics.liveViewers.set({ stream: this.o.metrics.streamLabel(meta.name) }, viewers.length);
     this.moved(streamId, windows.window(meta, d.body.bitrate), viewers);
   }
 

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, type Registry } from "@distribustream/runtime";
+import { Counter, Gauge, Histogram, LabelCap, type Registry } from "@distribustream/runtime";
 
 export type FailReason = "failed" | "refused" | "bad_data" | "expired" | "cancelled";
 
@@ -31,6 +31,15 @@ export class TrackerMetrics {
   readonly liveDelay: Histogram<"stream">;
   readonly liveSkipped: Counter<"stream">;
   readonly liveRejected: Counter<"stream" | "reason">;
+  private readonly streamNames = new LabelCap(200);
+
+  /**
+   * The `stream` label of a stream name: its own for the first 200 names this
+   * replica exports, "other" for the rest, so that series stay bounded.
+   */
+  streamLabel(name: string): string {
+    return this.streamNames.of(name);
+  }
 
   /** `streamCount` answers the ready-streams gauge at each scrape (so it also goes down). */
   constructor(registry: Registry, streamCount: () => Promise<number>) {

@@ -208,7 +208,7 @@ export class PublishLive {
     }
     const problem = b.ingest.claim(m.chunks);
     if (problem) {
-      this.o.metrics.liveClaimsRefused.inc({ stream: b.name });
+      this.o.metrics.liveClaimsRefused.inc({ stream: this.o.metrics.streamLabel(b.name) });
       s.send(notice(`LiveChunks of "${b.name}" refused: ${problem}; next expected ${b.ingest.expected}`));
     }
   }
@@ -413,12 +413,12 @@ export class PublishLive {
     windows.setEdge(streamId, edge);
     b.session.send({ body: { $case: "liveAttested", value: { streamId, attestations: atts } } });
     metrics.liveChunksAttested.inc({ stream: b.name }, atts.length);
-    metrics.liveEdge.set({ stream: b.name }, last);
+    metrics.liveEdge.set({ stream: metrics.streamLabel(b.name) }, last);
     events.announce(streamId, { type: "live", low, high: last, ended: false, ...edge });
   }
 
   private lost(b: Broadcast, claims: LiveChunkClaim[], reason: string): void {
-    this.o.metrics.liveChunksLost.inc({ stream: b.name }, claims.length);
+    this.o.metrics.liveChunksLost.inc({ stream: this.o.metrics.streamLabel(b.name) }, claims.length);
     const first = claims[0]!.seq;
     const last = claims[claims.length - 1]!.seq;
     b.session.send(notice(`live chunks ${first}-${last} of "${b.name}" were not attested: ${reason}`));

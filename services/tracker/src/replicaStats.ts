@@ -140,7 +140,7 @@ export class ReplicaStats implements SessionStats {
     }
     if (j.shape.kind === "file" && nextChunk > j.bounds.high && !f.completed) {
       f.completed = true;
-      this.o.metrics.completed.inc({ stream: j.name });
+      this.o.metrics.completed.inc({ stream: this.o.metrics.streamLabel(j.name) });
       this.notice(j.streamId, "completed", s.peerId, "");
     }
   }

@@ -83,6 +83,7 @@ export class TrackerServer {
   private readonly limitLog = new LogThrottle();
   private limitsSweep: NodeJS.Timeout | undefined;
   private drainingNow = false;
+  private stoppingNow = false;
 
   constructor(
     private readonly o: TrackerServerOptions,
@@ -99,9 +100,14 @@ export class TrackerServer {
     });
   }
 
-  /** True once drain began. */
+  /** True once drain began, after its delay: work stops. */
   get draining(): boolean {
     return this.drainingNow;
+  }
+
+  /** True once drain was called: health stays NOT_SERVING. */
+  get stopping(): boolean {
+    return this.stoppingNow;
   }
 
   /** Adds the service and binds; resolves the bound ports. The health stays NOT_SERVING until `serve`. */
@@ -158,10 +164,19 @@ export class TrackerServer {
    * with UNAVAILABLE), runs `steps.stopWork`, shuts the gRPC server down
    * (forced after 5 s), then closes the clients.
    */
-  async drain(steps: DrainSteps): Promise<void> {
-    if (this.drainingNow) return;
-    this.drainingNow = true;
+  /**
+   * Health NOT_SERVING at once; after `delayMs`, in which everything goes on
+   * as before, sessions end and the server closes.
+   */
+  async drain(delayMs: number, steps: DrainSteps): Promise<void> {
+    if (this.stoppingNow) return;
+    this.stoppingNow = true;
     this.health.set("NOT_SERVING");
+    if (delayMs > 0) {
+      this.o.log.info({ delayMs }, "NOT_SERVING: closing after the drain delay");
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+    this.drainingNow = true;
     if (this.limitsSweep) clearInterval(this.limitsSweep);
     await steps.stopWork();
     await new Promise<void>((resolve) => {

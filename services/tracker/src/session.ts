@@ -568,11 +568,13 @@ export class Session {
     const delays = p.live && meta.shape.kind === "live" ? p.live.delaysMs.slice(0, MAX_DELAYS) : [];
     if (p.live && meta.shape.kind === "live") {
       const { liveDelay, liveSkipped } = this.tracker.metrics;
-      for (const ms of delays) liveDelay.observe({ stream: meta.name }, ms / 1000);
-      if (p.live.skipped > 0) liveSkipped.inc({ stream: meta.name }, p.live.skipped);
+      const stream = this.tracker.metrics.streamLabel(meta.name);
+      for (const ms of delays) liveDelay.observe({ stream }, ms / 1000);
+      if (p.live.skipped > 0) liveSkipped.inc({ stream }, p.live.skipped);
       for (const reason of LIVE_REJECTIONS) {
         const n = p.live.rejected[reason] ?? 0;
-        if (n > 0) this.tracker.metrics.liveRejected.inc({ stream: meta.name, reason }, n);
+        if (n > 0)
+          this.tracker.metrics.liveRejected.inc({ stream: this.tracker.metrics.streamLabel(meta.name), reason }, n);
       }
     }
     this.tracker.stats.position(this, meta, p.nextChunk, delays);
@@ -635,7 +637,7 @@ export class Session {
     const delivered = Math.min(Math.max(0, bytes), rangeBytes(meta.shape, t.range));
     if (delivered > 0) {
       metrics.deliveredBytes.inc(
-        { stream: meta.name, source: t.serverRole === "seeder" ? "seeder" : "peer" },
+        { stream: metrics.streamLabel(meta.name), source: t.serverRole === "seeder" ? "seeder" : "peer" },
         delivered,
       );
       if (t.serverRole !== "seeder" && !this.tracker.isLocal(t.serverId)) metrics.remotePeerBytes.inc(delivered);

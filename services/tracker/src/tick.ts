@@ -27,6 +27,8 @@ export interface TickOptions {
   peerTtlMs: number;
   /** True once the tracker drains. */
   draining: () => boolean;
+  /** True once the tracker was told to stop: its health stays NOT_SERVING through the drain delay. */
+  stopping: () => boolean;
 }
 
 /**
@@ -117,7 +119,7 @@ export class Tick {
     if (up === this.storeUp || this.o.draining()) return;
     this.storeUp = up;
     this.o.metrics.storeUp.set(up ? 1 : 0);
-    this.o.health.set(up ? "SERVING" : "NOT_SERVING");
+    if (!this.o.stopping()) this.o.health.set(up ? "SERVING" : "NOT_SERVING");
     if (!up) {
       this.o.log.error({ reason }, "swarm store unreachable: health NOT_SERVING");
       return;

@@ -29,6 +29,12 @@ import { TicketKeys } from "./ticketKeys.js";
 import { Tick } from "./tick.js";
 
 export interface TrackerOptions {
+  /**
+   * On drain, how long the tracker answers NOT_SERVING while it goes on
+   * serving, before it ends sessions and closes: a load balancer's time to
+   * stop sending it peers (default 0).
+   */
+  drainDelayMs?: number;
   /** Bind address for the PDTP gRPC server. */
   host: string;
   /** 6086 by default; 0 = any free port. */
@@ -225,6 +231,7 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     log,
     peerTtlMs: opts.peerTtlMs ?? 30_000,
     draining,
+    stopping: () => server.stopping,
   });
   // rotated ticket keys go to every session
   ticketKeys.onChange(() => {
@@ -245,7 +252,7 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
   server.serve(port, loopbackPort, { checksum: opts.checksum, checksumTls: !!opts.checksumTls });
 
   const drain = () =>
-    server.drain({
+    server.drain(opts.drainDelayMs ?? 0, {
       stopWork: async () => {
         tick.stop();
         stats.stop();
