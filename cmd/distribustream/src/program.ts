@@ -46,6 +46,11 @@ export const program = new Command()
   // subcommands inherit this
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
+const METRICS_HOST_HELP =
+  "bind address of the metrics server (/metrics, /healthz readiness, /livez liveness; default 127.0.0.1, the image sets 0.0.0.0)";
+const DRAIN_DELAY_HELP =
+  "on SIGTERM, answer NOT_SERVING and keep serving this long before closing, so a load balancer stops sending first (default 0)";
+
 const REDIS_CA_HELP =
   "CA certificate(s) that signed the Redis server certificates, for rediss:// with a private CA (default: the system's, plus NODE_EXTRA_CA_CERTS)";
 
@@ -136,10 +141,7 @@ common(
     .option("--data-port <n>", "seeder data-plane port (default 8000; original key: listen_port)")
     .option("--checksum-port <n>", "checksum service port (default 6088)")
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9086)")
-    .option(
-      "--metrics-host <addr>",
-      "bind address of the metrics server (/metrics, /healthz readiness, /livez liveness; default 127.0.0.1, the image sets 0.0.0.0)",
-    )
+    .option("--metrics-host <addr>", METRICS_HOST_HELP)
     .option("--chunk-size <bytes>", "chunk size of published files (default 262144)")
     .option("--data-dir <dir>", "folder for keys (default .distribustream)")
     .option("--redis <url>", "keep swarm state in Redis (also REDIS_URL); without it, in memory")
@@ -179,14 +181,8 @@ common(
     )
     .option("--chunk-size <bytes>", "chunk size of published files (default 262144)")
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9086)")
-    .option(
-      "--metrics-host <addr>",
-      "bind address of the metrics server (/metrics, /healthz readiness, /livez liveness; default 127.0.0.1, the image sets 0.0.0.0)",
-    )
-    .option(
-      "--drain-delay <seconds>",
-      "on SIGTERM, answer NOT_SERVING and keep serving this long before closing, so a load balancer stops sending first (default 0)",
-    )
+    .option("--metrics-host <addr>", METRICS_HOST_HELP)
+    .option("--drain-delay <seconds>", DRAIN_DELAY_HELP)
     .option(
       "--ticket-key <file>",
       "Ed25519 PEM key(s) that sign tickets; created if missing unless --require-keys, re-read when it changes (see ticket-key rotate; default .distribustream/ticket-key.pem)",
@@ -225,14 +221,8 @@ common(
     .option("--tls-cert <file.pem>", `${TLS_CERT_HELP}; trackers then need --checksum-ca`)
     .option("--tls-key <file.pem>", TLS_KEY_HELP)
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9088)")
-    .option(
-      "--metrics-host <addr>",
-      "bind address of the metrics server (/metrics, /healthz readiness, /livez liveness; default 127.0.0.1, the image sets 0.0.0.0)",
-    )
-    .option(
-      "--drain-delay <seconds>",
-      "on SIGTERM, answer NOT_SERVING and keep serving this long before closing, so a load balancer stops sending first (default 0)",
-    )
+    .option("--metrics-host <addr>", METRICS_HOST_HELP)
+    .option("--drain-delay <seconds>", DRAIN_DELAY_HELP)
     .option("--origin-allow <cidr>", ORIGIN_ALLOW_HELP, collect)
     .option(
       "--network-key <file>",
@@ -312,10 +302,7 @@ common(
       "address the checksum service reads the data plane from (inside the cluster or compose network), when it is not the address the tracker sees (default: that address and --data-port)",
     )
     .option("--metrics-port <n>", "Prometheus /metrics port (default 9087)")
-    .option(
-      "--metrics-host <addr>",
-      "bind address of the metrics server (/metrics, /healthz readiness, /livez liveness; default 127.0.0.1, the image sets 0.0.0.0)",
-    )
+    .option("--metrics-host <addr>", METRICS_HOST_HELP)
     .option(
       "--max-upload-rate <rate>",
       "cap the data plane's upload over all fetchers, e.g. 16M (bytes/s; default: none)",
