@@ -79,7 +79,6 @@ export async function runTracker(plan: ReturnType<typeof preflightTracker>): Pro
     ticketSigner,
     chunkSize: cfg.chunkSize,
     peerTtlMs: cfg.peerTtl * 1000,
-    streamRetireAfterMs: cfg.streamRetireAfter * 1000,
     seederTokens,
     log: ctx.log,
     registry: ctx.registry,

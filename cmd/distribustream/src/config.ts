@@ -268,13 +268,6 @@ export const trackerSchema = z
     /** Seconds a key added to the ticket key file is published before it signs. */
     ticketKeyOverlap: z.coerce.number().int().min(1).max(3600).default(10),
     peerTtl: z.coerce.number().int().min(5).max(3600).default(30),
-    /** Seconds a ready stream with no peer and no seeder is kept before it is removed from the store; 0: never. */
-    streamRetireAfter: z.coerce
-      .number()
-      .int()
-      .min(0)
-      .max(30 * 86400)
-      .default(300),
     /** Credentials file of seeder tokens (hashed): required, unless insecure_open_seeding. */
     seederTokens: z.string().min(1).optional(),
     /** Any peer may publish as a seeder: only for a tracker no stranger can reach. */

@@ -193,10 +193,6 @@ common(
     )
     .option("--peer-ttl <seconds>", "forget peers not heard from for this long (default 30)")
     .option(
-      "--stream-retire-after <seconds>",
-      "remove a stream from the swarm store once no peer and no seeder has been in it this long (default 300; 0: never)",
-    )
-    .option(
       "--seeder-tokens <file>",
       "credentials file of seeder tokens (see keys init, seeder-token): a seeder must present a valid token; re-read when it changes; required unless --insecure-open-seeding",
     )

@@ -180,26 +180,6 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       assert.deepEqual(await store.getHashPieces("s1", 0, 1), []);
     });
 
-    it("retireStream removes a stream only while no peer and no seeder is in it", async () => {
-      await store.createStream(stream());
-      await store.markReady("s1", Uint8Array.of(1), 1);
-      await store.putHashPiece("s1", 0, Uint8Array.of(1), 4);
-      await store.joinPeer("s1", peer("a"), 0);
-      assert.equal(await store.retireStream("s1"), false, "a viewer is in it");
-      await store.leavePeer("s1", "a");
-      await store.joinPeer("s1", { ...peer("sd"), role: "seeder" }, 0);
-      assert.equal(await store.retireStream("s1"), false, "its seeder is in it");
-      assert.equal(await store.streamIdByName("movies/a.mp4"), "s1");
-      await store.leavePeer("s1", "sd");
-      assert.equal(await store.retireStream("s1"), true);
-      assert.equal(await store.retireStream("s1"), false, "already gone");
-      assert.equal(await store.getStream("s1"), undefined);
-      assert.equal(await store.streamIdByName("movies/a.mp4"), undefined);
-      assert.equal(await store.getManifest("s1"), undefined);
-      assert.deepEqual(await store.getHashPieces("s1", 0, 1), []);
-      assert.equal(await store.streamCount(), 0);
-    });
-
     it("joins peers, counts viewers and seeders, and ignores unknown streams", async () => {
       assert.deepEqual(await store.joinPeer("s1", peer("a"), 0), { joined: false, dropped: [] });
       await store.createStream(stream());

@@ -237,14 +237,6 @@ export class MemorySwarmStore implements SwarmStore {
     if (this.names.get(s.meta.name) === streamId) this.names.delete(s.meta.name);
   }
 
-  async retireStream(streamId: string): Promise<boolean> {
-    this.check();
-    const s = this.streams.get(streamId);
-    if (!s || s.peers.size > 0) return false;
-    await this.removeStream(streamId);
-    return true;
-  }
-
   async banHost(streamId: string, host: string, untilMs: number): Promise<void> {
     this.check();
     const s = this.streams.get(streamId);

@@ -283,20 +283,7 @@ export class RedisSwarmStore implements SwarmStore {
   /** 1 script (DEL of the stream's keys: O(its size)) + name-index script + 2 ZREM. */
   async removeStream(streamId: string): Promise<void> {
     const name = await this.run("dsRemoveStream", this.keys(streamId));
-    await this.forgetStream(streamId, name);
-  }
-
-  /** 1 script: the stream's keys deleted only while HLEN peers and SCARD seeders are 0. */
-  async retireStream(streamId: string): Promise<boolean> {
-    const name = await this.run("dsRetireStream", this.keys(streamId));
-    if (typeof name !== "string") return false;
-    await this.forgetStream(streamId, name);
-    return true;
-  }
-
-  /** After a stream's keys are gone: its name stops pointing at it, the indexes drop it. */
-  private async forgetStream(streamId: string, name: unknown): Promise<void> {
-    if (typeof name === "string" && name !== "") await this.run("dsUnpointName", [this.names], name, streamId);
+    if (typeof name === "string") await this.run("dsUnpointName", [this.names], name, streamId);
     await this.redis.zrem(this.peerIndex, streamId);
     await this.redis.zrem(this.transferIndex, streamId);
   }

@@ -432,14 +432,6 @@ local name = redis.call('HGET', K_META, 'name')
 redis.call('DEL', unpack(KEYS))
 return name`,
 
-  // -> the stream's name ('' without one) when it was removed; false while a peer or seeder is in it
-  dsRetireStream: `
-if redis.call('HLEN', K_PEERS) > 0 or redis.call('SCARD', K_SEEDERS) > 0 then return false end
-if redis.call('EXISTS', K_META) == 0 then return false end
-local name = redis.call('HGET', K_META, 'name') or ''
-redis.call('DEL', unpack(KEYS))
-return name`,
-
   dsPeerCounts: `return { redis.call('HLEN', K_PEERS), redis.call('SCARD', K_SEEDERS) }`,
 
   // ARGV: peerId host port role mode position nowMs have -> {joined, needsIndex, dropped...}

@@ -98,13 +98,6 @@ export interface SwarmStore {
   removeStream(streamId: string): Promise<void>;
 
   /**
-   * Removes a stream as removeStream does, but only if no peer and no seeder
-   * is in it, checked in the same atomic step: a seeder joining at that
-   * moment keeps it. True when it was removed.
-   */
-  retireStream(streamId: string): Promise<boolean>;
-
-  /**
    * Raises a live stream's low bound to `newLow` and drops everything below
    * it, atomically: the holdings below it of every peer (a peer left holding
    * nothing leaves the source indexes), the availability counts, and the

@@ -31,7 +31,6 @@ export class TrackerMetrics {
   readonly liveDelay: Histogram<"stream">;
   readonly liveSkipped: Counter<"stream">;
   readonly liveRejected: Counter<"stream" | "reason">;
-  readonly streamsRetired: Counter;
   private readonly streamNames = new LabelCap(200);
 
   /**
@@ -214,11 +213,6 @@ export class TrackerMetrics {
       name: "pdtp_tracker_live_chunks_rejected_total",
       help: "Live chunks viewers refused, by reason (bad-signature, other-stream, outside-window, stale, replayed, reordered, bad-data)",
       labelNames: ["stream", "reason"],
-      registers,
-    });
-    this.streamsRetired = new Counter({
-      name: "pdtp_tracker_streams_retired_total",
-      help: "Streams removed from the swarm store after no peer and no seeder was in them for stream_retire_after",
       registers,
     });
     for (const direction of ["in", "out"]) {

@@ -29,8 +29,6 @@ export interface TickOptions {
   draining: () => boolean;
   /** True once the tracker was told to stop: its health stays NOT_SERVING through the drain delay. */
   stopping: () => boolean;
-  /** A ready stream no peer and no seeder has been in for this long is removed from the store; 0: never. */
-  retireAfterMs: number;
 }
 
 /**
@@ -52,8 +50,6 @@ export class Tick {
     this.every(Math.max(100, Math.floor(peerTtlMs / 3)), () => this.refreshPeers());
     this.every(Math.max(50, Math.floor(lease.leaseMs / 3)), () => lease.renew());
     this.every(STORE_CHECK_MS, () => this.checkStore());
-    const retire = this.o.retireAfterMs;
-    if (retire > 0) this.every(Math.min(30_000, Math.max(250, Math.floor(retire / 4))), () => this.retireStreams());
     void lease.renew();
   }
 
@@ -131,45 +127,6 @@ export class Tick {
     this.o.log.info("swarm store reachable again: health SERVING");
     await this.o.lease.renew();
     await this.refreshPeers();
-  }
-
-  /** Since when each ready stream was seen with no peer and no seeder, by this replica as cleanup leader. */
-  private readonly emptySince = new Map<string, number>();
-
-  /**
-   * On the cleanup leader: removes the ready streams that no peer and no
-   * seeder has been in for retireAfterMs (their keys would stay in the store
-   * forever: meta, manifest, hash pieces, availability, name). The store
-   * checks that the stream is still empty in the same step it removes it,
-   * so a seeder publishing it again at that moment keeps it. A new leader
-   * starts the clocks afresh: a stream is never retired early.
-   */
-  private async retireStreams(): Promise<void> {
-    const { store, log, metrics } = this.o;
-    if (!this.o.lease.held) {
-      this.emptySince.clear();
-      return;
-    }
-    const now = Date.now();
-    const listed = new Set<string>();
-    for (const meta of await store.listStreams()) {
-      const id = meta.streamId;
-      listed.add(id);
-      const { peers, seeders } = await store.peerCounts(id);
-      if (peers + seeders > 0) {
-        this.emptySince.delete(id);
-        continue;
-      }
-      const since = this.emptySince.get(id) ?? now;
-      this.emptySince.set(id, since);
-      if (now - since < this.o.retireAfterMs) continue;
-      this.emptySince.delete(id);
-      if (await store.retireStream(id)) {
-        metrics.streamsRetired.inc();
-        log.info({ streamId: id, name: meta.name, emptyMs: now - since }, "stream retired: no peer and no seeder");
-      }
-    }
-    for (const id of this.emptySince.keys()) if (!listed.has(id)) this.emptySince.delete(id);
   }
 
   private async sweepTransfers(): Promise<void> {

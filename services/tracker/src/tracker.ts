@@ -28,16 +28,7 @@ import { SessionRegistry } from "./sessions.js";
 import { TicketKeys } from "./ticketKeys.js";
 import { Tick } from "./tick.js";
 
-/**
- * A stream nobody is in is removed after 5 minutes by default: long enough
- * for a seeder's restart or a rolling update, short enough that a tracker
- * publishing a stream per user keeps a bounded store.
- */
-export const DEFAULT_STREAM_RETIRE_AFTER_MS = 5 * 60_000;
-
 export interface TrackerOptions {
-  /** A ready stream no peer and no seeder has been in for this long is retired (default 5 min); 0: never. */
-  streamRetireAfterMs?: number;
   /**
    * On drain, how long the tracker answers NOT_SERVING while it goes on
    * serving, before it ends sessions and closes: a load balancer's time to
@@ -239,7 +230,6 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     health: server.health,
     log,
     peerTtlMs: opts.peerTtlMs ?? 30_000,
-    retireAfterMs: opts.streamRetireAfterMs ?? DEFAULT_STREAM_RETIRE_AFTER_MS,
     draining,
     stopping: () => server.stopping,
   });
