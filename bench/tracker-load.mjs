@@ -657,6 +657,8 @@ try {
         "0",
         "--log-level",
         "warn",
+        // the soak checks that a stream nobody is in retires: a short grace instead of the 5 min default
+        ...(MINUTES > 0 ? ["--stream-retire-after", "3"] : []),
       ],
       dir,
     );
@@ -927,8 +929,13 @@ async function soak(viewers, trackers, seeder, redisPort, rampMs) {
   // the seeder leaves too
   process.kill(seeder.pid, "SIGTERM");
   await seeder.exited;
-  await sleep(5000);
-  const keysAfterSeeder = scanKeys(redisPort);
+  // the stream retires between 3 and 6 s after its last peer (the seeder) left; waited for up to 30 s
+  const seederLeftAt = Date.now();
+  let keysAfterSeeder = scanKeys(redisPort);
+  while (keysAfterSeeder.keys.some((k) => k.includes("{")) && Date.now() - seederLeftAt < 30_000) {
+    await sleep(1000);
+    keysAfterSeeder = scanKeys(redisPort);
+  }
   const steady = samples.filter((x) => x.minute >= MINUTES / 5);
   const perMinute = (y) =>
     Math.round(
@@ -974,7 +981,11 @@ async function soak(viewers, trackers, seeder, redisPort, rampMs) {
       lost: metrics.started - metrics.done - metrics.failed,
     },
     afterViewersLeft: { peerEntriesInStore: peersLeft, keys: keysWithSeeder.total, byKind: keysWithSeeder.byKind },
-    afterSeederLeft: { keys: keysAfterSeeder.total, byKind: keysAfterSeeder.byKind },
+    afterSeederLeft: {
+      keys: keysAfterSeeder.total,
+      byKind: keysAfterSeeder.byKind,
+      secondsWaited: +((Date.now() - seederLeftAt) / 1000).toFixed(1),
+    },
     samples,
   };
 }

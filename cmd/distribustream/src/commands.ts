@@ -79,6 +79,7 @@ export async function runTracker(plan: ReturnType<typeof preflightTracker>): Pro
     ticketSigner,
     chunkSize: cfg.chunkSize,
     peerTtlMs: cfg.peerTtl * 1000,
+    streamRetireMs: cfg.streamRetireAfter * 1000,
     seederTokens,
     log: ctx.log,
     registry: ctx.registry,

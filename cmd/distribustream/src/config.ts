@@ -268,6 +268,13 @@ export const trackerSchema = z
     /** Seconds a key added to the ticket key file is published before it signs. */
     ticketKeyOverlap: z.coerce.number().int().min(1).max(3600).default(10),
     peerTtl: z.coerce.number().int().min(5).max(3600).default(30),
+    /** Seconds a stream stays without any peer before it is retired (forgotten). */
+    streamRetireAfter: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(7 * 86_400)
+      .default(300),
     /** Credentials file of seeder tokens (hashed): required, unless insecure_open_seeding. */
     seederTokens: z.string().min(1).optional(),
     /** Any peer may publish as a seeder: only for a tracker no stranger can reach. */

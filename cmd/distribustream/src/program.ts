@@ -193,6 +193,10 @@ common(
     )
     .option("--peer-ttl <seconds>", "forget peers not heard from for this long (default 30)")
     .option(
+      "--stream-retire-after <seconds>",
+      "forget a stream (meta, manifest, hash pieces, name) once no seeder and no viewer was in it for this long; a seeder publishing it later has it hashed afresh (default 300)",
+    )
+    .option(
       "--seeder-tokens <file>",
       "credentials file of seeder tokens (see keys init, seeder-token): a seeder must present a valid token; re-read when it changes; required unless --insecure-open-seeding",
     )

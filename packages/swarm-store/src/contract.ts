@@ -164,6 +164,60 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       assert.equal(await store.getStream("s1"), undefined);
     });
 
+    it("retireStreams forgets a stream once nobody was in it for the grace period", async () => {
+      const grace = 60_000;
+      await store.createStream(stream());
+      await store.markReady("s1", Uint8Array.of(1), 1000);
+      await store.putHashPiece("s1", 0, Uint8Array.of(1), 4);
+      await store.joinPeer("s1", peer("seed", { role: "seeder" }), 1000);
+      let t = 1000 + grace;
+      assert.deepEqual(await store.retireStreams(t, grace), [], "a stream with a seeder stays");
+      await store.leavePeer("s1", "seed");
+      t += grace;
+      assert.deepEqual(await store.retireStreams(t, grace), [], "first seen empty: the grace starts");
+      t += grace - 1;
+      assert.deepEqual(await store.retireStreams(t, grace), [], "within the grace it stays");
+      assert.equal(await store.streamIdByName("movies/a.mp4"), "s1");
+      t += 1;
+      assert.deepEqual(await store.retireStreams(t, grace), ["s1"]);
+      assert.equal(await store.getStream("s1"), undefined);
+      assert.equal(await store.streamIdByName("movies/a.mp4"), undefined);
+      assert.equal(await store.getManifest("s1"), undefined);
+      assert.deepEqual(await store.getHashPieces("s1", 0, 1), []);
+      assert.equal(await store.streamCount(), 0);
+      assert.deepEqual(await store.retireStreams(t + 10 * grace, grace), [], "retired once");
+      // published again afterwards: a fresh stream, joinable
+      await store.createStream(stream({ createdMs: t }));
+      await store.markReady("s1", Uint8Array.of(2), t);
+      assert.equal((await store.joinPeer("s1", peer("seed", { role: "seeder" }), t)).joined, true);
+      assert.deepEqual(await store.retireStreams(t + 3 * grace, grace), []);
+      assert.equal(await store.streamIdByName("movies/a.mp4"), "s1");
+    });
+
+    it("retireStreams restarts the grace when a peer came and went meanwhile", async () => {
+      const grace = 60_000;
+      await store.createStream(stream());
+      await store.markReady("s1", Uint8Array.of(1), 1000);
+      let t = 1000 + grace;
+      assert.deepEqual(await store.retireStreams(t, grace), [], "first seen empty");
+      await store.joinPeer("s1", peer("a"), t);
+      await store.leavePeer("s1", "a");
+      t += grace;
+      assert.deepEqual(await store.retireStreams(t, grace), [], "the join moved the epoch: seen empty afresh");
+      t += grace;
+      assert.deepEqual(await store.retireStreams(t, grace), ["s1"]);
+      // a name pointing at a newer version is left alone
+      await store.createStream(stream({ createdMs: t }));
+      await store.markReady("s1", Uint8Array.of(1), t);
+      await store.createStream(stream({ streamId: "s2", version: 2, createdMs: t }));
+      await store.markReady("s2", Uint8Array.of(1), t);
+      await store.joinPeer("s2", peer("b"), t);
+      await store.retireStreams(t + grace, grace);
+      assert.deepEqual(await store.retireStreams(t + 2 * grace, grace), ["s1"]);
+      assert.equal(await store.streamIdByName("movies/a.mp4"), "s2");
+      assert.ok(await store.getStream("s2"));
+    });
+
     it("removeStream forgets the stream and its name", async () => {
       await store.createStream(stream());
       await store.markReady("s1", Uint8Array.of(1), 1);

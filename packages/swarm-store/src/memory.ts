@@ -60,6 +60,8 @@ interface MemStream {
   floor: ScoreIndex<string>;
   seeders: Set<string>;
   epoch: number;
+  /** When a retirement sweep first found it without peers, at which epoch (see `retireStreams`). */
+  idle: { atMs: number; epoch: number } | undefined;
   availability: SegmentCounts;
   /** Viewers holding each chunk (availability without copies in flight). */
   held: SegmentCounts;
@@ -138,6 +140,7 @@ export class MemorySwarmStore implements SwarmStore {
       seeders: new Set(),
       hostBans: new Map(),
       epoch: 0,
+      idle: undefined,
       availability: new SegmentCounts(meta.low, meta.high),
       held: new SegmentCounts(meta.low, meta.high),
       transfers: new Map(),
@@ -235,6 +238,21 @@ export class MemorySwarmStore implements SwarmStore {
     if (!s) return;
     this.streams.delete(streamId);
     if (this.names.get(s.meta.name) === streamId) this.names.delete(s.meta.name);
+  }
+
+  /** Looks at every stream (a memory store is one process's: few). */
+  async retireStreams(nowMs: number, graceMs: number): Promise<string[]> {
+    this.check();
+    const retired: string[] = [];
+    for (const [id, s] of this.streams) {
+      if (s.peers.size > 0) s.idle = undefined;
+      else if (s.idle?.epoch !== s.epoch) s.idle = { atMs: nowMs, epoch: s.epoch };
+      else if (nowMs - s.idle.atMs >= graceMs) {
+        await this.removeStream(id);
+        retired.push(id);
+      }
+    }
+    return retired;
   }
 
   async banHost(streamId: string, host: string, untilMs: number): Promise<void> {

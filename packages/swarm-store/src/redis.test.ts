@@ -53,6 +53,55 @@ describe("RedisSwarmStore", () => {
     have,
   });
 
+  it("retireStreams leaves no key of the stream behind, and a seeder joining meanwhile keeps it", async () => {
+    const prefix = freshPrefix();
+    const store = new RedisSwarmStore(new Redis(server.url), { prefix });
+    try {
+      const grace = 1000;
+      for (const id of ["gone", "kept"]) {
+        await store.createStream(newStream(id));
+        await store.markReady(id, Uint8Array.of(1), 0);
+        await store.putHashPiece(id, 0, Uint8Array.of(1), 4);
+        await store.joinPeer(
+          id,
+          { peerId: "v", host: "h", port: 1, role: "viewer", mode: "bulk", position: 0, have: [{ first: 0, last: 3 }] },
+          0,
+        );
+        await store.leavePeer(id, "v");
+      }
+      assert.deepEqual(await store.retireStreams(grace, grace), [], "first seen empty");
+      // a seeder re-publishing "kept" between the sweeps: its join moves the epoch and fills the stream
+      await store.joinPeer(
+        "kept",
+        { peerId: "s", host: "h", port: 1, role: "seeder", mode: "bulk", position: 0, have: [] },
+        grace,
+      );
+      assert.deepEqual(await store.retireStreams(2 * grace, grace), ["gone"]);
+      const left: string[] = [];
+      let cursor = "0";
+      do {
+        const [next, keys] = await admin.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000);
+        left.push(...keys);
+        cursor = next;
+      } while (cursor !== "0");
+      assert.deepEqual(
+        left.filter((k) => k.includes("gone")),
+        [],
+        "no key of the retired stream",
+      );
+      assert.equal(await admin.zscore(`${prefix}:streams`, "gone"), null);
+      assert.equal(await admin.hget(`${prefix}:names`, "n/gone"), null);
+      assert.equal(await store.streamIdByName("n/kept"), "kept");
+      assert.ok((await store.getPeer("kept", "s"))?.role === "seeder");
+      await store.leavePeer("kept", "s");
+      await store.retireStreams(4 * grace, grace);
+      assert.deepEqual(await store.retireStreams(6 * grace, grace), ["kept"]);
+      const all = await admin.keys(`${prefix}:*`);
+      assert.deepEqual(all.sort(), [], "nothing left once every stream retired");
+    } finally {
+      await store.close();
+    }
+  });
   it("keeps every key of a stream under its hash tag, beside the few documented global keys", async () => {
     const prefix = freshPrefix();
     const store = new RedisSwarmStore(new Redis(server.url), { prefix });
@@ -80,6 +129,7 @@ describe("RedisSwarmStore", () => {
         `${prefix}:expiry:peers`,
         `${prefix}:expiry:transfers`,
         `${prefix}:names`,
+        `${prefix}:streams`,
         `${prefix}:transfer-id`,
       ]);
       assert.ok(keys.length > global.length + 5);

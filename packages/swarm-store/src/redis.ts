@@ -50,6 +50,9 @@
  *   ds:transfer-id        STRING INCR counter of transfer ids
  *   ds:expiry:peers       ZSET  member=streamId score<=earliest lastSeen of its peers
  *   ds:expiry:transfers   ZSET  member=streamId score<=earliest expiresMs of its transfers
+ *   ds:streams            ZSET  member=streamId score=when the retirement sweep is to look at it next, minus the
+ *                               grace: createdMs at first, then when it last saw the stream busy or first saw it
+ *                               empty (retireStreams); the meta's "idle" field is "<ms>:<epoch>" of that sighting
  *
  * The expiry indexes let the sweeps read only the streams that are due. A
  * stream's score may be stale-early (a touch raised lastSeen, a transfer
@@ -136,6 +139,7 @@ export class RedisSwarmStore implements SwarmStore {
   private readonly transferSeq: string;
   private readonly peerIndex: string;
   private readonly transferIndex: string;
+  private readonly streamIndex: string;
   private closed = false;
   private lastError = "";
   private readonly subscriptions = new Set<RedisSubscription>();
@@ -150,6 +154,7 @@ export class RedisSwarmStore implements SwarmStore {
     this.transferSeq = `${this.prefix}:transfer-id`;
     this.peerIndex = `${this.prefix}:expiry:peers`;
     this.transferIndex = `${this.prefix}:expiry:transfers`;
+    this.streamIndex = `${this.prefix}:streams`;
     // connection errors reach callers through failed commands and `ping`; the
     // client reconnects with backoff on its own, so they are not thrown here
     redis.on("error", (err: Error) => (this.lastError = err.message));
@@ -184,7 +189,7 @@ export class RedisSwarmStore implements SwarmStore {
 
   // ---- streams -------------------------------------------------------------
 
-  /** 1 script + 1 HMGET; O(1). */
+  /** 1 script + 1 ZADD NX (the stream index) + 1 HMGET; O(1) (ZADD O(log streams)). */
   async createStream(s: NewStream): Promise<StreamMeta> {
     const fields: Record<string, string | number> = {
       streamId: s.streamId,
@@ -200,6 +205,7 @@ export class RedisSwarmStore implements SwarmStore {
       Object.assign(fields, { size: s.size, chunkCount: count, high: count - 1 });
     } else Object.assign(fields, { windowChunks: s.windowChunks, ended: 0, high: -1 });
     await this.run("dsCreateStream", this.keys(s.streamId), ...Object.entries(fields).flat());
+    await this.redis.zadd(this.streamIndex, "NX", s.createdMs, s.streamId);
     const m = await this.getStream(s.streamId);
     if (!m) throw new Error(`stream ${s.streamId} vanished while being created`);
     return m;
@@ -280,12 +286,48 @@ export class RedisSwarmStore implements SwarmStore {
     return Number((await this.redis.hget(this.key(streamId, "meta"), "epoch")) ?? 0);
   }
 
-  /** 1 script (DEL of the stream's keys: O(its size)) + name-index script + 2 ZREM. */
+  /** 1 script (DEL of the stream's keys: O(its size)) + name-index script + index updates. */
   async removeStream(streamId: string): Promise<void> {
     const name = await this.run("dsRemoveStream", this.keys(streamId));
+    await this.forgetIndexes(streamId, name);
+  }
+
+  /**
+   * Takes a removed stream out of the name and global indexes. Its
+   * re-creation may have raced the removal: it is put back in the stream
+   * index when its meta exists again (ZREM, then EXISTS, then ZADD NX), so
+   * that no stream is ever left out of retirement.
+   */
+  private async forgetIndexes(streamId: string, name: Reply): Promise<void> {
     if (typeof name === "string") await this.run("dsUnpointName", [this.names], name, streamId);
     await this.redis.zrem(this.peerIndex, streamId);
     await this.redis.zrem(this.transferIndex, streamId);
+    await this.redis.zrem(this.streamIndex, streamId);
+    if ((await this.redis.exists(this.key(streamId, "meta"))) === 1) {
+      await this.redis.zadd(this.streamIndex, "NX", Date.now(), streamId);
+    }
+  }
+
+  /**
+   * ZRANGEBYSCORE of the stream index up to nowMs - graceMs (at most 1,000
+   * streams), then per stream 1 script + 1 ZADD (kept) or the removal's
+   * index updates (retired or unknown). O(due streams x log streams + what
+   * is deleted).
+   */
+  async retireStreams(nowMs: number, graceMs: number): Promise<string[]> {
+    this.check();
+    const due = await this.redis.zrangebyscore(this.streamIndex, "-inf", nowMs - graceMs, "LIMIT", 0, 1000);
+    const retired: string[] = [];
+    await inBatches(due, async (streamId) => {
+      const r = (await this.run("dsRetireStream", this.keys(streamId), nowMs, graceMs)) as Reply[];
+      if (r[0] === 1) {
+        await this.redis.zadd(this.streamIndex, "XX", String(r[1]), streamId);
+        return;
+      }
+      await this.forgetIndexes(streamId, r[0] === 2 ? r[1]! : null);
+      if (r[0] === 2) retired.push(streamId);
+    });
+    return retired;
   }
 
   /**

@@ -432,6 +432,31 @@ local name = redis.call('HGET', K_META, 'name')
 redis.call('DEL', unpack(KEYS))
 return name`,
 
+  // ARGV: nowMs graceMs -> {0} unknown, {1, since} kept (since: when a sweep first saw it empty at this
+  // epoch, or now while it has peers), {2, name} retired (its keys deleted). The meta's "idle" field is
+  // "<ms>:<epoch>": any join, leave or publish bumps the epoch, so an empty stream retires only when nothing
+  // happened in it for graceMs.
+  dsRetireStream: `
+local m = redis.call('HMGET', K_META, 'name', 'epoch', 'idle')
+if not m[1] then return { 0 } end
+if redis.call('HLEN', K_PEERS) > 0 then
+  redis.call('HDEL', K_META, 'idle')
+  return { 1, ARGV[1] }
+end
+local epoch = m[2] or '0'
+if m[3] then
+  local at, ep = string.match(m[3], '^(%d+):(-?%d+)$')
+  if at and ep == epoch then
+    if tonumber(ARGV[1]) - tonumber(at) >= tonumber(ARGV[2]) then
+      redis.call('DEL', unpack(KEYS))
+      return { 2, m[1] }
+    end
+    return { 1, at }
+  end
+end
+redis.call('HSET', K_META, 'idle', ARGV[1] .. ':' .. epoch)
+return { 1, ARGV[1] }`,
+
   dsPeerCounts: `return { redis.call('HLEN', K_PEERS), redis.call('SCARD', K_SEEDERS) }`,
 
   // ARGV: peerId host port role mode position nowMs have -> {joined, needsIndex, dropped...}

@@ -98,6 +98,21 @@ export interface SwarmStore {
   removeStream(streamId: string): Promise<void>;
 
   /**
+   * Retires the streams nobody is in: a stream with no peer (no seeder, no
+   * viewer) whose epoch has not moved since a sweep first found it so, at
+   * least `graceMs` before `nowMs`, is forgotten as by `removeStream`. Each
+   * stream is checked and removed atomically (Redis: one script), so a peer
+   * joining meanwhile either keeps it (it is not empty any more) or finds it
+   * unknown (and its caller creates it afresh); never a stream half removed.
+   * A sweep notes a stream empty when it first looks at it, and looks at
+   * each stream at most about once per `graceMs`: a stream retires between
+   * `graceMs` and twice that after its last peer left. Resolves the retired
+   * ids. Redis: ZRANGEBYSCORE of the stream index (at most 1,000 due per
+   * call), then per due stream 1 script + index updates.
+   */
+  retireStreams(nowMs: number, graceMs: number): Promise<string[]>;
+
+  /**
    * Raises a live stream's low bound to `newLow` and drops everything below
    * it, atomically: the holdings below it of every peer (a peer left holding
    * nothing leaves the source indexes), the availability counts, and the

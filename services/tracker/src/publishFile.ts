@@ -21,7 +21,7 @@ import { httpBase } from "./peerAddress.js";
 import { internalFailure } from "./peerErrors.js";
 import type { Planner } from "./planner.js";
 import type { ReplicaEvents } from "./replicaEvents.js";
-import { joinAsSeeder } from "./seederSwarm.js";
+import { joinAsSeeder, StreamGoneError } from "./seederSwarm.js";
 import type { Session } from "./session.js";
 import type { SessionRegistry } from "./sessions.js";
 import type { TicketKeys } from "./ticketKeys.js";
@@ -67,7 +67,7 @@ export class PublishFile {
    * another version of the name in this session leaves that version's swarm
    * (its file changed, it can no longer serve the old bytes).
    */
-  async publish(s: Session, p: Publish): Promise<void> {
+  async publish(s: Session, p: Publish, retried = false): Promise<void> {
     const { store, events, log } = this.o;
     const streamId = streamIdFor(p.name, p.size, p.version);
     const before = s.publishing(p.name, streamId);
@@ -94,7 +94,19 @@ export class PublishFile {
         s.send(result(PublishStatus.PUBLISH_STATUS_READY));
         return;
       }
-      if (await this.addSeeder(s, p.name, existing)) {
+      let added: boolean;
+      try {
+        added = await this.addSeeder(s, p.name, existing);
+      } catch (err) {
+        // retired between the read and the join (nobody was in it): published afresh, once
+        if (!(err instanceof StreamGoneError) || retried) throw err;
+        log.info(
+          { peerId: s.peerId, name: p.name, streamId },
+          "publish: the stream retired meanwhile, publishing it afresh",
+        );
+        return this.publish(s, p, true);
+      }
+      if (added) {
         s.send(result(PublishStatus.PUBLISH_STATUS_READY));
         log.info({ peerId: s.peerId, name: p.name, streamId }, "publish: stream already ready, seeder added");
       }

@@ -29,7 +29,7 @@ import { httpBase } from "./peerAddress.js";
 import { internalFailure } from "./peerErrors.js";
 import type { Planner } from "./planner.js";
 import type { ReplicaEvents } from "./replicaEvents.js";
-import { joinAsSeeder } from "./seederSwarm.js";
+import { joinAsSeeder, StreamGoneError } from "./seederSwarm.js";
 import type { Session } from "./session.js";
 import type { TicketKeys } from "./ticketKeys.js";
 
@@ -127,7 +127,7 @@ export class PublishLive {
   }
 
   /** A seeder publishes a live name (Publish.live set; the session checked the name and role). */
-  async publish(s: Session, p: Publish): Promise<void> {
+  async publish(s: Session, p: Publish, retried = false): Promise<void> {
     const live = p.live!;
     const problem = livePublishProblem(p, live);
     if (problem) throw invalidArgument(`Publish of "${p.name.slice(0, 64)}": ${problem}`);
@@ -168,7 +168,19 @@ export class PublishLive {
     }
     const descriptor = await this.o.windows.descriptor(meta);
     if (!descriptor) throw failedPrecondition(`"${p.name.slice(0, 64)}" has no live descriptor`);
-    if (!(await this.addSeeder(s, p.name, meta))) return;
+    let added: boolean;
+    try {
+      added = await this.addSeeder(s, p.name, meta);
+    } catch (err) {
+      // retired between the read and the join (nobody was in it): published afresh, once
+      if (!(err instanceof StreamGoneError) || retried) throw err;
+      log.info(
+        { peerId: s.peerId, name: p.name, streamId },
+        "live publish: the stream retired meanwhile, publishing it afresh",
+      );
+      return this.publish(s, p, true);
+    }
+    if (!added) return;
     const started = meta.high >= meta.low && meta.high >= 0;
     // a restarted seeder continues at the edge + 1, or at its next_seq when that is higher (chunks it cut
     // that were never attested: their numbers are not used again, viewers skip them); a stream not

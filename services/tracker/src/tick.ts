@@ -25,6 +25,8 @@ export interface TickOptions {
   log: Logger;
   /** Peers not seen for this long leave their swarms. */
   peerTtlMs: number;
+  /** Streams without a peer for this long are retired (forgotten) by the cleanup leader. */
+  streamRetireMs: number;
   /** True once the tracker drains. */
   draining: () => boolean;
   /** True once the tracker was told to stop: its health stays NOT_SERVING through the drain delay. */
@@ -34,7 +36,8 @@ export interface TickOptions {
 /**
  * The tracker's periodic work: the schedule tick (replans hungry peers),
  * the store's health check, the renewal of the cleanup lease, and, on the
- * lease holder, the expiry sweeps of transfers and peers.
+ * lease holder, the expiry sweeps of transfers and peers and the retirement
+ * of streams nobody is in.
  */
 export class Tick {
   private readonly timers: NodeJS.Timeout[] = [];
@@ -49,6 +52,7 @@ export class Tick {
     this.every(TRANSFER_SWEEP_MS, () => this.sweepTransfers());
     this.every(Math.max(100, Math.floor(peerTtlMs / 3)), () => this.refreshPeers());
     this.every(Math.max(50, Math.floor(lease.leaseMs / 3)), () => lease.renew());
+    this.every(Math.max(1000, Math.min(60_000, Math.floor(this.o.streamRetireMs / 4))), () => this.retireStreams());
     this.every(STORE_CHECK_MS, () => this.checkStore());
     void lease.renew();
   }
@@ -177,5 +181,19 @@ export class Tick {
       if (s) void s.terminate(unavailable("session expired from the swarm; reconnect"));
     }
     for (const [streamId, peerIds] of left) events.announce(streamId, { type: "left", peerIds });
+  }
+
+  /**
+   * On the cleanup leader, forgets the streams that had no peer for the
+   * retirement grace (see SwarmStore.retireStreams): without it a stream's
+   * keys (meta, manifest, hash pieces, availability, its name) stay in the
+   * store after everyone left, for ever. A seeder publishing it again later
+   * has it hashed afresh.
+   */
+  private async retireStreams(): Promise<void> {
+    if (!this.o.lease.held) return;
+    const retired = await this.o.store.retireStreams(Date.now(), this.o.streamRetireMs);
+    if (retired.length > 0)
+      this.o.log.info({ streams: retired.length, streamIds: retired.slice(0, 20) }, "streams retired: nobody in them");
   }
 }

@@ -53,6 +53,8 @@ export interface TrackerOptions {
   registry: Registry;
   /** Peers not seen for this long leave their swarms. Default 30 s. */
   peerTtlMs?: number;
+  /** Streams without any peer (seeder or viewer) for this long are forgotten. Default 5 min. */
+  streamRetireMs?: number;
   /** Largest inbound gRPC message; larger ones end the call with RESOURCE_EXHAUSTED. Default MAX_PEER_MESSAGE_BYTES. */
   maxMessageBytes?: number;
   /** Certificate and key: the PDTP port speaks TLS (pdtps://). Plaintext without. */
@@ -230,6 +232,7 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     health: server.health,
     log,
     peerTtlMs: opts.peerTtlMs ?? 30_000,
+    streamRetireMs: opts.streamRetireMs ?? 300_000,
     draining,
     stopping: () => server.stopping,
   });
