@@ -80,6 +80,7 @@ export async function runTracker(plan: ReturnType<typeof preflightTracker>): Pro
     chunkSize: cfg.chunkSize,
     peerTtlMs: cfg.peerTtl * 1000,
     seederTokens,
+    peerProbe: cfg.skipPeerProbe ? false : undefined,
     log: ctx.log,
     registry: ctx.registry,
   });
