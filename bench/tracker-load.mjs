@@ -638,6 +638,8 @@ try {
         DS,
         "tracker",
         "--insecure-open-seeding",
+        // simulated viewers give made-up data ports and serve nothing: the planner is measured as if they served
+        "--skip-peer-probe",
         "--host",
         "127.0.0.1",
         "--port",

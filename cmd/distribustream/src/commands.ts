@@ -81,6 +81,7 @@ export async function runTracker(plan: ReturnType<typeof preflightTracker>): Pro
     peerTtlMs: cfg.peerTtl * 1000,
     streamRetireMs: cfg.streamRetireAfter * 1000,
     seederTokens,
+    peerProbe: cfg.skipPeerProbe ? false : undefined,
     log: ctx.log,
     registry: ctx.registry,
   });

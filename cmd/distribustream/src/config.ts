@@ -279,6 +279,8 @@ export const trackerSchema = z
     seederTokens: z.string().min(1).optional(),
     /** Any peer may publish as a seeder: only for a tracker no stranger can reach. */
     insecureOpenSeeding: switchSetting,
+    /** Every viewer's data port counts as reachable, without the connect-back probe: a trusted LAN. */
+    skipPeerProbe: switchSetting,
     /** A missing ticket_key file is a startup error instead of being created (deployments: keys init makes it). */
     requireKeys: switchSetting,
     logLevel,

@@ -204,6 +204,10 @@ common(
       "--insecure-open-seeding",
       "accept any peer as a seeder, without credentials: only for a tracker no stranger can reach",
     )
+    .option(
+      "--skip-peer-probe",
+      "use every viewer as a source without first checking that its data port accepts a connection from the tracker (a trusted LAN where every peer reaches every other)",
+    )
     .option("--require-keys", REQUIRE_KEYS_HELP("--ticket-key")),
 ).action(
   run(async () => {

@@ -793,6 +793,7 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
           storeUp: true,
           cleanupLeader: true,
           checksumReachable: true,
+          unreachablePeers: 0,
           streams: [
             {
               streamId: "s1",

@@ -115,6 +115,8 @@ export interface ReplicaStats {
   cleanupLeader: boolean;
   /** It has the checksum service's network key (it reached the service). */
   checksumReachable: boolean;
+  /** Its viewer sessions whose data port did not accept the connect-back probe (never sources); 0 from older replicas. */
+  unreachablePeers: number;
   streams: FleetStream[];
   totals: FleetTotals[];
   seederSessions: FleetSeeder[];
@@ -206,6 +208,7 @@ function parseStats(v: unknown): ReplicaStats {
     storeUp: bool(r.storeUp),
     cleanupLeader: bool(r.cleanupLeader),
     checksumReachable: bool(r.checksumReachable),
+    unreachablePeers: r.unreachablePeers === undefined ? 0 : num(r.unreachablePeers, 0),
     streams: list(r.streams, FLEET_LIMITS.streams, parseStream),
     totals: list(r.totals, FLEET_LIMITS.totals, (x) => {
       const t = obj(x);

@@ -14,6 +14,8 @@ export interface StatsSnapshot {
     streams: number;
     viewers: number;
     seeders: number;
+    /** Viewers whose data port the trackers could not connect to: they download, never serve (pdtp_tracker_unreachable_peers over the replicas alive). */
+    unreachablePeers: number;
     peerBytes: number;
     seederBytes: number;
     /** peerBytes / (peerBytes + seederBytes) in percent; null before any byte. */
@@ -78,6 +80,8 @@ export interface ReplicaRow {
   storeUp: boolean;
   cleanupLeader: boolean;
   checksumReachable: boolean;
+  /** Its viewers whose data port did not accept its connect-back probe. */
+  unreachablePeers: number;
 }
 
 export interface StoreRow {

@@ -21,6 +21,7 @@ const summary = (over: Partial<ReplicaStats> = {}): ReplicaStats => ({
   storeUp: true,
   cleanupLeader: true,
   checksumReachable: true,
+  unreachablePeers: 0,
   streams: [],
   totals: [{ name: "a.bin", peerBytes: 3000, seederBytes: 1000, completed: 2 }],
   seederSessions: [],

@@ -33,6 +33,7 @@ const summary = (replicaId: string, over: Partial<ReplicaStats> = {}): ReplicaSt
   storeUp: true,
   cleanupLeader: false,
   checksumReachable: true,
+  unreachablePeers: 0,
   streams: [],
   totals: [],
   seederSessions: [],

@@ -95,6 +95,7 @@ export class FleetView {
           storeUp: s.storeUp,
           cleanupLeader: alive && s.cleanupLeader,
           checksumReachable: s.checksumReachable,
+          unreachablePeers: alive ? s.unreachablePeers : 0,
         };
       })
       .sort((a, b) => Number(b.alive) - Number(a.alive) || (a.address < b.address ? -1 : 1));

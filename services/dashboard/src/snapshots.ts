@@ -117,6 +117,7 @@ export class Snapshots {
         streams: metas.size,
         viewers: alive.reduce((n, r) => n + r.viewers, 0),
         seeders: alive.reduce((n, r) => n + r.seeders, 0),
+        unreachablePeers: alive.reduce((n, r) => n + r.unreachablePeers, 0),
         peerBytes,
         seederBytes,
         offloadPercent: offload(peerBytes, seederBytes),

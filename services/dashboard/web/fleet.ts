@@ -4,7 +4,7 @@ import { bytes, cell, clock, count, duration, el, fillTable, listen, rate, short
 /** The fleet page: tracker replicas, the swarm store, the checksum service, the seeders. */
 function render(s: StatsSnapshot): void {
   const { replicas, store, checksum, seeders } = s.fleet;
-  fillTable("replicas", replicas.map(replica), "no tracker replica heard from yet", 9);
+  fillTable("replicas", replicas.map(replica), "no tracker replica heard from yet", 10);
   setTile("store-kind", `${store.kind}${store.nodes > 1 ? ` (${store.nodes} masters)` : ""}`, store.kind);
   setTile("store-up", store.up ? "up" : "DOWN", String(store.up));
   setTile("store-latency", store.latencyMs === null ? "—" : `${store.latencyMs.toFixed(2)} ms`, store.latencyMs);
@@ -37,6 +37,12 @@ function replica(r: ReplicaRow): HTMLTableRowElement {
     cell("uptime", duration(r.uptimeSeconds), r.uptimeSeconds),
     cell("viewers", count(r.viewers), r.viewers),
     cell("seeders", count(r.seeders), r.seeders),
+    cell(
+      "unreachablePeers",
+      count(r.unreachablePeers),
+      r.unreachablePeers,
+      "viewers whose data port it could not connect to: they download, never serve",
+    ),
     cell("directives", r.directivesPerSecond.toFixed(1), r.directivesPerSecond),
     cell(
       "storeLatency",

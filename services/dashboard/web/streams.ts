@@ -7,6 +7,7 @@ function render(s: StatsSnapshot): void {
   setTile("t-streams", count(t.streams), t.streams);
   setTile("t-viewers", count(t.viewers), t.viewers);
   setTile("t-seeders", count(t.seeders), t.seeders);
+  setTile("t-unreachable", count(t.unreachablePeers), t.unreachablePeers);
   setTile("t-offload", percent(t.offloadPercent), t.offloadPercent);
   setTile("t-completed", count(t.completed), t.completed);
   const alive = s.fleet.replicas.filter((r) => r.alive).length;

@@ -19,6 +19,9 @@ export class TrackerMetrics {
   readonly controlBytes: Counter<"direction">;
   readonly cleanupLeader: Gauge;
   readonly storeUp: Gauge;
+  /** Viewer sessions whose data port did not accept the connect-back probe. */
+  readonly unreachablePeers: Gauge;
+  readonly peerProbes: Counter<"result">;
   readonly eventsPublished: Counter<"type">;
   readonly eventsReceived: Counter<"type">;
   readonly resyncs: Counter;
@@ -135,6 +138,17 @@ export class TrackerMetrics {
       registers,
     });
     this.cleanupLeader.set(0);
+    this.unreachablePeers = new Gauge({
+      name: "pdtp_tracker_unreachable_peers",
+      help: "Viewer sessions on this replica whose data port did not accept the connect-back probe: they download but are never a source",
+      registers,
+    });
+    this.peerProbes = new Counter({
+      name: "pdtp_tracker_peer_probes_total",
+      help: "Connect-back probes of viewers' data ports by result (busy: not probed, too many waiting); cached answers are not counted",
+      labelNames: ["result"],
+      registers,
+    });
     this.storeUp = new Gauge({
       name: "pdtp_tracker_store_up",
       help: "1 while the swarm store answers health checks, else 0",

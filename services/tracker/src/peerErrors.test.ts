@@ -55,6 +55,8 @@ describe("errors to peers: internal failures give a fixed message and an error i
   before(async () => {
     checksum = await startChecksumDouble(network);
     tracker = await startTracker({
+      // protocol doubles with no data plane: the connect-back probe would find none of them
+      peerProbe: false,
       host: "127.0.0.1",
       port: 0,
       checksum: `127.0.0.1:${checksum.port}`,

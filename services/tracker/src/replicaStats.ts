@@ -170,6 +170,7 @@ export class ReplicaStats implements SessionStats {
     const local = new Map<string, { viewers: Session[]; seeders: Session[] }>();
     let viewers = 0;
     let seeders = 0;
+    let unreachablePeers = 0;
     const seederSessions: Session[] = [];
     for (const s of this.o.sessions.all()) {
       if (s.closed) continue;
@@ -179,6 +180,7 @@ export class ReplicaStats implements SessionStats {
         for (const id of s.inSwarm) at(local, id).seeders.push(s);
       } else if (s.role === "viewer") {
         viewers++;
+        if (s.unreachable) unreachablePeers++;
         for (const id of s.joined.keys()) at(local, id).viewers.push(s);
       }
     }
@@ -236,6 +238,7 @@ export class ReplicaStats implements SessionStats {
       storeUp: this.storeLatencyMs >= 0,
       cleanupLeader: this.o.cleanupLeader(),
       checksumReachable: this.o.checksumReachable(),
+      unreachablePeers,
       streams,
       totals: await this.totals(now),
       seederSessions: seederSessions.slice(0, FLEET_LIMITS.seeders).map((s): FleetSeeder => ({

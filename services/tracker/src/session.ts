@@ -40,6 +40,7 @@ import type {
 } from "@distribustream/swarm-store";
 import type { TrackerMetrics } from "./metrics.js";
 import { hostFromPeer } from "./peerAddress.js";
+import type { PeerProbe } from "./peerProbe.js";
 import { toPeerStatus } from "./peerErrors.js";
 import { DEFAULT_PLANNER, type Planner } from "./planner.js";
 import type { SeederAuth } from "./seederAuth.js";
@@ -118,6 +119,11 @@ export interface SessionHost {
   readonly planner: Pick<Planner, "plan">;
   /** Checks a seeder's credential at Hello. */
   readonly seederAuth: SeederAuth;
+  /**
+   * Connect-back probe of a viewer's data port before it may serve;
+   * undefined when switched off (every viewer with a data port may serve).
+   */
+  readonly peerProbe: PeerProbe | undefined;
   /** The public keys that verify tickets, for Welcome. */
   ticketKeys(): PublicKey[];
   /** The network key, for Welcome; waits for it (bounded) while the checksum service is unreachable. */
@@ -187,6 +193,14 @@ export class Session {
   peerKey: Buffer = Buffer.alloc(0);
   /** Id of the token a seeder authenticated with (undefined for viewers, or when seeders are not authenticated). */
   seederTokenId: string | undefined;
+  /**
+   * A viewer's data port did not accept the tracker's connect-back probe:
+   * it downloads, but joins its swarms without a data port, so it is never
+   * a source (until a later session from it passes the probe).
+   */
+  unreachable = false;
+  /** The probe of its data port, started at Hello (true without a probe). */
+  private servable: Promise<boolean> = Promise.resolve(true);
   /** Streams joined as a viewer, by id. */
   private readonly joinedById = new Map<string, JoinedStream>();
   /**
@@ -367,6 +381,10 @@ export class Session {
   /** Removes the peer from every stream it was in. Idempotent. */
   close(why: string): Promise<void> {
     this.closed = true;
+    if (this.unreachable) {
+      this.unreachable = false;
+      this.tracker.metrics.unreachablePeers.dec();
+    }
     this.cleaned ??= (async () => {
       try {
         await this.tracker.sessionEnded(this, why);
@@ -436,6 +454,7 @@ export class Session {
     this.internalPort = h.internalPort || h.dataPort;
     this.peerKey = Buffer.from(h.peerKey);
     this.agent = h.agent;
+    this.probeDataPort();
     this.tracker.sessionStarted(this);
     this.log.info(
       {
@@ -457,6 +476,26 @@ export class Session {
           networkKeys: [networkKey],
         },
       },
+    });
+  }
+
+  /**
+   * Starts the connect-back probe of a viewer's data port (only the address
+   * it connected from, see PeerProbe); its first Join waits for the answer.
+   */
+  private probeDataPort(): void {
+    const probe = this.tracker.peerProbe;
+    if (!probe || this.role !== "viewer" || this.dataPort === 0) return;
+    this.servable = probe.reachable(this.host, this.dataPort).then((ok) => {
+      if (!ok && !this.closed && !this.unreachable) {
+        this.unreachable = true;
+        this.tracker.metrics.unreachablePeers.inc();
+        this.log.info(
+          { dataPort: this.dataPort },
+          "data port does not accept connections from the tracker: the viewer downloads but serves nobody",
+        );
+      }
+      return ok;
     });
   }
 
@@ -485,6 +524,8 @@ export class Session {
     if (j.position > bounds.high + 1) throw invalidArgument(`Join.position ${j.position} ${outside(bounds)}`);
     const joinedMessage = await this.tracker.joinedMessage(meta);
     if (!joinedMessage) throw notFound(`no stream named "${j.name}"`);
+    // a viewer whose data port the tracker cannot reach joins without one: never a source
+    const port = (await this.servable) ? this.dataPort : 0;
     if (this.closed) return;
     // recorded before the store call, so that a session closing meanwhile leaves the stream
     this.joinedById.set(meta.streamId, {
@@ -511,7 +552,7 @@ export class Session {
       {
         peerId: this.peerId,
         host: this.dataHost,
-        port: this.dataPort,
+        port,
         role: "viewer",
         mode: j.mode === WantMode.WANT_MODE_BULK ? "bulk" : "in_order",
         position: j.position,

@@ -23,6 +23,7 @@ import { ReplicaEvents } from "./replicaEvents.js";
 import { ReplicaStats } from "./replicaStats.js";
 import { SeederAuth, type SeederTokens } from "./seederAuth.js";
 import { MAX_PEER_MESSAGE_BYTES, TrackerServer } from "./server.js";
+import { DEFAULT_PEER_PROBE, PeerProbe, type PeerProbeOptions } from "./peerProbe.js";
 import { Session, type SessionHost } from "./session.js";
 import { SessionRegistry } from "./sessions.js";
 import { TicketKeys } from "./ticketKeys.js";
@@ -81,6 +82,12 @@ export interface TrackerOptions {
    * Without it any peer may publish (a warning is logged at start).
    */
   seederTokens?: SeederTokens | undefined;
+  /**
+   * The connect-back probe of viewers' data ports (PeerProbe): on by
+   * default; `false` takes every viewer's data port as reachable (a trusted
+   * LAN, where every peer accepts connections from every other).
+   */
+  peerProbe?: Partial<PeerProbeOptions> | false;
 }
 
 export interface RunningTracker {
@@ -174,6 +181,12 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     stats,
     planner,
     seederAuth,
+    peerProbe:
+      opts.peerProbe === false
+        ? undefined
+        : new PeerProbe({ ...DEFAULT_PEER_PROBE, ...opts.peerProbe }, undefined, (result) =>
+            metrics.peerProbes.inc({ result }),
+          ),
     ticketKeys: () => ticketKeys.publicKeys,
     networkKey: () => networkKey.get(),
     sessionStarted: (s) => sessions.add(s),
