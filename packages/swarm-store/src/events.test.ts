@@ -81,11 +81,20 @@ describe("parseFleetEvent", () => {
     seederSessions: [],
     notices: [],
     noticesDropped: 0,
+    unreachablePeers: 2,
   };
 
   it("reads a replica's stats summary back from its JSON", () => {
     const e = { type: "replica-stats", stats };
     assert.deepEqual(parseFleetEvent(JSON.stringify(e)), e);
+  });
+
+  it("reads an older replica's summary, without unreachablePeers, as none unreachable", () => {
+    const { unreachablePeers: _, ...older } = stats;
+    assert.deepEqual(parseFleetEvent(JSON.stringify({ type: "replica-stats", stats: older })), {
+      type: "replica-stats",
+      stats: { ...older, unreachablePeers: 0 },
+    });
   });
 
   it("refuses what is not a well-formed summary, and lists or strings beyond their bounds", () => {
