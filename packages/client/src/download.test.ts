@@ -993,7 +993,8 @@ describe("download() with resume (-c)", () => {
       (err: unknown) =>
         err instanceof DownloadError &&
         err.exitCode === 2 &&
-        err.message === "-c cannot resume a download to standard output: only a regular output file keeps its partial download",
+        err.message ===
+          "-c cannot resume a download to standard output: only a regular output file keeps its partial download",
     );
   });
 });
