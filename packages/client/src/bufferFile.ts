@@ -60,6 +60,41 @@ export class BufferFile {
     return new BufferFile(handle, path, layout, !opts.anonymous);
   }
 
+  /**
+   * Opens the buffer an interrupted download kept at `path` (dsclient -c),
+   * to go on with it: undefined when there is none, a reason when it cannot
+   * be resumed. As `create`, it never writes through a link: a symbolic link
+   * is refused (O_NOFOLLOW), and so is a file with other hard links. A file
+   * of another size than the stream's is not this stream's buffer.
+   */
+  static async reopen(path: string, layout: Layout): Promise<BufferFile | string | undefined> {
+    let handle: FileHandle;
+    try {
+      handle = await open(path, constants.O_RDWR | constants.O_NOFOLLOW);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") return undefined;
+      if (code === "ELOOP") return `${path} is a symbolic link`;
+      throw ioError(err, "opening", path);
+    }
+    try {
+      const st = await handle.stat();
+      const problem = !st.isFile()
+        ? `${path} is not a regular file`
+        : st.nlink !== 1
+          ? `${path} has other hard links`
+          : st.size !== layout.size
+            ? `${path} has ${st.size} bytes, the stream ${layout.size}`
+            : undefined;
+      if (problem === undefined) return new BufferFile(handle, path, layout, true);
+      await handle.close();
+      return problem;
+    } catch (err) {
+      await handle.close().catch(() => {});
+      throw ioError(err, "opening", path);
+    }
+  }
+
   get path(): string {
     return this.currentPath;
   }

@@ -1,12 +1,14 @@
 import { Command, CommanderError } from "commander";
-import cliProgress from "cli-progress";
+import { RateLimiter } from "@distribustream/data-plane";
 import { parsePdtpUrl } from "@distribustream/pdtp";
-import { createLogger } from "@distribustream/runtime/log";
+import { createLogger, type Logger } from "@distribustream/runtime/log";
 import { ignoreIpServernameWarning, readPemCertificates } from "@distribustream/runtime/tls";
 import { envName, yamlKey } from "@distribustream/runtime/config";
-import { clientConfigSchema, loadClientConfig } from "./config.js";
-import { AGENT, download, type DownloadResult, type Progress as DownloadProgress } from "./download.js";
+import { batchExitCode, checkBatch, readUrlList, runJobs, type UrlSource } from "./batch.js";
+import { clientConfigSchema, loadClientConfig, type ClientConfig } from "./config.js";
+import { AGENT, download } from "./download.js";
 import { DownloadError, ExitCode, exitCodeOf } from "./errors.js";
+import { Reporter, type Outcome, type ReportMode } from "./report.js";
 import { infoCommand, isBrowseCommand, lsCommand, runBrowse } from "./browse.js";
 import { playerCommand, PlayerSink } from "./player.js";
 
@@ -33,8 +35,8 @@ Exit codes:
   0  success (also when the reader of -o - closes the pipe early, or the
      --player quits early)
   1  unexpected error, or the tracker rejected the request
-  2  bad usage: unknown option, invalid setting, bad URL, or a --player
-     that cannot start
+  2  bad usage: unknown option, invalid setting, bad URL, a --player that
+     cannot start, -c with -o -, a FIFO or a live stream
   3  unknown stream name
   4  tracker unreachable after the connection attempts
   5  local I/O error, such as a full disk
@@ -43,7 +45,25 @@ Exit codes:
   7  download stalled, or ended by the tracker
   8  TLS failure: pdtps:// to a plaintext tracker, pdtp:// to a TLS tracker,
      or a tracker certificate that is not trusted (see --tls-ca)
-  130/143  interrupted by SIGINT/SIGTERM (the partial file is removed)
+  130/143  interrupted by SIGINT/SIGTERM (the partial file is removed, or
+     kept with -c)
+With several URLs: 0 when all succeeded, else the code of the first URL in
+the list that failed; a line names each URL that failed.
+
+Partial downloads: a file is written as FILE.dspart (chunks at their places,
+in any order) and renamed to FILE when complete. A download that stops early
+removes FILE.dspart, unless -c was given: then it stays, with FILE.dsclient
+beside it (the stream's version and the chunks written), and dsclient -c
+later checks every kept chunk against the signed manifest and fetches only
+the rest; a stream that changed since starts again from zero (a line says
+so). Unlike wget's, a partial file here is not a prefix of the file but has
+holes, useless without its record: that is why it is kept only when asked.
+
+Several URLs (arguments, or -i FILE with one a line, blank lines and #
+comments skipped; -i - reads them from standard input) are downloaded -j at a
+time (default 1: in order, the first is ready first), each to its name's last
+segment, in the directory -o names if given (-o must then be an existing
+directory).
 
 ${SETTINGS}
 
@@ -54,11 +74,14 @@ ones are there, and ends with 0 after the broadcast's last chunk.
 
 Examples:
   dsclient pdtp://tracker.example/videos/film.mp4
+  dsclient -c pdtp://tracker.example/videos/film.mp4        (resume after ^C)
   dsclient pdtps://tracker.example/videos/film.mp4          (TLS, system roots)
   dsclient pdtps://10.0.0.5:6086/film.mp4 --tls-ca ca.pem   (TLS, private CA)
   dsclient pdtp://localhost:6086/film.mp4 -o - | mpv -
   dsclient pdtp://localhost:6086/live/cam -o - --prebuffer 1000 | mpv -
   mkfifo film.mp4; dsclient --url pdtp://localhost/film.mp4 -o film.mp4 & mpv film.mp4
+  dsclient -j 2 -o downloads/ pdtp://localhost/a.mp4 pdtp://localhost/b.mp4
+  dsclient -i urls.txt -c --json 2> progress.ndjson
   dsclient pdtp://localhost:6086/film.mp4 --player mpv
   dsclient pdtp://localhost:6086/live/cam --player "ffplay -autoexit -"
   dsclient ls pdtp://localhost:6086                  (the streams; dsclient ls --help)
@@ -69,20 +92,26 @@ Examples:
 function program(): Command {
   return new Command()
     .name("dsclient")
-    .description("Download a DistribuStream stream in order, verifying every chunk, and share it with other viewers.")
-    .usage("[options] <url>")
-    .argument("[url]", "pdtp://HOST[:PORT]/NAME, or pdtps://… for a tracker that speaks TLS")
+    .description("Download DistribuStream streams in order, verifying every chunk, and share them with other viewers.")
+    .usage("[options] <url...>")
+    .argument("[urls...]", "pdtp://HOST[:PORT]/NAME, or pdtps://… for a tracker that speaks TLS; several are allowed")
     .option("--url <url>", "the stream URL (alternative to the argument)")
     .option(
       "-o, --output <file>",
-      'output file, "-" for standard output, or a FIFO (default: the last segment of NAME)',
+      'output file, "-" for standard output, or a FIFO (default: the last segment of NAME); with several URLs, a directory',
     )
+    .option("-c, --continue", "keep a partial download when stopped early, and resume one kept earlier (see below)")
+    .option("-i, --input-file <file>", 'download the URLs listed in FILE, one a line ("-": standard input)')
+    .option("-j, --jobs <n>", "with several URLs, download this many at once (default 1)")
     .option("--listen-port <n>", "port to serve other peers on (default: any free port)")
     .option("--listen-host <addr>", "address to serve other peers on (default 0.0.0.0)")
     .option("--linger <seconds>", "keep serving other peers this long after the download (default 0)")
     .option("--connect-attempts <n>", "tracker connection attempts before giving up (default 5)")
     .option("--stall <seconds>", "give up when nothing arrives for this long (default 60)")
-    .option("--max-download-rate <rate>", "download at most this many bytes/s, e.g. 8M or 500K (default: no limit)")
+    .option(
+      "--max-download-rate <rate>",
+      "download at most this many bytes/s, e.g. 8M or 500K, over all downloads (default: no limit)",
+    )
     .option("--max-upload-rate <rate>", "upload to other peers at most this many bytes/s (default: no limit)")
     .option(
       "--network-key <key>",
@@ -93,9 +122,16 @@ function program(): Command {
     .option("--from-start", "live streams: start at the oldest chunk the swarm still holds")
     .option(
       "--player <player>",
-      'play the stream as it arrives, instead of -o: mpv, vlc, or a shell command that reads it on its standard input (e.g. "ffplay -")',
+      'play the stream as it arrives, instead of -o (one URL): mpv, vlc, or a shell command that reads it on its standard input (e.g. "ffplay -")',
     )
-    .option("-q, --quiet", "no progress bar or summary")
+    .option(
+      "-q, --quiet",
+      "no progress bar or summary line (without a terminal on stderr there is no bar, and one summary line a download)",
+    )
+    .option(
+      "--json",
+      "progress (at most twice a second) and a summary of each download as JSON lines on stderr, for scripts",
+    )
     .option("--conf <file.yml>", "YAML settings file")
     .option(
       "--log-level <level>",
@@ -118,7 +154,7 @@ function program(): Command {
  * The dsclient command: the `dsclient` bin and `distribustream dsclient` both
  * run it (one implementation). Runs dsclient with `argv` (without node and
  * script); resolves with the exit code. It owns the process while it runs:
- * SIGINT/SIGTERM, stdout and stderr.
+ * SIGINT/SIGTERM, stdin (for -i -), stdout and stderr.
  */
 export async function runDsclient(argv: readonly string[]): Promise<number> {
   ignoreIpServernameWarning();
@@ -134,15 +170,22 @@ export async function runDsclient(argv: readonly string[]): Promise<number> {
     throw err;
   }
   const o = cmd.opts<Record<string, string | boolean | undefined>>();
-  const positional = cmd.args[0];
+  const positional = cmd.args;
   const flagUrl = o.url as string | undefined;
-  if (positional !== undefined && flagUrl !== undefined && positional !== flagUrl) {
-    return usage(`two different URLs given ("${positional}" and --url "${flagUrl}")`);
+  if (flagUrl !== undefined && positional.length > 1) {
+    return usage("--url takes one URL: give several as arguments instead");
   }
-  const url = positional ?? flagUrl;
-  if (url === undefined) return usage("missing URL (usage: dsclient [options] <url>; see --help)");
+  if (flagUrl !== undefined && positional.length === 1 && positional[0] !== flagUrl) {
+    return usage(`two different URLs given ("${positional[0]}" and --url "${flagUrl}")`);
+  }
+  const sources: UrlSource[] =
+    positional.length > 0
+      ? positional.map((url, i) => ({ url, where: `argument ${i + 1}` }))
+      : flagUrl !== undefined
+        ? [{ url: flagUrl, where: "--url" }]
+        : [];
 
-  let cfg;
+  let cfg: Readonly<ClientConfig>;
   try {
     cfg = loadClientConfig({
       flags: {
@@ -160,6 +203,9 @@ export async function runDsclient(argv: readonly string[]): Promise<number> {
         tlsCa: o.tlsCa,
         prebuffer: o.prebuffer,
         fromStart: o.fromStart,
+        continue: o.continue,
+        json: o.json,
+        jobs: o.jobs,
       },
       env: process.env,
       confFile: o.conf as string | undefined,
@@ -167,19 +213,37 @@ export async function runDsclient(argv: readonly string[]): Promise<number> {
   } catch (err) {
     return usage((err as Error).message);
   }
+  const output = o.output as string | undefined;
+  try {
+    if (o.inputFile !== undefined) sources.push(...(await readUrlList(o.inputFile as string)));
+    if (sources.length === 0) return usage("missing URL (usage: dsclient [options] <url...>; see --help)");
+    await checkBatch(sources, output, process.cwd());
+  } catch (err) {
+    if (err instanceof DownloadError) return usage(err.message);
+    throw err;
+  }
   let tlsCa: Buffer | undefined;
   if (cfg.tlsCa !== undefined) {
     try {
       tlsCa = readPemCertificates(cfg.tlsCa, "tls_ca");
-      if (!parsePdtpUrl(url).tls) return usage(`tls_ca is for pdtps:// URLs (TLS), but "${url}" is plaintext`);
     } catch (err) {
       return usage((err as Error).message);
     }
+    const plain = sources.find((s) => !parsePdtpUrl(s.url).tls);
+    if (plain) return usage(`tls_ca is for pdtps:// URLs (TLS), but "${plain.url}" is plaintext`);
+  }
+  const many = sources.length > 1;
+  const jobs = many ? Math.min(cfg.jobs, sources.length) : 1;
+  if (jobs > 1 && cfg.listenPort !== 0) {
+    return usage(
+      `listen_port ${cfg.listenPort} with ${jobs} downloads at once: each serves peers on a port of its own (leave listen_port unset, or use -j 1)`,
+    );
   }
 
   let player: PlayerSink | undefined;
   if (o.player !== undefined) {
-    if (o.output !== undefined) return usage("--player plays the stream instead of writing it: leave out -o");
+    if (output !== undefined) return usage("--player plays the stream instead of writing it: leave out -o");
+    if (sources.length > 1) return usage("--player plays one stream: give one URL");
     try {
       player = new PlayerSink(playerCommand(o.player as string));
     } catch (err) {
@@ -189,8 +253,8 @@ export async function runDsclient(argv: readonly string[]): Promise<number> {
 
   const log = createLogger("dsclient", { level: cfg.logLevel, format: cfg.logFormat, destination: 2 });
   process.stderr.on("error", () => {}); // a closed stderr must not kill the download
-  const interactive = !cfg.quiet && process.stderr.isTTY === true;
-  const bar = interactive ? new Progress() : undefined;
+  const mode: ReportMode = cfg.json ? "json" : cfg.quiet ? "quiet" : process.stderr.isTTY ? "tty" : "plain";
+  const reporter = new Reporter({ mode, progressEvents: !cfg.quiet, many, concurrent: jobs > 1 });
 
   const ac = new AbortController();
   let signalExit: number | undefined;
@@ -202,169 +266,108 @@ export async function runDsclient(argv: readonly string[]): Promise<number> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
 
+  // One limit for all the downloads of the run, as --help says.
+  const shared: Shared = {
+    cfg,
+    output,
+    tlsCa,
+    log,
+    reporter,
+    many,
+    signal: ac.signal,
+    signalExit: () => signalExit,
+    player,
+    downloadLimiter: cfg.maxDownloadRate ? new RateLimiter(cfg.maxDownloadRate) : undefined,
+    uploadLimiter: cfg.maxUploadRate ? new RateLimiter(cfg.maxUploadRate) : undefined,
+  };
+  try {
+    const codes = await runJobs(sources, jobs, (s) => downloadOne(s.url, shared), ac.signal);
+    reporter.stop();
+    const exitCode = signalExit ?? batchExitCode(codes);
+    const outcomes: Outcome[] = sources.flatMap((s, i) =>
+      codes[i] === undefined ? [] : [{ url: s.url, exitCode: codes[i] }],
+    );
+    reporter.total(outcomes, exitCode);
+    return exitCode;
+  } finally {
+    reporter.stop();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+/** What the downloads of one run share. */
+interface Shared {
+  cfg: Readonly<ClientConfig>;
+  output: string | undefined;
+  tlsCa: Buffer | undefined;
+  log: Logger;
+  reporter: Reporter;
+  many: boolean;
+  signal: AbortSignal;
+  signalExit: () => number | undefined;
+  /** With --player (one URL): the stream goes to its standard input instead of an output. */
+  player: PlayerSink | undefined;
+  downloadLimiter: RateLimiter | undefined;
+  uploadLimiter: RateLimiter | undefined;
+}
+
+/** One download of the run; resolves with its exit code. */
+async function downloadOne(url: string, s: Shared): Promise<number> {
+  const { cfg } = s;
+  const report = s.reporter.download(url);
+  const log = s.many ? s.log.child({ url }) : s.log;
   try {
     const result = await download({
       url,
-      output: o.output as string | undefined,
-      sink: player && { writable: player, name: `the player ${player.command.name}` },
+      output: s.output,
+      sink: s.player && { writable: s.player, name: `the player ${s.player.command.name}` },
       listenHost: cfg.listenHost,
       listenPort: cfg.listenPort,
       lingerSeconds: cfg.linger,
       connectAttempts: cfg.connectAttempts,
       stallSeconds: cfg.stall,
-      maxDownloadRate: cfg.maxDownloadRate,
-      maxUploadRate: cfg.maxUploadRate,
+      downloadLimiter: s.downloadLimiter,
+      uploadLimiter: s.uploadLimiter,
       networkKey: cfg.networkKey,
-      tlsCa,
+      tlsCa: s.tlsCa,
       prebufferMs: cfg.prebuffer,
       fromStart: cfg.fromStart,
+      resume: cfg.continue,
       log,
-      signal: ac.signal,
-      onProgress: bar ? (p) => bar.update(p) : undefined,
+      signal: s.signal,
+      onProgress: (p) => report.progress(p),
+      onResume: (e) => report.resume(e),
       onComplete: (r) => {
-        player?.release(); // the whole stream is in its pipe: the player sees its end while this peer lingers
-        bar?.stop();
-        if (interactive) process.stderr.write(summary(r) + "\n");
+        s.player?.release(); // the whole stream is in its pipe: the player sees its end while this peer lingers
+        report.completed(r);
       },
     });
     log.info({ ...result }, "done");
-    if (player) {
-      const status = await player.finish();
+    if (s.player) {
+      const status = await s.player.finish();
       if (status === 0) log.info({ status }, "player exited");
       else log.warn({ status }, "player exited with an error status");
     }
-    return signalExit ?? 0;
+    return s.signalExit() ?? 0;
   } catch (err) {
-    bar?.stop();
-    player?.release();
-    if (signalExit !== undefined) return signalExit;
+    s.player?.release();
     const code = exitCodeOf(err);
-    if (code === ExitCode.OK) {
-      log.info({ reason: (err as Error).message }, "stopped");
+    if (code === ExitCode.OK && err instanceof DownloadError) {
+      log.info({ reason: err.message }, "stopped");
+      report.outputClosed(err);
       return 0;
     }
-    const msg = err instanceof DownloadError ? err.message : `unexpected error: ${(err as Error)?.message ?? err}`;
     if (!(err instanceof DownloadError)) log.error({ err }, "unexpected error");
-    process.stderr.write(`dsclient: ${msg}\n`);
-    return code;
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    const signalled = s.signalExit();
+    report.failed(err, signalled ?? code, signalled !== undefined);
+    return signalled ?? code;
   }
 }
 
 function usage(message: string): number {
   process.stderr.write(`dsclient: ${message.split("\n")[0]}\n`);
   return ExitCode.USAGE;
-}
-
-const MiB = 1024 * 1024;
-
-function summary(r: DownloadResult): string {
-  if (r.live) return liveSummary(r);
-  const secs = Math.max(r.durationMs, 1) / 1000;
-  const got = r.bytesFromPeers + r.bytesFromSeeders;
-  const share = got > 0 ? Math.round((100 * r.bytesFromPeers) / got) : 0;
-  const where = r.output === "-" ? "standard output" : r.output;
-  return (
-    `dsclient: ${(r.size / MiB).toFixed(1)} MiB to ${where} in ${secs.toFixed(1)} s ` +
-    `(${(r.size / MiB / secs).toFixed(1)} MiB/s), ${share}% from peers`
-  );
-}
-
-function liveSummary(r: DownloadResult): string {
-  const l = r.live!;
-  const where = r.output === "-" ? "standard output" : r.output;
-  const got = r.bytesFromPeers + r.bytesFromSeeders;
-  const share = got > 0 ? Math.round((100 * r.bytesFromPeers) / got) : 0;
-  const rejected = Object.values(l.rejected).reduce((a, b) => a + b, 0);
-  const s = (ms: number | undefined) => (ms === undefined ? "-" : `${(ms / 1000).toFixed(1)} s`);
-  return (
-    `dsclient: live, ${l.chunksWritten} chunks (${(l.bytesWritten / MiB).toFixed(1)} MiB) to ${where}, ` +
-    `${l.skipped} skipped, tune-in ${s(l.tuneInMs)}, delay ${s(l.delayP50Ms)} median / ${s(l.delayP95Ms)} p95, ` +
-    `${share}% from peers${rejected > 0 ? `, ${rejected} chunks rejected` : ""}`
-  );
-}
-
-/** Progress on a TTY stderr: a bar for a file, a line of delay and skips for a live stream. */
-class Progress {
-  private readonly file = new ProgressBar();
-  private readonly live = new LiveLine();
-
-  update(p: DownloadProgress): void {
-    if (p.live) this.live.update(p);
-    else this.file.update(p);
-  }
-
-  stop(): void {
-    this.file.stop();
-    this.live.stop();
-  }
-}
-
-/** A live stream has no end to measure against: chunks and bytes written, skips, the delay behind the source. */
-class LiveLine {
-  private last = 0;
-  private shown = false;
-  private stopped = false;
-
-  update(p: DownloadProgress): void {
-    const now = Date.now();
-    if (this.stopped || now - this.last < 100) return;
-    this.last = now;
-    const l = p.live!;
-    const got = p.fromPeers + p.fromSeeders;
-    const delay = l.delayMs === undefined ? "-" : `${(l.delayMs / 1000).toFixed(1)} s`;
-    const line =
-      ` live | delay ${delay} | ${l.chunksWritten} chunks, ${(l.bytesWritten / MiB).toFixed(1)} MiB | ` +
-      `${l.skipped} skipped | ${got > 0 ? Math.round((100 * p.fromPeers) / got) : 0}% from peers`;
-    process.stderr.write(`\r${line}\x1b[K`);
-    this.shown = true;
-  }
-
-  stop(): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    if (this.shown) process.stderr.write("\n");
-  }
-}
-
-/** Progress on a TTY stderr: percent, throughput, and the share that came from peers. */
-class ProgressBar {
-  private readonly bar = new cliProgress.SingleBar(
-    {
-      stream: process.stderr,
-      format: " {bar} {percentage}% | {done}/{total_mib} MiB | {speed} MiB/s | {peers}% from peers",
-      hideCursor: true,
-      clearOnComplete: false,
-      fps: 10,
-    },
-    cliProgress.Presets.shades_classic,
-  );
-  private started: number | undefined;
-  private stopped = false;
-
-  update(p: DownloadProgress): void {
-    if (this.stopped) return;
-    const now = Date.now();
-    const got = p.fromPeers + p.fromSeeders;
-    const payload = {
-      done: (p.bytes / MiB).toFixed(1),
-      total_mib: (p.size / MiB).toFixed(1),
-      speed: this.started && now > this.started ? (p.bytes / MiB / ((now - this.started) / 1000)).toFixed(1) : "0.0",
-      peers: got > 0 ? Math.round((100 * p.fromPeers) / got) : 0,
-    };
-    if (this.started === undefined) {
-      this.started = now;
-      this.bar.start(Math.max(p.size, 1), p.bytes, payload);
-    } else this.bar.update(p.bytes, payload);
-  }
-
-  stop(): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    if (this.started !== undefined) this.bar.stop();
-  }
 }
 
 /** Ends the process with the exit code `run` resolves, or 1 with the error when it rejects. */
@@ -384,5 +387,4 @@ function exit(code: number): void {
   setTimeout(() => process.exit(code), 2000).unref();
 }
 
-/** The dsclient command's definitions (a new instance each call), for the README's reference (scripts/readme.mjs). */
 export { program as dsclientProgram };

@@ -67,6 +67,12 @@ export const clientConfigSchema = z.object({
   prebuffer: z.coerce.number().int().min(0).max(300_000).default(DEFAULT_PREBUFFER_MS),
   /** Live streams: start at the oldest chunk the swarm holds (replay the window). */
   fromStart: bool.default(false),
+  /** Keep a partial download when stopped early, and resume one kept earlier (-c). */
+  continue: bool.default(false),
+  /** Progress events and summaries as JSON lines on stderr. */
+  json: bool.default(false),
+  /** Downloads at once when several URLs are given. */
+  jobs: z.coerce.number().int().min(1).max(64).default(1),
 });
 
 export type ClientConfig = z.infer<typeof clientConfigSchema>;

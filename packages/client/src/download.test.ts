@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -106,7 +106,7 @@ interface Pace {
  * A data plane serving `content` (or a corrupted copy), counting bytes served
  * and, when paced, the responses in progress.
  */
-async function servingPeer(peerId: string, corruptChunk?: number, pace?: Pace) {
+async function servingPeer(peerId: string, corruptChunk?: number, pace?: Pace, id = streamId) {
   const bytes = corruptChunk === undefined ? content : Buffer.from(content);
   if (corruptChunk !== undefined) {
     const at = chunkSpan(corruptChunk, size, chunkSize).start;
@@ -119,7 +119,7 @@ async function servingPeer(peerId: string, corruptChunk?: number, pace?: Pace) {
     log,
     identity: () => ({ peerId, ticketKeys: [ticketKey.publicKey] }),
     source: {
-      layout: (id) => (id === streamId ? { size, chunkSize, chunkCount: count, name } : undefined),
+      layout: (want) => (want === id ? { size, chunkSize, chunkCount: count, name } : undefined),
       holds: () => true,
       read: (_id, start, end) => {
         served.bytes += end - start;
@@ -149,14 +149,20 @@ async function servingPeer(peerId: string, corruptChunk?: number, pace?: Pace) {
 type Peer = Awaited<ReturnType<typeof servingPeer>>;
 
 let nextTransfer = 1;
-function directive(peer: Peer, fetcherId: string, range: ChunkRange, transferId = nextTransfer++): Directive {
+function directive(
+  peer: Peer,
+  fetcherId: string,
+  range: ChunkRange,
+  transferId = nextTransfer++,
+  id = streamId,
+): Directive {
   return {
     transferId,
-    streamId,
+    streamId: id,
     range,
     source: { peerId: peer.peerId, host: "127.0.0.1", port: peer.plane.port, seeder: true },
     ticket: issueTicket(
-      { streamId, range, fetcherId, serverId: peer.peerId, expiresMs: Date.now() + 60_000 },
+      { streamId: id, range, fetcherId, serverId: peer.peerId, expiresMs: Date.now() + 60_000 },
       ticketKey,
     ),
   };
@@ -634,24 +640,32 @@ describe("download() with a scripted tracker", () => {
     let stderr = "";
     full.stdout.on("data", (d: Buffer) => out.push(d));
     full.stderr.on("data", (d) => (stderr += d));
-    assert.equal(await new Promise((r) => full.on("close", r)), 0, stderr);
-    assert.ok(Buffer.concat(out).equals(content), "stdout is the file");
-    assert.equal(stderr, "", "nothing on stderr when it is not a terminal");
+    try {
+      assert.equal(await new Promise((r) => full.on("close", r)), 0, stderr);
+      assert.ok(Buffer.concat(out).equals(content), "stdout is the file");
+      assert.match(
+        stderr,
+        /^dsclient: [\d.]+ MiB to standard output in [\d.]+ s \([\d.]+ MiB\/s\), \d+% from peers\n$/,
+        "without a terminal: one summary line",
+      );
 
-    // The reader takes 1000 bytes and closes the pipe.
-    const early = spawn(process.execPath, [cli, url, "-o", "-", "--listen-host", "127.0.0.1"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let err2 = "";
-    let taken = 0;
-    early.stderr.on("data", (d) => (err2 += d));
-    early.stdout.on("data", (d: Buffer) => {
-      taken += d.length;
-      if (taken >= 1000) early.stdout.destroy();
-    });
-    assert.equal(await new Promise((r) => early.on("close", r)), 0, err2);
-    assert.equal(err2, "", "no message and no stack trace when the reader goes away");
-    tracker.close();
+      // The reader takes 1000 bytes and closes the pipe.
+      const early = spawn(process.execPath, [cli, url, "-o", "-", "--listen-host", "127.0.0.1"], {
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let err2 = "";
+      let taken = 0;
+      early.stderr.on("data", (d) => (err2 += d));
+      early.stdout.on("data", (d: Buffer) => {
+        taken += d.length;
+        if (taken >= 1000) early.stdout.destroy();
+      });
+      assert.equal(await new Promise((r) => early.on("close", r)), 0, err2);
+      assert.doesNotMatch(err2, /Error|\n\s+at /, "no error and no stack trace when the reader goes away");
+      assert.ok(err2.split("\n").filter(Boolean).length <= 1, `at most its summary line: ${err2}`);
+    } finally {
+      tracker.close(); // also when an assertion failed: a server left open keeps the test process alive
+    }
   });
 });
 
@@ -849,5 +863,148 @@ describe("download() re-planning and recovery", () => {
     assert.ok(slow.served.maxActive <= 2, `${slow.served.maxActive} fetches at once`);
     assert.ok(cancelledIds.length >= 3, "directives over the cap were handed back");
     assert.ok(cancelledIds.length < 40, `${cancelledIds.length} hand-backs: no ping-pong`);
+  });
+});
+
+describe("download() with resume (-c)", () => {
+  /** Directives for the chunks a report does not name as verified (the tracker plans the gaps again). */
+  const gapsOf = (peerId: string, verified: ChunkRange[]) => {
+    const out: Directive[] = [];
+    let next = 0;
+    for (const r of [...verified].sort((a, b) => a.first - b.first)) {
+      if (r.first > next) out.push(directive(seeder, peerId, { first: next, last: r.first - 1 }));
+      next = Math.max(next, r.last + 1);
+    }
+    if (next < count) out.push(directive(seeder, peerId, { first: next, last: count - 1 }));
+    return out;
+  };
+
+  /** A first run that gets chunks 0-19 and then stalls (exit 7), with resume: it keeps them. */
+  async function keepPartial(out: string) {
+    const tracker = await scriptedTracker({
+      onJoin: (call, _join, peerId) => {
+        call.write(joined());
+        send(call, directive(seeder, peerId, { first: 0, last: 19 }));
+      },
+    });
+    const err = await download({
+      url: `pdtp://127.0.0.1:${tracker.port}/${name}`,
+      output: out,
+      log,
+      listenHost: "127.0.0.1",
+      stallSeconds: 1,
+      resume: true,
+    }).then(
+      () => assert.fail("the first run stalls"),
+      (e: unknown) => e,
+    );
+    tracker.close();
+    assert.ok(err instanceof DownloadError && err.exitCode === 7, String(err));
+    return err;
+  }
+
+  test("a stalled run keeps FILE.dspart and its record; the next checks the kept chunks and fetches only the rest", async () => {
+    const out = join(dir, "resumed.bin");
+    const err = await keepPartial(out);
+    assert.equal(err.result?.keptPartial, out + ".dspart");
+    const record = JSON.parse(readFileSync(out + ".dsclient", "utf8")) as Record<string, unknown>;
+    assert.deepEqual(record, { dsclient: 1, name, streamId, version, size, chunkSize, chunks: "0-19" });
+
+    // a kept chunk damaged on disk meanwhile: it must not count
+    const part = readFileSync(out + ".dspart");
+    part[5 * chunkSize + 7]! ^= 0xff;
+    writeFileSync(out + ".dspart", part);
+
+    const tracker = await scriptedTracker({
+      onJoin: (call, _join, peerId) => {
+        call.write(joined());
+        send(call, directive(seeder, peerId, { first: 0, last: count - 1 }));
+      },
+      onReports: (call, reports, peerId) => {
+        for (const r of reports) {
+          if (r.outcome === TransferOutcome.TRANSFER_OUTCOME_CANCELLED) send(call, ...gapsOf(peerId, r.verified));
+        }
+      },
+    });
+    const events: unknown[] = [];
+    const servedBefore = seeder.served.bytes;
+    const r = await download({
+      url: `pdtp://127.0.0.1:${tracker.port}/${name}`,
+      output: out,
+      log,
+      listenHost: "127.0.0.1",
+      resume: true,
+      onResume: (e) => events.push(e),
+    });
+    tracker.close();
+    assert.ok(readFileSync(out).equals(content));
+    assert.ok(!existsSync(out + ".dspart") && !existsSync(out + ".dsclient"), "no partial file nor record left");
+    assert.deepEqual(events, [
+      { kind: "resumed", path: out + ".dspart", chunks: 19, bytes: 19 * chunkSize, badChunks: 1 },
+    ]);
+    assert.equal(r.resumedBytes, 19 * chunkSize);
+    assert.equal(r.resumedBadChunks, 1);
+    assert.equal(r.bytesFromSeeders, size - 19 * chunkSize, "the damaged chunk and the rest were fetched");
+    assert.equal(seeder.served.bytes - servedBefore, size - 19 * chunkSize, "nothing kept was served again");
+  });
+
+  test("a stream that changed version since is downloaded from zero, saying why", async () => {
+    const out = join(dir, "changed-since.bin");
+    await keepPartial(out);
+    const v2 = { ...descriptor, streamId: streamIdFor(name, size, 2), version: 2 };
+    const v2Seeder = await servingPeer("seeder-v2", undefined, undefined, v2.streamId);
+    const tracker = await scriptedTracker({
+      onJoin: (call, _join, peerId) => {
+        call.write({ body: { $case: "joined", value: { descriptor: v2, manifest: manifestSignedBy(network, 2) } } });
+        send(call, directive(v2Seeder, peerId, { first: 0, last: count - 1 }, undefined, v2.streamId));
+      },
+    });
+    const events: { kind: string; reason?: string }[] = [];
+    const r = await download({
+      url: `pdtp://127.0.0.1:${tracker.port}/${name}`,
+      output: out,
+      log,
+      listenHost: "127.0.0.1",
+      resume: true,
+      onResume: (e) => events.push(e),
+    }).finally(() => tracker.close());
+    await v2Seeder.plane.close();
+    assert.equal(events.length, 1);
+    assert.equal(events[0]!.kind, "restart");
+    assert.match(
+      events[0]!.reason ?? "",
+      /^"videos\/clip\.bin" changed on the tracker since changed-since\.bin\.dspart was kept \(version 1, \d+ bytes; now version 2, \d+ bytes\): starting from zero$/,
+    );
+    assert.equal(r.resumedBytes, 0);
+    assert.ok(readFileSync(out).equals(content));
+  });
+
+  test("without -c a partial file is removed, and so is a record left by an earlier -c run", async () => {
+    const out = join(dir, "not-resumed.bin");
+    await keepPartial(out);
+    const tracker = await scriptedTracker({ onJoin: (call) => call.write(joined()) });
+    await assert.rejects(
+      download({
+        url: `pdtp://127.0.0.1:${tracker.port}/${name}`,
+        output: out,
+        log,
+        listenHost: "127.0.0.1",
+        stallSeconds: 1,
+      }),
+      (err: unknown) => err instanceof DownloadError && err.exitCode === 7 && err.result?.keptPartial === undefined,
+    );
+    tracker.close();
+    assert.ok(!existsSync(out + ".dspart") && !existsSync(out + ".dsclient"));
+  });
+
+  test("-c with standard output is a usage error (exit 2) before any connection", async () => {
+    await assert.rejects(
+      download({ url: "pdtp://127.0.0.1:1/x.bin", output: "-", log, resume: true }),
+      (err: unknown) =>
+        err instanceof DownloadError &&
+        err.exitCode === 2 &&
+        err.message ===
+          "-c cannot resume a download to standard output: only a regular output file keeps its partial download",
+    );
   });
 });

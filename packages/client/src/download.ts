@@ -48,15 +48,18 @@ import { classifySessionEnd, DownloadError, ExitCode, tlsError } from "./errors.
 import { HashPieceCache, PieceUnavailable } from "./hashPieces.js";
 import { LiveDownload, type LiveHost, type LiveProgress, type LiveResult } from "./liveDownload.js";
 import { resolveOutput, type OutputTarget } from "./outputTarget.js";
-import { openStorage, type Storage } from "./storage.js";
+import { findPartial, recordPath, RecordKeeper, removeRecord, streamHeader } from "./resume.js";
+import { FileStorage, openStorage, type Storage } from "./storage.js";
 import { reportEnd, type TransferState } from "./transfer.js";
 import { VERSION } from "./version.js";
 
 export const AGENT = `dsclient/${VERSION}`;
 
 export interface Progress {
-  /** Bytes verified and held (for a live stream, bytes written). */
+  /** Bytes verified and held (for a live stream, bytes written), those of a resumed partial file included. */
   bytes: number;
+  /** Of `bytes`, those a partial file kept earlier held (-c). */
+  resumedBytes?: number;
   /** The file's size; 0 for a live stream. */
   size: number;
   fromPeers: number;
@@ -106,6 +109,22 @@ export interface DownloadOptions {
   maxDownloadRate?: number;
   /** Bytes per second this peer uploads to other peers at most (default: no limit). */
   maxUploadRate?: number;
+  /** A download limit shared with other downloads (several at once); wins over maxDownloadRate. */
+  downloadLimiter?: RateLimiter;
+  /** An upload limit shared with other downloads; wins over maxUploadRate. */
+  uploadLimiter?: RateLimiter;
+  /**
+   * Resume (dsclient -c). A regular output's partial file is kept when the
+   * download stops before the end, with a record of its chunks beside it
+   * (FILE.dsclient, see resume.ts); one kept earlier is checked chunk by
+   * chunk against the signed manifest and only the rest is fetched. A
+   * stream that changed since starts again from zero (onResume says why).
+   * Refused (exit 2) for standard output, a FIFO or another stream output,
+   * and for a live stream.
+   */
+  resume?: boolean;
+  /** With `resume`: what became of a kept partial download. */
+  onResume?: (e: ResumeEvent) => void;
   /**
    * Fingerprint of the network key to trust (as ?key= in the URL): a tracker
    * offering another key is refused (exit 6), and manifests must be signed
@@ -121,11 +140,30 @@ export interface DownloadOptions {
   signal?: AbortSignal;
 }
 
+/** What became of a partial download kept earlier (DownloadOptions.resume). */
+export type ResumeEvent =
+  /** It was of something else (another version of the stream): the download starts from zero. */
+  | { kind: "restart"; reason: string }
+  /** Its chunks were checked: those that verified are kept, the others are fetched again. */
+  | { kind: "resumed"; path: string; chunks: number; bytes: number; badChunks: number };
+
 export interface DownloadResult {
   /** The file's size; for a live stream, the bytes written. */
   size: number;
+  /** Bytes fetched from other viewers (each chunk counted once). */
   bytesFromPeers: number;
+  /** Bytes fetched from seeders. */
   bytesFromSeeders: number;
+  /** Bytes of a partial download kept earlier (-c) that verified, so were not fetched again. */
+  resumedBytes: number;
+  /** Chunks of a partial download kept earlier that did not verify, so were fetched again. */
+  resumedBadChunks: number;
+  /** Chunks received that failed verification, each reported BAD_DATA (for a live stream: every refusal). */
+  badChunks: number;
+  /** Distinct sources that sent those (the tracker stops using a source after repeated bad data). */
+  badSources: number;
+  /** Set when the download stopped early with `resume`: the partial file kept for the next run. */
+  keptPartial?: string;
   /** Verified bytes that arrived for chunks already held (a range fetched twice, e.g. across a tracker failover). */
   duplicateBytes: number;
   /** From start to completion (lingering excluded). */
@@ -148,6 +186,14 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   const target: OutputTarget = opts.sink
     ? { kind: "stdout", sink: opts.sink }
     : await resolveOutput(opts.output, url.name, opts.cwd ?? process.cwd());
+  if (opts.resume && target.kind !== "file") {
+    const what =
+      target.kind === "stream" ? `${target.path} (a ${target.type})` : (target.sink?.name ?? "standard output");
+    throw new DownloadError(
+      `-c cannot resume a download to ${what}: only a regular output file keeps its partial download`,
+      ExitCode.USAGE,
+    );
+  }
   return new Download(opts, url, target).run();
 }
 
@@ -203,6 +249,15 @@ class Download {
   private fromPeers = 0;
   private fromSeeders = 0;
   private duplicates = 0;
+  private badChunks = 0;
+  private readonly badSources = new Set<string>();
+  /** Set while the chunks of a kept partial file are checked: directives wait (deferred) till then. */
+  private checking: { claimed: RangeSet; next: number } | undefined;
+  private resumedBytes = 0;
+  private resumedBadChunks = 0;
+  /** With -c and a regular output: keeps FILE.dsclient current. */
+  private record: RecordKeeper | undefined;
+  private keptPartial: string | undefined;
   private lastActivity = Date.now();
   private completing = false;
   private completedMs: number | undefined;
@@ -221,7 +276,8 @@ class Download {
     private readonly target: OutputTarget,
   ) {
     this.log = opts.log.child({ stream: url.name });
-    this.downloadLimiter = opts.maxDownloadRate ? new RateLimiter(opts.maxDownloadRate) : undefined;
+    this.downloadLimiter =
+      opts.downloadLimiter ?? (opts.maxDownloadRate ? new RateLimiter(opts.maxDownloadRate) : undefined);
     this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
     this.failed.catch(() => {});
     this.completed = new Promise<void>((resolve) => (this.resolveCompleted = resolve));
@@ -237,6 +293,7 @@ class Download {
     if (this.opts.signal?.aborted) onAbort();
     const watchdog = setInterval(() => this.checkStall(), 1000);
     let ok = false;
+    let failure: unknown;
     try {
       await Promise.race([this.start(), this.failed]);
       await Promise.race([this.sessionLoop(), this.failed]);
@@ -246,11 +303,14 @@ class Download {
       await this.linger();
       return result;
     } catch (err) {
-      throw this.failure ?? err;
+      failure = this.failure ?? err;
+      throw failure;
     } finally {
       clearInterval(watchdog);
       this.opts.signal?.removeEventListener("abort", onAbort);
       await this.shutdown(ok);
+      // the figures until the failure, with the partial file kept for -c (known once shut down)
+      if (failure instanceof DownloadError) failure.result = this.result();
     }
   }
 
@@ -269,7 +329,8 @@ class Download {
           return w ? { peerId: w.peerId, ticketKeys: w.ticketKeys } : undefined;
         },
         log: this.log,
-        uploadLimiter: this.opts.maxUploadRate ? new RateLimiter(this.opts.maxUploadRate) : undefined,
+        uploadLimiter:
+          this.opts.uploadLimiter ?? (this.opts.maxUploadRate ? new RateLimiter(this.opts.maxUploadRate) : undefined),
       });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
@@ -532,16 +593,21 @@ class Download {
       return;
     }
     const layout = { size: b.size, chunkSize: b.chunkSize, chunkCount: manifest.chunkCount };
-    const storage = await openStorage(this.target, layout, {
-      tempDir: this.opts.tempDir ?? tmpdir(),
-      onPosition: (p) => {
-        this.lastActivity = Date.now();
-        this.batcher.setPosition(p);
-      },
-    });
+    const kept = await this.openKept(manifest, layout);
+    const storage =
+      kept?.storage ??
+      (await openStorage(this.target, layout, {
+        tempDir: this.opts.tempDir ?? tmpdir(),
+        onPosition: (p) => {
+          this.lastActivity = Date.now();
+          this.batcher.setPosition(p);
+        },
+      }));
     if (this.failure) {
-      // Failed (or interrupted) while the buffer was being created: leave nothing behind.
-      await storage.discard().catch((err: unknown) => this.log.warn({ err }, "removing the download buffer"));
+      // Failed (or interrupted) while the buffer was being opened: leave nothing new behind.
+      await (kept ? storage.close() : storage.discard()).catch((err: unknown) =>
+        this.log.warn({ err }, "closing the download buffer"),
+      );
       return;
     }
     this.storage = storage;
@@ -553,7 +619,12 @@ class Download {
       (first, count) => this.fetchPieces(manifest.streamId, first, count),
     );
     this.layout = layout;
+    if (kept) this.checking = { claimed: kept.claimed, next: 0 };
+    if (this.target.kind === "file") await this.keepRecord(this.target.path, manifest);
     this.joinAnswered?.();
+    if (kept && storage instanceof FileStorage) {
+      this.checkKept(storage, kept.claimed).catch((err: unknown) => this.fail(err));
+    }
     const inFlight = this.opts.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES;
     this.maxTransfers = Math.max(1, Math.floor(inFlight / b.chunkSize));
     this.log.info(
@@ -564,10 +635,116 @@ class Download {
     this.checkComplete();
   }
 
+  // ---- resume (-c) ---------------------------------------------------------
+
+  /**
+   * With -c and a regular output: the partial file an earlier run kept, with
+   * the chunks its record names (not yet checked), when it is of this
+   * version of the stream. Anything else kept is replaced, and onResume says why.
+   */
+  private async openKept(
+    manifest: Manifest,
+    layout: Layout,
+  ): Promise<{ storage: FileStorage; claimed: RangeSet } | undefined> {
+    if (!this.opts.resume || this.target.kind !== "file") return undefined;
+    const path = this.target.path;
+    const found = await findPartial(path, manifest);
+    if (found.kind === "none") return undefined;
+    if (found.kind === "resume") {
+      const storage = await FileStorage.reopen(path, layout);
+      if (storage instanceof FileStorage) return { storage, claimed: found.claimed };
+      if (storage === undefined) return undefined;
+      this.restart(`${storage}, so it cannot be resumed`);
+    } else this.restart(found.reason);
+    return undefined;
+  }
+
+  private restart(reason: string): void {
+    this.log.warn({ reason }, "partial download not resumed");
+    this.opts.onResume?.({ kind: "restart", reason: `${reason}: starting from zero` });
+  }
+
+  /**
+   * With -c, keeps FILE.dsclient current from now on (the chunks held, and
+   * those kept still to be checked); without, removes one left by an earlier
+   * run, whose partial file the new one replaced.
+   */
+  private async keepRecord(path: string, manifest: Manifest): Promise<void> {
+    if (!this.opts.resume) return removeRecord(recordPath(path));
+    const chunks = () => {
+      const held = this.storage!.held;
+      const c = this.checking;
+      if (!c) return held;
+      const all = new RangeSet(held.ranges());
+      all.addAll(c.claimed.intersect({ first: c.next, last: Number.MAX_SAFE_INTEGER }));
+      return all;
+    };
+    this.record = new RecordKeeper(recordPath(path), streamHeader(manifest), chunks, this.log);
+    await this.record.save();
+  }
+
+  /**
+   * Checks the chunks a kept partial file's record names, one at a time
+   * through one reused buffer: each that hashes as the signed manifest says
+   * counts as held, the others are fetched again. Meanwhile directives wait
+   * (deferred, holding the tracker's transfer slots so it plans no more);
+   * afterwards the tracker hears what is held and plans the rest.
+   */
+  private async checkKept(storage: FileStorage, claimed: RangeSet): Promise<void> {
+    const started = Date.now();
+    const scratch = Buffer.allocUnsafe(this.layout!.chunkSize);
+    let chunks = 0;
+    for (const r of claimed.ranges()) {
+      for (let i = r.first; i <= r.last; i++) {
+        if (this.failure) return;
+        this.checking!.next = i;
+        const piece = await this.keptPiece(i, r.last);
+        if (!piece || this.failure) return;
+        const data = await storage.readChunk(i, scratch);
+        if (piece.matches(i, createHash("sha256").update(data).digest())) {
+          storage.adopt(i);
+          chunks++;
+          this.resumedBytes += data.length;
+          this.heldBytes += data.length;
+        } else this.resumedBadChunks++;
+        this.lastActivity = Date.now();
+        this.progress();
+      }
+    }
+    this.checking = undefined;
+    const e = { path: storage.partPath, chunks, bytes: this.resumedBytes, badChunks: this.resumedBadChunks };
+    this.log.info({ ...e, ms: Date.now() - started }, "kept chunks checked");
+    this.opts.onResume?.({ kind: "resumed", ...e });
+    if (!storage.held.isEmpty) this.batcher.held(storage.held.ranges());
+    this.batcher.setPosition(storage.position());
+    this.releaseDeferred("kept chunks checked");
+    this.record?.changed();
+    this.checkComplete();
+  }
+
+  /** The hash piece for kept chunk `index`; waits while the tracker cannot give it (the stall limit bounds that). */
+  private async keptPiece(index: number, upTo: number): Promise<HashPiece | undefined> {
+    for (;;) {
+      try {
+        return await this.hashes!.pieceFor(index, upTo);
+      } catch (err) {
+        this.pieceFailed(err);
+        if (this.failure) return undefined;
+        await sleep(1000, undefined, { signal: this.stop.signal }).catch(() => {});
+      }
+    }
+  }
+
   /** A live name: the live module takes the stream from here (see liveDownload.ts). */
   private onJoinedLive(joined: Joined): void {
     if (this.manifest) {
       throw new DownloadError(`"${this.url.name}" changed on the tracker during the download`, ExitCode.STALLED);
+    }
+    if (this.opts.resume) {
+      throw new DownloadError(
+        `-c cannot resume "${this.url.name}": it is a live stream, which has no fixed bytes to continue (record it without -c, to a new file)`,
+        ExitCode.USAGE,
+      );
     }
     if (this.live) this.live.rejoined(joined, this.trustedNetworkKeys());
     else {
@@ -651,8 +828,9 @@ class Download {
       report(TransferOutcome.TRANSFER_OUTCOME_CANCELLED, "already held");
       return;
     }
-    if (this.transfers.size >= this.maxTransfers) {
-      // Memory is one chunk buffer per transfer: the tracker re-plans this once a transfer ends.
+    if (this.checking || this.transfers.size >= this.maxTransfers) {
+      // Memory is one chunk buffer per transfer: the tracker re-plans this once a transfer ends
+      // (or the kept chunks are checked).
       this.deferred.push({ directive: d, generation });
       return;
     }
@@ -725,6 +903,7 @@ class Download {
       this.heldBytes += data.length;
       if (t.fromSeeder) this.fromSeeders += data.length;
       else this.fromPeers += data.length;
+      this.record?.changed();
       this.lastActivity = Date.now();
       this.batcher.setPosition(storage.position());
       this.progress();
@@ -761,6 +940,8 @@ class Download {
       return this.endTransfer(t, TransferOutcome.TRANSFER_OUTCOME_CANCELLED, `not verifiable: ${t.unverifiable}`);
     }
     if (t.badChunk !== undefined) {
+      this.badChunks++;
+      this.badSources.add(t.directive.source?.peerId ?? "");
       this.log.warn({ transferId: t.directive.transferId, source: t.directive.source, chunk: t.badChunk }, "bad chunk");
       return this.endTransfer(t, TransferOutcome.TRANSFER_OUTCOME_BAD_DATA, `chunk ${t.badChunk} failed verification`);
     }
@@ -833,6 +1014,7 @@ class Download {
       size: this.layout.size,
       fromPeers: this.fromPeers,
       fromSeeders: this.fromSeeders,
+      resumedBytes: this.resumedBytes,
     });
   }
 
@@ -888,6 +1070,9 @@ class Download {
     const common = {
       durationMs: (this.completedMs ?? Date.now()) - this.started,
       output: this.target.kind === "stdout" ? (this.target.sink?.name ?? "-") : this.target.path,
+      resumedBytes: this.resumedBytes,
+      resumedBadChunks: this.resumedBadChunks,
+      ...(this.keptPartial !== undefined ? { keptPartial: this.keptPartial } : {}),
     };
     if (this.live) {
       const r = this.live.result();
@@ -899,6 +1084,8 @@ class Download {
       bytesFromPeers: this.fromPeers,
       bytesFromSeeders: this.fromSeeders,
       duplicateBytes: this.duplicates,
+      badChunks: this.badChunks,
+      badSources: this.badSources.size,
       streamId: this.manifest?.streamId ?? "",
     };
   }
@@ -942,9 +1129,13 @@ class Download {
     await this.dataPlane?.close().catch((err: unknown) => this.log.warn({ err }, "closing the data plane"));
     this.agent.destroy();
     if (this.storage) {
-      await (ok ? this.storage.close() : this.storage.discard()).catch((err: unknown) =>
+      // With -c a partial file stays, with its record, for the next run to resume.
+      const keep = !ok && this.record !== undefined && this.completedMs === undefined;
+      await (ok || keep ? this.storage.close() : this.storage.discard()).catch((err: unknown) =>
         this.log.warn({ err }, "closing the download buffer"),
       );
+      await this.record?.close(keep);
+      if (keep && this.storage instanceof FileStorage) this.keptPartial = this.storage.partPath;
     }
   }
 }

@@ -1,5 +1,6 @@
 import { status } from "@grpc/grpc-js";
 import { tlsProblem, type TlsProblem } from "@distribustream/tracker-link";
+import type { DownloadResult } from "./download.js";
 
 /**
  * Exit codes of `dsclient`, also carried by every DownloadError so that the
@@ -32,6 +33,8 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 /** A failure of a download, with a one-line message and the exit code the CLI uses. */
 export class DownloadError extends Error {
   override name = "DownloadError";
+  /** What the download did until it stopped, once it had begun (set by download()). */
+  result?: DownloadResult;
   constructor(
     message: string,
     readonly exitCode: number,

@@ -155,6 +155,8 @@ export class LiveDownload {
   private duplicates = 0;
   private ended = false;
   private readonly rejected = Object.fromEntries(LIVE_REJECTIONS.map((r) => [r, 0])) as Record<LiveRejection, number>;
+  /** Sources of the rejected chunks. */
+  private readonly badSources = new Set<string>();
   /** What the data plane serves of this stream: the attested frames held. */
   readonly chunkSource: ChunkSource;
 
@@ -274,6 +276,8 @@ export class LiveDownload {
     bytesFromPeers: number;
     bytesFromSeeders: number;
     duplicateBytes: number;
+    badChunks: number;
+    badSources: number;
     live: LiveResult;
   } {
     const sorted = [...this.delays].sort((a, b) => a - b);
@@ -281,6 +285,8 @@ export class LiveDownload {
       bytesFromPeers: this.fromPeers,
       bytesFromSeeders: this.fromSeeders,
       duplicateBytes: this.duplicates,
+      badChunks: Object.values(this.rejected).reduce((a, b) => a + b, 0),
+      badSources: this.badSources.size,
       live: {
         chunksWritten: this.written,
         skipped: this.skipped,
@@ -465,6 +471,7 @@ export class LiveDownload {
   private transferFailed(t: LiveTransfer, err: unknown): void {
     if (err instanceof LiveChunkError) {
       this.rejected[err.reason]++;
+      this.badSources.add(t.directive.source?.peerId ?? "");
       this.host.batcher.rejectedChunk(err.reason);
       const d = t.directive;
       this.host.log.warn(

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { RangeSet } from "@distribustream/pdtp";
 import { BufferFile, type Layout } from "./bufferFile.js";
-import { DownloadError, outputError } from "./errors.js";
+import { DownloadError, ioError, outputError } from "./errors.js";
 import { InOrderWriter } from "./inOrderWriter.js";
 import { endOutput, PART_SUFFIX, type OutputTarget } from "./outputTarget.js";
 
@@ -45,8 +45,12 @@ export async function openStorage(target: OutputTarget, layout: Layout, opts: St
   return StreamStorage.open(target, layout, opts);
 }
 
-/** A regular file: chunks go to `<path>.dspart` at their offsets, renamed to `<path>` when complete. */
-class FileStorage implements Storage {
+/**
+ * A regular file: chunks go to `<path>.dspart` at their offsets, renamed to
+ * `<path>` when complete. `close()` keeps a partial `.dspart` (for -c, see
+ * resume.ts); `discard()` removes it.
+ */
+export class FileStorage implements Storage {
   readonly held = new RangeSet();
   readonly failed = new Promise<never>(() => {});
   private done = false;
@@ -60,8 +64,35 @@ class FileStorage implements Storage {
     return new FileStorage(await BufferFile.create(path + PART_SUFFIX, layout, { anonymous: false }), path);
   }
 
+  /**
+   * The `<path>.dspart` an interrupted download kept, holding nothing until
+   * its chunks are checked and `adopt`ed; undefined when there is none, a
+   * reason when it cannot be resumed (see BufferFile.reopen).
+   */
+  static async reopen(path: string, layout: Layout): Promise<FileStorage | string | undefined> {
+    const file = await BufferFile.reopen(path + PART_SUFFIX, layout);
+    return file instanceof BufferFile ? new FileStorage(file, path) : file;
+  }
+
   get outputName(): string {
     return this.finalPath;
+  }
+
+  /** The partial file, `<path>.dspart` until complete. */
+  get partPath(): string {
+    return this.file.path;
+  }
+
+  /** Reads chunk `index` back, into `scratch` when it is large enough (to check a kept chunk). */
+  readChunk(index: number, scratch?: Buffer): Promise<Buffer> {
+    return this.file.readChunk(index, scratch).catch((err: unknown) => {
+      throw ioError(err, "reading", this.file.path);
+    });
+  }
+
+  /** Counts chunk `index`, already in the file and checked against the manifest, as held. */
+  adopt(index: number): void {
+    this.held.add({ first: index, last: index });
   }
 
   position(): number {
