@@ -274,7 +274,7 @@ describe("healthcheck, the dashboard's token file and distribustream dsclient", 
     assert.match(usage.err, /^dsclient: unknown option '--no-such-option'/);
     const help = await ds(dir, ["dsclient", "--help"]);
     assert.equal(help.code, 0);
-    assert.match(help.out, /^Usage: dsclient \[options\] <url>/);
+    assert.match(help.out, /^Usage: dsclient \[options\] <url\.\.\.>/);
     assert.match(help.out, /Exit codes:/);
   });
 });

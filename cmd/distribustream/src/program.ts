@@ -369,7 +369,7 @@ program
   .description(
     "download or watch a stream: the dsclient command (distribustream dsclient --help lists its options and exit codes)",
   )
-  .usage("[dsclient options] <pdtp://HOST[:PORT]/NAME>")
+  .usage("[dsclient options] <pdtp://HOST[:PORT]/NAME...>")
   .helpOption(false)
   .allowUnknownOption()
   .allowExcessArguments()

@@ -660,7 +660,7 @@ class Download {
   }
 
   private restart(reason: string): void {
-    this.log.warn({ reason }, "partial download not resumed");
+    this.log.info({ reason }, "partial download not resumed");
     this.opts.onResume?.({ kind: "restart", reason: `${reason}: starting from zero` });
   }
 
@@ -819,9 +819,9 @@ class Download {
       this.log.warn({ transferId: d.transferId }, "duplicate directive ignored");
       return;
     }
-    // Fetch only from the first to the last chunk not yet held, nor on its way in a transfer
-    // of a lost session (the new session's tracker does not know of those; should one fail,
-    // its chunks are missing from this transfer's report, and so planned again).
+    // Fetch only the chunks not yet held, nor on their way in a transfer of a lost session
+    // (the new session's tracker does not know of those; should one fail, its chunks are
+    // missing from this transfer's report, and so planned again).
     const gaps = [...this.heldOrComing().gaps(d.range)];
     if (gaps.length === 0) {
       // The tracker credits `verified` on CANCELLED: it learns we hold the range and plans it no more.
@@ -854,19 +854,30 @@ class Download {
     this.transfers.set(key, t);
     // the hashes of the range are fetched while its first bytes are on their way
     this.hashes!.prefetch(range.first, range.last).catch((err: unknown) => this.pieceFailed(err));
-    fetchChunks({
-      host: d.source.host,
-      port: d.source.port,
-      streamId: m.streamId,
-      range,
-      ticket: d.ticket,
-      sessionKey: this.sessionKey,
-      layout: { size: m.body.size, chunkSize: m.body.chunkSize },
-      onChunk: (index, data) => this.onChunk(t, index, data),
-      signal: t.abort.signal,
-      agent: this.agent,
-      timeoutMs: FETCH_TIMEOUT_MS,
-    }).then(
+    const source = d.source;
+    const ticket = d.ticket;
+    // One request per run of missing chunks, in turn (on one keep-alive connection): chunks held
+    // between them (kept by a resumed download, or fetched before a tracker failover) are not sent again.
+    const fetchGaps = async () => {
+      for (const gap of gaps) {
+        for (const still of [...storage.held.gaps(gap)]) {
+          await fetchChunks({
+            host: source.host,
+            port: source.port,
+            streamId: m.streamId,
+            range: still,
+            ticket,
+            sessionKey: this.sessionKey,
+            layout: { size: m.body.size, chunkSize: m.body.chunkSize },
+            onChunk: (index, data) => this.onChunk(t, index, data),
+            signal: t.abort.signal,
+            agent: this.agent,
+            timeoutMs: FETCH_TIMEOUT_MS,
+          });
+        }
+      }
+    };
+    fetchGaps().then(
       () => this.endTransfer(t, TransferOutcome.TRANSFER_OUTCOME_OK, ""),
       (err: unknown) => this.transferFailed(t, err),
     );

@@ -68,8 +68,10 @@ export class Reporter {
 
   /** A line on stderr (above the bars while there are some). */
   line(text: string): void {
-    if (this.multi) this.multi.log(text + "\n");
-    else process.stderr.write(text + "\n");
+    if (this.multi) {
+      this.multi.log(text + "\n");
+      this.multi.update(); // written now: a MultiBar flushes its log only when it redraws, not when stopped
+    } else process.stderr.write(text + "\n");
   }
 
   json(event: Record<string, unknown>): void {
