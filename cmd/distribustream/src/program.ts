@@ -150,12 +150,7 @@ common(
     .option("--dashboard-port <n>", "dashboard port (default 6087; 0 = any free port)")
     .option("--dashboard-auth-token <token>", DASHBOARD_HELP.token)
     .option("--dashboard-auth-file <file>", 'file with one "user:password" line: HTTP basic auth'),
-).action(
-  run(async () => {
-    const [p, c] = await services();
-    return [p.preflightUp, c.runUp] as const;
-  }),
-);
+).action(run((p, c) => [p.preflightUp, c.runUp] as const));
 
 common(
   program
@@ -209,12 +204,7 @@ common(
       "use every viewer as a source without first checking that its data port accepts a connection from the tracker (a trusted LAN where every peer reaches every other)",
     )
     .option("--require-keys", REQUIRE_KEYS_HELP("--ticket-key")),
-).action(
-  run(async () => {
-    const [p, c] = await services();
-    return [p.preflightTracker, c.runTracker] as const;
-  }),
-);
+).action(run((p, c) => [p.preflightTracker, c.runTracker] as const));
 
 common(
   program
@@ -233,12 +223,7 @@ common(
       "Ed25519 PEM network key; created if missing unless --require-keys (default .distribustream/network-key.pem)",
     )
     .option("--require-keys", REQUIRE_KEYS_HELP("--network-key")),
-).action(
-  run(async () => {
-    const [p, c] = await services();
-    return [p.preflightChecksum, c.runChecksum] as const;
-  }),
-);
+).action(run((p, c) => [p.preflightChecksum, c.runChecksum] as const));
 
 common(
   program
@@ -260,12 +245,7 @@ common(
       "--checksum-metrics <url>",
       "http://HOST:PORT of the checksum service's metrics server (its --metrics-port): show its health and hash rate",
     ),
-).action(
-  run(async () => {
-    const [p, c] = await services();
-    return [p.preflightDashboard, c.runDashboard] as const;
-  }),
-);
+).action(run((p, c) => [p.preflightDashboard, c.runDashboard] as const));
 
 common(
   program
@@ -313,12 +293,7 @@ common(
     )
     .option("--token <token>", "seeder token issued by the operator (prefer --token-file or DS_SEEDER_TOKEN)")
     .option("--token-file <file>", "file holding the seeder token, e.g. a mounted Kubernetes Secret"),
-).action(
-  run(async () => {
-    const [p, c] = await services();
-    return [p.preflightSeeder, c.runSeeder] as const;
-  }),
-);
+).action(run((p, c) => [p.preflightSeeder, c.runSeeder] as const));
 
 const TOKENS_FILE_HELP = "credentials file (also DS_SEEDER_TOKENS; default .distribustream/seeder-tokens)";
 const seederToken = program
@@ -451,15 +426,16 @@ type Flags = Record<string, unknown>;
  * only the preflight runs. A ConfigError exits 2 with its message.
  */
 function run<P extends { cfg: object }>(
-  load: () => Promise<
-    readonly [
-      preflight: (flags: Flags, confFile: string | undefined, env: NodeJS.ProcessEnv) => P,
-      start: (plan: P) => Promise<void>,
-    ]
-  >,
+  pick: (
+    preflights: typeof import("./preflight.js"),
+    starts: typeof import("./commands.js"),
+  ) => readonly [
+    preflight: (flags: Flags, confFile: string | undefined, env: NodeJS.ProcessEnv) => P,
+    start: (plan: P) => Promise<void>,
+  ],
 ) {
   return async (opts: Flags) => {
-    const [preflight, start] = await load();
+    const [preflight, start] = pick(...(await services()));
     const { conf, checkConfig, ...flags } = opts;
     try {
       const plan = preflight(flags, conf as string | undefined, process.env);
