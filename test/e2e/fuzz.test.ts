@@ -14,9 +14,7 @@ test(
   "1,000 fuzzed inputs per public entry point: clear refusals, no crash, still serving",
   { timeout: 600_000 },
   async () => {
-    // Messages over the tracker's 64 KiB limit are left to the long campaign (npm run fuzz): a session the
-    // tracker refuses while such a message arrives sometimes never gets its status (an open defect, issue 17).
-    const report = await fuzz({ entries: ENTRIES, runs: 1000, seed: 17, pdtpMaxFrameBytes: 60 * 1024 });
+    const report = await fuzz({ entries: ENTRIES, runs: 1000, seed: 17 });
     assert.deepEqual(report.problems, []);
     for (const e of report.entries) {
       assert.ok(e.inputs >= 1000, `${e.entry}: ${e.inputs} inputs`);

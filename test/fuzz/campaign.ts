@@ -62,6 +62,8 @@ export const MAX_HEAP_GROWTH_BYTES = 32 * 1024 * 1024;
 export const MAX_RSS_GROWTH_BYTES = 96 * 1024 * 1024;
 
 const SEGMENTS = 10;
+/** Time spent shrinking a failing input before the smallest found so far is reported. */
+const SHRINK_BUDGET_MS = 60_000;
 
 /**
  * Runs `runs` inputs of `entry` (at least one per worker per tenth), in ten
@@ -80,19 +82,29 @@ export async function campaign<T>(
   let slowest = 0;
   const started = performance.now();
   const perWorker = Math.max(1, Math.round(runs / SEGMENTS / entry.concurrency));
-  const property = fc.asyncProperty(entry.arbitrary, async (input) => {
-    const t0 = performance.now();
-    try {
-      const label = await entry.run(input);
-      outcomes[label] = (outcomes[label] ?? 0) + 1;
-    } finally {
-      slowest = Math.max(slowest, performance.now() - t0);
-    }
-  });
+  // one property per fast-check run: once it failed, its shrinking is bounded in time (a hang costs
+  // its whole timeout per try), after which every further candidate passes and the smallest failing
+  // input found so far is the one reported
+  const property = () => {
+    let failedAt: number | undefined;
+    return fc.asyncProperty(entry.arbitrary, async (input) => {
+      if (failedAt !== undefined && performance.now() - failedAt > SHRINK_BUDGET_MS) return;
+      const t0 = performance.now();
+      try {
+        const label = await entry.run(input);
+        outcomes[label] = (outcomes[label] ?? 0) + 1;
+      } catch (err) {
+        failedAt ??= performance.now();
+        throw err;
+      } finally {
+        slowest = Math.max(slowest, performance.now() - t0);
+      }
+    });
+  };
   for (let s = 0; s < SEGMENTS; s++) {
     const results = await Promise.all(
       Array.from({ length: entry.concurrency }, (_, w) =>
-        fc.check(property, { numRuns: perWorker, seed: seed + s * 1000 + w, maxSkipsPerRun: 0 }),
+        fc.check(property(), { numRuns: perWorker, seed: seed + s * 1000 + w, maxSkipsPerRun: 0 }),
       ),
     );
     for (const r of results) {

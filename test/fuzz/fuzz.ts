@@ -33,8 +33,6 @@ export async function fuzz(o: {
   entries: readonly EntryName[];
   runs: number;
   seed: number;
-  /** Largest PDTP message sent (default: any, past the tracker's 64 KiB limit). */
-  pdtpMaxFrameBytes?: number;
   log?: (m: string) => void;
 }): Promise<FuzzReport> {
   const log = o.log ?? (() => {});
@@ -48,7 +46,7 @@ export async function fuzz(o: {
       for (const e of network) {
         reports.push(
           e === "pdtp"
-            ? await campaign(pdtpEntry(t, 8, o.pdtpMaxFrameBytes), o.runs, o.seed, log)
+            ? await campaign(pdtpEntry(t), o.runs, o.seed, log)
             : await campaign(dataPlaneEntry(t), o.runs, o.seed, log),
         );
       }

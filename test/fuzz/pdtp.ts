@@ -64,7 +64,7 @@ const enc = (m: PeerMessage) => Buffer.from(PeerMessage.encode(m).finish());
  * call must end with OK or a refusal status whose message says what was
  * wrong, within ANSWER_TIMEOUT_MS, and every answer must decode.
  */
-export function pdtpEntry(t: Target, concurrency = 8, maxFrameBytes = Infinity): Entry<PdtpInput> {
+export function pdtpEntry(t: Target, concurrency = 8): Entry<PdtpInput> {
   const streamId = t.descriptor.streamId;
   const chunks = t.descriptor.chunkCount;
   const ctx: Ctx = { known: [t.name, streamId, `${t.name}x`, "demo-live", streamId.slice(1)] };
@@ -104,10 +104,7 @@ export function pdtpEntry(t: Target, concurrency = 8, maxFrameBytes = Infinity):
     kind: fc.constant("session" as const),
     prelude: fc.constantFrom<Prelude>("none", "viewer", "viewer+join", "viewer+join", "seeder"),
     dataPort: fc.constantFrom(0, 0, 1, 65535),
-    frames: fc.array(
-      frame.filter((f) => f.length <= maxFrameBytes),
-      { minLength: 1, maxLength: 6 },
-    ),
+    frames: fc.array(frame, { minLength: 1, maxLength: 6 }),
   });
   const unaryBytes = (type: string) =>
     fc.oneof(

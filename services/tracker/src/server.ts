@@ -26,6 +26,7 @@ import type { TrackerMetrics } from "./metrics.js";
 import { hostFromPeer } from "./peerAddress.js";
 import { toPeerStatus } from "./peerErrors.js";
 import type { Session } from "./session.js";
+import { dropAnswersAfterStatus } from "./statusGuard.js";
 
 export const TRACKER_SERVICE_NAME = "pdtp.v1.Tracker";
 /**
@@ -97,6 +98,7 @@ export class TrackerServer {
       "grpc.keepalive_time_ms": 20_000,
       "grpc.keepalive_timeout_ms": 10_000,
       "grpc.keepalive_permit_without_calls": 1,
+      interceptors: [dropAnswersAfterStatus],
     });
   }
 

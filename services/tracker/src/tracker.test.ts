@@ -255,6 +255,33 @@ describe("tracker over real gRPC", () => {
     await expectStatus(p, grpc.status.RESOURCE_EXHAUSTED);
   });
 
+  it("an oversized message while the tracker is answering a session still ends it with RESOURCE_EXHAUSTED", async () => {
+    // grpc-js ends such a call itself; a Join's answers written meanwhile used to leave it with no status at all
+    const sessions = await Promise.all(
+      Array.from({ length: 24 }, async () => {
+        const p = peer();
+        await p.hello(PeerRole.PEER_ROLE_VIEWER, 0); // the answers' headers are sent
+        p.send({
+          $case: "join",
+          value: { name: "movies/big.bin", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 },
+        });
+        p.send({
+          $case: "join",
+          value: { name: "x".repeat(70 * 1024), mode: WantMode.WANT_MODE_BULK, have: [], position: 0 },
+        });
+        p.call.end();
+        return p;
+      }),
+    );
+    const noStatus = Symbol("no status");
+    for (const p of sessions) {
+      const st = await Promise.race([p.ended, new Promise((r) => setTimeout(() => r(noStatus), 10_000).unref())]);
+      assert.notEqual(st, noStatus, "a session got no status within 10 s");
+      const s = st as grpc.StatusObject;
+      assert.equal(s.code, grpc.status.RESOURCE_EXHAUSTED, `got ${grpc.status[s.code]}: ${s.details}`);
+    }
+  });
+
   it("a message before Hello ends the session with INVALID_ARGUMENT", async () => {
     const p = peer();
     p.send({ $case: "join", value: { name: "movies/big.bin", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 } });
