@@ -229,12 +229,12 @@ export interface Ctx {
   known: readonly string[];
 }
 
-const wrongWireType = (n: number, ctx: Ctx): fc.Arbitrary<WireField> =>
+const wrongWireType = (n: number, ctx: Ctx, huge = true): fc.Arbitrary<WireField> =>
   fc.oneof(
     u64Value().map((v): WireField => ({ n, wt: 0, v })),
     u64Value().map((v): WireField => ({ n, wt: 1, v })),
     fc.nat().map((v): WireField => ({ n, wt: 5, v })),
-    stringValue(ctx.known).map((s): WireField => ({ n, wt: 2, bytes: Buffer.from(s) })),
+    stringValue(ctx.known, huge).map((s): WireField => ({ n, wt: 2, bytes: Buffer.from(s) })),
   );
 
 /** A field of its own type with an absurd value (values up to 70 KB only outside repeated nested messages). */
@@ -269,32 +269,34 @@ export function message(type: string, ctx: Ctx, depth = 0): fc.Arbitrary<Buffer>
   const specs = SCHEMA[type];
   if (!specs) throw new Error(`no schema for ${type}`);
   const fieldArb = (spec: FieldSpec): fc.Arbitrary<WireField[]> => {
-    const one: fc.Arbitrary<WireField> =
+    // values up to 70 KB only once in the outer message
+    const element = (huge: boolean): fc.Arbitrary<WireField> =>
       spec.t === "msg"
         ? depth > 3
           ? fc.constant<WireField>({ n: spec.n, wt: 2, bytes: Buffer.alloc(0) })
           : message(spec.msg!, ctx, depth + 1).map((bytes): WireField => ({ n: spec.n, wt: 2, bytes }))
-        : scalarField(spec, ctx, depth === 0);
-    // thousands of elements only of a small one (a range, a number): a message stays under ~0.5 MB
-    const small = spec.t !== "msg" || spec.msg === "ChunkRange";
+        : scalarField(spec, ctx, huge);
+    // thousands of elements only of a small one (a range, a number), and only in the outer message (257
+    // reports of 20,000 ranges each would be gigabytes): a message stays under ~25 MB
+    const small = (spec.t !== "msg" && spec.t !== "string" && spec.t !== "bytes") || spec.msg === "ChunkRange";
+    const many =
+      depth > 0 ? fc.constantFrom(5, 8) : small ? fc.constantFrom(4096, 4097, 20_000) : fc.constantFrom(64, 65, 257);
     const count = spec.repeated
-      ? fc.oneof(
-          { weight: 6, arbitrary: fc.nat({ max: 4 }) },
-          { weight: 1, arbitrary: small ? fc.constantFrom(4096, 4097, 20_000) : fc.constantFrom(64, 65, 257) },
-        )
+      ? fc.oneof({ weight: 6, arbitrary: fc.nat({ max: 4 }) }, { weight: 1, arbitrary: many })
       : fc.oneof({ weight: 8, arbitrary: fc.nat({ max: 1 }) }, { weight: 1, arbitrary: fc.constant(2) });
     return fc.oneof(
       {
         weight: 12,
-        arbitrary: count.chain((k) =>
-          k > 64 ? one.map((f) => Array<WireField>(k).fill(f)) : fc.array(one, { minLength: k, maxLength: k }),
-        ),
+        arbitrary: count.chain((k) => {
+          const one = element(depth === 0 && k <= 1);
+          return k > 64 ? one.map((f) => Array<WireField>(k).fill(f)) : fc.array(one, { minLength: k, maxLength: k });
+        }),
       },
-      { weight: 1, arbitrary: wrongWireType(spec.n, ctx).map((f) => [f]) },
+      { weight: 1, arbitrary: wrongWireType(spec.n, ctx, depth === 0).map((f) => [f]) },
     );
   };
   const unknown = fc.array(
-    fc.nat({ max: 536_870_911 }).chain((n) => wrongWireType(Math.max(1, n), ctx)),
+    fc.nat({ max: 536_870_911 }).chain((n) => wrongWireType(Math.max(1, n), ctx, depth === 0)),
     { maxLength: 2 },
   );
   return fc
