@@ -44,11 +44,16 @@ export async function fuzz(o: {
     const t: Target = await startTarget();
     try {
       for (const e of network) {
-        reports.push(
-          e === "pdtp"
-            ? await campaign(pdtpEntry(t), o.runs, o.seed, log)
-            : await campaign(dataPlaneEntry(t), o.runs, o.seed, log),
-        );
+        try {
+          reports.push(
+            e === "pdtp"
+              ? await campaign(pdtpEntry(t), o.runs, o.seed, log)
+              : await campaign(dataPlaneEntry(t), o.runs, o.seed, log),
+          );
+        } catch (err) {
+          out.push(`${e}: the campaign stopped: ${(err as Error).message}`);
+          break;
+        }
       }
       const stillRunning = t.proc.child.exitCode === null && t.proc.child.signalCode === null;
       const dl = stillRunning ? await wellBehavedDownload(t) : { exitCode: -1, identical: false, stderr: "" };

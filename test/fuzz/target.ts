@@ -122,6 +122,13 @@ export function rssOf(pid: number): number {
  * apart (a reading between two collections says little about what is kept).
  */
 export async function sampleTarget(t: Target, inputs: number): Promise<MemorySample> {
+  const { exitCode, signalCode } = t.proc.child;
+  if (exitCode !== null || signalCode !== null) {
+    throw new Error(
+      `the system's process died during the campaign (exit ${exitCode ?? signalCode}); its last output:\n` +
+        (t.proc.stdout() + t.proc.stderr()).slice(-4000),
+    );
+  }
   let rss = Infinity;
   let heap = Infinity;
   for (let i = 0; i < 4; i++) {
