@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { Browser } from "playwright-core";
 import { redisForTests, type TestRedis } from "@distribustream/swarm-store/testing";
-import { cellValue, launchChromium, openPage, screenshot, until } from "../support/browser.js";
+import { cellValue, launchChromium, misalignedCells, openPage, screenshot, until } from "../support/browser.js";
 import { DISTRIBUSTREAM, DSCLIENT, freePorts, metric, startNode, type Proc } from "../support/procs.js";
 import { Services } from "../support/services.js";
 
@@ -163,6 +163,7 @@ describe("dashboard of distribustream up", { timeout: 90_000 }, () => {
     const offload = Number(await cellValue(page, row("film.bin"), "offload"));
     assert.equal(offload, Math.round((agreed.page.peerBytes / total) * 10_000) / 100);
     await screenshot(page, "dashboard-streams");
+    assert.deepEqual(await misalignedCells(page), [], "every column's cells aligned as its header");
 
     // the file's page: its peers, the strip, the charts, what happened
     await page.click(`${row("film.bin")} a`);
@@ -187,6 +188,7 @@ describe("dashboard of distribustream up", { timeout: 90_000 }, () => {
     assert.ok(strip[0]! > 100, "the availability strip is drawn");
     assert.deepEqual(strip.slice(1), [0x9c, 0xcc, 0x65], "the last chunks have 3 copies (light green)");
     await screenshot(page, "dashboard-stream-file");
+    assert.deepEqual(await misalignedCells(page), [], "every column's cells aligned as its header");
 
     // the live stream's page: its edge moves, its viewer's delay shows
     await page.goto(`${base}/`);
@@ -204,6 +206,7 @@ describe("dashboard of distribustream up", { timeout: 90_000 }, () => {
       15_000,
     );
     await screenshot(page, "dashboard-stream-live");
+    assert.deepEqual(await misalignedCells(page), [], "every column's cells aligned as its header");
 
     await page.goto(`${base}/fleet`);
     await page.waitForSelector('#replicas tr[data-replica-id] td[data-field="alive"][data-value="true"]');
@@ -213,6 +216,7 @@ describe("dashboard of distribustream up", { timeout: 90_000 }, () => {
       (v) => v === "true",
     );
     await screenshot(page, "dashboard-fleet");
+    assert.deepEqual(await misalignedCells(page), [], "every column's cells aligned as its header");
     assert.deepEqual(problems, [], "no script error, no Content-Security-Policy refusal");
     await page.close();
   });

@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -150,6 +159,31 @@ describe("dsclient command line: -c, --json, several URLs", { timeout: 300_000 }
     const s = summaryOf(c);
     assert.equal(s.resumedBadChunks, 1);
     assert.equal(s.bytes + s.resumedBytes, size);
+  });
+
+  test("-c on a complete FILE checks it and fetches nothing; a damaged chunk of it is fetched again", async () => {
+    copyFileSync(join(dir, "media/films/c.bin"), join(dir, "c-done.bin"));
+    const ofC = { stream: (await describeStream(`127.0.0.1:${port}`, "films/c.bin")).streamId };
+    const egressBefore = await metric(metricsUrl, "pdtp_dataplane_sent_bytes_total", ofC);
+    const c = dsclient([url("films/c.bin"), "-o", "c-done.bin", "-c", "--json"]);
+    assert.equal(await c.exited, 0, c.stderr());
+    const s = summaryOf(c);
+    assert.deepEqual([s.bytes, s.resumedBytes, s.resumedBadChunks], [0, size, 0], c.stderr());
+    const egress = (await metric(metricsUrl, "pdtp_dataplane_sent_bytes_total", ofC)) - egressBefore;
+    assert.equal(egress, 0, "the seeder sent nothing");
+    assert.equal(await sha256File(join(dir, "c-done.bin")), shas.get("films/c.bin"));
+    assert.ok(!existsSync(join(dir, "c-done.bin.dspart")) && !existsSync(join(dir, "c-done.bin.dsclient")));
+
+    const file = readFileSync(join(dir, "c-done.bin"));
+    file[size - 5]! ^= 0xff;
+    writeFileSync(join(dir, "c-done.bin"), file);
+    const again = dsclient([url("films/c.bin"), "-o", "c-done.bin", "-c", "--json"]);
+    assert.equal(await again.exited, 0, again.stderr());
+    const s2 = summaryOf(again);
+    assert.equal(s2.resumedBadChunks, 1);
+    assert.equal(s2.bytes + s2.resumedBytes, size);
+    assert.ok(s2.bytes > 0 && s2.bytes <= size / 8, `only the damaged chunk fetched (${s2.bytes} bytes)`);
+    assert.equal(await sha256File(join(dir, "c-done.bin")), shas.get("films/c.bin"));
   });
 
   test("a stream that changed version since the interruption is downloaded from zero, with a line saying so", async () => {

@@ -49,6 +49,30 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   return path;
 }
 
+/**
+ * Cells of the page's tables aligned unlike their column's header (as the
+ * browser lays them out), as `#BODY-ID column "HEADER": header right, cell left`.
+ */
+export async function misalignedCells(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const out: string[] = [];
+    for (const table of Array.from(document.querySelectorAll("table"))) {
+      const heads = Array.from(table.querySelectorAll("thead th"));
+      for (const tr of Array.from(table.querySelectorAll("tbody tr"))) {
+        const cells = Array.from(tr.children);
+        if (cells.length !== heads.length) continue; // a placeholder row spanning the table
+        cells.forEach((td, i) => {
+          const want = getComputedStyle(heads[i]!).textAlign;
+          const got = getComputedStyle(td).textAlign;
+          const line = `#${table.tBodies[0]?.id} column "${heads[i]!.textContent}": header ${want}, cell ${got}`;
+          if (want !== got && !out.includes(line)) out.push(line);
+        });
+      }
+    }
+    return out;
+  });
+}
+
 /** The exact value (data-value) of a cell of a row of the table: `field` of the row whose `rowAttr` is `key`. */
 export async function cellValue(page: Page, rowSelector: string, field: string): Promise<string | null> {
   return page

@@ -54,3 +54,24 @@ test("commander's usage errors are bad usage: exit 2, with the reason", async ()
   assert.equal(help.code, 0);
   assert.match(help.out, /\nExit status:\n {2}0 {2}done/);
 });
+
+test("help into a pipe whose reader is gone (`--help | head -1`) exits 0 without a trace", async () => {
+  const closed = (script: string, args: string[]) =>
+    new Promise<{ code: number | null; err: string }>((resolve) => {
+      const child = spawn(process.execPath, [script, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+      child.stdout.destroy(); // the reader exits before the first write
+      let err = "";
+      child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
+      child.on("close", (code) => resolve({ code, err }));
+    });
+  const dsclient = bin("../../packages/client/bin/dsclient.js");
+  for (const [script, args] of [
+    [bin("bin/distribustream.js"), ["--help"]],
+    [bin("bin/distribustream.js"), ["up", "--help"]],
+    [bin("bin/distribustream.js"), ["dsclient", "--help"]],
+    [dsclient, ["--help"]],
+    [dsclient, ["ls", "--help"]],
+  ] as const) {
+    assert.deepEqual(await closed(script, [...args]), { code: 0, err: "" }, `${args.join(" ")}`);
+  }
+});

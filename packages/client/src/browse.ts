@@ -92,7 +92,6 @@ Examples:
  */
 export async function runBrowse(argv: readonly string[]): Promise<number> {
   const [name, ...rest] = argv;
-  process.stdout.on("error", () => {}); // `dsclient ls | head -1`: a reader gone early is no crash
   const cmd = name === "ls" ? lsCommand() : infoCommand();
   new Command("dsclient").addCommand(cmd); // its help says "dsclient ls"
   try {

@@ -157,6 +157,8 @@ function program(): Command {
  * SIGINT/SIGTERM, stdin (for -i -), stdout and stderr.
  */
 export async function runDsclient(argv: readonly string[]): Promise<number> {
+  // `dsclient --help | head -1`: a reader gone early is no crash (a download to stdout sees it in its writes)
+  process.stdout.on("error", () => {});
   ignoreIpServernameWarning();
   if (isBrowseCommand(argv[0])) return runBrowse(argv);
   const cmd = program();

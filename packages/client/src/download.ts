@@ -48,7 +48,7 @@ import { classifySessionEnd, DownloadError, ExitCode, tlsError } from "./errors.
 import { HashPieceCache, PieceUnavailable } from "./hashPieces.js";
 import { LiveDownload, type LiveHost, type LiveProgress, type LiveResult } from "./liveDownload.js";
 import { resolveOutput, type OutputTarget } from "./outputTarget.js";
-import { findPartial, recordPath, RecordKeeper, removeRecord, streamHeader } from "./resume.js";
+import { findPartial, recordPath, RecordKeeper, removeRecord, streamHeader, wholeAsPartial } from "./resume.js";
 import { FileStorage, openStorage, type Storage } from "./storage.js";
 import { reportEnd, type TransferState } from "./transfer.js";
 import { VERSION } from "./version.js";
@@ -650,7 +650,12 @@ class Download {
     const path = this.target.path;
     const found = await findPartial(path, manifest);
     if (found.kind === "none") return undefined;
-    if (found.kind === "resume") {
+    if (found.kind === "whole") {
+      // FILE becomes the partial file whose every chunk is to be checked (an interruption keeps it as such)
+      this.log.info({ path }, "checking the file already there");
+      await wholeAsPartial(path);
+    }
+    if (found.kind === "resume" || found.kind === "whole") {
       const storage = await FileStorage.reopen(path, layout);
       if (storage instanceof FileStorage) return { storage, claimed: found.claimed };
       if (storage === undefined) return undefined;

@@ -1,4 +1,4 @@
-import { lstat, readFile, rename, unlink, writeFile } from "node:fs/promises";
+import { lstat, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { RangeSet, type Manifest } from "@distribustream/pdtp";
 import type { Logger } from "@distribustream/runtime/log";
@@ -13,6 +13,9 @@ import { PART_SUFFIX } from "./outputTarget.js";
  * checks each recorded chunk against the signed manifest, as it checks a
  * chunk on receipt, and fetches only the rest. The record is a hint, never
  * trusted: a chunk counts only once its bytes in the file hash right.
+ * With no partial file but FILE itself there at the stream's size (a
+ * finished download, or one copied from elsewhere), -c checks every chunk of
+ * FILE the same way: a complete, correct FILE is fetched from no one.
  */
 
 /** Suffix of the record beside a kept partial file. */
@@ -54,7 +57,9 @@ export type KeptPartial =
   /** There is a partial download, but of something else: it is replaced, for this reason. */
   | { kind: "restart"; reason: string }
   /** The partial file and the chunks its record names (still to be checked). */
-  | { kind: "resume"; claimed: RangeSet };
+  | { kind: "resume"; claimed: RangeSet }
+  /** No partial file, but FILE itself is there with the stream's size: every chunk of it is to be checked. */
+  | { kind: "whole"; claimed: RangeSet };
 
 /** What the kept partial download of `path` is worth for the stream `m` as the tracker has it now. */
 export async function findPartial(path: string, m: Manifest): Promise<KeptPartial> {
@@ -68,8 +73,11 @@ export async function findPartial(path: string, m: Manifest): Promise<KeptPartia
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== "ENOENT") return { kind: "restart", reason: `cannot read ${record} (${code ?? String(err)})` };
-    return partThere
-      ? { kind: "restart", reason: `${part} has no ${basename(record)} beside it saying which chunks it holds` }
+    if (partThere) {
+      return { kind: "restart", reason: `${part} has no ${basename(record)} beside it saying which chunks it holds` };
+    }
+    return (await sizeOf(path)) === m.body.size && m.chunkCount > 0
+      ? { kind: "whole", claimed: new RangeSet([{ first: 0, last: m.chunkCount - 1 }]) }
       : { kind: "none" };
   }
   if (!partThere) return { kind: "none" };
@@ -94,6 +102,11 @@ export async function findPartial(path: string, m: Manifest): Promise<KeptPartia
     };
   }
   return { kind: "resume", claimed: rec.claimed };
+}
+
+/** Makes FILE (findPartial's "whole") the partial file FILE.dspart, to be checked chunk by chunk. */
+export async function wholeAsPartial(path: string): Promise<void> {
+  await rename(path, path + PART_SUFFIX);
 }
 
 /** Parses a record's text; a string says what is wrong with it. */
@@ -203,6 +216,16 @@ async function unlinkIfPresent(path: string): Promise<void> {
     await unlink(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+}
+
+/** The size of `path` when it is a regular file (a symlink is followed), else undefined. */
+async function sizeOf(path: string): Promise<number | undefined> {
+  try {
+    const st = await stat(path);
+    return st.isFile() ? st.size : undefined;
+  } catch {
+    return undefined;
   }
 }
 
