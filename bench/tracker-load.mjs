@@ -882,6 +882,9 @@ async function soak(viewers, trackers, seeder, redisPort, rampMs) {
       sessions: await metricValue(t, "pdtp_tracker_sessions"),
       trackerRssBytes: rssBytes(t.proc.pid),
       trackerHeapBytes: await metricValue(t, "nodejs_heap_size_used_bytes"),
+      // what V8 holds for the heap (RSS follows it), and memory outside it (buffers, native)
+      trackerHeapTotalBytes: await metricValue(t, "nodejs_heap_size_total_bytes"),
+      trackerExternalBytes: await metricValue(t, "nodejs_external_memory_bytes"),
       redisUsedMemoryBytes: redisInfo(redisPort, "memory", "used_memory"),
       redisKeys: Number(execFileSync("redis-cli", ["-p", `${redisPort}`, "dbsize"], { encoding: "utf8" }).trim()),
       viewersCompleted: stats.completions,
@@ -969,6 +972,8 @@ async function soak(viewers, trackers, seeder, redisPort, rampMs) {
     slopes: {
       trackerRssBytesPerMinute: perMinute((x) => x.trackerRssBytes),
       trackerHeapBytesPerMinute: perMinute((x) => x.trackerHeapBytes),
+      trackerHeapTotalBytesPerMinute: perMinute((x) => x.trackerHeapTotalBytes),
+      trackerExternalBytesPerMinute: perMinute((x) => x.trackerExternalBytes),
       redisUsedMemoryBytesPerMinute: perMinute((x) => x.redisUsedMemoryBytes),
       redisKeysPerMinute: perMinute((x) => x.redisKeys),
     },

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import { redisForTests, type TestRedis } from "@distribustream/swarm-store/testing";
-import { DSCLIENT, freePorts, sha256File, startNode } from "../support/procs.js";
+import { DSCLIENT, freePorts, metric, sha256File, startNode } from "../support/procs.js";
 import { Services } from "../support/services.js";
 import { describeStream } from "../support/tracker.js";
 
@@ -39,6 +39,7 @@ describe("a stream with no seeder and no viewer", { timeout: 120_000 }, () => {
   let admin: Redis;
   let sys: Services;
   let target: string;
+  let trackerMetrics: string;
   let seederPorts: number[];
 
   before(async () => {
@@ -59,6 +60,7 @@ describe("a stream with no seeder and no viewer", { timeout: 120_000 }, () => {
       extra: ["--stream-retire-after", "1"],
     });
     target = `127.0.0.1:${tracker}`;
+    trackerMetrics = `http://127.0.0.1:${m1}/metrics`;
   });
 
   after(async () => {
@@ -91,6 +93,7 @@ describe("a stream with no seeder and no viewer", { timeout: 120_000 }, () => {
     assert.deepEqual(left, [], "no key of the stream is left 15 s after its seeder left");
     assert.equal(await admin.hlen("ds:names"), 0, "its name is gone");
     await assert.rejects(describeStream(target, "clip.bin"), /NOT_FOUND|not found|no stream/i);
+    assert.equal(await metric(trackerMetrics, "pdtp_tracker_streams_retired_total"), 1, "the retirement counted");
 
     await sys.seeder({ tracker: target, dataPort: seederPorts[0]!, metricsPort: seederPorts[1]! });
     await download("second.bin");

@@ -25,6 +25,7 @@ export class TrackerMetrics {
   readonly eventsPublished: Counter<"type">;
   readonly eventsReceived: Counter<"type">;
   readonly resyncs: Counter;
+  readonly streamsRetired: Counter;
   readonly limited: Counter<"limit">;
   readonly liveEdge: Gauge<"stream">;
   readonly liveViewers: Gauge<"stream">;
@@ -170,6 +171,11 @@ export class TrackerMetrics {
     this.resyncs = new Counter({
       name: "pdtp_tracker_event_resyncs_total",
       help: "Times the event subscription reconnected and the sessions were re-checked against the swarm store",
+      registers,
+    });
+    this.streamsRetired = new Counter({
+      name: "pdtp_tracker_streams_retired_total",
+      help: "Streams this replica retired as the cleanup leader: no peer and no seeder in them for --stream-retire-after",
       registers,
     });
     this.limited = new Counter({

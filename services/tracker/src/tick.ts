@@ -193,7 +193,8 @@ export class Tick {
   private async retireStreams(): Promise<void> {
     if (!this.o.lease.held) return;
     const retired = await this.o.store.retireStreams(Date.now(), this.o.streamRetireMs);
-    if (retired.length > 0)
-      this.o.log.info({ streams: retired.length, streamIds: retired.slice(0, 20) }, "streams retired: nobody in them");
+    if (retired.length === 0) return;
+    this.o.metrics.streamsRetired.inc(retired.length);
+    this.o.log.info({ streams: retired.length, streamIds: retired.slice(0, 20) }, "streams retired: nobody in them");
   }
 }
