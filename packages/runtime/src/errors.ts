@@ -1,14 +1,19 @@
 import { status, type ServiceError, Metadata } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 
-/** An error whose message is safe to show the caller, with the gRPC status to send. */
+/**
+ * An error whose message is safe to show the caller, with the gRPC status to
+ * send. A lone UTF-16 surrogate in the message (a peer's string quoted and
+ * cut inside a character) becomes U+FFFD: grpc-js percent-encodes the status
+ * message with encodeURI, which throws on one, inside the server.
+ */
 export class PublicError extends Error {
   override name = "PublicError";
   constructor(
     readonly code: status,
     message: string,
   ) {
-    super(message);
+    super(message.replace(/\p{Surrogate}/gu, "\uFFFD"));
   }
 }
 

@@ -102,6 +102,7 @@ export class Catalog {
       meta = id ? await this.store.getStream(id) : undefined;
       if (!meta || meta.status !== "ready") throw notFound(`no stream named "${req.name}"`);
     } else if (req.streamId) {
+      if (!isStreamId(req.streamId)) throw invalidArgument(`"${req.streamId.slice(0, 64)}" is not a stream id`);
       meta = await this.store.getStream(req.streamId);
       if (!meta || meta.status !== "ready") throw notFound(`no stream with id "${req.streamId.slice(0, 64)}"`);
     } else {

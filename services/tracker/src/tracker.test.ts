@@ -282,6 +282,24 @@ describe("tracker over real gRPC", () => {
     }
   });
 
+  it("a refusal quoting a peer's string cut inside a character is still sent, and the tracker keeps serving", async () => {
+    // "x" then emoji: the first 64 UTF-16 units of the id end with half an emoji (a lone surrogate), which
+    // grpc-js's encodeURI of the status threw on, inside the server: the tracker process died
+    const err = await new Promise<grpc.ServiceError>((resolve) =>
+      client.describeStream({ name: "", streamId: `x${"🎥".repeat(40)}` }, (e) => resolve(e!)),
+    );
+    assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(err.details, /^"x(🎥){31}\uFFFD" is not a stream id$/u);
+    const p = peer();
+    await p.hello(PeerRole.PEER_ROLE_VIEWER, 0);
+    p.send({ $case: "leave", value: { streamId: `x${"🎥".repeat(40)}` } });
+    await expectStatus(p, grpc.status.INVALID_ARGUMENT, /\uFFFD" is not a stream id$/u);
+    const d = await new Promise<{ streamId: string }>((resolve, reject) =>
+      client.describeStream({ name: "movies/big.bin", streamId: "" }, (e, r) => (e ? reject(e) : resolve(r))),
+    );
+    assert.equal(d.streamId, streamId);
+  });
+
   it("a message before Hello ends the session with INVALID_ARGUMENT", async () => {
     const p = peer();
     p.send({ $case: "join", value: { name: "movies/big.bin", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 } });
