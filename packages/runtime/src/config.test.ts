@@ -73,6 +73,26 @@ test("unknown keys and unreadable files are refused", () => {
   );
 });
 
+test("what YAML only warns about (an unknown tag) is refused as an error, with no process warning", async () => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.message);
+  process.on("warning", onWarning);
+  try {
+    for (const text of ["file_root: !custom x\n", "%YAML 9.9\n---\nport: 1\n"]) {
+      assert.throws(
+        () => loadConfig(schema, { flags: {}, env: {}, confFile: conf(text) }),
+        (err: unknown) =>
+          err instanceof ConfigError && /cannot read config file .*(tag|YAML version)/s.test(err.message),
+        text,
+      );
+    }
+    await new Promise((resolve) => setImmediate(resolve)); // process warnings are emitted a tick later
+  } finally {
+    process.off("warning", onWarning);
+  }
+  assert.deepEqual(warnings, []);
+});
+
 test("a value the file makes refer to itself (a YAML alias inside its anchor) is a ConfigError naming the setting", () => {
   const file = conf("port: &p\n  x: *p\n");
   assert.throws(
