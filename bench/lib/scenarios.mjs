@@ -632,7 +632,7 @@ export async function soak(o, env) {
 /** The fuzz campaign (test/fuzz, as `npm run fuzz`): INPUTS per public entry point, its report as the record. */
 export async function fuzz(o, env) {
   const json = join(env.dir, "fuzz.json");
-  const args = [join(root, "test/dist/fuzz/main.js"), "--runs", `${o.inputs}`, "--json", json];
+  const args = ["--expose-gc", join(root, "test/dist/fuzz/main.js"), "--runs", `${o.inputs}`, "--json", json];
   env.log(`bench: node ${args.join(" ")}`);
   const code = await new Promise((resolve) => {
     const c = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"], detached: true });

@@ -151,6 +151,17 @@ export async function campaign<T>(
   };
 }
 
+/**
+ * This process's memory, for an entry point fuzzed in process (a parser):
+ * after a full collection when node runs with --expose-gc (as `npm run fuzz`
+ * and the bench do), else as it stands, garbage included.
+ */
+export function ownMemory(): { rssBytes: number; heapUsedBytes: number } {
+  (globalThis as { gc?: () => void }).gc?.();
+  const m = process.memoryUsage();
+  return { rssBytes: m.rss, heapUsedBytes: m.heapUsed };
+}
+
 /** Problems of a report as sentences: defects, and memory growth past the bounds. */
 export function problems(r: EntryReport): string[] {
   const out = r.defects.map((d) => `${r.entry}: ${d.error}\n  input: ${d.input}\n  seed ${d.seed} path ${d.path}`);

@@ -6,7 +6,7 @@ import fc from "fast-check";
 import { stringify } from "yaml";
 import { ConfigError, loadConfig } from "@distribustream/runtime";
 import { ROOT } from "../support/procs.js";
-import type { Entry } from "./campaign.js";
+import { ownMemory, type Entry } from "./campaign.js";
 import { mutated } from "./wire.js";
 
 /** The settings schemas of the `distribustream` commands (cmd/distribustream/src/config.ts, loaded from its build). */
@@ -190,7 +190,7 @@ export async function configEntry(): Promise<Entry<ConfigInput> & { close(): voi
         return `${input.command}: refused`;
       }
     },
-    memory: async () => ({ rssBytes: process.memoryUsage().rss, heapUsedBytes: process.memoryUsage().heapUsed }),
+    memory: async () => ownMemory(),
     close: () => rmSync(dir, { recursive: true, force: true }),
   };
 }

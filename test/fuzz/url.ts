@@ -6,7 +6,7 @@ import {
   PdtpUrlError,
   streamNameProblem,
 } from "@distribustream/pdtp";
-import type { Entry } from "./campaign.js";
+import { ownMemory, type Entry } from "./campaign.js";
 import { mutated } from "./wire.js";
 
 export interface UrlInput {
@@ -113,7 +113,7 @@ export function urlEntry(): Entry<UrlInput> {
     ),
     concurrency: 1,
     run: async (input) => (input.tracker ? trackerAddress(input.text) : pdtpUrl(input)),
-    memory: async () => ({ rssBytes: process.memoryUsage().rss, heapUsedBytes: process.memoryUsage().heapUsed }),
+    memory: async () => ownMemory(),
   };
 }
 
