@@ -177,6 +177,19 @@ describe("dsclient command line: -c, --json, several URLs", { timeout: 300_000 }
     const file = readFileSync(join(dir, "c-done.bin"));
     file[size - 5]! ^= 0xff;
     writeFileSync(join(dir, "c-done.bin"), file);
+    const damaged = await sha256File(join(dir, "c-done.bin"));
+
+    // stopped after the check, before the bad chunk is written: the file is left as it was, under its name
+    const slow = dsclient([url("films/c.bin"), "-o", "c-done.bin", "-c", "--json", "--max-download-rate", "64K"]);
+    const end = Date.now() + 30_000;
+    while (!events(slow).some((e) => e.event === "resumed")) {
+      assert.ok(Date.now() < end, `no resumed event; stderr: ${slow.stderr()}`);
+      await sleep(20);
+    }
+    slow.child.kill("SIGINT");
+    assert.equal(await slow.exited, 130, slow.stderr());
+    assert.equal(await sha256File(join(dir, "c-done.bin")), damaged, "the file is back, untouched");
+    assert.ok(!existsSync(join(dir, "c-done.bin.dspart")) && !existsSync(join(dir, "c-done.bin.dsclient")));
     const again = dsclient([url("films/c.bin"), "-o", "c-done.bin", "-c", "--json"]);
     assert.equal(await again.exited, 0, again.stderr());
     const s2 = summaryOf(again);

@@ -250,7 +250,8 @@ export function dataPlaneEntry(t: Target, concurrency = 8): Entry<DataPlaneInput
         g.range === "same"
           ? r
           : g.range === "wider"
-            ? { first: Math.max(0, r.first - 1), last: r.last + 1 }
+            ? // no further than 2^53 - 1: a range past it does not decode, and the tracker signs no such ticket
+              { first: Math.max(0, r.first - 1), last: Math.min(r.last + 1, Number.MAX_SAFE_INTEGER) }
             : g.range === "narrower"
               ? { first: r.first + 1, last: r.last }
               : { first: r.last + 1, last: r.last + 5 };

@@ -48,7 +48,15 @@ import { classifySessionEnd, DownloadError, ExitCode, tlsError } from "./errors.
 import { HashPieceCache, PieceUnavailable } from "./hashPieces.js";
 import { LiveDownload, type LiveHost, type LiveProgress, type LiveResult } from "./liveDownload.js";
 import { resolveOutput, type OutputTarget } from "./outputTarget.js";
-import { findPartial, recordPath, RecordKeeper, removeRecord, streamHeader, wholeAsPartial } from "./resume.js";
+import {
+  findPartial,
+  partialAsWhole,
+  recordPath,
+  RecordKeeper,
+  removeRecord,
+  streamHeader,
+  wholeAsPartial,
+} from "./resume.js";
 import { FileStorage, openStorage, type Storage } from "./storage.js";
 import { reportEnd, type TransferState } from "./transfer.js";
 import { VERSION } from "./version.js";
@@ -258,6 +266,8 @@ class Download {
   /** With -c and a regular output: keeps FILE.dsclient current. */
   private record: RecordKeeper | undefined;
   private keptPartial: string | undefined;
+  /** With -c: the output path of a FILE found there and being checked as a partial download. */
+  private whole: string | undefined;
   private lastActivity = Date.now();
   private completing = false;
   private completedMs: number | undefined;
@@ -608,6 +618,7 @@ class Download {
       await (kept ? storage.close() : storage.discard()).catch((err: unknown) =>
         this.log.warn({ err }, "closing the download buffer"),
       );
+      if (kept) await this.restoreWhole(storage);
       return;
     }
     this.storage = storage;
@@ -651,17 +662,43 @@ class Download {
     const found = await findPartial(path, manifest);
     if (found.kind === "none") return undefined;
     if (found.kind === "whole") {
-      // FILE becomes the partial file whose every chunk is to be checked (an interruption keeps it as such)
+      // FILE becomes the partial file whose every chunk is to be checked; it goes back to its name
+      // if the download stops before anything was written to it (see restoreWhole)
       this.log.info({ path }, "checking the file already there");
       await wholeAsPartial(path);
+      const storage = await FileStorage.reopen(path, layout).catch((err: unknown) => String(err));
+      if (storage instanceof FileStorage) {
+        this.whole = path;
+        return { storage, claimed: found.claimed };
+      }
+      await partialAsWhole(path);
+      return undefined;
     }
-    if (found.kind === "resume" || found.kind === "whole") {
+    if (found.kind === "resume") {
       const storage = await FileStorage.reopen(path, layout);
       if (storage instanceof FileStorage) return { storage, claimed: found.claimed };
       if (storage === undefined) return undefined;
       this.restart(`${storage}, so it cannot be resumed`);
     } else this.restart(found.reason);
     return undefined;
+  }
+
+  /**
+   * A FILE found complete-looking (-c) that the download stopped on before
+   * writing a byte to it (interrupted while checking, the tracker gone) is
+   * put back under its name as it was, with no record: the user's file is
+   * never left as a partial download that a later run would remove.
+   */
+  private async restoreWhole(storage: Storage): Promise<boolean> {
+    if (this.whole === undefined || !(storage instanceof FileStorage) || storage.written > 0) return false;
+    try {
+      await partialAsWhole(this.whole);
+      this.log.info({ path: this.whole }, "the file already there is left as it was");
+      return true;
+    } catch (err) {
+      this.log.warn({ err, path: this.whole }, "putting the file already there back");
+      return false;
+    }
   }
 
   private restart(reason: string): void {
@@ -1151,7 +1188,8 @@ class Download {
         this.log.warn({ err }, "closing the download buffer"),
       );
       await this.record?.close(keep);
-      if (keep && this.storage instanceof FileStorage) this.keptPartial = this.storage.partPath;
+      const restored = keep && (await this.restoreWhole(this.storage));
+      if (keep && !restored && this.storage instanceof FileStorage) this.keptPartial = this.storage.partPath;
     }
   }
 }

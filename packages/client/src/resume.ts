@@ -1,4 +1,5 @@
-import { lstat, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, lstat, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { RangeSet, type Manifest } from "@distribustream/pdtp";
 import type { Logger } from "@distribustream/runtime/log";
@@ -76,7 +77,7 @@ export async function findPartial(path: string, m: Manifest): Promise<KeptPartia
     if (partThere) {
       return { kind: "restart", reason: `${part} has no ${basename(record)} beside it saying which chunks it holds` };
     }
-    return (await sizeOf(path)) === m.body.size && m.chunkCount > 0
+    return m.chunkCount > 0 && (await checkableWhole(path, m.body.size))
       ? { kind: "whole", claimed: new RangeSet([{ first: 0, last: m.chunkCount - 1 }]) }
       : { kind: "none" };
   }
@@ -107,6 +108,12 @@ export async function findPartial(path: string, m: Manifest): Promise<KeptPartia
 /** Makes FILE (findPartial's "whole") the partial file FILE.dspart, to be checked chunk by chunk. */
 export async function wholeAsPartial(path: string): Promise<void> {
   await rename(path, path + PART_SUFFIX);
+}
+
+/** Puts FILE back where it was found, when nothing was written to it and the download did not complete. */
+export async function partialAsWhole(path: string): Promise<void> {
+  await rename(path + PART_SUFFIX, path);
+  await removeRecord(recordPath(path));
 }
 
 /** Parses a record's text; a string says what is wrong with it. */
@@ -219,13 +226,20 @@ async function unlinkIfPresent(path: string): Promise<void> {
   }
 }
 
-/** The size of `path` when it is a regular file (a symlink is followed), else undefined. */
-async function sizeOf(path: string): Promise<number | undefined> {
+/**
+ * Whether FILE can be checked in place of a partial download: a regular file
+ * of the stream's size, not a symbolic link, with no other name (a partial
+ * file is written to, and reopened only under those conditions), that this
+ * user may write. Anything else is left alone and downloaded over as usual.
+ */
+async function checkableWhole(path: string, size: number): Promise<boolean> {
   try {
-    const st = await stat(path);
-    return st.isFile() ? st.size : undefined;
+    const st = await lstat(path);
+    if (!st.isFile() || st.nlink !== 1 || st.size !== size) return false;
+    await access(path, constants.R_OK | constants.W_OK);
+    return true;
   } catch {
-    return undefined;
+    return false;
   }
 }
 

@@ -54,6 +54,8 @@ export class FileStorage implements Storage {
   readonly held = new RangeSet();
   readonly failed = new Promise<never>(() => {});
   private done = false;
+  /** Chunks written since the file was opened: none means its bytes are as they were found. */
+  written = 0;
 
   private constructor(
     private readonly file: BufferFile,
@@ -104,6 +106,7 @@ export class FileStorage implements Storage {
   }
 
   async put(index: number, data: Buffer): Promise<void> {
+    this.written++;
     await this.file.writeChunk(index, data, this.finalPath);
     this.held.add({ first: index, last: index });
   }

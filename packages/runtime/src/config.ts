@@ -32,14 +32,16 @@ export const settingFlag = (k: string) => `--${snake(k).replace(/_/g, "-")}`;
 
 /**
  * The YAML parser, loaded when a config file is read: most runs have none,
- * and loading it costs every dsclient about 9 MB of RSS and 20 ms. What the
- * parser only warns about (an unknown tag such as `!custom`) is refused like
- * an error: it printed a process warning and read the value as a string.
+ * and loading it costs every dsclient about 9 MB of RSS and 20 ms. Two things
+ * the parser only warns about are refused like errors: an unknown tag such as
+ * `!custom` (it printed a process warning and read the value as a plain
+ * string) and an unsupported `%YAML` version; other warnings (style) are not.
  */
 function parseYaml(text: string): unknown {
   const yaml = createRequire(import.meta.url)("yaml") as typeof import("yaml");
   const doc = yaml.parseDocument(text);
-  const problem = doc.errors[0] ?? doc.warnings[0];
+  const problem =
+    doc.errors[0] ?? doc.warnings.find((w) => w.code === "TAG_RESOLVE_FAILED" || w.code === "BAD_DIRECTIVE");
   if (problem) throw problem;
   return doc.toJS();
 }
