@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import type { Command } from "commander";
@@ -73,5 +75,26 @@ test("help into a pipe whose reader is gone (`--help | head -1`) exits 0 without
     [dsclient, ["ls", "--help"]],
   ] as const) {
     assert.deepEqual(await closed(script, [...args]), { code: 0, err: "" }, `${args.join(" ")}`);
+  }
+});
+
+test("a token shown once into a pipe whose reader is gone is a failure, not exit 0", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ds-token-pipe-"));
+  try {
+    const r = await new Promise<{ code: number | null; err: string }>((resolve) => {
+      const child = spawn(
+        process.execPath,
+        [bin("bin/distribustream.js"), "seeder-token", "create", "--file", join(dir, "tokens")],
+        { stdio: ["ignore", "pipe", "pipe"] },
+      );
+      child.stdout.destroy();
+      let err = "";
+      child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
+      child.on("close", (code) => resolve({ code, err }));
+    });
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /standard output closed before everything was written \(EPIPE\)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
