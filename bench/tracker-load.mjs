@@ -826,6 +826,26 @@ function rssBytes(pid) {
   return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) * 1024;
 }
 
+/**
+ * Where a process's resident memory sits, from /proc/PID/smaps: the brk heap (glibc's main malloc
+ * arena), other anonymous mappings (V8's pages, other arenas, large mallocs) and file-backed pages.
+ */
+function residentByKind(pid) {
+  const kinds = { brkHeapBytes: 0, anonBytes: 0, fileBytes: 0 };
+  let kind = "anonBytes";
+  for (const line of readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n")) {
+    const map = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (map) {
+      const name = map[1];
+      kind = name === "[heap]" ? "brkHeapBytes" : name.startsWith("/") ? "fileBytes" : "anonBytes";
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB$/.exec(line);
+    if (rss) kinds[kind] += Number(rss[1]) * 1024;
+  }
+  return kinds;
+}
+
 function redisInfo(port, section, field) {
   const info = execFileSync("redis-cli", ["-p", `${port}`, "info", section], { encoding: "utf8" });
   return Number(new RegExp(`^${field}:(\\d+)`, "m").exec(info)?.[1] ?? NaN);
@@ -885,6 +905,9 @@ async function soak(viewers, trackers, seeder, redisPort, rampMs) {
       // what V8 holds for the heap (RSS follows it), and memory outside it (buffers, native)
       trackerHeapTotalBytes: await metricValue(t, "nodejs_heap_size_total_bytes"),
       trackerExternalBytes: await metricValue(t, "nodejs_external_memory_bytes"),
+      ...Object.fromEntries(
+        Object.entries(residentByKind(t.proc.pid)).map(([k, v]) => [`tracker${k[0].toUpperCase()}${k.slice(1)}`, v]),
+      ),
       redisUsedMemoryBytes: redisInfo(redisPort, "memory", "used_memory"),
       redisKeys: Number(execFileSync("redis-cli", ["-p", `${redisPort}`, "dbsize"], { encoding: "utf8" }).trim()),
       viewersCompleted: stats.completions,
@@ -974,6 +997,8 @@ async function soak(viewers, trackers, seeder, redisPort, rampMs) {
       trackerHeapBytesPerMinute: perMinute((x) => x.trackerHeapBytes),
       trackerHeapTotalBytesPerMinute: perMinute((x) => x.trackerHeapTotalBytes),
       trackerExternalBytesPerMinute: perMinute((x) => x.trackerExternalBytes),
+      trackerBrkHeapBytesPerMinute: perMinute((x) => x.trackerBrkHeapBytes),
+      trackerAnonBytesPerMinute: perMinute((x) => x.trackerAnonBytes),
       redisUsedMemoryBytesPerMinute: perMinute((x) => x.redisUsedMemoryBytes),
       redisKeysPerMinute: perMinute((x) => x.redisKeys),
     },

@@ -36,6 +36,14 @@ export const TRACKER_SERVICE_NAME = "pdtp.v1.Tracker";
  * dsclient keeps its messages under 32 KiB. Manifests only flow outwards.
  */
 export const MAX_PEER_MESSAGE_BYTES = 64 * 1024;
+/**
+ * A connection with no call open for this long is closed (GOAWAY; a client's channel
+ * reconnects when it next calls). Without it a client that ended its sessions but kept
+ * its connection, as a pooled or long-running client does, held the tracker's native
+ * HTTP/2 state (about 20 KiB per connection) for as long as it pinged: the soak's
+ * tracker RSS grew with every connection its churn left behind.
+ */
+export const CONNECTION_IDLE_MS = 60_000;
 /** How often addresses with no session and a full bucket are dropped from the limits table. */
 const LIMITS_SWEEP_MS = 5_000;
 
@@ -49,6 +57,8 @@ export interface TrackerServerOptions {
   plaintextLoopback?: boolean | undefined;
   /** Largest inbound gRPC message. */
   maxMessageBytes: number;
+  /** A connection with no call for this long is closed (default CONNECTION_IDLE_MS). */
+  connectionIdleMs?: number | undefined;
   limits: PeerLimitOptions;
   metrics: TrackerMetrics;
   log: Logger;
@@ -98,6 +108,7 @@ export class TrackerServer {
       "grpc.keepalive_time_ms": 20_000,
       "grpc.keepalive_timeout_ms": 10_000,
       "grpc.keepalive_permit_without_calls": 1,
+      "grpc.max_connection_idle_ms": o.connectionIdleMs ?? CONNECTION_IDLE_MS,
       interceptors: [dropAnswersAfterStatus],
     });
   }

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import http2 from "node:http2";
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
@@ -882,5 +883,64 @@ describe("tracker: a stream joinable while it is hashed, piece by piece", () => 
     assert.equal(await code("AAAAAAAAAAAAAAAAAAAAAA", 0, 0), grpc.status.INVALID_ARGUMENT);
     assert.equal(await code("AAAAAAAAAAAAAAAAAAAAAA", 0, 65), grpc.status.INVALID_ARGUMENT);
     assert.equal(await code("AAAAAAAAAAAAAAAAAAAAAA", 0, 1), grpc.status.NOT_FOUND);
+  });
+});
+
+describe("tracker: connections with no call are closed", () => {
+  const IDLE_MS = 300;
+  let checksum: Awaited<ReturnType<typeof startChecksumDouble>>;
+  let tracker: RunningTracker;
+
+  before(async () => {
+    checksum = await startChecksumDouble(Signer.generate());
+    tracker = await startTracker({
+      peerProbe: false,
+      host: "127.0.0.1",
+      port: 0,
+      checksum: `127.0.0.1:${checksum.port}`,
+      store: new MemorySwarmStore(),
+      ticketSigner: Signer.generate(),
+      chunkSize: CHUNK,
+      log: createLogger("tracker-test", { level: "silent" }),
+      registry: new Registry(),
+      connectionIdleMs: IDLE_MS,
+    });
+  });
+
+  after(async () => {
+    await tracker.drain();
+    checksum.close();
+  });
+
+  it("a connection that opens no call, or whose calls ended, gets a GOAWAY and is closed", async () => {
+    // a client that keeps its connection after its sessions ended held the tracker's HTTP/2 state for good
+    const conn = http2.connect(`http://127.0.0.1:${tracker.port}`);
+    const closed = new Promise<string>((resolve) => {
+      conn.once("goaway", () => resolve("goaway"));
+      conn.once("close", () => resolve("close"));
+    });
+    const st = await Promise.race([closed, new Promise((r) => setTimeout(() => r("still open"), 5_000).unref())]);
+    conn.destroy();
+    assert.equal(st, "goaway");
+  });
+
+  it("a connection whose session stays open past the idle time is kept, and the session still answered", async () => {
+    const client = new TrackerClient(`127.0.0.1:${tracker.port}`, grpc.credentials.createInsecure());
+    try {
+      const p = new TestPeer(client, TEST_PEER);
+      await new Promise((r) => setTimeout(r, IDLE_MS * 4));
+      const welcome = await p.hello(PeerRole.PEER_ROLE_VIEWER, 0);
+      assert.ok(welcome.peerId);
+      await new Promise((r) => setTimeout(r, IDLE_MS * 4));
+      p.send({ $case: "join", value: { name: "nothing/here", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 } });
+      assert.equal((await p.ended).code, grpc.status.NOT_FOUND);
+      // its call ended: the connection is idle now, and a new call simply reconnects
+      await new Promise((r) => setTimeout(r, IDLE_MS * 4));
+      const again = new TestPeer(client, TEST_PEER);
+      assert.ok((await again.hello(PeerRole.PEER_ROLE_VIEWER, 0)).peerId);
+      again.call.cancel();
+    } finally {
+      client.close();
+    }
   });
 });

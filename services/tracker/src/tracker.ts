@@ -58,6 +58,8 @@ export interface TrackerOptions {
   streamRetireMs?: number;
   /** Largest inbound gRPC message; larger ones end the call with RESOURCE_EXHAUSTED. Default MAX_PEER_MESSAGE_BYTES. */
   maxMessageBytes?: number;
+  /** A PDTP connection with no call open for this long is closed. Default CONNECTION_IDLE_MS (60 s). */
+  connectionIdleMs?: number;
   /** Certificate and key: the PDTP port speaks TLS (pdtps://). Plaintext without. */
   tls?: ServerTls | undefined;
   /** Reach the checksum service over TLS (trusting this CA, or the system's roots). Plaintext without. */
@@ -225,6 +227,7 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
       tls: opts.tls,
       plaintextLoopback: opts.plaintextLoopback,
       maxMessageBytes: opts.maxMessageBytes ?? MAX_PEER_MESSAGE_BYTES,
+      connectionIdleMs: opts.connectionIdleMs,
       limits: opts.limits ?? DEFAULT_PEER_LIMITS,
       metrics,
       log,
