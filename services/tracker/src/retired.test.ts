@@ -10,10 +10,8 @@ import {
   type Publish,
   type TrackerMessage,
 } from "@distribustream/pdtp";
-import { createLogger, Registry } from "@distribustream/runtime";
-import { MemorySwarmStore } from "@distribustream/swarm-store";
-import { startTracker, type RunningTracker } from "./index.js";
-import { startChecksumDouble, TestPeer } from "./testing/index.js";
+import type { RunningTracker } from "./index.js";
+import { startChecksumDouble, startProtocolTracker, TestPeer } from "./testing/index.js";
 
 const CHUNK = 1024;
 const SIZE = 10 * CHUNK;
@@ -47,18 +45,7 @@ describe("tracker: origins and retired versions", { timeout: 60_000 }, () => {
 
   before(async () => {
     checksum = await startChecksumDouble(network);
-    tracker = await startTracker({
-      // protocol doubles with no data plane: the connect-back probe would find none of them
-      peerProbe: false,
-      host: "127.0.0.1",
-      port: 0,
-      checksum: `127.0.0.1:${checksum.port}`,
-      store: new MemorySwarmStore(),
-      ticketSigner: Signer.generate(),
-      chunkSize: CHUNK,
-      log: createLogger("tracker-test", { level: "silent" }),
-      registry: new Registry(),
-    });
+    tracker = await startProtocolTracker(checksum.port, CHUNK);
     client = new TrackerClient(`127.0.0.1:${tracker.port}`, grpc.credentials.createInsecure());
   });
 

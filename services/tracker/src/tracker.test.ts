@@ -18,10 +18,10 @@ import {
   type Directive,
   type GetHashPiecesResponse,
 } from "@distribustream/pdtp";
-import { createLogger, Registry } from "@distribustream/runtime";
+import { Registry } from "@distribustream/runtime";
 import { MemorySwarmStore } from "@distribustream/swarm-store";
-import { doubleChunkHash, startChecksumDouble, TestPeer } from "./testing/index.js";
-import { startTracker, type RunningTracker } from "./index.js";
+import { doubleChunkHash, startChecksumDouble, startProtocolTracker, TestPeer } from "./testing/index.js";
+import type { RunningTracker } from "./index.js";
 
 /** Session key of the test peers (Hello.peer_key); their tickets name it. */
 const TEST_PEER = Signer.generate();
@@ -54,16 +54,8 @@ describe("tracker over real gRPC", () => {
 
   before(async () => {
     checksum = await startChecksumDouble(network);
-    tracker = await startTracker({
-      // protocol doubles with no data plane: the connect-back probe would find none of them
-      peerProbe: false,
-      host: "127.0.0.1",
-      port: 0,
-      checksum: `127.0.0.1:${checksum.port}`,
-      store: new MemorySwarmStore(),
+    tracker = await startProtocolTracker(checksum.port, CHUNK, {
       ticketSigner: trackerKey,
-      chunkSize: CHUNK,
-      log: createLogger("tracker-test", { level: "silent" }),
       registry,
       maxMessageBytes: 64 * 1024,
     });
@@ -757,19 +749,7 @@ describe("tracker: a stream joinable while it is hashed, piece by piece", () => 
 
   before(async () => {
     checksum = await startChecksumDouble(network);
-    tracker = await startTracker({
-      // protocol doubles with no data plane: the connect-back probe would find none of them
-      peerProbe: false,
-      host: "127.0.0.1",
-      port: 0,
-      checksum: `127.0.0.1:${checksum.port}`,
-      store,
-      ticketSigner: Signer.generate(),
-      chunkSize: CHUNK,
-      pieceChunks: 4,
-      log: createLogger("tracker-test", { level: "silent" }),
-      registry: new Registry(),
-    });
+    tracker = await startProtocolTracker(checksum.port, CHUNK, { store, pieceChunks: 4 });
     client = new TrackerClient(`127.0.0.1:${tracker.port}`, grpc.credentials.createInsecure());
   });
 
@@ -893,18 +873,7 @@ describe("tracker: connections with no call are closed", () => {
 
   before(async () => {
     checksum = await startChecksumDouble(Signer.generate());
-    tracker = await startTracker({
-      peerProbe: false,
-      host: "127.0.0.1",
-      port: 0,
-      checksum: `127.0.0.1:${checksum.port}`,
-      store: new MemorySwarmStore(),
-      ticketSigner: Signer.generate(),
-      chunkSize: CHUNK,
-      log: createLogger("tracker-test", { level: "silent" }),
-      registry: new Registry(),
-      connectionIdleMs: IDLE_MS,
-    });
+    tracker = await startProtocolTracker(checksum.port, CHUNK, { connectionIdleMs: IDLE_MS });
   });
 
   after(async () => {
