@@ -93,4 +93,22 @@ test("RangeSet agrees with a plain set under random operations", () => {
   const rs = s.ranges();
   for (let i = 1; i < rs.length; i++)
     assert.ok(rs[i]!.first > rs[i - 1]!.last + 1, "ranges stay disjoint and non-adjacent");
+  // intersect, gaps and firstIn of windows starting anywhere (they begin with a binary search)
+  const chunksOf = (ranges: Iterable<{ first: number; last: number }>) => {
+    const out: number[] = [];
+    for (const r of ranges) for (let x = r.first; x <= r.last; x++) out.push(x);
+    return out;
+  };
+  for (let i = 0; i < 500; i++) {
+    const first = rnd(230);
+    const w = { first, last: first + rnd(40) };
+    const inside: number[] = [];
+    const outside: number[] = [];
+    for (let x = w.first; x <= w.last; x++) (ref.has(x) ? inside : outside).push(x);
+    assert.deepEqual(chunksOf(s.intersect(w)), inside, `intersect ${w.first}-${w.last}`);
+    assert.deepEqual(chunksOf(s.gaps(w)), outside, `gaps ${w.first}-${w.last}`);
+    const firstPart = s.firstIn(w);
+    assert.deepEqual(firstPart, [...s.intersect(w)][0], `firstIn ${w.first}-${w.last}`);
+  }
+  assert.equal(s.firstIn({ first: 5, last: 4 }), undefined);
 });

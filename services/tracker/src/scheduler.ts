@@ -184,12 +184,16 @@ export function schedule(input: ScheduleInput): Assignment[] {
     s.peerId !== fetcher.peerId &&
     s.port > 0 &&
     uploads.get(s.peerId)! < (s.role === "seeder" ? limits.maxUploadsSeeder : limits.maxUploadsPeer);
-  const score = (s: SourceCandidate) => {
+  // what does not change within this batch, once per source (not once per source and piece)
+  const fixed = new Map<string, number>();
+  for (const s of input.sources) {
     const trust = ((s.served + 1) / (s.served + s.failures + 1)) * 0.5 ** s.bad;
+    fixed.set(s.peerId, trust * (sameNetwork(s.host, fetcher.host) ? 2 : 1));
+  }
+  const score = (s: SourceCandidate) => {
     const max = s.role === "seeder" ? limits.maxUploadsSeeder : limits.maxUploadsPeer;
     const freeSlots = (max - uploads.get(s.peerId)!) / max;
-    const near = sameNetwork(s.host, fetcher.host) ? 2 : 1;
-    return trust * freeSlots * near;
+    return fixed.get(s.peerId)! * freeSlots;
   };
 
   const out: Assignment[] = [];
@@ -208,9 +212,9 @@ export function schedule(input: ScheduleInput): Assignment[] {
       let cursor = piece.first;
       while (cursor <= piece.last && free > 0) {
         // skip what an earlier directive of this batch took
-        const open = firstIntersect(need, { first: cursor, last: piece.last });
+        const open = need.firstIn({ first: cursor, last: piece.last });
         if (!open) break;
-        const run = firstIntersect(need, { first: open.first, last: window.last })!;
+        const run = need.firstIn({ first: open.first, last: window.last })!;
         cursor = open.first;
         let best: SourceCandidate | undefined;
         let bestScore = -1;
@@ -221,7 +225,7 @@ export function schedule(input: ScheduleInput): Assignment[] {
           if (!canServe(s)) continue;
           const isSeeder = s.role === "seeder";
           if (isSeeder && !seederOk) continue;
-          const held = firstIntersect(s.holdings, { first: cursor, last: bounds.high });
+          const held = s.holdings.firstIn({ first: cursor, last: bounds.high });
           if (!held || held.first > piece.last) continue;
           if (held.first > cursor) {
             next = Math.min(next, held.first);
@@ -255,12 +259,6 @@ export function schedule(input: ScheduleInput): Assignment[] {
     }
   }
   return out;
-}
-
-/** The first part of `within` that `set` holds, or undefined. */
-function firstIntersect(set: RangeSet, within: ChunkRange): ChunkRange | undefined {
-  for (const r of set.intersect(within)) return r;
-  return undefined;
 }
 
 /** Same IPv4 /24, or same IPv6 /64. */
