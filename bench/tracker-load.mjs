@@ -827,8 +827,9 @@ function rssBytes(pid) {
 }
 
 /**
- * Where a process's resident memory sits, from /proc/PID/smaps: the brk heap (glibc's main malloc
- * arena), other anonymous mappings (V8's pages, other arenas, large mallocs) and file-backed pages.
+ * Where a process's resident memory sits, from /proc/PID/smaps: the brk heap (with glibc's malloc,
+ * the main arena's small allocations; near 0 under an allocator that only maps, like jemalloc),
+ * other anonymous mappings (V8's pages, other arenas, large mallocs) and file-backed pages.
  */
 function residentByKind(pid) {
   const kinds = { brkHeapBytes: 0, anonBytes: 0, fileBytes: 0 };

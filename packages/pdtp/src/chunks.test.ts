@@ -111,4 +111,21 @@ test("RangeSet agrees with a plain set under random operations", () => {
     assert.deepEqual(firstPart, [...s.intersect(w)][0], `firstIn ${w.first}-${w.last}`);
   }
   assert.equal(s.firstIn({ first: 5, last: 4 }), undefined);
+  // windows that start before the first range, and an empty set
+  const t = new RangeSet([
+    { first: 10, last: 12 },
+    { first: 20, last: 25 },
+  ]);
+  assert.equal(t.firstIn({ first: 0, last: 9 }), undefined);
+  assert.deepEqual(t.firstIn({ first: 0, last: 10 }), { first: 10, last: 10 });
+  assert.deepEqual(t.firstIn({ first: 13, last: 30 }), { first: 20, last: 25 });
+  assert.deepEqual(
+    [...t.intersect({ first: 0, last: 21 })],
+    [
+      { first: 10, last: 12 },
+      { first: 20, last: 21 },
+    ],
+  );
+  assert.deepEqual([...t.gaps({ first: 0, last: 11 })], [{ first: 0, last: 9 }]);
+  assert.equal(new RangeSet().firstIn({ first: 0, last: 5 }), undefined);
 });

@@ -100,6 +100,10 @@ export class TrackerServer {
     private readonly o: TrackerServerOptions,
     private readonly handlers: TrackerHandlers,
   ) {
+    if (o.connectionIdleMs !== undefined && !(o.connectionIdleMs >= 100)) {
+      // shorter would close a connection before its first call arrives
+      throw new Error(`connectionIdleMs must be at least 100 ms, not ${o.connectionIdleMs}`);
+    }
     this.limits = new PeerLimits(o.limits);
     this.server = new grpc.Server({
       "grpc.max_receive_message_length": o.maxMessageBytes,
