@@ -827,18 +827,18 @@ function rssBytes(pid) {
 }
 
 /**
- * Where a process's resident memory sits, from /proc/PID/smaps: the brk heap (with glibc's malloc,
+ * Where the tracker's resident memory sits, from /proc/PID/smaps: the brk heap (with glibc's malloc,
  * the main arena's small allocations; near 0 under an allocator that only maps, like jemalloc),
  * other anonymous mappings (V8's pages, other arenas, large mallocs) and file-backed pages.
  */
 function residentByKind(pid) {
-  const kinds = { brkHeapBytes: 0, anonBytes: 0, fileBytes: 0 };
-  let kind = "anonBytes";
+  const kinds = { trackerBrkHeapBytes: 0, trackerAnonBytes: 0, trackerFileBytes: 0 };
+  let kind = "trackerAnonBytes";
   for (const line of readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n")) {
     const map = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
     if (map) {
       const name = map[1];
-      kind = name === "[heap]" ? "brkHeapBytes" : name.startsWith("/") ? "fileBytes" : "anonBytes";
+      kind = name === "[heap]" ? "trackerBrkHeapBytes" : name.startsWith("/") ? "trackerFileBytes" : "trackerAnonBytes";
       continue;
     }
     const rss = /^Rss:\s+(\d+) kB$/.exec(line);
@@ -906,9 +906,7 @@ async function soak(viewers, trackers, seeder, redisPort, rampMs) {
       // what V8 holds for the heap (RSS follows it), and memory outside it (buffers, native)
       trackerHeapTotalBytes: await metricValue(t, "nodejs_heap_size_total_bytes"),
       trackerExternalBytes: await metricValue(t, "nodejs_external_memory_bytes"),
-      ...Object.fromEntries(
-        Object.entries(residentByKind(t.proc.pid)).map(([k, v]) => [`tracker${k[0].toUpperCase()}${k.slice(1)}`, v]),
-      ),
+      ...residentByKind(t.proc.pid),
       redisUsedMemoryBytes: redisInfo(redisPort, "memory", "used_memory"),
       redisKeys: Number(execFileSync("redis-cli", ["-p", `${redisPort}`, "dbsize"], { encoding: "utf8" }).trim()),
       viewersCompleted: stats.completions,

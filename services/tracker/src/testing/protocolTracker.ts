@@ -4,9 +4,10 @@ import { MemorySwarmStore } from "@distribustream/swarm-store";
 import { startTracker, type RunningTracker, type TrackerOptions } from "../tracker.js";
 
 /**
- * A tracker on 127.0.0.1 giving new streams `chunkSize` (any free port) for protocol tests: a fresh memory store, ticket key
- * and metrics registry, silent logs, and no connect-back probe (the test peers are protocol
- * doubles with no data plane, which the probe would never find). `overrides` replace any of it.
+ * A tracker for protocol tests, on 127.0.0.1 (any free port), giving new streams `chunkSize`:
+ * a fresh memory store, ticket key and metrics registry, silent logs, and no connect-back probe
+ * (the test peers are protocol doubles with no data plane, which the probe would never find).
+ * `overrides` replace any of it.
  */
 export function startProtocolTracker(
   checksumPort: number,
