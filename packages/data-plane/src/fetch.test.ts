@@ -406,6 +406,30 @@ describe("fetchChunks parsing", () => {
     }
   });
 
+  it("keeps each connection's bytes apart: reads share one buffer, a paused transfer's carry is its own", async () => {
+    // two peers with different bytes, each whole response in one write: every chunk boundary leaves a
+    // carry while the slow onChunk runs, and the other connection reads meanwhile
+    const other = randomBytes(SIZE);
+    const whole = (body: Buffer) => rawPeer((s) => void s.write(Buffer.concat([Buffer.from(head), body])));
+    const peers = [await whole(data), await whole(other)];
+    try {
+      const runs = peers.map((peer) => {
+        const o = options(peer.port);
+        const sync = o.onChunk;
+        o.onChunk = async (i, d) => {
+          await sync(i, d);
+          await sleep(1);
+        };
+        return { o, done: fetchChunks(o) };
+      });
+      await Promise.all(runs.map((r) => r.done));
+      assertDelivered(runs[0]!.o.got, { first: 0, last: LAST });
+      assert.ok(Buffer.concat(runs[1]!.o.got.map(([, d]) => d)).equals(other), "second peer's bytes");
+    } finally {
+      await Promise.all(peers.map((p) => p.close()));
+    }
+  });
+
   it("fails when the peer sends more bytes than the range, after delivering every chunk", async () => {
     const b = rangeBytes({ first: 0, last: LAST });
     const peer = await piecewise([head, b.subarray(0, -5), Buffer.concat([b.subarray(-5), Buffer.from("extra")])]);

@@ -648,13 +648,12 @@ class Exchange implements ConnectionUser {
           return false;
         }
         if (!whole) continue; // a live frame's prefix or attestation: read on
-        const scratch = this.conn.scratch;
-        if (src === scratch) {
+        if (src === this.conn.scratch) {
           this.carryStart = off;
           this.carryEnd = end;
         } else {
           this.carryStart = 0;
-          this.carryEnd = off < end ? src.copy(scratch, 0, off, end) : 0;
+          this.carryEnd = off < end ? src.copy(this.conn.scratchFor(end - off), 0, off, end) : 0;
         }
         return true;
       }

@@ -13,7 +13,7 @@ import {
 } from "@distribustream/pdtp";
 import type { Logger } from "@distribustream/runtime/log";
 import type { Registry } from "@distribustream/runtime/metrics";
-import { READ_PIECE_BYTES } from "./fileRange.js";
+import { FileRangeReadable, READ_PIECE_BYTES } from "./fileRange.js";
 import { dataPlaneMetrics, type DataPlaneMetrics } from "./metrics.js";
 import type { RateLimiter } from "./rateLimiter.js";
 import { refusalStatusOf, type ChunkSource, type DataPlaneIdentity } from "./source.js";
@@ -220,11 +220,9 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: DataPlaneOption
       opts.log.warn({ err: err.message, streamId, start, end }, "data-plane read failed");
     }
   };
-  // The head waits for the read's first bytes, so that a read refused before
-  // any (a relayed origin that changed) is answered with its status.
-  const refused = (err: Error) => {
-    body.off("readable", send);
-    res.off("close", gone);
+  // A read refused before any byte (a relayed origin that changed, a published file that did) is
+  // answered with its status; a failure later cuts the response (the fetcher sees a short body).
+  const failed = (err: Error) => {
     const status = refusalStatusOf(err);
     if (status !== undefined && !res.headersSent) {
       // the reason stays in the log: it may name an origin URL
@@ -234,16 +232,41 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: DataPlaneOption
     done(err);
     res.destroy();
   };
-  const gone = () => body.destroy();
-  const send = () => {
-    body.off("error", refused);
-    res.off("close", gone);
+  const head = () =>
     res.writeHead(200, {
       "content-type": "application/octet-stream",
       "content-length": String(end - start),
       "cache-control": "no-store",
     });
-    // pipeline destroys the file read when the fetcher goes away, and the
+  if (body instanceof FileRangeReadable) {
+    const sent = sentCounter(streamId, metrics);
+    const limiter = opts.uploadLimiter;
+    const piece =
+      sent || limiter
+        ? (n: number) => {
+            sent?.inc(n);
+            return limiter?.take(n);
+          }
+        : undefined;
+    body.sendTo(res, { head, ...(piece ? { piece } : {}) }).then(
+      () => res.end(),
+      (err: Error) => failed(err),
+    );
+    return;
+  }
+  // The head waits for the read's first bytes, so that a read refused before
+  // any is answered with its status.
+  const refused = (err: Error) => {
+    body.off("readable", send);
+    res.off("close", gone);
+    failed(err);
+  };
+  const gone = () => body.destroy();
+  const send = () => {
+    body.off("error", refused);
+    res.off("close", gone);
+    head();
+    // pipeline destroys the read when the fetcher goes away, and the
     // response when the read fails (the fetcher then sees a short body).
     sendBody(body, res, streamId, opts, metrics, done);
   };
@@ -284,10 +307,14 @@ function sendBody(
   metrics: DataPlaneMetrics | undefined,
   done: (err?: Error | null) => void,
 ): void {
-  const sent = metrics?.sentBytes.labels({ stream: metrics.streamLabel(streamId) });
+  const sent = sentCounter(streamId, metrics);
   const limiter = opts.uploadLimiter;
   if (!sent && !limiter) pipeline(body, res, done);
   else pipeline(body, meter(sent, limiter), res, done);
+}
+
+function sentCounter(streamId: string, metrics: DataPlaneMetrics | undefined): { inc(n: number): void } | undefined {
+  return metrics?.sentBytes.labels({ stream: metrics.streamLabel(streamId) });
 }
 
 /** Counts bytes sent and, with a limiter, holds each piece until the upload rate allows it. */
