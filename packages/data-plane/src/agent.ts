@@ -30,7 +30,7 @@ export interface ConnectionUser {
  * One TCP connection to a peer's data plane. Its reads land in the process's
  * shared read buffer; `scratch` is its own, which the request owning the
  * connection uses for the response head and then for bytes kept across a
- * pause (grown to a read's size the first time a pause needs that).
+ * pause (grown to what a pause keeps, and back to 16 KiB in the idle pool).
  */
 export class Connection {
   readonly socket: Socket;
@@ -83,8 +83,14 @@ export class Connection {
 
   /** Scratch of at least `bytes` (its contents are not kept when it grows). */
   scratchFor(bytes: number): Buffer {
-    if (this.scratchBuffer.length < bytes) this.scratchBuffer = Buffer.allocUnsafe(Math.max(bytes, READ_BUFFER_BYTES));
+    if (this.scratchBuffer.length < bytes) this.scratchBuffer = Buffer.allocUnsafe(bytes);
     return this.scratchBuffer;
+  }
+
+  /** Back in the pool: a grown scratch is let go, so that an idle connection holds 16 KiB. */
+  idle(): void {
+    this.user = undefined;
+    if (this.scratchBuffer.length > SCRATCH_BYTES) this.scratchBuffer = Buffer.allocUnsafe(SCRATCH_BYTES);
   }
 
   get alive(): boolean {
@@ -162,7 +168,7 @@ export class DataPlaneAgent {
       conn.destroy();
       return;
     }
-    conn.detach();
+    conn.idle();
     conn.reused = true;
     conn.socket.setTimeout(this.idleMs);
     conn.socket.unref();

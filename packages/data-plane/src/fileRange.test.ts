@@ -5,6 +5,7 @@ import { createServer, get, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PassThrough, Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import { FileRangeReadable, READ_PIECE_BYTES, type RangeSendHooks } from "./fileRange.js";
@@ -140,6 +141,40 @@ describe("FileRangeReadable.sendTo", () => {
     }
   });
 
+  it("stops waiting when the destination closes, or the signal aborts, while a piece is held", async () => {
+    const never = () => new Promise<void>(() => {});
+    const within = <T>(p: Promise<T>) =>
+      Promise.race([p, sleep(2000).then(() => assert.fail("sendTo still waiting 2 s after the fetcher left"))]);
+
+    const out = new PassThrough();
+    const held = new FileRangeReadable(async () => ({ handle: await open(path), close: true }), 0, SIZE, "f.bin");
+    const sending = held.sendTo(out, { head: () => {}, piece: never });
+    setTimeout(() => out.destroy(), 20);
+    await assert.rejects(within(sending), { name: "AbortError" });
+
+    const gone = new AbortController();
+    const other = new FileRangeReadable(async () => ({ handle: await open(path), close: true }), 0, SIZE, "f.bin");
+    const waiting = other.sendTo(new PassThrough(), { head: () => {}, piece: never, signal: gone.signal });
+    setTimeout(() => gone.abort(), 20);
+    await assert.rejects(within(waiting), { name: "AbortError" });
+  });
+
+  it("reports a write that fails as the fetcher gone (AbortError), with the socket's error as its cause", async () => {
+    // not destroyed by its failed write, so no close comes first: as a response whose socket reset under a write
+    const broken = new Writable({
+      autoDestroy: false,
+      write: (_chunk, _enc, cb) => cb(Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" })),
+    });
+    broken.on("error", () => {});
+    // one piece: its failed write is what the end waits for (a reset near the end of a range)
+    const body = new FileRangeReadable(async () => ({ handle: await open(path), close: true }), 0, 1000, "f.bin");
+    await assert.rejects(body.sendTo(broken, { head: () => {} }), (err: Error) => {
+      assert.equal(err.name, "AbortError");
+      assert.match(String((err.cause as Error).message), /ECONNRESET/);
+      return true;
+    });
+  });
+
   it("rejects without a head when the open fails, and after what it had when the file is short", async () => {
     const heads = { n: 0 };
     const failing = new FileRangeReadable(
@@ -148,7 +183,7 @@ describe("FileRangeReadable.sendTo", () => {
       10,
       "f.bin",
     );
-    const sink = new (await import("node:stream")).PassThrough();
+    const sink = new PassThrough();
     await assert.rejects(failing.sendTo(sink, { head: () => heads.n++ }), /changed since it was published/);
     assert.equal(heads.n, 0);
 
@@ -158,7 +193,7 @@ describe("FileRangeReadable.sendTo", () => {
       SIZE + 500,
       "f.bin",
     );
-    const out = new (await import("node:stream")).PassThrough();
+    const out = new PassThrough();
     const parts: Buffer[] = [];
     out.on("data", (p: Buffer) => parts.push(p));
     await assert.rejects(short.sendTo(out, { head: () => heads.n++ }), /f\.bin ended at byte/);
@@ -169,7 +204,7 @@ describe("FileRangeReadable.sendTo", () => {
   it("holds each piece for what piece() returns (an upload rate) and counts every byte", async () => {
     let counted = 0;
     let waits = 0;
-    const out = new (await import("node:stream")).PassThrough();
+    const out = new PassThrough();
     const parts: Buffer[] = [];
     out.on("data", (p: Buffer) => parts.push(Buffer.from(p)));
     const body = new FileRangeReadable(async () => ({ handle: await open(path), close: true }), 0, SIZE, "f.bin");

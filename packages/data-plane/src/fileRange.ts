@@ -21,12 +21,22 @@ export interface RangeSendHooks {
   head(): void;
   /** A piece of `bytes` is about to be written; the write waits for what this returns (an upload rate). */
   piece?(bytes: number): Promise<void> | void;
+  /**
+   * Aborted when the fetcher is gone even though `out` may never say so: a
+   * pipelined request's response, queued behind another, emits no close when
+   * the connection closes.
+   */
+  signal?: AbortSignal;
 }
 
 /** The destination went away before the range was sent (AbortError, as pipeline names it). */
 class DestinationGone extends Error {
   override name = "AbortError";
 }
+
+/** A write that failed: the connection broke or was destroyed under it, so the fetcher is gone. */
+const writeFailed = (pos: number, cause: unknown) =>
+  new DestinationGone(`the connection failed at byte ${pos}`, { cause });
 
 /**
  * Bytes [start, end) of a file, read as the consumer asks for them
@@ -89,6 +99,8 @@ export class FileRangeReadable extends Readable {
       wake?.();
     };
     out.once("close", onClose);
+    hooks.signal?.addEventListener("abort", onClose, { once: true });
+    if (hooks.signal?.aborted) closed = true;
     // waits for `p`, or less once `out` is closed (then `closed` is true)
     const settled = (p: Promise<unknown>) =>
       new Promise<void>((resolve, reject) => {
@@ -118,13 +130,17 @@ export class FileRangeReadable extends Readable {
         stopIfGone();
         this.pos += bytesRead;
         const piece = bytesRead === size ? mine.buffer : mine.buffer.subarray(0, bytesRead);
-        mine.written = new Promise((resolve, reject) => out.write(piece, (err) => (err ? reject(err) : resolve())));
+        const at = this.pos;
+        mine.written = new Promise((resolve, reject) =>
+          out.write(piece, (err) => (err ? reject(writeFailed(at, err)) : resolve())),
+        );
         mine.written.catch(() => {}); // a failed write is seen when its buffer comes round again, or at the end
       }
       await settled(Promise.all([mine.written, other.written]));
       if (closed) throw new DestinationGone("the fetcher went away before the last write completed");
     } finally {
       out.off("close", onClose);
+      hooks.signal?.removeEventListener("abort", onClose);
       this.destroy();
     }
   }

@@ -248,10 +248,17 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: DataPlaneOption
             return limiter?.take(n);
           }
         : undefined;
-    body.sendTo(res, { head, ...(piece ? { piece } : {}) }).then(
-      () => res.end(),
-      (err: Error) => failed(err),
-    );
+    // the connection's close, which a pipelined response still queued behind another never hears
+    const connection = new AbortController();
+    const closed = () => connection.abort();
+    req.socket.once("close", closed);
+    body
+      .sendTo(res, { head, signal: connection.signal, ...(piece ? { piece } : {}) })
+      .finally(() => req.socket.off("close", closed))
+      .then(
+        () => res.end(),
+        (err: Error) => failed(err),
+      );
     return;
   }
   // The head waits for the read's first bytes, so that a read refused before
