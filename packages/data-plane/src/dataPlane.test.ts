@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
 import { get } from "node:http";
 import { connect, createServer as createNetServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -23,6 +22,7 @@ import { createLogger, Registry } from "@distribustream/runtime";
 import {
   fetchChunks,
   FetchError,
+  FileRangeReadable,
   keepAliveAgent,
   startDataPlane,
   type ChunkSource,
@@ -55,7 +55,9 @@ function source(path: string): ChunkSource {
   return {
     layout: (id) => (id === FULL || id === PARTIAL ? layout : undefined),
     holds: (id, r) => (id === FULL ? r.last < COUNT : id === PARTIAL ? r.last <= 3 : false),
-    read: (_id, start, end) => createReadStream(path, { start, end: end - 1 }),
+    // as a seeder or a viewer serves: a FileRangeReadable, sent by sendTo
+    read: (_id, start, end) =>
+      new FileRangeReadable(async () => ({ handle: await open(path), close: true }), start, end, "movie.bin"),
   };
 }
 
