@@ -30,7 +30,8 @@ export interface ConnectionUser {
  * One TCP connection to a peer's data plane. Its reads land in the process's
  * shared read buffer; `scratch` is its own, which the request owning the
  * connection uses for the response head and then for bytes kept across a
- * pause (grown to what a pause keeps, and back to 16 KiB in the idle pool).
+ * pause (grown to a read's size the first time a pause keeps more than 16 KiB,
+ * and back to 16 KiB in the idle pool).
  */
 export class Connection {
   readonly socket: Socket;
@@ -83,7 +84,8 @@ export class Connection {
 
   /** Scratch of at least `bytes` (its contents are not kept when it grows). */
   scratchFor(bytes: number): Buffer {
-    if (this.scratchBuffer.length < bytes) this.scratchBuffer = Buffer.allocUnsafe(bytes);
+    // straight to a read's size: a transfer that pauses once keeps pausing, with carries up to a read
+    if (this.scratchBuffer.length < bytes) this.scratchBuffer = Buffer.allocUnsafe(Math.max(bytes, READ_BUFFER_BYTES));
     return this.scratchBuffer;
   }
 
