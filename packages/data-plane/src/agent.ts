@@ -91,7 +91,7 @@ export class Connection {
 
   /** Back in the pool: a grown scratch is let go, so that an idle connection holds 16 KiB. */
   idle(): void {
-    this.user = undefined;
+    this.detach();
     if (this.scratchBuffer.length > SCRATCH_BYTES) this.scratchBuffer = Buffer.allocUnsafe(SCRATCH_BYTES);
   }
 

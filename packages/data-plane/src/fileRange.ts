@@ -62,24 +62,22 @@ export class FileRangeReadable extends Readable {
   }
 
   override _read(): void {
-    this.openOnce()
-      .then(
-        (file) => {
-          const want = Math.min(READ_PIECE_BYTES, this.end - this.pos);
-          if (want <= 0 || this.destroyed) {
-            this.push(null);
-            return;
-          }
-          return file.handle.read(Buffer.allocUnsafe(want), 0, want, this.pos).then(({ bytesRead, buffer }) => {
-            if (bytesRead === 0) return this.destroy(this.endedEarly());
-            this.pos += bytesRead;
-            this.push(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
-            if (this.pos >= this.end) this.push(null);
-          });
-        },
-        (err: Error) => this.destroy(err),
-      )
-      .catch((err: Error) => this.destroy(err));
+    this.readPiece().catch((err: Error) => this.destroy(err));
+  }
+
+  /** Pushes the next piece (a new buffer: the stream's consumer keeps it), or the end. */
+  private async readPiece(): Promise<void> {
+    const file = await this.openOnce();
+    const want = Math.min(READ_PIECE_BYTES, this.end - this.pos);
+    if (want <= 0 || this.destroyed) {
+      this.push(null);
+      return;
+    }
+    const { bytesRead, buffer } = await file.handle.read(Buffer.allocUnsafe(want), 0, want, this.pos);
+    if (bytesRead === 0) throw this.endedEarly();
+    this.pos += bytesRead;
+    this.push(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
+    if (this.pos >= this.end) this.push(null);
   }
 
   /**

@@ -239,15 +239,7 @@ function handle(req: IncomingMessage, res: ServerResponse, opts: DataPlaneOption
       "cache-control": "no-store",
     });
   if (body instanceof FileRangeReadable) {
-    const sent = sentCounter(streamId, metrics);
-    const limiter = opts.uploadLimiter;
-    const piece =
-      sent || limiter
-        ? (n: number) => {
-            sent?.inc(n);
-            return limiter?.take(n);
-          }
-        : undefined;
+    const piece = pieceMeter(streamId, opts, metrics);
     // the connection's close, which a pipelined response still queued behind another never hears
     const connection = new AbortController();
     const closed = () => connection.abort();
@@ -314,24 +306,37 @@ function sendBody(
   metrics: DataPlaneMetrics | undefined,
   done: (err?: Error | null) => void,
 ): void {
-  const sent = sentCounter(streamId, metrics);
+  const piece = pieceMeter(streamId, opts, metrics);
+  if (!piece) pipeline(body, res, done);
+  else pipeline(body, meter(piece), res, done);
+}
+
+/**
+ * What each piece sent goes through: counted, then held until the upload
+ * rate allows it (undefined when there is neither a counter nor a rate).
+ */
+function pieceMeter(
+  streamId: string,
+  opts: DataPlaneOptions,
+  metrics: DataPlaneMetrics | undefined,
+): ((bytes: number) => Promise<void> | undefined) | undefined {
+  const sent = metrics?.sentBytes.labels({ stream: metrics.streamLabel(streamId) });
   const limiter = opts.uploadLimiter;
-  if (!sent && !limiter) pipeline(body, res, done);
-  else pipeline(body, meter(sent, limiter), res, done);
+  if (!sent && !limiter) return undefined;
+  return (bytes) => {
+    sent?.inc(bytes);
+    return limiter?.take(bytes);
+  };
 }
 
-function sentCounter(streamId: string, metrics: DataPlaneMetrics | undefined): { inc(n: number): void } | undefined {
-  return metrics?.sentBytes.labels({ stream: metrics.streamLabel(streamId) });
-}
-
-/** Counts bytes sent and, with a limiter, holds each piece until the upload rate allows it. */
-function meter(c: { inc(n: number): void } | undefined, limiter: RateLimiter | undefined): Transform {
+/** A stream stage applying `piece` to each piece that passes. */
+function meter(piece: (bytes: number) => Promise<void> | undefined): Transform {
   return new Transform({
     highWaterMark: READ_PIECE_BYTES,
-    transform(piece: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
-      c?.inc(piece.length);
-      if (!limiter) return cb(null, piece);
-      limiter.take(piece.length).then(() => cb(null, piece), cb);
+    transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
+      const held = piece(chunk.length);
+      if (!held) return cb(null, chunk);
+      held.then(() => cb(null, chunk), cb);
     },
   });
 }
