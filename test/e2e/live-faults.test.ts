@@ -70,6 +70,15 @@ function assertSuffix(out: Buffer, source: Buffer, what: string): void {
   assert.ok(out.equals(source.subarray(source.length - out.length)), `${what} is the source's bytes to its end`);
 }
 
+/** A viewer's log lines of chunks it skipped, for a failure's message. */
+function skipLines(p: Pick<Proc, "stderr">): string {
+  return p
+    .stderr()
+    .split("\n")
+    .filter((l) => l.includes('"chunks skipped') || l.includes('"re-tuned'))
+    .join("\n");
+}
+
 /** Size of a file, 0 while it does not exist. */
 function sizeOf(path: string): number {
   try {
@@ -350,8 +359,10 @@ describe(
             `re-tuned ${s.retunes} times, delay p50 ${s.delayP50Ms} ms p95 ${s.delayP95Ms} ms`,
         );
         assert.equal(s.ended, true);
-        // the two numbers never attested are skipped; a chunk or two more may pass its deadline while the
-        // restarted source catches up (timing on a loaded machine, not a fault); more would be one
+        // the two numbers never attested are skipped; at most two more, of those attested just before the
+        // kill that no viewer had fetched when the source died. Every chunk of the restarted source is
+        // written (below): the tracker's chunk time used to count the outage in, and a viewer then took
+        // a chunk not yet announced for seconds older than it was and skipped it as overdue.
         assert.ok(
           s.skipped >= 2 && s.skipped <= 4,
           `viewer ${i} skipped the two numbers never attested and at most two more: ${s.skipped}`,
@@ -361,7 +372,10 @@ describe(
         // its output: the first input's bytes from its tune-in point to the kill, then all of the second input
         const out = readFileSync(join(dir, `tv${i}.bin`));
         assert.ok(before.indexOf(out.subarray(0, written[i])) >= 0, `viewer ${i} wrote the first input in order`);
-        assert.ok(out.subarray(written[i]).equals(afterRestart), `viewer ${i} wrote the restarted source's bytes`);
+        assert.ok(
+          out.subarray(written[i]).equals(afterRestart),
+          `viewer ${i} wrote the restarted source's bytes: ${skipLines(v)}`,
+        );
       }
       const cut = await metric(`http://127.0.0.1:${ports[1]}/metrics`, "pdtp_seeder_live_chunks_total", {
         stream: "tv",

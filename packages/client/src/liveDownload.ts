@@ -333,7 +333,8 @@ export class LiveDownload {
       low: w.low,
       edge: w.edge,
       edgeTimestampMs: w.edgeTimestampMs,
-      chunkMs: w.chunkMs || this.descriptor.maxChunkMs,
+      // no chunk holds more media than the descriptor's chunk time, whatever a tracker says
+      chunkMs: Math.min(w.chunkMs || this.descriptor.maxChunkMs, this.descriptor.maxChunkMs),
       ended: w.ended,
       randomAccess: w.randomAccess,
     });
@@ -556,6 +557,12 @@ export class LiveDownload {
         this.host.log.info({ position: this.playout.position, skipped: step.skipped.length }, "re-tuned to the edge");
       }
       this.skipped += step.skipped.length;
+      if (step.skipped.length > 0 && !step.retuned) {
+        this.host.log.info(
+          { first: step.skipped[0], last: step.skipped.at(-1), position: this.playout.position },
+          "chunks skipped: past their deadline",
+        );
+      }
       // Take the chunks now: the window may drop them while earlier ones are being written.
       const chunks = step.write.map((seq) => this.holdings.chunk(seq));
       const delays: number[] = [];

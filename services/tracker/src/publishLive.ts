@@ -437,7 +437,16 @@ export class PublishLive {
   }
 }
 
-/** The edge's source time after `claims`, and chunk_ms folded in as a moving average of their spacing. */
+/**
+ * The edge's source time after `claims`, and chunk_ms folded in as a moving
+ * average of their spacing. Each sample is held to the descriptor's chunk
+ * time: no chunk holds more media than that, so a longer spacing is a gap
+ * (the source stalled, or was killed and restarted) and not what a chunk
+ * lasts. Counted in, one such gap would make viewers estimate the source
+ * time of a chunk not yet announced seconds too early (edge time less the
+ * chunks between times chunk_ms), and skip it as overdue while it is on its
+ * way.
+ */
 export function edgeTimeAfter(
   before: { edgeTimestampMs: number; chunkMs: number },
   claims: readonly LiveChunkClaim[],
@@ -446,7 +455,7 @@ export function edgeTimeAfter(
   const lastTs = claims[claims.length - 1]!.timestampMs;
   const fromTs = before.edgeTimestampMs > 0 ? before.edgeTimestampMs : claims[0]!.timestampMs;
   const spans = before.edgeTimestampMs > 0 ? claims.length : claims.length - 1;
-  const sample = spans > 0 ? (lastTs - fromTs) / spans : maxChunkMs;
+  const sample = spans > 0 ? Math.min(maxChunkMs, Math.max(0, lastTs - fromTs) / spans) : maxChunkMs;
   const avg = before.chunkMs > 0 ? before.chunkMs * (1 - CHUNK_MS_WEIGHT) + sample * CHUNK_MS_WEIGHT : sample;
   return { edgeTimestampMs: lastTs, chunkMs: Math.max(0, Math.round(avg)) };
 }
