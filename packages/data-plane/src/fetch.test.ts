@@ -406,7 +406,7 @@ describe("fetchChunks parsing", () => {
     }
   });
 
-  it("keeps each connection's bytes apart while a paused transfer's carry waits in its scratch", async () => {
+  it("keeps each connection's bytes apart: reads share one buffer, a paused transfer's carry is its own", async () => {
     // two peers with different bytes, each whole response in one write: every chunk boundary leaves a
     // carry while the slow onChunk runs, and the other connection reads meanwhile
     const other = randomBytes(SIZE);
