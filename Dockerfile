@@ -32,8 +32,9 @@ COPY tsconfig.base.json ./
 COPY packages/ packages/
 COPY services/ services/
 COPY cmd/ cmd/
-COPY scripts/image-files.mjs scripts/
+COPY scripts/image-files.mjs scripts/bundle-dsclient.mjs scripts/
 RUN npx tsc -b cmd/distribustream services/dashboard/web \
+  && node scripts/bundle-dsclient.mjs \
   && node scripts/image-files.mjs /out
 
 # --- the image
