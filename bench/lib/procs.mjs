@@ -177,6 +177,20 @@ export function peakRssMB(pid) {
   }
 }
 
+/**
+ * Resident anonymous memory of one process (RssAnon), in MB (MiB): what it holds of its own
+ * (heap, buffers, stacks, JIT code), without the pages of its executable and libraries, which
+ * every process running them shares (a node process maps about 40 MB of its binary).
+ */
+export function anonRssMB(pid) {
+  try {
+    const m = /RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** Bytes the process passed to write/send/sendfile (wchar of /proc/PID/io): sockets, pipes and files. */
 export function wcharBytes(pid) {
   try {

@@ -64,9 +64,12 @@ export function markdown(rec) {
   if (procs.length) {
     lines.push("Each process, medians over runs (viewers: the median viewer and the highest):");
     lines.push("");
-    lines.push("| system | process | CPU s | peak RSS MB |");
-    lines.push("|---|---|---:|---:|");
-    for (const r of procs) lines.push(`| ${r.system} | ${r.process} | ${fmt(r.cpuS)} | ${fmt(r.rssMB)} |`);
+    lines.push("| system | process | CPU s | peak RSS MB | peak anonymous RSS MB |");
+    lines.push("|---|---|---:|---:|---:|");
+    for (const r of procs)
+      lines.push(
+        `| ${r.system} | ${r.process} | ${fmt(r.cpuS)} | ${fmt(r.rssMB)} | ${r.anonMB === null ? "—" : fmt(r.anonMB)} |`,
+      );
     lines.push("");
   }
   const failures = [];
@@ -85,34 +88,52 @@ export function markdown(rec) {
 }
 
 /**
- * Per-process CPU seconds and peak RSS of every system's trials (runViewers'
- * serverCpuSeconds, serverPeakRssMB, viewerCpuSeconds, viewerPeakRssMB), medians
- * over the runs, so that a regression shows in the table and not only in the JSON.
+ * Per-process CPU seconds, peak RSS and peak anonymous RSS of every system's trials
+ * (runViewers' serverCpuSeconds, serverPeakRssMB, serverPeakAnonMB, viewerCpuSeconds,
+ * viewerPeakRssMB, viewerPeakAnonMB), medians over the runs, so that a regression shows
+ * in the table and not only in the JSON. Anonymous RSS is what a process holds of its own:
+ * RSS also counts the pages of its executable, which every process running it shares.
  */
 function processRows(runs) {
-  const acc = new Map(); // `${system}\t${process}` -> { cpu: [], rss: [] }
-  const add = (system, process, cpu, rss) => {
+  const acc = new Map(); // `${system}\t${process}` -> { cpu: [], rss: [], anon: [] }
+  const add = (system, process, cpu, rss, anon) => {
     const k = `${system}\t${process}`;
-    if (!acc.has(k)) acc.set(k, { cpu: [], rss: [] });
+    if (!acc.has(k)) acc.set(k, { cpu: [], rss: [], anon: [] });
     const a = acc.get(k);
     if (typeof cpu === "number") a.cpu.push(cpu);
     if (typeof rss === "number") a.rss.push(rss);
+    if (typeof anon === "number") a.anon.push(anon);
   };
   for (const run of runs) {
     for (const [sys, r] of Object.entries(run.systems ?? {})) {
       if (!r?.ok) continue;
-      for (const [p, cpu] of Object.entries(r.serverCpuSeconds ?? {})) add(sys, p, cpu, r.serverPeakRssMB?.[p]);
+      for (const [p, cpu] of Object.entries(r.serverCpuSeconds ?? {}))
+        add(sys, p, cpu, r.serverPeakRssMB?.[p], r.serverPeakAnonMB?.[p]);
       const cpus = (r.viewerCpuSeconds ?? []).filter((v) => typeof v === "number");
       const rss = (r.viewerPeakRssMB ?? []).filter((v) => typeof v === "number");
+      const anon = (r.viewerPeakAnonMB ?? []).filter((v) => typeof v === "number");
       if (cpus.length || rss.length) {
-        add(sys, "viewer (median)", median(cpus), median(rss));
-        if (cpus.length > 1) add(sys, "viewer (highest)", Math.max(...cpus), rss.length ? Math.max(...rss) : null);
+        add(sys, "viewer (median)", median(cpus), median(rss), anon.length ? median(anon) : null);
+        if (cpus.length > 1)
+          add(
+            sys,
+            "viewer (highest)",
+            Math.max(...cpus),
+            rss.length ? Math.max(...rss) : null,
+            anon.length ? Math.max(...anon) : null,
+          );
       }
     }
   }
   return [...acc].map(([k, a]) => {
     const [system, process] = k.split("\t");
-    return { system, process, cpuS: round(median(a.cpu), 2), rssMB: round(median(a.rss), 1) };
+    return {
+      system,
+      process,
+      cpuS: round(median(a.cpu), 2),
+      rssMB: round(median(a.rss), 1),
+      anonMB: a.anon.length ? round(median(a.anon), 1) : null,
+    };
   });
 }
 

@@ -8,12 +8,15 @@
 //   cpuSeconds                             viewers' whole lives (GNU time) + the servers' CPU from the
 //                                          viewers' start to all done (/proc/PID/stat, process trees)
 //   viewer peak RSS                        GNU time's maximum resident set size of each viewer
+//   peak anonymous RSS                     of each viewer and server, sampled every 250 ms from the viewers'
+//                                          start to all done (RssAnon: its own memory, without the pages of
+//                                          its executable that every process running it shares)
 //   sha256                                 every viewer's output against the origin file
 import { createHash } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { Proc, loopbackTxBytes, sampleTree, sleep } from "./procs.mjs";
+import { Proc, anonRssMB, loopbackTxBytes, sampleTree, sleep } from "./procs.mjs";
 import { GiB, median, percentile, round, sha256File } from "./util.mjs";
 
 /**
@@ -61,8 +64,28 @@ export async function runViewers(sys, ctx) {
     return p;
   });
 
+  // peak anonymous RSS: of each viewer's measured process, and of each server's process tree
+  const viewerAnon = new Array(ctx.viewers).fill(0);
+  const serverAnon = Object.fromEntries(Object.keys(sys.servers).map((k) => [k, 0]));
+  const sampleAnon = () => {
+    viewers.forEach((p, i) => {
+      const pid = p.target();
+      if (pid !== undefined) viewerAnon[i] = Math.max(viewerAnon[i], anonRssMB(pid));
+    });
+    for (const [k, p] of Object.entries(sys.servers)) {
+      const tree = sampleTree(p.target()).pids;
+      serverAnon[k] = Math.max(
+        serverAnon[k],
+        tree.reduce((s, pid) => s + anonRssMB(pid), 0),
+      );
+    }
+  };
   const end = Date.now() + ctx.timeoutMs;
-  while (!failure && doneAt.some((d) => d === undefined) && Date.now() < end) await sleep(50);
+  for (let n = 0; !failure && doneAt.some((d) => d === undefined) && Date.now() < end; n++) {
+    if (n % 5 === 0) sampleAnon();
+    await sleep(50);
+  }
+  sampleAnon();
   const timedOut = !failure && doneAt.some((d) => d === undefined);
   const allDone = Math.max(...doneAt.filter((d) => d !== undefined));
 
@@ -129,6 +152,9 @@ export async function runViewers(sys, ctx) {
     viewerPeakRssMB: rss,
     viewerPeakRssMedianMB: median(rss),
     viewerPeakRssMaxMB: rss.some((r) => r !== null) ? Math.max(...rss.filter((r) => r !== null)) : null,
+    viewerPeakAnonMB: viewerAnon.map((m) => (m > 0 ? round(m, 1) : null)),
+    viewerPeakAnonMedianMB: round(median(viewerAnon.filter((m) => m > 0)), 1),
+    serverPeakAnonMB: Object.fromEntries(Object.entries(serverAnon).map(([k, m]) => [k, round(m, 1)])),
     ...(extra ? { tracker: extra } : {}),
   };
 }
