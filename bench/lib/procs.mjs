@@ -167,29 +167,25 @@ export function cpuSeconds(pid) {
   }
 }
 
-/** Peak resident set size of one process (VmHWM), in MB (MiB). */
-export function peakRssMB(pid) {
+/** A memory field of /proc/PID/status ("VmHWM", "RssAnon", ...) in MB (MiB); 0 once the process is gone. */
+function statusMB(pid, field) {
   try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return m ? Number(m[1]) / 1024 : 0;
   } catch {
     return 0;
   }
 }
 
+/** Peak resident set size of one process (VmHWM), in MB (MiB). */
+export const peakRssMB = (pid) => statusMB(pid, "VmHWM");
+
 /**
  * Resident anonymous memory of one process (RssAnon), in MB (MiB): what it holds of its own
  * (heap, buffers, stacks, JIT code), without the pages of its executable and libraries, which
  * every process running them shares (a node process maps about 40 MB of its binary).
  */
-export function anonRssMB(pid) {
-  try {
-    const m = /RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? Number(m[1]) / 1024 : 0;
-  } catch {
-    return 0;
-  }
-}
+export const anonRssMB = (pid) => statusMB(pid, "RssAnon");
 
 /** Bytes the process passed to write/send/sendfile (wchar of /proc/PID/io): sockets, pipes and files. */
 export function wcharBytes(pid) {
