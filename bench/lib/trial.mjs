@@ -16,7 +16,7 @@ import { createHash } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { Proc, anonRssMB, loopbackTxBytes, sampleTree, sleep } from "./procs.mjs";
+import { Proc, anonRssMB, loopbackTxBytes, sampleTree, sleep, tree } from "./procs.mjs";
 import { GiB, median, percentile, round, sha256File } from "./util.mjs";
 
 /**
@@ -73,10 +73,10 @@ export async function runViewers(sys, ctx) {
       if (pid !== undefined) viewerAnon[i] = Math.max(viewerAnon[i], anonRssMB(pid));
     });
     for (const [k, p] of Object.entries(sys.servers)) {
-      const tree = sampleTree(p.target()).pids;
+      const pids = tree(p.target());
       serverAnon[k] = Math.max(
         serverAnon[k],
-        tree.reduce((s, pid) => s + anonRssMB(pid), 0),
+        pids.reduce((s, pid) => s + anonRssMB(pid), 0),
       );
     }
   };

@@ -365,7 +365,7 @@ describe(
         // a chunk not yet announced for seconds older than it was and skipped it as overdue.
         assert.ok(
           s.skipped >= 2 && s.skipped <= 4,
-          `viewer ${i} skipped the two numbers never attested and at most two more: ${s.skipped}`,
+          `viewer ${i} skipped the two numbers never attested and at most two more: ${s.skipped}\n${skipLines(v)}`,
         );
         // back at the live edge after the outage, not the outage behind it
         assert.ok(s.delayP95Ms < OUTAGE_MS, `viewer ${i}'s delay p95 ${s.delayP95Ms} ms`);

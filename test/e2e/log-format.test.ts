@@ -205,5 +205,12 @@ describe("log formats", () => {
     const client = startNode(DSCLIENT, [`pdtp://${tracker}/a.bin`], { cwd: dir, env: { DS_LOG_FORMAT: "yaml" } });
     assert.equal(await client.exited, 2);
     assert.match(client.stderr(), /^dsclient: invalid setting log_format from DS_LOG_FORMAT: .*\(got "yaml"\)/);
+    // dsclient is one bundled file that loads the YAML parser only for --conf: it must find it
+    const clientYaml = startNode(DSCLIENT, ["--conf", "bad.yml", `pdtp://${tracker}/a.bin`], { cwd: dir });
+    assert.equal(await clientYaml.exited, 2);
+    assert.match(
+      clientYaml.stderr(),
+      /^dsclient: invalid setting log_format from "log_format" in bad\.yml: .*\(got 3\)\n$/,
+    );
   });
 });
