@@ -2,12 +2,15 @@ import { connect, type Socket } from "node:net";
 
 /**
  * Bytes one socket reads at a time. Every connection of the process reads
- * into the same buffer (net's `onread`): a read's bytes are consumed before
- * its callback returns (copied into a chunk, or into the connection's
- * scratch while a chunk is delivered), so a transfer makes no garbage per
- * read and an idle connection holds no read buffer. 256 KiB reads against
- * 64 KiB: a checksum service hashing 1 GiB from a seeder took 1.28 -> 1.2
- * CPU-s (a quarter of the read syscalls).
+ * into the same buffer (net's `onread`) unless its user offers a buffer of
+ * its own for the next read (ConnectionUser.readTarget: the rest of the
+ * chunk being received, so the kernel copies body bytes straight into it).
+ * A read's bytes in the shared buffer are consumed before its callback
+ * returns (copied into a chunk, or into the connection's scratch while a
+ * chunk is delivered), so a transfer makes no garbage per read and an idle
+ * connection holds no read buffer. 256 KiB reads against 64 KiB: a checksum
+ * service hashing 1 GiB from a seeder took 1.28 -> 1.2 CPU-s (a quarter of
+ * the read syscalls).
  */
 export const READ_BUFFER_BYTES = 256 * 1024;
 
@@ -18,8 +21,19 @@ let sharedReadBuffer: Buffer | undefined;
 
 /** What a connection hands its reads and events to while a request owns it. */
 export interface ConnectionUser {
-  /** `n` bytes arrived at the start of `buf`: used or copied before this returns, as the next read (of any connection) overwrites them. */
+  /**
+   * `n` bytes arrived at the start of `buf`: the shared read buffer, whose
+   * bytes must be used or copied before this returns (the next read of any
+   * connection overwrites them), or the buffer readTarget gave for this read.
+   */
   onBytes(buf: Buffer, n: number): void;
+  /**
+   * Asked after each read (onBytes): a buffer the next read may fill, up to
+   * its length, instead of the shared one; undefined for the shared one. Only
+   * bytes the user is sure to take in that place may be read into it, as the
+   * read comes whatever the user does meanwhile.
+   */
+  readTarget?(): Buffer | undefined;
   /** The peer closed its side. */
   onEnd(): void;
   onError(err: Error): void;
@@ -51,9 +65,10 @@ export class Connection {
       host,
       port,
       onread: {
-        buffer: readBuffer,
-        callback: (n) => {
-          if (this.user) this.user.onBytes(readBuffer, n);
+        // called again after each read (its callback), for the buffer of the next one
+        buffer: () => this.user?.readTarget?.() ?? readBuffer,
+        callback: (n, buf) => {
+          if (this.user) this.user.onBytes(buf as Buffer, n);
           else this.socket.destroy(); // an idle connection has nothing to receive
           return true; // readers pause with socket.pause(), never through this
         },

@@ -390,6 +390,58 @@ describe("fetchChunks parsing", () => {
     });
   }
 
+  for (const [what, slow] of [
+    ["a synchronous", false],
+    ["an asynchronous", true],
+  ] as const) {
+    it(`reads big chunks in place, byte-exact, with ${what} onChunk and three transfers at once`, async () => {
+      // 256 KiB chunks: a chunk's rest is read straight into the transfer's buffer (no copy out of the shared
+      // read buffer); odd write sizes put chunk boundaries and the head anywhere in a read
+      const chunk = 256 * 1024;
+      const size = chunk * 12 + 4321;
+      const bodies = [randomBytes(size), randomBytes(size), randomBytes(size)];
+      const peers = await Promise.all(
+        bodies.map((body) =>
+          rawPeer(async (s) => {
+            const all = Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${size}\r\n\r\n`), body]);
+            for (let at = 0, k = 0; at < all.length && !s.destroyed; k++) {
+              const n = [70_001, 300_000, 1, 150_000, 262_144][k % 5]!;
+              s.write(all.subarray(at, at + n));
+              at += n;
+              if (k % 3 === 0) await sleep(2);
+            }
+          }),
+        ),
+      );
+      const agent = keepAliveAgent();
+      try {
+        const runs = peers.map((peer, p) => {
+          const got: Buffer[] = [];
+          const o = options(peer.port, {
+            agent,
+            range: { first: 0, last: 12 },
+            layout: { size, chunkSize: chunk },
+            onChunk: slow
+              ? async (i, d) => {
+                  got[i] = Buffer.from(d);
+                  await sleep(3);
+                }
+              : (i, d) => void (got[i] = Buffer.from(d)),
+          });
+          return fetchChunks(o).then((r) => ({ r, got, p }));
+        });
+        for (const { r, got, p } of await Promise.all(runs)) {
+          assert.deepEqual(r, { bytes: size });
+          assert.equal(got.length, 13);
+          assert.ok(Buffer.concat(got).equals(bodies[p]!), `peer ${p}'s bytes arrived as sent`);
+        }
+      } finally {
+        agent.destroy();
+        await Promise.all(peers.map((p) => p.close()));
+      }
+    });
+  }
+
   it("delivers a whole response that arrives in one read, chunk by chunk from the carry", async () => {
     const peer = await rawPeer((s) => void s.write(Buffer.concat([Buffer.from(head), data])));
     try {

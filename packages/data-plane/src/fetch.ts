@@ -91,6 +91,8 @@ export function keepAliveAgent(): DataPlaneAgent {
 }
 
 const DEFAULT_TIMEOUT_MS = 15_000;
+/** A chunk's rest is read in place (see Exchange.readTarget) when at least this long; shorter rests are read with what follows. */
+const MIN_DIRECT_READ_BYTES = 64 * 1024;
 /** The response head (status line and headers) must fit in this much. */
 const MAX_HEAD_BYTES = 16 * 1024;
 /** Of an error answer's body, this much becomes the error's reason. */
@@ -434,6 +436,8 @@ class Exchange implements ConnectionUser {
   private carryStart = 0;
   private carryEnd = 0;
   private delivering = false;
+  /** The buffer readTarget gave for the next read. */
+  private target: Buffer | undefined;
   private failure: unknown;
   private timer: NodeJS.Timeout | undefined;
   private resolve: (bytes: number) => void = () => {};
@@ -465,6 +469,14 @@ class Exchange implements ConnectionUser {
     if (this.phase === Phase.Done || this.failure !== undefined) return;
     this.answered = true;
     this.timer?.refresh();
+    if (buf === this.target) {
+      // read in place, into the rest of the chunk being filled
+      this.target = undefined;
+      const sink = this.sink;
+      sink.filled += n;
+      if (sink.filled === sink.view.length && this.viewFull()) this.startDelivery();
+      return;
+    }
     let off = 0;
     if (this.phase === Phase.Head) {
       off = this.readHead(buf, n);
@@ -472,6 +484,21 @@ class Exchange implements ConnectionUser {
     }
     if (this.phase === Phase.ErrorBody) this.readErrorBody(buf, off, n);
     else if (this.phase === Phase.Body && this.fill(buf, off, n)) this.startDelivery();
+  }
+
+  /**
+   * The rest of the chunk being filled, when the next bytes of the body can
+   * only be its own (nothing is being delivered or kept in scratch) and it is
+   * big enough to be worth a read of its own: the kernel copies them there,
+   * and there is no copy out of the shared read buffer.
+   */
+  readTarget(): Buffer | undefined {
+    this.target = undefined;
+    if (this.phase !== Phase.Body || this.delivering || this.failure !== undefined) return undefined;
+    const sink = this.sink;
+    if (sink.done || sink.view.length - sink.filled < MIN_DIRECT_READ_BYTES) return undefined;
+    this.target = sink.view.subarray(sink.filled);
+    return this.target;
   }
 
   onEnd(): void {
@@ -640,14 +667,10 @@ class Exchange implements ConnectionUser {
       sink.filled += n;
       off += n;
       if (sink.filled === view.length) {
-        let whole: boolean;
-        try {
-          whole = sink.step();
-        } catch (err) {
-          this.fail(err);
-          return false;
+        if (!this.viewFull()) {
+          if (this.failure !== undefined) return false;
+          continue; // a live frame's prefix or attestation: read on
         }
-        if (!whole) continue; // a live frame's prefix or attestation: read on
         if (src === this.conn.scratch) {
           this.carryStart = off;
           this.carryEnd = end;
@@ -659,6 +682,20 @@ class Exchange implements ConnectionUser {
       }
     }
     return false;
+  }
+
+  /**
+   * The sink's view was just filled: true when that is a whole chunk to
+   * deliver; false when the sink moved on to its next part (a live frame's
+   * prefix or attestation), or failed (then the exchange failed too).
+   */
+  private viewFull(): boolean {
+    try {
+      return this.sink.step();
+    } catch (err) {
+      this.fail(err);
+      return false;
+    }
   }
 
   /** A chunk is full: stop reading until onChunk settles. */

@@ -125,7 +125,7 @@ describe("live chunks on the data plane", () => {
 
 // Attested live chunks: every frame carries the checksum service's signature over its chunk.
 const attester = Signer.generate();
-const MAX_CHUNK = 64 * 1024;
+const MAX_CHUNK = 512 * 1024;
 
 /** A live stream held with attestations: its chunks, their signed attestations and frame heads. */
 interface Held {
@@ -180,6 +180,8 @@ const TOP = MAX_LIVE_SEQ;
 const streams = new Map<string, Held>([
   ["cam-32", held("cam-32", 2 ** 32 - 3, [700, 4096, 1, 2500, 65536, 33])],
   ["cam-top", held("cam-top", TOP - 4, [1000, 3, 65536, 12, 999])],
+  // chunks big enough to be read in place (straight into the chunk buffer), and small ones between
+  ["cam-big", held("cam-big", 5, [300_000, 70_000, 1, 524_288, 200_000, 65_535, 131_072])],
 ]);
 
 /** Stream "hostile", chunks 10-12: a test sets what the peer makes of the frames it holds. */
@@ -352,6 +354,13 @@ describe("attested live chunks on the data plane (/live/)", () => {
     const run = fetchLive(live.port, "cam-32", range);
     assert.deepEqual(await run.done, { bytes: lengthOf("cam-32", range) });
     assertWhole(run, "cam-32", range);
+  });
+
+  it("big chunks, read in place, arrive whole, each with its attestation, in order", async () => {
+    const range = { first: 5, last: 11 };
+    const run = fetchLive(live.port, "cam-big", range);
+    assert.deepEqual(await run.done, { bytes: lengthOf("cam-big", range) });
+    assertWhole(run, "cam-big", range);
   });
 
   it("chunks up to the last sequence number, 2^53 - 2, arrive whole, each with its attestation, in order", async () => {
