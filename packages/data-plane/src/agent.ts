@@ -7,8 +7,9 @@ import { connect, type Socket } from "node:net";
  * chunk being received, so the kernel copies body bytes straight into it).
  * A read's bytes in the shared buffer are consumed before its callback
  * returns (copied into a chunk, or into the connection's scratch while a
- * chunk is delivered), so a transfer makes no garbage per read and an idle
- * connection holds no read buffer. 256 KiB reads against 64 KiB: a checksum
+ * chunk is delivered), so a transfer allocates no read buffer of its own
+ * (a read in place costs only a view of the chunk) and an idle connection
+ * holds none. 256 KiB reads against 64 KiB: a checksum
  * service hashing 1 GiB from a seeder took 1.28 -> 1.2 CPU-s (a quarter of
  * the read syscalls).
  */
@@ -28,7 +29,8 @@ export interface ConnectionUser {
    */
   onBytes(buf: Buffer, n: number): void;
   /**
-   * Asked after each read (onBytes): a buffer the next read may fill, up to
+   * Asked before each read (when the socket starts reading, then after each
+   * onBytes): a buffer the next read may fill, up to
    * its length, instead of the shared one; undefined for the shared one. Only
    * bytes the user is sure to take in that place may be read into it, as the
    * read comes whatever the user does meanwhile.
@@ -42,7 +44,7 @@ export interface ConnectionUser {
 
 /**
  * One TCP connection to a peer's data plane. Its reads land in the process's
- * shared read buffer; `scratch` is its own, which the request owning the
+ * shared read buffer, or where its user's readTarget says; `scratch` is its own, which the request owning the
  * connection uses for the response head and then for bytes kept across a
  * pause (grown to a read's size the first time a pause keeps more than 16 KiB,
  * and back to 16 KiB in the idle pool).

@@ -494,6 +494,29 @@ describe("fetchChunks parsing", () => {
     }
   });
 
+  it("fails when bytes past the range follow a last chunk big enough to be read in place", async () => {
+    // the last chunk's rest (256 KiB) is read straight into its buffer; its last byte must still come with
+    // what follows, or the extra bytes would wait in the socket for the next request on the pooled connection
+    const chunk = 256 * 1024;
+    const size = chunk * 2;
+    const body = randomBytes(size);
+    const peer = await rawPeer(async (s) => {
+      s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${size}\r\n\r\n`);
+      s.write(body.subarray(0, chunk + 100));
+      await sleep(20);
+      s.write(Buffer.concat([body.subarray(chunk + 100), Buffer.from("extra")]));
+    });
+    const agent = keepAliveAgent();
+    try {
+      const o = options(peer.port, { agent, range: { first: 0, last: 1 }, layout: { size, chunkSize: chunk } });
+      await assert.rejects(fetchChunks(o), failed(/more bytes than the range/, size));
+      assert.equal(agent.idleCount, 0, "the connection is not pooled");
+    } finally {
+      agent.destroy();
+      await peer.close();
+    }
+  });
+
   it("fails on a short body with the whole chunks delivered", async () => {
     const b = rangeBytes({ first: 0, last: LAST });
     const peer = await rawPeer(async (s) => {

@@ -107,8 +107,10 @@ const MAX_ERROR_BODY_BYTES = 64 * 1024;
  * the range was delivered; otherwise throws a FetchError (or onChunk's error),
  * and the chunks delivered before stay delivered.
  *
- * Reads go straight from the socket's one read buffer into the transfer's one
- * chunk buffer: in the steady state nothing is allocated per read or chunk.
+ * Reads land in the transfer's one chunk buffer, straight from the socket
+ * where they can (see Exchange.readTarget), else through the process's one
+ * shared read buffer: in the steady state no chunk data is allocated per read
+ * or chunk.
  */
 export async function fetchChunks(opts: FetchOptions): Promise<{ bytes: number }> {
   const bytes = rangeBytes(opts);
@@ -490,14 +492,23 @@ class Exchange implements ConnectionUser {
    * The rest of the chunk being filled, when the next bytes of the body can
    * only be its own (nothing is being delivered or kept in scratch) and it is
    * big enough to be worth a read of its own: the kernel copies them there,
-   * and there is no copy out of the shared read buffer.
+   * and there is no copy out of the shared read buffer. The range's last
+   * byte is left to the shared buffer, so that bytes a peer sends past the
+   * range arrive with it and fail this transfer (see fill) instead of waiting
+   * in the socket for the next request on the connection.
+   *
+   * Safe because `filled` and `delivering` change only in this exchange's
+   * read callbacks and deliveries, never between this call and the read
+   * that fills the target.
    */
   readTarget(): Buffer | undefined {
     this.target = undefined;
     if (this.phase !== Phase.Body || this.delivering || this.failure !== undefined) return undefined;
     const sink = this.sink;
-    if (sink.done || sink.view.length - sink.filled < MIN_DIRECT_READ_BYTES) return undefined;
-    this.target = sink.view.subarray(sink.filled);
+    if (sink.done) return undefined;
+    const end = sink.index === this.opts.range.last ? sink.view.length - 1 : sink.view.length;
+    if (end - sink.filled < MIN_DIRECT_READ_BYTES) return undefined;
+    this.target = sink.view.subarray(sink.filled, end);
     return this.target;
   }
 
