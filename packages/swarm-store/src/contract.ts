@@ -9,6 +9,7 @@ import type {
   StreamEvent,
   SwarmStore,
   TransferRecord,
+  TransferSettlement,
   TrustPolicy,
 } from "./store.js";
 import type { FleetEvent } from "./fleet.js";
@@ -421,6 +422,121 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       assert.equal((await store.getPeer("s1", "b"))?.downloads, 0);
       assert.deepEqual(await counts(0, 10), [[0, 10, 1]]);
       assert.deepEqual(await store.transfersOf("s1", "b"), []);
+    });
+
+    it("settleTransfer leaves the stream as takeTransfer, addHoldings and recordSourceOutcome in a row would", async () => {
+      const banAtOnce: TrustPolicy = { banAfterBad: 1, banAfterStrikes: 1 };
+      const cases: [string, TransferSettlement, TrustPolicy][] = [
+        ["the whole range, ok", { outcome: "ok" }, policy],
+        [
+          "part of it, failed",
+          {
+            verified: [
+              { first: 0, last: 2 },
+              { first: 4, last: 4 },
+              { first: 9, last: 10 },
+            ],
+            outcome: "failed",
+          },
+          policy,
+        ],
+        ["nothing, bad data that bans the server", { verified: [], outcome: "bad_data" }, banAtOnce],
+        ["the whole range, cancelled", {}, policy],
+      ];
+      const within = (range: ChunkRange, verified: readonly ChunkRange[] | undefined) =>
+        (verified ?? [range])
+          .map((v) => ({ first: Math.max(v.first, range.first), last: Math.min(v.last, range.last) }))
+          .filter((v) => v.first <= v.last);
+      // b fetches 2-6 from seeder a, c (serving nobody, so not counted) 0-4; b already holds 1-3 of it
+      const setup = async (streamId: string) => {
+        await store.createStream(stream({ streamId, name: `n/${streamId}` }));
+        await store.joinPeer(streamId, peer("a", { role: "seeder", have: [{ first: 0, last: 10 }] }), 0);
+        await store.joinPeer(streamId, peer("b", { have: [{ first: 1, last: 3 }] }), 0);
+        await store.joinPeer(streamId, peer("c", { port: 0 }), 0);
+        const ts = [
+          transfer("b", "a", { first: 2, last: 6 }, { streamId, serverRole: "seeder" }),
+          transfer("c", "a", { first: 0, last: 4 }, { streamId, serverRole: "seeder" }),
+        ];
+        for (const t of ts) assert.equal(await store.addTransfer(t, limits), "ok");
+        return ts;
+      };
+      const state = async (streamId: string) => ({
+        availability: await store.availability(streamId, { first: 0, last: 10 }),
+        peers: await Promise.all(["a", "b", "c"].map((id) => store.getPeer(streamId, id))),
+        inFlight: (await store.transfersOf(streamId, "b")).length + (await store.transfersOf(streamId, "c")).length,
+        // viewers are offered only where one holds something (the held counts)
+        sources: (await store.sources(streamId, { first: 4, last: 6 }, { exclude: "x", limit: 10, ...limits }))
+          .map((c) => c.peerId)
+          .sort(),
+      });
+      for (const [k, [what, report, rules]] of cases.entries()) {
+        const fused = await setup(`x${k}`);
+        const epoch = await store.streamEpoch(`x${k}`);
+        const settled = await Promise.all(
+          fused.map((t) => store.settleTransfer(`x${k}`, t.transferId, t.fetcherId, report, rules)),
+        );
+        const stepwise = await setup(`y${k}`);
+        const expected = [];
+        for (const [i, t] of stepwise.entries()) {
+          assert.deepEqual(await store.takeTransfer(`y${k}`, t.transferId, t.fetcherId), t);
+          const added = await store.addHoldings(`y${k}`, t.fetcherId, within(t.range, report.verified));
+          const after = report.outcome
+            ? await store.recordSourceOutcome(`y${k}`, t.serverId, report.outcome, rules)
+            : undefined;
+          expected.push({ transfer: fused[i], added, ...(after ? { trust: after } : {}) });
+        }
+        assert.deepEqual(settled, expected, what);
+        assert.deepEqual(await state(`x${k}`), await state(`y${k}`), what);
+        assert.ok((await store.streamEpoch(`x${k}`)) > epoch, `${what}: the epoch grows`);
+      }
+      // spot checks of what both gave: b gained 4-6 of the whole range (the seeder a and c do not count); a was banned by bad data
+      assert.deepEqual(
+        (await store.availability("x0", { first: 0, last: 10 })).map((x) => [x.first, x.last, x.count]),
+        [
+          [0, 0, 0],
+          [1, 6, 1],
+          [7, 10, 0],
+        ],
+      );
+      assert.equal((await store.getPeer("x2", "a"))?.banned, true);
+      assert.deepEqual(
+        (await store.availability("x2", { first: 0, last: 10 })).map((x) => [x.first, x.last, x.count]),
+        [
+          [0, 0, 0],
+          [1, 3, 1],
+          [4, 10, 0],
+        ],
+      );
+    });
+
+    it("settleTransfer settles only a transfer the peer fetches, once", async () => {
+      await store.createStream(stream());
+      await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 10 }] }), 0);
+      await store.joinPeer("s1", peer("b"), 0);
+      const t = transfer("b", "a", { first: 2, last: 4 });
+      await store.addTransfer(t, limits);
+      const epoch = await store.streamEpoch("s1");
+      assert.equal(await store.settleTransfer("s1", t.transferId, "a", { outcome: "ok" }, policy), undefined);
+      assert.equal(await store.settleTransfer("nope", t.transferId, "b", { outcome: "ok" }, policy), undefined);
+      assert.equal(await store.streamEpoch("s1"), epoch, "a wrong fetcher changes nothing");
+      assert.equal((await store.getPeer("s1", "a"))?.served, 0);
+      assert.deepEqual(await store.settleTransfer("s1", t.transferId, "b", { outcome: "ok" }, policy), {
+        transfer: t,
+        added: 3,
+        trust: { served: 1, failures: 0, strikes: 0, bad: 0, banned: false },
+      });
+      assert.equal(
+        await store.settleTransfer("s1", t.transferId, "b", { outcome: "ok" }, policy),
+        undefined,
+        "settled once",
+      );
+      assert.equal((await store.getPeer("s1", "a"))?.uploads, 0);
+      assert.equal((await store.getPeer("s1", "b"))?.downloads, 0);
+      assert.deepEqual(await counts(0, 10), [
+        [0, 1, 1],
+        [2, 4, 2],
+        [5, 10, 1],
+      ]);
     });
 
     it("expireTransfers removes exactly the due transfers", async () => {

@@ -19,6 +19,8 @@ import type {
   SourceOutcome,
   SourceQuery,
   SourceTrust,
+  SettledTransfer,
+  TransferSettlement,
   StoreInfo,
   StreamEvent,
   StreamMeta,
@@ -403,7 +405,10 @@ export class MemorySwarmStore implements SwarmStore {
     this.check();
     const s = this.streams.get(streamId);
     const p = s?.peers.get(peerId);
-    if (!s || !p) return 0;
+    return s && p ? this.holdingsAdd(s, p, ranges) : 0;
+  }
+
+  private holdingsAdd(s: MemStream, p: MemPeer, ranges: Iterable<ChunkRange>): number {
     let added = 0;
     for (const raw of ranges) {
       const r = clip(raw, s.meta);
@@ -463,7 +468,10 @@ export class MemorySwarmStore implements SwarmStore {
     this.check();
     const s = this.streams.get(streamId);
     const p = s?.peers.get(peerId);
-    if (!s || !p) return undefined;
+    return s && p ? this.outcomeRecord(s, p, outcome, policy) : undefined;
+  }
+
+  private outcomeRecord(s: MemStream, p: MemPeer, outcome: SourceOutcome, policy: TrustPolicy): SourceTrust {
     if (outcome === "ok") {
       p.served++;
       p.strikes = 0;
@@ -565,6 +573,33 @@ export class MemorySwarmStore implements SwarmStore {
     const s = this.streams.get(streamId);
     if (!s || (fetcherId !== undefined && s.transfers.get(transferId)?.fetcherId !== fetcherId)) return undefined;
     return this.dropTransfer(s, transferId);
+  }
+
+  async settleTransfer(
+    streamId: string,
+    transferId: number,
+    fetcherId: string,
+    report: TransferSettlement,
+    policy: TrustPolicy,
+  ): Promise<SettledTransfer | undefined> {
+    this.check();
+    const s = this.streams.get(streamId);
+    const t = s?.transfers.get(transferId);
+    if (!s || !t || t.fetcherId !== fetcherId) return undefined;
+    this.dropTransfer(s, transferId);
+    const fetcher = s.peers.get(fetcherId);
+    let added = 0;
+    if (fetcher) {
+      const verified = new RangeSet();
+      for (const v of report.verified ?? [t.range]) {
+        const r = clip({ first: Math.max(v.first, t.range.first), last: Math.min(v.last, t.range.last) }, s.meta);
+        if (r.first <= r.last) verified.add(r);
+      }
+      added = this.holdingsAdd(s, fetcher, verified.ranges());
+    }
+    const server = s.peers.get(t.serverId);
+    const trust = report.outcome && server ? this.outcomeRecord(s, server, report.outcome, policy) : undefined;
+    return { transfer: t, added, ...(trust ? { trust } : {}) };
   }
 
   private dropTransfer(s: MemStream, transferId: number): TransferRecord | undefined {

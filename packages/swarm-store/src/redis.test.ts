@@ -150,8 +150,17 @@ describe("RedisSwarmStore", () => {
       await a.joinPeer("s", viewer("p1"), 1000);
       await b.joinPeer("s", viewer("p2", []), 2000);
       assert.deepEqual(await b.peerCounts("s"), { peers: 2, seeders: 0 });
+      // ids come in blocks from one sequence: unique over the replicas, increasing in each, even asked at once
+      const ids = await Promise.all([...Array(3000)].map((_, k) => (k % 2 ? a : b).nextTransferId()));
+      assert.equal(new Set(ids).size, ids.length, "no id given twice");
+      for (const store of [0, 1]) {
+        const own = ids.filter((_, k) => k % 2 === store);
+        assert.ok(
+          own.every((x, k) => k === 0 || x > own[k - 1]!),
+          "each replica's ids increase",
+        );
+      }
       const id = await b.nextTransferId();
-      assert.ok((await a.nextTransferId()) > id, "one id sequence for all replicas");
       const t = {
         transferId: id,
         streamId: "s",
@@ -190,7 +199,7 @@ describe("RedisSwarmStore", () => {
     }
   });
 
-  it("gives the memory store's exact availability under random holdings and transfers", async () => {
+  it("gives the memory store's exact availability under random holdings, transfers and settlements", async () => {
     const redis = new RedisSwarmStore(new Redis(server.url), { prefix: freshPrefix() });
     const memory = new MemorySwarmStore();
     try {
@@ -200,9 +209,10 @@ describe("RedisSwarmStore", () => {
         return Math.floor((seed / 2 ** 31) * k);
       };
       for (const s of [redis, memory]) await s.createStream({ ...newStream("r"), size: 64 * 1024 });
-      const live: number[] = [];
+      const live: { id: number; fetcher: string }[] = [];
+      const outcomes = [undefined, "ok", "failed", "bad_data"] as const;
       let id = 0;
-      for (let step = 0; step < 150; step++) {
+      for (let step = 0; step < 300; step++) {
         const peer = `p${rnd(8)}`;
         const roll = rnd(10);
         const first = rnd(64);
@@ -225,10 +235,19 @@ describe("RedisSwarmStore", () => {
             startedMs: 0,
             expiresMs: 1e12,
           };
-          if ((await both((s) => s.addTransfer(t, limits))) === "ok") live.push(t.transferId);
+          if ((await both((s) => s.addTransfer(t, limits))) === "ok") live.push({ id: t.transferId, fetcher: peer });
         } else if (roll < 9 && live.length > 0) {
-          const tid = live.splice(rnd(live.length), 1)[0]!;
-          await both((s) => s.takeTransfer("r", tid).then((t) => t?.transferId));
+          const { id: tid, fetcher } = live.splice(rnd(live.length), 1)[0]!;
+          if (rnd(2) === 0) await both((s) => s.takeTransfer("r", tid).then((t) => t?.transferId));
+          else {
+            // settled: some or all of the range verified, any outcome (bans included, with this policy)
+            const verified = rnd(3) === 0 ? undefined : [{ first: range.first, last: range.first + rnd(3) }];
+            const report = { ...(verified ? { verified } : {}), outcome: outcomes[rnd(4)] };
+            const settled = await both((s) =>
+              s.settleTransfer("r", tid, fetcher, report, { banAfterBad: 2, banAfterStrikes: 3 }),
+            );
+            if (settled) await both((s) => s.getPeer("r", settled.transfer.serverId));
+          }
         } else await both((s) => s.leavePeer("r", peer).then((d) => d.length));
         await both((s) => s.availability("r", { first: 0, last: 63 }));
       }

@@ -47,7 +47,7 @@
  * Global keys (each on its own slot, never touched by a stream script):
  *   ds:lease:<name>       STRING holder id, with a TTL (PX): the holder of a lease (the cleanup leader)
  *   ds:names              HASH  name -> id of the ready stream the name points to
- *   ds:transfer-id        STRING INCR counter of transfer ids
+ *   ds:transfer-id        STRING the last transfer id given out: replicas take blocks of ids by INCRBY
  *   ds:expiry:peers       ZSET  member=streamId score<=earliest lastSeen of its peers
  *   ds:expiry:transfers   ZSET  member=streamId score<=earliest expiresMs of its transfers
  *   ds:streams            ZSET  member=streamId score=when the retirement sweep is to look at it next, minus the
@@ -85,6 +85,8 @@ import type {
   SourceOutcome,
   SourceQuery,
   SourceTrust,
+  SettledTransfer,
+  TransferSettlement,
   StoreInfo,
   StreamEvent,
   StreamMeta,
@@ -133,6 +135,9 @@ type ScriptFn = (...args: (string | number | Buffer)[]) => Promise<Reply>;
  * The swarm store of many tracker replicas, on Redis standalone or Redis
  * Cluster (see the key layout above). Owns the client: `close` quits it.
  */
+/** Transfer ids a store takes from the shared sequence at a time: a directive costs no round trip for its id. */
+const TRANSFER_ID_BLOCK = 1024;
+
 export class RedisSwarmStore implements SwarmStore {
   private readonly prefix: string;
   private readonly names: string;
@@ -142,6 +147,10 @@ export class RedisSwarmStore implements SwarmStore {
   private readonly streamIndex: string;
   private closed = false;
   private lastError = "";
+  /** The ids left of the block nextTransferId hands out (none at first), and the block being taken. */
+  private nextId = 1;
+  private lastId = 0;
+  private idBlock: Promise<void> | undefined;
   private readonly subscriptions = new Set<RedisSubscription>();
 
   constructor(
@@ -523,10 +532,25 @@ export class RedisSwarmStore implements SwarmStore {
 
   // ---- transfers -----------------------------------------------------------
 
-  /** 1 INCR; O(1). */
+  /**
+   * From the store's own block of ids, taken from the one sequence of all
+   * replicas by 1 INCRBY per TRANSFER_ID_BLOCK ids; O(1). Ids are unique over
+   * the replicas and increase in each; a replica that stops loses the rest of
+   * its block.
+   */
   async nextTransferId(): Promise<number> {
     this.check();
-    return this.redis.incr(this.transferSeq);
+    while (this.nextId > this.lastId) {
+      this.idBlock ??= this.redis
+        .incrby(this.transferSeq, TRANSFER_ID_BLOCK)
+        .then((last) => {
+          this.nextId = last - TRANSFER_ID_BLOCK + 1;
+          this.lastId = last;
+        })
+        .finally(() => (this.idBlock = undefined));
+      await this.idBlock;
+    }
+    return this.nextId++;
   }
 
   /**
@@ -558,6 +582,37 @@ export class RedisSwarmStore implements SwarmStore {
   async takeTransfer(streamId: string, transferId: number, fetcherId = ""): Promise<TransferRecord | undefined> {
     const r = await this.run("dsTakeTransfer", this.keys(streamId), transferId, fetcherId);
     return typeof r === "string" ? parseTransfer(streamId, r) : undefined;
+  }
+
+  /**
+   * 1 script: the transfer, both records and the fetcher's holdings read and
+   * written once; the availability changes only where the transfer did not
+   * deliver. O(log S + segments of the range + ranges held).
+   */
+  async settleTransfer(
+    streamId: string,
+    transferId: number,
+    fetcherId: string,
+    report: TransferSettlement,
+    policy: TrustPolicy,
+  ): Promise<SettledTransfer | undefined> {
+    const verified = report.verified === undefined ? "*" : formatRanges(report.verified);
+    const r = (await this.run(
+      "dsSettleTransfer",
+      this.keys(streamId),
+      transferId,
+      fetcherId,
+      verified,
+      report.outcome ?? "",
+      policy.banAfterBad,
+      policy.banAfterStrikes,
+    )) as [string, string, ...number[]] | null;
+    if (!r) return undefined;
+    const settled: SettledTransfer = { transfer: parseTransfer(streamId, r[0]), added: Number(r[1]) };
+    if (r.length > 2) {
+      settled.trust = { served: r[2]!, failures: r[3]!, strikes: r[4]!, bad: r[5]!, banned: r[6] === 1 };
+    }
+    return settled;
   }
 
   /** 1 script: HMGET epoch, hashed, failure, bounds, the peer's record, holdings and lastSeen, its transfers; O(R + maxDownloads). */

@@ -716,6 +716,84 @@ if ARGV[2] ~= '' then
 end
 return drop_transfer(ARGV[1], nil)`,
 
+  // ARGV: transferId fetcherId verified ('*' for the whole range, or ranges, sorted and disjoint)
+  // outcome ('' for none) banAfterBad banAfterStrikes
+  // -> {record, added, served, failures, strikes, bad, banned} ({record, added} without an outcome) or nil.
+  // takeTransfer + addHoldings + recordSourceOutcome in one: one meta read, each record read and
+  // written once, and the availability of the chunks delivered left as it is (the copy in flight
+  // becomes the fetcher's: -1 +1), so only the held counts change there.
+  dsSettleTransfer: `
+local id, fid = ARGV[1], ARGV[2]
+local s = redis.call('HGET', K_XFERS, id)
+if not s then return nil end
+local t = cjson.decode(s)
+if t.f ~= fid then return nil end
+local m = meta()
+redis.call('HDEL', K_XFERS, id)
+redis.call('ZREM', K_XFEREXP, id)
+if t.e == '1' then redis.call('ZREM', K_XFEREND, id) end
+local fp = get_peer(fid)
+local sp = fp
+if t.s ~= fid then sp = get_peer(t.s) end
+if sp then
+  sp.ul = list_del(sp.ul, id)
+  redis.call('ZADD', K_SERVERS, 'XX', 'INCR', -1, t.s)
+end
+-- the chunks of the range (within the bounds) the fetcher verified and did not hold
+local a, b = math.max(tonumber(t.a), m.low), math.min(tonumber(t.b), m.high)
+local ga, added, hv = {}, 0, nil
+if fp then fp.dl = list_del(fp.dl, id) end
+if fp and a <= b then
+  hv = parse_ranges(redis.call('HGET', K_HAVE, fid))
+  local src = { a, b }
+  if ARGV[3] ~= '*' then src = parse_ranges(ARGV[3]) end
+  for i = 1, #src, 2 do
+    local f, l = math.max(src[i], a), math.min(src[i + 1], b)
+    if f <= l then
+      local g = ranges_gaps(hv, f, l)
+      for j = 1, #g, 2 do ga = ranges_add(ga, g[j], g[j + 1]) end
+      hv = ranges_add(hv, f, l)
+    end
+  end
+  added = ranges_total(ga)
+end
+local held = fp and counts(fp)
+if a <= b and t.c == '1' and held then
+  -- the copy in flight stays counted where it was delivered, now as a holder's
+  seg_add_ranges(K_AVAIL, K_AVAILC, ranges_gaps(ga, a, b), -1)
+  seg_add_ranges(K_HELD, K_HELDC, ga, 1)
+elseif a <= b then
+  if t.c == '1' then avail_add(a, b, -1) end
+  if held then holders_add(ga, 1) end
+end
+if added > 0 then
+  redis.call('HSET', K_HAVE, fid, format_ranges(hv))
+  if m.live then redis.call('ZADD', K_FLOOR, 'LT', hv[1], fid) end
+  if held then
+    redis.call('ZADD', K_SERVERS, 'NX', #list_items(fp.ul), fid)
+    redis.call('ZADD', K_REACH, 'GT', hv[#hv], fid)
+  end
+end
+local out = { s, int(added) }
+local o = ARGV[4]
+if sp and o ~= '' then
+  if o == 'ok' then sp.sv = sp.sv + 1; sp.st = 0
+  elseif o == 'failed' then sp.fl = sp.fl + 1; sp.st = sp.st + 1
+  else sp.bd = sp.bd + 1 end
+  local ban = sp.bd >= tonumber(ARGV[5]) or (sp.r ~= 'seeder' and sp.st >= tonumber(ARGV[6]))
+  if ban and sp.bn == 0 then
+    if counts(sp) then avail_holdings(sp, t.s, -1) end
+    sp.bn = 1
+    redis.call('ZREM', K_SERVERS, t.s)
+    redis.call('ZREM', K_REACH, t.s)
+  end
+  for _, v in ipairs({ sp.sv, sp.fl, sp.st, sp.bd, sp.bn }) do out[#out + 1] = v end
+end
+if fp then put_peer(fid, fp) end
+if sp and sp ~= fp then put_peer(t.s, sp) end
+bump()
+return out`,
+
   // ARGV: fetcherId -> {epoch, hashed, failure, low, high, record, holdings, lastSeen, transfer records...}
   // (record false when unknown)
   dsFetcherView: `

@@ -250,7 +250,7 @@ export interface SwarmStore {
 
   // ---- transfers -----------------------------------------------------------
 
-  /** A new transfer id, strictly greater than every id returned before by this store (INCR). */
+  /** A new transfer id: unique among every store on the same data (the replicas), and greater than every id this store returned before. */
   nextTransferId(): Promise<number>;
 
   /**
@@ -271,6 +271,24 @@ export interface SwarmStore {
    * naming another peer's transfer changes nothing and resolves undefined).
    */
   takeTransfer(streamId: string, transferId: number, fetcherId?: string): Promise<TransferRecord | undefined>;
+
+  /**
+   * Settles a transfer its fetcher reported, in one atomic step: takes it as
+   * `takeTransfer(streamId, transferId, fetcherId)` does, adds the verified
+   * chunks of its range to the fetcher's holdings as `addHoldings` does, and
+   * records the outcome against its server as `recordSourceOutcome` does.
+   * Resolves undefined, changing nothing, when `fetcherId` fetches no such
+   * transfer in flight. The copy in flight of a chunk that the fetcher now
+   * holds stays counted in the availability as a holder's: a report changes
+   * the availability only where the transfer did not deliver.
+   */
+  settleTransfer(
+    streamId: string,
+    transferId: number,
+    fetcherId: string,
+    report: TransferSettlement,
+    policy: TrustPolicy,
+  ): Promise<SettledTransfer | undefined>;
 
   /** Transfers in flight that `fetcherId` fetches in the stream (at most maxDownloads). */
   transfersOf(streamId: string, fetcherId: string): Promise<TransferRecord[]>;
@@ -341,6 +359,23 @@ export interface SwarmStore {
 
   /** Releases connections. The store is unusable afterwards. */
   close(): Promise<void>;
+}
+
+/** What a fetcher's report of a transfer settles (see SwarmStore.settleTransfer). */
+export interface TransferSettlement {
+  /** Chunks it verified, clipped to the transfer's range and the stream's bounds; undefined: the whole range. */
+  verified?: readonly ChunkRange[];
+  /** Recorded against the transfer's server; undefined records nothing (a cancelled transfer). */
+  outcome?: SourceOutcome;
+}
+
+export interface SettledTransfer {
+  /** The transfer, as takeTransfer resolves it. */
+  transfer: TransferRecord;
+  /** Chunks the fetcher did not hold before (as addHoldings resolves). */
+  added: number;
+  /** The server's trust after the outcome (as recordSourceOutcome resolves); undefined without an outcome or server. */
+  trust?: SourceTrust;
 }
 
 export interface FetcherSnapshot extends ChunkBounds {

@@ -8,7 +8,6 @@ import {
   originUrlProblem,
   originValidatorProblem,
   PeerRole,
-  RangeSet,
   TransferOutcome,
   type ChunkRange,
   WantMode,
@@ -58,6 +57,13 @@ const MAX_UNSENT = 32;
  * then its claimed holdings count as available and hold the seeder back.
  */
 export const TRUST_POLICY: TrustPolicy = { banAfterBad: 3, banAfterStrikes: 3 };
+
+/** Outcomes recorded against a source with the settlement of the transfer (a refusal's depends on its source). */
+const RECORDED_OUTCOMES = new Map<TransferOutcome, SourceOutcome>([
+  [TransferOutcome.TRANSFER_OUTCOME_OK, "ok"],
+  [TransferOutcome.TRANSFER_OUTCOME_FAILED, "failed"],
+  [TransferOutcome.TRANSFER_OUTCOME_BAD_DATA, "bad_data"],
+]);
 /** Delays of one Position.live counted at most (a viewer writes a few chunks a second). */
 const MAX_DELAYS = 256;
 /** How long the address of a peer banned for bad data may not serve in that stream (new sessions included). */
@@ -649,32 +655,40 @@ export class Session {
       const local = [...this.joined.values()].find((j) => j.inFlight.has(rep.transferId));
       for (const j of this.joined.values()) j.inFlight.delete(rep.transferId);
       for (const streamId of local ? [local.streamId] : [...this.joined.keys()]) {
-        const t = await this.tracker.store.takeTransfer(streamId, rep.transferId, this.peerId);
-        if (!t) continue;
+        if (!(await this.settle(streamId, rep))) continue;
         touched.add(streamId);
-        await this.settle(t, rep);
         break;
       }
     }
     await this.plan([...touched]);
   }
 
-  /** Applies one report of a transfer this peer fetched. */
-  private async settle(t: TransferRecord, report: TransferReport): Promise<void> {
+  /**
+   * Applies one report of a transfer this peer fetched in the stream: takes
+   * the transfer, adds the verified chunks of its range to the peer's
+   * holdings and records the outcome against its source, in one store call.
+   * False when this peer fetches no such transfer there.
+   */
+  private async settle(streamId: string, report: TransferReport): Promise<boolean> {
     const { outcome, bytes, verified } = report;
-    const meta = this.joined.get(t.streamId)!;
+    const meta = this.joined.get(streamId)!;
     const { store, metrics } = this.tracker;
-    // only chunks of the directive count
-    const inRange = new RangeSet();
-    const given = outcome === TransferOutcome.TRANSFER_OUTCOME_OK && verified.length === 0 ? [t.range] : verified;
-    for (const v of given) for (const part of RangeSet.of(t.range.first, t.range.last).intersect(v)) inRange.add(part);
-    if (!inRange.isEmpty) {
-      this.tracker.holdingsAdded(
-        t.streamId,
-        this.peerId,
-        await store.addHoldings(t.streamId, this.peerId, inRange.ranges()),
-      );
-    }
+    // a refusal's weight depends on who refused (see judged): recorded once the transfer is known
+    const recorded = RECORDED_OUTCOMES.get(outcome);
+    const settled = await store.settleTransfer(
+      streamId,
+      report.transferId,
+      this.peerId,
+      {
+        // an OK that names no chunks verified the whole range; only chunks of the directive count
+        ...(outcome === TransferOutcome.TRANSFER_OUTCOME_OK && verified.length === 0 ? {} : { verified }),
+        ...(recorded ? { outcome: recorded } : {}),
+      },
+      TRUST_POLICY,
+    );
+    if (!settled) return false;
+    const t = settled.transfer;
+    this.tracker.holdingsAdded(streamId, this.peerId, settled.added);
     const delivered = Math.min(Math.max(0, bytes), rangeBytes(meta.shape, t.range));
     if (delivered > 0) {
       metrics.deliveredBytes.inc(
@@ -683,15 +697,21 @@ export class Session {
       );
       if (t.serverRole !== "seeder" && !this.tracker.isLocal(t.serverId)) metrics.remotePeerBytes.inc(delivered);
     }
-    const trust = await this.outcome(t, report, delivered);
+    const trust = await this.judged(t, report, delivered, settled.trust);
     this.tracker.stats.settled(this, meta, t, delivered, trust);
+    return true;
   }
 
-  /** Counts a report's outcome and records it against its source; resolves the source's trust after it. */
-  private async outcome(
+  /**
+   * Counts a report's outcome; a refusal is recorded against its source here,
+   * the other outcomes were with the settlement (`trust`). Resolves the
+   * source's trust after it.
+   */
+  private async judged(
     t: TransferRecord,
     report: TransferReport,
     delivered: number,
+    trust: SourceTrust | undefined,
   ): Promise<SourceTrust | undefined> {
     const { outcome, detail, httpStatus } = report;
     const { store, metrics } = this.tracker;
@@ -699,11 +719,11 @@ export class Session {
       case TransferOutcome.TRANSFER_OUTCOME_OK:
         metrics.transfersDone.inc();
         this.measure(delivered, report.durationMs);
-        return store.recordSourceOutcome(t.streamId, t.serverId, "ok", TRUST_POLICY);
+        return trust;
       case TransferOutcome.TRANSFER_OUTCOME_FAILED:
         metrics.transfersFailed.inc({ reason: "failed" });
         this.log.debug({ transferId: t.transferId, serverId: t.serverId, detail }, "transfer failed");
-        return this.judge(t, "failed");
+        return this.banned(t, "failed", trust);
       case TransferOutcome.TRANSFER_OUTCOME_REFUSED: {
         // The tracker directs a fetcher only to ranges the source claimed to
         // hold: a 416 proves the claim false, which counts like bad data. A 403
@@ -720,23 +740,27 @@ export class Session {
         const liveSeeder = this.joined.get(t.streamId)?.shape.kind === "live" && t.serverRole === "seeder";
         const falseClaim = httpStatus === 416 && !liveSeeder;
         if (falseClaim) this.tracker.stats.rejected(this, t, `refused a range it claimed (416): ${detail}`);
-        return this.judge(t, falseClaim ? "bad_data" : "failed");
+        const judged = falseClaim ? "bad_data" : "failed";
+        return this.banned(t, judged, await store.recordSourceOutcome(t.streamId, t.serverId, judged, TRUST_POLICY));
       }
       case TransferOutcome.TRANSFER_OUTCOME_BAD_DATA:
         metrics.transfersFailed.inc({ reason: "bad_data" });
         metrics.badChunks.inc();
         this.log.warn({ transferId: t.transferId, serverId: t.serverId, detail }, "bad data reported");
         this.tracker.stats.rejected(this, t, detail);
-        return this.judge(t, "bad_data");
+        return this.banned(t, "bad_data", trust);
       default:
         metrics.transfersFailed.inc({ reason: "cancelled" });
         return undefined;
     }
   }
 
-  /** Records a failed transfer against its source; logs the ban it causes. Resolves the source's trust. */
-  private async judge(t: TransferRecord, outcome: Exclude<SourceOutcome, "ok">): Promise<SourceTrust | undefined> {
-    const trust = await this.tracker.store.recordSourceOutcome(t.streamId, t.serverId, outcome, TRUST_POLICY);
+  /** After a failure recorded against a transfer's source (`trust`): logs the ban it caused, if it just did. Resolves `trust`. */
+  private async banned(
+    t: TransferRecord,
+    outcome: Exclude<SourceOutcome, "ok">,
+    trust: SourceTrust | undefined,
+  ): Promise<SourceTrust | undefined> {
     if (!trust?.banned) return trust;
     const justNow =
       outcome === "bad_data" ? trust.bad === TRUST_POLICY.banAfterBad : trust.strikes === TRUST_POLICY.banAfterStrikes;
