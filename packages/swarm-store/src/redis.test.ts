@@ -141,6 +141,50 @@ describe("RedisSwarmStore", () => {
     }
   });
 
+  it("converts a stream stored with segment counts in a hash (earlier versions) on first use, losing no count", async () => {
+    const prefix = freshPrefix();
+    const store = new RedisSwarmStore(new Redis(server.url), { prefix });
+    try {
+      await store.createStream(newStream("old"));
+      await store.joinPeer("old", viewer("a", [{ first: 10, last: 59 }]), 0);
+      await store.joinPeer("old", viewer("b", [{ first: 30, last: 39 }]), 0);
+      const before = await store.availability("old", { first: 0, last: 99 });
+      assert.equal(before.length, 5);
+      // back to the layout of earlier versions: starts as members, counts in availc / heldc, no segs field
+      for (const [z, h] of [
+        ["avail", "availc"],
+        ["held", "heldc"],
+      ] as const) {
+        const zk = `${prefix}:{old}:${z}`;
+        const members = await admin.zrange(zk, "0", "-1");
+        await admin.del(zk);
+        for (const m of members) {
+          const [start, count] = m.split(":");
+          await admin.zadd(zk, start!, start!);
+          await admin.hset(`${prefix}:{old}:${h}`, start!, count!);
+        }
+      }
+      await admin.hdel(`${prefix}:{old}:meta`, "segs");
+      assert.deepEqual(await store.availability("old", { first: 0, last: 99 }), before);
+      assert.equal(await admin.exists(`${prefix}:{old}:availc`, `${prefix}:{old}:heldc`), 0, "hashes dropped");
+      assert.equal(await admin.hget(`${prefix}:{old}:meta`, "segs"), "2");
+      // and it goes on counting: b's holdings grow, a leaves
+      await store.addHoldings("old", "b", [{ first: 40, last: 69 }]);
+      await store.leavePeer("old", "a");
+      assert.deepEqual(await store.availability("old", { first: 0, last: 99 }), [
+        { first: 0, last: 29, count: 0 },
+        { first: 30, last: 69, count: 1 },
+        { first: 70, last: 99, count: 0 },
+      ]);
+      assert.equal(
+        (await store.sources("old", { first: 65, last: 69 }, { exclude: "x", limit: 4, ...limits })).length,
+        1,
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
   it("two replicas on one Redis see one swarm; either expires the other's peers and transfers", async () => {
     const prefix = freshPrefix();
     const a = new RedisSwarmStore(new Redis(server.url), { prefix });

@@ -8,7 +8,7 @@
  *                             frontier), failure (why hashing failed, status "failed"), epoch (HINCRBY);
  *                             kind "file": size chunkCount (low 0, high chunkCount - 1; a file stored before
  *                             low and high has chunkCount only, and kind "on_demand"); kind "live":
- *                             windowChunks ended (0/1)
+ *                             windowChunks ended (0/1); segs "2": the layout of avail and held below
  *   ds:{id}:manifest  STRING  encoded SignedManifest: the small signed header (set by markReady)
  *   ds:{id}:pieces    HASH    piece index -> encoded SignedHashPiece (putHashPiece, in order as hashed;
  *                             getHashPieces is one HMGET of consecutive indexes; dropped by failStream)
@@ -24,12 +24,15 @@
  *                             something at or after chunk f are the last ZCOUNT [f, +inf) ranks; `sources`
  *                             samples them instead when they are fewer than the free servers
  *   ds:{id}:held      ZSET    like avail, for the viewers holding a chunk only (no copies in flight)
- *   ds:{id}:heldc     HASH    like availc, for held
  *   ds:{id}:seeders   SET     peerIds of seeders (a stream has few)
  *   ds:{id}:hostbans  HASH    host -> untilMs: viewers joining from it join banned (banHost)
- *   ds:{id}:avail     ZSET    availability segment starts, member=score=first chunk, over [low, high] (always
- *                             holds low; raiseLow drops those below the new low)
- *   ds:{id}:availc    HASH    segment start -> count (viewers holding + copies in flight), up to the next start
+ *   ds:{id}:avail     ZSET    availability segments over [low, high]: member "<first chunk>:<count>" (viewers
+ *                             holding + copies in flight, up to the next segment's first chunk), score=first
+ *                             chunk (one starts at low; raiseLow drops those below the new low). A range of
+ *                             segments is one ZRANGEBYSCORE with their counts
+ *   ds:{id}:availc    HASH    (and heldc) segment counts by start, as streams stored before meta field segs
+ *                             ("2") kept them: converted into the members and deleted by the first script
+ *                             that reads the stream's meta
  *   ds:{id}:xfers     HASH    transferId -> JSON {id, f fetcher, s server, sr serverRole, a first, b last,
  *                             t0 startedMs, te expiresMs, c counted in availability, e "1" when in xferend}
  *   ds:{id}:xferexp   ZSET    member=transferId score=expiresMs
@@ -481,10 +484,21 @@ export class RedisSwarmStore implements SwarmStore {
   /** 1 script; O(log S + segments in the window). */
   async availability(streamId: string, window: ChunkRange): Promise<AvailabilitySegment[]> {
     const r = (await this.run("dsAvailability", this.keys(streamId), window.first, window.last)) as string[];
+    // [first, last, "<start>:<count>"...]: each segment lasts up to the next start, the last one up to `last`
     const out: AvailabilitySegment[] = [];
-    for (let i = 0; i + 2 < r.length; i += 3) {
-      out.push({ first: Number(r[i]), last: Number(r[i + 1]), count: Number(r[i + 2]) });
+    if (r.length < 3) return out;
+    const first = Number(r[0]);
+    const last = Number(r[1]);
+    let at = first;
+    let count = segmentCount(r[2]!);
+    for (let i = 3; i < r.length; i++) {
+      const m = r[i]!;
+      const start = Number(m.slice(0, m.indexOf(":")));
+      out.push({ first: at, last: start - 1, count });
+      at = start;
+      count = segmentCount(m);
     }
+    out.push({ first: at, last, count });
     return out;
   }
 
@@ -908,6 +922,11 @@ function parseMeta(v: (string | null)[]): StreamMeta | undefined {
 }
 
 /** Normalised ranges (sorted, merged, first >= 0) as "f-l,f-l"; the scripts clip them to the stream. */
+/** The count of a segment member "<start>:<count>". */
+function segmentCount(member: string): number {
+  return Number(member.slice(member.indexOf(":") + 1));
+}
+
 function formatRanges(ranges: readonly ChunkRange[]): string {
   const set = new RangeSet();
   for (const r of ranges) {

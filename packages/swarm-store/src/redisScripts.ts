@@ -130,28 +130,58 @@ end
 -- bounds low and high (inclusive; no chunks when high < low), whether it is live (its bounds move;
 -- the floor and xferend indexes are kept for it only) and whether it ended. A file stored before
 -- bounds were kept has chunkCount only: low 0, high chunkCount - 1.
+-- A stream stored by a version that kept segment counts in a HASH beside the starts (meta field
+-- segs absent; "2" since) is converted the first time a script reads its meta.
+local function seg_convert(zk, hk)
+  local starts = redis.call('ZRANGE', zk, 0, -1)
+  redis.call('DEL', zk)
+  for j = 1, #starts, 512 do
+    local batch = { unpack(starts, j, math.min(j + 511, #starts)) }
+    local z = {}
+    for k, c in ipairs(redis.call('HMGET', hk, unpack(batch))) do
+      z[#z + 1] = batch[k]; z[#z + 1] = batch[k] .. ':' .. (c or '0')
+    end
+    redis.call('ZADD', zk, unpack(z))
+  end
+  redis.call('DEL', hk)
+end
 local META
 local function meta()
   if META == nil then
-    local m = redis.call('HMGET', K_META, 'kind', 'low', 'high', 'chunkCount', 'ended')
+    local m = redis.call('HMGET', K_META, 'kind', 'low', 'high', 'chunkCount', 'ended', 'segs')
     if not m[1] then
       META = false
     else
       META = { live = m[1] == 'live', low = tonumber(m[2] or '0'),
         high = tonumber(m[3] or (tonumber(m[4] or '0') - 1)), ended = m[5] == '1' }
+      if m[6] ~= '2' then
+        seg_convert(K_AVAIL, K_AVAILC)
+        seg_convert(K_HELD, K_HELDC)
+        redis.call('HSET', K_META, 'segs', '2')
+      end
     end
   end
   return META
 end
 local function bump() redis.call('HINCRBY', K_META, 'epoch', 1) end
 
--- Piecewise-constant counts over the stream's chunks [low, high]: segment starts in a ZSET zk
--- (member = score = first chunk, always holding low, none past high), each segment's count in
--- the HASH hk; a segment lasts up to the next start (the last one up to high). Two of them: K_AVAIL
--- (availability: viewers holding + copies in flight) and K_HELD (viewers
--- holding only, so the sources script knows when no viewer can serve a window).
-local function seg_floor(zk, n)
-  return tonumber(redis.call('ZREVRANGEBYSCORE', zk, n, '-inf', 'LIMIT', 0, 1)[1])
+-- Piecewise-constant counts over the stream's chunks [low, high]: one ZSET per count, a member
+-- "<first chunk>:<count>" per segment with score = first chunk (a segment always starts at low,
+-- none past high); a segment lasts up to the next start (the last one up to high). Two of them:
+-- K_AVAIL (availability: viewers holding + copies in flight) and K_HELD (viewers holding only, so
+-- the sources script knows when no viewer can serve a window). Counts live in the members so that
+-- a range of segments is one ZRANGEBYSCORE: no lookups by start (a HASH of counts, as streams
+-- stored by earlier versions have, is a listpack that Redis scans field by field).
+local function seg_parse(member)
+  local p, c = string.match(member, '^(%d+):(%-?%d+)$')
+  return tonumber(p), tonumber(c)
+end
+local function seg_member(p, c) return int(p) .. ':' .. int(c) end
+-- The segment holding chunk n (the last one starting at or before it): its start, count and member.
+local function seg_at(zk, n)
+  local m = redis.call('ZREVRANGEBYSCORE', zk, n, '-inf', 'LIMIT', 0, 1)[1]
+  local p, c = seg_parse(m)
+  return p, c, m
 end
 -- Variadic command over many arguments, in batches (unpack has a stack limit).
 local function call_batched(cmd, key, args, step)
@@ -163,7 +193,7 @@ end
 -- the stream's bounds. Reads the segments over their span once, computes the new ones
 -- (equal neighbours merged) and writes only the difference in a few variadic
 -- calls: O(log n + segments in the span + ranges), whatever the fragmentation.
-local function seg_add_ranges(zk, hk, rs, delta)
+local function seg_add_ranges(zk, rs, delta)
   if delta == 0 then return end
   local b = meta()
   local r = {}
@@ -175,12 +205,10 @@ local function seg_add_ranges(zk, hk, rs, delta)
   local lo, hi = r[1], r[#r]
   -- from the segment holding lo - 1 (its count and its start stay) to the one holding hi + 1
   local a = b.low
-  if lo > b.low then a = seg_floor(zk, lo - 1) end
-  local os = redis.call('ZRANGEBYSCORE', zk, a, math.min(hi + 1, b.high))
-  local oc = {}
-  for j = 1, #os, 512 do
-    for _, c in ipairs(redis.call('HMGET', hk, unpack(os, j, math.min(j + 511, #os)))) do oc[#oc + 1] = tonumber(c) end
-  end
+  if lo > b.low then a = seg_at(zk, lo - 1) end
+  local om = redis.call('ZRANGEBYSCORE', zk, a, math.min(hi + 1, b.high))
+  local os, oc = {}, {}
+  for j = 1, #om do os[j], oc[j] = seg_parse(om[j]) end
   -- breakpoints of the change: +delta at each range start, -delta after each range end
   local bp, bd = {}, {}
   for i = 1, #r, 2 do
@@ -191,7 +219,7 @@ local function seg_add_ranges(zk, hk, rs, delta)
   local ns, nc = {}, {}
   local i, k, cur, add = 1, 1, 0, 0
   while i <= #os or k <= #bp do
-    local o = tonumber(os[i])
+    local o = os[i]
     local p = o
     if k <= #bp and (not o or bp[k] < o) then p = bp[k] end
     if o == p then cur = oc[i]; i = i + 1 end
@@ -199,63 +227,59 @@ local function seg_add_ranges(zk, hk, rs, delta)
     local v = cur + add
     if #nc == 0 or nc[#nc] ~= v then ns[#ns + 1] = p; nc[#nc + 1] = v end
   end
-  -- write the difference
+  -- write the difference: a changed count is a new member
   local old = {}
-  for j = 1, #os do old[tonumber(os[j])] = oc[j] end
-  local zadd, hset, gone = {}, {}, {}
+  for j = 1, #os do old[os[j]] = j end
+  local zadd, gone = {}, {}
   for j = 1, #ns do
     local p, v = ns[j], nc[j]
     local was = old[p]
-    if was == nil then zadd[#zadd + 1] = p; zadd[#zadd + 1] = int(p) end
-    if was ~= v then hset[#hset + 1] = int(p); hset[#hset + 1] = int(v) end
+    if was == nil or oc[was] ~= v then
+      zadd[#zadd + 1] = p; zadd[#zadd + 1] = seg_member(p, v)
+      if was then gone[#gone + 1] = om[was] end
+    end
     old[p] = nil
   end
-  for p in pairs(old) do gone[#gone + 1] = int(p) end
-  if #gone > 0 then
-    call_batched('ZREM', zk, gone, 512)
-    call_batched('HDEL', hk, gone, 512)
-  end
+  for _, j in pairs(old) do gone[#gone + 1] = om[j] end
+  if #gone > 0 then call_batched('ZREM', zk, gone, 512) end
   if #zadd > 0 then call_batched('ZADD', zk, zadd, 512) end
-  if #hset > 0 then call_batched('HSET', hk, hset, 512) end
 end
-local function seg_init(zk, hk)
-  redis.call('ZADD', zk, 0, '0')
-  redis.call('HSET', hk, '0', '0')
+local function seg_init(zk)
+  redis.call('ZADD', zk, 0, '0:0')
 end
 -- The bounds became [low, n] from [low, high] (n > high): the new chunks count 0.
-local function seg_grow(zk, hk, low, high)
-  local last = redis.call('ZREVRANGE', zk, 0, 0)[1]
-  if tonumber(redis.call('HGET', hk, last)) ~= 0 then
-    local from = int(math.max(low, high + 1))
-    redis.call('ZADD', zk, from, from)
-    redis.call('HSET', hk, from, '0')
+local function seg_grow(zk, low, high)
+  local _, c = seg_parse(redis.call('ZREVRANGE', zk, 0, 0)[1])
+  if c ~= 0 then
+    local from = math.max(low, high + 1)
+    redis.call('ZADD', zk, from, seg_member(from, 0))
   end
 end
 -- Low rises to n (up to high + 1 and beyond): forgets the segments below n; the one holding n starts
 -- at n. O(log S + segments dropped).
-local function seg_drop_below(zk, hk, n, high)
-  local c = '0'
-  if n <= high then c = redis.call('HGET', hk, int(seg_floor(zk, n))) end
-  local gone = redis.call('ZRANGEBYSCORE', zk, '-inf', '(' .. int(n))
-  if #gone > 0 then
-    call_batched('ZREM', zk, gone, 512)
-    call_batched('HDEL', hk, gone, 512)
+local function seg_drop_below(zk, n, high)
+  local c = 0
+  if n <= high then
+    local _
+    _, c = seg_at(zk, n)
   end
-  redis.call('ZADD', zk, n, int(n))
-  redis.call('HSET', hk, int(n), c)
+  local gone = redis.call('ZRANGEBYSCORE', zk, '-inf', '(' .. int(n))
+  if #gone > 0 then call_batched('ZREM', zk, gone, 512) end
+  redis.call('ZADD', zk, n, seg_member(n, c))
 end
 -- Copies in flight count in availability only; holdings (rs: flat, sorted, disjoint) in both.
-local function avail_add(f, l, delta) seg_add_ranges(K_AVAIL, K_AVAILC, { f, l }, delta) end
+local function avail_add(f, l, delta) seg_add_ranges(K_AVAIL, { f, l }, delta) end
 local function holders_add(rs, delta)
-  seg_add_ranges(K_AVAIL, K_AVAILC, rs, delta)
-  seg_add_ranges(K_HELD, K_HELDC, rs, delta)
+  seg_add_ranges(K_AVAIL, rs, delta)
+  seg_add_ranges(K_HELD, rs, delta)
 end
 -- Whether a viewer that can serve holds a chunk of [f, l]. Equal neighbours
 -- merge, so zero-count segments never follow each other: O(log n), at most
 -- two segments looked at.
 local function any_held(f, l)
-  for _, s in ipairs(redis.call('ZRANGEBYSCORE', K_HELD, seg_floor(K_HELD, f), l, 'LIMIT', 0, 2)) do
-    if tonumber(redis.call('HGET', K_HELDC, s)) > 0 then return true end
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', K_HELD, seg_at(K_HELD, f), l, 'LIMIT', 0, 2)) do
+    local _, c = seg_parse(m)
+    if c > 0 then return true end
   end
   return false
 end
@@ -352,9 +376,9 @@ const BODIES = {
   dsCreateStream: `
 if redis.call('EXISTS', K_META) == 0 then
   redis.call('HSET', K_META, 'status', 'accepted', 'readyMs', '0', 'epoch', '0', 'hashed', '0', 'failure', '',
-    unpack(ARGV))
-  seg_init(K_AVAIL, K_AVAILC)
-  seg_init(K_HELD, K_HELDC)
+    'segs', '2', unpack(ARGV))
+  seg_init(K_AVAIL)
+  seg_init(K_HELD)
 end
 return 1`,
 
@@ -370,8 +394,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_XFEREND, '-inf', '(' .. int(n)
 end
 redis.call('HSET', K_META, 'low', int(n))
 m.low = n
-seg_drop_below(K_AVAIL, K_AVAILC, n, m.high)
-seg_drop_below(K_HELD, K_HELDC, n, m.high)
+seg_drop_below(K_AVAIL, n, m.high)
+seg_drop_below(K_HELD, n, m.high)
 -- holdings: only the peers holding something below n; what they hold from n on (and its counts,
 -- and their highest chunk) stays
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_FLOOR, '-inf', '(' .. int(n))) do
@@ -393,8 +417,8 @@ return out`,
 local m, h, e = meta(), tonumber(ARGV[1]), ARGV[2] == '1'
 if not m or not m.live or (h <= m.high and (not e or m.ended)) then return 0 end
 if h > m.high then
-  seg_grow(K_AVAIL, K_AVAILC, m.low, m.high)
-  seg_grow(K_HELD, K_HELDC, m.low, m.high)
+  seg_grow(K_AVAIL, m.low, m.high)
+  seg_grow(K_HELD, m.low, m.high)
   redis.call('HSET', K_META, 'high', int(h))
 end
 if e then redis.call('HSET', K_META, 'ended', '1') end
@@ -584,29 +608,16 @@ end
 put_peer(id, p)
 return { p.sv, p.fl, p.st, p.bd, p.bn }`,
 
-  // ARGV: first last -> flat {first, last, count, ...} as strings: Redis turns a Lua number into an
-  // integer reply exactly only below 2^51 (odd chunk numbers up to 2^53 - 1 came back one off)
+  // ARGV: first last -> {first, last, members "<start>:<count>" of the segments over [first, last]...}
+  // (the window clipped to the bounds, as strings; the caller turns members into segments)
   dsAvailability: `
 local m = meta()
 if not m then return {} end
 local f, l = math.max(m.low, tonumber(ARGV[1])), math.min(m.high, tonumber(ARGV[2]))
 if f > l then return {} end
-local starts = redis.call('ZRANGEBYSCORE', K_AVAIL, seg_floor(K_AVAIL, f), l)
-local out = {}
--- counts by HMGET in batches (unpack has a stack limit)
-for j = 1, #starts, 512 do
-  local batch = {}
-  for i = j, math.min(j + 511, #starts) do batch[#batch + 1] = starts[i] end
-  local cs = redis.call('HMGET', K_AVAILC, unpack(batch))
-  for k, s in ipairs(batch) do
-    local i = j + k - 1
-    local b = l
-    if starts[i + 1] then b = math.min(l, tonumber(starts[i + 1]) - 1) end
-    out[#out + 1] = int(math.max(tonumber(s), f))
-    out[#out + 1] = int(b)
-    out[#out + 1] = cs[k]
-  end
-end
+local out = redis.call('ZRANGEBYSCORE', K_AVAIL, seg_at(K_AVAIL, f), l)
+table.insert(out, 1, int(l))
+table.insert(out, 1, int(f))
 return out`,
 
   // ARGV: exclude limit maxUploadsPeer maxUploadsSeeder first last start (a random number in [0, 1))
@@ -760,8 +771,8 @@ end
 local held = fp and counts(fp)
 if a <= b and t.c == '1' and held then
   -- the copy in flight stays counted where it was delivered, now as a holder's
-  seg_add_ranges(K_AVAIL, K_AVAILC, ranges_gaps(ga, a, b), -1)
-  seg_add_ranges(K_HELD, K_HELDC, ga, 1)
+  seg_add_ranges(K_AVAIL, ranges_gaps(ga, a, b), -1)
+  seg_add_ranges(K_HELD, ga, 1)
 elseif a <= b then
   if t.c == '1' then avail_add(a, b, -1) end
   if held then holders_add(ga, 1) end
