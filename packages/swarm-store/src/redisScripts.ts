@@ -309,6 +309,33 @@ local function avail_holdings(p, id, delta)
   holders_add(parse_ranges(redis.call('HGET', K_HAVE, id)), delta)
 end
 
+-- Stores a peer's holdings hv (flat, not empty) and keeps the indexes that follow them up to date;
+-- counted: it counts as a holder (see counts).
+local function put_holdings(id, p, hv, counted)
+  redis.call('HSET', K_HAVE, id, format_ranges(hv))
+  if meta().live then redis.call('ZADD', K_FLOOR, 'LT', hv[1], id) end
+  if counted then
+    redis.call('ZADD', K_SERVERS, 'NX', #list_items(p.ul), id)
+    redis.call('ZADD', K_REACH, 'GT', hv[#hv], id)
+  end
+end
+-- Counts outcome o ('ok', 'failed', else bad data) of a transfer served by peer id (record p, written
+-- by the caller) and bans it at the policy's limits. Returns {served failures strikes bad banned}.
+local function record_outcome(id, p, o, ban_after_bad, ban_after_strikes)
+  if o == 'ok' then p.sv = p.sv + 1; p.st = 0
+  elseif o == 'failed' then p.fl = p.fl + 1; p.st = p.st + 1
+  else p.bd = p.bd + 1 end
+  local ban = p.bd >= ban_after_bad or (p.r ~= 'seeder' and p.st >= ban_after_strikes)
+  if ban and p.bn == 0 then
+    if counts(p) then avail_holdings(p, id, -1) end
+    p.bn = 1
+    redis.call('ZREM', K_SERVERS, id)
+    redis.call('ZREM', K_REACH, id)
+    bump()
+  end
+  return { p.sv, p.fl, p.st, p.bd, p.bn }
+end
+
 -- Removes a transfer; returns its stored record or nil. skip: a peer whose record is going away anyway.
 local function drop_transfer(id, skip)
   local s = redis.call('HGET', K_XFERS, id)
@@ -561,12 +588,7 @@ if c and #gaps > 0 then
 end
 local added = ranges_total(hv) - before
 if added > 0 then
-  redis.call('HSET', K_HAVE, id, format_ranges(hv))
-  if m.live then redis.call('ZADD', K_FLOOR, 'LT', hv[1], id) end
-  if c then
-    redis.call('ZADD', K_SERVERS, 'NX', #list_items(p.ul), id)
-    redis.call('ZADD', K_REACH, 'GT', hv[#hv], id)
-  end
+  put_holdings(id, p, hv, c)
   bump()
 end
 return added`,
@@ -591,22 +613,12 @@ return missing`,
 
   // ARGV: peerId outcome banAfterBad banAfterStrikes -> {served failures strikes bad banned} or nil
   dsRecordOutcome: `
-local id, o = ARGV[1], ARGV[2]
+local id = ARGV[1]
 local p = get_peer(id)
 if not p then return nil end
-if o == 'ok' then p.sv = p.sv + 1; p.st = 0
-elseif o == 'failed' then p.fl = p.fl + 1; p.st = p.st + 1
-else p.bd = p.bd + 1 end
-local ban = p.bd >= tonumber(ARGV[3]) or (p.r ~= 'seeder' and p.st >= tonumber(ARGV[4]))
-if ban and p.bn == 0 then
-  if counts(p) then avail_holdings(p, id, -1) end
-  p.bn = 1
-  redis.call('ZREM', K_SERVERS, id)
-  redis.call('ZREM', K_REACH, id)
-  bump()
-end
+local trust = record_outcome(id, p, ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
 put_peer(id, p)
-return { p.sv, p.fl, p.st, p.bd, p.bn }`,
+return trust`,
 
   // ARGV: first last -> {first, last, members "<start>:<count>" of the segments over [first, last]...}
   // (the window clipped to the bounds, as strings; the caller turns members into segments)
@@ -777,28 +789,12 @@ elseif a <= b then
   if t.c == '1' then avail_add(a, b, -1) end
   if held then holders_add(ga, 1) end
 end
-if added > 0 then
-  redis.call('HSET', K_HAVE, fid, format_ranges(hv))
-  if m.live then redis.call('ZADD', K_FLOOR, 'LT', hv[1], fid) end
-  if held then
-    redis.call('ZADD', K_SERVERS, 'NX', #list_items(fp.ul), fid)
-    redis.call('ZADD', K_REACH, 'GT', hv[#hv], fid)
-  end
-end
+if added > 0 then put_holdings(fid, fp, hv, held) end
 local out = { s, int(added) }
-local o = ARGV[4]
-if sp and o ~= '' then
-  if o == 'ok' then sp.sv = sp.sv + 1; sp.st = 0
-  elseif o == 'failed' then sp.fl = sp.fl + 1; sp.st = sp.st + 1
-  else sp.bd = sp.bd + 1 end
-  local ban = sp.bd >= tonumber(ARGV[5]) or (sp.r ~= 'seeder' and sp.st >= tonumber(ARGV[6]))
-  if ban and sp.bn == 0 then
-    if counts(sp) then avail_holdings(sp, t.s, -1) end
-    sp.bn = 1
-    redis.call('ZREM', K_SERVERS, t.s)
-    redis.call('ZREM', K_REACH, t.s)
+if sp and ARGV[4] ~= '' then
+  for _, v in ipairs(record_outcome(t.s, sp, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]))) do
+    out[#out + 1] = v
   end
-  for _, v in ipairs({ sp.sv, sp.fl, sp.st, sp.bd, sp.bn }) do out[#out + 1] = v end
 end
 if fp then put_peer(fid, fp) end
 if sp and sp ~= fp then put_peer(t.s, sp) end
