@@ -590,12 +590,13 @@ export class MemorySwarmStore implements SwarmStore {
     const fetcher = s.peers.get(fetcherId);
     let added = 0;
     if (fetcher) {
-      const verified = new RangeSet();
-      for (const v of report.verified ?? [t.range]) {
-        const r = clip({ first: Math.max(v.first, t.range.first), last: Math.min(v.last, t.range.last) }, s.meta);
-        if (r.first <= r.last) verified.add(r);
-      }
-      added = this.holdingsAdd(s, fetcher, verified.ranges());
+      // within the transfer's range (holdingsAdd clips to the bounds and skips what is empty)
+      const { first, last } = t.range;
+      const verified = (report.verified ?? [t.range]).map((v) => ({
+        first: Math.max(v.first, first),
+        last: Math.min(v.last, last),
+      }));
+      added = this.holdingsAdd(s, fetcher, verified);
     }
     const server = s.peers.get(t.serverId);
     const trust = report.outcome && server ? this.outcomeRecord(s, server, report.outcome, policy) : undefined;

@@ -134,13 +134,13 @@ const SWEEP_PARALLEL = 16;
 type Reply = string | number | null | Reply[];
 type ScriptFn = (...args: (string | number | Buffer)[]) => Promise<Reply>;
 
+/** Transfer ids a store takes from the shared sequence at a time: a directive costs no round trip for its id. */
+const TRANSFER_ID_BLOCK = 1024;
+
 /**
  * The swarm store of many tracker replicas, on Redis standalone or Redis
  * Cluster (see the key layout above). Owns the client: `close` quits it.
  */
-/** Transfer ids a store takes from the shared sequence at a time: a directive costs no round trip for its id. */
-const TRANSFER_ID_BLOCK = 1024;
-
 export class RedisSwarmStore implements SwarmStore {
   private readonly prefix: string;
   private readonly names: string;

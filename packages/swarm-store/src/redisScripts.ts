@@ -337,13 +337,22 @@ local function record_outcome(id, p, o, ban_after_bad, ban_after_strikes)
 end
 
 -- Removes a transfer; returns its stored record or nil. skip: a peer whose record is going away anyway.
+-- Forgets transfer id (record t) in the stream's transfer keys; its peers' records are the caller's.
+local function unindex_transfer(id, t)
+  redis.call('HDEL', K_XFERS, id)
+  redis.call('ZREM', K_XFEREXP, id)
+  if t.e == '1' then redis.call('ZREM', K_XFEREND, id) end
+end
+-- Frees the upload slot transfer id took on its server sid (record p, written by the caller).
+local function release_upload(id, sid, p)
+  p.ul = list_del(p.ul, id)
+  redis.call('ZADD', K_SERVERS, 'XX', 'INCR', -1, sid)
+end
 local function drop_transfer(id, skip)
   local s = redis.call('HGET', K_XFERS, id)
   if not s then return nil end
   local t = cjson.decode(s)
-  redis.call('HDEL', K_XFERS, id)
-  redis.call('ZREM', K_XFEREXP, id)
-  if t.e == '1' then redis.call('ZREM', K_XFEREND, id) end
+  unindex_transfer(id, t)
   if t.f ~= skip then
     local p = get_peer(t.f)
     if p then p.dl = list_del(p.dl, id); put_peer(t.f, p) end
@@ -351,9 +360,8 @@ local function drop_transfer(id, skip)
   if t.s ~= skip then
     local p = get_peer(t.s)
     if p then
-      p.ul = list_del(p.ul, id)
+      release_upload(id, t.s, p)
       put_peer(t.s, p)
-      redis.call('ZADD', K_SERVERS, 'XX', 'INCR', -1, t.s)
     end
   end
   if t.c == '1' then avail_add(tonumber(t.a), tonumber(t.b), -1) end
@@ -752,16 +760,11 @@ if not s then return nil end
 local t = cjson.decode(s)
 if t.f ~= fid then return nil end
 local m = meta()
-redis.call('HDEL', K_XFERS, id)
-redis.call('ZREM', K_XFEREXP, id)
-if t.e == '1' then redis.call('ZREM', K_XFEREND, id) end
+unindex_transfer(id, t)
 local fp = get_peer(fid)
 local sp = fp
 if t.s ~= fid then sp = get_peer(t.s) end
-if sp then
-  sp.ul = list_del(sp.ul, id)
-  redis.call('ZADD', K_SERVERS, 'XX', 'INCR', -1, t.s)
-end
+if sp then release_upload(id, t.s, sp) end
 -- the chunks of the range (within the bounds) the fetcher verified and did not hold
 local a, b = math.max(tonumber(t.a), m.low), math.min(tonumber(t.b), m.high)
 local ga, added, hv = {}, 0, nil
