@@ -107,6 +107,9 @@ test("RangeSet agrees with a plain set under random operations", () => {
     for (let x = w.first; x <= w.last; x++) (ref.has(x) ? inside : outside).push(x);
     assert.deepEqual(chunksOf(s.intersect(w)), inside, `intersect ${w.first}-${w.last}`);
     assert.deepEqual(chunksOf(s.gaps(w)), outside, `gaps ${w.first}-${w.last}`);
+    const around = s.rangeAt(w.first);
+    const holding = rs.find((r) => r.first <= w.first && w.first <= r.last);
+    assert.deepEqual(around, holding && { ...holding }, `rangeAt ${w.first}`);
     const firstPart = s.firstIn(w);
     assert.deepEqual(firstPart, [...s.intersect(w)][0], `firstIn ${w.first}-${w.last}`);
   }

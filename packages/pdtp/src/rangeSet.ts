@@ -162,6 +162,12 @@ export class RangeSet {
     }
   }
 
+  /** The whole range of the set that holds chunk `n`, or undefined when `n` is not in the set: O(log n). */
+  rangeAt(n: number): ChunkRange | undefined {
+    const r = this.rs[this.floor(n)];
+    return r && r.last >= n ? { first: r.first, last: r.last } : undefined;
+  }
+
   /** The first part of `range` that is in the set, or undefined: O(log n), no iterator. */
   firstIn(range: ChunkRange): ChunkRange | undefined {
     if (range.first > range.last) return undefined;

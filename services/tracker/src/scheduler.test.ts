@@ -222,6 +222,54 @@ describe("schedule", () => {
     ]);
   });
 
+  it("reaches back over needed chunks before the rarest one, and prefers the source giving the longest range", () => {
+    const rarestAt10 = [
+      { first: 0, last: 9, count: 3 },
+      { first: 10, last: 10, count: 1 },
+      { first: 11, last: 31, count: 3 },
+    ];
+    const base = {
+      fetcher: fetcher({ holdings: RangeSet.of(0, 1) }),
+      bounds: { low: 0, high: 31 },
+      limits: { ...limits, maxDownloads: 1, maxRangeChunks: 16 },
+      availability: rarestAt10,
+      random: fixed,
+    };
+    // the source's run ends at 12: the range takes the needed chunks before 10 it holds too (not 0-1, held)
+    assert.deepEqual(show(schedule({ ...base, sources: [source("a", [{ first: 0, last: 12 }])] })), ["2-12@a"]);
+    // never back past what the source holds, nor past maxRangeChunks
+    assert.deepEqual(show(schedule({ ...base, sources: [source("a", [{ first: 8, last: 12 }])] })), ["8-12@a"]);
+    assert.deepEqual(
+      show(schedule({ ...base, limits: { ...base.limits, maxRangeChunks: 5 }, sources: [source("a", [{ first: 0, last: 12 }])] })),
+      ["8-12@a"],
+    );
+    // of two idle peers holding the rarest chunk, the one that can serve more of the run around it
+    assert.deepEqual(
+      show(
+        schedule({
+          ...base,
+          sources: [source("short", [{ first: 10, last: 11 }]), source("long", [{ first: 4, last: 20 }])],
+        }),
+      ),
+      ["5-20@long"],
+    );
+    // a seeder's range stays on its piece and goes forward only
+    assert.deepEqual(
+      show(
+        schedule({
+          ...base,
+          availability: [
+            { first: 0, last: 9, count: 3 },
+            { first: 10, last: 12, count: 0 },
+            { first: 13, last: 31, count: 3 },
+          ],
+          sources: [seeder(32)],
+        }),
+      ),
+      ["10-12@seed"],
+    );
+  });
+
   it("cuts a range where the source's holdings end and skips what it has or fetches", () => {
     const got = schedule({
       fetcher: fetcher({ holdings: RangeSet.of(0, 2), inFlight: [{ first: 6, last: 7 }] }),

@@ -214,11 +214,11 @@ export function schedule(input: ScheduleInput): Assignment[] {
         // skip what an earlier directive of this batch took
         const open = need.firstIn({ first: cursor, last: piece.last });
         if (!open) break;
-        const run = need.firstIn({ first: open.first, last: window.last })!;
         cursor = open.first;
+        const run = need.rangeAt(cursor)!;
         let best: SourceCandidate | undefined;
         let bestScore = -1;
-        let bestEnd = -1;
+        let bestRange: ChunkRange | undefined;
         let bestIsSeeder = true;
         let next = Infinity;
         for (const s of input.sources) {
@@ -231,34 +231,50 @@ export function schedule(input: ScheduleInput): Assignment[] {
             next = Math.min(next, held.first);
             continue;
           }
-          // a peer always beats a seeder; among equals, the best score, ties at random
-          const sc = score(s) + random() * 1e-9;
+          const range = isSeeder
+            ? { first: cursor, last: Math.min(held.last, run.last, piece.last, cursor + maxRange - 1) }
+            : peerRange(cursor, run, s.holdings.rangeAt(cursor)!, maxRange);
+          // a peer always beats a seeder; among equals, the best score for the longest range, ties at random
+          const sc = score(s) * (range.last - range.first + 1) + random() * 1e-9;
           if ((bestIsSeeder && !isSeeder) || (bestIsSeeder === isSeeder && sc > bestScore)) {
             best = s;
             bestScore = sc;
-            bestEnd = held.last;
+            bestRange = range;
             bestIsSeeder = isSeeder;
           }
         }
-        if (!best) {
+        if (!best || !bestRange) {
           if (next === Infinity) break;
           cursor = next;
           continue;
         }
-        // a peer's run may continue past the piece over other needed chunks it
-        // holds (fewer, longer directives); a seeder's stays on unheld chunks
-        let last = Math.min(bestEnd, run.last, cursor + maxRange - 1);
-        if (bestIsSeeder) last = Math.min(last, piece.last);
-        const range = { first: cursor, last };
+        const range = bestRange;
         out.push({ range, source: best });
         need.remove(range);
         uploads.set(best.peerId, uploads.get(best.peerId)! + 1);
         free--;
-        cursor = last + 1;
+        cursor = range.last + 1;
       }
     }
   }
   return out;
+}
+
+/**
+ * What a peer holding `held` (its whole run around `at`) is given from chunk
+ * `at` of `run`, a run of needed chunks: forward over the chunks of the run
+ * it holds, up to maxRange; then, with room left, back over those before
+ * `at`. In a swarm whose holdings have become a patchwork, the rarest chunk
+ * often lies a few chunks into such a run, and a range cut at it left the
+ * chunks before it to a directive of their own: every directive is a tracker
+ * round trip, a ticket and a request, so fewer and longer ones cost less per
+ * byte. (A seeder's range stays forward and on its piece: it serves only
+ * what no one else has or fetches.)
+ */
+export function peerRange(at: number, run: ChunkRange, held: ChunkRange, maxRange: number): ChunkRange {
+  const last = Math.min(held.last, run.last, at + maxRange - 1);
+  const room = maxRange - (last - at + 1);
+  return { first: Math.max(run.first, held.first, at - room), last };
 }
 
 /** Same IPv4 /24, or same IPv6 /64. */
