@@ -240,7 +240,13 @@ describe("schedule", () => {
     // never back past what the source holds, nor past maxRangeChunks
     assert.deepEqual(show(schedule({ ...base, sources: [source("a", [{ first: 8, last: 12 }])] })), ["8-12@a"]);
     assert.deepEqual(
-      show(schedule({ ...base, limits: { ...base.limits, maxRangeChunks: 5 }, sources: [source("a", [{ first: 0, last: 12 }])] })),
+      show(
+        schedule({
+          ...base,
+          limits: { ...base.limits, maxRangeChunks: 5 },
+          sources: [source("a", [{ first: 0, last: 12 }])],
+        }),
+      ),
       ["8-12@a"],
     );
     // of two idle peers holding the rarest chunk, the one that can serve more of the run around it
