@@ -225,15 +225,15 @@ export function schedule(input: ScheduleInput): Assignment[] {
           if (!canServe(s)) continue;
           const isSeeder = s.role === "seeder";
           if (isSeeder && !seederOk) continue;
-          const held = s.holdings.firstIn({ first: cursor, last: bounds.high });
-          if (!held || held.first > piece.last) continue;
-          if (held.first > cursor) {
-            next = Math.min(next, held.first);
+          const held = s.holdings.rangeAt(cursor);
+          if (!held) {
+            const later = s.holdings.firstIn({ first: cursor, last: piece.last });
+            if (later) next = Math.min(next, later.first);
             continue;
           }
           const range = isSeeder
             ? { first: cursor, last: Math.min(held.last, run.last, piece.last, cursor + maxRange - 1) }
-            : peerRange(cursor, run, s.holdings.rangeAt(cursor)!, maxRange);
+            : peerRange(cursor, run, held, maxRange);
           // a peer always beats a seeder; among equals, the best score for the longest range, ties at random
           const sc = score(s) * (range.last - range.first + 1) + random() * 1e-9;
           if ((bestIsSeeder && !isSeeder) || (bestIsSeeder === isSeeder && sc > bestScore)) {
@@ -271,7 +271,7 @@ export function schedule(input: ScheduleInput): Assignment[] {
  * byte. (A seeder's range stays forward and on its piece: it serves only
  * what no one else has or fetches.)
  */
-export function peerRange(at: number, run: ChunkRange, held: ChunkRange, maxRange: number): ChunkRange {
+function peerRange(at: number, run: ChunkRange, held: ChunkRange, maxRange: number): ChunkRange {
   const last = Math.min(held.last, run.last, at + maxRange - 1);
   const room = maxRange - (last - at + 1);
   return { first: Math.max(run.first, held.first, at - room), last };
