@@ -123,6 +123,8 @@ export interface SessionHost {
   readonly stats: SessionStats;
   /** Decides a viewer's transfers in a stream. */
   readonly planner: Pick<Planner, "plan">;
+  /** Runs `plan` once one of the replica's plan slots is free, first asked first served. */
+  planSlot(plan: () => Promise<void>): Promise<void>;
   /** Checks a seeder's credential at Hello. */
   readonly seederAuth: SeederAuth;
   /**
@@ -354,18 +356,38 @@ export class Session {
     this.requestPlan();
   }
 
-  /** Plans these streams (or all the hungry ones) once the current message is handled. */
-  requestPlan(): void {
-    if (this.closed || this.planQueued || !this.role) return;
+  /**
+   * Plans its streams once one of the replica's plan slots is free (in the
+   * order asked) and the messages that came before are handled. Requests
+   * coalesce: while one waits, more reports only add to what it will find.
+   * The wait for a slot is outside the session's message queue, so the
+   * peer's reports go on being settled meanwhile: on a replica that plans
+   * less than it is asked to, a transfer that is done is not withdrawn as
+   * expired because its report waited behind plans. False when a plan
+   * waits already (or the session is closed); else `settled` runs once the
+   * plan is over, whatever came of it.
+   */
+  requestPlan(settled?: () => void): boolean {
+    if (this.closed || this.planQueued || !this.role) return false;
     this.planQueued = true;
-    this.enqueue(async () => {
-      this.planQueued = false;
-      await this.plan();
-    });
+    void this.tracker
+      .planSlot(
+        () =>
+          new Promise<void>((done) => {
+            const queued = this.enqueue(async () => {
+              this.planQueued = false;
+              await this.plan();
+            }, done);
+            if (!queued) done();
+          }),
+      )
+      .finally(settled);
+    return true;
   }
 
-  private enqueue(fn: () => Promise<void>): void {
-    if (this.closed && this.cleaned) return;
+  /** Runs fn after the messages queued before it; false (and fn never runs) once the session is cleaned up. */
+  private enqueue(fn: () => Promise<void>, settled?: () => void): boolean {
+    if (this.closed && this.cleaned) return false;
     this.queued++;
     if (this.queued > MAX_QUEUED) this.call.pause();
     this.queue = this.queue
@@ -374,7 +396,9 @@ export class Session {
       .finally(() => {
         this.queued--;
         if (this.queued === MAX_QUEUED / 2 && !this.closed) this.call.resume();
+        settled?.();
       });
+    return true;
   }
 
   /** The peer half-closed: end with OK. */
@@ -577,7 +601,7 @@ export class Session {
     this.tracker.stats.joined(this, this.joined.get(meta.streamId)!, j.have);
     this.log.info({ streamId: meta.streamId, name: meta.name, mode: j.mode }, "joined stream");
     this.send({ body: { $case: "joined", value: answer } });
-    await this.plan([meta.streamId]);
+    this.requestPlan();
   }
 
   private joinedStream(streamId: string, what: string): JoinedStream {
@@ -604,7 +628,7 @@ export class Session {
       await this.tracker.store.addHoldings(meta.streamId, this.peerId, h.ranges),
     );
     // peers that may now fetch from this one are replanned by the tracker's schedule tick
-    await this.plan([meta.streamId]);
+    this.requestPlan();
   }
 
   private async position(p: Position): Promise<void> {
@@ -626,7 +650,7 @@ export class Session {
     }
     this.tracker.stats.position(this, meta, p.nextChunk, delays);
     await this.tracker.store.setPosition(meta.streamId, this.peerId, p.nextChunk);
-    await this.plan([meta.streamId]);
+    this.requestPlan();
   }
 
   private async reports(r: TransferReports): Promise<void> {
@@ -648,7 +672,7 @@ export class Session {
     let sharing = 0;
     for (const j of this.joined.values()) sharing += j.inFlight.size;
     this.sharing = Math.max(1, sharing);
-    const touched = new Set<string>();
+    let settled = false;
     for (const rep of r.reports) {
       // its stream: the one this session was directed to fetch it in, else any it joined (a
       // directive it was sent before a resync); only this peer's own transfers are taken
@@ -656,11 +680,11 @@ export class Session {
       for (const j of this.joined.values()) j.inFlight.delete(rep.transferId);
       for (const streamId of local ? [local.streamId] : [...this.joined.keys()]) {
         if (!(await this.settle(streamId, rep))) continue;
-        touched.add(streamId);
+        settled = true;
         break;
       }
     }
-    await this.plan([...touched]);
+    if (settled) this.requestPlan();
   }
 
   /**
@@ -850,12 +874,12 @@ export class Session {
     this.tracker.setHungry(this, j.streamId, false);
   }
 
-  /** Plans the given joined streams (default: all) and sends what was decided in one Directives message. */
-  async plan(streamIds: readonly string[] = [...this.joined.keys()]): Promise<void> {
+  /** Plans every joined stream and sends what was decided in one Directives message. */
+  private async plan(): Promise<void> {
     if (this.role !== "viewer" || !this.keepingUp) return;
     const started = process.hrtime.bigint();
     const directives: Directive[] = [];
-    for (const streamId of streamIds) {
+    for (const streamId of [...this.joined.keys()]) {
       const j = this.joined.get(streamId);
       if (!j) continue;
       const now = Date.now();

@@ -11,6 +11,15 @@ const SCHEDULE_TICK_MS = 250;
 /** A hungry peer with transfers in flight is replanned by the tick at most this often. */
 const REPLAN_MS = 1_000;
 const TRANSFER_SWEEP_MS = 1_000;
+/**
+ * Replans the schedule tick may have waiting or in progress. Every plan
+ * waits for one of the replica's plan slots, first asked first served
+ * (PLAN_SLOTS in tracker.ts): a tick that asked for every hungry peer of a
+ * big swarm would put thousands of replans ahead of the plans that reports
+ * ask for. Bounded, the replans a replica cannot keep up with wait for a
+ * later tick.
+ */
+const MAX_TICK_PLANS = 64;
 /** How often the swarm store is pinged for health, and how long a ping may take. */
 const STORE_CHECK_MS = 1_000;
 
@@ -43,6 +52,8 @@ export class Tick {
   private readonly timers: NodeJS.Timeout[] = [];
   /** The swarm store answered the last health check. */
   private storeUp = true;
+  /** Plans the schedule tick requested that are not over yet. */
+  private tickPlans = 0;
 
   constructor(private readonly o: TickOptions) {}
 
@@ -92,12 +103,16 @@ export class Tick {
       tickMs: SCHEDULE_TICK_MS,
       replanMs: REPLAN_MS,
     };
+    const planned = (): void => {
+      this.tickPlans--;
+    };
     for (const [s, streams] of sessions.hungry()) {
+      if (this.tickPlans >= MAX_TICK_PLANS) break;
       if (!s.keepingUp) continue;
       for (const id of streams) {
         const epoch = epochs.get(id);
         if (epoch !== undefined && s.needsPlan(id, epoch, now, when)) {
-          s.requestPlan();
+          if (s.requestPlan(planned)) this.tickPlans++;
           break;
         }
       }

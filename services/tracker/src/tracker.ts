@@ -1,3 +1,4 @@
+import pLimit from "p-limit";
 import { ChecksumClient, DEFAULT_PIECE_CHUNKS, type Signer } from "@distribustream/pdtp";
 import {
   channelCredentials,
@@ -28,6 +29,16 @@ import { Session, type SessionHost } from "./session.js";
 import { SessionRegistry } from "./sessions.js";
 import { TicketKeys } from "./ticketKeys.js";
 import { Tick } from "./tick.js";
+
+/**
+ * Viewers' plans in progress at once. Each plan is a few Redis round trips
+ * in a row; this many in flight keep a replica's Redis connection busy. More
+ * would only lengthen every plan: on a replica asked for more plans than it
+ * makes, they all share one event loop and one connection, a plan's latency
+ * grows with the plans in progress (Little's law), and the reports queued
+ * behind them wait as long. Beyond this many, plans wait for a slot.
+ */
+const PLAN_SLOTS = 32;
 
 export interface TrackerOptions {
   /**
@@ -78,6 +89,8 @@ export interface TrackerOptions {
    * another takes over within this time. Default 10 s.
    */
   cleanupLeaseMs?: number;
+  /** Viewers' plans in progress at once (default PLAN_SLOTS); more wait for a slot. */
+  planSlots?: number;
   /**
    * Seeder credentials: when given, a seeder's Hello must carry a valid,
    * unrevoked token, and a seeder whose token is revoked later is ended.
@@ -176,12 +189,14 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
   events.onLive((streamId, e) => {
     liveEdges.heard(streamId, e).catch((err: unknown) => log.warn({ err, streamId }, "live edge not sent"));
   });
+  const planSlots = pLimit(opts.planSlots ?? PLAN_SLOTS);
   const host: SessionHost = {
     log,
     store,
     metrics,
     stats,
     planner,
+    planSlot: (plan) => planSlots(plan),
     seederAuth,
     peerProbe:
       opts.peerProbe === false
