@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { swarmStoreContract } from "./contract.js";
-import { RedisSwarmStore } from "./redis.js";
+import { EXPIRY_BATCH, RedisSwarmStore } from "./redis.js";
 import { openSwarmStore, redactUrl } from "./open.js";
 import { MemorySwarmStore } from "./memory.js";
 import { redisForTests, type TestRedis } from "./testing/index.js";
@@ -240,6 +240,53 @@ describe("RedisSwarmStore", () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it("expiry sweeps of more than a batch of transfers or peers take them all, once", async () => {
+    const prefix = freshPrefix();
+    const store = new RedisSwarmStore(new Redis(server.url), { prefix });
+    try {
+      await store.createStream(newStream("s"));
+      const n = 2 * EXPIRY_BATCH + 3;
+      const wide = { maxDownloads: n, maxUploadsPeer: n, maxUploadsSeeder: n };
+      await store.joinPeer("s", viewer("src"), 0);
+      const ids: number[] = [];
+      for (let k = 0; k < n; k++) {
+        await store.joinPeer("s", viewer(`f${k}`, []), 0);
+        const transferId = await store.nextTransferId();
+        const t = {
+          transferId,
+          streamId: "s",
+          fetcherId: `f${k}`,
+          serverId: "src",
+          serverRole: "viewer" as const,
+          range: { first: k % 100, last: k % 100 },
+          startedMs: 0,
+          expiresMs: 1000 + k,
+        };
+        assert.equal(await store.addTransfer(t, wide), "ok");
+        ids.push(transferId);
+      }
+      // whole batches of expiry entries whose record is gone are dropped, not taken again and again
+      const stale = [...Array(EXPIRY_BATCH)].flatMap((_, k) => [1, `${1e9 + k}`]);
+      await admin.zadd(`${prefix}:{s}:xferexp`, ...stale);
+      await admin.zadd(`${prefix}:{s}:seen`, ...stale.map((v, i) => (i % 2 ? `ghost${v}` : v)));
+      const expired = (await store.expireTransfers(5000)).map((t) => t.transferId);
+      assert.deepEqual(
+        expired.sort((a, b) => a - b),
+        ids,
+      );
+      assert.deepEqual(await store.expireTransfers(5000), [], "expired once");
+      assert.equal((await store.getPeer("s", "src"))?.uploads, 0);
+      assert.deepEqual(await store.availability("s", { first: 0, last: 99 }), [{ first: 0, last: 99, count: 1 }]);
+      await store.touchPeers("s", ["src"], 9000);
+      const gone = (await store.expirePeers(6000, 1000)).map((g) => g.peerId);
+      assert.deepEqual(gone.sort(), [...Array(n).keys()].map((k) => `f${k}`).sort());
+      assert.deepEqual(await store.peerCounts("s"), { peers: 1, seeders: 0 });
+      assert.deepEqual(await store.expirePeers(6000, 1000), [], "expired once");
+    } finally {
+      await store.close();
     }
   });
 

@@ -130,6 +130,13 @@ const META_FIELDS = [
 
 /** How many streams a sweep works on at once. */
 const SWEEP_PARALLEL = 16;
+/**
+ * Transfers (or peers) one expiry script takes at most: a sweep after a
+ * stall, or of a swarm whose replica died, would otherwise run tens of
+ * thousands of commands in one script, and Redis answers nobody else
+ * meanwhile.
+ */
+export const EXPIRY_BATCH = 256;
 
 type Reply = string | number | null | Reply[];
 type ScriptFn = (...args: (string | number | Buffer)[]) => Promise<Reply>;
@@ -429,8 +436,8 @@ export class RedisSwarmStore implements SwarmStore {
   }
 
   /**
-   * ZRANGEBYSCORE of the due streams, then per due stream 1 script + ZREM +
-   * ZRANGE + at most 1 ZADD. Reads only streams with a peer due (or a stale
+   * ZRANGEBYSCORE of the due streams, then per due stream 1 script per
+   * EXPIRY_BATCH peers due + ZREM + ZRANGE + at most 1 ZADD. Reads only streams with a peer due (or a stale
    * index entry); O(due streams x log n + expired peers).
    */
   async expirePeers(nowMs: number, ttlMs: number): Promise<ExpiredPeer[]> {
@@ -439,15 +446,19 @@ export class RedisSwarmStore implements SwarmStore {
     const due = await this.redis.zrangebyscore(this.peerIndex, "-inf", cutoff);
     const out: ExpiredPeer[] = [];
     await inBatches(due, async (streamId) => {
-      const r = (await this.run("dsExpirePeers", this.keys(streamId), cutoff)) as Reply[];
-      for (let i = 0; i < r.length;) {
-        const peerId = r[i] as string;
-        const role = r[i + 1] as PeerRoleName;
-        const n = Number(r[i + 2]);
-        const transfers = r.slice(i + 3, i + 3 + n).map((s) => parseTransfer(streamId, s as string));
-        out.push({ streamId, peerId, role, transfers });
-        i += 3 + n;
-      }
+      let taken: number;
+      do {
+        const r = (await this.run("dsExpirePeers", this.keys(streamId), cutoff, EXPIRY_BATCH)) as Reply[];
+        taken = Number(r[0]);
+        for (let i = 1; i < r.length;) {
+          const peerId = r[i] as string;
+          const role = r[i + 1] as PeerRoleName;
+          const n = Number(r[i + 2]);
+          const transfers = r.slice(i + 3, i + 3 + n).map((s) => parseTransfer(streamId, s as string));
+          out.push({ streamId, peerId, role, transfers });
+          i += 3 + n;
+        }
+      } while (taken === EXPIRY_BATCH);
       await this.reindex(this.peerIndex, streamId, this.key(streamId, "seen"));
     });
     return out;
@@ -661,8 +672,15 @@ export class RedisSwarmStore implements SwarmStore {
     const due = await this.redis.zrangebyscore(this.transferIndex, "-inf", nowMs);
     const out: TransferRecord[] = [];
     await inBatches(due, async (streamId) => {
-      const r = (await this.run("dsExpireTransfers", this.keys(streamId), nowMs)) as string[];
-      for (const s of r) out.push(parseTransfer(streamId, s));
+      let taken: number;
+      do {
+        const [n, ...records] = (await this.run("dsExpireTransfers", this.keys(streamId), nowMs, EXPIRY_BATCH)) as [
+          number,
+          ...string[],
+        ];
+        taken = n;
+        for (const s of records) out.push(parseTransfer(streamId, s));
+      } while (taken === EXPIRY_BATCH);
       await this.reindex(this.transferIndex, streamId, this.key(streamId, "xferexp"));
     });
     return out;

@@ -824,25 +824,31 @@ local p = get_peer(ARGV[1])
 if not p then return {} end
 return fetching(p)`,
 
-  // ARGV: nowMs -> records of the transfers due
+  // ARGV: nowMs, batch -> {transfers taken, records of those that were still there}: at most batch of the due
+  // transfers, the earliest first (the caller repeats while a whole batch was taken)
   dsExpireTransfers: `
-local out = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_XFEREXP, '-inf', ARGV[1])) do
+local out = {0}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_XFEREXP, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])) do
+  out[1] = out[1] + 1
   local s = drop_transfer(id, nil)
-  if s then out[#out + 1] = s end
+  if s then out[#out + 1] = s else redis.call('ZREM', K_XFEREXP, id) end
 end
 return out`,
 
-  // ARGV: cutoffMs -> flat {peerId, role, n, record x n, ...} of the peers last seen at or before the cutoff
+  // ARGV: cutoffMs, batch -> {peers taken, then flat peerId, role, n, record x n, ...}: at most batch of the peers
+  // last seen at or before the cutoff, the earliest first (the caller repeats while a whole batch was taken)
   dsExpirePeers: `
-local out = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_SEEN, '-inf', ARGV[1])) do
+local out = {0}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_SEEN, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])) do
+  out[1] = out[1] + 1
   local dropped, p = remove_peer(id)
   if p then
     out[#out + 1] = id
     out[#out + 1] = p.r
     out[#out + 1] = #dropped
     for _, s in ipairs(dropped) do out[#out + 1] = s end
+  else
+    redis.call('ZREM', K_SEEN, id)
   end
 end
 return out`,
