@@ -19,11 +19,16 @@ COPY services/dashboard/package.json services/dashboard/
 COPY cmd/distribustream/package.json cmd/distribustream/
 COPY test/package.json test/
 
-# --- production dependencies only (the tests' workspace link removed: not in the image)
+# --- production dependencies only (the tests' workspace link removed: not in the image), gathered
+# in /deps with those npm installed inside a workspace (a version other than the root's)
 FROM manifests AS deps
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
   && rm -f node_modules/@distribustream/tests \
-  && npm cache clean --force
+  && npm cache clean --force \
+  && mkdir /deps && mv node_modules /deps/ \
+  && for d in packages/*/node_modules services/*/node_modules cmd/*/node_modules; do \
+       if [ -d "$d" ]; then mkdir -p "/deps/$(dirname "$d")" && mv "$d" "/deps/$d"; fi; \
+     done
 
 # --- compile, then pick what runs (no tests, declarations or source maps)
 FROM manifests AS build
@@ -51,7 +56,7 @@ RUN apt-get update \
   && mkdir -p /data/keys /data/media /data/state \
   && chown -R node:node /data
 WORKDIR /app
-COPY --from=deps /app/node_modules/ node_modules/
+COPY --from=deps /deps/ ./
 COPY --from=build /out/ ./
 RUN ln -s /app/cmd/distribustream/bin/distribustream.js /usr/local/bin/distribustream \
   && ln -s /app/packages/client/bin/dsclient.js /usr/local/bin/dsclient

@@ -32,7 +32,8 @@ options (defaults in brackets; --smoke: tiny sizes and one run, as CI runs it):
   --inputs N            fuzz: inputs per entry point [100000]
   --minutes M           soak: minutes of churn [10]
   --churn F             soak: fraction of the sessions replaced every second [0.01]
-  --seconds S           tracker-capacity: measured seconds [20]; live: broadcast seconds after the last viewer joined [60]
+  --seconds S           tracker-capacity stress mode: measured seconds [20]; live: broadcast seconds after the last viewer joined [60]
+  --swarm-seconds S     tracker-capacity swarm mode: measured seconds [90] (an overloaded replica showed it only after 30 s)
   --join-interval MS    live: one viewer of each system joins every MS [2000]
   --bitrate BITS        live: the source's bitrate in bits/s, e.g. 2M [2M]
   --log-level LEVEL     live: log level of tracker, checksum and seeder [warn; the seeder info]
@@ -52,6 +53,7 @@ try {
     allowPositionals: true,
     options: {
       runs: { type: "string" },
+      "swarm-seconds": { type: "string" },
       size: { type: "string" },
       viewers: { type: "string" },
       rate: { type: "string" },
@@ -192,6 +194,7 @@ function optionsFor(scenario) {
         size: size(v.size, S(64, 4) * MiB),
         peers: num(v.peers, S(5000, 40)),
         seconds: num(v.seconds, S(20, 2)),
+        swarmSeconds: num(v["swarm-seconds"], S(90, 2)),
         modes: list(v.modes, S(["stress", "swarm"], ["stress"])),
         rate: rate(v.rate, MiB / 2),
         prefill: num(v.prefill, 0.5),

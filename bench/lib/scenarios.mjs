@@ -416,7 +416,7 @@ export async function trackerCapacity(o, env) {
           "--replicas",
           `${replicas}`,
           "--seconds",
-          `${o.seconds}`,
+          `${mode === "swarm" ? o.swarmSeconds : o.seconds}`,
           "--mib",
           `${o.size / MiB}`,
         ];
@@ -446,6 +446,12 @@ export async function trackerCapacity(o, env) {
           redisCpuCores: t.redisCpuCores,
           loadGeneratorCpuCores: t.loadGeneratorCpuCores,
           linkUtilisation: t.linkUtilisation,
+          deliveredMiBPerSecond: t.deliveredMiBPerSecond,
+          // directives withdrawn because no report came in time, of those issued in the measurement
+          expiredPercent:
+            t.transfersNotDone && t.directivesPerSecond > 0
+              ? round((100 * (t.transfersNotDone.expired ?? 0)) / (t.directivesPerSecond * t.measuredSeconds), 2)
+              : null,
           ...(t.dashboard
             ? {
                 dashboardCpuCores0: t.dashboard.noBrowser.cpuCores,
@@ -475,6 +481,7 @@ export async function trackerCapacity(o, env) {
     settings: {
       peers: o.peers,
       seconds: o.seconds,
+      swarmSeconds: o.swarmSeconds,
       fileBytes: o.size,
       modes: o.modes,
       swarmRateBytesPerS: o.rate,
@@ -494,6 +501,8 @@ export async function trackerCapacity(o, env) {
       "plansPerDirective",
       "redisCpuCores",
       "loadGeneratorCpuCores",
+      "linkUtilisation",
+      "expiredPercent",
       "dashboardCpuCores10",
       "dashboardRedisPerSecond0",
       "dashboardRedisPerSecond10",
@@ -506,6 +515,12 @@ export async function trackerCapacity(o, env) {
         (v) => v >= 5000,
       ),
       goal("tracker-cpu", "…at under one core", one?.trackerCpuCoresMax, (v) => v < 1),
+      goal(
+        "tracker-expiry",
+        "…with under 1 % of its directives expiring (swarm mode, one replica)",
+        med["swarm x1"]?.expiredPercent,
+        (v) => v < 1,
+      ),
       goal(
         "dashboard-cpu",
         `dashboard under 0.2 core with 10 browsers open (${o.peers} sessions)`,

@@ -11,6 +11,7 @@ export class TrackerMetrics {
   readonly badChunks: Counter;
   readonly sourcesBanned: Counter<"reason">;
   readonly planSeconds: Histogram;
+  readonly plansWaiting: Gauge;
   readonly deliveredBytes: Counter<"stream" | "source">;
   readonly completed: Counter<"stream">;
   readonly remotePeerBytes: Counter;
@@ -45,8 +46,11 @@ export class TrackerMetrics {
     return this.streamNames.of(name);
   }
 
-  /** `streamCount` answers the ready-streams gauge at each scrape (so it also goes down). */
-  constructor(registry: Registry, streamCount: () => Promise<number>) {
+  /**
+   * `streamCount` answers the ready-streams gauge at each scrape (so it also
+   * goes down), `plansWaiting` the plans waiting for a plan slot.
+   */
+  constructor(registry: Registry, streamCount: () => Promise<number>, plansWaiting: () => number) {
     const registers = [registry];
     this.sessions = new Gauge({
       name: "pdtp_tracker_sessions",
@@ -108,6 +112,14 @@ export class TrackerMetrics {
       help: "Time to plan one peer (all streams it asked for) and send its directives",
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
       registers,
+    });
+    this.plansWaiting = new Gauge({
+      name: "pdtp_tracker_plans_waiting",
+      help: "Viewers' plans waiting for one of the replica's plan slots: above zero for long, the replica plans less than it is asked to",
+      registers,
+      collect() {
+        this.set(plansWaiting());
+      },
     });
     this.streams = new Gauge({
       name: "pdtp_tracker_streams",

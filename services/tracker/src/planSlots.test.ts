@@ -128,6 +128,7 @@ describe("tracker: plans wait for a free plan slot, reports do not", () => {
       await sleep(10);
     }
     assert.equal(await metric(registry, "pdtp_tracker_transfers_done_total"), done + 2, "both reports settled");
+    assert.equal(await metric(registry, "pdtp_tracker_plans_waiting"), 1, "one plan waits, for both");
     await sleep(300);
     assert.deepEqual(
       viewer.inbox.map((b) => b.$case),
@@ -144,5 +145,6 @@ describe("tracker: plans wait for a free plan slot, reports do not", () => {
       [],
       "and no second plan for the second report",
     );
+    assert.equal(await metric(registry, "pdtp_tracker_plans_waiting"), 0);
   });
 });

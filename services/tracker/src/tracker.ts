@@ -125,7 +125,12 @@ export interface RunningTracker {
  */
 export async function startTracker(opts: TrackerOptions): Promise<RunningTracker> {
   const { log, store } = opts;
-  const metrics = new TrackerMetrics(opts.registry, () => store.streamCount());
+  const planSlots = pLimit(opts.planSlots ?? PLAN_SLOTS);
+  const metrics = new TrackerMetrics(
+    opts.registry,
+    () => store.streamCount(),
+    () => planSlots.pendingCount,
+  );
   const ticketKeys = opts.ticketSigner instanceof TicketKeys ? opts.ticketSigner : TicketKeys.fixed(opts.ticketSigner);
   const planner = new Planner(store, ticketKeys, DEFAULT_PLANNER);
   const seederAuth = new SeederAuth(opts.seederTokens, opts.registry, log);
@@ -189,7 +194,6 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
   events.onLive((streamId, e) => {
     liveEdges.heard(streamId, e).catch((err: unknown) => log.warn({ err, streamId }, "live edge not sent"));
   });
-  const planSlots = pLimit(opts.planSlots ?? PLAN_SLOTS);
   const host: SessionHost = {
     log,
     store,
