@@ -109,7 +109,7 @@ export class TrackerMetrics {
     for (const reason of ["bad_data", "unreachable"]) this.sourcesBanned.inc({ reason }, 0);
     this.planSeconds = new Histogram({
       name: "pdtp_tracker_plan_seconds",
-      help: "Time to plan one peer (all streams it asked for) and send its directives",
+      help: "Time to plan one peer (all its streams) and send its directives, once it has a plan slot",
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
       registers,
     });
