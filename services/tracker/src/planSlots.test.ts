@@ -1,19 +1,9 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
-import * as grpc from "@grpc/grpc-js";
-import {
-  PeerRole,
-  PublishStatus,
-  Signer,
-  TrackerClient,
-  TransferOutcome,
-  WantMode,
-  type Directive,
-} from "@distribustream/pdtp";
+import { describe, it } from "node:test";
+import { PeerRole, PublishStatus, TransferOutcome, WantMode, type Directive } from "@distribustream/pdtp";
 import { Registry } from "@distribustream/runtime";
 import { MemorySwarmStore } from "@distribustream/swarm-store";
-import { startChecksumDouble, startProtocolTracker, TestPeer } from "./testing/index.js";
-import type { RunningTracker } from "./index.js";
+import { ProtocolFixture } from "./testing/index.js";
 
 const CHUNK = 1024;
 
@@ -51,28 +41,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe("tracker: plans wait for a free plan slot, reports do not", () => {
   const registry = new Registry();
   const store = new GatedStore();
-  let checksum: Awaited<ReturnType<typeof startChecksumDouble>>;
-  let tracker: RunningTracker;
-  let client: TrackerClient;
-  const open: TestPeer[] = [];
-  const peer = () => {
-    const p = new TestPeer(client);
-    open.push(p);
-    return p;
-  };
-
-  before(async () => {
-    checksum = await startChecksumDouble(Signer.generate());
-    tracker = await startProtocolTracker(checksum.port, CHUNK, { store, registry, planSlots: 1 });
-    client = new TrackerClient(`127.0.0.1:${tracker.port}`, grpc.credentials.createInsecure());
-  });
-
-  after(async () => {
-    for (const p of open) p.call.cancel();
-    await tracker.drain();
-    client.close();
-    checksum.close();
-  });
+  const fixture = new ProtocolFixture(CHUNK, { overrides: { store, registry, planSlots: 1 } });
+  const peer = () => fixture.peer();
 
   /** An OK report of the first chunk of a directive's range, fetched at one chunk a minute. */
   const ok = (d: Directive) => ({

@@ -1,17 +1,8 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import {
-  PeerRole,
-  PublishStatus,
-  Signer,
-  TrackerClient,
-  WantMode,
-  type Publish,
-  type TrackerMessage,
-} from "@distribustream/pdtp";
-import type { RunningTracker } from "./index.js";
-import { startChecksumDouble, startProtocolTracker, TestPeer } from "./testing/index.js";
+import { PeerRole, PublishStatus, WantMode, type Publish, type TrackerMessage } from "@distribustream/pdtp";
+import { ProtocolFixture } from "./testing/index.js";
 
 const CHUNK = 1024;
 const SIZE = 10 * CHUNK;
@@ -24,16 +15,8 @@ type Body = NonNullable<TrackerMessage["body"]>;
  * retired (and taken out of it) once nobody can serve the rest.
  */
 describe("tracker: origins and retired versions", { timeout: 60_000 }, () => {
-  const network = Signer.generate();
-  let checksum: Awaited<ReturnType<typeof startChecksumDouble>>;
-  let tracker: RunningTracker;
-  let client: TrackerClient;
-  const peers: TestPeer[] = [];
-  const peer = () => {
-    const p = new TestPeer(client);
-    peers.push(p);
-    return p;
-  };
+  const fixture = new ProtocolFixture(CHUNK);
+  const peer = () => fixture.peer();
   const origin = (etag: string, version: number): Publish => ({
     name: "films/a.bin",
     size: SIZE,
@@ -41,19 +24,6 @@ describe("tracker: origins and retired versions", { timeout: 60_000 }, () => {
     originUrl: "http://origin.example/films/a.bin",
     originEtag: etag,
     originLastModified: "",
-  });
-
-  before(async () => {
-    checksum = await startChecksumDouble(network);
-    tracker = await startProtocolTracker(checksum.port, CHUNK);
-    client = new TrackerClient(`127.0.0.1:${tracker.port}`, grpc.credentials.createInsecure());
-  });
-
-  after(async () => {
-    for (const p of peers) p.call.cancel();
-    await tracker.drain();
-    client.close();
-    checksum.close();
   });
 
   it("refuses a publish whose origin is not http(s) or has no strong validator", async () => {
@@ -72,7 +42,7 @@ describe("tracker: origins and retired versions", { timeout: 60_000 }, () => {
     await seeder.hello(PeerRole.PEER_ROLE_SEEDER, 9100);
     const v1 = await seeder.publish(origin('"v1"', 1));
     assert.equal(v1.status, PublishStatus.PUBLISH_STATUS_READY, v1.detail);
-    const req = checksum.requests.at(-1)!;
+    const req = fixture.checksum.requests.at(-1)!;
     assert.equal(req.originUrl, "http://origin.example/films/a.bin");
     assert.equal(req.originEtag, '"v1"');
 

@@ -20,7 +20,13 @@ import {
 } from "@distribustream/pdtp";
 import { Registry } from "@distribustream/runtime";
 import { MemorySwarmStore } from "@distribustream/swarm-store";
-import { doubleChunkHash, startChecksumDouble, startProtocolTracker, TestPeer } from "./testing/index.js";
+import {
+  doubleChunkHash,
+  ProtocolFixture,
+  startChecksumDouble,
+  startProtocolTracker,
+  TestPeer,
+} from "./testing/index.js";
 import type { RunningTracker } from "./index.js";
 
 /** Session key of the test peers (Hello.peer_key); their tickets name it. */
@@ -731,34 +737,13 @@ describe("tracker over real gRPC", () => {
 });
 
 describe("tracker: a stream joinable while it is hashed, piece by piece", () => {
-  const network = Signer.generate();
   const store = new MemorySwarmStore();
-  let checksum: Awaited<ReturnType<typeof startChecksumDouble>>;
-  let tracker: RunningTracker;
-  let client: TrackerClient;
-  const open: TestPeer[] = [];
-  const peer = () => {
-    const p = new TestPeer(client, TEST_PEER);
-    open.push(p);
-    return p;
-  };
+  const fixture = new ProtocolFixture(CHUNK, { peerKey: TEST_PEER, overrides: { store, pieceChunks: 4 } });
+  const peer = () => fixture.peer();
   const hashPieces = (streamId: string, firstPiece: number, count: number) =>
     new Promise<GetHashPiecesResponse>((resolve, reject) =>
-      client.getHashPieces({ streamId, firstPiece, count }, (e, r) => (e ? reject(e) : resolve(r))),
+      fixture.client.getHashPieces({ streamId, firstPiece, count }, (e, r) => (e ? reject(e) : resolve(r))),
     );
-
-  before(async () => {
-    checksum = await startChecksumDouble(network);
-    tracker = await startProtocolTracker(checksum.port, CHUNK, { store, pieceChunks: 4 });
-    client = new TrackerClient(`127.0.0.1:${tracker.port}`, grpc.credentials.createInsecure());
-  });
-
-  after(async () => {
-    for (const p of open) p.call.cancel();
-    await tracker.drain();
-    client.close();
-    checksum.close();
-  });
 
   /** A seeder publishing NAME (12 chunks: 3 pieces of 4); resolves once it is READY. */
   async function publish(name: string) {
@@ -815,7 +800,7 @@ describe("tracker: a stream joinable while it is hashed, piece by piece", () => 
       `only chunks with stored hashes are directed: ${JSON.stringify(before)}`,
     );
     reportAll(v, first.directives);
-    checksum.release("hold/film.bin");
+    fixture.checksum.release("hold/film.bin");
     const later: Directive[] = [];
     while (!later.some((d) => d.range!.last === 11)) {
       const { directives } = await v.next("directives");
@@ -833,7 +818,7 @@ describe("tracker: a stream joinable while it is hashed, piece by piece", () => 
     const { streamId } = await publish("fail-midway/film.bin");
     const { v } = await viewer("fail-midway/film.bin");
     reportAll(v, (await v.next("directives")).directives);
-    checksum.release("fail-midway/film.bin");
+    fixture.checksum.release("fail-midway/film.bin");
     const st = await v.ended;
     assert.equal(st.code, grpc.status.FAILED_PRECONDITION, st.details);
     assert.equal(st.details, '"fail-midway/film.bin" cannot be downloaded: manifest not computed: source went away');

@@ -2,4 +2,4 @@
 export { TestPeer } from "./testPeer.js";
 export { doubleChunkHash, startChecksumDouble } from "./checksumDouble.js";
 export { captureLog, type LogLine } from "./captureLog.js";
-export { startProtocolTracker } from "./protocolTracker.js";
+export { ProtocolFixture, startProtocolTracker } from "./protocolTracker.js";

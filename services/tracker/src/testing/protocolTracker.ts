@@ -1,7 +1,11 @@
-import { Signer } from "@distribustream/pdtp";
+import { after, before } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import { Signer, TrackerClient } from "@distribustream/pdtp";
 import { createLogger, Registry } from "@distribustream/runtime";
 import { MemorySwarmStore } from "@distribustream/swarm-store";
 import { startTracker, type RunningTracker, type TrackerOptions } from "../tracker.js";
+import { startChecksumDouble } from "./checksumDouble.js";
+import { TestPeer } from "./testPeer.js";
 
 /**
  * A tracker for protocol tests, on 127.0.0.1 (any free port), giving new streams `chunkSize`:
@@ -26,4 +30,59 @@ export function startProtocolTracker(
     registry: new Registry(),
   };
   return startTracker(Object.assign(defaults, overrides));
+}
+
+/**
+ * A protocol tracker (startProtocolTracker) with a checksum double signing with `network` (a
+ * new key by default), started before the tests of the describe block that creates it and
+ * stopped after them, with the test peers it made cancelled; `peerKey`: the session key of
+ * those peers (a new one each by default).
+ */
+export class ProtocolFixture {
+  private parts:
+    | { checksum: Awaited<ReturnType<typeof startChecksumDouble>>; tracker: RunningTracker; client: TrackerClient }
+    | undefined;
+  private readonly peers: TestPeer[] = [];
+  private readonly peerKey: Signer | undefined;
+
+  constructor(chunkSize: number, o: { network?: Signer; peerKey?: Signer; overrides?: Partial<TrackerOptions> } = {}) {
+    before(async () => {
+      const checksum = await startChecksumDouble(o.network ?? Signer.generate());
+      const tracker = await startProtocolTracker(checksum.port, chunkSize, o.overrides);
+      const client = new TrackerClient(`127.0.0.1:${tracker.port}`, grpc.credentials.createInsecure());
+      this.parts = { checksum, tracker, client };
+    });
+    after(async () => {
+      if (!this.parts) return;
+      for (const p of this.peers) p.call.cancel();
+      await this.parts.tracker.drain();
+      this.parts.client.close();
+      this.parts.checksum.close();
+    });
+    this.peerKey = o.peerKey;
+  }
+
+  private started() {
+    if (!this.parts) throw new Error("the protocol tracker starts before the tests of its describe block");
+    return this.parts;
+  }
+
+  get tracker(): RunningTracker {
+    return this.started().tracker;
+  }
+
+  get client(): TrackerClient {
+    return this.started().client;
+  }
+
+  get checksum(): Awaited<ReturnType<typeof startChecksumDouble>> {
+    return this.started().checksum;
+  }
+
+  /** A new peer session on the tracker. */
+  peer(): TestPeer {
+    const p = new TestPeer(this.client, this.peerKey);
+    this.peers.push(p);
+    return p;
+  }
 }
