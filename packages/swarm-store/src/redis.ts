@@ -437,8 +437,9 @@ export class RedisSwarmStore implements SwarmStore {
 
   /**
    * ZRANGEBYSCORE of the due streams, then per due stream 1 script per
-   * EXPIRY_BATCH peers due + ZREM + ZRANGE + at most 1 ZADD. Reads only streams with a peer due (or a stale
-   * index entry); O(due streams x log n + expired peers).
+   * EXPIRY_BATCH peers due + ZREM + ZRANGE + at most 1 ZADD. Reads only
+   * streams with a peer due (or a stale index entry); O(due streams x log n
+   * + expired peers).
    */
   async expirePeers(nowMs: number, ttlMs: number): Promise<ExpiredPeer[]> {
     this.check();
@@ -446,10 +447,8 @@ export class RedisSwarmStore implements SwarmStore {
     const due = await this.redis.zrangebyscore(this.peerIndex, "-inf", cutoff);
     const out: ExpiredPeer[] = [];
     await inBatches(due, async (streamId) => {
-      let taken: number;
-      do {
+      await untilShortBatch(async () => {
         const r = (await this.run("dsExpirePeers", this.keys(streamId), cutoff, EXPIRY_BATCH)) as Reply[];
-        taken = Number(r[0]);
         for (let i = 1; i < r.length;) {
           const peerId = r[i] as string;
           const role = r[i + 1] as PeerRoleName;
@@ -458,7 +457,8 @@ export class RedisSwarmStore implements SwarmStore {
           out.push({ streamId, peerId, role, transfers });
           i += 3 + n;
         }
-      } while (taken === EXPIRY_BATCH);
+        return Number(r[0]);
+      });
       await this.reindex(this.peerIndex, streamId, this.key(streamId, "seen"));
     });
     return out;
@@ -672,15 +672,14 @@ export class RedisSwarmStore implements SwarmStore {
     const due = await this.redis.zrangebyscore(this.transferIndex, "-inf", nowMs);
     const out: TransferRecord[] = [];
     await inBatches(due, async (streamId) => {
-      let taken: number;
-      do {
+      await untilShortBatch(async () => {
         const [n, ...records] = (await this.run("dsExpireTransfers", this.keys(streamId), nowMs, EXPIRY_BATCH)) as [
           number,
           ...string[],
         ];
-        taken = n;
-        for (const s of records) out.push(parseTransfer(streamId, s));
-      } while (taken === EXPIRY_BATCH);
+        for (const r of records) out.push(parseTransfer(streamId, r));
+        return n;
+      });
       await this.reindex(this.transferIndex, streamId, this.key(streamId, "xferexp"));
     });
     return out;
@@ -901,6 +900,11 @@ function parseInfo(text: string): Record<string, string> {
 
 function duplicateOf(redis: RedisClient): RedisClient {
   return redis instanceof Cluster ? redis.duplicate() : redis.duplicate();
+}
+
+/** Runs one expiry script after another (`take` answers how many entries one took) until one takes less than a batch. */
+async function untilShortBatch(take: () => Promise<number>): Promise<void> {
+  while ((await take()) === EXPIRY_BATCH);
 }
 
 async function inBatches(ids: string[], work: (id: string) => Promise<void>): Promise<void> {

@@ -33,10 +33,9 @@ export function startProtocolTracker(
 }
 
 /**
- * A protocol tracker (startProtocolTracker) with a checksum double signing with `network` (a
- * new key by default), started before the tests of the describe block that creates it and
- * stopped after them, with the test peers it made cancelled; `peerKey`: the session key of
- * those peers (a new one each by default).
+ * A protocol tracker (startProtocolTracker) with a checksum double, started before the tests
+ * of the describe block that creates it and stopped after them, with the test peers it made
+ * cancelled; `peerKey`: the session key of those peers (a new one each by default).
  */
 export class ProtocolFixture {
   private parts:
@@ -45,9 +44,9 @@ export class ProtocolFixture {
   private readonly peers: TestPeer[] = [];
   private readonly peerKey: Signer | undefined;
 
-  constructor(chunkSize: number, o: { network?: Signer; peerKey?: Signer; overrides?: Partial<TrackerOptions> } = {}) {
+  constructor(chunkSize: number, o: { peerKey?: Signer; overrides?: Partial<TrackerOptions> } = {}) {
     before(async () => {
-      const checksum = await startChecksumDouble(o.network ?? Signer.generate());
+      const checksum = await startChecksumDouble(Signer.generate());
       const tracker = await startProtocolTracker(checksum.port, chunkSize, o.overrides);
       const client = new TrackerClient(`127.0.0.1:${tracker.port}`, grpc.credentials.createInsecure());
       this.parts = { checksum, tracker, client };
