@@ -55,6 +55,30 @@ test("position and have are coalesced: many updates, one message each per interv
   b.close();
 });
 
+test("after positionUnknown the first position goes out even if the Join said the same", async () => {
+  const sent: PeerMessage[] = [];
+  const b = new ControlBatcher(
+    (m) => sent.push(m),
+    () => "s1",
+    20,
+  );
+  b.positionKnown(0);
+  b.setPosition(0);
+  await tick(50);
+  assert.equal(sent.length, 0, "the position the Join said is not sent again");
+  b.positionUnknown();
+  b.setPosition(0);
+  await tick(50);
+  assert.deepEqual(
+    sent.map((m) => (m.body?.$case === "position" ? m.body.value.nextChunk : m.body?.$case)),
+    [0],
+  );
+  b.setPosition(0);
+  await tick(50);
+  assert.equal(sent.length, 1, "then an unchanged position is not sent again");
+  b.close();
+});
+
 test("many reports with long details are split into messages of at most 32 KiB, in order", async () => {
   const sent: PeerMessage[] = [];
   const b = new ControlBatcher(

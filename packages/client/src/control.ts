@@ -97,6 +97,15 @@ export class ControlBatcher {
     this.position = undefined;
   }
 
+  /**
+   * The position the Join said was a placeholder (a live viewer not tuned in
+   * yet): the first one set is sent whatever it is, even the same number, as
+   * the tracker waits for it before planning the viewer.
+   */
+  positionUnknown(): void {
+    this.sentPosition = -1;
+  }
+
   /** Forgets everything pending (the session it was meant for is gone). */
   reset(): void {
     this.reports = [];

@@ -513,7 +513,9 @@ class Download {
         },
       },
     });
-    this.batcher.positionKnown(position);
+    // a live viewer re-joining before it tuned in has no position yet: the tracker waits for the one it picks
+    if (this.live && !this.live.tunedIn) this.batcher.positionUnknown();
+    else this.batcher.positionKnown(position);
     if (held.length > MAX_RANGES) this.batcher.held(held.slice(MAX_RANGES));
     return new Promise((resolve) => (this.joinAnswered = resolve));
   }
@@ -790,6 +792,8 @@ class Download {
     }
     if (this.live) this.live.rejoined(joined, this.trustedNetworkKeys());
     else {
+      // joined with position 0 before knowing the stream was live: the tune-in chunk is news to the tracker
+      this.batcher.positionUnknown();
       this.live = LiveDownload.open(this.liveHost(), joined, this.trustedNetworkKeys(), {
         name: this.url.name,
         target: this.target,

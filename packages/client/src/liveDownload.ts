@@ -229,6 +229,11 @@ export class LiveDownload {
     if (joined.descriptor?.live) this.onWindow(joined.descriptor.live);
   }
 
+  /** It picked the chunk to start from (its position is known). */
+  get tunedIn(): boolean {
+    return this.playout.position !== undefined;
+  }
+
   /** What a Join after a reconnect says: the next chunk to write (0 before tuning in) and the chunks held. */
   holding(): { position: number; held: ChunkRange[] } {
     return { position: this.playout.position ?? 0, held: this.holdings.ranges() };

@@ -24,6 +24,7 @@ import { MemorySwarmStore, openSwarmStore, type SwarmStore } from "@distribustre
 import { redisForTests, type TestRedis } from "@distribustream/swarm-store/testing";
 import { TestPeer } from "./testing/index.js";
 import { startTracker, type RunningTracker } from "./index.js";
+import { TUNE_IN_WAIT_MS } from "./session.js";
 
 const log = createLogger("live-test", { level: "silent" });
 const FIRST = 2 ** 32 - 3;
@@ -228,6 +229,33 @@ function liveScenario(
         assert.equal(x.source?.peerId, seederId);
       }
       assert.equal(await metric(registryA, "pdtp_tracker_live_chunks_attested_total", { stream: name }), 3);
+    });
+
+    it("a viewer joining afresh (position 0, nothing held) is planned from the Position it tunes in at, not the window's low end", async () => {
+      const late = peer(clientB);
+      await late.hello(PeerRole.PEER_ROLE_VIEWER, 0);
+      late.send({ $case: "join", value: { name, mode: WantMode.WANT_MODE_IN_ORDER, position: 0, have: [] } });
+      await late.next("joined");
+      late.send({ $case: "position", value: { streamId, nextChunk: FIRST + 2 } });
+      const d = await late.next("directives");
+      assert.ok(d.directives.length > 0);
+      for (const x of d.directives)
+        assert.ok(x.range!.first >= FIRST + 2, `from the position: ${JSON.stringify(x.range)}`);
+      late.close();
+      await late.ended;
+    });
+
+    it("a viewer joining afresh that never says where it tuned in is planned once the wait is over", async () => {
+      const quiet = peer(clientA);
+      await quiet.hello(PeerRole.PEER_ROLE_VIEWER, 0);
+      quiet.send({ $case: "join", value: { name, mode: WantMode.WANT_MODE_IN_ORDER, position: 0, have: [] } });
+      await quiet.next("joined");
+      const d = await quiet.next("directives", TUNE_IN_WAIT_MS + 4_000);
+      assert.ok(d.directives.length > 0);
+      for (const x of d.directives)
+        assert.ok(x.range!.first >= FIRST && x.range!.last <= FIRST + 2, JSON.stringify(x.range));
+      quiet.close();
+      await quiet.ended;
     });
 
     it("the window moves and stays bounded: nothing below low is kept", async () => {

@@ -68,6 +68,13 @@ const RECORDED_OUTCOMES = new Map<TransferOutcome, SourceOutcome>([
 const MAX_DELAYS = 256;
 /** How long the address of a peer banned for bad data may not serve in that stream (new sessions included). */
 const HOST_BAN_MS = 10 * 60_000;
+/**
+ * How long a live viewer that joined without a place in the stream waits
+ * for its first Position before it is planned anyway (see JoinedStream.tuningUntil):
+ * a viewer tunes in as soon as the Joined's window comes, so this only
+ * bounds the wait for one that never says (a client from before the rule).
+ */
+export const TUNE_IN_WAIT_MS = 1_000;
 
 /** What a session keeps of a stream it joined: numbers for validation and planning, never the manifest. */
 export interface JoinedStream {
@@ -84,6 +91,16 @@ export interface JoinedStream {
   fruitless: number;
   /** It had nothing in flight after its last plan. */
   idle: boolean;
+  /**
+   * Until when (Date.now()) it is not planned, waiting for the Position that
+   * says where it tuned in; 0 once it said, or when it joined with a place.
+   * A live viewer joining afresh (position 0, holding nothing) picks its
+   * tune-in chunk from the window in the Joined, near the edge: planned at
+   * once, it would be sent for the window's oldest chunks, which it never
+   * plays (each join cost a round of transfers cancelled, most of them from
+   * the seeder).
+   */
+  tuningUntil: number;
   /**
    * Transfers it was directed to and that were neither reported nor
    * cancelled since (at most maxDownloads, unless a withdrawal was missed:
@@ -337,7 +354,7 @@ export class Session {
     p: { maxDownloads: number; starveMs: number; tickMs: number; replanMs: number },
   ): boolean {
     const j = this.joined.get(streamId);
-    if (!j || j.inFlight.size >= p.maxDownloads) return false;
+    if (!j || j.inFlight.size >= p.maxDownloads || j.tuningUntil > nowMs) return false;
     const since = nowMs - j.plannedMs;
     if (j.idle && since >= p.starveMs) return true;
     const wait = j.idle || j.fruitless > 0 ? Math.min(p.replanMs, p.tickMs * 2 ** j.fruitless) : p.replanMs;
@@ -567,6 +584,10 @@ export class Session {
       plannedMs: 0,
       fruitless: 0,
       idle: true,
+      tuningUntil:
+        meta.kind === "live" && j.mode !== WantMode.WANT_MODE_BULK && j.position === 0 && j.have.length === 0
+          ? Date.now() + TUNE_IN_WAIT_MS
+          : 0,
       inFlight: new Set(),
     });
     await this.tracker.useStream(this, meta.streamId, true);
@@ -650,6 +671,7 @@ export class Session {
     }
     this.tracker.stats.position(this, meta, p.nextChunk, delays);
     await this.tracker.store.setPosition(meta.streamId, this.peerId, p.nextChunk);
+    meta.tuningUntil = 0;
     this.requestPlan();
   }
 
@@ -883,6 +905,11 @@ export class Session {
       const j = this.joined.get(streamId);
       if (!j) continue;
       const now = Date.now();
+      if (j.tuningUntil > now) {
+        // the schedule tick plans it when the wait is over (needsPlan), unless its Position comes first
+        this.tracker.setHungry(this, streamId, true);
+        continue;
+      }
       const plan = await this.tracker.planner.plan(streamId, this.peerId, now, this.slotRate, this.peerKey);
       // its hashing failed midway: the chunks beyond the hashed ones can never be verified
       if (plan.failure !== undefined) throw failedPrecondition(`"${j.name}" cannot be downloaded: ${plan.failure}`);
