@@ -181,6 +181,10 @@ interface SessionScript {
   /** Called with the Join; the peer id is the one given in the Welcome. */
   onJoin(call: Call, join: Join, peerId: string, session: number): void;
   onReports?(call: Call, reports: TransferReport[], peerId: string, session: number): void;
+  /** Called with a Leave. */
+  onLeave?(peerId: string): void;
+  /** The peer half-closed: the call is ended once this resolves (default at once). */
+  beforeEnd?(): Promise<unknown> | undefined;
   /** Answers GetHashPieces; default: the network's pieces of the version the stream id names. */
   pieces?(req: GetHashPiecesRequest): SignedHashPiece[];
 }
@@ -213,8 +217,13 @@ async function scriptedTracker(script: SessionScript) {
           });
         } else if (m.body?.$case === "join") script.onJoin(call, m.body.value, peerId, session);
         else if (m.body?.$case === "reports") script.onReports?.(call, m.body.value.reports, peerId, session);
+        else if (m.body?.$case === "leave") script.onLeave?.(peerId);
       });
-      call.on("end", () => call.end());
+      call.on("end", () => {
+        void Promise.resolve(script.beforeEnd?.())
+          .catch(() => {})
+          .then(() => call.end());
+      });
       call.on("error", () => {});
     },
     describeStream: (_c: unknown, cb: (e: { code: status }) => void) => cb({ code: status.UNIMPLEMENTED }),
@@ -602,6 +611,64 @@ describe("download() with a scripted tracker", () => {
     await done;
     tracker.close();
   });
+
+  test(
+    "a download shutting down still serves the fetches directed to it before its Leave reached the tracker",
+    { timeout: 30_000 },
+    async () => {
+      let viewerId = "";
+      let served: Promise<Buffer> | undefined;
+      const range = { first: 5, last: 9 };
+      const tracker = await scriptedTracker({
+        onJoin: (call, _join, peerId) => {
+          viewerId = peerId;
+          call.write(joined());
+          call.write({
+            body: {
+              $case: "directives",
+              value: { directives: [directive(seeder, peerId, { first: 0, last: count - 1 })] },
+            },
+          });
+        },
+        // Another peer, directed here before the tracker heard the Leave, fetches as it arrives.
+        onLeave: () => {
+          const hello = tracker.all()[0]?.body;
+          const got: Buffer[] = [];
+          served = import("@distribustream/data-plane").then(async ({ fetchChunks }) => {
+            await fetchChunks({
+              host: "127.0.0.1",
+              port: hello?.$case === "hello" ? hello.value.dataPort : 0,
+              streamId,
+              range,
+              ticket: issueTicket(
+                { streamId, range, fetcherId: "other", serverId: viewerId, expiresMs: Date.now() + 60_000 },
+                ticketKey,
+              ),
+              layout: { size, chunkSize },
+              timeoutMs: 5_000,
+              onChunk: (_i, d) => void got.push(Buffer.from(d)),
+            });
+            return Buffer.concat(got);
+          });
+        },
+        // the client closes its data plane once its session has ended: hold the end until the fetch is over
+        beforeEnd: () => served,
+      });
+      await download({
+        url: `pdtp://127.0.0.1:${tracker.port}/${name}`,
+        output: join(dir, "leaving.bin"),
+        log,
+        listenHost: "127.0.0.1",
+      });
+      assert.ok(served, "the client said Leave");
+      const bytes = await served;
+      assert.ok(
+        bytes.equals(content.subarray(range.first * chunkSize, (range.last + 1) * chunkSize)),
+        "served, not 503",
+      );
+      tracker.close();
+    },
+  );
 
   test("a tracker that never answers Hello ends in a stall (exit 7) without hanging", async () => {
     const tracker = await scriptedTracker({ mute: true, onJoin: () => {} });

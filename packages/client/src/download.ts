@@ -233,6 +233,13 @@ class Download {
   private link: TrackerLink | undefined;
   /** The welcomed session of the link, while there is one. */
   private session: TrackerSession | undefined;
+  /**
+   * The Welcome of the session shut down with the download: the data plane
+   * goes on answering as that peer until it is closed, so fetches the
+   * tracker directed here before it heard the Leave are served, not refused
+   * with 503 (at the end of a broadcast, the last chunks of the others).
+   */
+  private servingAs: TrackerSession["welcome"] | undefined;
   /** Generation of the welcomed session: directives and transfers of an older one are told apart by it. */
   private generation = 0;
   /** Resolves the resync of the current session once the tracker answered its Join. */
@@ -335,7 +342,7 @@ class Download {
         port,
         source: this.chunkSource(),
         identity: () => {
-          const w = this.session?.welcome;
+          const w = this.session?.welcome ?? this.servingAs;
           return w ? { peerId: w.peerId, ticketKeys: w.ticketKeys } : undefined;
         },
         log: this.log,
@@ -1177,6 +1184,7 @@ class Download {
     this.live?.close();
     const session = this.session;
     if (session) this.batcher.flush();
+    this.servingAs = session?.welcome;
     this.session = undefined;
     const streamId = this.manifest?.streamId ?? this.live?.streamId;
     if (session && ok && streamId) session.send({ body: { $case: "leave", value: { streamId } } });
