@@ -258,6 +258,38 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** A script's onJoin: the whole stream from the seeder; `named` gets the peer id the Welcome gave. */
+const wholeFromSeeder = (named: (peerId: string) => void) => (call: Call, _join: Join, peerId: string) => {
+  named(peerId);
+  call.write(joined());
+  call.write({
+    body: { $case: "directives", value: { directives: [directive(seeder, peerId, { first: 0, last: count - 1 })] } },
+  });
+};
+
+/** The data port the client's Hello gave the scripted tracker. */
+const dataPortOf = (tracker: Awaited<ReturnType<typeof scriptedTracker>>) => {
+  const hello = tracker.all()[0]?.body;
+  return hello?.$case === "hello" ? hello.value.dataPort : 0;
+};
+
+/** Another peer fetching `range` from the client's data plane, with a ticket naming the client as the server. */
+async function fetchFromClient(port: number, serverId: string, range: ChunkRange): Promise<Buffer> {
+  const { fetchChunks } = await import("@distribustream/data-plane");
+  const got: Buffer[] = [];
+  await fetchChunks({
+    host: "127.0.0.1",
+    port,
+    streamId,
+    range,
+    ticket: issueTicket({ streamId, range, fetcherId: "other", serverId, expiresMs: Date.now() + 60_000 }, ticketKey),
+    layout: { size, chunkSize },
+    timeoutMs: 5_000,
+    onChunk: (_i, d) => void got.push(Buffer.from(d)),
+  });
+  return Buffer.concat(got);
+}
+
 const joined = (signer = network): TrackerMessage => ({
   body: { $case: "joined", value: { descriptor, manifest: manifestSignedBy(signer) } },
 });
@@ -564,50 +596,20 @@ describe("download() with a scripted tracker", () => {
 
   test("the client serves what it holds to other peers during --linger", async () => {
     let viewerId = "";
-    const tracker = await scriptedTracker({
-      onJoin: (call, _join, peerId) => {
-        viewerId = peerId;
-        call.write(joined());
-        call.write({
-          body: {
-            $case: "directives",
-            value: { directives: [directive(seeder, peerId, { first: 0, last: count - 1 })] },
-          },
-        });
-      },
-    });
-    const out = join(dir, "linger.bin");
+    const tracker = await scriptedTracker({ onJoin: wholeFromSeeder((id) => (viewerId = id)) });
     let dataPort = 0;
     const done = download({
       url: `pdtp://127.0.0.1:${tracker.port}/${name}`,
-      output: out,
+      output: join(dir, "linger.bin"),
       log,
       listenHost: "127.0.0.1",
       lingerSeconds: 2,
-      onComplete: () => {
-        const hello = tracker.all()[0]?.body;
-        dataPort = hello?.$case === "hello" ? hello.value.dataPort : 0;
-      },
+      onComplete: () => (dataPort = dataPortOf(tracker)),
     });
     const deadline = Date.now() + 10_000;
     while (!dataPort && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    // Another peer fetches from the lingering client with a ticket naming it as the server.
-    const { fetchChunks } = await import("@distribustream/data-plane");
-    const got: Buffer[] = [];
-    const range = { first: 3, last: count - 1 };
-    await fetchChunks({
-      host: "127.0.0.1",
-      port: dataPort,
-      streamId,
-      range,
-      ticket: issueTicket(
-        { streamId, range, fetcherId: "other", serverId: viewerId, expiresMs: Date.now() + 60_000 },
-        ticketKey,
-      ),
-      layout: { size, chunkSize },
-      onChunk: (_i, d) => void got.push(Buffer.from(d)),
-    });
-    assert.ok(Buffer.concat(got).equals(content.subarray(3 * chunkSize)), "served after the rename to the final name");
+    const bytes = await fetchFromClient(dataPort, viewerId, { first: 3, last: count - 1 });
+    assert.ok(bytes.equals(content.subarray(3 * chunkSize)), "served after the rename to the final name");
     await done;
     tracker.close();
   });
@@ -620,36 +622,10 @@ describe("download() with a scripted tracker", () => {
       let served: Promise<Buffer> | undefined;
       const range = { first: 5, last: 9 };
       const tracker = await scriptedTracker({
-        onJoin: (call, _join, peerId) => {
-          viewerId = peerId;
-          call.write(joined());
-          call.write({
-            body: {
-              $case: "directives",
-              value: { directives: [directive(seeder, peerId, { first: 0, last: count - 1 })] },
-            },
-          });
-        },
+        onJoin: wholeFromSeeder((id) => (viewerId = id)),
         // Another peer, directed here before the tracker heard the Leave, fetches as it arrives.
         onLeave: () => {
-          const hello = tracker.all()[0]?.body;
-          const got: Buffer[] = [];
-          served = import("@distribustream/data-plane").then(async ({ fetchChunks }) => {
-            await fetchChunks({
-              host: "127.0.0.1",
-              port: hello?.$case === "hello" ? hello.value.dataPort : 0,
-              streamId,
-              range,
-              ticket: issueTicket(
-                { streamId, range, fetcherId: "other", serverId: viewerId, expiresMs: Date.now() + 60_000 },
-                ticketKey,
-              ),
-              layout: { size, chunkSize },
-              timeoutMs: 5_000,
-              onChunk: (_i, d) => void got.push(Buffer.from(d)),
-            });
-            return Buffer.concat(got);
-          });
+          served = fetchFromClient(dataPortOf(tracker), viewerId, range);
         },
         // the client closes its data plane once its session has ended: hold the end until the fetch is over
         beforeEnd: () => served,
