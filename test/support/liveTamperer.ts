@@ -25,7 +25,7 @@ const CYCLE: readonly Tampering[] = ["bad-data", "replayed", "reordered"];
 
 /**
  * A test-only tampering viewer of a live stream, speaking PDTP itself: it
- * joins the stream at its edge, fetches the chunks it is directed to from
+ * joins the stream a few chunks behind its edge, fetches the chunks it is directed to from
  * the seeder honestly (so it holds each chunk's real attestation and bytes)
  * and reports them verified, so that the tracker sends other viewers to it.
  * Every /live/ request it gets is answered with a bad first frame, in turn:
@@ -89,9 +89,11 @@ export class LiveTamperer {
         const d = b.value.descriptor!;
         this.streamId = d.streamId;
         this.maxChunkBytes = LiveDescriptorBody.decode(b.value.live!.body).maxChunkBytes;
-        // from the edge on: the chunks viewers tuning in now want
-        const edge = d.live?.started ? d.live.edge : 0;
-        call.write({ body: { $case: "position", value: { streamId: d.streamId, nextChunk: edge } } });
+        // from a few chunks behind the edge on: the chunks viewers tuning in soon want, and older
+        // ones it holds to replay in their place (a viewer tunes in a prebuffer behind the edge)
+        const live = d.live;
+        const from = live?.started ? Math.max(live.low, live.edge - 3) : 0;
+        call.write({ body: { $case: "position", value: { streamId: d.streamId, nextChunk: from } } });
       } else if (b?.$case === "directives") for (const d of b.value.directives) void this.fetch(d);
       else if (b?.$case === "cancel") for (const id of b.value.transferIds) this.aborts.get(id)?.abort();
     });
@@ -180,35 +182,53 @@ export class LiveTamperer {
     });
   }
 
-  /** One /live/ answer: the range's frames with the first one tampered (the turn's kind). */
+  /**
+   * One /live/ answer: the range's frames with the first one tampered (the
+   * turn's kind). A kind that cannot be made for this range (no older chunk
+   * held to replay: the viewer asked for the first chunk this peer holds)
+   * gives way to the next one, and the turn stays, for the next request.
+   */
   private async answer(range: ChunkRange, res: ServerResponse): Promise<void> {
-    const kind = CYCLE[this.turn++ % CYCLE.length]!;
-    let first: { head: Buffer; data: Buffer } | undefined;
     const own = this.frames.get(range.first);
-    if (kind === "bad-data" && own) {
-      // its real attestation, bytes of the same length that are not the chunk's
-      first = { head: own.head, data: Buffer.from(own.data.map((b) => b ^ 0x5a)) };
-    } else if (kind === "replayed") {
-      const older = [...this.frames.keys()].filter((s) => s < range.first);
-      if (older.length > 0) first = this.frames.get(Math.max(...older));
-    } else if (kind === "reordered") {
-      // a newer chunk's frame; one comes within a chunk's time if none is held yet
-      for (const deadline = Date.now() + 3_000; !first && Date.now() < deadline; await sleep(20)) {
-        const newer = [...this.frames.keys()].filter((s) => s > range.first);
-        if (newer.length > 0) first = this.frames.get(Math.min(...newer));
+    if (!own) return void res.writeHead(416).end("range not held\n");
+    for (let k = 0; k < CYCLE.length; k++) {
+      const kind = CYCLE[(this.turn + k) % CYCLE.length]!;
+      const first = await this.tampered(kind, range.first, own);
+      if (!first) continue;
+      if (k === 0) this.turn++;
+      const parts = [first.head, first.data];
+      for (let seq = range.first + 1; seq <= range.last; seq++) {
+        const f = this.frames.get(seq);
+        if (f) parts.push(f.head, f.data);
       }
+      const length = parts.reduce((n, p) => n + p.length, 0);
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(length) });
+      res.on("finish", () => this.served[kind]++);
+      for (const p of parts) res.write(p);
+      res.end();
+      return;
     }
-    if (!first || !own) return void res.writeHead(416).end("range not held\n");
-    const parts = [first.head, first.data];
-    for (let seq = range.first + 1; seq <= range.last; seq++) {
-      const f = this.frames.get(seq);
-      if (f) parts.push(f.head, f.data);
+    res.writeHead(416).end("range not held\n");
+  }
+
+  /** The first frame of an answer for chunk `seq` (held as `own`) tampered as `kind`, or undefined when it cannot be. */
+  private async tampered(
+    kind: Tampering,
+    seq: number,
+    own: { head: Buffer; data: Buffer },
+  ): Promise<{ head: Buffer; data: Buffer } | undefined> {
+    // its real attestation, bytes of the same length that are not the chunk's
+    if (kind === "bad-data") return { head: own.head, data: Buffer.from(own.data.map((b) => b ^ 0x5a)) };
+    if (kind === "replayed") {
+      const older = [...this.frames.keys()].filter((s) => s < seq);
+      return older.length > 0 ? this.frames.get(Math.max(...older)) : undefined;
     }
-    const length = parts.reduce((n, p) => n + p.length, 0);
-    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(length) });
-    res.on("finish", () => this.served[kind]++);
-    for (const p of parts) res.write(p);
-    res.end();
+    // a newer chunk's frame; one comes within a chunk's time if none is held yet
+    for (const deadline = Date.now() + 3_000; Date.now() < deadline; await sleep(20)) {
+      const newer = [...this.frames.keys()].filter((s) => s > seq);
+      if (newer.length > 0) return this.frames.get(Math.min(...newer));
+    }
+    return undefined;
   }
 
   close(): void {
