@@ -18,7 +18,8 @@
 // per GiB against 0.3 for pages freed just before. Without it, a system that starts in a few milliseconds
 // (nginx) wrote into the pages the previous trial had just freed, and one that starts in seconds did not.
 import { createHash } from "node:crypto";
-import { closeSync, mkdirSync, openSync, rmSync, writeSync } from "node:fs";
+import { mkdirSync } from "node:fs";
+import { open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { Proc, anonRssMB, loopbackTxBytes, sampleTree, sleep, tree } from "./procs.mjs";
@@ -31,7 +32,7 @@ import { GiB, median, percentile, round, sha256File } from "./util.mjs";
 export async function runViewers(sys, ctx) {
   const vdir = join(ctx.dir, `viewers-${sys.name}`);
   mkdirSync(vdir, { recursive: true });
-  if (!ctx.stdoutSink) prewarm(join(vdir, "prewarm"), ctx.viewers * ctx.size);
+  if (!ctx.stdoutSink) await prewarm(join(vdir, "prewarm"), ctx.viewers * ctx.size);
   const serverBase = Object.fromEntries(Object.entries(sys.servers).map(([k, p]) => [k, sampleTree(p.target())]));
   const originBase = sampleTree(sys.origin.target());
   const originPayloadBase = sys.originPayloadBytes ? await sys.originPayloadBytes() : undefined;
@@ -165,14 +166,18 @@ export async function runViewers(sys, ctx) {
   };
 }
 
-/** Writes `bytes` to `file` and deletes it, so that the pages the viewers' files take next are at hand. */
-function prewarm(file, bytes) {
+/**
+ * Writes `bytes` to `file` and deletes it, so that the pages the viewers' files take next are at hand.
+ * Asynchronous: the harness goes on reading the servers' output (and its keep-alive connections to
+ * their metrics stay open) while it writes gigabytes.
+ */
+async function prewarm(file, bytes) {
   const piece = Buffer.alloc(8 * 1024 * 1024, 1);
-  const fd = openSync(file, "w");
+  const fh = await open(file, "w");
   try {
-    for (let left = bytes; left > 0; left -= piece.length) writeSync(fd, piece, 0, Math.min(left, piece.length));
+    for (let left = bytes; left > 0; left -= piece.length) await fh.write(piece, 0, Math.min(left, piece.length));
   } finally {
-    closeSync(fd);
-    rmSync(file, { force: true });
+    await fh.close();
+    await rm(file, { force: true });
   }
 }
