@@ -109,6 +109,32 @@ export interface JoinedStream {
   inFlight: Set<number>;
 }
 
+/** The schedule tick's timing, as Session.needsPlan and replanDue read it. */
+export interface ReplanTiming {
+  maxDownloads: number;
+  starveMs: number;
+  tickMs: number;
+  replanMs: number;
+}
+
+/**
+ * Whether the schedule tick should replan a peer in a stream it joined (see
+ * Session.needsPlan). A live viewer waiting with nothing found is not backed
+ * off beyond one tick: each new chunk's LiveEdge replans it anyway, so the
+ * back-off only ever counted where no LiveEdge follows, at a broadcast's end,
+ * where it held the last chunks back for up to `replanMs` (the first viewers
+ * to get them from the seeder leave at once, and the others, planned while
+ * nobody had reported them yet, waited out the back-off).
+ */
+export function replanDue(j: JoinedStream, epoch: number, nowMs: number, p: ReplanTiming): boolean {
+  if (j.inFlight.size >= p.maxDownloads || j.tuningUntil > nowMs) return false;
+  const since = nowMs - j.plannedMs;
+  if (j.idle && since >= p.starveMs) return true;
+  const backOff = j.shape.kind === "live" ? p.tickMs : Math.min(p.replanMs, p.tickMs * 2 ** j.fruitless);
+  const wait = j.idle || j.fruitless > 0 ? backOff : p.replanMs;
+  return j.plannedEpoch !== epoch && since >= wait;
+}
+
 /**
  * What a session tells the replica's stats (ReplicaStats) as it happens, for
  * the dashboard: figures only, never a decision.
@@ -347,18 +373,9 @@ export class Session {
    * finding nothing new. A peer with nothing in flight is also replanned
    * once it may be starving (the planner then offers the seeder).
    */
-  needsPlan(
-    streamId: string,
-    epoch: number,
-    nowMs: number,
-    p: { maxDownloads: number; starveMs: number; tickMs: number; replanMs: number },
-  ): boolean {
+  needsPlan(streamId: string, epoch: number, nowMs: number, p: ReplanTiming): boolean {
     const j = this.joined.get(streamId);
-    if (!j || j.inFlight.size >= p.maxDownloads || j.tuningUntil > nowMs) return false;
-    const since = nowMs - j.plannedMs;
-    if (j.idle && since >= p.starveMs) return true;
-    const wait = j.idle || j.fruitless > 0 ? Math.min(p.replanMs, p.tickMs * 2 ** j.fruitless) : p.replanMs;
-    return j.plannedEpoch !== epoch && since >= wait;
+    return j !== undefined && replanDue(j, epoch, nowMs, p);
   }
 
   /**
