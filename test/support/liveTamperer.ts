@@ -191,24 +191,25 @@ export class LiveTamperer {
   private async answer(range: ChunkRange, res: ServerResponse): Promise<void> {
     const own = this.frames.get(range.first);
     if (!own) return void res.writeHead(416).end("range not held\n");
-    for (let k = 0; k < CYCLE.length; k++) {
-      const kind = CYCLE[(this.turn + k) % CYCLE.length]!;
-      const first = await this.tampered(kind, range.first, own);
-      if (!first) continue;
-      if (k === 0) this.turn++;
-      const parts = [first.head, first.data];
-      for (let seq = range.first + 1; seq <= range.last; seq++) {
-        const f = this.frames.get(seq);
-        if (f) parts.push(f.head, f.data);
-      }
-      const length = parts.reduce((n, p) => n + p.length, 0);
-      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(length) });
-      res.on("finish", () => this.served[kind]++);
-      for (const p of parts) res.write(p);
-      res.end();
-      return;
+    let kind: Tampering | undefined;
+    let first: { head: Buffer; data: Buffer } | undefined;
+    for (let k = 0; k < CYCLE.length && !first; k++) {
+      kind = CYCLE[(this.turn + k) % CYCLE.length]!;
+      first = await this.tampered(kind, range.first, own);
+      if (first && k === 0) this.turn++;
     }
-    res.writeHead(416).end("range not held\n");
+    if (!first || !kind) return void res.writeHead(416).end("range not held\n");
+    const parts = [first.head, first.data];
+    for (let seq = range.first + 1; seq <= range.last; seq++) {
+      const f = this.frames.get(seq);
+      if (f) parts.push(f.head, f.data);
+    }
+    const length = parts.reduce((n, p) => n + p.length, 0);
+    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(length) });
+    const served = kind;
+    res.on("finish", () => this.served[served]++);
+    for (const p of parts) res.write(p);
+    res.end();
   }
 
   /** The first frame of an answer for chunk `seq` (held as `own`) tampered as `kind`, or undefined when it cannot be. */
