@@ -646,6 +646,66 @@ describe("download() with a scripted tracker", () => {
     },
   );
 
+  test("chunks of a seeder's range are told (Have) and served to other peers before the range ends; a peer's range only by its report", async () => {
+    // 51 chunks at 20 ms each: the range takes about a second, the Have interval is 100 ms
+    const slowSeeder = await servingPeer("seeder-slow", undefined, { chunkDelayMs: 20 });
+    const slowPeer = await servingPeer("peer-slow", undefined, { chunkDelayMs: 20 });
+    const hadEarly = async (from: Peer, fromSeeder: boolean) => {
+      let viewerId = "";
+      const tracker = await scriptedTracker({
+        onJoin: (call, _join, peerId) => {
+          viewerId = peerId;
+          call.write(joined());
+          const d = directive(from, peerId, { first: 0, last: count - 1 });
+          call.write({
+            body: {
+              $case: "directives",
+              value: { directives: [{ ...d, source: { ...d.source!, seeder: fromSeeder } }] },
+            },
+          });
+        },
+      });
+      const haves = () =>
+        tracker.all().flatMap((m) => (m.body?.$case === "have" ? m.body.value.ranges : ([] as ChunkRange[])));
+      let servedEarly: Buffer | undefined;
+      let told: ChunkRange | undefined;
+      const done = download({
+        url: `pdtp://127.0.0.1:${tracker.port}/${name}`,
+        output: join(dir, `early-${fromSeeder}.bin`),
+        log,
+        listenHost: "127.0.0.1",
+      });
+      let finished = false;
+      void done.then(() => (finished = true)).catch(() => (finished = true));
+      while (!finished && !told) {
+        if (tracker.reports().length === 0) told = haves()[0];
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      if (told) servedEarly = await fetchFromClient(dataPortOf(tracker), viewerId, told);
+      const inFlightWhenServed = tracker.reports().length === 0;
+      await done;
+      tracker.close();
+      return { told, servedEarly, inFlightWhenServed, reports: tracker.reports().length };
+    };
+    try {
+      const seeded = await hadEarly(slowSeeder, true);
+      assert.ok(seeded.told, "a Have before the range's report");
+      assert.ok(seeded.told.last < count - 1, JSON.stringify(seeded.told));
+      assert.ok(seeded.inFlightWhenServed, "served while the range was still coming");
+      assert.ok(
+        seeded.servedEarly?.equals(content.subarray(seeded.told.first * chunkSize, (seeded.told.last + 1) * chunkSize)),
+        "the chunks told are served, identical",
+      );
+      assert.equal(seeded.reports, 1);
+      const peered = await hadEarly(slowPeer, false);
+      assert.equal(peered.told, undefined, "no Have for a peer's range: its report tells the tracker");
+      assert.equal(peered.reports, 1);
+    } finally {
+      await slowSeeder.plane.close();
+      await slowPeer.plane.close();
+    }
+  });
+
   test("a tracker that never answers Hello ends in a stall (exit 7) without hanging", async () => {
     const tracker = await scriptedTracker({ mute: true, onJoin: () => {} });
     const started = Date.now();

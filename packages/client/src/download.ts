@@ -965,8 +965,13 @@ class Download {
         this.writing.delete(index);
       }
       this.heldBytes += data.length;
-      if (t.fromSeeder) this.fromSeeders += data.length;
-      else this.fromPeers += data.length;
+      if (t.fromSeeder) {
+        this.fromSeeders += data.length;
+        // A seeder injects each chunk once and shares its upload among many transfers, so a range
+        // from it takes seconds: its chunks are told as they come (Have, at most every 100 ms), and
+        // other viewers can fetch them from here before the range ends.
+        if (index < t.range.last) this.batcher.held([{ first: index, last: index }]);
+      } else this.fromPeers += data.length;
       this.record?.changed();
       this.lastActivity = Date.now();
       this.batcher.setPosition(storage.position());

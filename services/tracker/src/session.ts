@@ -665,8 +665,11 @@ export class Session {
       this.peerId,
       await this.tracker.store.addHoldings(meta.streamId, this.peerId, h.ranges),
     );
-    // peers that may now fetch from this one are replanned by the tracker's schedule tick
-    this.requestPlan();
+    // peers that may now fetch from this one are replanned by the tracker's schedule tick; this one
+    // only when it has a download slot free (a viewer tells chunks from a seeder's range while the
+    // range is still coming, and its report replans it)
+    const j = this.joined.get(meta.streamId);
+    if (j && j.inFlight.size < DEFAULT_PLANNER.maxDownloads) this.requestPlan();
   }
 
   private async position(p: Position): Promise<void> {
