@@ -213,6 +213,13 @@ interface Transfer extends TransferState {
 }
 
 const FETCH_TIMEOUT_MS = 30_000;
+/**
+ * A seeder's range that has been coming for this long has its chunks told
+ * (Have) as they come, not only in its report: the Have interval, so that a
+ * range that comes at once (one viewer alone with the seeder) costs no
+ * message more.
+ */
+const TELL_SEEDER_CHUNKS_AFTER_MS = 100;
 const BACKOFF_BASE_MS = 500;
 const MAX_BACKOFF_MS = 4000;
 const MIN_RECONNECT_ATTEMPTS = 8;
@@ -968,9 +975,11 @@ class Download {
       if (t.fromSeeder) {
         this.fromSeeders += data.length;
         // A seeder injects each chunk once and shares its upload among many transfers, so a range
-        // from it takes seconds: its chunks are told as they come (Have, at most every 100 ms), and
+        // from it can take seconds: its chunks are told as they come (Have, at most every 100 ms), and
         // other viewers can fetch them from here before the range ends.
-        if (index < t.range.last) this.batcher.held([{ first: index, last: index }]);
+        if (index < t.range.last && Date.now() - t.startedMs >= TELL_SEEDER_CHUNKS_AFTER_MS) {
+          this.batcher.held([{ first: index, last: index }]);
+        }
       } else this.fromPeers += data.length;
       this.record?.changed();
       this.lastActivity = Date.now();
