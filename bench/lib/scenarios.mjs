@@ -132,12 +132,17 @@ export async function flashCrowd(o, env) {
   }
   const med = medians(runs);
   const rat = ratioMedians(runs);
+  // No viewer can be done sooner than its file at its download limit, nor before the origin sent one
+  // copy at its upload limit: the longer of the two (none without limits).
+  const rateBoundS =
+    o.rate > 0 ? round(Math.max(o.size / o.rate, o.originRate > 0 ? o.size / o.originRate : 0), 3) : undefined;
   return {
     settings: {
       fileBytes: o.size,
       viewers: o.viewers,
       viewerRateBytesPerS: o.rate,
       originRateBytesPerS: o.originRate,
+      rateBoundS,
       chunkOrPieceBytes: o.chunkSize,
       runs: o.runs,
       systems: o.systems,
@@ -180,6 +185,13 @@ export async function flashCrowd(o, env) {
         rat["allDone ds/aria2"],
         (v) => v <= 0.8,
         missing(runs, "ds") ?? missing(runs, "aria2"),
+      ),
+      goal(
+        "vs-rate-bound",
+        "all-done time ≤ 1.15× the rate bound (the file at a viewer's download limit, or one copy at the origin's upload limit, whichever is longer)",
+        med.ds?.allDoneS !== undefined && rateBoundS ? round(med.ds.allDoneS / rateBoundS, 3) : undefined,
+        (v) => v <= 1.15,
+        missing(runs, "ds") ?? (rateBoundS ? undefined : "no rate limits: no bound"),
       ),
       goal(
         "vs-webtorrent",
