@@ -509,6 +509,34 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       );
     });
 
+    it("chunks told held while their transfer is in flight are offered at once and counted once it is settled", async () => {
+      // b fetches 2-6 from the seeder a and tells 2-3 held before the range ends (dsclient does for a seeder's range)
+      await store.createStream(stream({ streamId: "mid", name: "n/mid" }));
+      await store.joinPeer("mid", peer("a", { role: "seeder", have: [{ first: 0, last: 10 }] }), 0);
+      await store.joinPeer("mid", peer("b"), 0);
+      const t = transfer("b", "a", { first: 2, last: 6 }, { streamId: "mid", serverRole: "seeder" });
+      assert.equal(await store.addTransfer(t, limits), "ok");
+      const counts = async () =>
+        (await store.availability("mid", { first: 0, last: 10 })).map((x) => [x.first, x.last, x.count]);
+      const offered = async (range: ChunkRange) =>
+        (await store.sources("mid", range, { exclude: "x", limit: 10, ...limits })).map((c) => c.peerId).sort();
+      assert.deepEqual(await offered({ first: 2, last: 3 }), ["a"]);
+      assert.equal(await store.addHoldings("mid", "b", [{ first: 2, last: 3 }]), 2);
+      assert.deepEqual(await offered({ first: 2, last: 3 }), ["a", "b"], "b serves what it told, mid-transfer");
+      const settled = await store.settleTransfer("mid", t.transferId, "b", { outcome: "ok" }, policy);
+      assert.equal(settled?.added, 3, "only 4-6 were new at the report");
+      assert.deepEqual(
+        await counts(),
+        [
+          [0, 1, 0],
+          [2, 6, 1],
+          [7, 10, 0],
+        ],
+        "one holder for each chunk of the range: the copy in flight is not counted twice",
+      );
+      assert.deepEqual((await store.getPeer("mid", "b"))?.holdings.ranges(), [{ first: 2, last: 6 }]);
+    });
+
     it("settleTransfer settles only a transfer the peer fetches, once", async () => {
       await store.createStream(stream());
       await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 10 }] }), 0);
