@@ -902,3 +902,56 @@ describe("tracker: connections with no call are closed", () => {
     }
   });
 });
+
+describe("tracker: a Have plans its sender only when it has a download slot free", () => {
+  const registry = new Registry();
+  const fixture = new ProtocolFixture(CHUNK, { peerKey: TEST_PEER, overrides: { registry } });
+  /** Plans this replica made (pdtp_tracker_plan_seconds_count). */
+  const plans = async () => {
+    const m = (await registry.getMetricsAsJSON()).find((x) => x.name === "pdtp_tracker_plan_seconds");
+    const values = (m as { values?: { value: number; metricName?: string }[] } | undefined)?.values ?? [];
+    return values.find((v) => v.metricName === "pdtp_tracker_plan_seconds_count")?.value ?? 0;
+  };
+
+  it("a viewer telling chunks of its transfers with every slot busy is not planned; its report plans it", async () => {
+    const seeder = fixture.peer();
+    await seeder.hello(PeerRole.PEER_ROLE_SEEDER, 9100);
+    // 20 MiB of 1 KiB chunks: more than the ranges a viewer is given at once
+    seeder.send({ $case: "publish", value: { name: "have/big.bin", size: 20 * 1024 * CHUNK, version: 1 } });
+    assert.equal((await seeder.next("publishResult")).status, PublishStatus.PUBLISH_STATUS_ACCEPTED);
+    const ready = await seeder.next("publishResult");
+    assert.equal(ready.status, PublishStatus.PUBLISH_STATUS_READY, ready.detail);
+    const v = fixture.peer();
+    await v.hello(PeerRole.PEER_ROLE_VIEWER, 9300);
+    v.send({ $case: "join", value: { name: "have/big.bin", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 } });
+    await v.next("joined");
+    const done = (d: Directive) => ({
+      transferId: d.transferId,
+      outcome: TransferOutcome.TRANSFER_OUTCOME_OK,
+      bytes: (d.range!.last - d.range!.first + 1) * CHUNK,
+      durationMs: 5,
+      detail: "",
+      httpStatus: 0,
+      verified: [d.range!],
+    });
+    // a new viewer gets one transfer until it has a measured rate: its report gives it one
+    const [opening] = (await v.next("directives")).directives;
+    v.send({ $case: "reports", value: { reports: [done(opening!)] } });
+    const inFlight: Directive[] = [];
+    while (inFlight.length < 4) inFlight.push(...(await v.next("directives")).directives);
+    assert.equal(inFlight.length, 4, "every download slot busy");
+    const before = await plans();
+    // the first chunks of a range came (dsclient tells a seeder's chunks before the range ends)
+    const first = inFlight[0]!;
+    v.send({
+      $case: "have",
+      value: { streamId: ready.streamId, ranges: [{ first: first.range!.first, last: first.range!.first + 1 }] },
+    });
+    await new Promise((r) => setTimeout(r, 600)); // over two schedule ticks
+    assert.equal(await plans(), before, "no plan: it has no slot to fill");
+    v.send({ $case: "reports", value: { reports: [done(first)] } });
+    const next = await v.next("directives");
+    assert.equal(next.directives.length, 1, "the freed slot is filled");
+    assert.ok((await plans()) > before);
+  });
+});
