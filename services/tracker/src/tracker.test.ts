@@ -43,6 +43,17 @@ async function metric(registry: Registry, name: string, labels: Record<string, s
   return v?.value ?? 0;
 }
 
+/** The report of a directive delivered whole. */
+const okReport = (d: Directive) => ({
+  transferId: d.transferId,
+  outcome: TransferOutcome.TRANSFER_OUTCOME_OK,
+  bytes: (d.range!.last - d.range!.first + 1) * CHUNK,
+  durationMs: 5,
+  detail: "",
+  httpStatus: 0,
+  verified: [d.range!],
+});
+
 describe("tracker over real gRPC", () => {
   const network = Signer.generate();
   const trackerKey = Signer.generate();
@@ -769,17 +780,7 @@ describe("tracker: a stream joinable while it is hashed, piece by piece", () => 
   const reportAll = (v: TestPeer, directives: Directive[]) =>
     v.send({
       $case: "reports",
-      value: {
-        reports: directives.map((d) => ({
-          transferId: d.transferId,
-          outcome: TransferOutcome.TRANSFER_OUTCOME_OK,
-          bytes: (d.range!.last - d.range!.first + 1) * CHUNK,
-          durationMs: 5,
-          detail: "",
-          httpStatus: 0,
-          verified: [d.range!],
-        })),
-      },
+      value: { reports: directives.map(okReport) },
     });
 
   it("READY with the first piece; transfers stop at the hashed frontier and go on as pieces arrive", async () => {
@@ -925,18 +926,9 @@ describe("tracker: a Have plans its sender only when it has a download slot free
     await v.hello(PeerRole.PEER_ROLE_VIEWER, 9300);
     v.send({ $case: "join", value: { name: "have/big.bin", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 } });
     await v.next("joined");
-    const done = (d: Directive) => ({
-      transferId: d.transferId,
-      outcome: TransferOutcome.TRANSFER_OUTCOME_OK,
-      bytes: (d.range!.last - d.range!.first + 1) * CHUNK,
-      durationMs: 5,
-      detail: "",
-      httpStatus: 0,
-      verified: [d.range!],
-    });
     // a new viewer gets one transfer until it has a measured rate: its report gives it one
     const [opening] = (await v.next("directives")).directives;
-    v.send({ $case: "reports", value: { reports: [done(opening!)] } });
+    v.send({ $case: "reports", value: { reports: [okReport(opening!)] } });
     const inFlight: Directive[] = [];
     while (inFlight.length < 4) inFlight.push(...(await v.next("directives")).directives);
     assert.equal(inFlight.length, 4, "every download slot busy");
@@ -949,7 +941,7 @@ describe("tracker: a Have plans its sender only when it has a download slot free
     });
     await new Promise((r) => setTimeout(r, 600)); // over two schedule ticks
     assert.equal(await plans(), before, "no plan: it has no slot to fill");
-    v.send({ $case: "reports", value: { reports: [done(first)] } });
+    v.send({ $case: "reports", value: { reports: [okReport(first)] } });
     const next = await v.next("directives");
     assert.equal(next.directives.length, 1, "the freed slot is filled");
     assert.ok((await plans()) > before);
