@@ -6,6 +6,8 @@ import { createLogger, Registry } from "@distribustream/runtime";
 import { MemorySwarmStore, type ReplicaStats } from "@distribustream/swarm-store";
 import { startChecksumDouble, TestPeer } from "./testing/index.js";
 import { startTracker, type RunningTracker } from "./index.js";
+import { topPeers, type PeerFigures, type StreamFigures } from "./replicaStats.js";
+import type { Session } from "./session.js";
 
 const CHUNK = 1024;
 const NAME = "stats/a.bin";
@@ -175,6 +177,86 @@ describe("replica stats on the fleet channel", () => {
     assert.ok(
       rates.some((p) => p.peerId === seederId && p.upRate > 0),
       "the seeder's upload rate shows",
+    );
+  });
+});
+
+describe("the busiest peers of a big swarm", () => {
+  // a deterministic mix: ties on rates, banned and bad sources, local sessions without figures yet
+  let seed = 7;
+  const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+  const NONE: PeerFigures = {
+    down: 0,
+    up: 0,
+    downRate: 0,
+    upRate: 0,
+    held: -1,
+    trust: undefined,
+    delayMs: -1,
+    delayAtMs: 0,
+    completed: false,
+  };
+  const session = (peerId: string) =>
+    ({ peerId, role: "viewer", dataHost: "10.0.0.1", dataPort: 9000, agent: "test/1" }) as unknown as Session;
+  const swarm = (n: number) => {
+    const peers: { peerId: string; f: PeerFigures | undefined; local: boolean }[] = [];
+    for (let i = 0; i < n; i++) {
+      const peerId = `p${rand(1e9).toString(36)}-${i}`;
+      const trust = rand(40) === 0 ? { served: 1, failures: 0, strikes: 0, bad: 2, banned: rand(2) === 0 } : undefined;
+      const f = rand(3) === 0 ? undefined : { ...NONE, downRate: rand(300) * 1000, upRate: rand(4) * 500, trust };
+      peers.push({ peerId, f, local: f === undefined || rand(2) === 0 });
+    }
+    return peers;
+  };
+  /** The dashboard's order, by a full sort of every peer. */
+  const rank = (f: PeerFigures) => (f.trust?.banned ? 0 : (f.trust?.bad ?? 0) > 0 ? 1 : 2);
+  const sorted = (peers: ReturnType<typeof swarm>) =>
+    [...peers].sort((a, b) => {
+      const fa = a.f ?? NONE;
+      const fb = b.f ?? NONE;
+      return (
+        rank(fa) - rank(fb) ||
+        fb.downRate + fb.upRate - (fa.downRate + fa.upRate) ||
+        Number(b.local) - Number(a.local) ||
+        (a.peerId < b.peerId ? -1 : 1)
+      );
+    });
+  const shown = (peers: ReturnType<typeof swarm>) => {
+    const st: StreamFigures = { name: "big.bin", kind: "file", peers: new Map() };
+    const sessions = new Map<string, Session>();
+    for (const p of peers) {
+      if (p.f) st.peers.set(p.peerId, p.f);
+      if (p.local) sessions.set(p.peerId, session(p.peerId));
+    }
+    return topPeers(st, sessions);
+  };
+
+  it("are the first 24 of the whole swarm in the dashboard's order (misbehaving, busiest, local, by id), in whatever order the peers came", () => {
+    const peers = swarm(5_000);
+    const expected = sorted(peers)
+      .slice(0, 24)
+      .map((p) => p.peerId);
+    assert.ok(expected.length === 24 && peers.some((p) => p.f?.trust?.banned));
+    for (const [order, list] of [
+      ["as they joined", peers],
+      ["the best last", sorted(peers).reverse()],
+      ["the best first", sorted(peers)],
+    ] as const) {
+      const got = shown(list);
+      assert.deepEqual(
+        got.map((p) => p.peerId),
+        expected,
+        order,
+      );
+      assert.ok(got[0]!.banned, `${order}: a banned source comes first`);
+    }
+  });
+
+  it("are every peer of a small swarm, in the same order", () => {
+    const peers = swarm(10);
+    assert.deepEqual(
+      shown(peers).map((p) => p.peerId),
+      sorted(peers).map((p) => p.peerId),
     );
   });
 });

@@ -28,7 +28,7 @@ const RATE_WEIGHT = 0.5;
 const PING_TIMEOUT_MS = 1_000;
 
 /** What this replica knows of one peer in one stream. */
-interface PeerFigures {
+export interface PeerFigures {
   /** Bytes fetched / served since the last summary. */
   down: number;
   up: number;
@@ -43,7 +43,20 @@ interface PeerFigures {
   completed: boolean;
 }
 
-interface StreamFigures {
+/** A peer's figures before anything is known of it (and those of a local session the stream has none for yet). */
+const NO_FIGURES: Readonly<PeerFigures> = {
+  down: 0,
+  up: 0,
+  downRate: 0,
+  upRate: 0,
+  held: -1,
+  trust: undefined,
+  delayMs: -1,
+  delayAtMs: 0,
+  completed: false,
+};
+
+export interface StreamFigures {
   name: string;
   kind: "file" | "live";
   peers: Map<string, PeerFigures>;
@@ -167,7 +180,7 @@ export class ReplicaStats implements SessionStats {
     this.lastDirectives = started;
 
     // who is local in which stream, now
-    const local = new Map<string, { viewers: Session[]; seeders: Session[] }>();
+    const local = new Map<string, LocalPeers>();
     let viewers = 0;
     let seeders = 0;
     let unreachablePeers = 0;
@@ -177,19 +190,18 @@ export class ReplicaStats implements SessionStats {
       if (s.role === "seeder") {
         seeders++;
         seederSessions.push(s);
-        for (const id of s.inSwarm) at(local, id).seeders.push(s);
+        for (const id of s.inSwarm) at(local, id, s).seeders.push(s);
       } else if (s.role === "viewer") {
         viewers++;
         if (s.unreachable) unreachablePeers++;
-        for (const id of s.joined.keys()) at(local, id).viewers.push(s);
+        for (const id of s.joined.keys()) at(local, id, s).viewers.push(s);
       }
     }
 
     const streams: FleetStream[] = [];
     const upBySeeder = new Map<string, number>();
     for (const [streamId, st] of this.streams) {
-      const here = local.get(streamId) ?? { viewers: [], seeders: [] };
-      const localIds = new Set([...here.viewers, ...here.seeders].map((s) => s.peerId));
+      const here = local.get(streamId) ?? { viewers: [], seeders: [], byId: new Map() };
       for (const [peerId, f] of st.peers) {
         f.downRate = RATE_WEIGHT * (f.down / seconds) + (1 - RATE_WEIGHT) * f.downRate;
         f.upRate = RATE_WEIGHT * (f.up / seconds) + (1 - RATE_WEIGHT) * f.upRate;
@@ -197,13 +209,12 @@ export class ReplicaStats implements SessionStats {
         if (f.upRate < 1 && f.up === 0) f.upRate = 0;
         f.down = f.up = 0;
         // a peer of no session here is kept while it is credited with something
-        if (!localIds.has(peerId) && f.downRate === 0 && f.upRate === 0) st.peers.delete(peerId);
+        if (!here.byId.has(peerId) && f.downRate === 0 && f.upRate === 0) st.peers.delete(peerId);
       }
-      if (st.peers.size === 0 && localIds.size === 0) {
+      if (st.peers.size === 0 && here.byId.size === 0) {
         this.streams.delete(streamId);
         continue;
       }
-      const sessionsById = new Map([...here.viewers, ...here.seeders].map((s) => [s.peerId, s]));
       for (const s of here.seeders) {
         const rate = st.peers.get(s.peerId)?.upRate ?? 0;
         upBySeeder.set(s.peerId, (upBySeeder.get(s.peerId) ?? 0) + rate);
@@ -215,7 +226,7 @@ export class ReplicaStats implements SessionStats {
         viewers: here.viewers.length,
         seeders: here.seeders.length,
         delayHistogram: st.kind === "live" ? this.delayHistogram(st, here.viewers, now) : [],
-        peers: topPeers(st, sessionsById),
+        peers: topPeers(st, here.byId),
       });
     }
     streams.sort((a, b) => b.viewers - a.viewers);
@@ -314,20 +325,7 @@ export class ReplicaStats implements SessionStats {
     let st = this.streams.get(j.streamId);
     if (!st) this.streams.set(j.streamId, (st = { name: j.name, kind: j.shape.kind, peers: new Map() }));
     let f = st.peers.get(peerId);
-    if (!f) {
-      f = {
-        down: 0,
-        up: 0,
-        downRate: 0,
-        upRate: 0,
-        held: -1,
-        trust: undefined,
-        delayMs: -1,
-        delayAtMs: 0,
-        completed: false,
-      };
-      st.peers.set(peerId, f);
-    }
+    if (!f) st.peers.set(peerId, (f = { ...NO_FIGURES }));
     return f;
   }
 
@@ -340,41 +338,61 @@ export class ReplicaStats implements SessionStats {
   }
 }
 
-function at(m: Map<string, { viewers: Session[]; seeders: Session[] }>, id: string) {
+/** This replica's sessions in one stream. */
+interface LocalPeers {
+  viewers: Session[];
+  seeders: Session[];
+  /** Both, by peer id. */
+  byId: Map<string, Session>;
+}
+
+function at(m: Map<string, LocalPeers>, id: string, s: Session): LocalPeers {
   let v = m.get(id);
-  if (!v) m.set(id, (v = { viewers: [], seeders: [] }));
+  if (!v) m.set(id, (v = { viewers: [], seeders: [], byId: new Map() }));
+  v.byId.set(s.peerId, s);
   return v;
+}
+
+interface PeerRow {
+  peerId: string;
+  f: Readonly<PeerFigures>;
+  s: Session | undefined;
+}
+
+/** Banned first, then with bad reports, then the others. */
+const rank = (r: PeerRow): number => (r.f.trust?.banned ? 0 : (r.f.trust?.bad ?? 0) > 0 ? 1 : 2);
+
+/** Negative when `a` is shown before `b`; never 0 for two peers. */
+function showFirst(a: PeerRow, b: PeerRow): number {
+  return (
+    rank(a) - rank(b) ||
+    b.f.downRate + b.f.upRate - (a.f.downRate + a.f.upRate) ||
+    (a.s ? 0 : 1) - (b.s ? 0 : 1) ||
+    (a.peerId < b.peerId ? -1 : 1)
+  );
 }
 
 /**
  * The peers worth showing: misbehaving ones first (banned, then with bad
  * reports), then the busiest, then the other local ones; at most
  * FLEET_LIMITS.peersPerStream. Local sessions bring their own and their
- * seeders' details.
+ * seeders' details. Runs every second over every peer of the stream, so it
+ * keeps only the best so far (an insertion into a list of at most
+ * peersPerStream) rather than sorting thousands of peers for two dozen.
  */
-function topPeers(st: StreamFigures, sessions: ReadonlyMap<string, Session>): FleetPeer[] {
-  const candidates = new Set([...st.peers.keys(), ...sessions.keys()]);
-  const none: PeerFigures = {
-    down: 0,
-    up: 0,
-    downRate: 0,
-    upRate: 0,
-    held: -1,
-    trust: undefined,
-    delayMs: -1,
-    delayAtMs: 0,
-    completed: false,
+export function topPeers(st: StreamFigures, sessions: ReadonlyMap<string, Session>): FleetPeer[] {
+  const limit = FLEET_LIMITS.peersPerStream;
+  const best: PeerRow[] = [];
+  const offer = (row: PeerRow): void => {
+    if (best.length === limit && showFirst(row, best[limit - 1]!) > 0) return;
+    let i = Math.min(best.length, limit - 1);
+    while (i > 0 && showFirst(row, best[i - 1]!) < 0) i--;
+    best.splice(i, 0, row);
+    if (best.length > limit) best.pop();
   };
-  const rows = [...candidates].map((peerId) => ({ peerId, f: st.peers.get(peerId) ?? none, s: sessions.get(peerId) }));
-  const rank = (r: (typeof rows)[number]) => (r.f.trust?.banned ? 0 : (r.f.trust?.bad ?? 0) > 0 ? 1 : 2);
-  rows.sort(
-    (a, b) =>
-      rank(a) - rank(b) ||
-      b.f.downRate + b.f.upRate - (a.f.downRate + a.f.upRate) ||
-      (a.s ? 0 : 1) - (b.s ? 0 : 1) ||
-      (a.peerId < b.peerId ? -1 : 1),
-  );
-  return rows.slice(0, FLEET_LIMITS.peersPerStream).map(({ peerId, f, s }) => ({
+  for (const [peerId, f] of st.peers) offer({ peerId, f, s: sessions.get(peerId) });
+  for (const [peerId, s] of sessions) if (!st.peers.has(peerId)) offer({ peerId, f: NO_FIGURES, s });
+  return best.map(({ peerId, f, s }) => ({
     peerId,
     local: s !== undefined,
     role: s?.role ?? "viewer",
