@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // Tracker capacity with simulated peers (issue 5, scenario tracker-capacity; issue 3, performance):
 //   node bench/tracker-load.mjs [--peers N] [--replicas 1|2] [--seconds S] [--mib M] [--rate R] [--prefill F]
+//                               [--sessions-per-connection N]
 // Starts a real redis-server, a checksum service, 1 or 2 tracker replicas on that Redis and a real
 // seeder of one M MiB file (default 64), waits until the stream is READY, then opens N simulated
-// viewer Sessions (round-robin over the replicas, 100 per 100 ms). A viewer says Hello with a fake
+// viewer Sessions (round-robin over the replicas, 100 per 100 ms, 50 to an HTTP/2 connection unless
+// --sessions-per-connection says otherwise; a real viewer has a connection of its own). A viewer says Hello with a fake
 // data port, joins the stream in BULK mode and answers each directive with an OK report whose
 // verified range is the directive's range. No data moves: with --rate 0 (the default) reports go back
 // at once, so the tracker schedules and writes to Redis at full speed (a stress test); with --rate R
@@ -62,7 +64,6 @@ const root = fileURLToPath(new URL("..", import.meta.url));
 const DS = join(root, "cmd/distribustream/bin/distribustream.js");
 const MiB = 1024 * 1024;
 const STREAM = "bench.bin";
-const SESSIONS_PER_CONNECTION = 50;
 
 const { values: opt } = parseArgs({
   options: {
@@ -77,6 +78,7 @@ const { values: opt } = parseArgs({
     minutes: { type: "string", default: "0" },
     churn: { type: "string", default: "0.01" },
     "tracker-cpus": { type: "string", default: "0" },
+    "sessions-per-connection": { type: "string", default: "50" },
   },
 });
 const PEERS = Number(opt.peers);
@@ -90,6 +92,9 @@ const BROWSERS = Number(opt.browsers);
 const MINUTES = Number(opt.minutes);
 const CHURN = Number(opt.churn);
 const TRACKER_CPUS = Number(opt["tracker-cpus"]); // each replica's CPU cap in cores (a cgroup); 0: none
+// viewer sessions sharing one HTTP/2 connection: a real viewer has one of its own (1), which costs the
+// tracker a connection's memory per session; 50 keeps the load generator's file descriptors few
+const SESSIONS_PER_CONNECTION = Number(opt["sessions-per-connection"]);
 if (
   !(PEERS > 0) ||
   ![1, 2].includes(REPLICAS) ||
@@ -100,10 +105,11 @@ if (
   !(Number.isInteger(BROWSERS) && BROWSERS >= 0) ||
   !(MINUTES >= 0) ||
   !(CHURN >= 0 && CHURN < 1) ||
-  !(TRACKER_CPUS >= 0)
+  !(TRACKER_CPUS >= 0) ||
+  !(Number.isInteger(SESSIONS_PER_CONNECTION) && SESSIONS_PER_CONNECTION >= 1)
 ) {
   console.error(
-    "usage: tracker-load.mjs [--peers N>0] [--replicas 1|2] [--seconds S>0] [--mib M>0] [--rate MiB/s>=0] [--prefill 0<=F<1] [--dashboard [--browsers N]] [--minutes M --churn 0<=F<1] [--tracker-cpus CORES]",
+    "usage: tracker-load.mjs [--peers N>0] [--replicas 1|2] [--seconds S>0] [--mib M>0] [--rate MiB/s>=0] [--prefill 0<=F<1] [--dashboard [--browsers N]] [--minutes M --churn 0<=F<1] [--tracker-cpus CORES] [--sessions-per-connection N>=1]",
   );
   process.exit(2);
 }
@@ -761,6 +767,7 @@ try {
         rateMiBPerSecond: RATE / MiB,
         prefill: PREFILL,
         trackerCpus: TRACKER_CPUS || null,
+        sessionsPerConnection: SESSIONS_PER_CONNECTION,
         chunks: viewers[0]?.chunkCount,
       },
       rampMs,
@@ -794,6 +801,14 @@ try {
       cancelsDuringMeasure: d("cancels"),
       trackerCpuSeconds: trackerCpu,
       trackerCpuCores: trackerCpu.map((c) => +(c / secs).toFixed(2)),
+      // each replica's resident memory at the end of the measurement, and per session it holds
+      trackerRssMiB: trackers.map((t) => +(rssBytes(t.proc.pid) / MiB).toFixed(1)),
+      trackerRssKiBPerSession: +(
+        trackers.reduce((sum, t) => sum + rssBytes(t.proc.pid), 0) /
+        1024 /
+        Math.max(1, stats.opened - stats.sessionsEnded)
+      ).toFixed(1),
+      ...residentByKind(trackers[0].proc.pid),
       redisCpuCores: +((after.redisCpu - before.redisCpu) / secs).toFixed(2),
       seederCpuCores: +((after.seederCpu - before.seederCpu) / secs).toFixed(2),
       loadGeneratorCpuCores: +((after.self.user + after.self.system) / 1e6 / secs).toFixed(2),
