@@ -43,11 +43,11 @@ import {
   writeSync,
 } from "node:fs";
 import { randomBytes, randomFillSync } from "node:crypto";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { freePort } from "./lib/util.mjs";
 /* global AbortController */
 import { performance } from "node:perf_hooks";
 import { credentials } from "@grpc/grpc-js";
@@ -115,13 +115,6 @@ if (
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const freePort = () =>
-  new Promise((res) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const p = s.address().port;
-      s.close(() => res(p));
-    });
-  });
 
 // ---- processes --------------------------------------------------------------
 

@@ -1,7 +1,6 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash, randomFillSync } from "node:crypto";
 import { closeSync, createReadStream, existsSync, openSync, readFileSync, writeSync } from "node:fs";
-import { createServer } from "node:net";
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,14 +11,8 @@ export const DSCLIENT = join(root, "packages/client/bin/dsclient.js");
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
 
-export const freePort = () =>
-  new Promise((res, rej) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const p = s.address().port;
-      s.close(() => res(p));
-    });
-    s.on("error", rej);
-  });
+// picked outside the ephemeral range, where a connection elsewhere on the machine cannot take it first
+export { freePort } from "@distribustream/swarm-store/testing";
 
 /** A file of `bytes` random bytes (1 MiB blocks of fresh randomness). */
 export function randomFile(path, bytes) {

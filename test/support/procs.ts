@@ -1,25 +1,15 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
+import { freePort } from "@distribustream/swarm-store/testing";
 
 /** Repository root (test/dist/support -> ../../..). */
 export const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 export const DISTRIBUSTREAM = `${ROOT}cmd/distribustream/bin/distribustream.js`;
 export const DSCLIENT = `${ROOT}packages/client/bin/dsclient.js`;
 
-/** A free TCP port on 127.0.0.1 (bound, read, released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export async function freePorts(n: number): Promise<number[]> {
   const ports = new Set<number>();

@@ -3,8 +3,8 @@ export {
   redisClusterForTests,
   restartableRedisForTests,
   type RestartableRedis,
-  freePort,
   findOnPath,
   type TestRedis,
 } from "./redisServer.js";
 export { redisTlsForTests, makeTestCertificates, type TestRedisTls } from "./redisTls.js";
+export { freePort } from "./freePort.js";

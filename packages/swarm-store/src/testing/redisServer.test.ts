@@ -5,7 +5,8 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, describe, it } from "node:test";
-import { containerRuntime, findOnPath, freePort, redisForTests } from "./redisServer.js";
+import { freePort } from "./freePort.js";
+import { containerRuntime, findOnPath, redisForTests } from "./redisServer.js";
 
 const scratch = mkdtempSync(join(tmpdir(), "ds-redis-helper-"));
 after(() => rmSync(scratch, { recursive: true, force: true }));
