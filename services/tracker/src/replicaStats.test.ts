@@ -6,7 +6,7 @@ import { createLogger, Registry } from "@distribustream/runtime";
 import { MemorySwarmStore, type ReplicaStats } from "@distribustream/swarm-store";
 import { startChecksumDouble, TestPeer } from "./testing/index.js";
 import { startTracker, type RunningTracker } from "./index.js";
-import { topPeers, type PeerFigures, type StreamFigures } from "./replicaStats.js";
+import { NO_FIGURES, topPeers, type PeerFigures, type StreamFigures } from "./replicaStats.js";
 import type { Session } from "./session.js";
 
 const CHUNK = 1024;
@@ -185,17 +185,6 @@ describe("the busiest peers of a big swarm", () => {
   // a deterministic mix: ties on rates, banned and bad sources, local sessions without figures yet
   let seed = 7;
   const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
-  const NONE: PeerFigures = {
-    down: 0,
-    up: 0,
-    downRate: 0,
-    upRate: 0,
-    held: -1,
-    trust: undefined,
-    delayMs: -1,
-    delayAtMs: 0,
-    completed: false,
-  };
   const session = (peerId: string) =>
     ({ peerId, role: "viewer", dataHost: "10.0.0.1", dataPort: 9000, agent: "test/1" }) as unknown as Session;
   const swarm = (n: number) => {
@@ -203,7 +192,7 @@ describe("the busiest peers of a big swarm", () => {
     for (let i = 0; i < n; i++) {
       const peerId = `p${rand(1e9).toString(36)}-${i}`;
       const trust = rand(40) === 0 ? { served: 1, failures: 0, strikes: 0, bad: 2, banned: rand(2) === 0 } : undefined;
-      const f = rand(3) === 0 ? undefined : { ...NONE, downRate: rand(300) * 1000, upRate: rand(4) * 500, trust };
+      const f = rand(3) === 0 ? undefined : { ...NO_FIGURES, downRate: rand(300) * 1000, upRate: rand(4) * 500, trust };
       peers.push({ peerId, f, local: f === undefined || rand(2) === 0 });
     }
     return peers;
@@ -212,8 +201,8 @@ describe("the busiest peers of a big swarm", () => {
   const rank = (f: PeerFigures) => (f.trust?.banned ? 0 : (f.trust?.bad ?? 0) > 0 ? 1 : 2);
   const sorted = (peers: ReturnType<typeof swarm>) =>
     [...peers].sort((a, b) => {
-      const fa = a.f ?? NONE;
-      const fb = b.f ?? NONE;
+      const fa = a.f ?? NO_FIGURES;
+      const fb = b.f ?? NO_FIGURES;
       return (
         rank(fa) - rank(fb) ||
         fb.downRate + fb.upRate - (fa.downRate + fa.upRate) ||

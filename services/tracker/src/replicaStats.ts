@@ -44,7 +44,7 @@ export interface PeerFigures {
 }
 
 /** A peer's figures before anything is known of it (and those of a local session the stream has none for yet). */
-const NO_FIGURES: Readonly<PeerFigures> = {
+export const NO_FIGURES: Readonly<PeerFigures> = {
   down: 0,
   up: 0,
   downRate: 0,
