@@ -749,6 +749,7 @@ try {
     const directives = d("directives");
     const redisOps = after.redis - before.redis - 1; // minus the INFO that took the first figure
     const trackerCpu = trackers.map((_, i) => +(after.cpu[i] - before.cpu[i]).toFixed(2));
+    const trackerRss = trackers.map((t) => rssBytes(t.proc.pid));
 
     result = {
       scenario: "tracker-capacity",
@@ -795,9 +796,9 @@ try {
       trackerCpuSeconds: trackerCpu,
       trackerCpuCores: trackerCpu.map((c) => +(c / secs).toFixed(2)),
       // each replica's resident memory at the end of the measurement, and per session it holds
-      trackerRssMiB: trackers.map((t) => +(rssBytes(t.proc.pid) / MiB).toFixed(1)),
+      trackerRssMiB: trackerRss.map((b) => +(b / MiB).toFixed(1)),
       trackerRssKiBPerSession: +(
-        trackers.reduce((sum, t) => sum + rssBytes(t.proc.pid), 0) /
+        trackerRss.reduce((sum, b) => sum + b, 0) /
         1024 /
         Math.max(1, stats.opened - stats.sessionsEnded)
       ).toFixed(1),

@@ -5,17 +5,17 @@ import { createServer } from "node:net";
 const LOWEST = 10_000;
 
 /**
- * The ports the kernel hands out for outgoing connections and `listen(0)`
- * (Linux's ip_local_port_range); elsewhere the IANA range.
+ * The lowest of the ports the kernel hands out for outgoing connections and
+ * `listen(0)` (Linux's ip_local_port_range); elsewhere the IANA range's.
  */
-function ephemeralRange(): { low: number; high: number } {
+function ephemeralLow(): number {
   try {
-    const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
-    if (Number.isInteger(low) && Number.isInteger(high)) return { low: low!, high: high! };
+    const low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    if (Number.isInteger(low)) return low;
   } catch {
     // not Linux
   }
-  return { low: 49_152, high: 65_535 };
+  return 49_152;
 }
 
 function listenOnce(port: number): Promise<number | undefined> {
@@ -40,8 +40,7 @@ function listenOnce(port: number): Promise<number | undefined> {
  * free after a few tries.
  */
 export async function freePort(): Promise<number> {
-  const { low } = ephemeralRange();
-  const span = low - LOWEST;
+  const span = ephemeralLow() - LOWEST;
   for (let i = 0; span > 0 && i < 20; i++) {
     const port = await listenOnce(LOWEST + Math.floor(Math.random() * span));
     if (port !== undefined) return port;
