@@ -716,6 +716,36 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       assert.deepEqual(await counts(0, 10), [[0, 10, 1]]);
     });
 
+    it("planInputs reads a window's availability and sources as the two calls do", async () => {
+      await store.createStream(stream());
+      await store.joinPeer("s1", peer("s", { role: "seeder", have: [{ first: 0, last: 10 }] }), 0);
+      const held: Record<string, [number, number]> = { a: [6, 7], b: [2, 2], c: [9, 10] };
+      for (const [id, [first, last]] of Object.entries(held))
+        await store.joinPeer("s1", peer(id, { have: [{ first, last }] }), 0);
+      await store.joinPeer("s1", peer("f"), 0);
+      // a copy in flight counts in availability, not as a holder: sources still skip chunk 4 alone
+      await store.addTransfer(transfer("f", "s", { first: 4, last: 4 }), limits);
+      const q = { exclude: "f", limit: 10, maxUploadsPeer: 2, maxUploadsSeeder: 2 };
+      for (let first = 0; first <= 10; first++) {
+        for (let last = first; last <= 11; last++) {
+          const window = { first, last };
+          const got = await store.planInputs("s1", window, q);
+          assert.deepEqual(
+            got.availability,
+            await store.availability("s1", window),
+            `availability of ${first}-${last}`,
+          );
+          const holders = Object.keys(held).filter((id) => held[id]![0] <= last && held[id]![1] >= first);
+          assert.deepEqual(
+            got.sources.map((c) => c.peerId).sort(),
+            ["s", ...holders].sort(),
+            `sources of ${first}-${last}`,
+          );
+        }
+      }
+      assert.deepEqual(await store.planInputs("nope", { first: 0, last: 10 }, q), { availability: [], sources: [] });
+    });
+
     it("sources returns eligible holders clipped to the window, within the limit", async () => {
       await store.createStream(stream());
       await store.joinPeer("s1", peer("s", { role: "seeder", have: [{ first: 0, last: 10 }] }), 0);

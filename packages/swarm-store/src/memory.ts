@@ -18,6 +18,7 @@ import type {
   SourceCandidate,
   SourceOutcome,
   SourceQuery,
+  PlanInputs,
   SourceTrust,
   SettledTransfer,
   TransferSettlement,
@@ -494,6 +495,15 @@ export class MemorySwarmStore implements SwarmStore {
     this.check();
     const s = this.streams.get(streamId);
     return s ? s.availability.slice(clip(window, s.meta)) : [];
+  }
+
+  async planInputs(streamId: string, window: ChunkRange, q: SourceQuery): Promise<PlanInputs> {
+    // both read before either resolves: nothing comes between them
+    const [availability, sources] = await Promise.all([
+      this.availability(streamId, window),
+      this.sources(streamId, window, q),
+    ]);
+    return { availability, sources };
   }
 
   async sources(streamId: string, window: ChunkRange, q: SourceQuery): Promise<SourceCandidate[]> {

@@ -141,49 +141,74 @@ describe("RedisSwarmStore", () => {
     }
   });
 
-  it("converts a stream stored with segment counts in a hash (earlier versions) on first use, losing no count", async () => {
-    const prefix = freshPrefix();
-    const store = new RedisSwarmStore(new Redis(server.url), { prefix });
-    try {
-      await store.createStream(newStream("old"));
-      await store.joinPeer("old", viewer("a", [{ first: 10, last: 59 }]), 0);
-      await store.joinPeer("old", viewer("b", [{ first: 30, last: 39 }]), 0);
-      const before = await store.availability("old", { first: 0, last: 99 });
-      assert.equal(before.length, 5);
-      // back to the layout of earlier versions: starts as members, counts in availc / heldc, no segs field
-      for (const [z, h] of [
-        ["avail", "availc"],
-        ["held", "heldc"],
-      ] as const) {
-        const zk = `${prefix}:{old}:${z}`;
-        const members = await admin.zrange(zk, "0", "-1");
-        await admin.del(zk);
-        for (const m of members) {
-          const [start, count] = m.split(":");
-          await admin.zadd(zk, start!, start!);
-          await admin.hset(`${prefix}:{old}:${h}`, start!, count!);
+  for (const version of ["1", "2"] as const) {
+    it(`converts a stream stored in version ${version}'s segment layout on first use, losing no count`, async () => {
+      const prefix = freshPrefix();
+      const store = new RedisSwarmStore(new Redis(server.url), { prefix });
+      try {
+        await store.createStream(newStream("old"));
+        await store.joinPeer("old", viewer("a", [{ first: 10, last: 59 }]), 0);
+        await store.joinPeer("old", viewer("b", [{ first: 30, last: 39 }]), 0);
+        // a copy in flight: availability and held counts differ over 5-15
+        await store.joinPeer("old", viewer("c", []), 0);
+        const range = { first: 5, last: 15 };
+        const t = { transferId: 1, streamId: "old", fetcherId: "c", serverId: "a", serverRole: "viewer" as const };
+        assert.equal(await store.addTransfer({ ...t, range, startedMs: 0, expiresMs: 1e12 }, limits), "ok");
+        const before = await store.availability("old", { first: 0, last: 99 });
+        assert.equal(before.length, 7);
+        // back to the earlier layout: version 2 kept availability and held counts in two sets of
+        // "<start>:<count>" members, version 1 the starts as members and the counts in hashes, without segs
+        const key = (k: string) => `${prefix}:{old}:${k}`;
+        const segments = (await admin.zrange(key("avail"), "0", "-1")).map((m) => m.split(":"));
+        await admin.del(key("avail"));
+        for (const [z, h, at] of [
+          ["avail", "availc", 1],
+          ["held", "heldc", 2],
+        ] as const) {
+          let last: string | undefined;
+          for (const seg of segments) {
+            // each count's segments as that version kept them: equal neighbours merged
+            const start = seg[0]!;
+            if (seg[at] === last) continue;
+            last = seg[at];
+            if (version === "2") await admin.zadd(key(z), start, `${start}:${seg[at]!}`);
+            else {
+              await admin.zadd(key(z), start, start);
+              await admin.hset(key(h), start, seg[at]!);
+            }
+          }
         }
+        if (version === "2") await admin.hset(key("meta"), "segs", "2");
+        else await admin.hdel(key("meta"), "segs");
+        assert.deepEqual(await store.availability("old", { first: 0, last: 99 }), before);
+        assert.equal(await admin.exists(key("held"), key("availc"), key("heldc")), 0, "the old keys dropped");
+        assert.equal(await admin.hget(key("meta"), "segs"), "3");
+        assert.deepEqual(await admin.zrange(key("avail"), "0", "-1"), [
+          "0:0:0",
+          "5:1:0",
+          "10:2:1",
+          "16:1:1",
+          "30:2:2",
+          "40:1:1",
+          "60:0:0",
+        ]);
+        // and it goes on counting: b's holdings grow, a leaves
+        await store.addHoldings("old", "b", [{ first: 40, last: 69 }]);
+        await store.leavePeer("old", "a");
+        assert.deepEqual(await store.availability("old", { first: 0, last: 99 }), [
+          { first: 0, last: 29, count: 0 },
+          { first: 30, last: 69, count: 1 },
+          { first: 70, last: 99, count: 0 },
+        ]);
+        assert.equal(
+          (await store.sources("old", { first: 65, last: 69 }, { exclude: "x", limit: 4, ...limits })).length,
+          1,
+        );
+      } finally {
+        await store.close();
       }
-      await admin.hdel(`${prefix}:{old}:meta`, "segs");
-      assert.deepEqual(await store.availability("old", { first: 0, last: 99 }), before);
-      assert.equal(await admin.exists(`${prefix}:{old}:availc`, `${prefix}:{old}:heldc`), 0, "hashes dropped");
-      assert.equal(await admin.hget(`${prefix}:{old}:meta`, "segs"), "2");
-      // and it goes on counting: b's holdings grow, a leaves
-      await store.addHoldings("old", "b", [{ first: 40, last: 69 }]);
-      await store.leavePeer("old", "a");
-      assert.deepEqual(await store.availability("old", { first: 0, last: 99 }), [
-        { first: 0, last: 29, count: 0 },
-        { first: 30, last: 69, count: 1 },
-        { first: 70, last: 99, count: 0 },
-      ]);
-      assert.equal(
-        (await store.sources("old", { first: 65, last: 69 }, { exclude: "x", limit: 4, ...limits })).length,
-        1,
-      );
-    } finally {
-      await store.close();
-    }
-  });
+    });
+  }
 
   it("two replicas on one Redis see one swarm; either expires the other's peers and transfers", async () => {
     const prefix = freshPrefix();

@@ -8,7 +8,7 @@
  *                             frontier), failure (why hashing failed, status "failed"), epoch (HINCRBY);
  *                             kind "file": size chunkCount (low 0, high chunkCount - 1; a file stored before
  *                             low and high has chunkCount only, and kind "on_demand"); kind "live":
- *                             windowChunks ended (0/1); segs "2": the layout of avail and held below
+ *                             windowChunks ended (0/1); segs "3": the layout of avail below
  *   ds:{id}:manifest  STRING  encoded SignedManifest: the small signed header (set by markReady)
  *   ds:{id}:pieces    HASH    piece index -> encoded SignedHashPiece (putHashPiece, in order as hashed;
  *                             getHashPieces is one HMGET of consecutive indexes; dropped by failStream)
@@ -23,16 +23,17 @@
  *   ds:{id}:reach     ZSET    member=peerId score=highest chunk held, for the same viewers: those holding
  *                             something at or after chunk f are the last ZCOUNT [f, +inf) ranks; `sources`
  *                             samples them instead when they are fewer than the free servers
- *   ds:{id}:held      ZSET    like avail, for the viewers holding a chunk only (no copies in flight)
  *   ds:{id}:seeders   SET     peerIds of seeders (a stream has few)
  *   ds:{id}:hostbans  HASH    host -> untilMs: viewers joining from it join banned (banHost)
- *   ds:{id}:avail     ZSET    availability segments over [low, high]: member "<first chunk>:<count>" (viewers
- *                             holding + copies in flight, up to the next segment's first chunk), score=first
- *                             chunk (one starts at low; raiseLow drops those below the new low). A range of
- *                             segments is one ZRANGEBYSCORE with their counts
- *   ds:{id}:availc    HASH    (and heldc) segment counts by start, as streams stored before meta field segs
- *                             ("2") kept them: converted into the members and deleted by the first script
- *                             that reads the stream's meta
+ *   ds:{id}:avail     ZSET    availability segments over [low, high]: member "<first chunk>:<avail>:<held>"
+ *                             (avail: viewers holding + copies in flight; held: viewers holding only; both up
+ *                             to the next segment's first chunk), score=first chunk (one starts at low;
+ *                             raiseLow drops those below the new low). A range of segments is one
+ *                             ZRANGEBYSCORE with both counts
+ *   ds:{id}:held      ZSET    (and availc, heldc) the segments as earlier versions kept them: held with the
+ *                             held counts and avail with availability only (meta segs "2"), before that the
+ *                             counts in the HASHes availc and heldc (no segs): converted into avail and
+ *                             deleted by the first script that reads the stream's meta
  *   ds:{id}:xfers     HASH    transferId -> JSON {id, f fetcher, s server, sr serverRole, a first, b last,
  *                             t0 startedMs, te expiresMs, c counted in availability, e "1" when in xferend}
  *   ds:{id}:xferexp   ZSET    member=transferId score=expiresMs
@@ -83,6 +84,7 @@ import type {
   PeerJoin,
   PeerRoleName,
   PeerState,
+  PlanInputs,
   SlotLimits,
   SourceCandidate,
   SourceOutcome,
@@ -494,23 +496,9 @@ export class RedisSwarmStore implements SwarmStore {
 
   /** 1 script; O(log S + segments in the window). */
   async availability(streamId: string, window: ChunkRange): Promise<AvailabilitySegment[]> {
-    const r = (await this.run("dsAvailability", this.keys(streamId), window.first, window.last)) as string[];
-    // [first, last, "<start>:<count>"...]: each segment lasts up to the next start, the last one up to `last`
-    const out: AvailabilitySegment[] = [];
-    if (r.length < 3) return out;
-    const first = Number(r[0]);
-    const last = Number(r[1]);
-    let at = first;
-    let count = segmentCount(r[2]!);
-    for (let i = 3; i < r.length; i++) {
-      const m = r[i]!;
-      const start = Number(m.slice(0, m.indexOf(":")));
-      out.push({ first: at, last: start - 1, count });
-      at = start;
-      count = segmentCount(m);
-    }
-    out.push({ first: at, last, count });
-    return out;
+    return parseAvailability(
+      (await this.run("dsAvailability", this.keys(streamId), window.first, window.last)) as string[],
+    );
   }
 
   /**
@@ -523,36 +511,20 @@ export class RedisSwarmStore implements SwarmStore {
    * Lua it cost more than the rest of the script with fragmented holdings.
    */
   async sources(streamId: string, window: ChunkRange, q: SourceQuery): Promise<SourceCandidate[]> {
-    const r = (await this.run(
-      "dsSources",
-      this.keys(streamId),
-      q.exclude,
-      q.limit,
-      q.maxUploadsPeer,
-      q.maxUploadsSeeder,
-      window.first,
-      window.last,
-      Math.random(),
-    )) as Reply[];
-    const out: SourceCandidate[] = [];
-    for (let i = 0; i + 9 < r.length; i += 10) {
-      const holdings = parseRanges(r[i + 4] as string, window);
-      if (holdings.isEmpty) continue;
-      out.push({
-        peerId: r[i] as string,
-        host: r[i + 1] as string,
-        port: Number(r[i + 2]),
-        role: r[i + 3] as PeerRoleName,
-        holdings,
-        uploads: Number(r[i + 5]),
-        served: Number(r[i + 6]),
-        failures: Number(r[i + 7]),
-        strikes: Number(r[i + 8]),
-        bad: Number(r[i + 9]),
-        banned: false,
-      });
-    }
-    return out;
+    return parseSources(
+      (await this.run("dsSources", this.keys(streamId), ...sourceArgs(window, q))) as Reply[],
+      window,
+    );
+  }
+
+  /** 1 script: `availability` and `sources` in one, the meta read once. */
+  async planInputs(streamId: string, window: ChunkRange, q: SourceQuery): Promise<PlanInputs> {
+    const r = (await this.run("dsPlanInputs", this.keys(streamId), ...sourceArgs(window, q))) as Reply[];
+    const n = Number(r[0]);
+    return {
+      availability: parseAvailability(r.slice(1, 1 + n) as string[]),
+      sources: parseSources(r.slice(1 + n), window),
+    };
   }
 
   // ---- transfers -----------------------------------------------------------
@@ -943,12 +915,66 @@ function parseMeta(v: (string | null)[]): StreamMeta | undefined {
   return { ...common, kind: "file", size: Number(size), chunkCount, high: Number(high ?? chunkCount - 1) };
 }
 
-/** Normalised ranges (sorted, merged, first >= 0) as "f-l,f-l"; the scripts clip them to the stream. */
-/** The count of a segment member "<start>:<count>". */
-function segmentCount(member: string): number {
-  return Number(member.slice(member.indexOf(":") + 1));
+/** The arguments of dsSources and dsPlanInputs. */
+function sourceArgs(window: ChunkRange, q: SourceQuery): (string | number)[] {
+  return [q.exclude, q.limit, q.maxUploadsPeer, q.maxUploadsSeeder, window.first, window.last, Math.random()];
 }
 
+/**
+ * dsAvailability's reply [first, last, members "<start>:<avail>:<held>"...]: each segment lasts up to the
+ * next start, the last one up to `last`.
+ */
+function parseAvailability(r: string[]): AvailabilitySegment[] {
+  const out: AvailabilitySegment[] = [];
+  if (r.length < 3) return out;
+  const first = Number(r[0]);
+  const last = Number(r[1]);
+  let at = first;
+  let count = segmentCount(r[2]!);
+  for (let i = 3; i < r.length; i++) {
+    const m = r[i]!;
+    const next = segmentCount(m);
+    // a start where only the held count changes is no start of availability
+    if (next === count) continue;
+    const start = Number(m.slice(0, m.indexOf(":")));
+    out.push({ first: at, last: start - 1, count });
+    at = start;
+    count = next;
+  }
+  out.push({ first: at, last, count });
+  return out;
+}
+
+/** dsSources' reply: 10 fields a candidate, holdings as stored (clipped to the window here). */
+function parseSources(r: Reply[], window: ChunkRange): SourceCandidate[] {
+  const out: SourceCandidate[] = [];
+  for (let i = 0; i + 9 < r.length; i += 10) {
+    const holdings = parseRanges(r[i + 4] as string, window);
+    if (holdings.isEmpty) continue;
+    out.push({
+      peerId: r[i] as string,
+      host: r[i + 1] as string,
+      port: Number(r[i + 2]),
+      role: r[i + 3] as PeerRoleName,
+      holdings,
+      uploads: Number(r[i + 5]),
+      served: Number(r[i + 6]),
+      failures: Number(r[i + 7]),
+      strikes: Number(r[i + 8]),
+      bad: Number(r[i + 9]),
+      banned: false,
+    });
+  }
+  return out;
+}
+
+/** The availability count of a segment's member "<first chunk>:<avail>:<held>". */
+function segmentCount(member: string): number {
+  const at = member.indexOf(":") + 1;
+  return Number(member.slice(at, member.indexOf(":", at)));
+}
+
+/** Normalised ranges (sorted, merged, first >= 0) as "f-l,f-l"; the scripts clip them to the stream. */
 function formatRanges(ranges: readonly ChunkRange[]): string {
   const set = new RangeSet();
   for (const r of ranges) {

@@ -115,24 +115,38 @@ local function list_del(s, id)
   return table.concat(out, ',')
 end
 
--- The stored records of the transfers a peer fetches (its dl list); O(maxDownloads).
+-- The stored records of the transfers a peer fetches (its dl list): one HMGET; O(maxDownloads).
 local function fetching(p)
-  local out = {}
-  for _, id in ipairs(list_items(p.dl)) do
-    local s = redis.call('HGET', K_XFERS, id)
+  local out, ids = {}, list_items(p.dl)
+  if #ids == 0 then return out end
+  for _, s in ipairs(redis.call('HMGET', K_XFERS, unpack(ids))) do
     if s then out[#out + 1] = s end
   end
   return out
 end
 
--- What the scripts read of the stream's meta, once per script (a script is atomic, so it cannot go
--- stale; the scripts that move the bounds update it): false for an unknown stream, else its chunk
--- bounds low and high (inclusive; no chunks when high < low), whether it is live (its bounds move;
--- the floor and xferend indexes are kept for it only) and whether it ended. A file stored before
--- bounds were kept has chunkCount only: low 0, high chunkCount - 1.
--- A stream stored by a version that kept segment counts in a HASH beside the starts (meta field
--- segs absent; "2" since) is converted the first time a script reads its meta.
-local function seg_convert(zk, hk)
+-- Piecewise-constant counts over the stream's chunks [low, high], in one ZSET (K_AVAIL): a member
+-- "<first chunk>:<avail>:<held>" per segment with score = first chunk (a segment always starts at low,
+-- none past high); a segment lasts up to the next start (the last one up to high). avail: viewers holding
+-- + copies in flight; held: viewers holding only, so the sources script knows when no viewer can serve a
+-- window. Counts live in the members, so a range of segments is one ZRANGEBYSCORE with both counts, and a
+-- change to both (a delivered copy turning into a holding) is one read and one write of the segments.
+local function seg_parse(member)
+  local p, a, h = string.match(member, '^(%d+):(%-?%d+):(%-?%d+)$')
+  return tonumber(p), tonumber(a), tonumber(h)
+end
+local function seg_member(p, a, h) return int(p) .. ':' .. int(a) .. ':' .. int(h) end
+-- Variadic command over many arguments, in batches (unpack has a stack limit).
+local function call_batched(cmd, key, args, step)
+  for j = 1, #args, step do
+    redis.call(cmd, key, unpack(args, j, math.min(j + step - 1, #args)))
+  end
+end
+
+-- Streams stored by earlier versions are converted the first time a script reads their meta (its field
+-- segs: absent, then "2", now "3"). Absent: starts as members of avail and held, counts in the HASHes
+-- availc and heldc; "2": avail and held with "<first chunk>:<count>" members.
+local function seg_convert_1(zk, hk)
   local starts = redis.call('ZRANGE', zk, 0, -1)
   redis.call('DEL', zk)
   for j = 1, #starts, 512 do
@@ -145,6 +159,35 @@ local function seg_convert(zk, hk)
   end
   redis.call('DEL', hk)
 end
+local function seg_convert_2()
+  local function read(zk)
+    local ps, cs = {}, {}
+    for k, m in ipairs(redis.call('ZRANGE', zk, 0, -1)) do
+      local p, c = string.match(m, '^(%d+):(%-?%d+)$')
+      ps[k], cs[k] = tonumber(p), tonumber(c)
+    end
+    return ps, cs
+  end
+  local as, ac = read(K_AVAIL)
+  local hs, hc = read(K_HELD)
+  -- merge-walk the two: a segment starts wherever either count changes
+  local z, i, j, a, h, la, lh = {}, 1, 1, 0, 0, nil, nil
+  while i <= #as or j <= #hs do
+    local p = as[i]
+    if p == nil or (hs[j] ~= nil and hs[j] < p) then p = hs[j] end
+    if as[i] == p then a = ac[i]; i = i + 1 end
+    if hs[j] == p then h = hc[j]; j = j + 1 end
+    if a ~= la or h ~= lh then z[#z + 1] = p; z[#z + 1] = seg_member(p, a, h); la, lh = a, h end
+  end
+  redis.call('DEL', K_AVAIL, K_HELD)
+  if #z > 0 then call_batched('ZADD', K_AVAIL, z, 512) end
+end
+
+-- What the scripts read of the stream's meta, once per script (a script is atomic, so it cannot go
+-- stale; the scripts that move the bounds update it): false for an unknown stream, else its chunk
+-- bounds low and high (inclusive; no chunks when high < low), whether it is live (its bounds move;
+-- the floor and xferend indexes are kept for it only) and whether it ended. A file stored before
+-- bounds were kept has chunkCount only: low 0, high chunkCount - 1.
 local META
 local function meta()
   if META == nil then
@@ -154,10 +197,13 @@ local function meta()
     else
       META = { live = m[1] == 'live', low = tonumber(m[2] or '0'),
         high = tonumber(m[3] or (tonumber(m[4] or '0') - 1)), ended = m[5] == '1' }
-      if m[6] ~= '2' then
-        seg_convert(K_AVAIL, K_AVAILC)
-        seg_convert(K_HELD, K_HELDC)
-        redis.call('HSET', K_META, 'segs', '2')
+      if m[6] ~= '3' then
+        if m[6] ~= '2' then
+          seg_convert_1(K_AVAIL, K_AVAILC)
+          seg_convert_1(K_HELD, K_HELDC)
+        end
+        seg_convert_2()
+        redis.call('HSET', K_META, 'segs', '3')
       end
     end
   end
@@ -165,121 +211,122 @@ local function meta()
 end
 local function bump() redis.call('HINCRBY', K_META, 'epoch', 1) end
 
--- Piecewise-constant counts over the stream's chunks [low, high]: one ZSET per count, a member
--- "<first chunk>:<count>" per segment with score = first chunk (a segment always starts at low,
--- none past high); a segment lasts up to the next start (the last one up to high). Two of them:
--- K_AVAIL (availability: viewers holding + copies in flight) and K_HELD (viewers holding only, so
--- the sources script knows when no viewer can serve a window). Counts live in the members so that
--- a range of segments is one ZRANGEBYSCORE: no lookups by start (a HASH of counts, as streams
--- stored by earlier versions have, is a listpack that Redis scans field by field).
-local function seg_parse(member)
-  local p, c = string.match(member, '^(%d+):(%-?%d+)$')
-  return tonumber(p), tonumber(c)
+-- The segment holding chunk n (the last one starting at or before it): its start, counts and member.
+local function seg_at(n)
+  local m = redis.call('ZREVRANGEBYSCORE', K_AVAIL, n, '-inf', 'LIMIT', 0, 1)[1]
+  local p, a, h = seg_parse(m)
+  return p, a, h, m
 end
-local function seg_member(p, c) return int(p) .. ':' .. int(c) end
--- The segment holding chunk n (the last one starting at or before it): its start, count and member.
-local function seg_at(zk, n)
-  local m = redis.call('ZREVRANGEBYSCORE', zk, n, '-inf', 'LIMIT', 0, 1)[1]
-  local p, c = seg_parse(m)
-  return p, c, m
-end
--- Variadic command over many arguments, in batches (unpack has a stack limit).
-local function call_batched(cmd, key, args, step)
-  for j = 1, #args, step do
-    redis.call(cmd, key, unpack(args, j, math.min(j + step - 1, #args)))
+-- The members of the segments over [f, l] (f a chunk within the bounds), in order: from the one holding f
+-- (its start at or before f) to the last starting at or before l. One command when the span has fewer than
+-- SEG_PEEK segments (a directive's range has a handful), read downwards from l; three for a longer one (a
+-- plan's window): O(log S + span).
+local SEG_PEEK = 16
+local function seg_span(f, l)
+  local got = redis.call('ZREVRANGEBYSCORE', K_AVAIL, l, '-inf', 'LIMIT', 0, SEG_PEEK)
+  local out = {}
+  for i, m in ipairs(got) do
+    if seg_parse(m) <= f then
+      for j = i, 1, -1 do out[#out + 1] = got[j] end
+      return out
+    end
   end
+  -- a segment always starts at low, so only a full reply can leave the span unfinished
+  if #got < SEG_PEEK then error('availability segments: none starts at or before ' .. int(f)) end
+  local from = seg_parse(redis.call('ZREVRANGEBYSCORE', K_AVAIL, f, '-inf', 'LIMIT', 0, 1)[1])
+  out = redis.call('ZRANGEBYSCORE', K_AVAIL, from, '(' .. int(seg_parse(got[#got])))
+  for j = #got, 1, -1 do out[#out + 1] = got[j] end
+  return out
 end
--- Adds delta to every chunk of rs (flat, sorted, disjoint ranges), clipped to
--- the stream's bounds. Reads the segments over their span once, computes the new ones
--- (equal neighbours merged) and writes only the difference in a few variadic
--- calls: O(log n + segments in the span + ranges), whatever the fragmentation.
-local function seg_add_ranges(zk, rs, delta)
-  if delta == 0 then return end
+-- Adds to the counts over ranges, clipped to the stream's bounds: changes is a list of {rs, da, dh}, rs
+-- flat, sorted, disjoint ranges whose every chunk gets da more availability and dh more held. Reads the
+-- segments over the span of all the ranges once, computes the new ones (equal neighbours merged) and
+-- writes only the difference in a few variadic calls: O(log S + segments in the span + ranges), whatever
+-- the fragmentation.
+local function seg_apply(changes)
   local b = meta()
-  local r = {}
-  for i = 1, #rs, 2 do
-    local f, l = math.max(b.low, rs[i]), math.min(b.high, rs[i + 1])
-    if f <= l then r[#r + 1] = f; r[#r + 1] = l end
+  local bp, lo, hi = {}, nil, nil
+  for _, c in ipairs(changes) do
+    local rs, da, dh = c[1], c[2], c[3]
+    if da ~= 0 or dh ~= 0 then
+      for i = 1, #rs, 2 do
+        local f, l = math.max(b.low, rs[i]), math.min(b.high, rs[i + 1])
+        if f <= l then
+          -- breakpoints of the change: + at each range start, - after each range end
+          bp[#bp + 1] = { f, da, dh }
+          if l < b.high then bp[#bp + 1] = { l + 1, -da, -dh } end
+          if lo == nil or f < lo then lo = f end
+          if hi == nil or l > hi then hi = l end
+        end
+      end
+    end
   end
-  if #r == 0 then return end
-  local lo, hi = r[1], r[#r]
-  -- from the segment holding lo - 1 (its count and its start stay) to the one holding hi + 1
-  local a = b.low
-  if lo > b.low then a = seg_at(zk, lo - 1) end
-  local om = redis.call('ZRANGEBYSCORE', zk, a, math.min(hi + 1, b.high))
-  local os, oc = {}, {}
-  for j = 1, #om do os[j], oc[j] = seg_parse(om[j]) end
-  -- breakpoints of the change: +delta at each range start, -delta after each range end
-  local bp, bd = {}, {}
-  for i = 1, #r, 2 do
-    bp[#bp + 1] = r[i]; bd[#bd + 1] = delta
-    if r[i + 1] < b.high then bp[#bp + 1] = r[i + 1] + 1; bd[#bd + 1] = -delta end
-  end
+  if lo == nil then return end
+  if #changes > 1 then table.sort(bp, function(x, y) return x[1] < y[1] end) end
+  -- from the segment holding lo - 1 (its counts and its start stay) to the one holding hi + 1
+  local om = seg_span(math.max(b.low, lo - 1), math.min(hi + 1, b.high))
+  local os, oa, oh = {}, {}, {}
+  for j = 1, #om do os[j], oa[j], oh[j] = seg_parse(om[j]) end
   -- merge-walk old starts and breakpoints into the new segments
-  local ns, nc = {}, {}
-  local i, k, cur, add = 1, 1, 0, 0
+  local ns, na, nh = {}, {}, {}
+  local i, k, ca, ch, da, dh = 1, 1, 0, 0, 0, 0
   while i <= #os or k <= #bp do
     local o = os[i]
     local p = o
-    if k <= #bp and (not o or bp[k] < o) then p = bp[k] end
-    if o == p then cur = oc[i]; i = i + 1 end
-    while k <= #bp and bp[k] == p do add = add + bd[k]; k = k + 1 end
-    local v = cur + add
-    if #nc == 0 or nc[#nc] ~= v then ns[#ns + 1] = p; nc[#nc + 1] = v end
+    if k <= #bp and (not o or bp[k][1] < o) then p = bp[k][1] end
+    if o == p then ca, ch = oa[i], oh[i]; i = i + 1 end
+    while k <= #bp and bp[k][1] == p do da = da + bp[k][2]; dh = dh + bp[k][3]; k = k + 1 end
+    local va, vh = ca + da, ch + dh
+    if #ns == 0 or na[#na] ~= va or nh[#nh] ~= vh then ns[#ns + 1] = p; na[#na + 1] = va; nh[#nh + 1] = vh end
   end
-  -- write the difference: a changed count is a new member
+  -- write the difference: changed counts are a new member
   local old = {}
   for j = 1, #os do old[os[j]] = j end
   local zadd, gone = {}, {}
   for j = 1, #ns do
-    local p, v = ns[j], nc[j]
+    local p = ns[j]
     local was = old[p]
-    if was == nil or oc[was] ~= v then
-      zadd[#zadd + 1] = p; zadd[#zadd + 1] = seg_member(p, v)
+    if was == nil or oa[was] ~= na[j] or oh[was] ~= nh[j] then
+      zadd[#zadd + 1] = p; zadd[#zadd + 1] = seg_member(p, na[j], nh[j])
       if was then gone[#gone + 1] = om[was] end
     end
     old[p] = nil
   end
   for _, j in pairs(old) do gone[#gone + 1] = om[j] end
-  if #gone > 0 then call_batched('ZREM', zk, gone, 512) end
-  if #zadd > 0 then call_batched('ZADD', zk, zadd, 512) end
+  if #gone > 0 then call_batched('ZREM', K_AVAIL, gone, 512) end
+  if #zadd > 0 then call_batched('ZADD', K_AVAIL, zadd, 512) end
 end
-local function seg_init(zk)
-  redis.call('ZADD', zk, 0, '0:0')
+local function seg_init()
+  redis.call('ZADD', K_AVAIL, 0, '0:0:0')
 end
 -- The bounds became [low, n] from [low, high] (n > high): the new chunks count 0.
-local function seg_grow(zk, low, high)
-  local _, c = seg_parse(redis.call('ZREVRANGE', zk, 0, 0)[1])
-  if c ~= 0 then
+local function seg_grow(low, high)
+  local _, a, h = seg_parse(redis.call('ZREVRANGE', K_AVAIL, 0, 0)[1])
+  if a ~= 0 or h ~= 0 then
     local from = math.max(low, high + 1)
-    redis.call('ZADD', zk, from, seg_member(from, 0))
+    redis.call('ZADD', K_AVAIL, from, seg_member(from, 0, 0))
   end
 end
 -- Low rises to n (up to high + 1 and beyond): forgets the segments below n; the one holding n starts
 -- at n. O(log S + segments dropped).
-local function seg_drop_below(zk, n, high)
-  local c = 0
+local function seg_drop_below(n, high)
+  local a, h = 0, 0
   if n <= high then
     local _
-    _, c = seg_at(zk, n)
+    _, a, h = seg_at(n)
   end
-  local gone = redis.call('ZRANGEBYSCORE', zk, '-inf', '(' .. int(n))
-  if #gone > 0 then call_batched('ZREM', zk, gone, 512) end
-  redis.call('ZADD', zk, n, seg_member(n, c))
+  local gone = redis.call('ZRANGEBYSCORE', K_AVAIL, '-inf', '(' .. int(n))
+  if #gone > 0 then call_batched('ZREM', K_AVAIL, gone, 512) end
+  redis.call('ZADD', K_AVAIL, n, seg_member(n, a, h))
 end
 -- Copies in flight count in availability only; holdings (rs: flat, sorted, disjoint) in both.
-local function avail_add(f, l, delta) seg_add_ranges(K_AVAIL, { f, l }, delta) end
-local function holders_add(rs, delta)
-  seg_add_ranges(K_AVAIL, rs, delta)
-  seg_add_ranges(K_HELD, rs, delta)
-end
--- Whether a viewer that can serve holds a chunk of [f, l]. Equal neighbours
--- merge, so zero-count segments never follow each other: O(log n), at most
--- two segments looked at.
-local function any_held(f, l)
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', K_HELD, seg_at(K_HELD, f), l, 'LIMIT', 0, 2)) do
-    local _, c = seg_parse(m)
-    if c > 0 then return true end
+local function avail_add(f, l, delta) seg_apply({ { { f, l }, delta, 0 } }) end
+local function holders_add(rs, delta) seg_apply({ { rs, delta, delta } }) end
+-- Whether a viewer that can serve holds a chunk of the segments (members, as seg_span reads them).
+local function any_held(members)
+  for _, m in ipairs(members) do
+    local _, _, h = seg_parse(m)
+    if h > 0 then return true end
   end
   return false
 end
@@ -297,26 +344,49 @@ end
 local function get_peer(id)
   return decode_peer(redis.call('HGET', K_PEERS, id))
 end
-local function put_peer(id, t)
+local function encode_peer(t)
   local o = {}
   for k, v in pairs(t) do
     if type(v) == 'number' then o[k] = int(v) else o[k] = v end
   end
-  redis.call('HSET', K_PEERS, id, cjson.encode(o))
+  return cjson.encode(o)
+end
+local function put_peer(id, t)
+  redis.call('HSET', K_PEERS, id, encode_peer(t))
+end
+-- The records of peers a and b in one HMGET (nil for an unknown one); b == a gives the one record twice,
+-- the same table, so that changes made through either are both written.
+local function get_pair(a, b)
+  if a == b then
+    local p = get_peer(a)
+    return p, p
+  end
+  local r = redis.call('HMGET', K_PEERS, a, b)
+  return decode_peer(r[1]), decode_peer(r[2])
+end
+-- Writes the records given (pa, pb: nil for none) in one HSET.
+local function put_pair(a, pa, b, pb)
+  local args = {}
+  if pa then args[#args + 1] = a; args[#args + 1] = encode_peer(pa) end
+  if pb and not (pa and a == b) then args[#args + 1] = b; args[#args + 1] = encode_peer(pb) end
+  if #args > 0 then redis.call('HSET', K_PEERS, unpack(args)) end
 end
 local function counts(p) return p.r ~= 'seeder' and p.p > 0 and p.bn == 0 end
 local function avail_holdings(p, id, delta)
   holders_add(parse_ranges(redis.call('HGET', K_HAVE, id)), delta)
 end
 
--- Stores a peer's holdings hv (flat, not empty) and keeps the indexes that follow them up to date;
--- counted: it counts as a holder (see counts).
-local function put_holdings(id, p, hv, counted)
+-- Stores a peer's holdings hv (flat, not empty), grown from old (flat, as stored before), and keeps the
+-- indexes that follow them up to date; counted: it counts as a holder (see counts). A peer holding
+-- something is in floor (live) and, counted, in servers and reach (join, raiseLow and bans keep that so),
+-- so only a first holding, a lower first chunk or a higher last one changes an index.
+local function put_holdings(id, p, hv, counted, old)
   redis.call('HSET', K_HAVE, id, format_ranges(hv))
-  if meta().live then redis.call('ZADD', K_FLOOR, 'LT', hv[1], id) end
+  local first = #old == 0
+  if meta().live and (first or hv[1] < old[1]) then redis.call('ZADD', K_FLOOR, 'LT', hv[1], id) end
   if counted then
-    redis.call('ZADD', K_SERVERS, 'NX', #list_items(p.ul), id)
-    redis.call('ZADD', K_REACH, 'GT', hv[#hv], id)
+    if first then redis.call('ZADD', K_SERVERS, 'NX', #list_items(p.ul), id) end
+    if first or hv[#hv] > old[#old] then redis.call('ZADD', K_REACH, 'GT', hv[#hv], id) end
   end
 end
 -- Counts outcome o ('ok', 'failed', else bad data) of a transfer served by peer id (record p, written
@@ -353,16 +423,14 @@ local function drop_transfer(id, skip)
   if not s then return nil end
   local t = cjson.decode(s)
   unindex_transfer(id, t)
-  if t.f ~= skip then
-    local p = get_peer(t.f)
-    if p then p.dl = list_del(p.dl, id); put_peer(t.f, p) end
-  end
-  if t.s ~= skip then
-    local p = get_peer(t.s)
-    if p then
-      release_upload(id, t.s, p)
-      put_peer(t.s, p)
-    end
+  local f, sv = t.f, t.s
+  if f == skip then f = sv end
+  if sv == skip then sv = f end
+  if f ~= skip then
+    local fp, sp = get_pair(f, sv)
+    if fp and f == t.f then fp.dl = list_del(fp.dl, id) end
+    if sp and sv == t.s then release_upload(id, t.s, sp) end
+    put_pair(f, fp, sv, sp)
   end
   if t.c == '1' then avail_add(tonumber(t.a), tonumber(t.b), -1) end
   bump()
@@ -403,6 +471,85 @@ local function needs_index(zkey, score)
   if e[2] == nil or tonumber(e[2]) > score then return 1 end
   return 0
 end
+
+-- The window [first, last] clipped to the bounds, and the members of the availability segments over it:
+-- {first, last, members...} ({} when nothing of it is within the bounds or the stream is unknown).
+local function read_availability(first, last)
+  local m = meta()
+  if not m then return {} end
+  local f, l = math.max(m.low, tonumber(first)), math.min(m.high, tonumber(last))
+  if f > l then return {} end
+  local out = seg_span(f, l)
+  table.insert(out, 1, int(l))
+  table.insert(out, 1, int(f))
+  return out
+end
+
+-- The sources of window [first, last] (see sources in store.ts): flat {peerId, host, port, role, holdings,
+-- uploads, served, failures, strikes, bad} per candidate; start: a random number in [0, 1); segs: the
+-- members of the segments over the window when the caller has read them (nil: read here).
+local function read_sources(exclude, limit, maxP, maxS, first, last, start, segs)
+  local m = meta()
+  limit = tonumber(limit)
+  if not m then return {} end
+  local f, l = math.max(m.low, tonumber(first)), math.min(m.high, tonumber(last))
+  if f > l then return {} end
+  maxP, maxS = tonumber(maxP), tonumber(maxS)
+  local out = {}
+  -- Candidates are read in batches: one HMGET of holdings, one of records (and one ZMSCORE of
+  -- loads) for all of them, not three commands each. Returns how many were taken (at most want).
+  local function consider(ids, check_load, want)
+    local list = {}
+    for _, id in ipairs(ids) do
+      if id ~= exclude then list[#list + 1] = id end
+    end
+    local found = 0
+    for j = 1, #list, 256 do
+      local batch = {}
+      for i = j, math.min(j + 255, #list) do batch[#batch + 1] = list[i] end
+      local loads = check_load and redis.call('ZMSCORE', K_SERVERS, unpack(batch)) or nil
+      -- holdings go back as stored: the caller clips them to the window (parsing them here
+      -- would cost more than everything else in this script)
+      local helds = redis.call('HMGET', K_HAVE, unpack(batch))
+      local recs = redis.call('HMGET', K_PEERS, unpack(batch))
+      for k, id in ipairs(batch) do
+        if found >= want then return found end
+        local held, p = helds[k], nil
+        local free = not loads or (loads[k] and tonumber(loads[k]) < maxP)
+        if free and held and held ~= '' then p = decode_peer(recs[k]) end
+        if p and p.bn ~= 1 and p.p ~= 0 then
+          local ups = #list_items(p.ul)
+          local max = maxP
+          if p.r == 'seeder' then max = maxS end
+          if ups < max then
+            for _, v in ipairs({ id, p.h, p.p, p.r, held, ups, p.sv, p.fl, p.st, p.bd }) do out[#out + 1] = v end
+            found = found + 1
+          end
+        end
+      end
+    end
+    return found
+  end
+  local seeders = redis.call('SMEMBERS', K_SEEDERS)
+  consider(seeders, false, #seeders)
+  if limit <= 0 or not any_held(segs or seg_span(f, l)) then return out end
+  -- Sample the smaller pool: the viewers with a free slot, ranks [0, free) of K_SERVERS (score =
+  -- uploads), or those holding something at or after f, the last "ahead" ranks of K_REACH (score =
+  -- highest chunk held), few when a chunk has just left the seeder or at a live edge.
+  local free = redis.call('ZCOUNT', K_SERVERS, '-inf', '(' .. maxP)
+  local ahead = redis.call('ZCOUNT', K_REACH, f, '+inf')
+  local key, base, pool = K_SERVERS, 0, free
+  if ahead < free then key, base, pool = K_REACH, redis.call('ZCARD', K_REACH) - ahead, ahead end
+  local probes = math.min(pool, 4 * limit)
+  if probes == 0 then return out end
+  local s0 = math.min(pool - 1, math.floor(tonumber(start) * pool))
+  local ids = redis.call('ZRANGE', key, base + s0, base + math.min(pool - 1, s0 + probes - 1))
+  if #ids < probes then
+    for _, id in ipairs(redis.call('ZRANGE', key, base, base + probes - #ids - 1)) do ids[#ids + 1] = id end
+  end
+  consider(ids, key == K_REACH, limit)
+  return out
+end
 `;
 
 /** Script bodies by command name; each runs with COMMON in front. */
@@ -411,9 +558,8 @@ const BODIES = {
   dsCreateStream: `
 if redis.call('EXISTS', K_META) == 0 then
   redis.call('HSET', K_META, 'status', 'accepted', 'readyMs', '0', 'epoch', '0', 'hashed', '0', 'failure', '',
-    'segs', '2', unpack(ARGV))
-  seg_init(K_AVAIL)
-  seg_init(K_HELD)
+    'segs', '3', unpack(ARGV))
+  seg_init()
 end
 return 1`,
 
@@ -429,8 +575,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_XFEREND, '-inf', '(' .. int(n)
 end
 redis.call('HSET', K_META, 'low', int(n))
 m.low = n
-seg_drop_below(K_AVAIL, n, m.high)
-seg_drop_below(K_HELD, n, m.high)
+seg_drop_below(n, m.high)
 -- holdings: only the peers holding something below n; what they hold from n on (and its counts,
 -- and their highest chunk) stays
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_FLOOR, '-inf', '(' .. int(n))) do
@@ -452,8 +597,7 @@ return out`,
 local m, h, e = meta(), tonumber(ARGV[1]), ARGV[2] == '1'
 if not m or not m.live or (h <= m.high and (not e or m.ended)) then return 0 end
 if h > m.high then
-  seg_grow(K_AVAIL, m.low, m.high)
-  seg_grow(K_HELD, m.low, m.high)
+  seg_grow(m.low, m.high)
   redis.call('HSET', K_META, 'high', int(h))
 end
 if e then redis.call('HSET', K_META, 'ended', '1') end
@@ -575,7 +719,8 @@ local id = ARGV[1]
 local p = get_peer(id)
 if not p then return 0 end
 local m = meta()
-local hv = parse_ranges(redis.call('HGET', K_HAVE, id))
+local old = parse_ranges(redis.call('HGET', K_HAVE, id))
+local hv = old
 local before = ranges_total(hv)
 local src = parse_ranges(ARGV[2])
 local c = counts(p)
@@ -596,7 +741,7 @@ if c and #gaps > 0 then
 end
 local added = ranges_total(hv) - before
 if added > 0 then
-  put_holdings(id, p, hv, c)
+  put_holdings(id, p, hv, c, old)
   bump()
 end
 return added`,
@@ -609,13 +754,15 @@ return 1`,
 
   // ARGV: nowMs peerId... -> ids of the peers not in the stream (the others get lastSeen = nowMs)
   dsTouchPeers: `
+-- one ZMSCORE and one ZADD per 256 peers
 local missing = {}
-for i = 2, #ARGV do
-  if redis.call('ZSCORE', K_SEEN, ARGV[i]) then
-    redis.call('ZADD', K_SEEN, ARGV[1], ARGV[i])
-  else
-    missing[#missing + 1] = ARGV[i]
+for j = 2, #ARGV, 256 do
+  local ids = { unpack(ARGV, j, math.min(j + 255, #ARGV)) }
+  local z = {}
+  for k, sc in ipairs(redis.call('ZMSCORE', K_SEEN, unpack(ids))) do
+    if sc then z[#z + 1] = ARGV[1]; z[#z + 1] = ids[k] else missing[#missing + 1] = ids[k] end
   end
+  if #z > 0 then redis.call('ZADD', K_SEEN, 'XX', unpack(z)) end
 end
 return missing`,
 
@@ -628,80 +775,23 @@ local trust = record_outcome(id, p, ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]
 put_peer(id, p)
 return trust`,
 
-  // ARGV: first last -> {first, last, members "<start>:<count>" of the segments over [first, last]...}
+  // ARGV: first last -> {first, last, members "<start>:<avail>:<held>" of the segments over [first, last]...}
   // (the window clipped to the bounds, as strings; the caller turns members into segments)
-  dsAvailability: `
-local m = meta()
-if not m then return {} end
-local f, l = math.max(m.low, tonumber(ARGV[1])), math.min(m.high, tonumber(ARGV[2]))
-if f > l then return {} end
-local out = redis.call('ZRANGEBYSCORE', K_AVAIL, seg_at(K_AVAIL, f), l)
-table.insert(out, 1, int(l))
-table.insert(out, 1, int(f))
-return out`,
+  dsAvailability: `return read_availability(ARGV[1], ARGV[2])`,
 
   // ARGV: exclude limit maxUploadsPeer maxUploadsSeeder first last start (a random number in [0, 1))
   // -> flat {peerId, host, port, role, holdings, uploads, served, failures, strikes, bad} per candidate
-  dsSources: `
-local m = meta()
-local limit = tonumber(ARGV[2])
-if not m then return {} end
-local f, l = math.max(m.low, tonumber(ARGV[5])), math.min(m.high, tonumber(ARGV[6]))
-if f > l then return {} end
-local maxP, maxS = tonumber(ARGV[3]), tonumber(ARGV[4])
-local out = {}
--- Candidates are read in batches: one HMGET of holdings, one of records (and one ZMSCORE of
--- loads) for all of them, not three commands each. Returns how many were taken (at most want).
-local function consider(ids, check_load, want)
-  local list = {}
-  for _, id in ipairs(ids) do
-    if id ~= ARGV[1] then list[#list + 1] = id end
-  end
-  local found = 0
-  for j = 1, #list, 256 do
-    local batch = {}
-    for i = j, math.min(j + 255, #list) do batch[#batch + 1] = list[i] end
-    local loads = check_load and redis.call('ZMSCORE', K_SERVERS, unpack(batch)) or nil
-    -- holdings go back as stored: the caller clips them to the window (parsing them here
-    -- would cost more than everything else in this script)
-    local helds = redis.call('HMGET', K_HAVE, unpack(batch))
-    local recs = redis.call('HMGET', K_PEERS, unpack(batch))
-    for k, id in ipairs(batch) do
-      if found >= want then return found end
-      local held, p = helds[k], nil
-      local free = not loads or (loads[k] and tonumber(loads[k]) < maxP)
-      if free and held and held ~= '' then p = decode_peer(recs[k]) end
-      if p and p.bn ~= 1 and p.p ~= 0 then
-        local ups = #list_items(p.ul)
-        local max = maxP
-        if p.r == 'seeder' then max = maxS end
-        if ups < max then
-          for _, v in ipairs({ id, p.h, p.p, p.r, held, ups, p.sv, p.fl, p.st, p.bd }) do out[#out + 1] = v end
-          found = found + 1
-        end
-      end
-    end
-  end
-  return found
+  dsSources: `return read_sources(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])`,
+
+  // ARGV: as dsSources -> {n, dsAvailability's reply (n items), dsSources' reply...}; the segments read once
+  dsPlanInputs: `
+local out = read_availability(ARGV[5], ARGV[6])
+local segs = {}
+for i = 3, #out do segs[#segs + 1] = out[i] end
+table.insert(out, 1, #out)
+for _, v in ipairs(read_sources(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], segs)) do
+  out[#out + 1] = v
 end
-local seeders = redis.call('SMEMBERS', K_SEEDERS)
-consider(seeders, false, #seeders)
-if limit <= 0 or not any_held(f, l) then return out end
--- Sample the smaller pool: the viewers with a free slot, ranks [0, free) of K_SERVERS (score =
--- uploads), or those holding something at or after f, the last "ahead" ranks of K_REACH (score =
--- highest chunk held), few when a chunk has just left the seeder or at a live edge.
-local free = redis.call('ZCOUNT', K_SERVERS, '-inf', '(' .. maxP)
-local ahead = redis.call('ZCOUNT', K_REACH, f, '+inf')
-local key, base, pool = K_SERVERS, 0, free
-if ahead < free then key, base, pool = K_REACH, redis.call('ZCARD', K_REACH) - ahead, ahead end
-local probes = math.min(pool, 4 * limit)
-if probes == 0 then return out end
-local start = math.min(pool - 1, math.floor(tonumber(ARGV[7]) * pool))
-local ids = redis.call('ZRANGE', key, base + start, base + math.min(pool - 1, start + probes - 1))
-if #ids < probes then
-  for _, id in ipairs(redis.call('ZRANGE', key, base, base + probes - #ids - 1)) do ids[#ids + 1] = id end
-end
-consider(ids, key == K_REACH, limit)
 return out`,
 
   // ARGV: id fetcher server serverRole first last startedMs expiresMs maxDownloads maxUploadsPeer maxUploadsSeeder
@@ -710,7 +800,7 @@ return out`,
 local m = meta()
 if not m then return { 'unknown-peer', 0 } end
 local id, fid, sid = ARGV[1], ARGV[2], ARGV[3]
-local fp, sp = get_peer(fid), get_peer(sid)
+local fp, sp = get_pair(fid, sid)
 if not fp or not sp then return { 'unknown-peer', 0 } end
 local a, b = tonumber(ARGV[5]), tonumber(ARGV[6])
 if a < m.low or b > m.high then return { 'out-of-bounds', 0 } end
@@ -730,10 +820,8 @@ local te = tonumber(ARGV[8])
 local idx = needs_index(K_XFEREXP, te)
 redis.call('ZADD', K_XFEREXP, te, id)
 fp.dl = list_add(fp.dl, id)
-put_peer(fid, fp)
-if sid == fid then sp = get_peer(sid) end -- one record: read it back with the download added
-sp.ul = list_add(sp.ul, id)
-put_peer(sid, sp)
+sp.ul = list_add(sp.ul, id) -- the same table as fp when the peer serves itself
+put_pair(fid, fp, sid, sp)
 redis.call('ZADD', K_SERVERS, 'XX', 'INCR', 1, sid)
 if c == '1' then avail_add(a, b, 1) end
 return { 'ok', idx }`,
@@ -761,16 +849,15 @@ local t = cjson.decode(s)
 if t.f ~= fid then return nil end
 local m = meta()
 unindex_transfer(id, t)
-local fp = get_peer(fid)
-local sp = fp
-if t.s ~= fid then sp = get_peer(t.s) end
+local fp, sp = get_pair(fid, t.s)
 if sp then release_upload(id, t.s, sp) end
 -- the chunks of the range (within the bounds) the fetcher verified and did not hold
 local a, b = math.max(tonumber(t.a), m.low), math.min(tonumber(t.b), m.high)
-local ga, added, hv = {}, 0, nil
+local ga, added, hv, old = {}, 0, nil, nil
 if fp then fp.dl = list_del(fp.dl, id) end
 if fp and a <= b then
-  hv = parse_ranges(redis.call('HGET', K_HAVE, fid))
+  old = parse_ranges(redis.call('HGET', K_HAVE, fid))
+  hv = old
   local src = { a, b }
   if ARGV[3] ~= '*' then src = parse_ranges(ARGV[3]) end
   for i = 1, #src, 2 do
@@ -786,21 +873,19 @@ end
 local held = fp and counts(fp)
 if a <= b and t.c == '1' and held then
   -- the copy in flight stays counted where it was delivered, now as a holder's
-  seg_add_ranges(K_AVAIL, ranges_gaps(ga, a, b), -1)
-  seg_add_ranges(K_HELD, ga, 1)
+  seg_apply({ { ranges_gaps(ga, a, b), -1, 0 }, { ga, 0, 1 } })
 elseif a <= b then
   if t.c == '1' then avail_add(a, b, -1) end
   if held then holders_add(ga, 1) end
 end
-if added > 0 then put_holdings(fid, fp, hv, held) end
+if added > 0 then put_holdings(fid, fp, hv, held, old) end
 local out = { s, int(added) }
 if sp and ARGV[4] ~= '' then
   for _, v in ipairs(record_outcome(t.s, sp, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]))) do
     out[#out + 1] = v
   end
 end
-if fp then put_peer(fid, fp) end
-if sp and sp ~= fp then put_peer(t.s, sp) end
+put_pair(fid, fp, t.s, sp)
 bump()
 return out`,
 

@@ -248,6 +248,13 @@ export interface SwarmStore {
    */
   sources(streamId: string, window: ChunkRange, query: SourceQuery): Promise<SourceCandidate[]>;
 
+  /**
+   * What a plan reads: `availability` and `sources` of the same window, as
+   * the two calls would give them, at one moment (Redis: 1 script, the
+   * stream's bounds read once).
+   */
+  planInputs(streamId: string, window: ChunkRange, query: SourceQuery): Promise<PlanInputs>;
+
   // ---- transfers -----------------------------------------------------------
 
   /** A new transfer id: unique among every store on the same data (the replicas), and greater than every id this store returned before. */
@@ -530,6 +537,12 @@ export interface SourceCandidate extends SourceTrust {
   /** Holdings clipped to the requested window. */
   holdings: RangeSet;
   uploads: number;
+}
+
+/** A plan's reads of one window (see `SwarmStore.planInputs`). */
+export interface PlanInputs {
+  availability: AvailabilitySegment[];
+  sources: SourceCandidate[];
 }
 
 export interface SourceQuery {

@@ -174,15 +174,12 @@ export class Planner {
       this.idleSince.set(key, (since = nowMs));
     }
     const starving = since !== undefined && nowMs - since >= this.opts.starveMs;
-    const [availability, sources] = await Promise.all([
-      this.store.availability(streamId, window),
-      this.store.sources(streamId, window, {
-        exclude: fetcherId,
-        limit: this.opts.sourceSample,
-        maxUploadsPeer: limits.maxUploadsPeer,
-        maxUploadsSeeder: limits.maxUploadsSeeder,
-      }),
-    ]);
+    const { availability, sources } = await this.store.planInputs(streamId, window, {
+      exclude: fetcherId,
+      limit: this.opts.sourceSample,
+      maxUploadsPeer: limits.maxUploadsPeer,
+      maxUploadsSeeder: limits.maxUploadsSeeder,
+    });
     const assignments = schedule({
       fetcher,
       bounds: verifiable,
