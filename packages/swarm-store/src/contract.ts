@@ -2,9 +2,12 @@ import assert from "node:assert/strict";
 import { describe, it, beforeEach, afterEach } from "node:test";
 import type { ChunkRange } from "@distribustream/pdtp";
 import type {
+  AddTransferResult,
   NewFileStream,
   NewLiveStream,
   PeerJoin,
+  SettledTransfer,
+  Settlement,
   SlotLimits,
   StreamEvent,
   SwarmStore,
@@ -714,6 +717,160 @@ export function swarmStoreContract(name: string, makeStore: () => Promise<SwarmS
       await store.joinPeer("s1", peer("a", { have: [{ first: 0, last: 10 }] }), 1);
       assert.equal((await store.getPeer("s1", "a"))?.banned, false);
       assert.deepEqual(await counts(0, 10), [[0, 10, 1]]);
+    });
+
+    it("addTransfers and settleTransfers do what the single calls do, one after the other", async () => {
+      // two streams with the same swarm and the same random steps: one through single calls, one through batches
+      let seed = 7;
+      const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+      const below = (n: number) => Math.floor(random() * n);
+      const pick = <T>(xs: readonly T[]): T => xs[below(xs.length)]!;
+      const N = 40;
+      const viewers = ["v0", "v1", "v2", "v3", "v4", "v5"];
+      const wide: SlotLimits = { maxDownloads: 4, maxUploadsPeer: 3, maxUploadsSeeder: 6 };
+      for (const id of ["one", "all"]) {
+        await store.createStream(stream({ streamId: id, name: `movies/${id}.mp4`, size: N * 1024 }));
+        await store.joinPeer(id, peer("s", { role: "seeder", have: [{ first: 0, last: N - 1 }] }), 0);
+        seed = 7;
+        for (const v of viewers) {
+          const first = below(N);
+          const have = random() < 0.3 ? [] : [{ first, last: Math.min(N - 1, first + below(8)) }];
+          await store.joinPeer(id, peer(v, { have, port: v === "v5" ? 0 : 8000 }), 0);
+        }
+      }
+      const state = async (id: string, everyChunk: boolean) => ({
+        availability: await store.availability(id, { first: 0, last: N - 1 }),
+        peers: await Promise.all(
+          ["s", ...viewers].map(async (v) => {
+            const p = await store.getPeer(id, v);
+            return p && { ...p, holdings: p.holdings.toString() };
+          }),
+        ),
+        // each chunk's sources (none but seeders where no viewer holds it), a viewer with an upload
+        // counted busy: what the held counts and the servers' loads decide
+        sources: !everyChunk
+          ? []
+          : await Promise.all(
+              Array.from({ length: N }, async (_, c) =>
+                (
+                  await store.sources(
+                    id,
+                    { first: c, last: c },
+                    { exclude: "x", limit: 10, ...wide, maxUploadsPeer: 1 },
+                  )
+                )
+                  .map((x) => `${x.peerId}:${x.holdings.toString()}:${x.uploads}:${x.bad}:${x.strikes}`)
+                  .sort(),
+              ),
+            ),
+      });
+      // as JSON, with the stream named alike
+      const asOne = (x: unknown): unknown => JSON.parse(JSON.stringify(x).replaceAll('"all"', '"one"'));
+      const seen = { added: 0, settled: 0, batches: 0, gained: 0, bans: 0 };
+      const add = async (step: string, batch: TransferRecord[]) => {
+        const one: AddTransferResult[] = [];
+        for (const t of batch) one.push(await store.addTransfer({ ...t, streamId: "one" }, wide));
+        const all = await store.addTransfers(
+          batch.map((t) => ({ ...t, streamId: "all" })),
+          wide,
+        );
+        assert.deepEqual(all, one, `${step}: added`);
+        seen.added += one.filter((r) => r === "ok").length;
+      };
+      const settle = async (step: string, fetcher: string, settlements: Settlement[], strict: TrustPolicy) => {
+        // one by one as settleTransfer is defined: takeTransfer, addHoldings, recordSourceOutcome
+        const one: (SettledTransfer | undefined)[] = [];
+        for (const { transferId, report } of settlements) {
+          const t = await store.takeTransfer("one", transferId, fetcher);
+          if (!t) {
+            one.push(undefined);
+            continue;
+          }
+          const r = t.range;
+          const verified = (report.verified ?? [r]).flatMap((v) => {
+            const within = { first: Math.max(v.first, r.first), last: Math.min(v.last, r.last) };
+            return within.first <= within.last ? [within] : [];
+          });
+          const done: SettledTransfer = { transfer: t, added: await store.addHoldings("one", fetcher, verified) };
+          const trust = report.outcome && (await store.recordSourceOutcome("one", t.serverId, report.outcome, strict));
+          if (trust) done.trust = trust;
+          one.push(done);
+        }
+        const all = await store.settleTransfers("all", fetcher, settlements, strict);
+        assert.deepEqual(asOne(all), asOne(one), `${step}: settled`);
+        seen.batches += 1;
+        seen.settled += one.filter(Boolean).length;
+        seen.gained += one.reduce((n, x) => n + (x?.added ?? 0), 0);
+        seen.bans += one.filter((x) => x?.trust?.banned && x.trust.bad + x.trust.strikes > 0).length;
+      };
+      const same = async (step: string, everyChunk = true) =>
+        assert.deepEqual(asOne(await state("all", everyChunk)), asOne(await state("one", everyChunk)), step);
+      // a peer serving itself (no plan does, the store allows it), banned by the last report of a batch
+      // whose first gave it chunks: none of its chunks counts any more
+      await add("self", [
+        transfer("v0", "s", { first: 20, last: 23 }, { transferId: 900 }),
+        transfer("v0", "v0", { first: 30, last: 31 }, { transferId: 901 }),
+      ]);
+      await settle(
+        "self",
+        "v0",
+        [
+          { transferId: 900, report: { outcome: "ok" } },
+          { transferId: 901, report: { outcome: "bad_data" } },
+        ],
+        {
+          banAfterBad: 1,
+          banAfterStrikes: 1,
+        },
+      );
+      await same("self");
+      let id = 1000;
+      for (let step = 0; step < 120; step++) {
+        const busy = [];
+        for (const v of viewers) if ((await store.transfersOf("one", v)).length > 1) busy.push(v);
+        if (busy.length === 0 || random() < 0.4) {
+          const fetcher = pick(viewers);
+          const batch = Array.from({ length: 1 + below(4) }, () => {
+            const first = below(N);
+            const last = random() < 0.05 ? N : Math.min(N - 1, first + below(6));
+            const server = pick(["s", "s", "s", ...viewers, fetcher, "gone"]);
+            return transfer(fetcher, server, { first, last }, { transferId: id++ });
+          });
+          await add(`step ${step}`, batch);
+        } else {
+          const fetcher = pick(busy);
+          const mine = await store.transfersOf("one", fetcher);
+          const settlements: Settlement[] = mine.map((t) => {
+            const outcome = pick([undefined, "ok", "ok", "ok", "ok", "failed", "bad_data"] as const);
+            // the whole range, part of it or nothing (and now and then chunks around it)
+            const f = t.range.first + below(t.range.last - t.range.first + 2) - (random() < 0.2 ? 1 : 0);
+            const verified = random() < 0.4 ? undefined : [{ first: Math.max(0, f), last: f + below(3) }];
+            return {
+              transferId: t.transferId,
+              report: { ...(outcome ? { outcome } : {}), ...(verified ? { verified } : {}) },
+            };
+          });
+          // reports of transfers it does not fetch, or named twice, settle nothing
+          if (random() < 0.3) settlements.push({ transferId: 999_999, report: {} }, settlements[0]!);
+          await settle(
+            `step ${step}`,
+            fetcher,
+            settlements,
+            random() < 0.1 ? { banAfterBad: 1, banAfterStrikes: 1 } : policy,
+          );
+        }
+        await same(`step ${step}`, step % 4 === 0);
+      }
+      // the steps did what they are for
+      assert.ok(seen.added > 60 && seen.settled > 60 && seen.gained > 60 && seen.bans > 0, JSON.stringify(seen));
+      assert.ok(seen.settled / seen.batches > 2, JSON.stringify(seen));
+      await assert.rejects(
+        store.addTransfers(
+          [transfer("v0", "s", { first: 0, last: 0 }), transfer("v1", "s", { first: 1, last: 1 })],
+          wide,
+        ),
+        /one fetcher in one stream/,
+      );
     });
 
     it("planInputs reads a window's availability and sources as the two calls do", async () => {

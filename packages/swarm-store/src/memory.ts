@@ -19,6 +19,7 @@ import type {
   SourceOutcome,
   SourceQuery,
   PlanInputs,
+  Settlement,
   SourceTrust,
   SettledTransfer,
   TransferSettlement,
@@ -29,7 +30,7 @@ import type {
   TransferRecord,
   TrustPolicy,
 } from "./store.js";
-import { parseStreamEvent } from "./store.js";
+import { checkOneFetcher, parseStreamEvent } from "./store.js";
 import { parseFleetEvent, type FleetEvent } from "./fleet.js";
 
 interface MemPeer {
@@ -576,6 +577,26 @@ export class MemorySwarmStore implements SwarmStore {
       s.availability.add(clip(rec.range, s.meta), 1);
     }
     return "ok";
+  }
+
+  async addTransfers(transfers: readonly TransferRecord[], limits: SlotLimits): Promise<AddTransferResult[]> {
+    checkOneFetcher(transfers);
+    const out: AddTransferResult[] = [];
+    for (const t of transfers) out.push(await this.addTransfer(t, limits));
+    return out;
+  }
+
+  async settleTransfers(
+    streamId: string,
+    fetcherId: string,
+    settlements: readonly Settlement[],
+    policy: TrustPolicy,
+  ): Promise<(SettledTransfer | undefined)[]> {
+    const out: (SettledTransfer | undefined)[] = [];
+    for (const { transferId, report } of settlements) {
+      out.push(await this.settleTransfer(streamId, transferId, fetcherId, report, policy));
+    }
+    return out;
   }
 
   async takeTransfer(streamId: string, transferId: number, fetcherId?: string): Promise<TransferRecord | undefined> {

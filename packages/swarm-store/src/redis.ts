@@ -85,6 +85,7 @@ import type {
   PeerRoleName,
   PeerState,
   PlanInputs,
+  Settlement,
   SlotLimits,
   SourceCandidate,
   SourceOutcome,
@@ -101,7 +102,7 @@ import type {
   TrustPolicy,
   WantOrder,
 } from "./store.js";
-import { parseStreamEvent } from "./store.js";
+import { checkOneFetcher, parseStreamEvent } from "./store.js";
 import { parseFleetEvent, type FleetEvent } from "./fleet.js";
 
 export type RedisClient = Redis | Cluster;
@@ -142,6 +143,9 @@ export const EXPIRY_BATCH = 256;
 
 type Reply = string | number | null | Reply[];
 type ScriptFn = (...args: (string | number | Buffer)[]) => Promise<Reply>;
+
+/** Transfers (or reports) one addTransfers (settleTransfers) script takes at most. */
+const SCRIPT_BATCH = 256;
 
 /** Transfer ids a store takes from the shared sequence at a time: a directive costs no round trip for its id. */
 const TRANSFER_ID_BLOCK = 1024;
@@ -550,29 +554,44 @@ export class RedisSwarmStore implements SwarmStore {
     return this.nextId++;
   }
 
-  /**
-   * 1 script, plus 1 ZADD LT on the transfer expiry index only when no
-   * transfer of the stream expires as early (the first one, in practice);
-   * O(log S + segments of the range + log transfers).
-   */
+  /** As `addTransfers` of the one transfer. */
   async addTransfer(t: TransferRecord, limits: SlotLimits): Promise<AddTransferResult> {
-    const r = (await this.run(
-      "dsAddTransfer",
-      this.keys(t.streamId),
-      t.transferId,
-      t.fetcherId,
-      t.serverId,
-      t.serverRole,
-      t.range.first,
-      t.range.last,
-      t.startedMs,
-      t.expiresMs,
-      limits.maxDownloads,
-      limits.maxUploadsPeer,
-      limits.maxUploadsSeeder,
-    )) as [AddTransferResult, number];
-    if (r[0] === "ok" && r[1] === 1) await this.redis.zadd(this.transferIndex, "LT", t.expiresMs, t.streamId);
-    return r[0];
+    return (await this.addTransfers([t], limits))[0]!;
+  }
+
+  /**
+   * 1 script per SCRIPT_BATCH transfers (a plan's are a handful), plus 1 ZADD
+   * LT on the transfer expiry index only when no transfer of the stream
+   * expired as early (the first one, in practice): the records of the fetcher
+   * and its servers read and written once, the availability of all the
+   * ranges in one pass. O(transfers x (log transfers + segments of the range)).
+   */
+  async addTransfers(transfers: readonly TransferRecord[], limits: SlotLimits): Promise<AddTransferResult[]> {
+    checkOneFetcher(transfers);
+    const out: AddTransferResult[] = [];
+    for (let at = 0; at < transfers.length; at += SCRIPT_BATCH) {
+      const batch = transfers.slice(at, at + SCRIPT_BATCH);
+      const { streamId, fetcherId } = batch[0]!;
+      const args: (string | number)[] = [
+        fetcherId,
+        limits.maxDownloads,
+        limits.maxUploadsPeer,
+        limits.maxUploadsSeeder,
+      ];
+      for (const t of batch) {
+        args.push(t.transferId, t.serverId, t.serverRole, t.range.first, t.range.last, t.startedMs, t.expiresMs);
+      }
+      const [needsIndex, ...results] = (await this.run("dsAddTransfers", this.keys(streamId), ...args)) as [
+        number,
+        ...AddTransferResult[],
+      ];
+      if (needsIndex === 1) {
+        const earliest = Math.min(...batch.filter((_, i) => results[i] === "ok").map((t) => t.expiresMs));
+        await this.redis.zadd(this.transferIndex, "LT", earliest, streamId);
+      }
+      out.push(...results);
+    }
+    return out;
   }
 
   /** 1 script; O(log S + segments of the range). */
@@ -581,11 +600,7 @@ export class RedisSwarmStore implements SwarmStore {
     return typeof r === "string" ? parseTransfer(streamId, r) : undefined;
   }
 
-  /**
-   * 1 script: the transfer, both records and the fetcher's holdings read and
-   * written once; the availability changes only where the transfer did not
-   * deliver. O(log S + segments of the range + ranges held).
-   */
+  /** As `settleTransfers` of the one report. */
   async settleTransfer(
     streamId: string,
     transferId: number,
@@ -593,23 +608,45 @@ export class RedisSwarmStore implements SwarmStore {
     report: TransferSettlement,
     policy: TrustPolicy,
   ): Promise<SettledTransfer | undefined> {
-    const verified = report.verified === undefined ? "*" : formatRanges(report.verified);
-    const r = (await this.run(
-      "dsSettleTransfer",
-      this.keys(streamId),
-      transferId,
-      fetcherId,
-      verified,
-      report.outcome ?? "",
-      policy.banAfterBad,
-      policy.banAfterStrikes,
-    )) as [string, string, ...number[]] | null;
-    if (!r) return undefined;
-    const settled: SettledTransfer = { transfer: parseTransfer(streamId, r[0]), added: Number(r[1]) };
-    if (r.length > 2) {
-      settled.trust = { served: r[2]!, failures: r[3]!, strikes: r[4]!, bad: r[5]!, banned: r[6] === 1 };
+    return (await this.settleTransfers(streamId, fetcherId, [{ transferId, report }], policy))[0];
+  }
+
+  /**
+   * 1 script per SCRIPT_BATCH reports: the transfers, their records and the
+   * fetcher's holdings read and written once, the availability changes of
+   * all the reports in one pass over the segments (only where a transfer did
+   * not deliver, and the held counts where it did). O(reports x (segments of
+   * the range + ranges held)).
+   */
+  async settleTransfers(
+    streamId: string,
+    fetcherId: string,
+    settlements: readonly Settlement[],
+    policy: TrustPolicy,
+  ): Promise<(SettledTransfer | undefined)[]> {
+    const out: (SettledTransfer | undefined)[] = [];
+    for (let at = 0; at < settlements.length; at += SCRIPT_BATCH) {
+      const args: (string | number)[] = [fetcherId, policy.banAfterBad, policy.banAfterStrikes];
+      for (const { transferId, report } of settlements.slice(at, at + SCRIPT_BATCH)) {
+        const verified = report.verified === undefined ? "*" : formatRanges(report.verified);
+        args.push(transferId, verified, report.outcome ?? "");
+      }
+      const r = (await this.run("dsSettleTransfers", this.keys(streamId), ...args)) as (
+        [string, string, ...number[]] | null
+      )[];
+      for (const e of r) {
+        if (!e) {
+          out.push(undefined);
+          continue;
+        }
+        const settled: SettledTransfer = { transfer: parseTransfer(streamId, e[0]), added: Number(e[1]) };
+        if (e.length > 2) {
+          settled.trust = { served: e[2]!, failures: e[3]!, strikes: e[4]!, bad: e[5]!, banned: e[6] === 1 };
+        }
+        out.push(settled);
+      }
     }
-    return settled;
+    return out;
   }
 
   /** 1 script: HMGET epoch, hashed, failure, bounds, the peer's record, holdings and lastSeen, its transfers; O(R + maxDownloads). */

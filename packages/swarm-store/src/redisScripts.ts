@@ -794,39 +794,71 @@ for _, v in ipairs(read_sources(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARG
 end
 return out`,
 
-  // ARGV: id fetcher server serverRole first last startedMs expiresMs maxDownloads maxUploadsPeer maxUploadsSeeder
-  // -> {result, needsIndex}
-  dsAddTransfer: `
+  // ARGV: fetcherId maxDownloads maxUploadsPeer maxUploadsSeeder, then for each transfer: id server serverRole
+  // first last startedMs expiresMs -> {needsIndex, result of each...}: addTransfer of each in order, the records
+  // read and written once (see addTransfers in store.ts)
+  dsAddTransfers: `
+local fid, maxD, maxP, maxS = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local n = (#ARGV - 4) / 7
+local out = { 0 }
 local m = meta()
-if not m then return { 'unknown-peer', 0 } end
-local id, fid, sid = ARGV[1], ARGV[2], ARGV[3]
-local fp, sp = get_pair(fid, sid)
-if not fp or not sp then return { 'unknown-peer', 0 } end
-local a, b = tonumber(ARGV[5]), tonumber(ARGV[6])
-if a < m.low or b > m.high then return { 'out-of-bounds', 0 } end
-if sp.bn == 1 then return { 'banned', 0 } end
-if #list_items(fp.dl) >= tonumber(ARGV[9]) then return { 'fetcher-busy', 0 } end
-local max = tonumber(ARGV[10])
-if sp.r == 'seeder' then max = tonumber(ARGV[11]) end
-if #list_items(sp.ul) >= max then return { 'server-busy', 0 } end
-local c = '0'
-if counts(fp) then c = '1' end
--- e: indexed by its last chunk in K_XFEREND (a live stream's, for raiseLow)
-local e
-if m.live then e = '1'; redis.call('ZADD', K_XFEREND, b, id) end
-redis.call('HSET', K_XFERS, id, cjson.encode({ id = id, f = fid, s = sid, sr = ARGV[4], a = ARGV[5], b = ARGV[6],
-  t0 = ARGV[7], te = ARGV[8], c = c, e = e }))
-local te = tonumber(ARGV[8])
-local idx = needs_index(K_XFEREXP, te)
-redis.call('ZADD', K_XFEREXP, te, id)
-fp.dl = list_add(fp.dl, id)
-sp.ul = list_add(sp.ul, id) -- the same table as fp when the peer serves itself
-put_pair(fid, fp, sid, sp)
-redis.call('ZADD', K_SERVERS, 'XX', 'INCR', 1, sid)
-if c == '1' then avail_add(a, b, 1) end
-return { 'ok', idx }`,
+if not m then
+  for _ = 1, n do out[#out + 1] = 'unknown-peer' end
+  return out
+end
+local ids, seen = { fid }, { [fid] = true }
+for i = 0, n - 1 do
+  local sid = ARGV[6 + 7 * i]
+  if not seen[sid] then seen[sid] = true; ids[#ids + 1] = sid end
+end
+local P, recs = {}, redis.call('HMGET', K_PEERS, unpack(ids))
+for k, id in ipairs(ids) do P[id] = decode_peer(recs[k]) end
+local fp = P[fid]
+local xfers, exp, ends, changes, served, earliest = {}, {}, {}, {}, {}, nil
+for i = 0, n - 1 do
+  local o = 5 + 7 * i
+  local id, sid, a, b, te = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 3]), tonumber(ARGV[o + 4]), tonumber(ARGV[o + 6])
+  local sp = P[sid]
+  local r = 'ok'
+  if not fp or not sp then r = 'unknown-peer'
+  elseif a < m.low or b > m.high then r = 'out-of-bounds'
+  elseif sp.bn == 1 then r = 'banned'
+  elseif #list_items(fp.dl) >= maxD then r = 'fetcher-busy'
+  elseif #list_items(sp.ul) >= (sp.r == 'seeder' and maxS or maxP) then r = 'server-busy'
+  end
+  if r == 'ok' then
+    local c = counts(fp) and '1' or '0'
+    -- e: indexed by its last chunk in K_XFEREND (a live stream's, for raiseLow)
+    local e
+    if m.live then e = '1'; ends[#ends + 1] = b; ends[#ends + 1] = id end
+    xfers[#xfers + 1] = id
+    xfers[#xfers + 1] = cjson.encode({ id = id, f = fid, s = sid, sr = ARGV[o + 2], a = ARGV[o + 3], b = ARGV[o + 4],
+      t0 = ARGV[o + 5], te = ARGV[o + 6], c = c, e = e })
+    exp[#exp + 1] = ARGV[o + 6]; exp[#exp + 1] = id
+    if earliest == nil or te < earliest then earliest = te end
+    fp.dl = list_add(fp.dl, id)
+    sp.ul = list_add(sp.ul, id) -- the same table as fp when the peer serves itself
+    served[sid] = true
+    if c == '1' then changes[#changes + 1] = { { a, b }, 1, 0 } end
+  end
+  out[#out + 1] = r
+end
+if #xfers == 0 then return out end
+out[1] = needs_index(K_XFEREXP, earliest)
+redis.call('HSET', K_XFERS, unpack(xfers))
+redis.call('ZADD', K_XFEREXP, unpack(exp))
+if #ends > 0 then redis.call('ZADD', K_XFEREND, unpack(ends)) end
+-- the records written once; a server's load in K_SERVERS is its upload count
+local w, z = {}, {}
+for _, id in ipairs(ids) do
+  if id == fid or served[id] then w[#w + 1] = id; w[#w + 1] = encode_peer(P[id]) end
+  if served[id] then z[#z + 1] = #list_items(P[id].ul); z[#z + 1] = id end
+end
+redis.call('HSET', K_PEERS, unpack(w))
+redis.call('ZADD', K_SERVERS, 'XX', unpack(z))
+seg_apply(changes)
+return out`,
 
-  // ARGV: transferId -> record or nil
   // ARGV: transferId fetcherId ('' for any) -> record or nil
   dsTakeTransfer: `
 if ARGV[2] ~= '' then
@@ -835,57 +867,106 @@ if ARGV[2] ~= '' then
 end
 return drop_transfer(ARGV[1], nil)`,
 
-  // ARGV: transferId fetcherId verified ('*' for the whole range, or ranges, sorted and disjoint)
-  // outcome ('' for none) banAfterBad banAfterStrikes
-  // -> {record, added, served, failures, strikes, bad, banned} ({record, added} without an outcome) or nil.
-  // takeTransfer + addHoldings + recordSourceOutcome in one: one meta read, each record read and
-  // written once, and the availability of the chunks delivered left as it is (the copy in flight
-  // becomes the fetcher's: -1 +1), so only the held counts change there.
-  dsSettleTransfer: `
-local id, fid = ARGV[1], ARGV[2]
-local s = redis.call('HGET', K_XFERS, id)
-if not s then return nil end
-local t = cjson.decode(s)
-if t.f ~= fid then return nil end
-local m = meta()
-unindex_transfer(id, t)
-local fp, sp = get_pair(fid, t.s)
-if sp then release_upload(id, t.s, sp) end
--- the chunks of the range (within the bounds) the fetcher verified and did not hold
-local a, b = math.max(tonumber(t.a), m.low), math.min(tonumber(t.b), m.high)
-local ga, added, hv, old = {}, 0, nil, nil
-if fp then fp.dl = list_del(fp.dl, id) end
-if fp and a <= b then
-  old = parse_ranges(redis.call('HGET', K_HAVE, fid))
-  hv = old
-  local src = { a, b }
-  if ARGV[3] ~= '*' then src = parse_ranges(ARGV[3]) end
-  for i = 1, #src, 2 do
-    local f, l = math.max(src[i], a), math.min(src[i + 1], b)
-    if f <= l then
-      local g = ranges_gaps(hv, f, l)
-      for j = 1, #g, 2 do ga = ranges_add(ga, g[j], g[j + 1]) end
-      hv = ranges_add(hv, f, l)
+  // ARGV: fetcherId banAfterBad banAfterStrikes, then for each report: transferId verified ('*' for the whole
+  // range, or ranges, sorted and disjoint) outcome ('' for none) -> for each, in order: false when the fetcher
+  // fetches no such transfer, else {record, added, served, failures, strikes, bad, banned} ({record, added}
+  // without an outcome). takeTransfer + addHoldings + recordSourceOutcome of each report, in order, in one
+  // script: one meta read, each record and the fetcher's holdings read and written once, the availability
+  // changes of all the reports in one pass over the segments, and the availability of the chunks delivered
+  // left as it is (the copy in flight becomes the fetcher's: -1 +1), so only the held counts change there.
+  dsSettleTransfers: `
+local fid, ban_bad, ban_strikes = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local n = (#ARGV - 3) / 3
+local xids = {}
+for i = 0, n - 1 do xids[#xids + 1] = ARGV[4 + 3 * i] end
+local stored = redis.call('HMGET', K_XFERS, unpack(xids))
+-- the transfers this peer fetches (one named twice is settled once), and the peers they involve
+local T, ids, seen, any = {}, { fid }, { [fid] = true }, false
+for i = 1, n do
+  local s = stored[i]
+  if s then
+    local t = cjson.decode(s)
+    if t.f == fid then
+      stored[i] = false
+      for k = i + 1, n do if xids[k] == xids[i] then stored[k] = false end end
+      T[i] = { s = s, t = t }
+      any = true
+      if not seen[t.s] then seen[t.s] = true; ids[#ids + 1] = t.s end
     end
   end
-  added = ranges_total(ga)
 end
-local held = fp and counts(fp)
-if a <= b and t.c == '1' and held then
-  -- the copy in flight stays counted where it was delivered, now as a holder's
-  seg_apply({ { ranges_gaps(ga, a, b), -1, 0 }, { ga, 0, 1 } })
-elseif a <= b then
-  if t.c == '1' then avail_add(a, b, -1) end
-  if held then holders_add(ga, 1) end
-end
-if added > 0 then put_holdings(fid, fp, hv, held, old) end
-local out = { s, int(added) }
-if sp and ARGV[4] ~= '' then
-  for _, v in ipairs(record_outcome(t.s, sp, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]))) do
-    out[#out + 1] = v
+local out = {}
+for i = 1, n do out[i] = false end
+if not any then return out end
+local m = meta()
+local P, recs = {}, redis.call('HMGET', K_PEERS, unpack(ids))
+for k, id in ipairs(ids) do P[id] = decode_peer(recs[k]) end
+local fp = P[fid]
+local old = {}
+if fp then old = parse_ranges(redis.call('HGET', K_HAVE, fid)) end
+local hv, gained, changes, gone, ends, released = old, 0, {}, {}, {}, {}
+for i = 1, n do
+  local e = T[i]
+  if e then
+    local t, id = e.t, xids[i]
+    gone[#gone + 1] = id
+    if t.e == '1' then ends[#ends + 1] = id end
+    local sp = P[t.s]
+    if sp then sp.ul = list_del(sp.ul, id); released[t.s] = true end
+    -- the chunks of the range (within the bounds) the fetcher verified and did not hold
+    local a, b = math.max(tonumber(t.a), m.low), math.min(tonumber(t.b), m.high)
+    local ga, added = {}, 0
+    if fp then fp.dl = list_del(fp.dl, id) end
+    if fp and a <= b then
+      local src = { a, b }
+      local v = ARGV[5 + 3 * (i - 1)]
+      if v ~= '*' then src = parse_ranges(v) end
+      for j = 1, #src, 2 do
+        local f, l = math.max(src[j], a), math.min(src[j + 1], b)
+        if f <= l then
+          local g = ranges_gaps(hv, f, l)
+          for k = 1, #g, 2 do ga = ranges_add(ga, g[k], g[k + 1]) end
+          hv = ranges_add(hv, f, l)
+        end
+      end
+      added = ranges_total(ga)
+      gained = gained + added
+    end
+    local held = fp and counts(fp)
+    if a <= b and t.c == '1' and held then
+      -- the copy in flight stays counted where it was delivered, now as a holder's
+      changes[#changes + 1] = { ranges_gaps(ga, a, b), -1, 0 }
+      changes[#changes + 1] = { ga, 0, 1 }
+    elseif a <= b then
+      if t.c == '1' then changes[#changes + 1] = { { a, b }, -1, 0 } end
+      if held then changes[#changes + 1] = { ga, 1, 1 } end
+    end
+    local r = { e.s, int(added) }
+    local o = ARGV[6 + 3 * (i - 1)]
+    if sp and o ~= '' then
+      -- a ban takes the source's holdings out of the counts: the fetcher's as they are now, should it be its own
+      if t.s == fid and gained > 0 then redis.call('HSET', K_HAVE, fid, format_ranges(hv)) end
+      for _, v in ipairs(record_outcome(t.s, sp, o, ban_bad, ban_strikes)) do r[#r + 1] = v end
+    end
+    out[i] = r
   end
 end
-put_pair(fid, fp, t.s, sp)
+redis.call('HDEL', K_XFERS, unpack(gone))
+redis.call('ZREM', K_XFEREXP, unpack(gone))
+if #ends > 0 then redis.call('ZREM', K_XFEREND, unpack(ends)) end
+seg_apply(changes)
+if gained > 0 then put_holdings(fid, fp, hv, counts(fp), old) end
+-- the records written once; a server's load in K_SERVERS is its upload count (a banned one is no longer there)
+local w, z = {}, {}
+for _, id in ipairs(ids) do
+  local p = P[id]
+  if p then
+    w[#w + 1] = id; w[#w + 1] = encode_peer(p)
+    if released[id] then z[#z + 1] = #list_items(p.ul); z[#z + 1] = id end
+  end
+end
+if #w > 0 then redis.call('HSET', K_PEERS, unpack(w)) end
+if #z > 0 then redis.call('ZADD', K_SERVERS, 'XX', unpack(z)) end
 bump()
 return out`,
 

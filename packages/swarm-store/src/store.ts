@@ -271,6 +271,15 @@ export interface SwarmStore {
   addTransfer(transfer: TransferRecord, limits: SlotLimits): Promise<AddTransferResult>;
 
   /**
+   * `addTransfer` of each of `transfers`, in order, as that many calls one
+   * after the other would, resolving their results in the same order: what a
+   * plan directs one fetcher to (Redis: 1 script for them all, the records
+   * read and written once). All of one stream and one fetcher; throws
+   * otherwise.
+   */
+  addTransfers(transfers: readonly TransferRecord[], limits: SlotLimits): Promise<AddTransferResult[]>;
+
+  /**
    * Removes a transfer of the stream (reported, cancelled) and resolves it, or
    * undefined when it is not in flight (already reported, expired, or its
    * peer left). Frees both slots and the availability it added. With
@@ -296,6 +305,19 @@ export interface SwarmStore {
     report: TransferSettlement,
     policy: TrustPolicy,
   ): Promise<SettledTransfer | undefined>;
+
+  /**
+   * `settleTransfer` of each of `settlements`, in order, as that many calls
+   * one after the other would, resolving their results in the same order:
+   * the reports of one message of a fetcher (Redis: 1 script for them all,
+   * the records, holdings and availability read and written once).
+   */
+  settleTransfers(
+    streamId: string,
+    fetcherId: string,
+    settlements: readonly Settlement[],
+    policy: TrustPolicy,
+  ): Promise<(SettledTransfer | undefined)[]>;
 
   /** Transfers in flight that `fetcherId` fetches in the stream (at most maxDownloads). */
   transfersOf(streamId: string, fetcherId: string): Promise<TransferRecord[]>;
@@ -537,6 +559,20 @@ export interface SourceCandidate extends SourceTrust {
   /** Holdings clipped to the requested window. */
   holdings: RangeSet;
   uploads: number;
+}
+
+/** One report to settle (see `SwarmStore.settleTransfers`). */
+export interface Settlement {
+  transferId: number;
+  report: TransferSettlement;
+}
+
+/** Throws unless `transfers` are all of one stream and one fetcher (see `SwarmStore.addTransfers`). */
+export function checkOneFetcher(transfers: readonly TransferRecord[]): void {
+  const [t] = transfers;
+  if (t && transfers.some((x) => x.streamId !== t.streamId || x.fetcherId !== t.fetcherId)) {
+    throw new Error("addTransfers takes the transfers of one fetcher in one stream");
+  }
 }
 
 /** A plan's reads of one window (see `SwarmStore.planInputs`). */

@@ -189,10 +189,9 @@ export class Planner {
       starving,
       ...(this.opts.random ? { random: this.opts.random } : {}),
     });
-    const directives: Directive[] = [];
+    const records: TransferRecord[] = [];
     for (const a of assignments) {
-      const timeout = this.transferTimeoutMs(rangeBytes(shape, a.range), rate);
-      const rec: TransferRecord = {
+      records.push({
         transferId: await this.store.nextTransferId(),
         streamId,
         fetcherId,
@@ -200,9 +199,15 @@ export class Planner {
         serverRole: a.source.role,
         range: a.range,
         startedMs: nowMs,
-        expiresMs: nowMs + timeout,
-      };
-      const res = await this.store.addTransfer(rec, limits);
+        expiresMs: nowMs + this.transferTimeoutMs(rangeBytes(shape, a.range), rate),
+      });
+    }
+    // one store call for them all, each added (or refused) as if alone, in order
+    const results = await this.store.addTransfers(records, limits);
+    const directives: Directive[] = [];
+    for (const [i, a] of assignments.entries()) {
+      const rec = records[i]!;
+      const res = results[i];
       if (res === "fetcher-busy") break;
       if (res !== "ok") continue;
       directives.push({

@@ -29,6 +29,7 @@ import { failedPrecondition, invalidArgument, notFound, PublicError, type Logger
 import type {
   ChunkBounds,
   PeerRoleName,
+  SettledTransfer,
   SourceOutcome,
   SourceTrust,
   StreamEvent,
@@ -714,14 +715,24 @@ export class Session {
     let sharing = 0;
     for (const j of this.joined.values()) sharing += j.inFlight.size;
     this.sharing = Math.max(1, sharing);
-    let settled = false;
+    // each report's stream: the one this session was directed to fetch it in, else any it joined (a
+    // directive it was sent before a resync); only this peer's own transfers are taken
+    const byStream = new Map<string, TransferReport[]>();
+    const strays: TransferReport[] = [];
     for (const rep of r.reports) {
-      // its stream: the one this session was directed to fetch it in, else any it joined (a
-      // directive it was sent before a resync); only this peer's own transfers are taken
       const local = [...this.joined.values()].find((j) => j.inFlight.has(rep.transferId));
       for (const j of this.joined.values()) j.inFlight.delete(rep.transferId);
-      for (const streamId of local ? [local.streamId] : [...this.joined.keys()]) {
-        if (!(await this.settle(streamId, rep))) continue;
+      if (!local) strays.push(rep);
+      else byStream.set(local.streamId, [...(byStream.get(local.streamId) ?? []), rep]);
+    }
+    let settled = false;
+    // a stream's reports in one store call, in the order they came
+    for (const [streamId, reps] of byStream) {
+      if ((await this.settle(streamId, reps)).some(Boolean)) settled = true;
+    }
+    for (const rep of strays) {
+      for (const streamId of this.joined.keys()) {
+        if (!(await this.settle(streamId, [rep]))[0]) continue;
         settled = true;
         break;
       }
@@ -730,31 +741,42 @@ export class Session {
   }
 
   /**
-   * Applies one report of a transfer this peer fetched in the stream: takes
-   * the transfer, adds the verified chunks of its range to the peer's
-   * holdings and records the outcome against its source, in one store call.
-   * False when this peer fetches no such transfer there.
+   * Applies reports of transfers this peer fetched in the stream, in one
+   * store call: takes each transfer, adds the verified chunks of its range to
+   * the peer's holdings and records the outcome against its source. Resolves,
+   * for each report, whether this peer fetched such a transfer there.
    */
-  private async settle(streamId: string, report: TransferReport): Promise<boolean> {
-    const { outcome, bytes, verified } = report;
+  private async settle(streamId: string, reports: readonly TransferReport[]): Promise<boolean[]> {
+    const { store } = this.tracker;
     const meta = this.joined.get(streamId)!;
-    const { store, metrics } = this.tracker;
-    // a refusal's weight depends on who refused (see judged): recorded once the transfer is known
-    const recorded = RECORDED_OUTCOMES.get(outcome);
-    const settled = await store.settleTransfer(
-      streamId,
-      report.transferId,
-      this.peerId,
-      {
-        // an OK that names no chunks verified the whole range; only chunks of the directive count
-        ...(outcome === TransferOutcome.TRANSFER_OUTCOME_OK && verified.length === 0 ? {} : { verified }),
-        ...(recorded ? { outcome: recorded } : {}),
-      },
-      TRUST_POLICY,
-    );
-    if (!settled) return false;
+    const settlements = reports.map(({ transferId, outcome, verified }) => {
+      // a refusal's weight depends on who refused (see judged): recorded once the transfer is known
+      const recorded = RECORDED_OUTCOMES.get(outcome);
+      return {
+        transferId,
+        report: {
+          // an OK that names no chunks verified the whole range; only chunks of the directive count
+          ...(outcome === TransferOutcome.TRANSFER_OUTCOME_OK && verified.length === 0 ? {} : { verified }),
+          ...(recorded ? { outcome: recorded } : {}),
+        },
+      };
+    });
+    const settled = await store.settleTransfers(streamId, this.peerId, settlements, TRUST_POLICY);
+    const out: boolean[] = [];
+    for (const [i, report] of reports.entries()) {
+      const s = settled[i];
+      out.push(s !== undefined);
+      if (s) await this.settled(meta, report, s);
+    }
+    return out;
+  }
+
+  /** What follows the settlement of a report: holdings, delivered bytes, the outcome's metrics and trust. */
+  private async settled(meta: JoinedStream, report: TransferReport, settled: SettledTransfer): Promise<void> {
+    const { bytes } = report;
+    const { metrics } = this.tracker;
     const t = settled.transfer;
-    this.tracker.holdingsAdded(streamId, this.peerId, settled.added);
+    this.tracker.holdingsAdded(t.streamId, this.peerId, settled.added);
     const delivered = Math.min(Math.max(0, bytes), rangeBytes(meta.shape, t.range));
     if (delivered > 0) {
       metrics.deliveredBytes.inc(
@@ -765,7 +787,6 @@ export class Session {
     }
     const trust = await this.judged(t, report, delivered, settled.trust);
     this.tracker.stats.settled(this, meta, t, delivered, trust);
-    return true;
   }
 
   /**
