@@ -432,7 +432,7 @@ export class RedisSwarmStore implements SwarmStore {
   }
 
   /**
-   * 1 script (ZSCORE + ZADD per peer); O(k log n). Does not touch the expiry
+   * 1 script (a ZMSCORE and a ZADD XX per 256 peers); O(k log n). Does not touch the expiry
    * index (lastSeen only grows, the index stays early).
    */
   async touchPeers(streamId: string, peerIds: readonly string[], nowMs: number): Promise<string[]> {
