@@ -6,6 +6,7 @@ import { swarmStoreContract } from "./contract.js";
 import { EXPIRY_BATCH, RedisSwarmStore } from "./redis.js";
 import { openSwarmStore, redactUrl } from "./open.js";
 import { MemorySwarmStore } from "./memory.js";
+import type { Settlement } from "./store.js";
 import { redisForTests, type TestRedis } from "./testing/index.js";
 
 const server: TestRedis = await redisForTests();
@@ -209,6 +210,79 @@ describe("RedisSwarmStore", () => {
       }
     });
   }
+
+  it("settles the reports of calls that come while a stream's script runs in one script, as one after the other would", async () => {
+    const prefix = freshPrefix();
+    const store = new RedisSwarmStore(new Redis(server.url), { prefix });
+    const scripts = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await admin.info("commandstats"))?.[1] ?? 0);
+    try {
+      // the same swarm twice: "group" settled by concurrent calls, "apart" by the same calls one after the other
+      const calls = new Map<string, Settlement[][]>();
+      for (const id of ["group", "apart"]) {
+        await store.createStream(newStream(id));
+        await store.joinPeer(id, { ...viewer("s"), role: "seeder" }, 0);
+        for (const v of ["a", "b", "c", "d"]) await store.joinPeer(id, viewer(v, []), 0);
+        let tid = 1;
+        const add = async (f: string, server: string, first: number, last: number) => {
+          const t = { transferId: tid++, streamId: id, fetcherId: f, serverId: server, serverRole: "viewer" as const };
+          assert.equal(
+            await store.addTransfer({ ...t, range: { first, last }, startedMs: 0, expiresMs: 1e12 }, limits),
+            "ok",
+          );
+          return t.transferId;
+        };
+        const d1 = await add("d", "s", 0, 9);
+        const a1 = await add("a", "s", 10, 19);
+        const c1 = await add("c", "s", 15, 24);
+        const b1 = await add("b", "a", 12, 13);
+        const c2 = await add("c", "a", 30, 31);
+        // d first (it runs alone); then a gains 10-19 and b's bad data bans a, whose gains leave the counts
+        // with the rest of its holdings; c's second report names a transfer of d's
+        calls.set(id, [
+          [{ transferId: d1, report: { outcome: "ok" } }],
+          [{ transferId: a1, report: { outcome: "ok" } }],
+          [{ transferId: b1, report: { outcome: "bad_data", verified: [] } }],
+          [
+            { transferId: c1, report: { outcome: "ok", verified: [{ first: 15, last: 20 }] } },
+            { transferId: d1, report: { outcome: "ok" } },
+            { transferId: c2, report: { outcome: "failed", verified: [] } },
+          ],
+        ]);
+      }
+      const fetchers = ["d", "a", "b", "c"];
+      const strict = { banAfterBad: 1, banAfterStrikes: 3 };
+      const apart = [];
+      for (const [i, c] of calls.get("apart")!.entries())
+        apart.push(await store.settleTransfers("apart", fetchers[i]!, c, strict));
+      const before = await scripts();
+      const group = await Promise.all(
+        calls.get("group")!.map((c, i) => store.settleTransfers("group", fetchers[i]!, c, strict)),
+      );
+      assert.equal((await scripts()) - before, 2, "the first call's script, then one for the three that waited");
+      const asApart = (x: unknown) => JSON.stringify(x).replaceAll('"group"', '"apart"');
+      assert.equal(asApart(group), JSON.stringify(apart));
+      assert.equal(group[2]![0]!.trust!.banned, true);
+      const state = async (id: string) => ({
+        availability: await store.availability(id, { first: 0, last: 99 }),
+        peers: await Promise.all(
+          ["a", "b", "c", "d"].map(async (v) => (await store.getPeer(id, v))?.holdings.toString()),
+        ),
+        sources: (await store.sources(id, { first: 10, last: 19 }, { exclude: "x", limit: 10, ...limits })).map(
+          (c) => c.peerId,
+        ),
+      });
+      assert.deepEqual(await state("group"), await state("apart"));
+      // a's chunks no longer count: 10-19 is held by c only where c verified it (15-19), and by nobody else
+      assert.deepEqual((await state("group")).availability.slice(0, 4), [
+        { first: 0, last: 9, count: 1 },
+        { first: 10, last: 14, count: 0 },
+        { first: 15, last: 20, count: 1 },
+        { first: 21, last: 99, count: 0 },
+      ]);
+    } finally {
+      await store.close();
+    }
+  });
 
   it("two replicas on one Redis see one swarm; either expires the other's peers and transfers", async () => {
     const prefix = freshPrefix();

@@ -144,6 +144,15 @@ export const EXPIRY_BATCH = 256;
 type Reply = string | number | null | Reply[];
 type ScriptFn = (...args: (string | number | Buffer)[]) => Promise<Reply>;
 
+/** A settleTransfers call waiting for its stream's script. */
+interface SettleCall {
+  fetcherId: string;
+  settlements: readonly Settlement[];
+  policy: TrustPolicy;
+  resolve(settled: (SettledTransfer | undefined)[]): void;
+  reject(err: unknown): void;
+}
+
 /** Transfers (or reports) one addTransfers (settleTransfers) script takes at most. */
 const SCRIPT_BATCH = 256;
 
@@ -168,6 +177,8 @@ export class RedisSwarmStore implements SwarmStore {
   private lastId = 0;
   private idBlock: Promise<void> | undefined;
   private readonly subscriptions = new Set<RedisSubscription>();
+  /** settleTransfers calls by stream: the first is being settled, the others wait to go in the next script. */
+  private readonly settling = new Map<string, SettleCall[]>();
 
   constructor(
     private readonly redis: RedisClient,
@@ -612,41 +623,86 @@ export class RedisSwarmStore implements SwarmStore {
   }
 
   /**
-   * 1 script per SCRIPT_BATCH reports: the transfers, their records and the
-   * fetcher's holdings read and written once, the availability changes of
-   * all the reports in one pass over the segments (only where a transfer did
-   * not deliver, and the held counts where it did). O(reports x (segments of
-   * the range + ranges held)).
+   * 1 script for the reports of all the calls that came for the stream while
+   * its previous script ran (up to SCRIPT_BATCH reports; the first call never
+   * waits): the transfers, the records of their peers and the fetchers'
+   * holdings read and written once, the availability changes of all the
+   * reports in one pass over the segments (only where a transfer did not
+   * deliver, and the held counts where it did). The busier the stream, the
+   * more reports a script settles. O(reports x (segments of the range +
+   * ranges held)).
    */
-  async settleTransfers(
+  settleTransfers(
     streamId: string,
     fetcherId: string,
     settlements: readonly Settlement[],
     policy: TrustPolicy,
   ): Promise<(SettledTransfer | undefined)[]> {
-    const out: (SettledTransfer | undefined)[] = [];
-    for (let at = 0; at < settlements.length; at += SCRIPT_BATCH) {
-      const args: (string | number)[] = [fetcherId, policy.banAfterBad, policy.banAfterStrikes];
-      for (const { transferId, report } of settlements.slice(at, at + SCRIPT_BATCH)) {
-        const verified = report.verified === undefined ? "*" : formatRanges(report.verified);
-        args.push(transferId, verified, report.outcome ?? "");
+    if (settlements.length === 0) return Promise.resolve([]);
+    return new Promise((resolve, reject) => {
+      let queue = this.settling.get(streamId);
+      if (!queue) this.settling.set(streamId, (queue = []));
+      queue.push({ fetcherId, settlements, policy, resolve, reject });
+      // the first call starts the stream's run; the others wait for it to take them
+      if (queue.length === 1) void this.settleQueued(streamId, queue);
+    });
+  }
+
+  /** Runs the stream's waiting settleTransfers calls, a group per script, until none waits. */
+  private async settleQueued(streamId: string, queue: SettleCall[]): Promise<void> {
+    while (queue.length > 0) {
+      // the calls at the front with the first one's policy, up to SCRIPT_BATCH reports (the first, whatever its size)
+      const { policy } = queue[0]!;
+      let n = 0;
+      let size = 0;
+      for (const c of queue) {
+        const same = c.policy.banAfterBad === policy.banAfterBad && c.policy.banAfterStrikes === policy.banAfterStrikes;
+        if (n > 0 && (!same || size + c.settlements.length > SCRIPT_BATCH)) break;
+        n++;
+        size += c.settlements.length;
       }
-      const r = (await this.run("dsSettleTransfers", this.keys(streamId), ...args)) as (
-        [string, string, ...number[]] | null
-      )[];
-      for (const e of r) {
-        if (!e) {
-          out.push(undefined);
-          continue;
+      const group = queue.slice(0, n);
+      try {
+        const reports = group.flatMap((c) => c.settlements.map((s) => ({ fetcherId: c.fetcherId, ...s })));
+        const results: (SettledTransfer | undefined)[] = [];
+        for (let at = 0; at < reports.length; at += SCRIPT_BATCH) {
+          results.push(...(await this.settleScript(streamId, reports.slice(at, at + SCRIPT_BATCH), policy)));
         }
-        const settled: SettledTransfer = { transfer: parseTransfer(streamId, e[0]), added: Number(e[1]) };
-        if (e.length > 2) {
-          settled.trust = { served: e[2]!, failures: e[3]!, strikes: e[4]!, bad: e[5]!, banned: e[6] === 1 };
+        let at = 0;
+        for (const c of group) {
+          c.resolve(results.slice(at, at + c.settlements.length));
+          at += c.settlements.length;
         }
-        out.push(settled);
+      } catch (err) {
+        for (const c of group) c.reject(err);
       }
+      // taken off only now: a call that came meanwhile saw the queue busy and waits for this loop
+      queue.splice(0, n);
     }
-    return out;
+    this.settling.delete(streamId);
+  }
+
+  private async settleScript(
+    streamId: string,
+    reports: readonly (Settlement & { fetcherId: string })[],
+    policy: TrustPolicy,
+  ): Promise<(SettledTransfer | undefined)[]> {
+    const args: (string | number)[] = [policy.banAfterBad, policy.banAfterStrikes];
+    for (const { fetcherId, transferId, report } of reports) {
+      const verified = report.verified === undefined ? "*" : formatRanges(report.verified);
+      args.push(fetcherId, transferId, verified, report.outcome ?? "");
+    }
+    const r = (await this.run("dsSettleTransfers", this.keys(streamId), ...args)) as (
+      [string, string, ...number[]] | null
+    )[];
+    return r.map((e) => {
+      if (!e) return undefined;
+      const settled: SettledTransfer = { transfer: parseTransfer(streamId, e[0]), added: Number(e[1]) };
+      if (e.length > 2) {
+        settled.trust = { served: e[2]!, failures: e[3]!, strikes: e[4]!, bad: e[5]!, banned: e[6] === 1 };
+      }
+      return settled;
+    });
   }
 
   /** 1 script: HMGET epoch, hashed, failure, bounds, the peer's record, holdings and lastSeen, its transfers; O(R + maxDownloads). */

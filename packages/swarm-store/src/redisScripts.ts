@@ -867,31 +867,35 @@ if ARGV[2] ~= '' then
 end
 return drop_transfer(ARGV[1], nil)`,
 
-  // ARGV: fetcherId banAfterBad banAfterStrikes, then for each report: transferId verified ('*' for the whole
-  // range, or ranges, sorted and disjoint) outcome ('' for none) -> for each, in order: false when the fetcher
+  // ARGV: banAfterBad banAfterStrikes, then for each report: fetcherId transferId verified ('*' for the whole
+  // range, or ranges, sorted and disjoint) outcome ('' for none) -> for each, in order: false when its fetcher
   // fetches no such transfer, else {record, added, served, failures, strikes, bad, banned} ({record, added}
   // without an outcome). takeTransfer + addHoldings + recordSourceOutcome of each report, in order, in one
-  // script: one meta read, each record and the fetcher's holdings read and written once, the availability
+  // script: one meta read, each record and each fetcher's holdings read and written once, the availability
   // changes of all the reports in one pass over the segments, and the availability of the chunks delivered
   // left as it is (the copy in flight becomes the fetcher's: -1 +1), so only the held counts change there.
   dsSettleTransfers: `
-local fid, ban_bad, ban_strikes = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local n = (#ARGV - 3) / 3
-local xids = {}
-for i = 0, n - 1 do xids[#xids + 1] = ARGV[4 + 3 * i] end
+local ban_bad, ban_strikes = tonumber(ARGV[1]), tonumber(ARGV[2])
+local n = (#ARGV - 2) / 4
+local fids, xids = {}, {}
+for i = 1, n do fids[i] = ARGV[4 * i - 1]; xids[i] = ARGV[4 * i] end
 local stored = redis.call('HMGET', K_XFERS, unpack(xids))
--- the transfers this peer fetches (one named twice is settled once), and the peers they involve
-local T, ids, seen, any = {}, { fid }, { [fid] = true }, false
+-- the transfers their reporters fetch (one named again after it was taken is not there any more), and
+-- the peers they involve
+local T, ids, seen, any = {}, {}, {}, false
+local function involve(id)
+  if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
+end
 for i = 1, n do
   local s = stored[i]
   if s then
     local t = cjson.decode(s)
-    if t.f == fid then
-      stored[i] = false
+    if t.f == fids[i] then
       for k = i + 1, n do if xids[k] == xids[i] then stored[k] = false end end
       T[i] = { s = s, t = t }
       any = true
-      if not seen[t.s] then seen[t.s] = true; ids[#ids + 1] = t.s end
+      involve(t.f)
+      involve(t.s)
     end
   end
 end
@@ -901,25 +905,34 @@ if not any then return out end
 local m = meta()
 local P, recs = {}, redis.call('HMGET', K_PEERS, unpack(ids))
 for k, id in ipairs(ids) do P[id] = decode_peer(recs[k]) end
-local fp = P[fid]
-local old = {}
-if fp then old = parse_ranges(redis.call('HGET', K_HAVE, fid)) end
-local hv, gained, changes, gone, ends, released = old, 0, {}, {}, {}, {}
+-- each fetcher's holdings: as stored (OLD) and as they grow here (HV), and how many chunks it gained
+local fetchers, OLD, HV, GAINED = {}, {}, {}, {}
+for i = 1, n do
+  local fid = fids[i]
+  if T[i] and P[fid] and not GAINED[fid] then fetchers[#fetchers + 1] = fid; GAINED[fid] = 0 end
+end
+if #fetchers > 0 then
+  for k, h in ipairs(redis.call('HMGET', K_HAVE, unpack(fetchers))) do
+    OLD[fetchers[k]] = parse_ranges(h)
+    HV[fetchers[k]] = OLD[fetchers[k]]
+  end
+end
+local changes, gone, ends, released = {}, {}, {}, {}
 for i = 1, n do
   local e = T[i]
   if e then
-    local t, id = e.t, xids[i]
+    local t, id, fid = e.t, xids[i], fids[i]
+    local fp, sp = P[fid], P[t.s]
     gone[#gone + 1] = id
     if t.e == '1' then ends[#ends + 1] = id end
-    local sp = P[t.s]
     if sp then sp.ul = list_del(sp.ul, id); released[t.s] = true end
     -- the chunks of the range (within the bounds) the fetcher verified and did not hold
     local a, b = math.max(tonumber(t.a), m.low), math.min(tonumber(t.b), m.high)
     local ga, added = {}, 0
     if fp then fp.dl = list_del(fp.dl, id) end
     if fp and a <= b then
-      local src = { a, b }
-      local v = ARGV[5 + 3 * (i - 1)]
+      local hv, src = HV[fid], { a, b }
+      local v = ARGV[4 * i + 1]
       if v ~= '*' then src = parse_ranges(v) end
       for j = 1, #src, 2 do
         local f, l = math.max(src[j], a), math.min(src[j + 1], b)
@@ -929,8 +942,9 @@ for i = 1, n do
           hv = ranges_add(hv, f, l)
         end
       end
+      HV[fid] = hv
       added = ranges_total(ga)
-      gained = gained + added
+      GAINED[fid] = GAINED[fid] + added
     end
     local held = fp and counts(fp)
     if a <= b and t.c == '1' and held then
@@ -942,11 +956,11 @@ for i = 1, n do
       if held then changes[#changes + 1] = { ga, 1, 1 } end
     end
     local r = { e.s, int(added) }
-    local o = ARGV[6 + 3 * (i - 1)]
+    local o = ARGV[4 * i + 2]
     if sp and o ~= '' then
-      -- a ban takes the source's holdings out of the counts: the fetcher's as they are now, should it be its own
-      if t.s == fid and gained > 0 then redis.call('HSET', K_HAVE, fid, format_ranges(hv)) end
-      for _, v in ipairs(record_outcome(t.s, sp, o, ban_bad, ban_strikes)) do r[#r + 1] = v end
+      -- a ban takes the source's holdings out of the counts: as they are now, should it have gained some here
+      if (GAINED[t.s] or 0) > 0 then redis.call('HSET', K_HAVE, t.s, format_ranges(HV[t.s])) end
+      for _, x in ipairs(record_outcome(t.s, sp, o, ban_bad, ban_strikes)) do r[#r + 1] = x end
     end
     out[i] = r
   end
@@ -955,7 +969,9 @@ redis.call('HDEL', K_XFERS, unpack(gone))
 redis.call('ZREM', K_XFEREXP, unpack(gone))
 if #ends > 0 then redis.call('ZREM', K_XFEREND, unpack(ends)) end
 seg_apply(changes)
-if gained > 0 then put_holdings(fid, fp, hv, counts(fp), old) end
+for _, fid in ipairs(fetchers) do
+  if GAINED[fid] > 0 then put_holdings(fid, P[fid], HV[fid], counts(P[fid]), OLD[fid]) end
+end
 -- the records written once; a server's load in K_SERVERS is its upload count (a banned one is no longer there)
 local w, z = {}, {}
 for _, id in ipairs(ids) do
