@@ -552,6 +552,17 @@ export async function trackerCapacity(o, env) {
         (v) => v < 0.2,
       ),
       goal(
+        "tracker-redis",
+        "≤ 15 Redis commands per directive (the most of any mode and replica count)",
+        (() => {
+          const each = Object.values(med)
+            .map((m) => m?.redisOpsPerDirective)
+            .filter((v) => typeof v === "number");
+          return each.length > 0 ? Math.max(...each) : undefined;
+        })(),
+        (v) => v <= 15,
+      ),
+      goal(
         "tracker-scaling",
         "two replicas ≥ 1.8× one (directives/s, stress mode)",
         rat["directives/s stress x2/x1"],
