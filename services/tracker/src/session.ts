@@ -723,7 +723,8 @@ export class Session {
       const local = [...this.joined.values()].find((j) => j.inFlight.has(rep.transferId));
       for (const j of this.joined.values()) j.inFlight.delete(rep.transferId);
       if (!local) strays.push(rep);
-      else byStream.set(local.streamId, [...(byStream.get(local.streamId) ?? []), rep]);
+      else if (byStream.has(local.streamId)) byStream.get(local.streamId)!.push(rep);
+      else byStream.set(local.streamId, [rep]);
     }
     let settled = false;
     // a stream's reports in one store call, in the order they came
