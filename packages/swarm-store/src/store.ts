@@ -309,8 +309,10 @@ export interface SwarmStore {
   /**
    * `settleTransfer` of each of `settlements`, in order, as that many calls
    * one after the other would, resolving their results in the same order:
-   * the reports of one message of a fetcher (Redis: 1 script for them all,
-   * the records, holdings and availability read and written once).
+   * the reports of one message of a fetcher. Calls made at once settle as if
+   * one after the other, in some order (Redis: the calls that come for a
+   * stream while its previous settlement runs share one script, the
+   * records, holdings and availability read and written once).
    */
   settleTransfers(
     streamId: string,
