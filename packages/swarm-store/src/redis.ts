@@ -153,7 +153,7 @@ interface SettleCall {
   reject(err: unknown): void;
 }
 
-/** Transfers (or reports) one addTransfers (settleTransfers) script takes at most. */
+/** Reports one settleTransfers script takes at most from calls grouped together (a call's own go in one script whatever their number). */
 const SCRIPT_BATCH = 256;
 
 /** Transfer ids a store takes from the shared sequence at a time: a directive costs no round trip for its id. */
@@ -571,38 +571,29 @@ export class RedisSwarmStore implements SwarmStore {
   }
 
   /**
-   * 1 script per SCRIPT_BATCH transfers (a plan's are a handful), plus 1 ZADD
-   * LT on the transfer expiry index only when no transfer of the stream
-   * expired as early (the first one, in practice): the records of the fetcher
-   * and its servers read and written once, the availability of all the
-   * ranges in one pass. O(transfers x (log transfers + segments of the range)).
+   * 1 script (a plan's transfers are a handful), plus 1 ZADD LT on the
+   * transfer expiry index only when no transfer of the stream expired as early
+   * (the first one, in practice): the records of the fetcher and its servers
+   * read and written once, the availability of all the ranges in one pass.
+   * O(transfers x (log transfers + segments of the range)).
    */
   async addTransfers(transfers: readonly TransferRecord[], limits: SlotLimits): Promise<AddTransferResult[]> {
     checkOneFetcher(transfers);
-    const out: AddTransferResult[] = [];
-    for (let at = 0; at < transfers.length; at += SCRIPT_BATCH) {
-      const batch = transfers.slice(at, at + SCRIPT_BATCH);
-      const { streamId, fetcherId } = batch[0]!;
-      const args: (string | number)[] = [
-        fetcherId,
-        limits.maxDownloads,
-        limits.maxUploadsPeer,
-        limits.maxUploadsSeeder,
-      ];
-      for (const t of batch) {
-        args.push(t.transferId, t.serverId, t.serverRole, t.range.first, t.range.last, t.startedMs, t.expiresMs);
-      }
-      const [needsIndex, ...results] = (await this.run("dsAddTransfers", this.keys(streamId), ...args)) as [
-        number,
-        ...AddTransferResult[],
-      ];
-      if (needsIndex === 1) {
-        const earliest = Math.min(...batch.filter((_, i) => results[i] === "ok").map((t) => t.expiresMs));
-        await this.redis.zadd(this.transferIndex, "LT", earliest, streamId);
-      }
-      out.push(...results);
+    if (transfers.length === 0) return [];
+    const { streamId, fetcherId } = transfers[0]!;
+    const args: (string | number)[] = [fetcherId, limits.maxDownloads, limits.maxUploadsPeer, limits.maxUploadsSeeder];
+    for (const t of transfers) {
+      args.push(t.transferId, t.serverId, t.serverRole, t.range.first, t.range.last, t.startedMs, t.expiresMs);
     }
-    return out;
+    const [needsIndex, ...results] = (await this.run("dsAddTransfers", this.keys(streamId), ...args)) as [
+      number,
+      ...AddTransferResult[],
+    ];
+    if (needsIndex === 1) {
+      const earliest = Math.min(...transfers.filter((_, i) => results[i] === "ok").map((t) => t.expiresMs));
+      await this.redis.zadd(this.transferIndex, "LT", earliest, streamId);
+    }
+    return results;
   }
 
   /** 1 script; O(log S + segments of the range). */
@@ -663,11 +654,9 @@ export class RedisSwarmStore implements SwarmStore {
       }
       const group = queue.slice(0, n);
       try {
+        // one script for the group: a call's reports are never split between scripts
         const reports = group.flatMap((c) => c.settlements.map((s) => ({ fetcherId: c.fetcherId, ...s })));
-        const results: (SettledTransfer | undefined)[] = [];
-        for (let at = 0; at < reports.length; at += SCRIPT_BATCH) {
-          results.push(...(await this.settleScript(streamId, reports.slice(at, at + SCRIPT_BATCH), policy)));
-        }
+        const results = await this.settleScript(streamId, reports, policy);
         let at = 0;
         for (const c of group) {
           c.resolve(results.slice(at, at + c.settlements.length));

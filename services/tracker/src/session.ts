@@ -716,28 +716,35 @@ export class Session {
     for (const j of this.joined.values()) sharing += j.inFlight.size;
     this.sharing = Math.max(1, sharing);
     // each report's stream: the one this session was directed to fetch it in, else any it joined (a
-    // directive it was sent before a resync); only this peer's own transfers are taken
-    const byStream = new Map<string, TransferReport[]>();
-    const strays: TransferReport[] = [];
+    // directive it was sent before a resync); only this peer's own transfers are taken. Consecutive
+    // reports of one stream settle in one store call; a refusal ends the call, its weight being
+    // recorded after it (see judged), so sources' trust changes in the order the reports came.
+    let settled = false;
+    let run: TransferReport[] = [];
+    let runStream: string | undefined;
+    const flush = async () => {
+      if (runStream !== undefined && (await this.settle(runStream, run)).some(Boolean)) settled = true;
+      run = [];
+      runStream = undefined;
+    };
     for (const rep of r.reports) {
       const local = [...this.joined.values()].find((j) => j.inFlight.has(rep.transferId));
       for (const j of this.joined.values()) j.inFlight.delete(rep.transferId);
-      if (!local) strays.push(rep);
-      else if (byStream.has(local.streamId)) byStream.get(local.streamId)!.push(rep);
-      else byStream.set(local.streamId, [rep]);
-    }
-    let settled = false;
-    // a stream's reports in one store call, in the order they came
-    for (const [streamId, reps] of byStream) {
-      if ((await this.settle(streamId, reps)).some(Boolean)) settled = true;
-    }
-    for (const rep of strays) {
-      for (const streamId of this.joined.keys()) {
-        if (!(await this.settle(streamId, [rep]))[0]) continue;
-        settled = true;
-        break;
+      if (!local) {
+        await flush();
+        for (const streamId of this.joined.keys()) {
+          if (!(await this.settle(streamId, [rep]))[0]) continue;
+          settled = true;
+          break;
+        }
+        continue;
       }
+      if (runStream !== local.streamId) await flush();
+      runStream = local.streamId;
+      run.push(rep);
+      if (rep.outcome === TransferOutcome.TRANSFER_OUTCOME_REFUSED) await flush();
     }
+    await flush();
     if (settled) this.requestPlan();
   }
 
