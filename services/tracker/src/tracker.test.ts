@@ -621,6 +621,59 @@ describe("tracker over real gRPC", () => {
     });
   }
 
+  it("a message's reports change a source's trust in the order they came: a refusal, then an OK, still bans", async () => {
+    await publishReady("dead/in-order.bin", 400 * CHUNK);
+    const liar = await joinAs("dead/in-order.bin", 1, [{ first: 0, last: 399 }]);
+    const bannedBefore = await metric(registry, "pdtp_tracker_sources_banned_total", { reason: "unreachable" });
+    const fetcher = await joinAs("dead/in-order.bin", 9651);
+    const send = (reports: [Directive, TransferOutcome, number][]) =>
+      fetcher.p.send({
+        $case: "reports",
+        value: {
+          reports: reports.map(([d, outcome, httpStatus]) => {
+            const ok = outcome === TransferOutcome.TRANSFER_OUTCOME_OK;
+            // an OK of its first chunk only: the rest stays wanted
+            const verified = ok ? [{ first: d.range!.first, last: d.range!.first }] : [];
+            return {
+              transferId: d.transferId,
+              outcome,
+              bytes: ok ? CHUNK : 0,
+              durationMs: 1000,
+              detail: "",
+              httpStatus,
+              verified,
+            };
+          }),
+        },
+      });
+    const toLiar: Directive[] = [];
+    const take = async (n: number) => {
+      while (toLiar.length < n) {
+        toLiar.push(
+          ...(await fetcher.p.next("directives", 2000)).directives.filter((d) => d.source?.peerId === liar.id),
+        );
+      }
+    };
+    // one served (the fetcher's rate known, it gets all its slots), then two failures: a strike short of a ban
+    await take(1);
+    send([[toLiar.shift()!, TransferOutcome.TRANSFER_OUTCOME_OK, 0]]);
+    await take(4);
+    send(toLiar.splice(0, 2).map((d) => [d, TransferOutcome.TRANSFER_OUTCOME_FAILED, 0]));
+    // one message: the third strike (a 403), then a transfer the same source served
+    const [refused, served] = toLiar;
+    send([
+      [refused!, TransferOutcome.TRANSFER_OUTCOME_REFUSED, 403],
+      [served!, TransferOutcome.TRANSFER_OUTCOME_OK, 0],
+    ]);
+    const deadline = Date.now() + 5000;
+    while ((await metric(registry, "pdtp_tracker_sources_banned_total", { reason: "unreachable" })) === bannedBefore) {
+      assert.ok(Date.now() < deadline, "the refusal's strike bans the source before the OK after it is counted");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    liar.p.close();
+    fetcher.p.close();
+  });
+
   it("a second Join of the same stream in one session ends it with INVALID_ARGUMENT", async () => {
     const { p } = await joinAs("movies/big.bin", 9660);
     p.send({ $case: "join", value: { name: "movies/big.bin", mode: WantMode.WANT_MODE_BULK, have: [], position: 0 } });
