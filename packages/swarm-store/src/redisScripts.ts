@@ -233,7 +233,7 @@ local function seg_span(f, l)
   end
   -- a segment always starts at low, so only a full reply can leave the span unfinished
   if #got < SEG_PEEK then error('availability segments: none starts at or before ' .. int(f)) end
-  local from = seg_parse(redis.call('ZREVRANGEBYSCORE', K_AVAIL, f, '-inf', 'LIMIT', 0, 1)[1])
+  local from = seg_at(f)
   out = redis.call('ZRANGEBYSCORE', K_AVAIL, from, '(' .. int(seg_parse(got[#got])))
   for j = #got, 1, -1 do out[#out + 1] = got[j] end
   return out
@@ -370,6 +370,26 @@ local function put_pair(a, pa, b, pb)
   if pa then args[#args + 1] = a; args[#args + 1] = encode_peer(pa) end
   if pb and not (pa and a == b) then args[#args + 1] = b; args[#args + 1] = encode_peer(pb) end
   if #args > 0 then redis.call('HSET', K_PEERS, unpack(args)) end
+end
+-- The records of peers ids (distinct) in one HMGET, by id (nil for an unknown one).
+local function get_records(ids)
+  local P = {}
+  for k, s in ipairs(redis.call('HMGET', K_PEERS, unpack(ids))) do P[ids[k]] = decode_peer(s) end
+  return P
+end
+-- Writes the records P of peers ids (the known ones) in one HSET, and sets the load in K_SERVERS of those in
+-- loaded to their upload count in one ZADD XX (a viewer that serves is there; a seeder or a banned one is not).
+local function put_records(ids, P, loaded)
+  local w, z = {}, {}
+  for _, id in ipairs(ids) do
+    local p = P[id]
+    if p then
+      w[#w + 1] = id; w[#w + 1] = encode_peer(p)
+      if loaded[id] then z[#z + 1] = #list_items(p.ul); z[#z + 1] = id end
+    end
+  end
+  if #w > 0 then redis.call('HSET', K_PEERS, unpack(w)) end
+  if #z > 0 then redis.call('ZADD', K_SERVERS, 'XX', unpack(z)) end
 end
 local function counts(p) return p.r ~= 'seeder' and p.p > 0 and p.bn == 0 end
 local function avail_holdings(p, id, delta)
@@ -811,8 +831,7 @@ for i = 0, n - 1 do
   local sid = ARGV[6 + 7 * i]
   if not seen[sid] then seen[sid] = true; ids[#ids + 1] = sid end
 end
-local P, recs = {}, redis.call('HMGET', K_PEERS, unpack(ids))
-for k, id in ipairs(ids) do P[id] = decode_peer(recs[k]) end
+local P = get_records(ids)
 local fp = P[fid]
 local xfers, exp, ends, changes, served, earliest = {}, {}, {}, {}, {}, nil
 for i = 0, n - 1 do
@@ -848,14 +867,7 @@ out[1] = needs_index(K_XFEREXP, earliest)
 redis.call('HSET', K_XFERS, unpack(xfers))
 redis.call('ZADD', K_XFEREXP, unpack(exp))
 if #ends > 0 then redis.call('ZADD', K_XFEREND, unpack(ends)) end
--- the records written once; a server's load in K_SERVERS is its upload count
-local w, z = {}, {}
-for _, id in ipairs(ids) do
-  if id == fid or served[id] then w[#w + 1] = id; w[#w + 1] = encode_peer(P[id]) end
-  if served[id] then z[#z + 1] = #list_items(P[id].ul); z[#z + 1] = id end
-end
-redis.call('HSET', K_PEERS, unpack(w))
-redis.call('ZADD', K_SERVERS, 'XX', unpack(z))
+put_records(ids, P, served)
 seg_apply(changes)
 return out`,
 
@@ -882,16 +894,16 @@ for i = 1, n do fids[i] = ARGV[4 * i - 1]; xids[i] = ARGV[4 * i] end
 local stored = redis.call('HMGET', K_XFERS, unpack(xids))
 -- the transfers their reporters fetch (one named again after it was taken is not there any more), and
 -- the peers they involve
-local T, ids, seen, any = {}, {}, {}, false
+local T, ids, seen, taken, any = {}, {}, {}, {}, false
 local function involve(id)
   if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
 end
 for i = 1, n do
   local s = stored[i]
-  if s then
+  if s and not taken[xids[i]] then
     local t = cjson.decode(s)
     if t.f == fids[i] then
-      for k = i + 1, n do if xids[k] == xids[i] then stored[k] = false end end
+      taken[xids[i]] = true
       T[i] = { s = s, t = t }
       any = true
       involve(t.f)
@@ -903,8 +915,7 @@ local out = {}
 for i = 1, n do out[i] = false end
 if not any then return out end
 local m = meta()
-local P, recs = {}, redis.call('HMGET', K_PEERS, unpack(ids))
-for k, id in ipairs(ids) do P[id] = decode_peer(recs[k]) end
+local P = get_records(ids)
 -- each fetcher's holdings: as stored (OLD) and as they grow here (HV), and how many chunks it gained
 local fetchers, OLD, HV, GAINED = {}, {}, {}, {}
 for i = 1, n do
@@ -972,17 +983,7 @@ seg_apply(changes)
 for _, fid in ipairs(fetchers) do
   if GAINED[fid] > 0 then put_holdings(fid, P[fid], HV[fid], counts(P[fid]), OLD[fid]) end
 end
--- the records written once; a server's load in K_SERVERS is its upload count (a banned one is no longer there)
-local w, z = {}, {}
-for _, id in ipairs(ids) do
-  local p = P[id]
-  if p then
-    w[#w + 1] = id; w[#w + 1] = encode_peer(p)
-    if released[id] then z[#z + 1] = #list_items(p.ul); z[#z + 1] = id end
-  end
-end
-if #w > 0 then redis.call('HSET', K_PEERS, unpack(w)) end
-if #z > 0 then redis.call('ZADD', K_SERVERS, 'XX', unpack(z)) end
+put_records(ids, P, released)
 bump()
 return out`,
 
